@@ -1,0 +1,72 @@
+//! The hot-path form of an account: everything parsed and compiled once, when the account
+//! is created, updated or loaded at start.
+//!
+//! Owns [`CompiledAccount`] and [`compile`]. It must never be rebuilt per request.
+
+use crate::account::{AccountSpec, SpecError, validate_name};
+use crate::extract::Extractor;
+use crate::verify::Verifier;
+
+/// An account ready for requests.
+#[derive(Debug)]
+pub struct CompiledAccount {
+    /// The spec it was compiled from (secrets inside; shown only through its public JSON).
+    pub spec: AccountSpec,
+    /// Whether the studio switched its event listener on.
+    pub listening: bool,
+    /// When it was created, in microseconds since the epoch.
+    pub created_at: i64,
+    /// When it was last changed, in microseconds since the epoch.
+    pub updated_at: i64,
+    /// Its verification.
+    pub verifier: Verifier,
+    /// Its extraction paths.
+    pub extractor: Extractor,
+}
+
+impl CompiledAccount {
+    /// The account's name.
+    pub fn name(&self) -> &str {
+        &self.spec.name
+    }
+
+    /// Whether the URL accepts traffic.
+    pub fn active(&self) -> bool {
+        self.spec.active
+    }
+}
+
+/// Validates and compiles a spec. Every refusal names its field.
+pub fn compile(
+    spec: AccountSpec,
+    listening: bool,
+    created_at: i64,
+    updated_at: i64,
+) -> Result<CompiledAccount, SpecError> {
+    validate_name(&spec.name)?;
+    if !crate::rules::is_known(&spec.provider) {
+        return Err(SpecError::new(
+            "provider",
+            format!(
+                "{:?} is not a known provider; see GET /v1/providers",
+                spec.provider
+            ),
+        ));
+    }
+    if spec.secret.is_some() {
+        return Err(SpecError::new(
+            "secret",
+            "\"secret\" must be merged into signature.secrets before compiling",
+        ));
+    }
+    let verifier = Verifier::compile(&spec)?;
+    let extractor = Extractor::compile(&spec.paths)?;
+    Ok(CompiledAccount {
+        spec,
+        listening,
+        created_at,
+        updated_at,
+        verifier,
+        extractor,
+    })
+}

@@ -1,0 +1,127 @@
+//! A small HTTP/1 client for talking to a running gateway: the CLI's admin calls, and the
+//! integration tests' requests.
+//!
+//! Owns one request function over hyper's client. It must never print a token; callers
+//! pass it in and it goes only into the Authorization header.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+/// A response read whole.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON (`null` when it is not JSON).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Why a request failed before any answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The URL or a header was not valid.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// The gateway could not be reached or the connection broke.
+    #[error("cannot reach {url}: {message}")]
+    Unreachable {
+        /// Where.
+        url: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// A reusable client (keeps connections alive).
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    inner: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for HttpClient {
+    fn default() -> Self {
+        HttpClient {
+            inner: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends one request and reads the whole answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, ClientError> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Full::new(body.into()))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        for (k, v) in headers {
+            let name = HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| ClientError::Invalid(e.to_string()))?;
+            let value =
+                HeaderValue::from_str(v).map_err(|e| ClientError::Invalid(format!("{k}: {e}")))?;
+            req.headers_mut().append(name, value);
+        }
+        let unreachable = |message: String| ClientError::Unreachable {
+            url: url.to_owned(),
+            message,
+        };
+        let res = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map_err(|e| unreachable(e.to_string()))?
+            .to_bytes();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends a JSON admin request with a bearer token.
+    pub async fn admin(
+        &self,
+        method: Method,
+        url: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Answer, ClientError> {
+        let auth = format!("Bearer {token}");
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.send(
+            method,
+            url,
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+        .await
+    }
+}

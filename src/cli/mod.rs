@@ -1,0 +1,391 @@
+//! The command line: `hookgate serve`, `accounts ...`, `events ...`.
+//!
+//! Owns the clap definitions and what each command does. Everything but `serve` talks to
+//! a running gateway's admin API at `HOOKGATE_URL` with `HOOKGATE_ADMIN_TOKEN`. It must
+//! never print a token or secret: answers are printed as the API gave them (masked).
+
+pub mod client;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use hyper::Method;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::server::{Gateway, Listeners};
+use client::HttpClient;
+
+/// hookgate: a self-hosted receiving-side webhook gateway.
+#[derive(Debug, Parser)]
+#[command(name = "hookgate", version, about)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the gateway (public and admin listeners) on the configured SQLite file.
+    Serve {
+        /// A TOML config file (see hookgate.example.toml); environment variables override it.
+        #[arg(long, env = "HOOKGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Manage accounts through the admin API.
+    #[command(subcommand)]
+    Accounts(AccountsCommand),
+    /// Search and show the audit log through the admin API.
+    #[command(subcommand)]
+    Events(EventsCommand),
+}
+
+/// Where the admin API is and how to authenticate.
+#[derive(Debug, Args, Clone)]
+pub struct Remote {
+    /// The admin API's base URL.
+    #[arg(
+        long,
+        env = "HOOKGATE_URL",
+        default_value = "http://127.0.0.1:8081",
+        global = true
+    )]
+    pub url: String,
+    /// The admin (or auditor) token.
+    #[arg(
+        long,
+        env = "HOOKGATE_ADMIN_TOKEN",
+        hide_env_values = true,
+        global = true
+    )]
+    pub token: Option<String>,
+}
+
+/// `hookgate accounts ...`.
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account from JSON (the admin API's contract), given inline or as @FILE.
+    Create {
+        /// JSON text, or @path/to/file.json.
+        spec: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List accounts.
+    List {
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one account (secrets masked).
+    Show {
+        /// The account name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Change an account with a JSON merge patch, inline or as @FILE.
+    Update {
+        /// The account name.
+        name: String,
+        /// JSON text, or @path/to/file.json.
+        patch: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete an account (its audit rows stay).
+    Delete {
+        /// The account name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Let an account's URL accept traffic again.
+    Activate {
+        /// The account name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Make an account's URL refuse traffic (requests are still audited).
+    Deactivate {
+        /// The account name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `hookgate events ...`.
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// List events, newest first.
+    List {
+        /// The search filters.
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one event with its (redacted) headers and body.
+    Show {
+        /// The event id (`evt_...`).
+        id: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Filters of `hookgate events list`.
+#[derive(Debug, Args, Clone)]
+pub struct EventFilterArgs {
+    /// Account name.
+    #[arg(long)]
+    pub account: Option<String>,
+    /// accepted, duplicate or rejected.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Rejection reason, e.g. bad_signature.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Extracted sender.
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// Extracted source.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// Extracted event type.
+    #[arg(long)]
+    pub event_type: Option<String>,
+    /// Received at or after (RFC 3339).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Received before (RFC 3339).
+    #[arg(long)]
+    pub until: Option<String>,
+    /// Page size (1 to 1000).
+    #[arg(long)]
+    pub limit: Option<u32>,
+    /// The next_cursor of a previous page.
+    #[arg(long)]
+    pub cursor: Option<String>,
+}
+
+impl EventFilterArgs {
+    fn query(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        let limit = self.limit.map(|l| l.to_string());
+        let pairs = [
+            ("account", &self.account),
+            ("status", &self.status),
+            ("reason", &self.reason),
+            ("sender", &self.sender),
+            ("source", &self.source),
+            ("event_type", &self.event_type),
+            ("since", &self.since),
+            ("until", &self.until),
+            ("limit", &limit),
+            ("cursor", &self.cursor),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, v);
+            }
+        }
+        q.finish()
+    }
+}
+
+/// Runs a parsed command line; the error is printed by `main`.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve { config } => serve(config).await,
+        Command::Accounts(cmd) => accounts(cmd).await,
+        Command::Events(cmd) => events(cmd).await,
+    }
+}
+
+async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+    let text = match &config_path {
+        Some(p) => {
+            Some(std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+        }
+        None => None,
+    };
+    let config = Config::load(text.as_deref(), |k| std::env::var(k).ok())?;
+    let listeners = Listeners::bind(&config)
+        .await
+        .with_context(|| format!("binding {} and {}", config.listen, config.admin_listen))?;
+    let public = listeners.public.local_addr()?;
+    let admin = listeners.admin.local_addr()?;
+    let base = config.public_base_url();
+    let db = config.database.display().to_string();
+    let token_from_config = config.admin_token.is_some();
+    let gateway = Gateway::open(config).await?;
+    println!("hookgate {} is running", env!("CARGO_PKG_VERSION"));
+    println!("  webhooks:  {base}/hooks/{{account}}   (listening on {public})");
+    println!("  admin API: http://{admin}/v1/");
+    println!("  database:  {db}");
+    match &gateway.generated_admin_token {
+        Some(token) => {
+            println!("  admin token (shown once, stored only as a hash; keep it now):");
+            println!("    export HOOKGATE_ADMIN_TOKEN={token}");
+        }
+        None if token_from_config => {
+            println!("  admin token: the one set in HOOKGATE_ADMIN_TOKEN or the config file")
+        }
+        None => println!(
+            "  admin token: generated on first start and shown then; to replace it, set HOOKGATE_ADMIN_TOKEN and restart"
+        ),
+    }
+    gateway.run(listeners, shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}
+
+/// Reads inline JSON or `@file`.
+fn json_arg(arg: &str) -> anyhow::Result<Value> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
+        None => arg.to_owned(),
+    };
+    serde_json::from_str(&text).context("the argument is not valid JSON")
+}
+
+async fn call(
+    remote: &Remote,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<()> {
+    let Some(token) = remote.token.as_deref() else {
+        bail!(
+            "no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or pass --token"
+        );
+    };
+    let url = format!("{}{path}", remote.url.trim_end_matches('/'));
+    let answer = HttpClient::default()
+        .admin(method, &url, token, body.as_ref())
+        .await?;
+    let value = answer.json();
+    if answer.status.is_success() {
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        Ok(())
+    } else {
+        let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+        let field = value
+            .get("field")
+            .and_then(Value::as_str)
+            .map(|f| format!(" (field {f})"))
+            .unwrap_or_default();
+        bail!("{}: {detail}{field}", answer.status)
+    }
+}
+
+async fn accounts(cmd: AccountsCommand) -> anyhow::Result<()> {
+    use AccountsCommand as A;
+    match cmd {
+        A::Create { spec, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                "/v1/accounts",
+                Some(json_arg(&spec)?),
+            )
+            .await
+        }
+        A::List { remote } => call(&remote, Method::GET, "/v1/accounts", None).await,
+        A::Show { name, remote } => {
+            call(&remote, Method::GET, &format!("/v1/accounts/{name}"), None).await
+        }
+        A::Update {
+            name,
+            patch,
+            remote,
+        } => {
+            call(
+                &remote,
+                Method::PATCH,
+                &format!("/v1/accounts/{name}"),
+                Some(json_arg(&patch)?),
+            )
+            .await
+        }
+        A::Delete { name, remote } => {
+            call(
+                &remote,
+                Method::DELETE,
+                &format!("/v1/accounts/{name}"),
+                None,
+            )
+            .await
+        }
+        A::Activate { name, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                &format!("/v1/accounts/{name}/activate"),
+                None,
+            )
+            .await
+        }
+        A::Deactivate { name, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                &format!("/v1/accounts/{name}/deactivate"),
+                None,
+            )
+            .await
+        }
+    }
+}
+
+async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
+    match cmd {
+        EventsCommand::List { filter, remote } => {
+            call(
+                &remote,
+                Method::GET,
+                &format!("/v1/events?{}", filter.query()),
+                None,
+            )
+            .await
+        }
+        EventsCommand::Show { id, remote } => {
+            call(&remote, Method::GET, &format!("/v1/events/{id}"), None).await
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Time as the gateway records it: microseconds since the Unix epoch, shown as RFC 3339 UTC.
+//!
+//! Owns the conversions between stored integers and the RFC 3339 text of the API. Pure
+//! functions only, except [`now_micros`], the single place that reads the wall clock for
+//! request handling; pure code takes a `now` argument instead of calling it.
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// The current wall-clock time in microseconds since the Unix epoch.
+pub fn now_micros() -> i64 {
+    let now = OffsetDateTime::now_utc();
+    (now.unix_timestamp_nanos() / 1_000) as i64
+}
+
+/// Formats stored microseconds as RFC 3339 in UTC, e.g. `2026-11-21T17:01:02.123456Z`.
+pub fn format_micros(micros: i64) -> String {
+    let nanos = i128::from(micros) * 1_000;
+    OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Parses an RFC 3339 time (or plain Unix seconds) into microseconds since the epoch.
+pub fn parse_time(text: &str) -> Option<i64> {
+    if let Ok(secs) = text.parse::<i64>() {
+        return secs.checked_mul(1_000_000);
+    }
+    let t = OffsetDateTime::parse(text, &Rfc3339).ok()?;
+    i64::try_from(t.unix_timestamp_nanos() / 1_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_rfc3339() {
+        let micros = 1_763_744_462_123_456;
+        let text = format_micros(micros);
+        assert!(text.ends_with('Z'), "{text}");
+        assert_eq!(parse_time(&text), Some(micros));
+    }
+
+    #[test]
+    fn accepts_unix_seconds_and_rejects_garbage() {
+        assert_eq!(parse_time("10"), Some(10_000_000));
+        assert_eq!(parse_time("yesterday"), None);
+    }
+}

@@ -1,0 +1,26 @@
+//! hookgate: a self-hosted, receiving-side webhook gateway.
+//!
+//! Third parties POST events to `/hooks/{account}`; hookgate proves each request genuine
+//! ([`verify`]), pulls fields out of the payload ([`extract`]), records every attempt in
+//! a durable audit log ([`store`]) and answers only after the commit.
+//!
+//! The crate is a library with a thin binary (`src/main.rs`). [`server::Gateway::run`] takes
+//! already-bound listeners so that tests can bind port 0. This root owns nothing but the
+//! module list; it must never hold logic of its own.
+#![forbid(unsafe_code)]
+
+pub mod account;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod event;
+pub mod extract;
+pub mod payload;
+pub mod redact;
+pub mod registry;
+pub mod rules;
+pub mod secret;
+pub mod server;
+pub mod store;
+pub mod tokens;
+pub mod verify;

@@ -1,0 +1,142 @@
+//! Payload decoding: the verified body as a JSON value, whatever form it came in.
+//!
+//! Owns the mapping from content type to decoder: JSON (also `text/plain`, as AWS SNS
+//! sends it), and `application/x-www-form-urlencoded`, whose fields become an object (a
+//! repeated key keeps every value, as an array; a field holding a JSON object or array,
+//! like Slack's `payload=`, becomes that value). It must never be given unverified bytes:
+//! it takes a [`Verified`] request.
+
+use serde_json::{Map, Value};
+
+use crate::verify::Verified;
+
+/// Why a body could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PayloadError {
+    /// The content type is not one hookgate extracts from.
+    #[error(
+        "the content type {0:?} is not supported; send application/json, application/x-www-form-urlencoded or JSON as text/plain"
+    )]
+    Unsupported(String),
+    /// The body does not parse as its content type says.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// The body kinds hookgate decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Json,
+    Form,
+}
+
+fn kind_of(content_type: Option<&str>) -> Result<Kind, PayloadError> {
+    let Some(ct) = content_type else {
+        return Ok(Kind::Json);
+    };
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    match essence.as_str() {
+        "" | "application/json" | "text/json" | "text/plain" => Ok(Kind::Json),
+        "application/x-www-form-urlencoded" => Ok(Kind::Form),
+        e if e.starts_with("application/") && e.ends_with("+json") => Ok(Kind::Json),
+        _ => Err(PayloadError::Unsupported(ct.to_owned())),
+    }
+}
+
+/// Checks that a content type is decodable before any work is done on the body.
+pub fn check_content_type(content_type: Option<&str>) -> Result<(), PayloadError> {
+    kind_of(content_type).map(|_| ())
+}
+
+/// Decodes a verified body. An empty body is `null`, so a bare ping is still accepted.
+pub fn decode(verified: &Verified<'_>, content_type: Option<&str>) -> Result<Value, PayloadError> {
+    let body: &[u8] = verified.request().body;
+    let kind = kind_of(content_type)?;
+    if body.trim_ascii().is_empty() {
+        return Ok(Value::Null);
+    }
+    match kind {
+        Kind::Json => serde_json::from_slice(body)
+            .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}"))),
+        Kind::Form => Ok(decode_form(body)),
+    }
+}
+
+/// Turns `a=1&b=2&b=3&payload={...}` into `{"a":"1","b":["2","3"],"payload":{...}}`.
+pub fn decode_form(body: &[u8]) -> Value {
+    // Keys are indexed so that a hostile form with many keys stays linear.
+    let mut fields: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (key, value) in form_urlencoded::parse(body) {
+        let value = embedded_json(&value).unwrap_or_else(|| Value::String(value.into_owned()));
+        match index.get(key.as_ref()) {
+            Some(&i) => fields[i].1.push(value),
+            None => {
+                index.insert(key.clone().into_owned(), fields.len());
+                fields.push((key.into_owned(), vec![value]));
+            }
+        }
+    }
+    let mut map = Map::new();
+    for (key, mut values) in fields {
+        let value = if values.len() == 1 {
+            values.pop().unwrap_or(Value::Null)
+        } else {
+            Value::Array(values)
+        };
+        map.insert(key, value);
+    }
+    Value::Object(map)
+}
+
+fn embedded_json(value: &str) -> Option<Value> {
+    let t = value.trim_start();
+    if !(t.starts_with('{') || t.starts_with('[')) {
+        return None;
+    }
+    serde_json::from_str(value).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn content_types() {
+        assert_eq!(kind_of(None), Ok(Kind::Json));
+        assert_eq!(
+            kind_of(Some("application/json; charset=utf-8")),
+            Ok(Kind::Json)
+        );
+        assert_eq!(kind_of(Some("application/vnd.api+json")), Ok(Kind::Json));
+        assert_eq!(kind_of(Some("Text/Plain")), Ok(Kind::Json));
+        assert_eq!(
+            kind_of(Some("application/x-www-form-urlencoded")),
+            Ok(Kind::Form)
+        );
+        assert!(kind_of(Some("application/xml")).is_err());
+        assert!(kind_of(Some("multipart/form-data; boundary=x")).is_err());
+    }
+
+    #[test]
+    fn form_keeps_repeats_and_embedded_json() {
+        let v =
+            decode_form(b"a=1&b=2&b=3&b=4&payload=%7B%22user%22%3A%7B%22id%22%3A%22U1%22%7D%7D&e=");
+        assert_eq!(
+            v,
+            json!({"a": "1", "b": ["2", "3", "4"], "payload": {"user": {"id": "U1"}}, "e": ""})
+        );
+    }
+
+    #[test]
+    fn form_repeat_of_an_embedded_array_wraps_it() {
+        let v = decode_form(b"x=%5B1%5D&x=2");
+        assert_eq!(v, json!({"x": [[1], "2"]}));
+    }
+}

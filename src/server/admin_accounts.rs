@@ -1,0 +1,312 @@
+//! Admin routes for accounts: create, list, show, update, delete, activate, listening,
+//! and adding or retiring secrets.
+//!
+//! Owns the account life cycle over HTTP: every change is validated and compiled first,
+//! committed with its change-log row second, and only then published to the registry. It
+//! must never answer with a secret: account views go through the spec's public JSON.
+
+use hyper::{Response, StatusCode};
+use serde_json::{Value, json};
+
+use super::AppState;
+use super::admin::store_problem;
+use super::http::{Problem, ResBody};
+use crate::account::{AccountSpec, CompiledAccount, SpecError, compile, merge_patch};
+use crate::clock::{format_micros, now_micros};
+use crate::rules;
+use crate::store::{AdminWrite, Change};
+use crate::tokens::Caller;
+
+/// The account as the admin API shows it: secrets masked, URL and state added.
+fn view(state: &AppState, a: &CompiledAccount) -> Value {
+    let mut v = a.spec.to_public_json();
+    v["webhook_url"] = format!("{}/hooks/{}", state.public_url, a.name()).into();
+    v["listening"] = a.listening.into();
+    v["created_at"] = format_micros(a.created_at).into();
+    v["updated_at"] = format_micros(a.updated_at).into();
+    v
+}
+
+fn invalid(e: SpecError) -> Problem {
+    Problem::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_account",
+        "Unprocessable Content",
+        e.to_string(),
+    )
+    .with("field", e.field)
+}
+
+fn not_found(name: &str) -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "Not Found",
+        format!("there is no account {name:?}"),
+    )
+}
+
+fn change(caller: &Caller, action: &str, account: &str, detail: Value) -> Change {
+    Change {
+        at: now_micros(),
+        actor: format!("{} ({})", caller.name, caller.role.as_str()),
+        action: action.to_owned(),
+        account: Some(account.to_owned()),
+        detail: detail.to_string(),
+    }
+}
+
+/// `GET /v1/accounts`.
+pub fn list(state: &AppState) -> Response<ResBody> {
+    let accounts: Vec<Value> = state
+        .registry
+        .list()
+        .iter()
+        .map(|a| view(state, a))
+        .collect();
+    super::http::json(StatusCode::OK, &json!({"accounts": accounts}))
+}
+
+/// `GET /v1/accounts/{name}`.
+pub fn show(state: &AppState, name: &str) -> Result<Response<ResBody>, Problem> {
+    let account = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    Ok(super::http::json(StatusCode::OK, &view(state, &account)))
+}
+
+/// `POST /v1/accounts`.
+pub async fn create(
+    state: &AppState,
+    caller: &Caller,
+    body: Value,
+) -> Result<Response<ResBody>, Problem> {
+    let prepared = rules::prepare(body).map_err(invalid)?;
+    let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
+    let now = now_micros();
+    let account = compile(spec, false, now, now).map_err(invalid)?;
+    let _guard = state.admin_lock.lock().await;
+    let name = account.name().to_owned();
+    let detail = json!({"provider": account.spec.provider, "active": account.spec.active});
+    state
+        .store
+        .admin(AdminWrite::CreateAccount {
+            name: name.clone(),
+            spec: account.spec.to_stored_json().to_string(),
+            change: change(caller, "account.created", &name, detail),
+        })
+        .await
+        .map_err(store_problem)?;
+    let account = state.registry.put(account);
+    Ok(super::http::json(
+        StatusCode::CREATED,
+        &view(state, &account),
+    ))
+}
+
+/// `PATCH /v1/accounts/{name}` (JSON Merge Patch), and activate/deactivate.
+pub async fn update(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    patch: Value,
+    action: &str,
+) -> Result<Response<ResBody>, Problem> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    if let Some(given) = patch.get("name")
+        && given.as_str() != Some(name)
+    {
+        return Err(invalid(SpecError::new(
+            "name",
+            "an account cannot be renamed; create a new one",
+        )));
+    }
+    let mut merged = current.spec.to_stored_json();
+    merge_patch(&mut merged, &patch);
+    let prepared = rules::prepare(merged).map_err(invalid)?;
+    let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
+    let fields: Vec<&String> = patch
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    let detail = json!({"fields": fields});
+    commit_update(
+        state,
+        caller,
+        &current,
+        spec,
+        current.listening,
+        action,
+        detail,
+    )
+    .await
+}
+
+async fn commit_update(
+    state: &AppState,
+    caller: &Caller,
+    current: &CompiledAccount,
+    spec: AccountSpec,
+    listening: bool,
+    action: &str,
+    detail: Value,
+) -> Result<Response<ResBody>, Problem> {
+    let name = current.name().to_owned();
+    let account = compile(spec, listening, current.created_at, now_micros()).map_err(invalid)?;
+    state
+        .store
+        .admin(AdminWrite::UpdateAccount {
+            name: name.clone(),
+            spec: account.spec.to_stored_json().to_string(),
+            listening,
+            change: change(caller, action, &name, detail),
+        })
+        .await
+        .map_err(store_problem)?;
+    let account = state.registry.put(account);
+    Ok(super::http::json(StatusCode::OK, &view(state, &account)))
+}
+
+/// `DELETE /v1/accounts/{name}`: the account goes, its audit rows stay.
+pub async fn delete(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Response<ResBody>, Problem> {
+    let _guard = state.admin_lock.lock().await;
+    if state.registry.get(name).is_none() {
+        return Err(not_found(name));
+    }
+    state
+        .store
+        .admin(AdminWrite::DeleteAccount {
+            name: name.to_owned(),
+            change: change(caller, "account.deleted", name, json!({})),
+        })
+        .await
+        .map_err(store_problem)?;
+    state.registry.remove(name);
+    Ok(super::http::json(StatusCode::OK, &json!({"deleted": name})))
+}
+
+/// `POST /v1/accounts/{name}/listening` with `{"listening": bool, "event_types": [...]}`.
+pub async fn listening(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: Value,
+) -> Result<Response<ResBody>, Problem> {
+    let Some(on) = body.get("listening").and_then(Value::as_bool) else {
+        return Err(invalid(SpecError::new(
+            "listening",
+            "must be true or false",
+        )));
+    };
+    let _guard = state.admin_lock.lock().await;
+    let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    let mut spec = current.spec.clone();
+    if let Some(types) = body.get("event_types") {
+        spec.forward.event_types = serde_json::from_value(types.clone())
+            .map_err(|_| invalid(SpecError::new("event_types", "must be a list of strings")))?;
+    }
+    let action = if on { "listening.on" } else { "listening.off" };
+    let detail = json!({"event_types": spec.forward.event_types});
+    commit_update(state, caller, &current, spec, on, action, detail).await
+}
+
+/// `POST /v1/accounts/{name}/secrets` with `{"secret": "..."}`: one more valid secret.
+pub async fn add_secret(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    body: Value,
+) -> Result<Response<ResBody>, Problem> {
+    let Some(secret) = body
+        .get("secret")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(invalid(SpecError::new(
+            "secret",
+            "must be a non-empty string",
+        )));
+    };
+    let _guard = state.admin_lock.lock().await;
+    let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    let mut spec = current.spec.clone();
+    let Some(sig) = spec.signature.as_mut() else {
+        return Err(invalid(SpecError::new(
+            "signature",
+            "the account has no signature scheme to add a secret to",
+        )));
+    };
+    sig.secrets.push(crate::secret::Secret::new(secret));
+    let detail = json!({"secrets": sig.secrets.len()});
+    commit_update(
+        state,
+        caller,
+        &current,
+        spec,
+        current.listening,
+        "secret.added",
+        detail,
+    )
+    .await
+}
+
+/// `DELETE /v1/accounts/{name}/secrets/{index}`: retires one secret (0-based, as listed).
+pub async fn retire_secret(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+    index: &str,
+) -> Result<Response<ResBody>, Problem> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    let mut spec = current.spec.clone();
+    let Some(sig) = spec.signature.as_mut() else {
+        return Err(not_found(&format!("{name}/secrets/{index}")));
+    };
+    let Some(i) = index
+        .parse::<usize>()
+        .ok()
+        .filter(|i| *i < sig.secrets.len())
+    else {
+        return Err(not_found(&format!("{name}/secrets/{index}")));
+    };
+    if sig.secrets.len() == 1 {
+        return Err(invalid(SpecError::new(
+            "signature.secrets",
+            "the last secret cannot be retired; add its successor first",
+        )));
+    }
+    sig.secrets.remove(i);
+    let detail = json!({"retired_index": i, "secrets": sig.secrets.len()});
+    commit_update(
+        state,
+        caller,
+        &current,
+        spec,
+        current.listening,
+        "secret.retired",
+        detail,
+    )
+    .await
+}
+
+/// `GET /v1/providers`: the presets and what each needs.
+pub fn providers() -> Response<ResBody> {
+    let mut list = vec![json!({
+        "name": "custom",
+        "title": "Custom",
+        "needs": "auth and/or signature, filled in by you",
+    })];
+    for rule in rules::shipped() {
+        list.push(json!({
+            "name": rule.name,
+            "title": rule.title,
+            "needs": rule.secret_help,
+            "defaults": rule.account,
+        }));
+    }
+    super::http::json(StatusCode::OK, &json!({"providers": list}))
+}

@@ -1,0 +1,171 @@
+//! Admin routes for reading the audit log: event search, one event, the change log.
+//!
+//! Owns query-string parsing for the search filters and cursors, with a clear 400 for any
+//! value it cannot use. Read-only: open to the admin and auditor roles alike. It must
+//! never return an unredacted credential (the rows were redacted before they were stored).
+
+use hyper::{Response, StatusCode};
+use serde_json::json;
+
+use super::AppState;
+use super::admin::store_problem;
+use super::http::{Problem, ResBody};
+use crate::clock::parse_time;
+use crate::event::{Reason, Status, parse_public_id};
+use crate::store::{ChangeFilter, EventFilter};
+
+const DEFAULT_LIMIT: usize = 50;
+const MAX_LIMIT: usize = 1000;
+
+fn bad(detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "bad_query", "Bad Request", detail)
+}
+
+/// The parameters common to every listing.
+struct Common {
+    since: Option<i64>,
+    until: Option<i64>,
+    limit: usize,
+    before_seq: Option<i64>,
+}
+
+fn common(pairs: &[(String, String)]) -> Result<Common, Problem> {
+    let mut c = Common {
+        since: None,
+        until: None,
+        limit: DEFAULT_LIMIT,
+        before_seq: None,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "since" | "until" => {
+                let t = parse_time(v)
+                    .ok_or_else(|| bad(format!("{k}={v:?} is not an RFC 3339 time")))?;
+                if k == "since" {
+                    c.since = Some(t)
+                } else {
+                    c.until = Some(t)
+                }
+            }
+            "limit" => {
+                c.limit = v
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=MAX_LIMIT).contains(n))
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT}"
+                        ))
+                    })?;
+            }
+            "cursor" => {
+                c.before_seq = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n: &i64| *n > 0)
+                        .ok_or_else(|| bad("cursor is not one this API returned".into()))?,
+                );
+            }
+            _ => {}
+        }
+    }
+    Ok(c)
+}
+
+fn pairs(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `GET /v1/events?account=&status=&reason=&sender=&source=&event_type=&since=&until=&limit=&cursor=`.
+pub async fn list(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+    let pairs = pairs(query);
+    let c = common(&pairs)?;
+    let mut f = EventFilter {
+        since: c.since,
+        until: c.until,
+        limit: c.limit,
+        before_seq: c.before_seq,
+        ..Default::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "account" => f.account = Some(v),
+            "status" => {
+                if Status::parse(&v).is_none() {
+                    return Err(bad(format!(
+                        "status={v:?}; use accepted, duplicate or rejected"
+                    )));
+                }
+                f.status = Some(v);
+            }
+            "reason" => {
+                if Reason::parse(&v).is_none() {
+                    let known: Vec<&str> = Reason::ALL.iter().map(|r| r.as_str()).collect();
+                    return Err(bad(format!(
+                        "reason={v:?}; known reasons: {}",
+                        known.join(", ")
+                    )));
+                }
+                f.reason = Some(v);
+            }
+            "sender" => f.sender = Some(v),
+            "source" => f.source = Some(v),
+            "event_type" => f.event_type = Some(v),
+            "since" | "until" | "limit" | "cursor" => {}
+            other => return Err(bad(format!("unknown filter {other:?}"))),
+        }
+    }
+    let page = state.store.events(f).await.map_err(store_problem)?;
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"events": page.items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+/// `GET /v1/events/{id}`.
+pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Problem> {
+    let not_found = || {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not Found",
+            format!("there is no event {id:?}"),
+        )
+    };
+    let seq = parse_public_id(id).ok_or_else(not_found)?;
+    let event = state
+        .store
+        .event(seq)
+        .await
+        .map_err(store_problem)?
+        .ok_or_else(not_found)?;
+    Ok(super::http::json(StatusCode::OK, &event))
+}
+
+/// `GET /v1/changes?account=&action=&since=&until=&limit=&cursor=`.
+pub async fn changes(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+    let pairs = pairs(query);
+    let c = common(&pairs)?;
+    let mut f = ChangeFilter {
+        since: c.since,
+        until: c.until,
+        limit: c.limit,
+        before_seq: c.before_seq,
+        ..Default::default()
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "account" => f.account = Some(v),
+            "action" => f.action = Some(v),
+            "since" | "until" | "limit" | "cursor" => {}
+            other => return Err(bad(format!("unknown filter {other:?}"))),
+        }
+    }
+    let page = state.store.changes(f).await.map_err(store_problem)?;
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"changes": page.items, "next_cursor": page.next_cursor}),
+    ))
+}

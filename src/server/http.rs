@@ -1,0 +1,155 @@
+//! HTTP plumbing shared by both listeners: the response body type, JSON and problem+json
+//! (RFC 9457) answers, and reading a request body under a size limit and a deadline.
+//!
+//! Owns the one mapping from errors to HTTP answers ([`Problem`]). It must never put
+//! internal error text (SQL, file paths) into an answer to a webhook sender.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// The body of every response.
+pub type ResBody = BoxBody<Bytes, Infallible>;
+
+/// A full response body.
+pub fn full(bytes: impl Into<Bytes>) -> ResBody {
+    Full::new(bytes.into()).boxed()
+}
+
+/// A JSON answer.
+pub fn json<T: Serialize>(status: StatusCode, value: &T) -> Response<ResBody> {
+    let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+    let mut res = Response::new(full(body));
+    *res.status_mut() = status;
+    res.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    res
+}
+
+/// A problem+json answer (RFC 9457).
+#[derive(Debug, Clone)]
+pub struct Problem {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable machine-readable code (snake_case).
+    pub code: &'static str,
+    /// A short, human-readable summary.
+    pub title: &'static str,
+    /// What happened in this case, in words.
+    pub detail: String,
+    /// Extra members (the audit id, the field at fault).
+    pub extra: Vec<(&'static str, Value)>,
+}
+
+impl Problem {
+    /// A problem with no extra members.
+    pub fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: impl Into<String>,
+    ) -> Self {
+        Problem {
+            status,
+            code,
+            title,
+            detail: detail.into(),
+            extra: Vec::new(),
+        }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &'static str, value: impl Into<Value>) -> Self {
+        self.extra.push((key, value.into()));
+        self
+    }
+
+    /// The response.
+    pub fn response(&self) -> Response<ResBody> {
+        let mut body = json!({
+            "type": "about:blank",
+            "title": self.title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        for (k, v) in &self.extra {
+            body[*k] = v.clone();
+        }
+        let mut res = json(self.status, &body);
+        res.headers_mut().insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        res
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug)]
+pub enum BodyError {
+    /// More than the limit was sent; the prefix read so far and the total size seen.
+    TooLarge {
+        /// What was read before giving up.
+        prefix: Bytes,
+        /// The size seen (declared or counted).
+        seen: u64,
+    },
+    /// The body did not arrive within the deadline.
+    Timeout {
+        /// What was read before the deadline.
+        prefix: Bytes,
+    },
+    /// The connection failed while reading.
+    Broken(String),
+}
+
+/// Reads a whole body, refusing more than `limit` bytes and giving up after `deadline`.
+/// A declared `Content-Length` over the limit is refused before reading anything.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    deadline: Duration,
+) -> Result<Bytes, BodyError> {
+    if let Some(declared) = body.size_hint().exact()
+        && declared > limit as u64
+    {
+        return Err(BodyError::TooLarge {
+            prefix: Bytes::new(),
+            seen: declared,
+        });
+    }
+    let mut buf = BytesMut::with_capacity(body.size_hint().lower().min(limit as u64) as usize);
+    let mut body = body;
+    let read = async {
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| BodyError::Broken(e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                if buf.len() + data.len() > limit {
+                    let seen = (buf.len() + data.len()) as u64;
+                    return Err(BodyError::TooLarge {
+                        prefix: std::mem::take(&mut buf).freeze(),
+                        seen,
+                    });
+                }
+                buf.extend_from_slice(&data);
+            }
+        }
+        Ok(())
+    };
+    match tokio::time::timeout(deadline, read).await {
+        Ok(Ok(())) => Ok(buf.freeze()),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(BodyError::Timeout {
+            prefix: buf.freeze(),
+        }),
+    }
+}

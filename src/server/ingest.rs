@@ -1,0 +1,428 @@
+//! The ingest path: `POST|PUT /hooks/{account}`.
+//!
+//! Owns the order of decisions for one webhook: read the body under its limits, find the
+//! account, check the method, verify, decode, extract, then hand one audit row to the
+//! writer and answer only after it is committed. Every path through here, accepted or
+//! not, appends exactly one row. It must never answer 2xx before the commit, and never
+//! tell a sender which verification step failed.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use super::AppState;
+use super::http::{BodyError, Problem, ResBody, json, read_body};
+use crate::account::{CompiledAccount, validate_name};
+use crate::clock::now_micros;
+use crate::event::{EventRecord, Extracted, Reason, Status, public_id};
+use crate::payload::{self, PayloadError};
+use crate::redact;
+use crate::store::StoreError;
+use crate::verify::RequestView;
+
+/// The longest account label stored for a request to an unknown account.
+const MAX_LABEL: usize = 128;
+
+/// Handles one request whose path is `/hooks` or starts with `/hooks/`.
+pub async fn handle(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    let started = Instant::now();
+    let received_at = now_micros();
+    let (parts, body) = req.into_parts();
+    let label = account_label(parts.uri.path());
+    let account = validate_name(&label)
+        .ok()
+        .and_then(|()| state.registry.get(&label));
+    let mut row = Row {
+        state,
+        parts: &parts,
+        peer,
+        received_at,
+        started,
+        account: account.clone(),
+        label,
+    };
+
+    let limits = &state.config.limits;
+    let body = match read_body(body, limits.max_body_bytes, state.config.body_timeout()).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { prefix, seen }) => {
+            let problem = Problem::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "Payload Too Large",
+                format!(
+                    "the body is {seen} bytes; the limit is {} bytes",
+                    limits.max_body_bytes
+                ),
+            );
+            let mut res = row
+                .reject(
+                    Reason::TooLarge,
+                    problem.detail.clone(),
+                    Partial { prefix, size: seen },
+                    problem,
+                )
+                .await;
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return res;
+        }
+        Err(BodyError::Timeout { prefix }) => {
+            let size = prefix.len() as u64;
+            let problem = Problem::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "read_timeout",
+                "Request Timeout",
+                format!(
+                    "the body did not arrive within {}s",
+                    limits.body_timeout_secs
+                ),
+            );
+            let mut res = row
+                .reject(
+                    Reason::ReadTimeout,
+                    problem.detail.clone(),
+                    Partial { prefix, size },
+                    problem,
+                )
+                .await;
+            res.headers_mut()
+                .insert(CONNECTION, HeaderValue::from_static("close"));
+            return res;
+        }
+        Err(BodyError::Broken(e)) => {
+            let problem = Problem::new(
+                StatusCode::BAD_REQUEST,
+                "incomplete_body",
+                "Bad Request",
+                "the connection broke before the whole body arrived",
+            );
+            let empty = Partial {
+                prefix: Bytes::new(),
+                size: 0,
+            };
+            return row
+                .reject(
+                    Reason::IncompleteBody,
+                    format!("body read failed: {e}"),
+                    empty,
+                    problem,
+                )
+                .await;
+        }
+    };
+    row.decide(body).await
+}
+
+/// The account segment of the path, as received (lossy, bounded).
+fn account_label(path: &str) -> String {
+    let rest = path.strip_prefix("/hooks").unwrap_or(path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    let mut label: String = rest.chars().take(MAX_LABEL).collect();
+    if label.len() < rest.len() {
+        label.push('…');
+    }
+    label
+}
+
+/// A body that was not read whole.
+struct Partial {
+    prefix: Bytes,
+    size: u64,
+}
+
+/// What is known about the request while it is being decided.
+struct Row<'a> {
+    state: &'a AppState,
+    parts: &'a Parts,
+    peer: SocketAddr,
+    received_at: i64,
+    started: Instant,
+    account: Option<Arc<CompiledAccount>>,
+    label: String,
+}
+
+impl Row<'_> {
+    async fn decide(&mut self, body: Bytes) -> Response<ResBody> {
+        let Some(account) = self.account.clone() else {
+            return self
+                .reject_whole(
+                    Reason::UnknownAccount,
+                    "no account of this name",
+                    body,
+                    not_found(),
+                )
+                .await;
+        };
+        if !account.active() {
+            return self
+                .reject_whole(
+                    Reason::InactiveAccount,
+                    "the account is deactivated",
+                    body,
+                    not_found(),
+                )
+                .await;
+        }
+        if self.parts.method != Method::POST && self.parts.method != Method::PUT {
+            let problem = Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "Method Not Allowed",
+                format!(
+                    "{} is not accepted here; send POST or PUT",
+                    self.parts.method
+                ),
+            );
+            let detail = format!("method {}", self.parts.method);
+            let mut res = self
+                .reject_whole(Reason::MethodNotAllowed, detail, body, problem)
+                .await;
+            res.headers_mut()
+                .insert(ALLOW, HeaderValue::from_static("POST, PUT"));
+            return res;
+        }
+
+        let url = self.public_url();
+        let view = RequestView {
+            headers: &self.parts.headers,
+            query: self.parts.uri.query(),
+            body: &body,
+            url: &url,
+        };
+        let verified = match account.verifier.verify(&view, self.received_at / 1_000_000) {
+            Ok(v) => v,
+            Err(rejection) => {
+                let problem = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Unauthorized",
+                    "the request could not be verified; the reason is recorded in the gateway's audit log",
+                );
+                return self
+                    .reject_whole(rejection.reason, rejection.detail, body.clone(), problem)
+                    .await;
+            }
+        };
+        let content_type = self.content_type();
+        let payload = match payload::decode(&verified, content_type.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                let (reason, problem) = match &e {
+                    PayloadError::Unsupported(_) => (
+                        Reason::UnsupportedMediaType,
+                        Problem::new(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "unsupported_media_type",
+                            "Unsupported Media Type",
+                            e.to_string(),
+                        ),
+                    ),
+                    PayloadError::Malformed(_) => (
+                        Reason::MalformedPayload,
+                        Problem::new(
+                            StatusCode::BAD_REQUEST,
+                            "malformed_payload",
+                            "Bad Request",
+                            e.to_string(),
+                        ),
+                    ),
+                };
+                return self
+                    .reject_whole(reason, e.to_string(), body.clone(), problem)
+                    .await;
+            }
+        };
+        let extracted = account.extractor.extract(&verified, &payload);
+        let size = body.len() as u64;
+        let record = self.record(Status::Accepted, None, None, extracted, body, size, true);
+        match self.state.store.append(record).await {
+            Ok(c) => {
+                let mut answer = json!({"status": c.status.as_str(), "id": public_id(c.seq)});
+                if let Some(original) = c.original_seq {
+                    answer["original_id"] = public_id(original).into();
+                }
+                json(StatusCode::OK, &answer)
+            }
+            Err(e) => storage_failed(&e),
+        }
+    }
+
+    /// The URL the sender was given, for `{url}` in signed content.
+    fn public_url(&self) -> String {
+        let base = &self.state.public_url;
+        match self.parts.uri.query() {
+            Some(q) => format!("{base}{}?{q}", self.parts.uri.path()),
+            None => format!("{base}{}", self.parts.uri.path()),
+        }
+    }
+
+    fn content_type(&self) -> Option<String> {
+        self.parts
+            .headers
+            .get(CONTENT_TYPE)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    }
+
+    /// Rejects a request whose whole body was read.
+    async fn reject_whole(
+        &mut self,
+        reason: Reason,
+        detail: impl Into<String>,
+        body: Bytes,
+        problem: Problem,
+    ) -> Response<ResBody> {
+        let size = body.len() as u64;
+        let keep = self.state.config.limits.rejected_body_bytes;
+        let record = self.record(
+            Status::Rejected,
+            Some(reason),
+            Some(detail.into()),
+            Extracted::default(),
+            body,
+            size,
+            true,
+        );
+        let record = truncate(record, keep);
+        self.commit_rejection(record, problem).await
+    }
+
+    /// Rejects a request whose body was not read whole.
+    async fn reject(
+        &mut self,
+        reason: Reason,
+        detail: String,
+        partial: Partial,
+        problem: Problem,
+    ) -> Response<ResBody> {
+        let keep = self.state.config.limits.rejected_body_bytes;
+        let mut record = self.record(
+            Status::Rejected,
+            Some(reason),
+            Some(detail),
+            Extracted::default(),
+            partial.prefix,
+            partial.size,
+            false,
+        );
+        record.body_truncated = true;
+        let record = truncate(record, keep);
+        self.commit_rejection(record, problem).await
+    }
+
+    async fn commit_rejection(
+        &mut self,
+        record: EventRecord,
+        problem: Problem,
+    ) -> Response<ResBody> {
+        match self.state.store.append(record).await {
+            Ok(c) => problem.with("id", public_id(c.seq)).response(),
+            Err(e) => storage_failed(&e),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record(
+        &self,
+        status: Status,
+        reason: Option<Reason>,
+        detail: Option<String>,
+        extracted: Extracted,
+        body: Bytes,
+        body_size: u64,
+        whole: bool,
+    ) -> EventRecord {
+        let (sensitive, query_param) = match &self.account {
+            Some(a) => (
+                a.verifier.sensitive_headers(),
+                a.verifier.sensitive_query_param(),
+            ),
+            None => (Vec::new(), None),
+        };
+        let query = redact::query(self.parts.uri.query().unwrap_or(""), query_param);
+        let headers = redact::headers_json(
+            &self.parts.headers,
+            &sensitive,
+            &self.state.config.redact_headers,
+        );
+        let body_sha256 = whole.then(|| Sha256::digest(&body).into());
+        EventRecord {
+            received_at: self.received_at,
+            account: self.label.clone(),
+            status,
+            reason,
+            detail,
+            extracted,
+            method: self.parts.method.to_string(),
+            path: self.parts.uri.path().to_owned(),
+            query,
+            remote_addr: self.peer.to_string(),
+            headers,
+            content_type: self.content_type(),
+            body,
+            body_size,
+            body_sha256,
+            body_truncated: false,
+            handle_micros: self.started.elapsed().as_micros() as i64,
+        }
+    }
+}
+
+/// Keeps at most `keep` bytes of a rejected body; its size and hash stay as they were.
+fn truncate(mut record: EventRecord, keep: usize) -> EventRecord {
+    if record.body.len() > keep {
+        record.body = record.body.slice(..keep);
+        record.body_truncated = true;
+    }
+    record
+}
+
+fn not_found() -> Problem {
+    Problem::new(
+        StatusCode::NOT_FOUND,
+        "unknown_account",
+        "Not Found",
+        "there is no active webhook account at this URL",
+    )
+}
+
+/// The answer when the audit row could not be committed: never 2xx.
+pub fn storage_failed(e: &StoreError) -> Response<ResBody> {
+    tracing::warn!(error = %e, "answering 503: the audit row was not committed");
+    let mut res = Problem::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "storage_unavailable",
+        "Service Unavailable",
+        "the event could not be recorded; nothing was accepted, please retry",
+    )
+    .response();
+    res.headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+    res
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_labels() {
+        assert_eq!(account_label("/hooks/shop"), "shop");
+        assert_eq!(account_label("/hooks"), "");
+        assert_eq!(account_label("/hooks/a/b"), "a/b");
+        let long = format!("/hooks/{}", "x".repeat(500));
+        assert_eq!(account_label(&long).chars().count(), MAX_LABEL + 1);
+    }
+}

@@ -1,0 +1,312 @@
+//! The two HTTP listeners and the gateway's life cycle: open, serve, shut down gracefully.
+//!
+//! Owns [`Gateway`] (the state built at start: store, registry, tokens) and the accept
+//! loop: a connection semaphore is acquired before `accept` (backpressure), each
+//! connection gets header-size and header-time limits, and shutdown goes in phases: stop
+//! accepting, let in-flight requests finish (with a deadline), then flush and join the
+//! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
+
+mod admin;
+mod admin_accounts;
+mod admin_events;
+pub mod http;
+mod ingest;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+
+use crate::account::{AccountSpec, compile};
+use crate::clock::now_micros;
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::{AdminWrite, Change, Store, StoreError};
+use crate::tokens::{self, Role, TokenEntry, TokenSet, hash_token};
+use http::{Problem, ResBody};
+
+/// How long in-flight requests get to finish after shutdown begins.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The configuration, fixed at start.
+    pub config: Config,
+    /// The base URL senders are given.
+    pub public_url: String,
+    /// The database.
+    pub store: Store,
+    /// Compiled accounts.
+    pub registry: Registry,
+    /// Valid admin and auditor tokens.
+    pub tokens: RwLock<TokenSet>,
+    /// Serialises admin read-modify-write changes of accounts.
+    pub admin_lock: tokio::sync::Mutex<()>,
+}
+
+/// The two bound listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// For `/hooks/...`, `/healthz`, `/readyz`.
+    pub public: TcpListener,
+    /// For the admin API.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the configured addresses.
+    pub async fn bind(config: &Config) -> std::io::Result<Listeners> {
+        Ok(Listeners {
+            public: TcpListener::bind(config.listen).await?,
+            admin: TcpListener::bind(config.admin_listen).await?,
+        })
+    }
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The database could not be opened or read.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A gateway whose state is loaded, ready to serve.
+pub struct Gateway {
+    state: Arc<AppState>,
+    /// A freshly generated admin token, when there was none: show it once, then it is
+    /// gone (only its hash is stored).
+    pub generated_admin_token: Option<String>,
+}
+
+impl Gateway {
+    /// Opens the database, loads accounts and tokens, and generates an admin token when
+    /// none exists.
+    pub async fn open(config: Config) -> Result<Gateway, ServeError> {
+        let store = {
+            let path = config.database.clone();
+            let tuning = config.storage.clone();
+            tokio::task::spawn_blocking(move || Store::open(&path, &tuning))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))??
+        };
+        let registry = Registry::new();
+        for stored in store.accounts().await? {
+            let parsed = serde_json::from_str(&stored.spec)
+                .map_err(|e| e.to_string())
+                .and_then(|v| AccountSpec::from_json(v).map_err(|e| e.to_string()))
+                .and_then(|spec| {
+                    compile(spec, stored.listening, stored.created_at, stored.updated_at)
+                        .map_err(|e| e.to_string())
+                });
+            match parsed {
+                Ok(account) => {
+                    registry.put(account);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "a stored account no longer compiles; it is not served")
+                }
+            }
+        }
+        let mut token_set = TokenSet::default();
+        for entry in store.tokens().await? {
+            token_set.add(entry);
+        }
+        if let Some(t) = &config.admin_token {
+            token_set.add(TokenEntry {
+                name: "config:admin".into(),
+                role: Role::Admin,
+                hash: hash_token(t.expose_str()),
+            });
+        }
+        if let Some(t) = &config.auditor_token {
+            token_set.add(TokenEntry {
+                name: "config:auditor".into(),
+                role: Role::Auditor,
+                hash: hash_token(t.expose_str()),
+            });
+        }
+        let mut generated_admin_token = None;
+        if !token_set.has_role(Role::Admin) {
+            let token = tokens::generate(Role::Admin);
+            let entry = TokenEntry {
+                name: "generated:admin".into(),
+                role: Role::Admin,
+                hash: hash_token(&token),
+            };
+            store
+                .admin(AdminWrite::AddToken {
+                    entry: entry.clone(),
+                    change: Change {
+                        at: now_micros(),
+                        actor: "hookgate:start".into(),
+                        action: "token.generated".into(),
+                        account: None,
+                        detail: json!({"name": entry.name, "role": "admin"}).to_string(),
+                    },
+                })
+                .await?;
+            token_set.add(entry);
+            generated_admin_token = Some(token);
+        }
+        let state = AppState {
+            public_url: config.public_base_url(),
+            config,
+            store,
+            registry,
+            tokens: RwLock::new(token_set),
+            admin_lock: tokio::sync::Mutex::new(()),
+        };
+        Ok(Gateway {
+            state: Arc::new(state),
+            generated_admin_token,
+        })
+    }
+
+    /// Serves both listeners until `shutdown` completes, then shuts down in phases.
+    pub async fn run(
+        self,
+        listeners: Listeners,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let public = tokio::spawn(accept_loop(
+            listeners.public,
+            Arc::clone(&self.state),
+            Side::Public,
+            stop_rx.clone(),
+        ));
+        let admin = tokio::spawn(accept_loop(
+            listeners.admin,
+            Arc::clone(&self.state),
+            Side::Admin,
+            stop_rx,
+        ));
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let _ = stop_tx.send(true);
+        for loop_task in [public, admin] {
+            if let Ok(graceful) = loop_task.await
+                && tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
+                    .await
+                    .is_err()
+            {
+                tracing::warn!(
+                    "in-flight requests did not finish within {DRAIN_DEADLINE:?}; closing them"
+                );
+            }
+        }
+        self.state.store.close().await;
+        tracing::info!("stopped; every acknowledged event is committed");
+        Ok(())
+    }
+}
+
+/// Which listener a connection came in on.
+#[derive(Debug, Clone, Copy)]
+enum Side {
+    Public,
+    Admin,
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    side: Side,
+    mut stop: watch::Receiver<bool>,
+) -> GracefulShutdown {
+    let graceful = GracefulShutdown::new();
+    let limits = state.config.limits.clone();
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.changed() => break,
+        };
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors or similar: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| {
+            let state = Arc::clone(&state);
+            async move { Ok::<_, Infallible>(route(&state, side, peer, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(limits.header_timeout_secs))
+            .max_buf_size(limits.max_header_bytes)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    graceful
+}
+
+async fn route(
+    state: &AppState,
+    side: Side,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    let path = req.uri().path();
+    match (side, path) {
+        (_, "/healthz") => http::json(StatusCode::OK, &json!({"status": "ok"})),
+        (_, "/readyz") => readyz(state),
+        (Side::Public, p) if p == "/hooks" || p.starts_with("/hooks/") => {
+            ingest::handle(state, peer, req).await
+        }
+        (Side::Admin, _) => admin::handle(state, req).await,
+        (Side::Public, _) => Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not Found",
+            "webhooks are received at /hooks/{account}",
+        )
+        .response(),
+    }
+}
+
+fn readyz(state: &AppState) -> Response<ResBody> {
+    if state.store.is_healthy() {
+        http::json(StatusCode::OK, &json!({"status": "ready"}))
+    } else {
+        Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "Service Unavailable",
+            "the last write to the database failed",
+        )
+        .response()
+    }
+}

@@ -1,0 +1,154 @@
+//! Storage: the embedded SQLite audit log, accounts, change log and tokens.
+//!
+//! Owns the [`Store`] handle. Writes go to the one writer thread (`writer`) through a
+//! bounded queue and are answered after their group's commit; reads run on their own
+//! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
+//! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
+
+mod reader;
+mod schema;
+mod writer;
+
+pub use reader::{
+    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount,
+};
+pub use writer::{AdminWrite, Change};
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::config::Storage;
+use crate::event::{Committed, EventRecord};
+use crate::tokens::TokenEntry;
+
+/// A storage failure, mapped to an HTTP status at the edge.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be written or read now (locked, full, read-only, I/O error).
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// The writer's queue stayed full (overload) or the writer stopped.
+    #[error("storage busy: {0}")]
+    Busy(&'static str),
+    /// The row to create exists already.
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The row to change does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// The storage handle shared by the servers. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<writer::Job>,
+    readers: Arc<reader::Readers>,
+    healthy: Arc<AtomicBool>,
+    enqueue_timeout: Duration,
+    writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens (creating and migrating as needed) the database and starts the writer thread.
+    pub fn open(path: &Path, tuning: &Storage) -> Result<Store, StoreError> {
+        let conn = writer::open_write_connection(path, tuning)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
+        let handle = writer::spawn(conn, rx, tuning.max_batch, Arc::clone(&healthy))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        Ok(Store {
+            jobs,
+            readers: Arc::new(reader::Readers::new(
+                PathBuf::from(path),
+                tuning.busy_timeout_ms,
+            )),
+            healthy,
+            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
+            writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+        })
+    }
+
+    /// True while the last write batch committed.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
+            Err(_) => return Err(StoreError::Busy("the write queue is full")),
+        }
+        rx.await
+            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
+    }
+
+    /// Appends one audit row; returns after the row's group is committed to disk.
+    pub async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
+        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
+            .await
+    }
+
+    /// Applies one admin change (with its change-log row) in the writer's next group.
+    pub async fn admin(&self, write: AdminWrite) -> Result<(), StoreError> {
+        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
+            .await
+    }
+
+    /// Every stored account.
+    pub async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        self.readers.run(reader::accounts).await
+    }
+
+    /// Every stored token hash.
+    pub async fn tokens(&self) -> Result<Vec<TokenEntry>, StoreError> {
+        self.readers.run(reader::tokens).await
+    }
+
+    /// One page of events, newest first.
+    pub async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
+        self.readers.run(move |c| reader::events(c, &filter)).await
+    }
+
+    /// One event with its headers and body.
+    pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.readers.run(move |c| reader::event(c, seq)).await
+    }
+
+    /// One page of the change log, newest first.
+    pub async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
+        self.readers.run(move |c| reader::changes(c, &filter)).await
+    }
+
+    /// Asks the writer to finish every queued write and stop, then waits for it.
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}

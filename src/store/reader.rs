@@ -1,0 +1,397 @@
+//! Reads: event search with cursor pagination, one event, accounts, tokens, the change log.
+//!
+//! Owns a small pool of read-only connections and the queries. Each read runs on the
+//! blocking pool so it never stalls the async workers. It must never write: its
+//! connections are opened read-only.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::StoreError;
+use crate::clock::format_micros;
+use crate::event::public_id;
+use crate::tokens::{Role, TokenEntry};
+
+/// The read connections.
+pub(super) struct Readers {
+    path: PathBuf,
+    busy_timeout: Duration,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    pub(super) fn new(path: PathBuf, busy_timeout_ms: u64) -> Self {
+        Readers {
+            path,
+            busy_timeout: Duration::from_millis(busy_timeout_ms),
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
+        conn.busy_timeout(self.busy_timeout)?;
+        Ok(conn)
+    }
+
+    /// Runs a read on a pooled connection, on the blocking pool.
+    pub(super) async fn run<T: Send + 'static>(
+        self: &std::sync::Arc<Self>,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let me = std::sync::Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            let conn = me.take()?;
+            let out = f(&conn);
+            let mut idle = me.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("read task failed: {e}"))))
+    }
+}
+
+/// An account row as stored.
+#[derive(Debug, Clone)]
+pub struct StoredAccount {
+    /// The stored spec JSON, secrets in clear.
+    pub spec: String,
+    /// Whether its listener is on.
+    pub listening: bool,
+    /// Created, in microseconds since the epoch.
+    pub created_at: i64,
+    /// Last changed, in microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+pub(super) fn accounts(c: &Connection) -> Result<Vec<StoredAccount>, StoreError> {
+    let mut stmt =
+        c.prepare("SELECT spec, listening, created_at, updated_at FROM accounts ORDER BY name")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(StoredAccount {
+            spec: r.get(0)?,
+            listening: r.get(1)?,
+            created_at: r.get(2)?,
+            updated_at: r.get(3)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn tokens(c: &Connection) -> Result<Vec<TokenEntry>, StoreError> {
+    let mut stmt = c.prepare("SELECT name, role, hash FROM tokens")?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (name, role, hash) = row?;
+        if let (Some(role), Ok(hash)) = (Role::parse(&role), <[u8; 32]>::try_from(hash)) {
+            out.push(TokenEntry { name, role, hash });
+        }
+    }
+    Ok(out)
+}
+
+/// Event search filters; every one optional. Times are microseconds since the epoch.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Account name.
+    pub account: Option<String>,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: Option<String>,
+    /// A rejection reason.
+    pub reason: Option<String>,
+    /// Extracted sender.
+    pub sender: Option<String>,
+    /// Extracted source.
+    pub source: Option<String>,
+    /// Extracted event type.
+    pub event_type: Option<String>,
+    /// Received at or after.
+    pub since: Option<i64>,
+    /// Received before.
+    pub until: Option<i64>,
+    /// Page size.
+    pub limit: usize,
+    /// Only rows older than this sequence number (the cursor).
+    pub before_seq: Option<i64>,
+}
+
+/// One page of results, newest first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Page<T> {
+    /// The rows.
+    pub items: Vec<T>,
+    /// The cursor for the next (older) page, if there is one.
+    pub next_cursor: Option<String>,
+}
+
+/// An event as listed (the contract of `GET /v1/events`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventSummary {
+    /// `evt_{seq}`.
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub received_at: String,
+    /// Account name as received.
+    pub account: String,
+    /// `accepted`, `duplicate` or `rejected`.
+    pub status: String,
+    /// The rejection reason.
+    pub reason: Option<String>,
+    /// The sender's event id.
+    pub event_id: Option<String>,
+    /// The event type.
+    pub event_type: Option<String>,
+    /// Extracted sender.
+    pub sender: Option<String>,
+    /// Extracted source.
+    pub source: Option<String>,
+    /// Extracted params.
+    pub params: Value,
+    /// Forwarding outcome, once listeners forward.
+    pub forward_status: Option<String>,
+    #[serde(skip)]
+    seq: i64,
+}
+
+/// One event in full (the contract of `GET /v1/events/{id}`).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventDetail {
+    /// The summary fields.
+    #[serde(flatten)]
+    pub summary: EventSummary,
+    /// Why it was rejected, in words.
+    pub detail: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Query string, credentials redacted.
+    pub query: String,
+    /// Peer address.
+    pub remote_addr: String,
+    /// Headers, credentials and signatures redacted.
+    pub headers: Value,
+    /// Content type.
+    pub content_type: Option<String>,
+    /// The stored body: text when it is UTF-8, else base64.
+    pub body: String,
+    /// `utf8` or `base64`.
+    pub body_encoding: &'static str,
+    /// Size of the body as received.
+    pub body_size: i64,
+    /// SHA-256 of the whole body, hex.
+    pub body_sha256: Option<String>,
+    /// True when `body` holds less than was received.
+    pub body_truncated: bool,
+    /// Microseconds from request line to hand-off to the writer.
+    pub handle_micros: i64,
+}
+
+const SUMMARY_COLUMNS: &str = "seq, received_at, account, status, reason, event_id, event_type, sender, source, params, forward_status";
+
+fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
+    let seq: i64 = r.get(0)?;
+    let params: Option<String> = r.get(9)?;
+    Ok(EventSummary {
+        id: public_id(seq),
+        received_at: format_micros(r.get(1)?),
+        account: r.get(2)?,
+        status: r.get(3)?,
+        reason: r.get(4)?,
+        event_id: r.get(5)?,
+        event_type: r.get(6)?,
+        sender: r.get(7)?,
+        source: r.get(8)?,
+        params: params
+            .and_then(|p| serde_json::from_str(&p).ok())
+            .unwrap_or(Value::Null),
+        forward_status: r.get(10)?,
+        seq,
+    })
+}
+
+pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummary>, StoreError> {
+    let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM events WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let text_filters = [
+        ("account", &f.account),
+        ("status", &f.status),
+        ("reason", &f.reason),
+        ("sender", &f.sender),
+        ("source", &f.source),
+        ("event_type", &f.event_type),
+    ];
+    for (column, value) in text_filters {
+        if let Some(v) = value {
+            args.push(SqlValue::Text(v.clone()));
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    let int_filters = [
+        ("received_at >=", f.since),
+        ("received_at <", f.until),
+        ("seq <", f.before_seq),
+    ];
+    for (cond, value) in int_filters {
+        if let Some(v) = value {
+            args.push(SqlValue::Integer(v));
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+        }
+    }
+    args.push(SqlValue::Integer(f.limit as i64 + 1));
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut items: Vec<EventSummary> = stmt
+        .query_map(params_from_iter(args), summary)?
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if items.len() > f.limit {
+        items.truncate(f.limit);
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS}, detail, method, path, query, remote_addr, headers, content_type,
+                body, body_size, body_sha256, body_truncated, handle_micros
+         FROM events WHERE seq = ?1"
+    );
+    let row = c
+        .prepare_cached(&sql)?
+        .query_row(params![seq], |r| {
+            let body: Vec<u8> = r.get(18)?;
+            let (body, body_encoding) = match String::from_utf8(body) {
+                Ok(text) => (text, "utf8"),
+                Err(e) => (STANDARD.encode(e.as_bytes()), "base64"),
+            };
+            let headers: String = r.get(16)?;
+            Ok(EventDetail {
+                summary: summary(r)?,
+                detail: r.get(11)?,
+                method: r.get(12)?,
+                path: r.get(13)?,
+                query: r.get(14)?,
+                remote_addr: r.get(15)?,
+                headers: serde_json::from_str(&headers).unwrap_or(Value::Null),
+                content_type: r.get(17)?,
+                body,
+                body_encoding,
+                body_size: r.get(19)?,
+                body_sha256: r.get::<_, Option<Vec<u8>>>(20)?.map(hex::encode),
+                body_truncated: r.get(21)?,
+                handle_micros: r.get(22)?,
+            })
+        })
+        .optional()?;
+    Ok(row)
+}
+
+/// Change-log filters.
+#[derive(Debug, Clone, Default)]
+pub struct ChangeFilter {
+    /// Account name.
+    pub account: Option<String>,
+    /// Action name.
+    pub action: Option<String>,
+    /// At or after.
+    pub since: Option<i64>,
+    /// Before.
+    pub until: Option<i64>,
+    /// Page size.
+    pub limit: usize,
+    /// Only rows older than this sequence number.
+    pub before_seq: Option<i64>,
+}
+
+/// One change-log row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeRow {
+    /// `chg_{seq}`.
+    pub id: String,
+    /// RFC 3339, UTC.
+    pub at: String,
+    /// The token that made the change.
+    pub actor: String,
+    /// What was done.
+    pub action: String,
+    /// The account concerned.
+    pub account: Option<String>,
+    /// Secret-free detail.
+    pub detail: Value,
+    #[serde(skip)]
+    seq: i64,
+}
+
+pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
+    let mut sql =
+        String::from("SELECT seq, at, actor, action, account, detail FROM changes WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    for (column, value) in [("account", &f.account), ("action", &f.action)] {
+        if let Some(v) = value {
+            args.push(SqlValue::Text(v.clone()));
+            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    for (cond, value) in [
+        ("at >=", f.since),
+        ("at <", f.until),
+        ("seq <", f.before_seq),
+    ] {
+        if let Some(v) = value {
+            args.push(SqlValue::Integer(v));
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+        }
+    }
+    args.push(SqlValue::Integer(f.limit as i64 + 1));
+    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut items: Vec<ChangeRow> = stmt
+        .query_map(params_from_iter(args), |r| {
+            let seq: i64 = r.get(0)?;
+            let detail: String = r.get(5)?;
+            Ok(ChangeRow {
+                id: format!("chg_{seq}"),
+                at: format_micros(r.get(1)?),
+                actor: r.get(2)?,
+                action: r.get(3)?,
+                account: r.get(4)?,
+                detail: serde_json::from_str(&detail).unwrap_or(Value::Null),
+                seq,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if items.len() > f.limit {
+        items.truncate(f.limit);
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}

@@ -1,0 +1,97 @@
+//! The database schema as numbered migrations, applied in order at open.
+//!
+//! Owns every `CREATE` statement. A migration, once released, is never edited: changes
+//! are new entries at the end. `PRAGMA user_version` records how many were applied.
+
+use rusqlite::Connection;
+
+/// Each entry is one migration; its index + 1 is the schema version it produces.
+const MIGRATIONS: &[&str] = &[
+    // 1: the audit log, dedupe, accounts, the change log and admin tokens.
+    "
+    CREATE TABLE events (
+        seq            INTEGER PRIMARY KEY,
+        received_at    INTEGER NOT NULL,
+        account        TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        reason         TEXT,
+        detail         TEXT,
+        event_id       TEXT,
+        event_type     TEXT,
+        sender         TEXT,
+        source         TEXT,
+        params         TEXT,
+        forward_status TEXT,
+        method         TEXT NOT NULL,
+        path           TEXT NOT NULL,
+        query          TEXT NOT NULL,
+        remote_addr    TEXT NOT NULL,
+        headers        TEXT NOT NULL,
+        content_type   TEXT,
+        body           BLOB NOT NULL,
+        body_size      INTEGER NOT NULL,
+        body_sha256    BLOB,
+        body_truncated INTEGER NOT NULL,
+        handle_micros  INTEGER NOT NULL
+    );
+    CREATE INDEX events_by_account ON events(account, seq);
+    CREATE INDEX events_by_sender ON events(sender, seq) WHERE sender IS NOT NULL;
+    CREATE INDEX events_by_source ON events(source, seq) WHERE source IS NOT NULL;
+    CREATE TABLE dedupe (
+        account  TEXT NOT NULL,
+        event_id TEXT NOT NULL,
+        seq      INTEGER NOT NULL,
+        PRIMARY KEY (account, event_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE accounts (
+        name       TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        listening  INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE changes (
+        seq     INTEGER PRIMARY KEY,
+        at      INTEGER NOT NULL,
+        actor   TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        account TEXT,
+        detail  TEXT NOT NULL
+    );
+    CREATE INDEX changes_by_account ON changes(account, seq);
+    CREATE TABLE tokens (
+        name       TEXT PRIMARY KEY,
+        role       TEXT NOT NULL,
+        hash       BLOB NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    ",
+];
+
+/// Applies every migration the database has not seen yet, each in its own transaction.
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrations_apply_once_and_are_idempotent() {
+        let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let v: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap_or_default();
+        assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+}

@@ -1,0 +1,122 @@
+//! Verification: the authenticate key, then the HMAC signature, then freshness.
+//!
+//! Owns the compiled [`Verifier`] of an account and the [`Verified`] proof type: the only
+//! way to obtain a `Verified` is [`Verifier::verify`], and extraction accepts nothing else.
+//! Pure: the current time is passed in. It must never re-serialise the body, depend on
+//! header order or case, or compare secret material in variable time.
+
+mod auth;
+mod signature;
+mod signed_content;
+
+pub use auth::AuthCheck;
+pub use signature::{SignatureCheck, sign};
+pub use signed_content::{Part, SignedContent};
+
+use bytes::Bytes;
+use hyper::HeaderMap;
+
+use crate::account::{AccountSpec, SpecError};
+use crate::event::Reason;
+
+/// What verification looks at: the request as received.
+#[derive(Debug)]
+pub struct RequestView<'a> {
+    /// The request headers (case-insensitive by construction).
+    pub headers: &'a HeaderMap,
+    /// The raw query string, without `?`.
+    pub query: Option<&'a str>,
+    /// The body bytes exactly as received.
+    pub body: &'a Bytes,
+    /// The public URL the sender was given, with the query string: what `{url}` signs.
+    pub url: &'a str,
+}
+
+/// Proof that a request passed its account's verifier.
+#[derive(Debug)]
+pub struct Verified<'a> {
+    request: &'a RequestView<'a>,
+}
+
+impl<'a> Verified<'a> {
+    /// The verified request.
+    pub fn request(&self) -> &'a RequestView<'a> {
+        self.request
+    }
+}
+
+/// Why verification failed: the audit reason and a sentence for the auditor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {detail}", reason.as_str())]
+pub struct Rejection {
+    /// The stable reason stored in the audit row.
+    pub reason: Reason,
+    /// What exactly failed; never sent to the sender.
+    pub detail: String,
+}
+
+impl Rejection {
+    pub(crate) fn new(reason: Reason, detail: impl Into<String>) -> Self {
+        Rejection {
+            reason,
+            detail: detail.into(),
+        }
+    }
+}
+
+/// An account's verification, compiled once when the account is loaded.
+#[derive(Debug)]
+pub struct Verifier {
+    auth: AuthCheck,
+    signature: Option<SignatureCheck>,
+}
+
+impl Verifier {
+    /// Compiles the verification parts of a spec, failing closed on anything incomplete.
+    pub fn compile(spec: &AccountSpec) -> Result<Self, SpecError> {
+        let auth = AuthCheck::compile(&spec.auth)?;
+        let signature = spec
+            .signature
+            .as_ref()
+            .map(SignatureCheck::compile)
+            .transpose()?;
+        if auth.is_none() && signature.is_none() && !spec.allow_unverified {
+            return Err(SpecError::new(
+                "auth",
+                "the account has neither an authenticate key nor a signature; anyone could post \
+                 to it. Configure one, or set \"allow_unverified\": true to accept that",
+            ));
+        }
+        Ok(Verifier { auth, signature })
+    }
+
+    /// Verifies a request at time `now_secs` (Unix seconds).
+    pub fn verify<'a>(
+        &self,
+        request: &'a RequestView<'a>,
+        now_secs: i64,
+    ) -> Result<Verified<'a>, Rejection> {
+        self.auth.check(request)?;
+        if let Some(sig) = &self.signature {
+            sig.check(request, now_secs)?;
+        }
+        Ok(Verified { request })
+    }
+
+    /// Header names whose values are credentials or signatures, to redact in the audit row.
+    pub fn sensitive_headers(&self) -> Vec<&str> {
+        let mut names = Vec::new();
+        if let Some(h) = self.auth.header_name() {
+            names.push(h);
+        }
+        if let Some(sig) = &self.signature {
+            names.push(sig.header_name());
+        }
+        names
+    }
+
+    /// The query parameter that carries the authenticate key, to redact in the audit row.
+    pub fn sensitive_query_param(&self) -> Option<&str> {
+        self.auth.query_param()
+    }
+}

@@ -1,0 +1,519 @@
+//! Accounts over the admin API and the CLI: validation, fail-closed creation, masking of
+//! secrets, updates, deletion, roles and the change log.
+
+use hyper::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test]
+async fn names_are_validated_and_unique() {
+    let gw = spawn_gateway().await;
+    for bad in ["Shop", "a-b", "", "café", &"x".repeat(65)] {
+        let a = gw
+            .admin_call(
+                Method::POST,
+                "/v1/accounts",
+                Some(json!({"name": bad, "allow_unverified": true})),
+            )
+            .await;
+        assert_eq!(a.status, 422, "{bad}: {:?}", a.json());
+        assert_eq!(a.json()["field"], "name");
+        assert_eq!(a.headers["content-type"], "application/problem+json");
+    }
+    let created = gw
+        .create_account(json!({"name": "shop_1", "allow_unverified": true}))
+        .await;
+    assert_eq!(
+        created["webhook_url"],
+        format!("{}/hooks/shop_1", gw.public)
+    );
+    let again = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "shop_1", "allow_unverified": true})),
+        )
+        .await;
+    assert_eq!(again.status, 409);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn creation_fails_closed_with_the_field_named() {
+    let gw = spawn_gateway().await;
+    let cases = [
+        (json!({"name": "a"}), "auth"),
+        (json!({"name": "a", "provider": "nope"}), "provider"),
+        (
+            json!({"name": "a", "signature": {"header": "X-Sig", "secrets": []}}),
+            "signature.secrets",
+        ),
+        (
+            json!({"name": "a", "signature": {"header": "X-Sig", "secrets": ["s"], "signed_content": "{nope}"}}),
+            "signature.signed_content",
+        ),
+        (
+            json!({"name": "a", "signature": {"header": "X-Sig", "secrets": ["s"], "signed_content": "{timestamp}.{body}"}}),
+            "signature.timestamp_header",
+        ),
+        (
+            json!({"name": "a", "auth": {"type": "bearer", "token": ""}}),
+            "auth.token",
+        ),
+        (
+            json!({"name": "a", "allow_unverified": true, "paths": {"sender": "$["}}),
+            "paths.sender",
+        ),
+        (json!({"name": "a", "secret": "s"}), "secret"),
+    ];
+    for (spec, field) in cases {
+        let a = gw
+            .admin_call(Method::POST, "/v1/accounts", Some(spec.clone()))
+            .await;
+        assert_eq!(a.status, 422, "{spec}: {:?}", a.json());
+        assert_eq!(a.json()["field"], field, "{spec}");
+    }
+    let a = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "a", "allow_unverified": true, "typo_field": 1})),
+        )
+        .await;
+    assert_eq!(a.status, 422);
+    assert!(
+        a.json()["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("typo_field")
+    );
+    assert_eq!(
+        gw.admin_call(Method::GET, "/v1/accounts", None)
+            .await
+            .json()["accounts"],
+        json!([])
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn secrets_are_write_only_everywhere() {
+    let gw = spawn_gateway().await;
+    let secrets = ["sig-secret-AAAA", "sig-secret-BBBB", "auth-secret-CCCC"];
+    let created = gw
+        .create_account(json!({
+            "name": "masked",
+            "auth": {"type": "api_key", "header": "X-Api-Key", "value": secrets[2]},
+            "signature": {"header": "X-Sig", "secrets": [secrets[0], secrets[1]]}
+        }))
+        .await;
+    let body = "{}";
+    let sig = hmac_sha256_hex(secrets[0].as_bytes(), body.as_bytes());
+    let a = gw
+        .post_hook(
+            "masked",
+            &[("x-api-key", secrets[2]), ("x-sig", &sig)],
+            body,
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let shown = gw
+        .admin_call(Method::GET, "/v1/accounts/masked", None)
+        .await;
+    let listed = gw.admin_call(Method::GET, "/v1/accounts", None).await;
+    let events = gw.admin_call(Method::GET, "/v1/events", None).await;
+    let event = gw
+        .admin_call(
+            Method::GET,
+            &format!("/v1/events/{}", a.json()["id"].as_str().unwrap_or("")),
+            None,
+        )
+        .await;
+    let changes = gw.admin_call(Method::GET, "/v1/changes", None).await;
+    for text in [
+        created.to_string(),
+        shown.json().to_string(),
+        listed.json().to_string(),
+        String::from_utf8_lossy(&events.body).into_owned(),
+        String::from_utf8_lossy(&event.body).into_owned(),
+        String::from_utf8_lossy(&changes.body).into_owned(),
+    ] {
+        for s in secrets.iter().copied().chain([sig.as_str()]) {
+            assert!(!text.contains(s), "{s} leaked in {text}");
+        }
+    }
+    assert_eq!(
+        shown.json()["signature"]["secrets"],
+        json!(["********", "********"])
+    );
+    assert_eq!(shown.json()["auth"]["value"], "********");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn update_rotate_deactivate_delete_and_the_change_log() {
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "life", "signature": {"header": "X-Sig", "secrets": ["first-secret"]},
+                             "paths": {"sender": "$.a"}}),
+    )
+    .await;
+    let sign = |secret: &str, body: &str| hmac_sha256_hex(secret.as_bytes(), body.as_bytes());
+
+    // Merge-patch a path; the secrets stay.
+    let a = gw
+        .admin_call(
+            Method::PATCH,
+            "/v1/accounts/life",
+            Some(json!({"paths": {"sender": "$.b"}})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    let r = gw
+        .post_hook(
+            "life",
+            &[("x-sig", &sign("first-secret", r#"{"b":"B"}"#))],
+            r#"{"b":"B"}"#,
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        gw.event(r.json()["id"].as_str().unwrap_or("")).await["sender"],
+        "B"
+    );
+
+    // Rotation: add the new secret, both work; retire the old one, only the new works.
+    let a = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/life/secrets",
+            Some(json!({"secret": "second-secret"})),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    for s in ["first-secret", "second-secret"] {
+        assert_eq!(
+            gw.post_hook("life", &[("x-sig", &sign(s, "{}"))], "{}")
+                .await
+                .status,
+            200,
+            "{s}"
+        );
+    }
+    let a = gw
+        .admin_call(Method::DELETE, "/v1/accounts/life/secrets/0", None)
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    assert_eq!(
+        gw.post_hook("life", &[("x-sig", &sign("first-secret", "{}"))], "{}")
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        gw.post_hook("life", &[("x-sig", &sign("second-secret", "{}"))], "{}")
+            .await
+            .status,
+        200
+    );
+    let a = gw
+        .admin_call(Method::DELETE, "/v1/accounts/life/secrets/0", None)
+        .await;
+    assert_eq!(a.status, 422, "the last secret stays");
+
+    // An invalid patch changes nothing.
+    let a = gw
+        .admin_call(
+            Method::PATCH,
+            "/v1/accounts/life",
+            Some(json!({"paths": {"sender": "$["}})),
+        )
+        .await;
+    assert_eq!(a.status, 422);
+    assert_eq!(
+        gw.admin_call(Method::GET, "/v1/accounts/life", None)
+            .await
+            .json()["paths"]["sender"],
+        "$.b"
+    );
+
+    // Deactivate and activate.
+    assert_eq!(
+        gw.admin_call(Method::POST, "/v1/accounts/life/deactivate", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.post_hook("life", &[("x-sig", &sign("second-secret", "{}"))], "{}")
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        gw.admin_call(Method::POST, "/v1/accounts/life/activate", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.post_hook("life", &[("x-sig", &sign("second-secret", "{}"))], "{}")
+            .await
+            .status,
+        200
+    );
+
+    // Listening on, recorded.
+    let a = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/life/listening",
+            Some(json!({"listening": true})),
+        )
+        .await;
+    assert_eq!(a.json()["listening"], true);
+
+    // Delete: the URL goes, the audit rows stay.
+    let rows_before = gw.events("account=life").await.len();
+    assert_eq!(
+        gw.admin_call(Method::DELETE, "/v1/accounts/life", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(gw.post_hook("life", &[], "{}").await.status, 404);
+    assert_eq!(gw.events("account=life").await.len(), rows_before + 1);
+
+    let changes = gw
+        .admin_call(Method::GET, "/v1/changes?account=life", None)
+        .await
+        .json();
+    let actions: Vec<&str> = changes["changes"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|c| c["action"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(
+        actions,
+        [
+            "account.deleted",
+            "listening.on",
+            "account.activated",
+            "account.deactivated",
+            "secret.retired",
+            "secret.added",
+            "account.updated",
+            "account.created"
+        ]
+    );
+    assert!(
+        changes["changes"][0]["actor"]
+            .as_str()
+            .unwrap_or("")
+            .contains("admin")
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn tokens_and_roles_guard_the_admin_api() {
+    let gw = spawn_gateway().await;
+    let no_token = gw
+        .client
+        .send(Method::GET, &format!("{}/v1/events", gw.admin), &[], "")
+        .await
+        .expect("reach");
+    assert_eq!(no_token.status, 401);
+    assert_eq!(
+        gw.call_as("wrong-token", Method::GET, "/v1/events", None)
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        gw.call_as(AUDITOR_TOKEN, Method::GET, "/v1/events", None)
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        gw.call_as(AUDITOR_TOKEN, Method::GET, "/v1/changes", None)
+            .await
+            .status,
+        200
+    );
+    let write = gw
+        .call_as(
+            AUDITOR_TOKEN,
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "x", "allow_unverified": true})),
+        )
+        .await;
+    assert_eq!(write.status, 403);
+    assert_eq!(
+        gw.call_as(AUDITOR_TOKEN, Method::GET, "/v1/accounts", None)
+            .await
+            .status,
+        403
+    );
+    // The admin API is not on the public listener, and hooks are not on the admin one.
+    let public = gw
+        .client
+        .send(
+            Method::GET,
+            &format!("{}/v1/events", gw.public),
+            &[("authorization", &format!("Bearer {ADMIN_TOKEN}"))],
+            "",
+        )
+        .await
+        .expect("reach");
+    assert_eq!(public.status, 404);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn events_paginate_with_cursors_and_filter() {
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "pg", "auth": {"type": "bearer", "token": "pg-token-1"},
+                             "paths": {"event_type": "$.t"}}),
+    )
+    .await;
+    for i in 0..25 {
+        let t = if i % 2 == 0 { "even" } else { "odd" };
+        gw.post_hook(
+            "pg",
+            &[("authorization", "Bearer pg-token-1")],
+            format!("{{\"t\":\"{t}\"}}"),
+        )
+        .await;
+    }
+    let mut seen = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let page = gw
+            .admin_call(
+                Method::GET,
+                &format!("/v1/events?account=pg&limit=10{cursor}"),
+                None,
+            )
+            .await
+            .json();
+        for e in page["events"].as_array().cloned().unwrap_or_default() {
+            seen.push(e["id"].as_str().unwrap_or("").to_owned());
+        }
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = format!("&cursor={c}"),
+            None => break,
+        }
+        // New events arriving between pages land before the first page: no skip, no repeat.
+        gw.post_hook(
+            "pg",
+            &[("authorization", "Bearer pg-token-1")],
+            "{\"t\":\"late\"}",
+        )
+        .await;
+    }
+    assert_eq!(seen.len(), 25);
+    let mut dedup = seen.clone();
+    dedup.dedup();
+    assert_eq!(dedup.len(), 25);
+    assert_eq!(
+        gw.events("account=pg&event_type=odd&limit=100").await.len(),
+        12
+    );
+    let bad = gw
+        .admin_call(Method::GET, "/v1/events?status=great", None)
+        .await;
+    assert_eq!(bad.status, 400);
+    let bad = gw
+        .admin_call(Method::GET, "/v1/events?since=yesterday", None)
+        .await;
+    assert_eq!(bad.status, 400);
+    let none = gw.events("since=2999-01-01T00:00:00Z").await;
+    assert!(none.is_empty());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_cli_manages_accounts_and_reads_events() {
+    let gw = spawn_gateway().await;
+    let bin = env!("CARGO_BIN_EXE_hookgate");
+    let run = |args: Vec<String>| {
+        let admin = gw.admin.clone();
+        async move {
+            tokio::process::Command::new(bin)
+                .args(&args)
+                .env("HOOKGATE_URL", admin)
+                .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+                .output()
+                .await
+                .expect("run the CLI")
+        }
+    };
+    let spec = json!({"name": "cli_acct", "auth": {"type": "bearer", "token": "cli-secret-token"}, "paths": {"sender": "$.who"}});
+    let out = run(vec!["accounts".into(), "create".into(), spec.to_string()]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("/hooks/cli_acct") && !stdout.contains("cli-secret-token"),
+        "{stdout}"
+    );
+
+    let out = run(vec![
+        "accounts".into(),
+        "create".into(),
+        json!({"name": "Bad"}).to_string(),
+    ])
+    .await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("422"));
+
+    let out = run(vec!["accounts".into(), "list".into()]).await;
+    assert!(String::from_utf8_lossy(&out.stdout).contains("cli_acct"));
+    let out = run(vec![
+        "accounts".into(),
+        "update".into(),
+        "cli_acct".into(),
+        r#"{"paths":{"sender":"$.name"}}"#.into(),
+    ])
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let a = gw
+        .post_hook(
+            "cli_acct",
+            &[("authorization", "Bearer cli-secret-token")],
+            r#"{"name":"amina"}"#,
+        )
+        .await;
+    let id = a.json()["id"].as_str().unwrap_or("").to_owned();
+    let out = run(vec![
+        "events".into(),
+        "list".into(),
+        "--sender".into(),
+        "amina".into(),
+    ])
+    .await;
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(listed["events"][0]["id"], id.as_str());
+    let out = run(vec!["events".into(), "show".into(), id.clone()]).await;
+    let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(shown["headers"]["authorization"], "[redacted]");
+
+    let out = run(vec!["accounts".into(), "delete".into(), "cli_acct".into()]).await;
+    assert!(out.status.success());
+    let out = run(vec!["accounts".into(), "show".into(), "cli_acct".into()]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    gw.stop().await;
+}
