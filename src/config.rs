@@ -10,12 +10,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::secret::Secret;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// The public listener for `/hooks/...` (`HOOKGATE_LISTEN`).
@@ -26,11 +26,14 @@ pub struct Config {
     pub database: PathBuf,
     /// The base URL senders are given, without a trailing slash (`HOOKGATE_PUBLIC_URL`);
     /// by default `http://{listen}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
     /// An admin token (`HOOKGATE_ADMIN_TOKEN`); without one, a token is generated on
     /// first start, shown once and stored only as a hash.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub admin_token: Option<Secret>,
     /// An auditor token (`HOOKGATE_AUDITOR_TOKEN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auditor_token: Option<Secret>,
     /// Extra header names to redact in the audit log, beyond credentials and signatures.
     pub redact_headers: Vec<String>,
@@ -41,7 +44,7 @@ pub struct Config {
 }
 
 /// Limits that keep hostile or broken clients from holding resources.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// The largest accepted body (`HOOKGATE_MAX_BODY_BYTES`), 1 MiB by default.
@@ -59,7 +62,7 @@ pub struct Limits {
 }
 
 /// Storage tuning.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Storage {
     /// Writes waiting for the writer thread before ingest answers 503.
@@ -112,19 +115,76 @@ impl Default for Storage {
     }
 }
 
+/// The short environment names of DESIGN.md and the field each sets.
+const ALIASES: &[(&str, &str)] = &[
+    ("HOOKGATE_DB", "database"),
+    ("HOOKGATE_LISTEN", "listen"),
+    ("HOOKGATE_ADMIN_LISTEN", "admin_listen"),
+    ("HOOKGATE_PUBLIC_URL", "public_url"),
+    ("HOOKGATE_ADMIN_TOKEN", "admin_token"),
+    ("HOOKGATE_AUDITOR_TOKEN", "auditor_token"),
+    ("HOOKGATE_MAX_BODY_BYTES", "limits.max_body_bytes"),
+];
+
+/// Every field of the default configuration as (`HOOKGATE_...` name, TOML path).
+pub fn env_names() -> Vec<(String, Vec<String>)> {
+    fn walk(prefix: &[String], table: &toml::Table, out: &mut Vec<(String, Vec<String>)>) {
+        for (key, value) in table {
+            let mut path = prefix.to_vec();
+            path.push(key.clone());
+            match value {
+                toml::Value::Table(t) => walk(&path, t, out),
+                _ => out.push((format!("HOOKGATE_{}", path.join("_").to_uppercase()), path)),
+            }
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(toml::Value::Table(t)) = toml::Value::try_from(Config::default()) {
+        walk(&[], &t, &mut out);
+    }
+    out
+}
+
+/// An environment value as TOML when it parses as a TOML value, else as a string.
+fn env_value(text: &str) -> toml::Value {
+    toml::from_str::<toml::Table>(&format!("v = {text}"))
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(text.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) {
+    let Some((last, parents)) = path.split_last() else {
+        return;
+    };
+    let mut current = table;
+    for p in parents {
+        let entry = current
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        if !entry.is_table() {
+            *entry = toml::Value::Table(toml::Table::new());
+        }
+        match entry {
+            toml::Value::Table(t) => current = t,
+            _ => return,
+        }
+    }
+    current.insert(last.clone(), value);
+}
+
 /// A configuration that cannot be used, with the setting named.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The TOML file does not parse or names an unknown field.
     #[error("config file: {0}")]
     File(#[from] toml::de::Error),
-    /// An environment variable holds an unusable value.
-    #[error("{name}={value:?}: {message}")]
+    /// An environment variable holds an unusable value (the value is not repeated: it
+    /// may be a secret).
+    #[error("{name}: {message}")]
     Env {
         /// The variable.
-        name: &'static str,
-        /// Its value (never a secret: secret variables are not parsed).
-        value: String,
+        name: String,
         /// What is wrong.
         message: String,
     },
@@ -135,45 +195,53 @@ pub enum ConfigError {
 
 impl Config {
     /// Builds the configuration from an optional file's text and an environment lookup.
+    ///
+    /// Every field can be set from the environment: `HOOKGATE_` + its TOML path in upper
+    /// case with `_` between parts (`HOOKGATE_LIMITS_MAX_BODY_BYTES`,
+    /// `HOOKGATE_STORAGE_BUSY_TIMEOUT_MS`); values are read as TOML (`["a", "b"]` for a
+    /// list) or else as a string. The short names of DESIGN.md are aliases:
+    /// `HOOKGATE_DB`, `HOOKGATE_LISTEN`, `HOOKGATE_ADMIN_LISTEN`, `HOOKGATE_PUBLIC_URL`,
+    /// `HOOKGATE_ADMIN_TOKEN`, `HOOKGATE_AUDITOR_TOKEN`, `HOOKGATE_MAX_BODY_BYTES`.
     pub fn load(
         file_text: Option<&str>,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Config, ConfigError> {
-        let mut config: Config = match file_text {
+        let mut table: toml::Table = match file_text {
             Some(text) => toml::from_str(text)?,
-            None => Config::default(),
+            None => toml::Table::new(),
         };
-        fn parsed<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            value.parse().map_err(|e: T::Err| ConfigError::Env {
-                name,
-                message: e.to_string(),
-                value,
-            })
+        // Fail on unknown fields in the file before the environment adds anything.
+        let _: Config = table.clone().try_into()?;
+        let generic = env_names().into_iter();
+        let aliases = ALIASES.iter().map(|(name, path)| {
+            (
+                name.to_string(),
+                path.split('.').map(str::to_owned).collect(),
+            )
+        });
+        for (name, path) in generic.chain(aliases) {
+            let Some(value) = env(&name).filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            // Paths, URLs and tokens are always text; everything else is read as TOML.
+            let textual = matches!(
+                path.last().map(String::as_str),
+                Some("database" | "public_url" | "admin_token" | "auditor_token")
+            );
+            let value = if textual {
+                toml::Value::String(value)
+            } else {
+                env_value(&value)
+            };
+            set_path(&mut table, &path, value);
+            if let Err(e) = table.clone().try_into::<Config>() {
+                return Err(ConfigError::Env {
+                    name,
+                    message: e.message().to_owned(),
+                });
+            }
         }
-        if let Some(v) = env("HOOKGATE_LISTEN") {
-            config.listen = parsed("HOOKGATE_LISTEN", v)?;
-        }
-        if let Some(v) = env("HOOKGATE_ADMIN_LISTEN") {
-            config.admin_listen = parsed("HOOKGATE_ADMIN_LISTEN", v)?;
-        }
-        if let Some(v) = env("HOOKGATE_DB") {
-            config.database = PathBuf::from(v);
-        }
-        if let Some(v) = env("HOOKGATE_PUBLIC_URL") {
-            config.public_url = Some(v);
-        }
-        if let Some(v) = env("HOOKGATE_ADMIN_TOKEN").filter(|v| !v.is_empty()) {
-            config.admin_token = Some(Secret::new(v));
-        }
-        if let Some(v) = env("HOOKGATE_AUDITOR_TOKEN").filter(|v| !v.is_empty()) {
-            config.auditor_token = Some(Secret::new(v));
-        }
-        if let Some(v) = env("HOOKGATE_MAX_BODY_BYTES") {
-            config.limits.max_body_bytes = parsed("HOOKGATE_MAX_BODY_BYTES", v)?;
-        }
+        let config: Config = table.try_into()?;
         config.validate()?;
         Ok(config)
     }
@@ -258,6 +326,44 @@ mod tests {
         assert!(err.unwrap_or_default().contains("HOOKGATE_LISTEN"));
         let err = Config::load(Some("[limits]\nmax_header_bytes = 100"), no_env).err();
         assert!(err.is_some());
+    }
+
+    #[test]
+    fn every_field_has_an_environment_name() {
+        let names: Vec<String> = env_names().into_iter().map(|(n, _)| n).collect();
+        for expected in [
+            "HOOKGATE_LISTEN",
+            "HOOKGATE_LIMITS_MAX_BODY_BYTES",
+            "HOOKGATE_STORAGE_BUSY_TIMEOUT_MS",
+            "HOOKGATE_REDACT_HEADERS",
+        ] {
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} missing from {names:?}"
+            );
+        }
+        let env = |k: &str| match k {
+            "HOOKGATE_STORAGE_BUSY_TIMEOUT_MS" => Some("250".to_owned()),
+            "HOOKGATE_REDACT_HEADERS" => Some("[\"x-a\", \"x-b\"]".to_owned()),
+            "HOOKGATE_DB" => Some("/tmp/x.db".to_owned()),
+            "HOOKGATE_ADMIN_TOKEN" => Some("123456789012345678".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(Some("[storage]\nbusy_timeout_ms = 9"), env)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.storage.busy_timeout_ms, 250);
+        assert_eq!(c.redact_headers, ["x-a", "x-b"]);
+        assert_eq!(c.database, PathBuf::from("/tmp/x.db"));
+        assert!(
+            c.admin_token
+                .is_some_and(|t| t.expose() == b"123456789012345678")
+        );
+        let bad = |k: &str| (k == "HOOKGATE_LIMITS_MAX_CONNECTIONS").then(|| "many".to_owned());
+        let err = Config::load(None, bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("HOOKGATE_LIMITS_MAX_CONNECTIONS"), "{err}");
     }
 
     #[test]
