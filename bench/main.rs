@@ -289,6 +289,56 @@ fn line(name: &str, r: &LoadResult, mem: Option<(f64, f64)>) -> String {
     )
 }
 
+/// The writer's counters from `/metrics`: rows, groups, seconds busy.
+async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> (f64, f64, f64) {
+    let text = client
+        .admin(
+            Method::GET,
+            &format!("http://{admin}/metrics"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .map(|a| String::from_utf8_lossy(&a.body).into_owned())
+        .unwrap_or_default();
+    let get = |name: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    (
+        get("hookgate_writer_rows_total "),
+        get("hookgate_writer_groups_total "),
+        get("hookgate_writer_seconds_total "),
+    )
+}
+
+/// Measures the gateway and says how its writer spent the run.
+async fn measure_gateway(
+    gw: &Proc,
+    client: &HttpClient,
+    admin: SocketAddr,
+    connections: usize,
+    secs: Duration,
+    rate: Option<f64>,
+    body_bytes: usize,
+) -> (LoadResult, String) {
+    let before = writer_stats(client, admin).await;
+    let r = measure(gw, connections, secs, rate, body_bytes).await;
+    let after = writer_stats(client, admin).await;
+    let (rows, groups, busy) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let note = format!(
+        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row",
+        rows / groups.max(1.0),
+        100.0 * busy / (secs.as_secs_f64() + 2.0),
+        1e6 * busy / rows.max(1.0)
+    );
+    (r, note)
+}
+
 const HEADER: &str = "| target | req/s | p50 ms | p99 ms | p99.9 ms | http errors | transport errors | peak RSS |\n|---|---|---|---|---|---|---|---|";
 
 async fn measure(
@@ -348,7 +398,7 @@ async fn suite(
     println!("### 1 KiB bodies, 64 connections, maximum rate\n\n{HEADER}");
     let bare_1k = measure(&bare, 64, secs, None, 1024).await;
     println!("{}", line(bare.name, &bare_1k, None));
-    let gw_1k = measure(&gw, 64, secs, None, 1024).await;
+    let (gw_1k, note_1k) = measure_gateway(&gw, &client, admin, 64, secs, None, 1024).await;
     println!("{}", line(gw.name, &gw_1k, Some(gw.memory_mib())));
     let mut flask_rates = Vec::new();
     for p in &baselines {
@@ -356,6 +406,7 @@ async fn suite(
         println!("{}", line(p.name, &r, None));
         flask_rates.push((p.name, r.rate()));
     }
+    println!("\n{note_1k}");
     println!(
         "\nhookgate / bare hyper: {:.1}%",
         100.0 * gw_1k.rate() / bare_1k.rate().max(1.0)
@@ -377,12 +428,15 @@ async fn suite(
     println!("\n### 1 KiB bodies, 1 connection (latency of a single sender)\n\n{HEADER}");
     let bare_one = measure(&bare, 1, secs, None, 1024).await;
     println!("{}", line(bare.name, &bare_one, None));
-    let gw_one = measure(&gw, 1, secs, None, 1024).await;
+    let (gw_one, note) = measure_gateway(&gw, &client, admin, 1, secs, None, 1024).await;
     println!("{}", line(gw.name, &gw_one, Some(gw.memory_mib())));
+    println!("\n{note}");
 
     println!("\n### 1 KiB bodies, fixed 10,000 requests/s over 64 connections\n\n{HEADER}");
-    let gw_fixed = measure(&gw, 64, secs, Some(10_000.0), 1024).await;
+    let (gw_fixed, note) =
+        measure_gateway(&gw, &client, admin, 64, secs, Some(10_000.0), 1024).await;
     println!("{}", line(gw.name, &gw_fixed, Some(gw.memory_mib())));
+    println!("\n{note}");
 
     if soak_secs > 0 {
         let rate = (gw_1k.rate() / 2.0).max(100.0);

@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod event;
 pub mod extract;
+pub mod metrics;
 pub mod payload;
 pub mod redact;
 pub mod registry;

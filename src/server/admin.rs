@@ -134,6 +134,18 @@ async fn route(
         (&Method::GET, ["v1", "events", id]) => admin_events::show(state, id).await,
         (&Method::GET, ["v1", "changes"]) => admin_events::changes(state, &query).await,
         (&Method::GET, ["v1", "providers"]) => Ok(admin_accounts::providers()),
+        (&Method::GET, ["metrics"]) => {
+            let text = state
+                .store
+                .metrics()
+                .render(state.store.is_healthy(), state.registry.list().len());
+            let mut res = Response::new(super::http::full(text));
+            res.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            Ok(res)
+        }
         (_, ["v1", ..]) => Err(Problem::new(
             StatusCode::NOT_FOUND,
             "not_found",

@@ -248,15 +248,21 @@ impl Row<'_> {
         let extracted = account.extractor.extract(&verified, &payload);
         let size = body.len() as u64;
         let record = self.record(Status::Accepted, None, None, extracted, body, size, true);
+        let handled = record.handle_micros;
+        let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
             Ok(c) => {
+                metrics.record(c.status, None, handled);
                 let mut answer = json!({"status": c.status.as_str(), "id": public_id(c.seq)});
                 if let Some(original) = c.original_seq {
                     answer["original_id"] = public_id(original).into();
                 }
                 json(StatusCode::OK, &answer)
             }
-            Err(e) => storage_failed(&e),
+            Err(e) => {
+                metrics.record_unavailable();
+                storage_failed(&e)
+            }
         }
     }
 
@@ -327,9 +333,17 @@ impl Row<'_> {
         record: EventRecord,
         problem: Problem,
     ) -> Response<ResBody> {
+        let (reason, handled) = (record.reason, record.handle_micros);
+        let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
-            Ok(c) => problem.with("id", public_id(c.seq)).response(),
-            Err(e) => storage_failed(&e),
+            Ok(c) => {
+                metrics.record(c.status, reason, handled);
+                problem.with("id", public_id(c.seq)).response()
+            }
+            Err(e) => {
+                metrics.record_unavailable();
+                storage_failed(&e)
+            }
         }
     }
 

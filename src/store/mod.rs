@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
+use crate::metrics::Metrics;
 use crate::tokens::TokenEntry;
 
 /// A storage failure, mapped to an HTTP status at the edge.
@@ -56,6 +57,7 @@ pub struct Store {
     healthy: Arc<AtomicBool>,
     enqueue_timeout: Duration,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl std::fmt::Debug for Store {
@@ -70,8 +72,15 @@ impl Store {
         let conn = writer::open_write_connection(path, tuning)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
-        let handle = writer::spawn(conn, rx, tuning.max_batch, Arc::clone(&healthy))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        let metrics = Arc::new(Metrics::default());
+        let handle = writer::spawn(
+            conn,
+            rx,
+            tuning.max_batch,
+            Arc::clone(&healthy),
+            Arc::clone(&metrics),
+        )
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             jobs,
             readers: Arc::new(reader::Readers::new(
@@ -81,7 +90,13 @@ impl Store {
             healthy,
             enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+            metrics,
         })
+    }
+
+    /// The gateway's counters (the writer fills in its part).
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// True while the last write batch committed.

@@ -17,6 +17,7 @@ use super::StoreError;
 use super::schema;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord, Status};
+use crate::metrics::Metrics;
 use crate::tokens::TokenEntry;
 
 /// One unit of work for the writer.
@@ -116,10 +117,11 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
     healthy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, rx, max_batch, healthy))
+        .spawn(move || run(conn, rx, max_batch, healthy, metrics))
 }
 
 fn run(
@@ -127,6 +129,7 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     healthy: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
@@ -137,7 +140,11 @@ fn run(
                 Err(_) => break,
             }
         }
+        let rows = batch.len();
+        let started = std::time::Instant::now();
         let stop = commit_batch(&mut conn, &mut batch, &healthy);
+        let ok = healthy.load(Ordering::Relaxed);
+        metrics.record_batch(rows, started.elapsed().as_micros() as u64, ok);
         if let Some(done) = stop {
             let _ = done.send(());
             return;

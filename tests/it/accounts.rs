@@ -517,3 +517,44 @@ async fn the_cli_manages_accounts_and_reads_events() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_outcomes_and_write_groups() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "m", "auth": {"type": "bearer", "token": "m-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    let h = [("authorization", "Bearer m-token-1")];
+    gw.post_hook("m", &h, r#"{"id":"1"}"#).await;
+    gw.post_hook("m", &h, r#"{"id":"1"}"#).await;
+    gw.post_hook("m", &[], "{}").await;
+    let text = String::from_utf8_lossy(
+        &gw.call_as(AUDITOR_TOKEN, Method::GET, "/metrics", None)
+            .await
+            .body,
+    )
+    .into_owned();
+    for line in [
+        "hookgate_webhooks_total{status=\"accepted\"} 1",
+        "hookgate_webhooks_total{status=\"duplicate\"} 1",
+        "hookgate_rejections_total{reason=\"bad_auth\"} 1",
+        "hookgate_ready 1",
+        "hookgate_accounts 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
+    }
+    let rows: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("hookgate_writer_rows_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(
+        rows >= 4.0,
+        "three webhooks and the account creation were written: {rows}"
+    );
+    let unauthenticated = gw
+        .client
+        .send(Method::GET, &format!("{}/metrics", gw.admin), &[], "")
+        .await
+        .expect("reach");
+    assert_eq!(unauthenticated.status, 401);
+    gw.stop().await;
+}
