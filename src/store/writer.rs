@@ -140,9 +140,8 @@ fn run(
                 Err(_) => break,
             }
         }
-        let rows = batch.len();
         let started = std::time::Instant::now();
-        let stop = commit_batch(&mut conn, &mut batch, &healthy);
+        let (rows, stop) = commit_batch(&mut conn, &mut batch, &mut rx, max_batch, &healthy);
         let ok = healthy.load(Ordering::Relaxed);
         metrics.record_batch(rows, started.elapsed().as_micros() as u64, ok);
         if let Some(done) = stop {
@@ -164,28 +163,48 @@ enum Pending {
     ),
 }
 
-/// Commits one group and answers its jobs. Returns the shutdown reply if one was queued;
-/// the jobs before it are committed first, and the queue is closed for the rest.
+/// Commits one group and answers its jobs; returns how many it answered and the shutdown
+/// reply if one was queued (the jobs before it are committed first).
+///
+/// Jobs that arrive while the group's rows are being inserted join the group before the
+/// commit, so one fsync covers them too: the group grows with the load, at no idle cost.
 fn commit_batch(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
     healthy: &AtomicBool,
-) -> Option<oneshot::Sender<()>> {
+) -> (usize, Option<oneshot::Sender<()>>) {
     let mut shutdown = None;
-    let mut pending = Vec::with_capacity(batch.len());
+    let mut pending = Vec::with_capacity(max_batch);
     let result = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        for job in batch.drain(..) {
-            match job {
-                Job::Event(record, reply) => {
-                    let outcome = insert_event(&tx, &record).map_err(StoreError::from);
-                    pending.push(Pending::Event(reply, outcome));
+        let mut late = Vec::new();
+        loop {
+            for job in batch.drain(..).chain(late.drain(..)) {
+                match job {
+                    Job::Event(record, reply) => {
+                        let outcome = insert_event(&tx, &record).map_err(StoreError::from);
+                        pending.push(Pending::Event(reply, outcome));
+                    }
+                    Job::Admin(write, reply) => {
+                        let outcome = apply_admin(&mut tx, &write);
+                        pending.push(Pending::Admin(reply, outcome));
+                    }
+                    Job::Shutdown(reply) => shutdown = Some(reply),
                 }
-                Job::Admin(write, reply) => {
-                    let outcome = apply_admin(&mut tx, &write);
-                    pending.push(Pending::Admin(reply, outcome));
+            }
+            if shutdown.is_some() {
+                break;
+            }
+            while pending.len() + late.len() < max_batch {
+                match rx.try_recv() {
+                    Ok(job) => late.push(job),
+                    Err(_) => break,
                 }
-                Job::Shutdown(reply) => shutdown = Some(reply),
+            }
+            if late.is_empty() {
+                break;
             }
         }
         tx.commit()
@@ -202,6 +221,7 @@ fn commit_batch(
             Job::Shutdown(reply) => shutdown = Some(reply),
         }
     }
+    let answered = pending.len();
     match result {
         Ok(()) => {
             healthy.store(true, Ordering::Relaxed);
@@ -232,7 +252,7 @@ fn commit_batch(
             }
         }
     }
-    shutdown
+    (answered, shutdown)
 }
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Result<Committed> {
