@@ -13,12 +13,16 @@ pub fn now_micros() -> i64 {
     (now.unix_timestamp_nanos() / 1_000) as i64
 }
 
-/// Formats stored microseconds as RFC 3339 in UTC, e.g. `2026-11-21T17:01:02.123456Z`.
+/// Formats stored microseconds as RFC 3339 in UTC with exactly six fractional digits,
+/// e.g. `2026-11-21T17:01:02.123400Z`, so that times sort the same as text and as time.
 pub fn format_micros(micros: i64) -> String {
     let nanos = i128::from(micros) * 1_000;
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
     OffsetDateTime::from_unix_timestamp_nanos(nanos)
         .ok()
-        .and_then(|t| t.format(&Rfc3339).ok())
+        .and_then(|t| t.format(&format).ok())
         .unwrap_or_else(|| micros.to_string())
 }
 
@@ -41,6 +45,14 @@ mod tests {
         let text = format_micros(micros);
         assert!(text.ends_with('Z'), "{text}");
         assert_eq!(parse_time(&text), Some(micros));
+    }
+
+    #[test]
+    fn fractions_have_fixed_width_so_text_order_is_time_order() {
+        let a = format_micros(1_763_744_462_120_000);
+        let b = format_micros(1_763_744_462_123_400);
+        assert!(a.ends_with(".120000Z"), "{a}");
+        assert!(a < b);
     }
 
     #[test]

@@ -66,6 +66,17 @@ const MIGRATIONS: &[&str] = &[
         created_at INTEGER NOT NULL
     );
     ",
+    // 2: indexes for the filters that are not cheap to scan for. Each is chosen to stay
+    // off the hot path: received_at and event types grow at the right edge (few insertion
+    // points); the outcome indexes hold only the rare non-accepted rows.
+    "
+    CREATE INDEX events_by_received ON events(received_at);
+    CREATE INDEX events_by_type ON events(event_type, seq) WHERE event_type IS NOT NULL;
+    CREATE INDEX events_rejected ON events(seq) WHERE status = 'rejected';
+    CREATE INDEX events_by_reason ON events(reason, seq) WHERE reason IS NOT NULL;
+    CREATE INDEX events_duplicate ON events(seq) WHERE status = 'duplicate';
+    CREATE INDEX changes_by_action ON changes(action, seq);
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.

@@ -558,3 +558,75 @@ async fn metrics_count_outcomes_and_write_groups() {
     assert_eq!(unauthenticated.status, 401);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn time_range_and_outcome_filters_are_exact() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "tf", "auth": {"type": "bearer", "token": "tf-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    for i in 0..30 {
+        let auth = if i % 7 == 0 {
+            "Bearer wrong"
+        } else {
+            "Bearer tf-token-1"
+        };
+        let id = if i % 5 == 0 { 0 } else { i };
+        gw.post_hook(
+            "tf",
+            &[("authorization", auth)],
+            format!("{{\"id\":\"{id}\"}}"),
+        )
+        .await;
+    }
+    let all = gw.events("account=tf&limit=1000").await;
+    assert_eq!(all.len(), 30);
+    let times: Vec<String> = all
+        .iter()
+        .map(|e| e["received_at"].as_str().unwrap_or("").to_owned())
+        .collect();
+    let (since, until) = (times[20].clone(), times[5].clone());
+    let ids = |rows: &[serde_json::Value]| rows.iter().map(|e| e["id"].clone()).collect::<Vec<_>>();
+    let expected: Vec<serde_json::Value> = all
+        .iter()
+        .filter(|e| {
+            e["received_at"]
+                .as_str()
+                .is_some_and(|t| t >= since.as_str() && t < until.as_str())
+        })
+        .map(|e| e["id"].clone())
+        .collect();
+    let q = |s: &str| s.replace(':', "%3A").replace('+', "%2B");
+    let got = gw
+        .events(&format!(
+            "account=tf&since={}&until={}&limit=1000",
+            q(&since),
+            q(&until)
+        ))
+        .await;
+    assert_eq!(ids(&got), expected);
+    assert!(!expected.is_empty());
+
+    let rejected: Vec<_> = all
+        .iter()
+        .filter(|e| e["status"] == "rejected")
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(
+        ids(&gw.events("status=rejected&limit=1000").await),
+        rejected
+    );
+    assert_eq!(
+        ids(&gw.events("account=tf&reason=bad_auth&limit=1000").await),
+        rejected
+    );
+    let duplicates: Vec<_> = all
+        .iter()
+        .filter(|e| e["status"] == "duplicate")
+        .map(|e| e["id"].clone())
+        .collect();
+    assert_eq!(
+        ids(&gw.events("account=tf&status=duplicate&limit=1000").await),
+        duplicates
+    );
+    assert!(!duplicates.is_empty() && rejected.len() == 5);
+    gw.stop().await;
+}
