@@ -41,6 +41,28 @@ pub struct Config {
     pub limits: Limits,
     /// Storage tuning.
     pub storage: Storage,
+    /// How long the audit log keeps events.
+    pub retention: Retention,
+}
+
+/// Retention of the events log. Pruning removes the oldest events and leaves a checkpoint,
+/// so the rest of the hash chain still verifies; the change log is kept whole.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retention {
+    /// Events older than this many days are pruned in the background; 0 keeps them forever.
+    pub max_age_days: u64,
+    /// How often the background pruning runs, in seconds.
+    pub interval_secs: u64,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age_days: 0,
+            interval_secs: 3600,
+        }
+    }
 }
 
 /// Limits that keep hostile or broken clients from holding resources.
@@ -87,6 +109,7 @@ impl Default for Config {
             redact_headers: Vec::new(),
             limits: Limits::default(),
             storage: Storage::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -256,6 +279,9 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             return invalid("limits.max_connections must be positive");
+        }
+        if self.retention.interval_secs == 0 {
+            return invalid("retention.interval_secs must be positive");
         }
         if self.storage.queue_capacity == 0 || self.storage.max_batch == 0 {
             return invalid("storage.queue_capacity and storage.max_batch must be positive");

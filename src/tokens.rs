@@ -80,6 +80,18 @@ impl TokenSet {
         self.entries.push(entry);
     }
 
+    /// Every entry (names, roles and hashes; callers must not show the hashes).
+    pub fn entries(&self) -> &[TokenEntry] {
+        &self.entries
+    }
+
+    /// Removes the entry of that name; true when it was there.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.entries.len();
+        self.entries.retain(|e| e.name != name);
+        self.entries.len() != before
+    }
+
     /// True when some token has this role.
     pub fn has_role(&self, role: Role) -> bool {
         self.entries.iter().any(|e| e.role == role)

@@ -47,6 +47,10 @@ pub struct AccountSpec {
     /// Whether the URL accepts traffic.
     #[serde(default = "yes")]
     pub active: bool,
+    /// Keep each request's body in the audit log; `false` keeps only its size and SHA-256
+    /// (for payloads the operator may not retain). The signature is checked either way.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub store_body: bool,
     /// Must be set to accept an account with neither an authenticate key nor a signature.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unverified: bool,
@@ -186,6 +190,9 @@ fn default_provider() -> String {
 }
 fn yes() -> bool {
     true
+}
+fn is_true(b: &bool) -> bool {
+    *b
 }
 fn default_signed_content() -> String {
     "{body}".to_owned()

@@ -103,6 +103,41 @@ impl HttpClient {
         })
     }
 
+    /// Sends a GET with a bearer token and writes the answer's body to `out` as it arrives,
+    /// in flat memory. Returns the status; a body that breaks off is an error.
+    pub async fn download(
+        &self,
+        url: &str,
+        token: &str,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<StatusCode, ClientError> {
+        let req = Request::builder()
+            .method(Method::GET)
+            .uri(url)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let unreachable = |message: String| ClientError::Unreachable {
+            url: url.to_owned(),
+            message,
+        };
+        let res = self
+            .inner
+            .request(req)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let status = res.status();
+        let mut body = res.into_body();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| unreachable(format!("the answer broke off: {e}")))?;
+            if let Ok(data) = frame.into_data() {
+                out.write_all(&data)
+                    .map_err(|e| unreachable(format!("writing the output: {e}")))?;
+            }
+        }
+        Ok(status)
+    }
+
     /// Sends a JSON admin request with a bearer token.
     pub async fn admin(
         &self,

@@ -41,6 +41,69 @@ pub enum Command {
     /// Search and show the audit log through the admin API.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Check the audit log's hash chains, or prune old events.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Manage named admin and auditor tokens.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+/// `hookgate audit ...`.
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verify both hash chains: through the admin API, or offline on a database file.
+    Verify {
+        /// Verify this SQLite file directly, read-only, without a running gateway.
+        #[arg(long)]
+        db: Option<PathBuf>,
+        /// A head hash noted earlier: fail unless the events chain still passes through it.
+        #[arg(long)]
+        expect_head: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Prune events received before a time (RFC 3339), leaving a chain checkpoint.
+    Prune {
+        /// e.g. 2026-01-01T00:00:00Z
+        #[arg(long)]
+        before: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `hookgate tokens ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Create a named token; it is printed once and stored only as a hash.
+    Create {
+        /// A name for the change log.
+        #[arg(long)]
+        name: String,
+        /// admin or auditor.
+        #[arg(long)]
+        role: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List token names and roles.
+    List {
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Revoke a named token.
+    Revoke {
+        /// The token's name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// Where the admin API is and how to authenticate.
@@ -137,6 +200,24 @@ pub enum EventsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Export every matching event, oldest first, streamed (NDJSON or CSV).
+    Export {
+        /// ndjson or csv.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Include each event's stored body.
+        #[arg(long)]
+        include_body: bool,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The search filters.
+        #[command(flatten)]
+        filter: EventFilterArgs,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Show one event with its (redacted) headers and body.
     Show {
         /// The event id (`evt_...`).
@@ -213,6 +294,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config).await,
         Command::Accounts(cmd) => accounts(cmd).await,
         Command::Events(cmd) => events(cmd).await,
+        Command::Audit(cmd) => audit(cmd).await,
+        Command::Tokens(cmd) => tokens(cmd).await,
     }
 }
 
@@ -386,6 +469,121 @@ async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         }
         EventsCommand::Show { id, remote } => {
             call(&remote, Method::GET, &format!("/v1/events/{id}"), None).await
+        }
+        EventsCommand::Export {
+            format,
+            include_body,
+            output,
+            filter,
+            remote,
+        } => {
+            let token = token_of(&remote)?;
+            let url = format!(
+                "{}/v1/events/export?format={format}&include_body={include_body}&{}",
+                remote.url.trim_end_matches('/'),
+                filter.query()
+            );
+            let mut out: Box<dyn std::io::Write + Send> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout())),
+            };
+            let status = HttpClient::default()
+                .download(&url, token, &mut *out)
+                .await?;
+            out.flush()?;
+            if !status.is_success() {
+                bail!("{status}: the export was refused (see the answer above)");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn token_of(remote: &Remote) -> anyhow::Result<&str> {
+    remote.token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or pass --token")
+    })
+}
+
+async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
+    match cmd {
+        AuditCommand::Verify {
+            db: Some(path),
+            expect_head,
+            ..
+        } => {
+            let expected = match &expect_head {
+                Some(h) => Some(
+                    hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| crate::chain::Hash::try_from(b.as_slice()).ok())
+                        .context("--expect-head must be 64 hex digits")?,
+                ),
+                None => None,
+            };
+            let reports = crate::store::verify_file(&path, expected)?;
+            let ok = reports.iter().all(|r| r.ok);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "logs": reports}))?
+            );
+            if !ok {
+                bail!("the audit log of {} does not verify", path.display());
+            }
+            Ok(())
+        }
+        AuditCommand::Verify {
+            db: None,
+            expect_head,
+            remote,
+        } => {
+            let token = token_of(&remote)?;
+            let query = expect_head
+                .map(|h| format!("?expect_head={h}"))
+                .unwrap_or_default();
+            let url = format!(
+                "{}/v1/audit/verify{query}",
+                remote.url.trim_end_matches('/')
+            );
+            let answer = HttpClient::default()
+                .admin(Method::GET, &url, token, None)
+                .await?;
+            let value = answer.json();
+            println!("{}", serde_json::to_string_pretty(&value)?);
+            if !answer.status.is_success() || value["ok"] != true {
+                bail!("the audit log does not verify");
+            }
+            Ok(())
+        }
+        AuditCommand::Prune { before, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                "/v1/audit/prune",
+                Some(serde_json::json!({"before": before})),
+            )
+            .await
+        }
+    }
+}
+
+async fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {
+    match cmd {
+        TokensCommand::Create { name, role, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                "/v1/tokens",
+                Some(serde_json::json!({"name": name, "role": role})),
+            )
+            .await
+        }
+        TokensCommand::List { remote } => call(&remote, Method::GET, "/v1/tokens", None).await,
+        TokensCommand::Revoke { name, remote } => {
+            call(&remote, Method::DELETE, &format!("/v1/tokens/{name}"), None).await
         }
     }
 }

@@ -1,8 +1,9 @@
 //! The admin listener: bearer-token authentication, roles, and routing to the account and
 //! event handlers.
 //!
-//! Owns the route table of the admin API and the role each route needs: `admin` for every
-//! write, `admin` or `auditor` for reads. It must never serve a route before the token is
+//! Owns the route table of the admin API and the role each route needs: `admin` for
+//! everything; `auditor` only for reading events (list, show, export), the change log and
+//! audit verification. It must never serve a route before the token is
 //! checked, and never echo a token.
 
 use hyper::body::Incoming;
@@ -12,7 +13,7 @@ use serde_json::Value;
 
 use super::AppState;
 use super::http::{Problem, ResBody, read_body};
-use super::{admin_accounts, admin_events};
+use super::{admin_accounts, admin_events, admin_tokens};
 use crate::store::StoreError;
 use crate::tokens::{Caller, Role};
 
@@ -131,10 +132,34 @@ async fn route(
             admin_accounts::retire_secret(state, caller, name, index).await
         }
         (&Method::GET, ["v1", "events"]) => admin_events::list(state, &query).await,
+        (&Method::GET, ["v1", "events", "export"]) => admin_events::export(state, &query).await,
+        (&Method::GET, ["v1", "audit", "verify"]) => admin_events::verify(state, &query).await,
+        (&Method::POST, ["v1", "audit", "prune"]) => {
+            require_admin(caller)?;
+            let body = json_body(state, req).await?;
+            admin_events::prune(state, caller, body).await
+        }
+        (&Method::GET, ["v1", "tokens"]) => {
+            require_admin(caller)?;
+            Ok(admin_tokens::list(state))
+        }
+        (&Method::POST, ["v1", "tokens"]) => {
+            require_admin(caller)?;
+            let body = json_body(state, req).await?;
+            admin_tokens::create(state, caller, body).await
+        }
+        (&Method::DELETE, ["v1", "tokens", name]) => {
+            require_admin(caller)?;
+            admin_tokens::revoke(state, caller, name).await
+        }
         (&Method::GET, ["v1", "events", id]) => admin_events::show(state, id).await,
         (&Method::GET, ["v1", "changes"]) => admin_events::changes(state, &query).await,
-        (&Method::GET, ["v1", "providers"]) => Ok(admin_accounts::providers()),
+        (&Method::GET, ["v1", "providers"]) => {
+            require_admin(caller)?;
+            Ok(admin_accounts::providers())
+        }
         (&Method::GET, ["metrics"]) => {
+            require_admin(caller)?;
             let text = state
                 .store
                 .metrics()

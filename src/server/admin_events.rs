@@ -12,7 +12,7 @@ use super::admin::store_problem;
 use super::http::{Problem, ResBody};
 use crate::clock::parse_time;
 use crate::event::{Reason, Status, parse_public_id};
-use crate::store::{ChangeFilter, EventFilter};
+use crate::store::{ChangeFilter, EventFilter, ExportFormat};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -78,8 +78,8 @@ fn pairs(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// `GET /v1/events?account=&status=&reason=&sender=&source=&event_type=&since=&until=&limit=&cursor=`.
-pub async fn list(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+/// Parses the event filters; `extra` names further parameters the route accepts.
+fn event_filter(query: &str, extra: &[&str]) -> Result<EventFilter, Problem> {
     let pairs = pairs(query);
     let c = common(&pairs)?;
     let mut f = EventFilter {
@@ -114,14 +114,127 @@ pub async fn list(state: &AppState, query: &str) -> Result<Response<ResBody>, Pr
             "source" => f.source = Some(v),
             "event_type" => f.event_type = Some(v),
             "since" | "until" | "limit" | "cursor" => {}
+            other if extra.contains(&other) => {}
             other => return Err(bad(format!("unknown filter {other:?}"))),
         }
     }
+    Ok(f)
+}
+
+/// `GET /v1/events?account=&status=&reason=&sender=&source=&event_type=&since=&until=&limit=&cursor=`.
+pub async fn list(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+    let f = event_filter(query, &[])?;
     let page = state.store.events(f).await.map_err(store_problem)?;
     Ok(super::http::json(
         StatusCode::OK,
         &json!({"events": page.items, "next_cursor": page.next_cursor}),
     ))
+}
+
+/// `GET /v1/events/export?format=ndjson|csv&include_body=true&...filters`: every matching
+/// event, oldest first, streamed.
+pub async fn export(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+    let f = event_filter(query, &["format", "include_body"])?;
+    let pairs = pairs(query);
+    let get = |k: &str| {
+        pairs
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let (format, content_type) = match get("format").unwrap_or("ndjson") {
+        "ndjson" => (ExportFormat::Ndjson, "application/x-ndjson"),
+        "csv" => (ExportFormat::Csv, "text/csv; charset=utf-8"),
+        other => return Err(bad(format!("format={other:?}; use ndjson or csv"))),
+    };
+    let include_body = match get("include_body").unwrap_or("false") {
+        "true" | "1" => true,
+        "false" | "0" => false,
+        other => return Err(bad(format!("include_body={other:?}; use true or false"))),
+    };
+    let rx = state.store.export(f, format, include_body);
+    let mut res = Response::new(super::http::channel_body(rx));
+    res.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static(content_type),
+    );
+    Ok(res)
+}
+
+/// `GET /v1/audit/verify[?expect_head=HEX]`: both hash chains, checked row by row.
+pub async fn verify(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
+    let expected = match pairs(query).into_iter().find(|(k, _)| k == "expect_head") {
+        Some((_, v)) => {
+            Some(parse_hash(&v).ok_or_else(|| bad("expect_head must be 64 hex digits".into()))?)
+        }
+        None => None,
+    };
+    let reports = state.store.verify(expected).await.map_err(store_problem)?;
+    let ok = reports.iter().all(|r| r.ok);
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"ok": ok, "logs": reports}),
+    ))
+}
+
+/// Parses a hex chain hash.
+pub fn parse_hash(text: &str) -> Option<crate::chain::Hash> {
+    hex::decode(text.trim())
+        .ok()
+        .and_then(|b| crate::chain::Hash::try_from(b.as_slice()).ok())
+}
+
+/// `POST /v1/audit/prune {"before": RFC3339}`: prunes events received before that time.
+pub async fn prune(
+    state: &AppState,
+    caller: &crate::tokens::Caller,
+    body: serde_json::Value,
+) -> Result<Response<ResBody>, Problem> {
+    let before = body
+        .get("before")
+        .and_then(serde_json::Value::as_str)
+        .and_then(parse_time)
+        .ok_or_else(|| bad("give {\"before\": \"<RFC 3339 time>\"}".into()))?;
+    let pruned = prune_before(
+        state,
+        &format!("{} ({})", caller.name, caller.role.as_str()),
+        before,
+    )
+    .await
+    .map_err(store_problem)?;
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"pruned": pruned}),
+    ))
+}
+
+/// Prunes in steps of 10,000 rows so the writer is never held long; returns the total.
+pub async fn prune_before(
+    state: &AppState,
+    actor: &str,
+    before: i64,
+) -> Result<u64, crate::store::StoreError> {
+    let mut total = 0;
+    loop {
+        let n = state
+            .store
+            .admin(crate::store::AdminWrite::PruneEvents {
+                before,
+                max_rows: 10_000,
+                change: crate::store::Change {
+                    at: crate::clock::now_micros(),
+                    actor: actor.to_owned(),
+                    action: "audit.pruned".into(),
+                    account: None,
+                    detail: String::new(),
+                },
+            })
+            .await?;
+        total += n;
+        if n < 10_000 {
+            return Ok(total);
+        }
+    }
 }
 
 /// `GET /v1/events/{id}`.

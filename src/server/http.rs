@@ -16,12 +16,42 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use serde_json::{Value, json};
 
-/// The body of every response.
-pub type ResBody = BoxBody<Bytes, Infallible>;
+/// The body of every response. A streamed body may fail part way (an export whose
+/// database read failed): hyper then aborts the response instead of ending it cleanly, so
+/// a client never mistakes a cut-off stream for a complete one.
+pub type ResBody = BoxBody<Bytes, std::io::Error>;
 
 /// A full response body.
 pub fn full(bytes: impl Into<Bytes>) -> ResBody {
-    Full::new(bytes.into()).boxed()
+    Full::new(bytes.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+/// A body fed by a bounded channel; an `Err` item ends it with an error.
+pub fn channel_body(rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>) -> ResBody {
+    ChannelBody { rx }.boxed()
+}
+
+struct ChannelBody {
+    rx: tokio::sync::mpsc::Receiver<Result<Bytes, String>>,
+}
+
+impl hyper::body::Body for ChannelBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        self.rx.poll_recv(cx).map(|item| {
+            item.map(|r| {
+                r.map(hyper::body::Frame::data)
+                    .map_err(std::io::Error::other)
+            })
+        })
+    }
 }
 
 /// A JSON answer.

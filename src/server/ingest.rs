@@ -372,6 +372,11 @@ impl Row<'_> {
             &self.state.config.redact_headers,
         );
         let body_sha256 = whole.then(|| Sha256::digest(&body).into());
+        // An account may keep only the body's size and hash.
+        let (body, hash_only) = match &self.account {
+            Some(a) if !a.spec.store_body => (Bytes::new(), true),
+            _ => (body, false),
+        };
         EventRecord {
             received_at: self.received_at,
             account: self.label.clone(),
@@ -388,7 +393,7 @@ impl Row<'_> {
             body,
             body_size,
             body_sha256,
-            body_truncated: false,
+            body_truncated: hash_only,
             handle_micros: self.started.elapsed().as_micros() as i64,
         }
     }

@@ -9,6 +9,7 @@
 mod admin;
 mod admin_accounts;
 mod admin_events;
+mod admin_tokens;
 pub mod http;
 mod ingest;
 
@@ -194,8 +195,9 @@ impl Gateway {
             listeners.admin,
             Arc::clone(&self.state),
             Side::Admin,
-            stop_rx,
+            stop_rx.clone(),
         ));
+        let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stop_tx.send(true);
@@ -210,9 +212,32 @@ impl Gateway {
                 );
             }
         }
+        let _ = retention.await;
         self.state.store.close().await;
         tracing::info!("stopped; every acknowledged event is committed");
         Ok(())
+    }
+}
+
+/// Prunes events older than the configured age, at start and then every interval.
+async fn retention_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let days = state.config.retention.max_age_days;
+    if days == 0 {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(state.config.retention.interval_secs));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let age = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+        let before = now_micros().saturating_sub(age);
+        match admin_events::prune_before(&state, "hookgate:retention", before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(pruned = n, "retention pruned old events"),
+            Err(e) => tracing::warn!(error = %e, "retention could not prune; will retry"),
+        }
     }
 }
 

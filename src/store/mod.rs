@@ -5,10 +5,13 @@
 //! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
 //! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
 
+pub mod audit;
+mod export;
 mod reader;
 mod schema;
 mod writer;
 
+pub use export::Format as ExportFormat;
 pub use reader::{
     ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount,
 };
@@ -21,6 +24,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
 use crate::metrics::Metrics;
@@ -64,6 +68,25 @@ impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").finish_non_exhaustive()
     }
+}
+
+/// Verifies a database file offline, read-only, without starting a gateway.
+pub fn verify_file(
+    path: &Path,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<audit::ChainReport>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotFound(format!(
+            "database file {}",
+            path.display()
+        )));
+    }
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    Ok(vec![
+        audit::verify(&c, audit::Log::Events, expected_events_head.as_ref())?,
+        audit::verify(&c, audit::Log::Changes, None)?,
+    ])
 }
 
 impl Store {
@@ -124,8 +147,9 @@ impl Store {
             .await
     }
 
-    /// Applies one admin change (with its change-log row) in the writer's next group.
-    pub async fn admin(&self, write: AdminWrite) -> Result<(), StoreError> {
+    /// Applies one admin change (with its change-log row) in the writer's next group;
+    /// returns the rows it affected (rows pruned, for a prune).
+    pub async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
         self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
             .await
     }
@@ -153,6 +177,50 @@ impl Store {
     /// One page of the change log, newest first.
     pub async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         self.readers.run(move |c| reader::changes(c, &filter)).await
+    }
+
+    /// Streams the events matching `filter`, oldest first, as chunks of NDJSON or CSV. The
+    /// receiver ends when the export is complete; a failure arrives as an `Err` item last.
+    pub fn export(
+        &self,
+        filter: EventFilter,
+        format: ExportFormat,
+        include_body: bool,
+    ) -> mpsc::Receiver<Result<bytes::Bytes, String>> {
+        let (tx, rx) = mpsc::channel(4);
+        let readers = Arc::clone(&self.readers);
+        tokio::task::spawn_blocking(move || {
+            let conn = match readers.take() {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "export could not open the database");
+                    let _ = tx.blocking_send(Err(e.to_string()));
+                    return;
+                }
+            };
+            if let Err(e) = export::run(&conn, filter, format, include_body, &tx) {
+                tracing::warn!(error = %e, "export stopped early");
+                let _ = tx.blocking_send(Err(e.to_string()));
+            }
+            readers.give_back(conn);
+        });
+        rx
+    }
+
+    /// Verifies both hash chains; `expected_events_head` checks that the events chain still
+    /// passes through a head noted earlier.
+    pub async fn verify(
+        &self,
+        expected_events_head: Option<chain::Hash>,
+    ) -> Result<Vec<audit::ChainReport>, StoreError> {
+        self.readers
+            .run(move |c| {
+                Ok(vec![
+                    audit::verify(c, audit::Log::Events, expected_events_head.as_ref())?,
+                    audit::verify(c, audit::Log::Changes, None)?,
+                ])
+            })
+            .await
     }
 
     /// Asks the writer to finish every queued write and stop, then waits for it.

@@ -36,7 +36,7 @@ impl Readers {
         }
     }
 
-    fn take(&self) -> Result<Connection, StoreError> {
+    pub(super) fn take(&self) -> Result<Connection, StoreError> {
         if let Some(c) = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop() {
             return Ok(c);
         }
@@ -46,6 +46,14 @@ impl Readers {
         )?;
         conn.busy_timeout(self.busy_timeout)?;
         Ok(conn)
+    }
+
+    /// Returns a connection to the pool.
+    pub(super) fn give_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < 8 {
+            idle.push(conn);
+        }
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
@@ -137,6 +145,10 @@ pub struct EventFilter {
     pub limit: usize,
     /// Only rows older than this sequence number (the cursor).
     pub before_seq: Option<i64>,
+    /// Only rows newer than this sequence number (export paging).
+    pub after_seq: Option<i64>,
+    /// Oldest first instead of newest first.
+    pub oldest_first: bool,
 }
 
 /// One page of results, newest first.
@@ -174,7 +186,7 @@ pub struct EventSummary {
     /// Forwarding outcome, once listeners forward.
     pub forward_status: Option<String>,
     #[serde(skip)]
-    seq: i64,
+    pub(super) seq: i64,
 }
 
 /// One event in full (the contract of `GET /v1/events/{id}`).
@@ -211,9 +223,9 @@ pub struct EventDetail {
     pub handle_micros: i64,
 }
 
-const SUMMARY_COLUMNS: &str = "seq, received_at, account, status, reason, event_id, event_type, sender, source, params, forward_status";
+pub(super) const SUMMARY_COLUMNS: &str = "seq, received_at, account, status, reason, event_id, event_type, sender, source, params, forward_status";
 
-fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
+pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
     let seq: i64 = r.get(0)?;
     let params: Option<String> = r.get(9)?;
     Ok(EventSummary {
@@ -241,6 +253,27 @@ fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
 const SEQ_SLACK: i64 = 100_000;
 
 pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummary>, StoreError> {
+    let (sql, args) = filtered(c, f, SUMMARY_COLUMNS)?;
+    let mut stmt = c.prepare_cached(&sql)?;
+    let mut items: Vec<EventSummary> = stmt
+        .query_map(params_from_iter(args), summary)?
+        .collect::<Result<_, _>>()?;
+    let next_cursor = if items.len() > f.limit {
+        items.truncate(f.limit);
+        items.last().map(|e| e.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page { items, next_cursor })
+}
+
+/// The SQL and arguments that select `columns` of the events matching a filter, in the
+/// filter's order, one more than its limit.
+pub(super) fn filtered(
+    c: &Connection,
+    f: &EventFilter,
+    columns: &str,
+) -> Result<(String, Vec<SqlValue>), StoreError> {
     // Rare outcomes have partial indexes; naming them stops the planner, which cannot
     // know they are rare, from scanning the whole table newest-first instead.
     let index = match (f.reason.is_some(), f.status.as_deref()) {
@@ -249,7 +282,7 @@ pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummar
         (false, Some("duplicate")) => " INDEXED BY events_duplicate",
         _ => "",
     };
-    let mut sql = format!("SELECT {SUMMARY_COLUMNS} FROM events{index} WHERE 1 = 1");
+    let mut sql = format!("SELECT {columns} FROM events{index} WHERE 1 = 1");
     // The status is written into the SQL so the partial indexes apply; it comes from the
     // closed `Status` set, never from input text. An unknown status matches nothing.
     if let Some(status) = &f.status {
@@ -273,7 +306,7 @@ pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummar
         }
     }
     let mut before = f.before_seq;
-    let mut after = None;
+    let mut after = f.after_seq.map(|s| s + 1);
     if let Some(until) = f.until {
         let last: Option<i64> = c
             .prepare_cached(
@@ -291,7 +324,8 @@ pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummar
             )?
             .query_row(params![since], |r| r.get(0))
             .optional()?;
-        after = Some(first.map_or(i64::MAX, |s| s.saturating_sub(SEQ_SLACK)));
+        let bound = first.map_or(i64::MAX, |s| s.saturating_sub(SEQ_SLACK));
+        after = Some(after.map_or(bound, |a| a.max(bound)));
     }
     let int_filters = [
         ("received_at >=", f.since),
@@ -306,18 +340,9 @@ pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummar
         }
     }
     args.push(SqlValue::Integer(f.limit as i64 + 1));
-    sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
-    let mut stmt = c.prepare_cached(&sql)?;
-    let mut items: Vec<EventSummary> = stmt
-        .query_map(params_from_iter(args), summary)?
-        .collect::<Result<_, _>>()?;
-    let next_cursor = if items.len() > f.limit {
-        items.truncate(f.limit);
-        items.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    let order = if f.oldest_first { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
+    Ok((sql, args))
 }
 
 pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {

@@ -77,6 +77,18 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_duplicate ON events(seq) WHERE status = 'duplicate';
     CREATE INDEX changes_by_action ON changes(action, seq);
     ",
+    // 3: the hash chain (see `chain`), and the checkpoints retention leaves behind.
+    "
+    ALTER TABLE events ADD COLUMN hash BLOB;
+    ALTER TABLE changes ADD COLUMN hash BLOB;
+    CREATE TABLE chain_checkpoints (
+        log        TEXT PRIMARY KEY,
+        through    INTEGER NOT NULL,
+        pruned     INTEGER NOT NULL,
+        hash       BLOB NOT NULL,
+        at         INTEGER NOT NULL
+    );
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::StoreError;
 use super::schema;
+use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
@@ -26,7 +27,7 @@ pub(super) enum Job {
         Box<EventRecord>,
         oneshot::Sender<Result<Committed, StoreError>>,
     ),
-    Admin(Box<AdminWrite>, oneshot::Sender<Result<(), StoreError>>),
+    Admin(Box<AdminWrite>, oneshot::Sender<Result<u64, StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -75,6 +76,23 @@ pub enum AdminWrite {
         /// The change-log row.
         change: Change,
     },
+    /// Prunes events received before a time, as a seq prefix, leaving a chain checkpoint.
+    /// Writes a change-log row only when something was pruned.
+    PruneEvents {
+        /// Microseconds since the epoch.
+        before: i64,
+        /// The most rows pruned by this one write.
+        max_rows: i64,
+        /// Who asked, and when (`action` and `detail` are filled in by the writer).
+        change: Change,
+    },
+    /// Removes a token.
+    RevokeToken {
+        /// The token's name.
+        name: String,
+        /// The change-log row.
+        change: Change,
+    },
     /// Stores a token's hash.
     AddToken {
         /// The token.
@@ -82,6 +100,56 @@ pub enum AdminWrite {
         /// The change-log row.
         change: Change,
     },
+}
+
+/// What the writer keeps in memory between groups: the next sequence numbers and the head
+/// of each hash chain. Reloaded from the database after a failed group.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Heads {
+    next_event: i64,
+    event_head: Hash,
+    next_change: i64,
+    change_head: Hash,
+}
+
+impl Heads {
+    pub(super) fn load(conn: &Connection) -> rusqlite::Result<Heads> {
+        let last = |table: &str| -> rusqlite::Result<(i64, Hash)> {
+            let row: Option<(i64, Option<Vec<u8>>)> = conn
+                .query_row(
+                    &format!("SELECT seq, hash FROM {table} ORDER BY seq DESC LIMIT 1"),
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let checkpoint: Option<(i64, Vec<u8>)> = conn
+                .query_row(
+                    "SELECT through, hash FROM chain_checkpoints WHERE log = ?1",
+                    [table],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(match (row, checkpoint) {
+                (Some((seq, hash)), _) => (seq + 1, to_hash(hash.as_deref())),
+                (None, Some((through, hash))) => (through + 1, to_hash(Some(&hash))),
+                (None, None) => (1, chain::GENESIS),
+            })
+        };
+        let (next_event, event_head) = last("events")?;
+        let (next_change, change_head) = last("changes")?;
+        Ok(Heads {
+            next_event,
+            event_head,
+            next_change,
+            change_head,
+        })
+    }
+}
+
+fn to_hash(bytes: Option<&[u8]>) -> Hash {
+    bytes
+        .and_then(|b| Hash::try_from(b).ok())
+        .unwrap_or(chain::GENESIS)
 }
 
 /// Opens the write connection with the pragmas durability depends on, and migrates.
@@ -132,6 +200,13 @@ fn run(
     metrics: Arc<Metrics>,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
+    let mut heads = match Heads::load(&conn) {
+        Ok(h) => h,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the chain heads; the writer stops");
+            return;
+        }
+    };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -141,7 +216,9 @@ fn run(
             }
         }
         let started = std::time::Instant::now();
-        let (rows, stop) = commit_batch(&mut conn, &mut batch, &mut rx, max_batch, &healthy);
+        let (rows, stop) = commit_batch(
+            &mut conn, &mut batch, &mut rx, max_batch, &healthy, &mut heads,
+        );
         let ok = healthy.load(Ordering::Relaxed);
         metrics.record_batch(rows, started.elapsed().as_micros() as u64, ok);
         if let Some(done) = stop {
@@ -158,8 +235,8 @@ enum Pending {
         Result<Committed, StoreError>,
     ),
     Admin(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
+        oneshot::Sender<Result<u64, StoreError>>,
+        Result<u64, StoreError>,
     ),
 }
 
@@ -174,8 +251,10 @@ fn commit_batch(
     rx: &mut mpsc::Receiver<Job>,
     max_batch: usize,
     healthy: &AtomicBool,
+    heads: &mut Heads,
 ) -> (usize, Option<oneshot::Sender<()>>) {
     let mut shutdown = None;
+    let start_heads = *heads;
     let mut pending = Vec::with_capacity(max_batch);
     let result = (|| -> rusqlite::Result<()> {
         let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -184,11 +263,11 @@ fn commit_batch(
             for job in batch.drain(..).chain(late.drain(..)) {
                 match job {
                     Job::Event(record, reply) => {
-                        let outcome = insert_event(&tx, &record).map_err(StoreError::from);
+                        let outcome = insert_event(&tx, heads, &record).map_err(StoreError::from);
                         pending.push(Pending::Event(reply, outcome));
                     }
                     Job::Admin(write, reply) => {
-                        let outcome = apply_admin(&mut tx, &write);
+                        let outcome = apply_admin(&mut tx, heads, &write);
                         pending.push(Pending::Admin(reply, outcome));
                     }
                     Job::Shutdown(reply) => shutdown = Some(reply),
@@ -238,6 +317,8 @@ fn commit_batch(
         }
         Err(e) => {
             healthy.store(false, Ordering::Relaxed);
+            // The group was rolled back: the heads are what they were before it.
+            *heads = start_heads;
             tracing::error!(error = %e, "write batch failed; answering 503 for its requests");
             let err = StoreError::Unavailable(e.to_string());
             for p in pending {
@@ -255,7 +336,11 @@ fn commit_batch(
     (answered, shutdown)
 }
 
-fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Result<Committed> {
+fn insert_event(
+    tx: &rusqlite::Transaction<'_>,
+    heads: &mut Heads,
+    r: &EventRecord,
+) -> rusqlite::Result<Committed> {
     let mut status = r.status;
     let mut original_seq = None;
     if status == Status::Accepted
@@ -269,24 +354,53 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Re
             status = Status::Duplicate;
         }
     }
+    let seq = heads.next_event;
+    let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
+    let e = &r.extracted;
+    let fields = [
+        Field::Int(seq),
+        Field::Int(r.received_at),
+        Field::from(r.account.as_str()),
+        Field::from(status.as_str()),
+        Field::from(r.reason.map(|x| x.as_str())),
+        Field::from(r.detail.as_deref()),
+        Field::from(e.event_id.as_deref()),
+        Field::from(e.event_type.as_deref()),
+        Field::from(e.sender.as_deref()),
+        Field::from(e.source.as_deref()),
+        Field::from(e.params.as_deref()),
+        Field::from(r.method.as_str()),
+        Field::from(r.path.as_str()),
+        Field::from(r.query.as_str()),
+        Field::from(r.remote_addr.as_str()),
+        Field::from(r.headers.as_str()),
+        Field::from(r.content_type.as_deref()),
+        Field::Blob(&r.body),
+        Field::Int(r.body_size as i64),
+        body_sha.map_or(Field::Null, Field::Blob),
+        Field::Int(i64::from(r.body_truncated)),
+        Field::Int(r.handle_micros),
+    ];
+    let hash = chain::row_hash(&heads.event_head, &fields);
     tx.prepare_cached(
-        "INSERT INTO events (received_at, account, status, reason, detail, event_id, event_type,
-            sender, source, params, method, path, query, remote_addr, headers, content_type,
-            body, body_size, body_sha256, body_truncated, handle_micros)
+        "INSERT INTO events (seq, received_at, account, status, reason, detail, event_id,
+            event_type, sender, source, params, method, path, query, remote_addr, headers,
+            content_type, body, body_size, body_sha256, body_truncated, handle_micros, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21)",
+            ?18, ?19, ?20, ?21, ?22, ?23)",
     )?
     .execute(params![
+        seq,
         r.received_at,
         r.account,
         status.as_str(),
         r.reason.map(|x| x.as_str()),
         r.detail,
-        r.extracted.event_id,
-        r.extracted.event_type,
-        r.extracted.sender,
-        r.extracted.source,
-        r.extracted.params,
+        e.event_id,
+        e.event_type,
+        e.sender,
+        e.source,
+        e.params,
         r.method,
         r.path,
         r.query,
@@ -295,17 +409,19 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Re
         r.content_type,
         &r.body[..],
         r.body_size as i64,
-        r.body_sha256.as_ref().map(|h| &h[..]),
+        body_sha,
         r.body_truncated,
         r.handle_micros,
+        &hash[..],
     ])?;
-    let seq = tx.last_insert_rowid();
     if status == Status::Accepted
-        && let Some(id) = &r.extracted.event_id
+        && let Some(id) = &e.event_id
     {
         tx.prepare_cached("INSERT INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)")?
             .execute(params![r.account, id, seq])?;
     }
+    heads.next_event = seq + 1;
+    heads.event_head = hash;
     Ok(Committed {
         seq,
         status,
@@ -315,19 +431,38 @@ fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Re
 
 /// Applies an admin write inside a savepoint, so a refused write leaves no trace while the
 /// rest of the group still commits.
-fn apply_admin(tx: &mut rusqlite::Transaction<'_>, write: &AdminWrite) -> Result<(), StoreError> {
+fn apply_admin(
+    tx: &mut rusqlite::Transaction<'_>,
+    heads: &mut Heads,
+    write: &AdminWrite,
+) -> Result<u64, StoreError> {
     let mut sp = tx.savepoint()?;
-    let result = apply_admin_inner(&sp, write);
-    if result.is_ok() {
-        sp.commit()?;
-    } else {
-        sp.rollback()?;
-        sp.commit()?;
+    match apply_admin_inner(&sp, heads, write) {
+        Ok((n, hash)) => {
+            sp.commit()?;
+            if let Some(hash) = hash {
+                heads.next_change += 1;
+                heads.change_head = hash;
+            }
+            Ok(n)
+        }
+        Err(e) => {
+            sp.rollback()?;
+            sp.commit()?;
+            Err(e)
+        }
     }
-    result
 }
 
-fn apply_admin_inner(tx: &rusqlite::Savepoint<'_>, write: &AdminWrite) -> Result<(), StoreError> {
+/// Applies the write and appends its change-log row; returns the rows affected and the
+/// change row's chain hash (none when nothing was changed and so nothing recorded).
+fn apply_admin_inner(
+    tx: &rusqlite::Savepoint<'_>,
+    heads: &Heads,
+    write: &AdminWrite,
+) -> Result<(u64, Option<Hash>), StoreError> {
+    let mut affected = 1;
+    let pruned_change;
     let change = match write {
         AdminWrite::CreateAccount { name, spec, change } => {
             let n = tx.execute(
@@ -362,6 +497,32 @@ fn apply_admin_inner(tx: &rusqlite::Savepoint<'_>, write: &AdminWrite) -> Result
             }
             change
         }
+        AdminWrite::PruneEvents {
+            before,
+            max_rows,
+            change,
+        } => {
+            let (n, through) = super::audit::prune_events(tx, *before, *max_rows, change.at)?;
+            if n == 0 {
+                return Ok((0, None));
+            }
+            affected = n;
+            pruned_change = Change {
+                action: "audit.pruned".into(),
+                detail: serde_json::json!({"pruned": n, "through_seq": through,
+                    "before": crate::clock::format_micros(*before)})
+                .to_string(),
+                ..change.clone()
+            };
+            &pruned_change
+        }
+        AdminWrite::RevokeToken { name, change } => {
+            let n = tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("token {name:?}")));
+            }
+            change
+        }
         AdminWrite::AddToken { entry, change } => {
             tx.execute(
                 "INSERT INTO tokens (name, role, hash, created_at) VALUES (?1, ?2, ?3, ?4)
@@ -371,15 +532,28 @@ fn apply_admin_inner(tx: &rusqlite::Savepoint<'_>, write: &AdminWrite) -> Result
             change
         }
     };
+    let seq = heads.next_change;
+    let fields = [
+        Field::Int(seq),
+        Field::Int(change.at),
+        Field::from(change.actor.as_str()),
+        Field::from(change.action.as_str()),
+        Field::from(change.account.as_deref()),
+        Field::from(change.detail.as_str()),
+    ];
+    let hash = chain::row_hash(&heads.change_head, &fields);
     tx.execute(
-        "INSERT INTO changes (at, actor, action, account, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO changes (seq, at, actor, action, account, detail, hash)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
+            seq,
             change.at,
             change.actor,
             change.action,
             change.account,
-            change.detail
+            change.detail,
+            &hash[..]
         ],
     )?;
-    Ok(())
+    Ok((affected, Some(hash)))
 }

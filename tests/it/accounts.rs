@@ -526,12 +526,8 @@ async fn metrics_count_outcomes_and_write_groups() {
     gw.post_hook("m", &h, r#"{"id":"1"}"#).await;
     gw.post_hook("m", &h, r#"{"id":"1"}"#).await;
     gw.post_hook("m", &[], "{}").await;
-    let text = String::from_utf8_lossy(
-        &gw.call_as(AUDITOR_TOKEN, Method::GET, "/metrics", None)
-            .await
-            .body,
-    )
-    .into_owned();
+    let text = String::from_utf8_lossy(&gw.admin_call(Method::GET, "/metrics", None).await.body)
+        .into_owned();
     for line in [
         "hookgate_webhooks_total{status=\"accepted\"} 1",
         "hookgate_webhooks_total{status=\"duplicate\"} 1",
@@ -549,6 +545,12 @@ async fn metrics_count_outcomes_and_write_groups() {
     assert!(
         rows >= 4.0,
         "three webhooks and the account creation were written: {rows}"
+    );
+    assert_eq!(
+        gw.call_as(AUDITOR_TOKEN, Method::GET, "/metrics", None)
+            .await
+            .status,
+        403
     );
     let unauthenticated = gw
         .client

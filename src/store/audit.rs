@@ -1,0 +1,301 @@
+//! Audit-log integrity: verifying the hash chains, and pruning a prefix of the events log
+//! while leaving a checkpoint that lets the rest still verify.
+//!
+//! Owns the read side of `chain` (recomputing every row's hash in seq order) and the prune
+//! step the writer runs. Verification opens nothing and writes nothing: it runs on a
+//! read-only connection it is given, so it also works offline on a copied file.
+
+use rusqlite::types::{Value, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+
+use super::StoreError;
+use crate::chain::{self, CHANGE_COLUMNS, EVENT_COLUMNS, Field, Hash};
+
+/// One of the two chained logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Log {
+    /// Every webhook request.
+    Events,
+    /// Every admin change.
+    Changes,
+}
+
+impl Log {
+    /// The table name, also the log's name in reports and checkpoints.
+    pub fn table(self) -> &'static str {
+        match self {
+            Log::Events => "events",
+            Log::Changes => "changes",
+        }
+    }
+
+    fn columns(self) -> &'static str {
+        match self {
+            Log::Events => EVENT_COLUMNS,
+            Log::Changes => CHANGE_COLUMNS,
+        }
+    }
+
+    fn width(self) -> usize {
+        self.columns().split(',').count()
+    }
+}
+
+/// What verifying one log found.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ChainReport {
+    /// `events` or `changes`.
+    pub log: &'static str,
+    /// True when every row chains from the one before.
+    pub ok: bool,
+    /// Rows verified (after any pruned prefix).
+    pub rows: u64,
+    /// Rows pruned by retention before the first row, per the checkpoint.
+    pub pruned: u64,
+    /// The hash of the last row that verified, hex; note it to detect later truncation.
+    pub head: String,
+    /// The seq where the chain breaks.
+    pub broken_at: Option<i64>,
+    /// `edited`, `removed` or `reordered`.
+    pub problem: Option<&'static str>,
+    /// What exactly is wrong, in words.
+    pub detail: Option<String>,
+    /// When an expected head was given: whether the chain passes through it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_head_found: Option<bool>,
+}
+
+fn field(v: ValueRef<'_>) -> Field<'_> {
+    match v {
+        ValueRef::Null => Field::Null,
+        ValueRef::Integer(n) => Field::Int(n),
+        // The chained columns hold no reals; one that appears was written by someone else
+        // and is hashed by its bit pattern, so it can never match.
+        ValueRef::Real(f) => Field::Int(f.to_bits() as i64),
+        ValueRef::Text(t) => Field::Text(t),
+        ValueRef::Blob(b) => Field::Blob(b),
+    }
+}
+
+fn owned_field(v: &Value) -> Field<'_> {
+    match v {
+        Value::Null => Field::Null,
+        Value::Integer(n) => Field::Int(*n),
+        Value::Real(f) => Field::Int(f.to_bits() as i64),
+        Value::Text(t) => Field::Text(t.as_bytes()),
+        Value::Blob(b) => Field::Blob(b),
+    }
+}
+
+fn stored_hash(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
+    Ok(row
+        .get::<_, Option<Vec<u8>>>(i)?
+        .and_then(|b| Hash::try_from(b.as_slice()).ok()))
+}
+
+/// The checkpoint a prune left: (last pruned seq, rows pruned, hash of that row).
+fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<(i64, u64, Hash)> {
+    let row: Option<(i64, i64, Vec<u8>)> = c
+        .query_row(
+            "SELECT through, pruned, hash FROM chain_checkpoints WHERE log = ?1",
+            [log.table()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?;
+    Ok(match row {
+        Some((through, pruned, hash)) => (
+            through,
+            pruned.max(0) as u64,
+            Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
+        ),
+        None => (0, 0, chain::GENESIS),
+    })
+}
+
+/// Verifies one log from its checkpoint (or the start) to its last row.
+pub fn verify(
+    c: &Connection,
+    log: Log,
+    expected_head: Option<&Hash>,
+) -> Result<ChainReport, StoreError> {
+    let (through, pruned, start_hash) = checkpoint(c, log)?;
+    let width = log.width();
+    let mut report = ChainReport {
+        log: log.table(),
+        ok: true,
+        rows: 0,
+        pruned,
+        head: hex::encode(start_hash),
+        broken_at: None,
+        problem: None,
+        detail: None,
+        expected_head_found: expected_head.map(|h| *h == start_hash && pruned > 0),
+    };
+    let sql = format!(
+        "SELECT {}, hash FROM {} WHERE seq > ?1 ORDER BY seq",
+        log.columns(),
+        log.table()
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params![through])?;
+    let (mut prev_seq, mut prev_hash) = (through, start_hash);
+    while let Some(row) = rows.next()? {
+        let seq: i64 = row.get(0)?;
+        if seq != prev_seq + 1 {
+            let missing = if seq == prev_seq + 2 {
+                format!("row {}", prev_seq + 1)
+            } else {
+                format!("rows {} to {}", prev_seq + 1, seq - 1)
+            };
+            return Ok(broken(
+                report,
+                seq,
+                "removed",
+                format!("{missing} of the {} log are missing", log.table()),
+            ));
+        }
+        let mut fields: Vec<Field<'_>> = Vec::with_capacity(width);
+        for i in 0..width {
+            fields.push(field(row.get_ref(i)?));
+        }
+        let computed = chain::row_hash(&prev_hash, &fields);
+        let stored = stored_hash(row, width)?;
+        if stored != Some(computed) {
+            let (problem, detail) = match reordered_from(c, log, seq, &prev_hash)? {
+                Some(k) => (
+                    "reordered",
+                    format!(
+                        "the row stored at seq {seq} does not belong there; the content that chains here is at seq {k}"
+                    ),
+                ),
+                None => (
+                    "edited",
+                    format!(
+                        "row {seq} does not match its hash: it was edited (or row {} was rewritten together with its hash)",
+                        seq - 1
+                    ),
+                ),
+            };
+            return Ok(broken(report, seq, problem, detail));
+        }
+        if let Some(expected) = expected_head
+            && *expected == computed
+        {
+            report.expected_head_found = Some(true);
+        }
+        prev_seq = seq;
+        prev_hash = computed;
+        report.rows += 1;
+    }
+    report.head = hex::encode(prev_hash);
+    if expected_head.is_some() && report.expected_head_found != Some(true) {
+        report.expected_head_found = Some(false);
+        report.ok = false;
+        report.problem = Some("removed");
+        report.detail = Some("the expected head is not in the chain: rows after it were removed, or the log was replaced".into());
+    }
+    Ok(report)
+}
+
+fn broken(mut report: ChainReport, seq: i64, problem: &'static str, detail: String) -> ChainReport {
+    report.ok = false;
+    report.broken_at = Some(seq);
+    report.problem = Some(problem);
+    report.detail = Some(detail);
+    report
+}
+
+/// Looks near `seq` for a row whose content, placed at `seq`, chains from `prev`: the sign
+/// that rows were moved rather than edited.
+fn reordered_from(
+    c: &Connection,
+    log: Log,
+    seq: i64,
+    prev: &Hash,
+) -> Result<Option<i64>, StoreError> {
+    const WINDOW: i64 = 512;
+    let width = log.width();
+    let sql = format!(
+        "SELECT {}, hash FROM {} WHERE seq BETWEEN ?1 AND ?2 AND seq <> ?3",
+        log.columns(),
+        log.table()
+    );
+    let mut stmt = c.prepare(&sql)?;
+    let mut rows = stmt.query(params![seq - WINDOW, seq + WINDOW, seq])?;
+    while let Some(row) = rows.next()? {
+        let k: i64 = row.get(0)?;
+        let mut values: Vec<Value> = Vec::with_capacity(width);
+        for i in 0..width {
+            values.push(row.get(i)?);
+        }
+        values[0] = Value::Integer(seq);
+        let fields: Vec<Field<'_>> = values.iter().map(owned_field).collect();
+        if stored_hash(row, width)? == Some(chain::row_hash(prev, &fields)) {
+            return Ok(Some(k));
+        }
+    }
+    Ok(None)
+}
+
+/// Prunes events received before `before` (microseconds), at most `max_rows`, as a seq
+/// prefix; records the checkpoint. Returns (rows pruned, last pruned seq). Runs inside the
+/// writer's transaction.
+pub(super) fn prune_events(
+    tx: &Connection,
+    before: i64,
+    max_rows: i64,
+    at: i64,
+) -> rusqlite::Result<(u64, i64)> {
+    const SLACK: i64 = 100_000;
+    let (through, pruned, _) = checkpoint(tx, Log::Events)?;
+    let first_new: Option<i64> = tx
+        .query_row(
+            "SELECT seq FROM events WHERE received_at >= ?1 ORDER BY received_at LIMIT 1",
+            params![before],
+            |r| r.get(0),
+        )
+        .optional()?;
+    // Seq order may run slightly behind time order; find the first seq that is not old,
+    // scanning up from a bound below which every row is certainly old.
+    let last_old = match first_new {
+        Some(s) => {
+            let exact: Option<i64> = tx.query_row(
+                "SELECT MIN(seq) FROM events WHERE seq >= ?1 AND received_at >= ?2",
+                params![(s - SLACK).max(through + 1), before],
+                |r| r.get(0),
+            )?;
+            exact.unwrap_or(s) - 1
+        }
+        None => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?,
+    };
+    let last = last_old.min(through + max_rows);
+    if last <= through {
+        return Ok((0, through));
+    }
+    let hash: Option<Vec<u8>> = tx
+        .query_row(
+            "SELECT hash FROM events WHERE seq = ?1",
+            params![last],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    let Some(hash) = hash else {
+        // The row that would anchor the checkpoint is missing: leave the log as it is, so
+        // verification reports the gap instead of pruning hiding it.
+        return Ok((0, through));
+    };
+    let count = tx.execute(
+        "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
+        params![through, last],
+    )? as u64;
+    tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
+    tx.execute(
+        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', ?1, ?2, ?3, ?4)
+         ON CONFLICT(log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,
+            hash = excluded.hash, at = excluded.at",
+        params![last, pruned as i64 + count as i64, hash, at],
+    )?;
+    Ok((count, last))
+}
