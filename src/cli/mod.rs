@@ -40,7 +40,7 @@ pub enum Command {
     Accounts(AccountsCommand),
     /// Search and show the audit log through the admin API.
     #[command(subcommand)]
-    Events(EventsCommand),
+    Events(Box<EventsCommand>),
     /// Check the audit log's hash chains, or prune old events.
     #[command(subcommand)]
     Audit(AuditCommand),
@@ -293,7 +293,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve { config } => serve(config).await,
         Command::Accounts(cmd) => accounts(cmd).await,
-        Command::Events(cmd) => events(cmd).await,
+        Command::Events(cmd) => events(*cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
         Command::Tokens(cmd) => tokens(cmd).await,
     }

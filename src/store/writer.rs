@@ -215,12 +215,9 @@ fn run(
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let (rows, stop) = commit_batch(
-            &mut conn, &mut batch, &mut rx, max_batch, &healthy, &mut heads,
+        let stop = commit_batch(
+            &mut conn, &mut batch, &mut rx, max_batch, &healthy, &mut heads, &metrics,
         );
-        let ok = healthy.load(Ordering::Relaxed);
-        metrics.record_batch(rows, started.elapsed().as_micros() as u64, ok);
         if let Some(done) = stop {
             let _ = done.send(());
             return;
@@ -240,8 +237,8 @@ enum Pending {
     ),
 }
 
-/// Commits one group and answers its jobs; returns how many it answered and the shutdown
-/// reply if one was queued (the jobs before it are committed first).
+/// Commits one group, counts it, and answers its jobs; returns the shutdown reply if one
+/// was queued (the jobs before it are committed first).
 ///
 /// Jobs that arrive while the group's rows are being inserted join the group before the
 /// commit, so one fsync covers them too: the group grows with the load, at no idle cost.
@@ -252,7 +249,9 @@ fn commit_batch(
     max_batch: usize,
     healthy: &AtomicBool,
     heads: &mut Heads,
-) -> (usize, Option<oneshot::Sender<()>>) {
+    metrics: &Metrics,
+) -> Option<oneshot::Sender<()>> {
+    let started = std::time::Instant::now();
     let mut shutdown = None;
     let start_heads = *heads;
     let mut pending = Vec::with_capacity(max_batch);
@@ -300,7 +299,9 @@ fn commit_batch(
             Job::Shutdown(reply) => shutdown = Some(reply),
         }
     }
-    let answered = pending.len();
+    // Counters first, so that anyone who has seen an answer also sees it counted.
+    let elapsed = started.elapsed().as_micros() as u64;
+    metrics.record_batch(pending.len(), elapsed, result.is_ok());
     match result {
         Ok(()) => {
             healthy.store(true, Ordering::Relaxed);
@@ -333,7 +334,7 @@ fn commit_batch(
             }
         }
     }
-    (answered, shutdown)
+    shutdown
 }
 
 fn insert_event(

@@ -2,5 +2,6 @@
 //! a real gateway on port 0 with a real SQLite file.
 
 mod accounts;
+mod audit;
 mod ingest;
 mod support;
