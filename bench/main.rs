@@ -572,9 +572,20 @@ async fn audit_at_scale(
         println!("\nexport: not available in this build ({})", a.status);
     }
     let t = Instant::now();
-    let v = client.admin(Method::GET, &format!("http://{admin}/v1/audit/verify"), ADMIN_TOKEN, None).await?;
+    let v = client
+        .admin(
+            Method::GET,
+            &format!("http://{admin}/v1/audit/verify"),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await?;
     let rows = v.json()["logs"][0]["rows"].as_u64().unwrap_or(0);
-    println!("hash-chain verification of {rows} event rows: {:.1}s, ok = {}", t.elapsed().as_secs_f64(), v.json()["ok"]);
+    println!(
+        "hash-chain verification of {rows} event rows: {:.1}s, ok = {}",
+        t.elapsed().as_secs_f64(),
+        v.json()["ok"]
+    );
     Ok(())
 }
 

@@ -60,6 +60,28 @@ impl Default for HttpClient {
     }
 }
 
+/// Builds a request, refusing invalid URLs and headers with a clear error.
+fn request(
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Request<Full<Bytes>>, ClientError> {
+    let mut req = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(body))
+        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+    for (k, v) in headers {
+        let name = HeaderName::from_bytes(k.as_bytes())
+            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|e| ClientError::Invalid(format!("{k}: {e}")))?;
+        req.headers_mut().append(name, value);
+    }
+    Ok(req)
+}
+
 impl HttpClient {
     /// Sends one request and reads the whole answer.
     pub async fn send(
@@ -69,18 +91,7 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> Result<Answer, ClientError> {
-        let mut req = Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Full::new(body.into()))
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
-        for (k, v) in headers {
-            let name = HeaderName::from_bytes(k.as_bytes())
-                .map_err(|e| ClientError::Invalid(e.to_string()))?;
-            let value =
-                HeaderValue::from_str(v).map_err(|e| ClientError::Invalid(format!("{k}: {e}")))?;
-            req.headers_mut().append(name, value);
-        }
+        let req = request(method, url, headers, body.into())?;
         let unreachable = |message: String| ClientError::Unreachable {
             url: url.to_owned(),
             message,
@@ -111,12 +122,8 @@ impl HttpClient {
         token: &str,
         out: &mut (dyn std::io::Write + Send),
     ) -> Result<StatusCode, ClientError> {
-        let req = Request::builder()
-            .method(Method::GET)
-            .uri(url)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {token}"))
-            .body(Full::new(Bytes::new()))
-            .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        let auth = format!("Bearer {token}");
+        let req = request(Method::GET, url, &[("authorization", &auth)], Bytes::new())?;
         let unreachable = |message: String| ClientError::Unreachable {
             url: url.to_owned(),
             message,

@@ -255,16 +255,22 @@ const SEQ_SLACK: i64 = 100_000;
 pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummary>, StoreError> {
     let (sql, args) = filtered(c, f, SUMMARY_COLUMNS)?;
     let mut stmt = c.prepare_cached(&sql)?;
-    let mut items: Vec<EventSummary> = stmt
+    let items: Vec<EventSummary> = stmt
         .query_map(params_from_iter(args), summary)?
         .collect::<Result<_, _>>()?;
-    let next_cursor = if items.len() > f.limit {
-        items.truncate(f.limit);
-        items.last().map(|e| e.seq.to_string())
+    Ok(into_page(items, f.limit, |e| e.seq))
+}
+
+/// Cuts a result fetched with one extra row down to a page, with the cursor of its last row
+/// when there is more.
+fn into_page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Page<T> {
+    let next_cursor = if items.len() > limit {
+        items.truncate(limit);
+        items.last().map(|e| seq(e).to_string())
     } else {
         None
     };
-    Ok(Page { items, next_cursor })
+    Page { items, next_cursor }
 }
 
 /// The SQL and arguments that select `columns` of the events matching a filter, in the
@@ -440,7 +446,7 @@ pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow
     args.push(SqlValue::Integer(f.limit as i64 + 1));
     sql.push_str(&format!(" ORDER BY seq DESC LIMIT ?{}", args.len()));
     let mut stmt = c.prepare_cached(&sql)?;
-    let mut items: Vec<ChangeRow> = stmt
+    let items: Vec<ChangeRow> = stmt
         .query_map(params_from_iter(args), |r| {
             let seq: i64 = r.get(0)?;
             let detail: String = r.get(5)?;
@@ -455,11 +461,5 @@ pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow
             })
         })?
         .collect::<Result<_, _>>()?;
-    let next_cursor = if items.len() > f.limit {
-        items.truncate(f.limit);
-        items.last().map(|e| e.seq.to_string())
-    } else {
-        None
-    };
-    Ok(Page { items, next_cursor })
+    Ok(into_page(items, f.limit, |c| c.seq))
 }
