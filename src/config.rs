@@ -43,6 +43,66 @@ pub struct Config {
     pub storage: Storage,
     /// How long the audit log keeps events.
     pub retention: Retention,
+    /// The chat connector that status messages are delivered through.
+    pub chat: Chat,
+    /// The live stream of accepted events.
+    pub stream: Stream,
+}
+
+/// The chat platform's endpoint and the delivery policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Chat {
+    /// The connector's URL (`HOOKGATE_CHAT_URL`); without it, messages wait in the outbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Sent as `Authorization: Bearer` (`HOOKGATE_CHAT_TOKEN`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    /// Time allowed for one delivery attempt, in milliseconds.
+    pub timeout_ms: u64,
+    /// Attempts before a message is `dead`.
+    pub max_attempts: u32,
+    /// The first retry delay, doubled each attempt, in milliseconds.
+    pub retry_base_ms: u64,
+    /// The longest retry delay (and the cap on a `Retry-After`), in milliseconds.
+    pub retry_max_ms: u64,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+impl Default for Chat {
+    fn default() -> Self {
+        Chat {
+            url: None,
+            token: None,
+            timeout_ms: 10_000,
+            max_attempts: 8,
+            retry_base_ms: 2_000,
+            retry_max_ms: 600_000,
+            concurrency: 16,
+        }
+    }
+}
+
+/// The live stream (Server-Sent Events).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Stream {
+    /// Seconds between heartbeat comments on an idle stream.
+    pub heartbeat_secs: u64,
+    /// Events a slow consumer may fall behind before it is cut off (it then resumes from
+    /// the durable log with `Last-Event-ID`).
+    pub buffer: usize,
+}
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            heartbeat_secs: 15,
+            buffer: 1024,
+        }
+    }
 }
 
 /// Retention of the events log. Pruning removes the oldest events and leaves a checkpoint,
@@ -110,6 +170,8 @@ impl Default for Config {
             limits: Limits::default(),
             storage: Storage::default(),
             retention: Retention::default(),
+            chat: Chat::default(),
+            stream: Stream::default(),
         }
     }
 }
@@ -147,6 +209,8 @@ const ALIASES: &[(&str, &str)] = &[
     ("HOOKGATE_ADMIN_TOKEN", "admin_token"),
     ("HOOKGATE_AUDITOR_TOKEN", "auditor_token"),
     ("HOOKGATE_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    ("HOOKGATE_CHAT_URL", "chat.url"),
+    ("HOOKGATE_CHAT_TOKEN", "chat.token"),
 ];
 
 /// Every field of the default configuration as (`HOOKGATE_...` name, TOML path).
@@ -249,7 +313,7 @@ impl Config {
             // Paths, URLs and tokens are always text; everything else is read as TOML.
             let textual = matches!(
                 path.last().map(String::as_str),
-                Some("database" | "public_url" | "admin_token" | "auditor_token")
+                Some("database" | "public_url" | "admin_token" | "auditor_token" | "url" | "token")
             );
             let value = if textual {
                 toml::Value::String(value)
@@ -279,6 +343,14 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             return invalid("limits.max_connections must be positive");
+        }
+        if self.chat.max_attempts == 0 || self.chat.concurrency == 0 || self.stream.buffer == 0 {
+            return invalid(
+                "chat.max_attempts, chat.concurrency and stream.buffer must be positive",
+            );
+        }
+        if self.stream.heartbeat_secs == 0 {
+            return invalid("stream.heartbeat_secs must be positive");
         }
         if self.retention.interval_secs == 0 {
             return invalid("retention.interval_secs must be positive");

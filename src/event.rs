@@ -156,6 +156,28 @@ pub struct EventRecord {
     pub body_truncated: bool,
     /// Time spent from the request line to the hand-off to the writer, in microseconds.
     pub handle_micros: i64,
+    /// What a listening account does with this event if it is accepted.
+    pub forward: Forward,
+}
+
+/// What happens to an accepted event on the way out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Forward {
+    /// The account is not listening: nothing.
+    #[default]
+    None,
+    /// Listening, but its type is filtered out: recorded as `skipped`, not streamed.
+    Skipped,
+    /// Listening: streamed; no chat message (`send_to_user` is off, or no sender to
+    /// address): recorded as `skipped`.
+    StreamOnly,
+    /// Listening: streamed, and this message goes to the sender's chat (`pending`).
+    Deliver {
+        /// The sender to address.
+        to: String,
+        /// The rendered status message.
+        text: String,
+    },
 }
 
 /// What the writer decided and committed for one record.

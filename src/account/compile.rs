@@ -22,6 +22,8 @@ pub struct CompiledAccount {
     pub verifier: Verifier,
     /// Its extraction paths.
     pub extractor: Extractor,
+    /// Its status-message template, when it has one.
+    pub template: Option<crate::render::Template>,
 }
 
 impl CompiledAccount {
@@ -61,6 +63,18 @@ pub fn compile(
     }
     let verifier = Verifier::compile(&spec)?;
     let extractor = Extractor::compile(&spec.paths)?;
+    let template = spec
+        .forward
+        .template
+        .as_deref()
+        .map(crate::render::Template::parse)
+        .transpose()?;
+    if spec.forward.send_to_user && template.is_none() {
+        return Err(SpecError::new(
+            "forward.template",
+            "send_to_user needs a template for the status message",
+        ));
+    }
     Ok(CompiledAccount {
         spec,
         listening,
@@ -68,5 +82,6 @@ pub fn compile(
         updated_at,
         verifier,
         extractor,
+        template,
     })
 }

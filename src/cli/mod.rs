@@ -8,6 +8,8 @@ pub mod client;
 
 use std::path::PathBuf;
 
+use std::io::Write as _;
+
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use hyper::Method;
@@ -214,6 +216,26 @@ pub enum EventsCommand {
         /// The search filters.
         #[command(flatten)]
         filter: EventFilterArgs,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Queue a dead or no-session delivery of an event again.
+    Redeliver {
+        /// The event id (`evt_...`).
+        id: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Follow the live stream of accepted events of listening accounts (one JSON per line).
+    Tail {
+        /// Only this account.
+        #[arg(long)]
+        account: Option<String>,
+        /// Resume after this stream id.
+        #[arg(long)]
+        after: Option<i64>,
         /// Where the admin API is.
         #[command(flatten)]
         remote: Remote,
@@ -470,6 +492,45 @@ async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::Show { id, remote } => {
             call(&remote, Method::GET, &format!("/v1/events/{id}"), None).await
         }
+        EventsCommand::Redeliver { id, remote } => {
+            call(
+                &remote,
+                Method::POST,
+                &format!("/v1/events/{id}/redeliver"),
+                None,
+            )
+            .await
+        }
+        EventsCommand::Tail {
+            account,
+            after,
+            remote,
+        } => {
+            let token = token_of(&remote)?;
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            if let Some(a) = &account {
+                q.append_pair("account", a);
+            }
+            if let Some(a) = after {
+                q.append_pair("last_event_id", &a.to_string());
+            }
+            let url = format!(
+                "{}/v1/stream?{}",
+                remote.url.trim_end_matches('/'),
+                q.finish()
+            );
+            let mut out = DataLines {
+                pending: Vec::new(),
+                out: std::io::stdout(),
+            };
+            let status = HttpClient::default()
+                .download(&url, token, &mut out)
+                .await?;
+            if !status.is_success() {
+                bail!("{status}: the stream was refused");
+            }
+            Ok(())
+        }
         EventsCommand::Export {
             format,
             include_body,
@@ -499,6 +560,31 @@ async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             }
             Ok(())
         }
+    }
+}
+
+/// Prints the `data:` payload of each Server-Sent Event as one line.
+struct DataLines {
+    pending: Vec<u8>,
+    out: std::io::Stdout,
+}
+
+impl std::io::Write for DataLines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.pending.extend_from_slice(buf);
+        while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if let Some(data) = line.strip_prefix(b"data: ") {
+                let mut out = self.out.lock();
+                out.write_all(data)?;
+                out.flush()?;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 

@@ -153,6 +153,11 @@ async fn route(
             admin_tokens::revoke(state, caller, name).await
         }
         (&Method::GET, ["v1", "events", id]) => admin_events::show(state, id).await,
+        (&Method::POST, ["v1", "events", id, "redeliver"]) => {
+            require_admin(caller)?;
+            admin_events::redeliver(state, caller, id).await
+        }
+        (&Method::GET, ["v1", "stream"]) => super::stream::open(state, &req, &query).await,
         (&Method::GET, ["v1", "changes"]) => admin_events::changes(state, &query).await,
         (&Method::GET, ["v1", "providers"]) => {
             require_admin(caller)?;

@@ -254,7 +254,51 @@ pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Probl
         .await
         .map_err(store_problem)?
         .ok_or_else(not_found)?;
-    Ok(super::http::json(StatusCode::OK, &event))
+    let attempts = state.store.attempts(seq).await.map_err(store_problem)?;
+    let mut value = serde_json::to_value(&event).unwrap_or_default();
+    value["forward_attempts"] = serde_json::to_value(attempts).unwrap_or_default();
+    Ok(super::http::json(StatusCode::OK, &value))
+}
+
+/// `POST /v1/events/{id}/redeliver`: queues a dead or no-session delivery again.
+pub async fn redeliver(
+    state: &AppState,
+    caller: &crate::tokens::Caller,
+    id: &str,
+) -> Result<Response<ResBody>, Problem> {
+    let seq = parse_public_id(id).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "Not Found",
+            format!("there is no event {id:?}"),
+        )
+    })?;
+    let account = state
+        .store
+        .event(seq)
+        .await
+        .map_err(store_problem)?
+        .map(|e| e.summary.account);
+    state
+        .store
+        .admin(crate::store::AdminWrite::Redeliver {
+            seq,
+            change: crate::store::Change {
+                at: crate::clock::now_micros(),
+                actor: format!("{} ({})", caller.name, caller.role.as_str()),
+                action: "event.redelivered".into(),
+                account,
+                detail: json!({"id": id}).to_string(),
+            },
+        })
+        .await
+        .map_err(store_problem)?;
+    state.deliveries.notify_one();
+    Ok(super::http::json(
+        StatusCode::ACCEPTED,
+        &json!({"id": id, "forward_status": "pending"}),
+    ))
 }
 
 /// `GET /v1/changes?account=&action=&since=&until=&limit=&cursor=`.

@@ -22,7 +22,7 @@ use super::AppState;
 use super::http::{BodyError, Problem, ResBody, json, read_body};
 use crate::account::{CompiledAccount, validate_name};
 use crate::clock::now_micros;
-use crate::event::{EventRecord, Extracted, Reason, Status, public_id};
+use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::payload::{self, PayloadError};
 use crate::redact;
 use crate::store::StoreError;
@@ -247,12 +247,18 @@ impl Row<'_> {
         };
         let extracted = account.extractor.extract(&verified, &payload);
         let size = body.len() as u64;
-        let record = self.record(Status::Accepted, None, None, extracted, body, size, true);
+        let forward = crate::forward::plan(&account, &extracted);
+        let deliver = matches!(forward, Forward::Deliver { .. });
+        let mut record = self.record(Status::Accepted, None, None, extracted, body, size, true);
+        record.forward = forward;
         let handled = record.handle_micros;
         let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
             Ok(c) => {
                 metrics.record(c.status, None, handled);
+                if deliver && c.status == Status::Accepted {
+                    self.state.deliveries.notify_one();
+                }
                 let mut answer = json!({"status": c.status.as_str(), "id": public_id(c.seq)});
                 if let Some(original) = c.original_seq {
                     answer["original_id"] = public_id(original).into();
@@ -395,6 +401,7 @@ impl Row<'_> {
             body_sha256,
             body_truncated: hash_only,
             handle_micros: self.started.elapsed().as_micros() as i64,
+            forward: Forward::None,
         }
     }
 }

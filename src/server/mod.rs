@@ -12,6 +12,7 @@ mod admin_events;
 mod admin_tokens;
 pub mod http;
 mod ingest;
+mod stream;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -54,6 +55,10 @@ pub struct AppState {
     pub tokens: RwLock<TokenSet>,
     /// Serialises admin read-modify-write changes of accounts.
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// Wakes the delivery worker when a message was queued or a redelivery asked for.
+    pub deliveries: Arc<tokio::sync::Notify>,
+    /// Flips to true when shutdown begins; long-lived answers (streams) end on it.
+    pub stopping: watch::Receiver<bool>,
 }
 
 /// The two bound listeners.
@@ -89,6 +94,7 @@ pub enum ServeError {
 /// A gateway whose state is loaded, ready to serve.
 pub struct Gateway {
     state: Arc<AppState>,
+    stop: watch::Sender<bool>,
     /// A freshly generated admin token, when there was none: show it once, then it is
     /// gone (only its hash is stored).
     pub generated_admin_token: Option<String>,
@@ -101,7 +107,8 @@ impl Gateway {
         let store = {
             let path = config.database.clone();
             let tuning = config.storage.clone();
-            tokio::task::spawn_blocking(move || Store::open(&path, &tuning))
+            let buffer = config.stream.buffer;
+            tokio::task::spawn_blocking(move || Store::open(&path, &tuning, buffer))
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))??
         };
@@ -164,6 +171,7 @@ impl Gateway {
             token_set.add(entry);
             generated_admin_token = Some(token);
         }
+        let (stop, stop_rx) = watch::channel(false);
         let state = AppState {
             public_url: config.public_base_url(),
             config,
@@ -171,9 +179,12 @@ impl Gateway {
             registry,
             tokens: RwLock::new(token_set),
             admin_lock: tokio::sync::Mutex::new(()),
+            deliveries: Arc::new(tokio::sync::Notify::new()),
+            stopping: stop_rx,
         };
         Ok(Gateway {
             state: Arc::new(state),
+            stop,
             generated_admin_token,
         })
     }
@@ -184,7 +195,8 @@ impl Gateway {
         listeners: Listeners,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServeError> {
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let stop_tx = self.stop;
+        let stop_rx = stop_tx.subscribe();
         let public = tokio::spawn(accept_loop(
             listeners.public,
             Arc::clone(&self.state),
@@ -197,7 +209,8 @@ impl Gateway {
             Side::Admin,
             stop_rx.clone(),
         ));
-        let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx));
+        let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
+        let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stop_tx.send(true);
@@ -213,6 +226,9 @@ impl Gateway {
             }
         }
         let _ = retention.await;
+        // Deliveries in flight get a moment to finish and be recorded before the writer
+        // closes; the rest stay due in the outbox.
+        let _ = forwarder.await;
         self.state.store.close().await;
         tracing::info!("stopped; every acknowledged event is committed");
         Ok(())

@@ -13,7 +13,8 @@ mod writer;
 
 pub use export::Format as ExportFormat;
 pub use reader::{
-    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount,
+    AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
+    StoredAccount,
 };
 pub use writer::{AdminWrite, Change};
 
@@ -53,6 +54,17 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
+/// A streamed event, as published after its group committed.
+#[derive(Debug, Clone)]
+pub struct StreamItem {
+    /// The audit seq: the stream's event id.
+    pub seq: i64,
+    /// The account.
+    pub account: String,
+    /// The event as JSON (the listing's shape).
+    pub data: String,
+}
+
 /// The storage handle shared by the servers. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -62,6 +74,7 @@ pub struct Store {
     enqueue_timeout: Duration,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     metrics: Arc<Metrics>,
+    stream: tokio::sync::broadcast::Sender<Arc<StreamItem>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -91,19 +104,20 @@ pub fn verify_file(
 
 impl Store {
     /// Opens (creating and migrating as needed) the database and starts the writer thread.
-    pub fn open(path: &Path, tuning: &Storage) -> Result<Store, StoreError> {
+    /// `stream_buffer` is how far a live-stream subscriber may fall behind.
+    pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
         let conn = writer::open_write_connection(path, tuning)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
         let metrics = Arc::new(Metrics::default());
-        let handle = writer::spawn(
-            conn,
-            rx,
-            tuning.max_batch,
-            Arc::clone(&healthy),
-            Arc::clone(&metrics),
-        )
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        let (stream, _) = tokio::sync::broadcast::channel(stream_buffer.max(1));
+        let shared = writer::Shared {
+            healthy: Arc::clone(&healthy),
+            metrics: Arc::clone(&metrics),
+            stream: stream.clone(),
+        };
+        let handle = writer::spawn(conn, rx, tuning.max_batch, shared)
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             jobs,
             readers: Arc::new(reader::Readers::new(
@@ -114,12 +128,18 @@ impl Store {
             enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             metrics,
+            stream,
         })
     }
 
     /// The gateway's counters (the writer fills in its part).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// Subscribes to streamed events as they commit, in commit order.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<StreamItem>> {
+        self.stream.subscribe()
     }
 
     /// True while the last write batch committed.
@@ -172,6 +192,39 @@ impl Store {
     /// One event with its headers and body.
     pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
         self.readers.run(move |c| reader::event(c, seq)).await
+    }
+
+    /// Deliveries due at `now`, oldest due first.
+    pub async fn due_deliveries(
+        &self,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        self.readers
+            .run(move |c| reader::due_deliveries(c, now, limit))
+            .await
+    }
+
+    /// When the next pending or retrying delivery is due.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.readers.run(reader::next_due).await
+    }
+
+    /// Every delivery attempt of one event.
+    pub async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.readers.run(move |c| reader::attempts(c, seq)).await
+    }
+
+    /// Streamed events after a seq, oldest first, as (seq, JSON).
+    pub async fn streamed_after(
+        &self,
+        after_seq: i64,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.readers
+            .run(move |c| reader::streamed_after(c, after_seq, account.as_deref(), limit))
+            .await
     }
 
     /// One page of the change log, newest first.

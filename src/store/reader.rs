@@ -463,3 +463,108 @@ pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow
         .collect::<Result<_, _>>()?;
     Ok(into_page(items, f.limit, |c| c.seq))
 }
+
+/// A message waiting in the outbox.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The event's seq.
+    pub seq: i64,
+    /// The account.
+    pub account: String,
+    /// The sender to address.
+    pub recipient: String,
+    /// The rendered message.
+    pub text: String,
+    /// The event's id.
+    pub event_id: Option<String>,
+    /// The event's type.
+    pub event_type: Option<String>,
+    /// Attempts made so far (since queued or redelivered).
+    pub attempts: u32,
+}
+
+pub(super) fn due_deliveries(
+    c: &Connection,
+    now: i64,
+    limit: usize,
+) -> Result<Vec<Delivery>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, account, recipient, text, event_id, event_type, attempts FROM outbox
+         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![now, limit as i64], |r| {
+        Ok(Delivery {
+            seq: r.get(0)?,
+            account: r.get(1)?,
+            recipient: r.get(2)?,
+            text: r.get(3)?,
+            event_id: r.get(4)?,
+            event_type: r.get(5)?,
+            attempts: r.get(6)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+pub(super) fn next_due(c: &Connection) -> Result<Option<i64>, StoreError> {
+    Ok(c.query_row(
+        "SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'retrying')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
+/// One delivery attempt, as shown on the event.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    /// 1, 2, ...
+    pub attempt: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// delivered, no_session, retrying or dead.
+    pub outcome: String,
+    /// The connector's HTTP status.
+    pub http_status: Option<i64>,
+    /// What happened.
+    pub detail: Option<String>,
+}
+
+pub(super) fn attempts(c: &Connection, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+    let mut stmt = c.prepare_cached(
+        "SELECT attempt, at, outcome, http_status, detail FROM forward_attempts WHERE seq = ?1 ORDER BY attempt",
+    )?;
+    let rows = stmt.query_map(params![seq], |r| {
+        Ok(AttemptRow {
+            attempt: r.get(0)?,
+            at: format_micros(r.get(1)?),
+            outcome: r.get(2)?,
+            http_status: r.get(3)?,
+            detail: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Streamed events after `after_seq`, oldest first, as (seq, JSON).
+pub(super) fn streamed_after(
+    c: &Connection,
+    after_seq: i64,
+    account: Option<&str>,
+    limit: usize,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let sql = format!(
+        "SELECT {SUMMARY_COLUMNS} FROM events WHERE streamed = 1 AND seq > ?1 {} ORDER BY seq LIMIT ?2",
+        if account.is_some() {
+            "AND account = ?3"
+        } else {
+            "AND ?3 IS NULL"
+        }
+    );
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![after_seq, limit as i64, account], |r| {
+        let e = summary(r)?;
+        Ok((e.seq, serde_json::to_string(&e).unwrap_or_default()))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

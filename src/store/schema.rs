@@ -89,6 +89,35 @@ const MIGRATIONS: &[&str] = &[
         at         INTEGER NOT NULL
     );
     ",
+    // 4: listeners: the durable outbox, every delivery attempt, and which events were
+    // streamed (for resuming the live stream from the log).
+    "
+    ALTER TABLE events ADD COLUMN streamed INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX events_streamed ON events(seq) WHERE streamed = 1;
+    CREATE INDEX events_streamed_by_account ON events(account, seq) WHERE streamed = 1;
+    CREATE TABLE outbox (
+        seq             INTEGER PRIMARY KEY,
+        account         TEXT NOT NULL,
+        recipient       TEXT NOT NULL,
+        text            TEXT NOT NULL,
+        event_id        TEXT,
+        event_type      TEXT,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(next_attempt_at) WHERE status IN ('pending', 'retrying');
+    CREATE TABLE forward_attempts (
+        seq         INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        http_status INTEGER,
+        detail      TEXT,
+        PRIMARY KEY (seq, attempt)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.

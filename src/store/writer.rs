@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::StreamItem;
 
 use super::StoreError;
 use super::schema;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
-use crate::event::{Committed, EventRecord, Status};
+use crate::event::{Committed, EventRecord, Forward, Status};
 use crate::metrics::Metrics;
 use crate::tokens::TokenEntry;
 
@@ -84,6 +86,31 @@ pub enum AdminWrite {
         /// The most rows pruned by this one write.
         max_rows: i64,
         /// Who asked, and when (`action` and `detail` are filled in by the writer).
+        change: Change,
+    },
+    /// Records one delivery attempt: the outbox row's new state, the attempt itself, and
+    /// the event's `forward_status`. Writes no change-log row.
+    ForwardAttempt {
+        /// The event's seq.
+        seq: i64,
+        /// Attempts made since the message was queued (or last redelivered).
+        attempts: u32,
+        /// When, in microseconds since the epoch.
+        at: i64,
+        /// `delivered`, `no_session`, `retrying` or `dead`.
+        status: &'static str,
+        /// When to try again (for `retrying`).
+        next_attempt_at: i64,
+        /// The connector's HTTP status, if it answered.
+        http_status: Option<u16>,
+        /// What happened, in words.
+        detail: String,
+    },
+    /// Queues a dead or no-session delivery again, with a fresh attempt budget.
+    Redeliver {
+        /// The event's seq.
+        seq: i64,
+        /// The change-log row.
         change: Change,
     },
     /// Removes a token.
@@ -179,26 +206,29 @@ pub(super) fn open_write_connection(
     Ok(conn)
 }
 
+/// What the writer shares with the rest of the gateway.
+pub(super) struct Shared {
+    /// False after a failed group, until one commits.
+    pub healthy: Arc<AtomicBool>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Streamed events, published in commit order after their group commits.
+    pub stream: broadcast::Sender<Arc<StreamItem>>,
+}
+
 /// Starts the writer thread.
 pub(super) fn spawn(
     conn: Connection,
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
-    healthy: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
+    shared: Shared,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, rx, max_batch, healthy, metrics))
+        .spawn(move || run(conn, rx, max_batch, &shared))
 }
 
-fn run(
-    mut conn: Connection,
-    mut rx: mpsc::Receiver<Job>,
-    max_batch: usize,
-    healthy: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-) {
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, shared: &Shared) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut heads = match Heads::load(&conn) {
         Ok(h) => h,
@@ -216,7 +246,7 @@ fn run(
             }
         }
         let stop = commit_batch(
-            &mut conn, &mut batch, &mut rx, max_batch, &healthy, &mut heads, &metrics,
+            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut heads,
         );
         if let Some(done) = stop {
             let _ = done.send(());
@@ -229,7 +259,7 @@ fn run(
 enum Pending {
     Event(
         oneshot::Sender<Result<Committed, StoreError>>,
-        Result<Committed, StoreError>,
+        Result<(Committed, Option<StreamItem>), StoreError>,
     ),
     Admin(
         oneshot::Sender<Result<u64, StoreError>>,
@@ -247,10 +277,10 @@ fn commit_batch(
     batch: &mut Vec<Job>,
     rx: &mut mpsc::Receiver<Job>,
     max_batch: usize,
-    healthy: &AtomicBool,
+    shared: &Shared,
     heads: &mut Heads,
-    metrics: &Metrics,
 ) -> Option<oneshot::Sender<()>> {
+    let (healthy, metrics) = (&shared.healthy, &shared.metrics);
     let started = std::time::Instant::now();
     let mut shutdown = None;
     let start_heads = *heads;
@@ -308,6 +338,13 @@ fn commit_batch(
             for p in pending {
                 match p {
                     Pending::Event(reply, outcome) => {
+                        let outcome = outcome.map(|(committed, item)| {
+                            if let Some(item) = item {
+                                // No subscriber is fine: the log is the source of truth.
+                                let _ = shared.stream.send(Arc::new(item));
+                            }
+                            committed
+                        });
                         let _ = reply.send(outcome);
                     }
                     Pending::Admin(reply, outcome) => {
@@ -341,7 +378,7 @@ fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     heads: &mut Heads,
     r: &EventRecord,
-) -> rusqlite::Result<Committed> {
+) -> rusqlite::Result<(Committed, Option<StreamItem>)> {
     let mut status = r.status;
     let mut original_seq = None;
     if status == Status::Accepted
@@ -383,12 +420,25 @@ fn insert_event(
         Field::Int(r.handle_micros),
     ];
     let hash = chain::row_hash(&heads.event_head, &fields);
+    // Only a first acceptance flows onward; duplicates never forward again.
+    let forward = if status == Status::Accepted {
+        &r.forward
+    } else {
+        &Forward::None
+    };
+    let (forward_status, streamed) = match forward {
+        Forward::None => (None, false),
+        Forward::Skipped => (Some("skipped"), false),
+        Forward::StreamOnly => (Some("skipped"), true),
+        Forward::Deliver { .. } => (Some("pending"), true),
+    };
     tx.prepare_cached(
         "INSERT INTO events (seq, received_at, account, status, reason, detail, event_id,
             event_type, sender, source, params, method, path, query, remote_addr, headers,
-            content_type, body, body_size, body_sha256, body_truncated, handle_micros, hash)
+            content_type, body, body_size, body_sha256, body_truncated, handle_micros, hash,
+            forward_status, streamed)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17,
-            ?18, ?19, ?20, ?21, ?22, ?23)",
+            ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25)",
     )?
     .execute(params![
         seq,
@@ -414,7 +464,24 @@ fn insert_event(
         r.body_truncated,
         r.handle_micros,
         &hash[..],
+        forward_status,
+        streamed,
     ])?;
+    if let Forward::Deliver { to, text } = forward {
+        tx.prepare_cached(
+            "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type, status,
+                next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+        )?
+        .execute(params![
+            seq,
+            r.account,
+            to,
+            text,
+            e.event_id,
+            e.event_type,
+            r.received_at
+        ])?;
+    }
     if status == Status::Accepted
         && let Some(id) = &e.event_id
     {
@@ -423,11 +490,31 @@ fn insert_event(
     }
     heads.next_event = seq + 1;
     heads.event_head = hash;
-    Ok(Committed {
+    let item = streamed.then(|| StreamItem {
         seq,
-        status,
-        original_seq,
-    })
+        account: r.account.clone(),
+        data: serde_json::json!({
+            "id": crate::event::public_id(seq),
+            "received_at": crate::clock::format_micros(r.received_at),
+            "account": r.account,
+            "status": status.as_str(),
+            "event_id": e.event_id,
+            "event_type": e.event_type,
+            "sender": e.sender,
+            "source": e.source,
+            "params": e.params.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
+            "forward_status": forward_status,
+        })
+        .to_string(),
+    });
+    Ok((
+        Committed {
+            seq,
+            status,
+            original_seq,
+        },
+        item,
+    ))
 }
 
 /// Applies an admin write inside a savepoint, so a refused write leaves no trace while the
@@ -516,6 +603,50 @@ fn apply_admin_inner(
                 ..change.clone()
             };
             &pruned_change
+        }
+        AdminWrite::ForwardAttempt {
+            seq,
+            attempts,
+            at,
+            status,
+            next_attempt_at,
+            http_status,
+            detail,
+        } => {
+            tx.execute(
+                "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
+                 WHERE seq = ?1",
+                params![seq, status, attempts, next_attempt_at, (*status != "delivered").then_some(detail)],
+            )?;
+            tx.execute(
+                "INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail)
+                 VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM forward_attempts WHERE seq = ?1),
+                         ?2, ?3, ?4, ?5)",
+                params![seq, at, status, http_status, detail],
+            )?;
+            tx.execute(
+                "UPDATE events SET forward_status = ?2 WHERE seq = ?1",
+                params![seq, status],
+            )?;
+            return Ok((1, None));
+        }
+        AdminWrite::Redeliver { seq, change } => {
+            let n = tx.execute(
+                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
+                 WHERE seq = ?1 AND status IN ('dead', 'no_session')",
+                params![seq, change.at],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "a dead or no_session delivery for {}",
+                    crate::event::public_id(*seq)
+                )));
+            }
+            tx.execute(
+                "UPDATE events SET forward_status = 'pending' WHERE seq = ?1",
+                params![seq],
+            )?;
+            change
         }
         AdminWrite::RevokeToken { name, change } => {
             let n = tx.execute("DELETE FROM tokens WHERE name = ?1", params![name])?;

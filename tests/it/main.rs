@@ -3,5 +3,6 @@
 
 mod accounts;
 mod audit;
+mod forward;
 mod ingest;
 mod support;

@@ -1,0 +1,540 @@
+//! Listeners end to end: a real chat-connector test server on port 0 whose answers a test
+//! scripts (200, 404, 500, 429 with Retry-After, or hang), delivery outcomes, retries,
+//! redelivery, exactly-once across a restart, and the resumable live stream.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::support::*;
+
+/// How the test chat platform answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Status(u16),
+    RetryAfter(u16, &'static str),
+    Hang,
+}
+
+/// A request the chat platform received.
+#[derive(Debug)]
+struct Received {
+    body: Value,
+    key: String,
+    auth: String,
+    answered: Option<u16>,
+}
+
+/// The chat platform: answers from a script, then with a default; reports every request.
+struct Chat {
+    url: String,
+    received: mpsc::UnboundedReceiver<Received>,
+    script: Arc<Mutex<VecDeque<Reply>>>,
+    default: Arc<Mutex<Reply>>,
+}
+
+impl Chat {
+    async fn start() -> Chat {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind chat");
+        let url = format!("http://{}/messages", listener.local_addr().expect("addr"));
+        let (tx, received) = mpsc::unbounded_channel();
+        let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
+        let default = Arc::new(Mutex::new(Reply::Status(200)));
+        let (s, d) = (Arc::clone(&script), Arc::clone(&default));
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
+                        async move {
+                            let header = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .and_then(|v| v.to_str().ok())
+                                    .unwrap_or("")
+                                    .to_owned()
+                            };
+                            let (key, auth) = (header("idempotency-key"), header("authorization"));
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let reply = s
+                                .lock()
+                                .expect("script")
+                                .pop_front()
+                                .unwrap_or(*d.lock().expect("default"));
+                            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+                            let (status, retry_after) = match reply {
+                                Reply::Status(c) => (c, None),
+                                Reply::RetryAfter(c, r) => (c, Some(r)),
+                                Reply::Hang => {
+                                    let _ = tx.send(Received {
+                                        body,
+                                        key,
+                                        auth,
+                                        answered: None,
+                                    });
+                                    std::future::pending::<()>().await;
+                                    unreachable!()
+                                }
+                            };
+                            let _ = tx.send(Received {
+                                body,
+                                key,
+                                auth,
+                                answered: Some(status),
+                            });
+                            let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
+                            *res.status_mut() =
+                                hyper::StatusCode::from_u16(status).expect("status");
+                            if let Some(r) = retry_after {
+                                res.headers_mut()
+                                    .insert("retry-after", r.parse().expect("header"));
+                            }
+                            Ok::<_, Infallible>(res)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Chat {
+            url,
+            received,
+            script,
+            default,
+        }
+    }
+
+    fn answer(&self, replies: &[Reply]) {
+        self.script
+            .lock()
+            .expect("script")
+            .extend(replies.iter().copied());
+    }
+
+    fn then_always(&self, reply: Reply) {
+        *self.default.lock().expect("default") = reply;
+    }
+
+    async fn next(&mut self) -> Received {
+        tokio::time::timeout(Duration::from_secs(10), self.received.recv())
+            .await
+            .expect("the chat platform got a request within 10s")
+            .expect("chat server running")
+    }
+
+    /// Asserts that nothing more arrives while the gateway records and goes idle.
+    fn nothing_more(&mut self) {
+        assert!(self.received.try_recv().is_err(), "no further request");
+    }
+}
+
+async fn gateway_for(chat: &Chat) -> TestGateway {
+    let url = chat.url.clone();
+    spawn_with(move |c| {
+        c.chat.url = Some(url);
+        c.chat.token = Some(hookgate::secret::Secret::new("chat-token-123"));
+        c.chat.timeout_ms = 300;
+        c.chat.retry_base_ms = 20;
+        c.chat.retry_max_ms = 100;
+        c.chat.max_attempts = 3;
+        c.stream.heartbeat_secs = 1;
+    })
+    .await
+}
+
+async fn listening_account(gw: &TestGateway, name: &str, extra: Value) {
+    let mut spec = json!({
+        "name": name,
+        "auth": {"type": "bearer", "token": "pay-token-1"},
+        "paths": {"sender": "$.phone", "event_id": "$.id", "event_type": "$.type",
+                  "params": {"amount": "$.amount", "currency": "$.currency"}},
+        "forward": {"send_to_user": true, "template": "Your payment of {{params.amount}} {{params.currency}} was received"}
+    });
+    hookgate::account::merge_patch(&mut spec, &extra);
+    gw.create_account(spec).await;
+    let on = gw
+        .admin_call(
+            Method::POST,
+            &format!("/v1/accounts/{name}/listening"),
+            Some(json!({"listening": true})),
+        )
+        .await;
+    assert_eq!(on.status, 200, "{:?}", on.json());
+}
+
+async fn pay(gw: &TestGateway, account: &str, id: &str) -> String {
+    let body = json!({"id": id, "type": "payment.succeeded", "phone": "+255700000001", "amount": "25,000", "currency": "TZS"});
+    let a = gw
+        .post_hook(
+            account,
+            &[("authorization", "Bearer pay-token-1")],
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    a.json()["id"].as_str().unwrap_or("").to_owned()
+}
+
+/// Waits until the event's forward_status is `want` (the state changes after the chat
+/// platform answered, when the gateway records it).
+async fn settled(gw: &TestGateway, id: &str, want: &str) -> Value {
+    let mut tick = tokio::time::interval(Duration::from_millis(10));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tick.tick().await;
+        let e = gw.event(id).await;
+        if e["forward_status"] == want {
+            return e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{id} never became {want}: {e}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_accepted_payment_reaches_the_chat_with_its_rendered_message() {
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    let id = pay(&gw, "pay", "p1").await;
+    let got = chat.next().await;
+    assert_eq!(got.body["to"], "+255700000001");
+    assert_eq!(got.body["text"], "Your payment of 25,000 TZS was received");
+    assert_eq!(
+        (
+            got.body["account"].as_str(),
+            got.body["event_id"].as_str(),
+            got.body["event_type"].as_str()
+        ),
+        (Some("pay"), Some("p1"), Some("payment.succeeded"))
+    );
+    assert_eq!(got.auth, "Bearer chat-token-123");
+    assert!(!got.key.is_empty());
+    let e = settled(&gw, &id, "delivered").await;
+    assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(1));
+    // A retry of the same event by the sender is a duplicate and forwards nothing.
+    let dup = gw
+        .post_hook(
+            "pay",
+            &[("authorization", "Bearer pay-token-1")],
+            json!({"id": "p1", "phone": "+1"}).to_string(),
+        )
+        .await;
+    assert_eq!(dup.json()["status"], "duplicate");
+    let id2 = pay(&gw, "pay", "p2").await;
+    assert_eq!(
+        chat.next().await.body["event_id"],
+        "p2",
+        "the next request is the next event, not the duplicate"
+    );
+    settled(&gw, &id2, "delivered").await;
+    chat.nothing_more();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn no_session_is_final_and_retries_honour_retry_after_until_delivered() {
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    chat.answer(&[Reply::Status(404)]);
+    let lost = pay(&gw, "pay", "n1").await;
+    assert_eq!(chat.next().await.answered, Some(404));
+    let e = settled(&gw, &lost, "no_session").await;
+    assert_eq!(e["forward_attempts"][0]["http_status"], 404);
+
+    chat.answer(&[Reply::Status(500), Reply::RetryAfter(429, "0")]);
+    let id = pay(&gw, "pay", "r1").await;
+    let (a, b, c) = (chat.next().await, chat.next().await, chat.next().await);
+    assert_eq!(
+        (a.answered, b.answered, c.answered),
+        (Some(500), Some(429), Some(200))
+    );
+    assert!(
+        a.key == b.key && b.key == c.key,
+        "one idempotency key for every attempt"
+    );
+    let e = settled(&gw, &id, "delivered").await;
+    let outcomes: Vec<&str> = e["forward_attempts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes, ["retrying", "retrying", "delivered"]);
+    chat.nothing_more();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn dead_after_the_limit_then_redelivered_and_a_hang_times_out() {
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    chat.then_always(Reply::Status(503));
+    let id = pay(&gw, "pay", "d1").await;
+    for _ in 0..3 {
+        assert_eq!(chat.next().await.answered, Some(503));
+    }
+    let e = settled(&gw, &id, "dead").await;
+    assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(3));
+    chat.nothing_more();
+
+    // Redeliver: a fresh budget; the first attempt hangs and times out, the next succeeds.
+    chat.answer(&[Reply::Hang]);
+    chat.then_always(Reply::Status(200));
+    assert_eq!(
+        gw.admin_call(Method::POST, &format!("/v1/events/{id}/redeliver"), None)
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        gw.admin_call(Method::POST, "/v1/events/evt_999/redeliver", None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(chat.next().await.answered, None, "the hung attempt");
+    assert_eq!(chat.next().await.answered, Some(200));
+    let e = settled(&gw, &id, "delivered").await;
+    let attempts = e["forward_attempts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(attempts.len(), 5);
+    assert!(
+        attempts[3]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("no answer")),
+        "{attempts:?}"
+    );
+    // Redelivering a delivered message is refused; the redelivery is in the change log.
+    assert_eq!(
+        gw.admin_call(Method::POST, &format!("/v1/events/{id}/redeliver"), None)
+            .await
+            .status,
+        404
+    );
+    let changes = gw
+        .admin_call(Method::GET, "/v1/changes?action=event.redelivered", None)
+        .await
+        .json();
+    assert_eq!(changes["changes"].as_array().map(Vec::len), Some(1));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_restart_in_the_middle_of_retries_still_delivers_exactly_once() {
+    let mut chat = Chat::start().await;
+    let mut gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    chat.then_always(Reply::Status(500));
+    let id = pay(&gw, "pay", "x1").await;
+    let first = chat.next().await;
+    assert_eq!(first.answered, Some(500));
+    settled(&gw, &id, "retrying").await;
+    // The connector recovers while the gateway restarts; the outbox survives it.
+    chat.then_always(Reply::Status(200));
+    gw = gw.restart().await;
+    let mut delivered = 0;
+    let mut keys = vec![first.key];
+    loop {
+        let got = chat.next().await;
+        keys.push(got.key);
+        if got.answered == Some(200) {
+            delivered += 1;
+            break;
+        }
+    }
+    settled(&gw, &id, "delivered").await;
+    assert_eq!(delivered, 1);
+    chat.nothing_more();
+    keys.dedup();
+    assert_eq!(
+        keys.len(),
+        1,
+        "the same idempotency key before and after the restart"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn only_listening_accounts_forward_and_event_type_filters_apply() {
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    gw.create_account(
+        json!({"name": "quiet", "auth": {"type": "bearer", "token": "pay-token-1"},
+        "paths": {"sender": "$.phone"}, "forward": {"send_to_user": true, "template": "hi"}}),
+    )
+    .await;
+    let quiet = pay(&gw, "quiet", "q1").await;
+    assert_eq!(gw.event(&quiet).await["forward_status"], Value::Null);
+
+    listening_account(
+        &gw,
+        "picky",
+        json!({"forward": {"event_types": ["order.paid"]}}),
+    )
+    .await;
+    let skipped = pay(&gw, "picky", "s1").await;
+    assert_eq!(gw.event(&skipped).await["forward_status"], "skipped");
+    let body =
+        json!({"id": "s2", "type": "order.paid", "phone": "+2557", "amount": 1, "currency": "TZS"});
+    let a = gw
+        .post_hook(
+            "picky",
+            &[("authorization", "Bearer pay-token-1")],
+            body.to_string(),
+        )
+        .await;
+    assert_eq!(chat.next().await.body["event_id"], "s2");
+    settled(&gw, a.json()["id"].as_str().unwrap_or(""), "delivered").await;
+    chat.nothing_more();
+
+    // Saving a broken template is refused with the field named.
+    let bad = gw
+        .admin_call(
+            Method::PATCH,
+            "/v1/accounts/picky",
+            Some(json!({"forward": {"template": "Hi {{nme}}"}})),
+        )
+        .await;
+    assert_eq!(bad.status, 422);
+    assert_eq!(bad.json()["field"], "forward.template");
+    let changes = gw
+        .admin_call(
+            Method::GET,
+            "/v1/changes?account=picky&action=listening.on",
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(changes["changes"].as_array().map(Vec::len), Some(1));
+    gw.stop().await;
+}
+
+/// Opens the live stream and returns a reader of its events.
+async fn stream(gw: &TestGateway, last_event_id: Option<i64>) -> hyper::body::Incoming {
+    let addr = gw.admin.trim_start_matches("http://").to_owned();
+    let tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake::<_, Full<Bytes>>(TokioIo::new(tcp))
+            .await
+            .expect("handshake");
+    tokio::spawn(conn);
+    let mut req = Request::get("/v1/stream?account=pay")
+        .header("host", "x")
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
+    if let Some(id) = last_event_id {
+        req = req.header("last-event-id", id.to_string());
+    }
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("stream answer");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/event-stream");
+    res.into_body()
+}
+
+/// Reads `n` events (id, data) from a stream, skipping comments.
+async fn read_events(
+    body: &mut hyper::body::Incoming,
+    buf: &mut String,
+    n: usize,
+) -> Vec<(i64, Value)> {
+    let mut out = Vec::new();
+    while out.len() < n {
+        while let Some(end) = buf.find("\n\n") {
+            let block: String = buf.drain(..end + 2).collect();
+            let id = block
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .and_then(|v| v.parse().ok());
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .and_then(|v| serde_json::from_str(v).ok());
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id, data));
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a frame within 10s");
+        let frame = frame.expect("stream open").expect("frame");
+        if let Ok(data) = frame.into_data() {
+            buf.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn the_stream_resumes_with_last_event_id_and_misses_nothing() {
+    let chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({"forward": {"send_to_user": false}})).await;
+    let mut body = stream(&gw, None).await;
+    let mut buf = String::new();
+    let mut first = Vec::new();
+    for i in 0..3 {
+        first.push(pay(&gw, "pay", &format!("s{i}")).await);
+    }
+    let got = read_events(&mut body, &mut buf, 3).await;
+    assert_eq!(
+        got.iter()
+            .map(|(_, d)| d["id"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>(),
+        first
+    );
+    let last = got[2].0;
+    drop(body);
+    // While the listener is away, more events arrive.
+    let mut missed = Vec::new();
+    for i in 3..6 {
+        missed.push(pay(&gw, "pay", &format!("s{i}")).await);
+    }
+    let mut body = stream(&gw, Some(last)).await;
+    let mut buf = String::new();
+    let replayed = read_events(&mut body, &mut buf, 3).await;
+    assert_eq!(
+        replayed
+            .iter()
+            .map(|(_, d)| d["id"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>(),
+        missed
+    );
+    // And live events follow the replay, in order, with no repeat.
+    let live = pay(&gw, "pay", "s6").await;
+    let next = read_events(&mut body, &mut buf, 1).await;
+    assert_eq!(next[0].1["id"], live.as_str());
+    assert!(next[0].0 > replayed[2].0);
+    drop(body);
+    gw.stop().await;
+}
