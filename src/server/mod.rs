@@ -282,7 +282,7 @@ async fn route(
     let path = req.uri().path();
     match (side, path) {
         (_, "/healthz") => http::json(StatusCode::OK, &json!({"status": "ok"})),
-        (_, "/readyz") => readyz(state),
+        (_, "/readyz") => readyz(state).await,
         (Side::Public, p) if p == "/hooks" || p.starts_with("/hooks/") => {
             ingest::handle(state, peer, req).await
         }
@@ -297,8 +297,10 @@ async fn route(
     }
 }
 
-fn readyz(state: &AppState) -> Response<ResBody> {
-    if state.store.is_healthy() {
+/// Ready while the last write committed; when it did not, a probe write through the
+/// writer decides, so readiness comes back by itself once the fault clears.
+async fn readyz(state: &AppState) -> Response<ResBody> {
+    if state.store.is_healthy() || state.store.probe().await.is_ok() {
         http::json(StatusCode::OK, &json!({"status": "ready"}))
     } else {
         Problem::new(

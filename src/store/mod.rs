@@ -5,6 +5,7 @@
 //! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
 //! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
 
+mod health;
 mod reader;
 mod schema;
 mod writer;
@@ -113,6 +114,12 @@ impl Store {
     pub async fn admin(&self, write: AdminWrite) -> Result<(), StoreError> {
         self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
             .await
+    }
+
+    /// Runs a real write through the writer (see `health`); a success marks the store
+    /// healthy again, so `/readyz` recovers without waiting for traffic.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        self.submit(writer::Job::Probe).await
     }
 
     /// Every stored account.

@@ -26,6 +26,8 @@ pub(super) enum Job {
         oneshot::Sender<Result<Committed, StoreError>>,
     ),
     Admin(Box<AdminWrite>, oneshot::Sender<Result<(), StoreError>>),
+    /// A health probe: a real write (see `super::health`) committed with the group.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -172,6 +174,10 @@ fn commit_batch(
                     let outcome = apply_admin(&mut tx, &write);
                     pending.push(Pending::Admin(reply, outcome));
                 }
+                Job::Probe(reply) => {
+                    let outcome = super::health::probe_write(&tx);
+                    pending.push(Pending::Admin(reply, outcome));
+                }
                 Job::Shutdown(reply) => shutdown = Some(reply),
             }
         }
@@ -185,7 +191,9 @@ fn commit_batch(
         });
         match job {
             Job::Event(_, reply) => pending.push(Pending::Event(reply, Err(err))),
-            Job::Admin(_, reply) => pending.push(Pending::Admin(reply, Err(err))),
+            Job::Admin(_, reply) | Job::Probe(reply) => {
+                pending.push(Pending::Admin(reply, Err(err)))
+            }
             Job::Shutdown(reply) => shutdown = Some(reply),
         }
     }

@@ -2,5 +2,7 @@
 //! a real gateway on port 0 with a real SQLite file.
 
 mod accounts;
+mod crash;
 mod ingest;
+mod process;
 mod support;
