@@ -1,17 +1,22 @@
-//! The storage health probe: the smallest write that proves the database takes commits.
+//! The storage health probe: a write that proves the database takes commits again.
 //!
-//! Owns the statement the writer runs for `Store::probe`. It rewrites the schema version
-//! with its own value, which dirties the header page, so the commit really goes through
-//! the write lock, the WAL and fsync (a lock held elsewhere, a read-only or moved file, or
-//! a write error all fail it). It must never change what the database holds.
+//! Owns the statements the writer runs for `Store::probe`: inside the writer's
+//! transaction it inserts a row padded like a sizeable event into `health_probe` and
+//! deletes it again. Committing that needs the write lock, new pages (so a full disk or a
+//! full database fails it), the WAL and fsync. It must never leave a row behind or touch
+//! the audit log.
 
-use rusqlite::Transaction;
+use rusqlite::{Transaction, params};
 
 use super::StoreError;
 
-/// Rewrites `user_version` with its current value inside the writer's transaction.
+/// Bytes the probe writes: as much as a large webhook body.
+pub(super) const PROBE_BYTES: i64 = 64 * 1024;
+
+/// Writes and removes one padded row inside the writer's transaction.
 pub(super) fn probe_write(tx: &Transaction<'_>) -> Result<(), StoreError> {
-    let version: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    tx.pragma_update(None, "user_version", version)?;
+    tx.prepare_cached("INSERT INTO health_probe (pad) VALUES (zeroblob(?1))")?
+        .execute(params![PROBE_BYTES])?;
+    tx.prepare_cached("DELETE FROM health_probe")?.execute([])?;
     Ok(())
 }

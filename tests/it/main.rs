@@ -3,6 +3,7 @@
 
 mod accounts;
 mod crash;
+mod faults;
 mod ingest;
 mod process;
 mod support;
