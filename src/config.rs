@@ -56,6 +56,10 @@ pub struct Limits {
     pub max_connections: usize,
     /// How much of a rejected body the audit row keeps (its size and hash are always kept).
     pub rejected_body_bytes: usize,
+    /// Requests per second one account may receive, sustained; 0 turns the limit off.
+    pub account_rate_per_sec: u32,
+    /// Requests one account may receive at once before the sustained rate applies.
+    pub account_burst: u32,
 }
 
 /// Storage tuning.
@@ -97,6 +101,8 @@ impl Default for Limits {
             body_timeout_secs: 30,
             max_connections: 1024,
             rejected_body_bytes: 64 * 1024,
+            account_rate_per_sec: 0,
+            account_burst: 100,
         }
     }
 }

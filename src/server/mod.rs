@@ -53,6 +53,8 @@ pub struct AppState {
     pub tokens: RwLock<TokenSet>,
     /// Serialises admin read-modify-write changes of accounts.
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// Per-account token buckets for ingest.
+    pub rate_limiter: crate::ratelimit::RateLimiter,
 }
 
 /// The two bound listeners.
@@ -164,6 +166,10 @@ impl Gateway {
             generated_admin_token = Some(token);
         }
         let state = AppState {
+            rate_limiter: crate::ratelimit::RateLimiter::new(
+                config.limits.account_rate_per_sec,
+                config.limits.account_burst,
+            ),
             public_url: config.public_base_url(),
             config,
             store,

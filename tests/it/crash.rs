@@ -142,8 +142,7 @@ impl Load {
         for t in self.tasks {
             t.await.expect("sender task");
         }
-        let acked = self.acked.lock().expect("lock").clone();
-        acked
+        self.acked.lock().expect("lock").clone()
     }
 }
 

@@ -4,6 +4,7 @@
 mod accounts;
 mod crash;
 mod faults;
+mod hostile;
 mod ingest;
 mod process;
 mod support;
