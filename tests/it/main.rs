@@ -7,4 +7,5 @@ mod faults;
 mod hostile;
 mod ingest;
 mod process;
+mod props;
 mod support;
