@@ -85,7 +85,7 @@ proptest! {
         hex in any::<bool>(),
     ) {
         let encoding = if hex { "hex" } else { "base64" };
-        let account = signed(encoding, &[secret.clone()]);
+        let account = signed(encoding, std::slice::from_ref(&secret));
         let ts = NOW + skew;
         let sig = signature(encoding, &secret, ts, &body);
         prop_assert!(verifies(&account, &sig, ts, &body));
