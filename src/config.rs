@@ -74,6 +74,10 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
+    /// The key sealing account secrets at rest, base64 of 32 bytes
+    /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
+    /// created on first start.
+    pub secret_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -114,6 +118,7 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
+            secret_key: None,
         }
     }
 }
@@ -176,6 +181,9 @@ impl Config {
         }
         if let Some(v) = env("HOOKGATE_AUDITOR_TOKEN").filter(|v| !v.is_empty()) {
             config.auditor_token = Some(Secret::new(v));
+        }
+        if let Some(v) = env("HOOKGATE_SECRET_KEY").filter(|v| !v.is_empty()) {
+            config.storage.secret_key = Some(Secret::new(v));
         }
         if let Some(v) = env("HOOKGATE_MAX_BODY_BYTES") {
             config.limits.max_body_bytes = parsed("HOOKGATE_MAX_BODY_BYTES", v)?;

@@ -8,6 +8,7 @@
 mod health;
 mod reader;
 mod schema;
+mod seal;
 mod writer;
 
 pub use reader::{
@@ -57,6 +58,7 @@ pub struct Store {
     healthy: Arc<AtomicBool>,
     enqueue_timeout: Duration,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    seal: Arc<seal::SealKey>,
 }
 
 impl std::fmt::Debug for Store {
@@ -68,6 +70,7 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Opens (creating and migrating as needed) the database and starts the writer thread.
     pub fn open(path: &Path, tuning: &Storage) -> Result<Store, StoreError> {
+        let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let conn = writer::open_write_connection(path, tuning)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
@@ -82,6 +85,7 @@ impl Store {
             healthy,
             enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+            seal,
         })
     }
 
@@ -111,7 +115,13 @@ impl Store {
     }
 
     /// Applies one admin change (with its change-log row) in the writer's next group.
-    pub async fn admin(&self, write: AdminWrite) -> Result<(), StoreError> {
+    pub async fn admin(&self, mut write: AdminWrite) -> Result<(), StoreError> {
+        // Account specs hold signing secrets: they are sealed before they are stored.
+        if let AdminWrite::CreateAccount { name, spec, .. }
+        | AdminWrite::UpdateAccount { name, spec, .. } = &mut write
+        {
+            *spec = self.seal.seal(name, spec)?;
+        }
         self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
             .await
     }
@@ -124,7 +134,11 @@ impl Store {
 
     /// Every stored account.
     pub async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
-        self.readers.run(reader::accounts).await
+        let mut accounts = self.readers.run(reader::accounts).await?;
+        for a in &mut accounts {
+            a.spec = self.seal.open(&a.name, &a.spec)?;
+        }
+        Ok(accounts)
     }
 
     /// Every stored token hash.
