@@ -8,4 +8,5 @@ mod hostile;
 mod ingest;
 mod process;
 mod props;
+mod secrets;
 mod support;
