@@ -54,6 +54,9 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// Open connections per listener; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Open connections per client IP address and listener; more are closed at once.
+    /// 0 turns the limit off (the default: behind a proxy every client has its address).
+    pub max_connections_per_ip: usize,
     /// How much of a rejected body the audit row keeps (its size and hash are always kept).
     pub rejected_body_bytes: usize,
     /// Requests per second one account may receive, sustained; 0 turns the limit off.
@@ -104,6 +107,7 @@ impl Default for Limits {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_ip: 0,
             rejected_body_bytes: 64 * 1024,
             account_rate_per_sec: 0,
             account_burst: 100,

@@ -9,6 +9,7 @@
 mod admin;
 mod admin_accounts;
 mod admin_events;
+mod conn_limit;
 pub mod http;
 mod ingest;
 
@@ -238,6 +239,7 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let limits = state.config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = conn_limit::PerIp::new(limits.max_connections_per_ip);
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -255,6 +257,11 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            // This address holds its share of the slots already: close at once.
+            tracing::debug!(%peer, "connection refused: per-address limit reached");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
@@ -274,6 +281,7 @@ async fn accept_loop(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
+            drop(slot);
         });
     }
     graceful

@@ -216,3 +216,61 @@ async fn path_tricks_in_the_account_segment_get_404_and_one_row_each() {
     assert_eq!(gw.post_hook("shop", &[], "{}").await.status, 200);
     gw.stop().await;
 }
+
+/// Connects from a chosen loopback source address.
+async fn connect_from(source: [u8; 4], to: &str) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(std::net::SocketAddr::from((source, 0)))
+        .expect("bind source");
+    socket
+        .connect(to.parse().expect("addr"))
+        .await
+        .expect("connect")
+}
+
+async fn one_request(s: &mut TcpStream) -> String {
+    s.write_all(
+        b"POST /hooks/ip HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}",
+    )
+    .await
+    .expect("write");
+    read_until_closed(s, Duration::from_secs(10)).await
+}
+
+#[tokio::test]
+async fn one_address_cannot_hold_every_connection_slot() {
+    let gw = spawn_with(|c| c.limits.max_connections_per_ip = 2).await;
+    gw.create_account(json!({"name": "ip", "allow_unverified": true}))
+        .await;
+    let to = addr(&gw);
+    let hog1 = connect_from([127, 0, 0, 1], &to).await;
+    let hog2 = connect_from([127, 0, 0, 1], &to).await;
+    // A third connection from the same address is closed without an answer.
+    let mut third = connect_from([127, 0, 0, 1], &to).await;
+    let _ = third
+        .write_all(b"POST /hooks/ip HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .await;
+    let text = read_until_closed(&mut third, Duration::from_secs(10)).await;
+    assert_eq!(text, "", "closed at once, not served");
+    // Another address is served meanwhile.
+    let mut other = connect_from([127, 0, 0, 2], &to).await;
+    assert!(one_request(&mut other).await.starts_with("HTTP/1.1 200"));
+    // When the first address lets a connection go, it gets a slot again.
+    drop(hog1);
+    let served = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let mut again = connect_from([127, 0, 0, 1], &to).await;
+            let text = one_request(&mut again).await;
+            if !text.is_empty() {
+                return text;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("a slot came back");
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    drop(hog2);
+    gw.stop().await;
+}
