@@ -274,3 +274,62 @@ async fn one_address_cannot_hold_every_connection_slot() {
     drop(hog2);
     gw.stop().await;
 }
+
+/// Sends `head` whole, then `trickle` one byte every 100 ms (the client's pace, not a
+/// synchronisation), until the gateway hangs up; returns what it answered and how long
+/// the connection lasted.
+async fn trickle(to: &str, head: &[u8], trickle: &[u8]) -> (String, Duration) {
+    let started = std::time::Instant::now();
+    let s = TcpStream::connect(to).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    wr.write_all(head).await.expect("write head");
+    let trickle = trickle.to_vec();
+    let writer = tokio::spawn(async move {
+        for b in trickle {
+            if wr.write_all(&[b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), rd.read_to_end(&mut out))
+        .await
+        .expect("the gateway hung up within 15s")
+        .unwrap_or(0);
+    writer.abort();
+    (
+        String::from_utf8_lossy(&out).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test]
+async fn trickling_heads_and_bodies_are_cut_off_by_total_deadlines() {
+    let gw = spawn_with(|c| {
+        c.limits.header_timeout_secs = 1;
+        c.limits.body_timeout_secs = 1;
+    })
+    .await;
+    gw.create_account(json!({"name": "t", "allow_unverified": true}))
+        .await;
+    let to = addr(&gw);
+    // A head that never ends, one byte at a time: each byte arrives well within any
+    // per-read timeout, so only a deadline on the whole head stops it.
+    let filler = vec![b'a'; 200];
+    let (text, took) = trickle(&to, b"POST /hooks/t HTTP/1.1\r\nx-slow: ", &filler).await;
+    assert!(!text.starts_with("HTTP/1.1 2"), "{text}");
+    assert!(took < Duration::from_secs(6), "head cut off after {took:?}");
+    // The same with a body: 408 with problem+json, and one audit row.
+    let (text, took) = trickle(
+        &to,
+        b"POST /hooks/t HTTP/1.1\r\nhost: x\r\ncontent-length: 200\r\n\r\n",
+        &filler,
+    )
+    .await;
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("read_timeout"));
+    assert!(took < Duration::from_secs(6), "body cut off after {took:?}");
+    assert_eq!(gw.events("account=t&reason=read_timeout").await.len(), 1);
+    gw.stop().await;
+}
