@@ -333,3 +333,46 @@ async fn trickling_heads_and_bodies_are_cut_off_by_total_deadlines() {
     assert_eq!(gw.events("account=t&reason=read_timeout").await.len(), 1);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_endless_chunked_body_gets_413_without_being_read_whole() {
+    let gw = spawn_with(|c| c.limits.max_body_bytes = 64 * 1024).await;
+    gw.create_account(json!({"name": "big", "allow_unverified": true}))
+        .await;
+    let s = TcpStream::connect(addr(&gw)).await.expect("connect");
+    let (mut rd, mut wr) = s.into_split();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    // No Content-Length: the size is unknown until the limit is crossed. Up to 256 MiB.
+    let writer = tokio::spawn(async move {
+        let head = b"POST /hooks/big HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n";
+        if wr.write_all(head).await.is_err() {
+            return;
+        }
+        let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+        for _ in 0..4096 {
+            if wr.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+            counter.fetch_add(0x10000, std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), rd.read_to_end(&mut out))
+        .await
+        .expect("answered")
+        .unwrap_or(0);
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("too_large"));
+    writer.abort();
+    let _ = writer.await;
+    let total = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        total < 256 << 20,
+        "the gateway stopped reading long before the end ({total} bytes sent)"
+    );
+    let rows = gw.events("account=big&reason=too_large").await;
+    assert_eq!(rows.len(), 1);
+    gw.stop().await;
+}
