@@ -167,7 +167,7 @@ fn commit_batch(
         for job in batch.drain(..) {
             match job {
                 Job::Event(record, reply) => {
-                    let outcome = insert_event(&tx, &record).map_err(StoreError::from);
+                    let outcome = all_or_nothing(&tx, |tx| insert_event(tx, &record));
                     pending.push(Pending::Event(reply, outcome));
                 }
                 Job::Admin(write, reply) => {
@@ -228,6 +228,26 @@ fn commit_batch(
         }
     }
     shutdown
+}
+
+/// Runs `write` inside a savepoint: when it fails half-way (its event row written, its
+/// dedupe row not), none of it stays in the group's commit, so a request answered 503
+/// leaves nothing behind that a retry could collide with.
+fn all_or_nothing<T>(
+    tx: &rusqlite::Transaction<'_>,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    tx.execute_batch("SAVEPOINT one_event")?;
+    match write(tx) {
+        Ok(v) => {
+            tx.execute_batch("RELEASE one_event")?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO one_event; RELEASE one_event")?;
+            Err(StoreError::from(e))
+        }
+    }
 }
 
 fn insert_event(tx: &rusqlite::Transaction<'_>, r: &EventRecord) -> rusqlite::Result<Committed> {

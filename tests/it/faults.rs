@@ -1,5 +1,6 @@
 //! Storage faults staged for real: a full disk (a small tmpfs filled to ENOSPC under the
-//! running gateway) and a database another process holds locked. Ingest must answer 503,
+//! running gateway), a database another process holds locked, and a write that fails half
+//! way through one event (a trigger staged from another connection). Ingest must answer 503,
 //! never 2xx; `/readyz` must say not ready; and both must recover by themselves, with no
 //! webhook needed, once the fault clears. A fault that cannot be staged fails the test;
 //! nothing is skipped.
@@ -128,5 +129,41 @@ async fn a_locked_database_makes_readyz_unready_and_it_recovers_without_traffic(
     locker.execute_batch("ROLLBACK").expect("unlock");
     drop(locker);
     readyz_is(&gw.client, &gw.public, 200).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_failing_half_way_leaves_nothing_and_the_retry_is_accepted_once() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "half", "auth": {"type": "bearer", "token": "half-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    let h = [("authorization", "Bearer half-token-1")];
+    // The event row is written, then its dedupe row fails: a fault in the middle of one
+    // event's write, staged with a trigger from another connection.
+    let other = rusqlite::Connection::open(&gw.db).expect("open");
+    other
+        .execute_batch(
+            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe
+             BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
+        )
+        .expect("stage the fault");
+    let rows_before = gw.audit_rows();
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.status, 503, "{:?}", a.json());
+    assert_eq!(gw.audit_rows(), rows_before, "no half-written event row");
+    other
+        .execute_batch("DROP TRIGGER staged_fault")
+        .expect("clear the fault");
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.json()["status"], "accepted");
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.json()["status"], "duplicate");
+    let n: i64 = other
+        .query_row(
+            "SELECT count(*) FROM events WHERE event_id = 'once' AND status = 'accepted'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
     gw.stop().await;
 }
