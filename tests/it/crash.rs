@@ -285,3 +285,44 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_nothing() {
     );
     assert_log_integrity(&db, &acked);
 }
+
+#[tokio::test]
+async fn sigterm_exits_within_the_drain_deadline_even_when_a_client_never_finishes() {
+    use tokio::io::AsyncWriteExt;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("stuck.db");
+    // The body timeout is longer than the drain deadline, so only the deadline ends it.
+    let config = dir.path().join("hookgate.toml");
+    std::fs::write(&config, "[limits]\nbody_timeout_secs = 120\n").expect("config");
+    let config = config.to_string_lossy().into_owned();
+    let p = process::start(&db, &[("HOOKGATE_CONFIG", config.as_str())], None).await;
+    create_signed_account(&p).await;
+    let addr = p.public.trim_start_matches("http://").to_owned();
+    let mut stuck = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    stuck
+        .write_all(b"POST /hooks/crash HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{")
+        .await
+        .expect("write");
+    // An acknowledged event just before the signal must survive it.
+    let client = HttpClient::default();
+    assert_eq!(
+        send_signed(&client, &p.public, "before-term").await,
+        Some(true)
+    );
+    let started = std::time::Instant::now();
+    // Drain deadline (10 s) plus margin for a loaded machine.
+    let log = p.term(Duration::from_secs(25)).await;
+    assert!(
+        started.elapsed() >= Duration::from_secs(9),
+        "the stuck request was given its drain time"
+    );
+    assert!(log.contains("did not finish within"), "{log}");
+    assert!(
+        log.contains("every acknowledged event is committed"),
+        "{log}"
+    );
+    assert_log_integrity(&db, &["before-term".to_owned()]);
+    drop(stuck);
+}
