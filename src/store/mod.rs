@@ -5,7 +5,7 @@
 //! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
 //! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
 
-mod health;
+pub mod health;
 mod reader;
 mod schema;
 mod seal;
@@ -59,6 +59,8 @@ pub struct Store {
     enqueue_timeout: Duration,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     seal: Arc<seal::SealKey>,
+    /// When the last health probe ran: probes are paced (see `probe`).
+    last_probe: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -86,6 +88,7 @@ impl Store {
             enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             seal,
+            last_probe: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
@@ -128,8 +131,17 @@ impl Store {
 
     /// Runs a real write through the writer (see `health`); a success marks the store
     /// healthy again, so `/readyz` recovers without waiting for traffic.
+    ///
+    /// Probes run one at a time and at most one per [`health::PROBE_INTERVAL`]: callers
+    /// queue, so a flood of `/readyz` during an outage cannot turn into a flood of writes.
     pub async fn probe(&self) -> Result<(), StoreError> {
-        self.submit(writer::Job::Probe).await
+        let mut last = self.last_probe.lock().await;
+        if let Some(wait) = health::wait_before_probe(*last, std::time::Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let result = self.submit(writer::Job::Probe).await;
+        *last = Some(std::time::Instant::now());
+        result
     }
 
     /// Every stored account.
