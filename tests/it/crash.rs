@@ -184,14 +184,14 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("crash.db");
     let mut all_acked: Vec<String> = Vec::new();
-    let p = process::start(&db, &[], None).await;
+    let p = process::start(&db, &[]).await;
     create_signed_account(&p).await;
     let mut p = Some(p);
     // Kill at different moments: early, mid and later in the stream.
     for (round, kill_after) in [5usize, 40, 120, 1].into_iter().enumerate() {
         let proc = match p.take() {
             Some(proc) => proc,
-            None => process::start(&db, &[], None).await,
+            None => process::start(&db, &[]).await,
         };
         let load = Load::start(&proc.public, round);
         load.until_acked(kill_after).await;
@@ -202,7 +202,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event() {
         assert_log_integrity(&db, &all_acked);
     }
     // The restarted gateway knows them all: each is now answered as a duplicate.
-    let proc = process::start(&db, &[], None).await;
+    let proc = process::start(&db, &[]).await;
     let client = HttpClient::default();
     let sample: HashSet<&String> = all_acked.iter().step_by(17).collect();
     for id in sample {
@@ -233,7 +233,7 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let dir = tempfile::tempdir().expect("temp dir");
     let db = dir.path().join("term.db");
-    let p = process::start(&db, &[], None).await;
+    let p = process::start(&db, &[]).await;
     create_signed_account(&p).await;
     let load = Load::start(&p.public, 0);
     load.until_acked(50).await;
@@ -295,7 +295,7 @@ async fn sigterm_exits_within_the_drain_deadline_even_when_a_client_never_finish
     let config = dir.path().join("hookgate.toml");
     std::fs::write(&config, "[limits]\nbody_timeout_secs = 120\n").expect("config");
     let config = config.to_string_lossy().into_owned();
-    let p = process::start(&db, &[("HOOKGATE_CONFIG", config.as_str())], None).await;
+    let p = process::start(&db, &[("HOOKGATE_CONFIG", config.as_str())]).await;
     create_signed_account(&p).await;
     let addr = p.public.trim_start_matches("http://").to_owned();
     let mut stuck = tokio::net::TcpStream::connect(&addr)

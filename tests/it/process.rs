@@ -3,7 +3,7 @@
 //! killed with SIGKILL or stopped with SIGTERM, and restarted on the same database.
 //! It must never pick a fixed port or sleep to synchronise.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -23,23 +23,10 @@ pub struct Proc {
     stderr: tokio::task::JoinHandle<String>,
 }
 
-/// Starts the binary on `db`; `wrap` runs it under `sh -c` (e.g. to ignore a signal).
-pub async fn start(db: &Path, extra_env: &[(&str, &str)], shell_prefix: Option<&str>) -> Proc {
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hookgate"));
-    let mut cmd = match shell_prefix {
-        Some(prefix) => {
-            let mut c = Command::new("sh");
-            c.arg("-c")
-                .arg(format!("{prefix}; exec \"$0\" serve"))
-                .arg(&bin);
-            c
-        }
-        None => {
-            let mut c = Command::new(&bin);
-            c.arg("serve");
-            c
-        }
-    };
+/// Starts the binary on `db` with extra `HOOKGATE_*` variables; waits for its banner.
+pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    cmd.arg("serve");
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOOKGATE_LISTEN", "127.0.0.1:0")

@@ -85,7 +85,6 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
             ("HOOKGATE_AUDITOR_TOKEN", AUDITOR),
             ("HOOKGATE_LOG", "debug"),
         ],
-        None,
     )
     .await;
     let client = HttpClient::default();
