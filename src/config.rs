@@ -139,8 +139,15 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// Open connections per listener; more wait in the kernel's accept queue.
     pub max_connections: usize,
+    /// Open connections per client IP address and listener; more are closed at once.
+    /// 0 turns the limit off (the default: behind a proxy every client has its address).
+    pub max_connections_per_ip: usize,
     /// How much of a rejected body the audit row keeps (its size and hash are always kept).
     pub rejected_body_bytes: usize,
+    /// Requests per second one account may receive, sustained; 0 turns the limit off.
+    pub account_rate_per_sec: u32,
+    /// Requests one account may receive at once before the sustained rate applies.
+    pub account_burst: u32,
 }
 
 /// Storage tuning.
@@ -155,6 +162,10 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
+    /// The key sealing account secrets at rest, base64 of 32 bytes
+    /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
+    /// created on first start.
+    pub secret_key: Option<Secret>,
 }
 
 impl Default for Config {
@@ -184,7 +195,10 @@ impl Default for Limits {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 1024,
+            max_connections_per_ip: 0,
             rejected_body_bytes: 64 * 1024,
+            account_rate_per_sec: 0,
+            account_burst: 100,
         }
     }
 }
@@ -196,6 +210,7 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
+            secret_key: None,
         }
     }
 }
@@ -211,6 +226,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("HOOKGATE_MAX_BODY_BYTES", "limits.max_body_bytes"),
     ("HOOKGATE_CHAT_URL", "chat.url"),
     ("HOOKGATE_CHAT_TOKEN", "chat.token"),
+    ("HOOKGATE_SECRET_KEY", "storage.secret_key"),
 ];
 
 /// Every field of the default configuration as (`HOOKGATE_...` name, TOML path).
@@ -313,7 +329,15 @@ impl Config {
             // Paths, URLs and tokens are always text; everything else is read as TOML.
             let textual = matches!(
                 path.last().map(String::as_str),
-                Some("database" | "public_url" | "admin_token" | "auditor_token" | "url" | "token")
+                Some(
+                    "database"
+                        | "public_url"
+                        | "admin_token"
+                        | "auditor_token"
+                        | "url"
+                        | "token"
+                        | "secret_key"
+                )
             );
             let value = if textual {
                 toml::Value::String(value)

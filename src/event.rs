@@ -63,11 +63,13 @@ pub enum Reason {
     ReadTimeout,
     /// The connection broke before the whole body arrived.
     IncompleteBody,
+    /// The account received more requests than its rate limit allows.
+    RateLimited,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 11] = [
+    pub const ALL: [Reason; 12] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -79,6 +81,7 @@ impl Reason {
         Reason::TooLarge,
         Reason::ReadTimeout,
         Reason::IncompleteBody,
+        Reason::RateLimited,
     ];
 
     /// The stable snake_case name stored in the audit log.
@@ -95,6 +98,7 @@ impl Reason {
             Reason::TooLarge => "too_large",
             Reason::ReadTimeout => "read_timeout",
             Reason::IncompleteBody => "incomplete_body",
+            Reason::RateLimited => "rate_limited",
         }
     }
 

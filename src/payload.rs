@@ -3,7 +3,8 @@
 //! Owns the mapping from content type to decoder: JSON (also `text/plain`, as AWS SNS
 //! sends it), and `application/x-www-form-urlencoded`, whose fields become an object (a
 //! repeated key keeps every value, as an array; a field holding a JSON object or array,
-//! like Slack's `payload=`, becomes that value). It must never be given unverified bytes:
+//! like Slack's `payload=`, becomes that value). JSON objects may not repeat a key
+//! (`strict_json`). It must never be given unverified bytes:
 //! it takes a [`Verified`] request.
 
 use serde_json::{Map, Value};
@@ -61,7 +62,7 @@ pub fn decode(verified: &Verified<'_>, content_type: Option<&str>) -> Result<Val
         return Ok(Value::Null);
     }
     match kind {
-        Kind::Json => serde_json::from_slice(body)
+        Kind::Json => crate::strict_json::from_slice(body)
             .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}"))),
         Kind::Form => Ok(decode_form(body)),
     }
@@ -99,7 +100,7 @@ fn embedded_json(value: &str) -> Option<Value> {
     if !(t.starts_with('{') || t.starts_with('[')) {
         return None;
     }
-    serde_json::from_str(value).ok()
+    crate::strict_json::from_slice(value.as_bytes()).ok()
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use crate::account::{CompiledAccount, validate_name};
 use crate::clock::now_micros;
 use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::payload::{self, PayloadError};
+use crate::ratelimit::Decision;
 use crate::redact;
 use crate::store::StoreError;
 use crate::verify::RequestView;
@@ -175,6 +176,27 @@ impl Row<'_> {
                     not_found(),
                 )
                 .await;
+        }
+        if let Decision::Deny { retry_after_secs } = self
+            .state
+            .rate_limiter
+            .check(account.name(), Instant::now())
+        {
+            let problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too Many Requests",
+                format!("this account's rate limit is reached; retry in {retry_after_secs}s"),
+            );
+            let detail = format!("rate limit; retry after {retry_after_secs}s");
+            let mut res = self
+                .reject_whole(Reason::RateLimited, detail, body, problem)
+                .await;
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            return res;
         }
         if self.parts.method != Method::POST && self.parts.method != Method::PUT {
             let problem = Problem::new(

@@ -10,6 +10,7 @@ mod admin;
 mod admin_accounts;
 mod admin_events;
 mod admin_tokens;
+mod conn_limit;
 pub mod http;
 mod ingest;
 mod stream;
@@ -59,6 +60,8 @@ pub struct AppState {
     pub deliveries: Arc<tokio::sync::Notify>,
     /// Flips to true when shutdown begins; long-lived answers (streams) end on it.
     pub stopping: watch::Receiver<bool>,
+    /// Per-account token buckets for ingest.
+    pub rate_limiter: crate::ratelimit::RateLimiter,
 }
 
 /// The two bound listeners.
@@ -173,6 +176,10 @@ impl Gateway {
         }
         let (stop, stop_rx) = watch::channel(false);
         let state = AppState {
+            rate_limiter: crate::ratelimit::RateLimiter::new(
+                config.limits.account_rate_per_sec,
+                config.limits.account_burst,
+            ),
             public_url: config.public_base_url(),
             config,
             store,
@@ -273,6 +280,7 @@ async fn accept_loop(
     let graceful = GracefulShutdown::new();
     let limits = state.config.limits.clone();
     let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = conn_limit::PerIp::new(limits.max_connections_per_ip);
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -290,6 +298,11 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Some(slot) = per_ip.acquire(peer.ip()) else {
+            // This address holds its share of the slots already: close at once.
+            tracing::debug!(%peer, "connection refused: per-address limit reached");
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let state = Arc::clone(&state);
@@ -309,6 +322,7 @@ async fn accept_loop(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             drop(permit);
+            drop(slot);
         });
     }
     graceful
@@ -323,7 +337,7 @@ async fn route(
     let path = req.uri().path();
     match (side, path) {
         (_, "/healthz") => http::json(StatusCode::OK, &json!({"status": "ok"})),
-        (_, "/readyz") => readyz(state),
+        (_, "/readyz") => readyz(state).await,
         (Side::Public, p) if p == "/hooks" || p.starts_with("/hooks/") => {
             ingest::handle(state, peer, req).await
         }
@@ -338,8 +352,10 @@ async fn route(
     }
 }
 
-fn readyz(state: &AppState) -> Response<ResBody> {
-    if state.store.is_healthy() {
+/// Ready while the last write committed; when it did not, a probe write through the
+/// writer decides, so readiness comes back by itself once the fault clears.
+async fn readyz(state: &AppState) -> Response<ResBody> {
+    if state.store.is_healthy() || state.store.probe().await.is_ok() {
         http::json(StatusCode::OK, &json!({"status": "ready"}))
     } else {
         Problem::new(

@@ -7,8 +7,10 @@
 
 pub mod audit;
 mod export;
+pub mod health;
 mod reader;
 mod schema;
+mod seal;
 mod writer;
 
 pub use export::Format as ExportFormat;
@@ -75,6 +77,9 @@ pub struct Store {
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     metrics: Arc<Metrics>,
     stream: tokio::sync::broadcast::Sender<Arc<StreamItem>>,
+    seal: Arc<seal::SealKey>,
+    /// When the last health probe ran: probes are paced (see `probe`).
+    last_probe: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -106,6 +111,7 @@ impl Store {
     /// Opens (creating and migrating as needed) the database and starts the writer thread.
     /// `stream_buffer` is how far a live-stream subscriber may fall behind.
     pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
+        let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let conn = writer::open_write_connection(path, tuning)?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
@@ -129,6 +135,8 @@ impl Store {
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             metrics,
             stream,
+            seal,
+            last_probe: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
@@ -169,14 +177,39 @@ impl Store {
 
     /// Applies one admin change (with its change-log row) in the writer's next group;
     /// returns the rows it affected (rows pruned, for a prune).
-    pub async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
+    pub async fn admin(&self, mut write: AdminWrite) -> Result<u64, StoreError> {
+        // Account specs hold signing secrets: they are sealed before they are stored.
+        if let AdminWrite::CreateAccount { name, spec, .. }
+        | AdminWrite::UpdateAccount { name, spec, .. } = &mut write
+        {
+            *spec = self.seal.seal(name, spec)?;
+        }
         self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
             .await
     }
 
+    /// Runs a real write through the writer (see `health`); a success marks the store
+    /// healthy again, so `/readyz` recovers without waiting for traffic.
+    ///
+    /// Probes run one at a time and at most one per [`health::PROBE_INTERVAL`]: callers
+    /// queue, so a flood of `/readyz` during an outage cannot turn into a flood of writes.
+    pub async fn probe(&self) -> Result<(), StoreError> {
+        let mut last = self.last_probe.lock().await;
+        if let Some(wait) = health::wait_before_probe(*last, std::time::Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+        let result = self.submit(writer::Job::Probe).await;
+        *last = Some(std::time::Instant::now());
+        result
+    }
+
     /// Every stored account.
     pub async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
-        self.readers.run(reader::accounts).await
+        let mut accounts = self.readers.run(reader::accounts).await?;
+        for a in &mut accounts {
+            a.spec = self.seal.open(&a.name, &a.spec)?;
+        }
+        Ok(accounts)
     }
 
     /// Every stored token hash.

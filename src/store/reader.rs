@@ -79,7 +79,9 @@ impl Readers {
 /// An account row as stored.
 #[derive(Debug, Clone)]
 pub struct StoredAccount {
-    /// The stored spec JSON, secrets in clear.
+    /// The account's name (the row key; sealed specs are bound to it).
+    pub name: String,
+    /// The spec JSON, secrets in clear (opened from its sealed form by `Store::accounts`).
     pub spec: String,
     /// Whether its listener is on.
     pub listening: bool,
@@ -90,14 +92,16 @@ pub struct StoredAccount {
 }
 
 pub(super) fn accounts(c: &Connection) -> Result<Vec<StoredAccount>, StoreError> {
-    let mut stmt =
-        c.prepare("SELECT spec, listening, created_at, updated_at FROM accounts ORDER BY name")?;
+    let mut stmt = c.prepare(
+        "SELECT spec, listening, created_at, updated_at, name FROM accounts ORDER BY name",
+    )?;
     let rows = stmt.query_map([], |r| {
         Ok(StoredAccount {
             spec: r.get(0)?,
             listening: r.get(1)?,
             created_at: r.get(2)?,
             updated_at: r.get(3)?,
+            name: r.get(4)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -118,6 +118,13 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (seq, attempt)
     ) WITHOUT ROWID;
     ",
+    // 5: scratch space for the storage health probe (`store::health`); always empty.
+    "
+    CREATE TABLE health_probe (
+        id  INTEGER PRIMARY KEY,
+        pad BLOB NOT NULL
+    );
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.

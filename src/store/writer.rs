@@ -30,6 +30,8 @@ pub(super) enum Job {
         oneshot::Sender<Result<Committed, StoreError>>,
     ),
     Admin(Box<AdminWrite>, oneshot::Sender<Result<u64, StoreError>>),
+    /// A health probe: a real write (see `super::health`) committed with the group.
+    Probe(oneshot::Sender<Result<(), StoreError>>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -265,6 +267,10 @@ enum Pending {
         oneshot::Sender<Result<u64, StoreError>>,
         Result<u64, StoreError>,
     ),
+    Probe(
+        oneshot::Sender<Result<(), StoreError>>,
+        Result<(), StoreError>,
+    ),
 }
 
 /// Commits one group, counts it, and answers its jobs; returns the shutdown reply if one
@@ -292,12 +298,16 @@ fn commit_batch(
             for job in batch.drain(..).chain(late.drain(..)) {
                 match job {
                     Job::Event(record, reply) => {
-                        let outcome = insert_event(&tx, heads, &record).map_err(StoreError::from);
+                        let outcome = all_or_nothing(&tx, |tx| insert_event(tx, heads, &record));
                         pending.push(Pending::Event(reply, outcome));
                     }
                     Job::Admin(write, reply) => {
                         let outcome = apply_admin(&mut tx, heads, &write);
                         pending.push(Pending::Admin(reply, outcome));
+                    }
+                    Job::Probe(reply) => {
+                        let outcome = super::health::probe_write(&tx);
+                        pending.push(Pending::Probe(reply, outcome));
                     }
                     Job::Shutdown(reply) => shutdown = Some(reply),
                 }
@@ -326,6 +336,7 @@ fn commit_batch(
         match job {
             Job::Event(_, reply) => pending.push(Pending::Event(reply, Err(err))),
             Job::Admin(_, reply) => pending.push(Pending::Admin(reply, Err(err))),
+            Job::Probe(reply) => pending.push(Pending::Probe(reply, Err(err))),
             Job::Shutdown(reply) => shutdown = Some(reply),
         }
     }
@@ -350,6 +361,9 @@ fn commit_batch(
                     Pending::Admin(reply, outcome) => {
                         let _ = reply.send(outcome);
                     }
+                    Pending::Probe(reply, outcome) => {
+                        let _ = reply.send(outcome);
+                    }
                 }
             }
         }
@@ -367,11 +381,35 @@ fn commit_batch(
                     Pending::Admin(reply, _) => {
                         let _ = reply.send(Err(err.clone()));
                     }
+                    Pending::Probe(reply, _) => {
+                        let _ = reply.send(Err(err.clone()));
+                    }
                 }
             }
         }
     }
     shutdown
+}
+
+/// Runs `write` inside a savepoint: when it fails half-way (its event row written, its
+/// dedupe row not), none of it stays in the group's commit, so a request answered 503
+/// leaves nothing behind that a retry could collide with.
+fn all_or_nothing<T>(
+    tx: &rusqlite::Transaction<'_>,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+) -> Result<T, StoreError> {
+    // Prepared once per connection: this runs for every event on the hot path.
+    tx.prepare_cached("SAVEPOINT one_event")?.execute([])?;
+    match write(tx) {
+        Ok(v) => {
+            tx.prepare_cached("RELEASE one_event")?.execute([])?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.execute_batch("ROLLBACK TO one_event; RELEASE one_event")?;
+            Err(StoreError::from(e))
+        }
+    }
 }
 
 fn insert_event(

@@ -10,7 +10,7 @@ mod signature;
 mod signed_content;
 
 pub use auth::AuthCheck;
-pub use signature::{SignatureCheck, sign};
+pub use signature::{Inputs, SignatureCheck, sign};
 pub use signed_content::{Part, SignedContent};
 
 use bytes::Bytes;

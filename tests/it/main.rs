@@ -3,6 +3,12 @@
 
 mod accounts;
 mod audit;
+mod crash;
+mod faults;
 mod forward;
+mod hostile;
 mod ingest;
+mod process;
+mod props;
+mod secrets;
 mod support;

@@ -1,0 +1,169 @@
+//! Storage faults staged for real: a full disk (a small tmpfs filled to ENOSPC under the
+//! running gateway), a database another process holds locked, and a write that fails half
+//! way through one event (a trigger staged from another connection). Ingest must answer 503,
+//! never 2xx; `/readyz` must say not ready; and both must recover by themselves, with no
+//! webhook needed, once the fault clears. A fault that cannot be staged fails the test;
+//! nothing is skipped.
+
+use hookgate::cli::client::HttpClient;
+use hyper::Method;
+use serde_json::json;
+
+use crate::support::*;
+
+async fn status_of(client: &HttpClient, url: &str) -> u16 {
+    client
+        .send(Method::GET, url, &[], "")
+        .await
+        .expect("reachable")
+        .status
+        .as_u16()
+}
+
+/// Asserts what `/readyz` answers now (each call probes the writer when unhealthy).
+async fn readyz_is(client: &HttpClient, public: &str, want: u16) {
+    let got = status_of(client, &format!("{public}/readyz")).await;
+    assert_eq!(got, want, "/readyz");
+}
+
+/// A small tmpfs mounted over a temporary directory, unmounted on drop. Staging it needs
+/// root (CI runs as root); when it cannot be staged the test fails.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .expect("mount must exist to stage a full disk");
+        assert!(
+            out.status.success(),
+            "cannot stage a full disk (needs root): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk { dir }
+    }
+
+    /// Fills the free space with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 64 * 1024];
+        loop {
+            match f.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the disk: {e}"),
+            }
+        }
+        let _ = f.flush();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_answers_503_and_recovers_by_itself_when_space_returns() {
+    let disk = SmallDisk::mount("4m");
+    let db = disk.dir.path().join("full.db");
+    let gw = spawn_with(|c| c.database = db.clone()).await;
+    gw.create_account(json!({"name": "full", "auth": {"type": "bearer", "token": "full-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    let h = [("authorization", "Bearer full-token-1")];
+    let pad = "z".repeat(64 * 1024);
+    let event = |id: &str| format!("{{\"id\":\"{id}\",\"pad\":\"{pad}\"}}");
+    assert_eq!(gw.post_hook("full", &h, event("before")).await.status, 200);
+    let rows_before = gw.audit_rows();
+
+    let filler = disk.fill();
+    for i in 0..3 {
+        let a = gw.post_hook("full", &h, event(&format!("full-{i}"))).await;
+        assert_eq!(a.status, 503, "never 2xx on a full disk: {:?}", a.json());
+        assert_eq!(a.json()["code"], "storage_unavailable");
+        assert!(a.headers.contains_key("retry-after"));
+    }
+    readyz_is(&gw.client, &gw.public, 503).await;
+
+    std::fs::remove_file(&filler).expect("free the space");
+    // No webhook arrives: readiness comes back through the probe alone.
+    readyz_is(&gw.client, &gw.public, 200).await;
+    assert_eq!(
+        gw.audit_rows(),
+        rows_before,
+        "nothing was stored while full"
+    );
+    let a = gw.post_hook("full", &h, event("full-0")).await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    assert_eq!(
+        a.json()["status"],
+        "accepted",
+        "the refused event was not half-stored"
+    );
+    gw.stop().await;
+    drop(disk);
+}
+
+#[tokio::test]
+async fn a_locked_database_makes_readyz_unready_and_it_recovers_without_traffic() {
+    let gw = spawn_with(|c| c.storage.busy_timeout_ms = 100).await;
+    gw.create_account(json!({"name": "lk", "auth": {"type": "bearer", "token": "lk-token-1"}}))
+        .await;
+    let h = [("authorization", "Bearer lk-token-1")];
+    let locker = rusqlite::Connection::open(&gw.db).expect("open");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    assert_eq!(gw.post_hook("lk", &h, "{}").await.status, 503);
+    readyz_is(&gw.client, &gw.public, 503).await;
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    readyz_is(&gw.client, &gw.public, 200).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_write_failing_half_way_leaves_nothing_and_the_retry_is_accepted_once() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "half", "auth": {"type": "bearer", "token": "half-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    let h = [("authorization", "Bearer half-token-1")];
+    // The event row is written, then its dedupe row fails: a fault in the middle of one
+    // event's write, staged with a trigger from another connection.
+    let other = rusqlite::Connection::open(&gw.db).expect("open");
+    other
+        .execute_batch(
+            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe
+             BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
+        )
+        .expect("stage the fault");
+    let rows_before = gw.audit_rows();
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.status, 503, "{:?}", a.json());
+    assert_eq!(gw.audit_rows(), rows_before, "no half-written event row");
+    other
+        .execute_batch("DROP TRIGGER staged_fault")
+        .expect("clear the fault");
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.json()["status"], "accepted");
+    let a = gw.post_hook("half", &h, r#"{"id":"once"}"#).await;
+    assert_eq!(a.json()["status"], "duplicate");
+    let n: i64 = other
+        .query_row(
+            "SELECT count(*) FROM events WHERE event_id = 'once' AND status = 'accepted'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(n, 1);
+    gw.stop().await;
+}
