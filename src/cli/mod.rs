@@ -4,6 +4,7 @@
 //! a running gateway's admin API at `HOOKGATE_URL` with `HOOKGATE_ADMIN_TOKEN`. It must
 //! never print a token or secret: answers are printed as the API gave them (masked).
 
+mod chat_sink;
 pub mod client;
 
 use std::path::PathBuf;
@@ -49,6 +50,23 @@ pub enum Command {
     /// Manage named admin and auditor tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Tools for trying hookgate locally.
+    #[command(subcommand)]
+    Dev(DevCommand),
+}
+
+/// `hookgate dev ...`.
+#[derive(Debug, Subcommand)]
+pub enum DevCommand {
+    /// A stand-in chat platform that prints every status message it receives.
+    ChatSink {
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: std::net::SocketAddr,
+        /// The status to answer (try 404 for no_session, 503 for retries).
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
 }
 
 /// `hookgate audit ...`.
@@ -318,6 +336,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Events(cmd) => events(*cmd).await,
         Command::Audit(cmd) => audit(cmd).await,
         Command::Tokens(cmd) => tokens(cmd).await,
+        Command::Dev(DevCommand::ChatSink { listen, status }) => {
+            chat_sink::run(listen, status).await
+        }
     }
 }
 

@@ -538,3 +538,44 @@ async fn the_stream_resumes_with_last_event_id_and_misses_nothing() {
     drop(body);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_idle_stream_gets_heartbeats_and_events_tail_prints_each_event() {
+    let chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({"forward": {"send_to_user": false}})).await;
+    let mut body = stream(&gw, None).await;
+    let mut text = String::new();
+    while !text.contains(": heartbeat") {
+        let frame = tokio::time::timeout(Duration::from_secs(5), body.frame())
+            .await
+            .expect("a heartbeat within 5s");
+        if let Ok(data) = frame.expect("stream open").expect("frame").into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    drop(body);
+
+    let mut tail = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["events", "tail", "--account", "pay"])
+        .env("HOOKGATE_URL", &gw.admin)
+        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run events tail");
+    let stdout = tail.stdout.take().expect("stdout");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    // Events committed before tail connects are replayed too (from the start of the log).
+    let id = pay(&gw, "pay", "t1").await;
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("a line within 10s")
+        .expect("read")
+        .expect("a line");
+    let printed: Value = serde_json::from_str(&line).expect("one JSON event per line");
+    assert_eq!(printed["id"], id.as_str());
+    assert_eq!(printed["event_id"], "t1");
+    let _ = tail.kill().await;
+    gw.stop().await;
+}
