@@ -64,7 +64,15 @@ pub fn decode(verified: &Verified<'_>, content_type: Option<&str>) -> Result<Val
     match kind {
         Kind::Json => crate::strict_json::from_slice(body)
             .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}"))),
-        Kind::Form => Ok(decode_form(body)),
+        // A form never starts with '{' or '['; a body labelled as a form that is JSON (curl's
+        // `-d` default, and many a sender's mistake) is read as the JSON it is.
+        Kind::Form => {
+            let t = body.trim_ascii_start();
+            let json = (t.starts_with(b"{") || t.starts_with(b"["))
+                .then(|| crate::strict_json::from_slice(body).ok())
+                .flatten();
+            Ok(json.unwrap_or_else(|| decode_form(body)))
+        }
     }
 }
 
@@ -133,6 +141,34 @@ mod tests {
             v,
             json!({"a": "1", "b": ["2", "3", "4"], "payload": {"user": {"id": "U1"}}, "e": ""})
         );
+    }
+
+    #[test]
+    fn json_mislabelled_as_a_form_is_read_as_json() {
+        use crate::account::AccountSpec;
+        use crate::verify::{RequestView, Verifier};
+        let spec = AccountSpec::from_json(json!({"name": "t", "allow_unverified": true}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let verifier = Verifier::compile(&spec).unwrap_or_else(|e| panic!("{e}"));
+        let headers = hyper::HeaderMap::new();
+        for (body, want) in [
+            (r#"{"a":1}"#, json!({"a": 1})),
+            ("a=1", json!({"a": "1"})),
+            ("{broken", json!({"{broken": ""})),
+        ] {
+            let body = bytes::Bytes::from(body);
+            let view = RequestView {
+                headers: &headers,
+                query: None,
+                body: &body,
+                url: "u",
+            };
+            let verified = verifier.verify(&view, 0).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(
+                decode(&verified, Some("application/x-www-form-urlencoded")),
+                Ok(want)
+            );
+        }
     }
 
     #[test]
