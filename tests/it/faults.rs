@@ -1,4 +1,5 @@
-//! Storage faults staged for real: a full disk (a small tmpfs filled to ENOSPC under the
+//! Storage faults staged for real: a database file that turns read-only under the running
+//! gateway (`chattr +i`), a full disk (a small tmpfs filled to ENOSPC under the
 //! running gateway), a database another process holds locked, and a write that fails half
 //! way through one event (a trigger staged from another connection). Ingest must answer 503,
 //! never 2xx; `/readyz` must say not ready; and both must recover by themselves, with no
@@ -165,5 +166,73 @@ async fn a_write_failing_half_way_leaves_nothing_and_the_retry_is_accepted_once(
         )
         .expect("count");
     assert_eq!(n, 1);
+    gw.stop().await;
+}
+
+/// Files made immutable (`chattr +i`): writes through the gateway's already-open
+/// descriptors then fail with EPERM, as on a database that turned read-only under it.
+/// Staging it needs root and an ext-family file system; when it cannot be staged the test
+/// fails. The flag is cleared on drop, so the temporary directory can be removed.
+struct Immutable(Vec<std::path::PathBuf>);
+
+impl Immutable {
+    fn set(paths: Vec<std::path::PathBuf>) -> Immutable {
+        for p in &paths {
+            let out = std::process::Command::new("chattr")
+                .arg("+i")
+                .arg(p)
+                .output()
+                .expect("chattr must exist");
+            assert!(
+                out.status.success(),
+                "cannot make {} read-only (needs root): {}",
+                p.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Immutable(paths)
+    }
+}
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for p in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(p)
+                .output();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_that_turns_read_only_answers_503_and_recovers_when_writable_again() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "ro", "auth": {"type": "bearer", "token": "ro-token-1"}, "paths": {"event_id": "$.id"}})).await;
+    let h = [("authorization", "Bearer ro-token-1")];
+    assert_eq!(
+        gw.post_hook("ro", &h, r#"{"id":"before"}"#).await.status,
+        200
+    );
+    let wal = std::path::PathBuf::from(format!("{}-wal", gw.db.display()));
+    assert!(wal.exists(), "the gateway writes through its WAL");
+    let before = gw.audit_rows();
+    let frozen = Immutable::set(vec![gw.db.clone(), wal]);
+    let a = gw.post_hook("ro", &h, r#"{"id":"during"}"#).await;
+    assert_eq!(a.status, 503, "{:?}", a.json());
+    assert_eq!(a.json()["code"], "storage_unavailable");
+    readyz_is(&gw.client, &gw.public, 503).await;
+    drop(frozen);
+    // Writable again: /readyz probes the writer and recovers with no webhook needed; the
+    // sender's retry is accepted once.
+    readyz_is(&gw.client, &gw.public, 200).await;
+    let a = gw.post_hook("ro", &h, r#"{"id":"during"}"#).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.json()["status"], "accepted");
+    assert_eq!(
+        gw.audit_rows(),
+        before + 1,
+        "the refused attempt left no row; the retry one"
+    );
     gw.stop().await;
 }
