@@ -5,6 +5,7 @@
 //! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
 //! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
 
+mod admin_write;
 pub mod audit;
 mod export;
 pub mod health;
@@ -13,12 +14,12 @@ mod schema;
 mod seal;
 mod writer;
 
+pub use admin_write::{AdminWrite, Change};
 pub use export::Format as ExportFormat;
 pub use reader::{
     AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
     StoredAccount,
 };
-pub use writer::{AdminWrite, Change};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
