@@ -82,7 +82,26 @@ fn request(
     Ok(req)
 }
 
+fn unreachable(url: &str, message: String) -> ClientError {
+    ClientError::Unreachable {
+        url: url.to_owned(),
+        message,
+    }
+}
+
 impl HttpClient {
+    /// Sends a request and waits for the answer's head.
+    async fn answer(
+        &self,
+        url: &str,
+        req: Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        self.inner
+            .request(req)
+            .await
+            .map_err(|e| unreachable(url, e.to_string()))
+    }
+
     /// Sends one request and reads the whole answer.
     pub async fn send(
         &self,
@@ -92,20 +111,11 @@ impl HttpClient {
         body: impl Into<Bytes>,
     ) -> Result<Answer, ClientError> {
         let req = request(method, url, headers, body.into())?;
-        let unreachable = |message: String| ClientError::Unreachable {
-            url: url.to_owned(),
-            message,
-        };
-        let res = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        let (parts, body) = res.into_parts();
+        let (parts, body) = self.answer(url, req).await?.into_parts();
         let body = body
             .collect()
             .await
-            .map_err(|e| unreachable(e.to_string()))?
+            .map_err(|e| unreachable(url, e.to_string()))?
             .to_bytes();
         Ok(Answer {
             status: parts.status,
@@ -124,22 +134,15 @@ impl HttpClient {
     ) -> Result<StatusCode, ClientError> {
         let auth = format!("Bearer {token}");
         let req = request(Method::GET, url, &[("authorization", &auth)], Bytes::new())?;
-        let unreachable = |message: String| ClientError::Unreachable {
-            url: url.to_owned(),
-            message,
-        };
-        let res = self
-            .inner
-            .request(req)
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
+        let res = self.answer(url, req).await?;
         let status = res.status();
         let mut body = res.into_body();
         while let Some(frame) = body.frame().await {
-            let frame = frame.map_err(|e| unreachable(format!("the answer broke off: {e}")))?;
+            let frame =
+                frame.map_err(|e| unreachable(url, format!("the answer broke off: {e}")))?;
             if let Ok(data) = frame.into_data() {
                 out.write_all(&data)
-                    .map_err(|e| unreachable(format!("writing the output: {e}")))?;
+                    .map_err(|e| unreachable(url, format!("writing the output: {e}")))?;
             }
         }
         Ok(status)
