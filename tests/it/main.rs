@@ -3,4 +3,5 @@
 
 mod accounts;
 mod ingest;
+mod presets;
 mod support;
