@@ -30,6 +30,11 @@ pub struct Rule {
 const SHIPPED: &[(&str, &str)] = &[
     ("github", include_str!("../rules/github.toml")),
     ("shopify", include_str!("../rules/shopify.toml")),
+    ("paystack", include_str!("../rules/paystack.toml")),
+    ("razorpay", include_str!("../rules/razorpay.toml")),
+    ("woocommerce", include_str!("../rules/woocommerce.toml")),
+    ("bitbucket", include_str!("../rules/bitbucket.toml")),
+    ("linear", include_str!("../rules/linear.toml")),
 ];
 
 /// The shipped presets, parsed. A shipped file that does not parse is a build defect,
@@ -115,6 +120,19 @@ mod tests {
         assert_eq!(v["paths"]["sender"], json!("$.sender.login"));
         assert_eq!(v["paths"]["event_type"], json!("header:X-GitHub-Event"));
         assert!(v.get("secret").is_none());
+    }
+
+    #[test]
+    fn every_shipped_preset_compiles_from_name_provider_and_secret_alone() {
+        for rule in shipped() {
+            let request = json!({"name": "acct", "provider": rule.name, "secret": "s3cret"});
+            let prepared = prepare(request).unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let spec = crate::account::AccountSpec::from_json(prepared)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            crate::account::compile(spec, false, 0, 0)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+        }
+        assert_eq!(shipped().len(), SHIPPED.len());
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod faults;
 mod forward;
 mod hostile;
 mod ingest;
+mod presets;
 mod process;
 mod props;
 mod secrets;
