@@ -39,11 +39,14 @@ const SHIPPED: &[(&str, &str)] = &[
 
 /// The shipped presets, parsed. A shipped file that does not parse is a build defect,
 /// caught by the unit test below; at run time it is skipped rather than crash the gateway.
-pub fn shipped() -> Vec<Rule> {
-    SHIPPED
-        .iter()
-        .filter_map(|(_, text)| toml::from_str::<Rule>(text).ok())
-        .collect()
+pub fn shipped() -> &'static [Rule] {
+    static PARSED: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        SHIPPED
+            .iter()
+            .filter_map(|(_, text)| toml::from_str::<Rule>(text).ok())
+            .collect()
+    })
 }
 
 /// True for `custom` and every preset name.
@@ -61,7 +64,7 @@ pub fn prepare(mut request: Value) -> Result<Value, SpecError> {
         .unwrap_or("custom")
         .to_owned();
     if provider != "custom" {
-        let Some(rule) = shipped().into_iter().find(|r| r.name == provider) else {
+        let Some(rule) = shipped().iter().find(|r| r.name == provider) else {
             return Err(SpecError::new(
                 "provider",
                 format!("{provider:?} is not a known provider; see GET /v1/providers"),
