@@ -87,6 +87,32 @@ pub const CHANGE_COLUMNS: &str = "seq, at, actor, action, account, detail";
 mod tests {
     use super::*;
 
+    /// Encoding v1 is a stored format: every existing log verifies against it. This pins
+    /// its bytes; a change here means a new version, not an edit.
+    #[test]
+    fn encoding_v1_is_pinned() {
+        let mut expected = Sha256::new();
+        expected.update([7u8; 32]);
+        expected.update([1]);
+        expected.update([1]);
+        expected.update(42i64.to_be_bytes());
+        expected.update([2]);
+        expected.update(2u64.to_be_bytes());
+        expected.update(b"ok");
+        expected.update([3]);
+        expected.update(1u64.to_be_bytes());
+        expected.update([0xff]);
+        expected.update([0]);
+        let expected: Hash = expected.finalize().into();
+        let fields = [
+            Field::Int(42),
+            Field::from("ok"),
+            Field::Blob(&[0xff]),
+            Field::Null,
+        ];
+        assert_eq!(row_hash(&[7; 32], &fields), expected);
+    }
+
     #[test]
     fn every_field_and_its_position_matter() {
         let a = row_hash(&GENESIS, &[Field::Int(1), Field::from("x"), Field::Null]);
