@@ -41,8 +41,12 @@ async fn create_signed_account(p: &Proc) {
     assert_eq!(a.status, 201, "{:?}", a.json());
 }
 
-/// Sends one signed event; true when the gateway acknowledged it with a 2xx.
-async fn send_signed(client: &HttpClient, public: &str, id: &str) -> Option<bool> {
+/// Sends one signed event and returns the gateway's answer.
+async fn post_signed(
+    client: &HttpClient,
+    public: &str,
+    id: &str,
+) -> Result<hookgate::cli::client::Answer, hookgate::cli::client::ClientError> {
     let body = format!("{{\"id\":\"{id}\",\"amount\":1}}");
     let ts = now_secs();
     let sig = format!(
@@ -55,7 +59,7 @@ async fn send_signed(client: &HttpClient, public: &str, id: &str) -> Option<bool
         ("x-timestamp", ts.as_str()),
         ("content-type", "application/json"),
     ];
-    match client
+    client
         .send(
             Method::POST,
             &format!("{public}/hooks/crash"),
@@ -63,10 +67,14 @@ async fn send_signed(client: &HttpClient, public: &str, id: &str) -> Option<bool
             body,
         )
         .await
-    {
-        Ok(a) => Some(a.status.is_success()),
-        Err(_) => None,
-    }
+}
+
+/// Sends one signed event; true when the gateway acknowledged it with a 2xx.
+async fn send_signed(client: &HttpClient, public: &str, id: &str) -> Option<bool> {
+    post_signed(client, public, id)
+        .await
+        .ok()
+        .map(|a| a.status.is_success())
 }
 
 /// Concurrent senders with unique ids; stops when told or when the gateway is gone.
@@ -213,20 +221,7 @@ async fn sigkill_mid_stream_loses_no_acknowledged_event() {
     let client = HttpClient::default();
     let sample: HashSet<&String> = all_acked.iter().step_by(17).collect();
     for id in sample {
-        let body = format!("{{\"id\":\"{id}\",\"amount\":1}}");
-        let ts = now_secs();
-        let sig = format!(
-            "sha256={}",
-            hmac_sha256_hex(SECRET.as_bytes(), format!("{ts}.{body}").as_bytes())
-        );
-        let ts = ts.to_string();
-        let a = client
-            .send(
-                Method::POST,
-                &format!("{}/hooks/crash", proc.public),
-                &[("x-signature", &sig), ("x-timestamp", &ts)],
-                body,
-            )
+        let a = post_signed(&client, &proc.public, id)
             .await
             .expect("reachable");
         assert_eq!(a.json()["status"], "duplicate", "{id}");
