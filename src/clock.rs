@@ -1,11 +1,50 @@
 //! Time as the gateway records it: microseconds since the Unix epoch, shown as RFC 3339 UTC.
 //!
 //! Owns the conversions between stored integers and the RFC 3339 text of the API. Pure
-//! functions only, except [`now_micros`], the single place that reads the wall clock for
-//! request handling; pure code takes a `now` argument instead of calling it.
+//! functions only, except [`now_micros`], the single place that reads the wall clock, and
+//! [`Clock`], through which the ingest path reads it (tests fix it); pure code takes a
+//! `now` argument instead of calling either.
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+/// The clock the ingest path reads: the system clock, or a fixed time that tests (and
+/// replays of recorded provider requests) set, so signed timestamps from the past verify.
+#[derive(Debug, Clone, Default)]
+pub struct Clock {
+    fixed: Option<std::sync::Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Clock {
+    /// The system clock.
+    pub fn system() -> Self {
+        Clock { fixed: None }
+    }
+
+    /// A clock that shows `micros` until set otherwise.
+    pub fn fixed(micros: i64) -> Self {
+        Clock {
+            fixed: Some(std::sync::Arc::new(std::sync::atomic::AtomicI64::new(
+                micros,
+            ))),
+        }
+    }
+
+    /// Moves a fixed clock (every clone sees it); does nothing to the system clock.
+    pub fn set(&self, micros: i64) {
+        if let Some(f) = &self.fixed {
+            f.store(micros, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// The time in microseconds since the Unix epoch.
+    pub fn now_micros(&self) -> i64 {
+        match &self.fixed {
+            Some(f) => f.load(std::sync::atomic::Ordering::SeqCst),
+            None => now_micros(),
+        }
+    }
+}
 
 /// The current wall-clock time in microseconds since the Unix epoch.
 pub fn now_micros() -> i64 {

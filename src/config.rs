@@ -35,6 +35,11 @@ pub struct Config {
     /// An auditor token (`HOOKGATE_AUDITOR_TOKEN`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auditor_token: Option<Secret>,
+    /// A directory of operator rule files (`*.toml`, the format of `rules/README.md`) that
+    /// add presets or override shipped ones by name (`HOOKGATE_RULES_DIR`). An invalid
+    /// file stops start-up with the file and field named.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rules_dir: Option<PathBuf>,
     /// Extra header names to redact in the audit log, beyond credentials and signatures.
     pub redact_headers: Vec<String>,
     /// Request limits.
@@ -177,6 +182,7 @@ impl Default for Config {
             public_url: None,
             admin_token: None,
             auditor_token: None,
+            rules_dir: None,
             redact_headers: Vec::new(),
             limits: Limits::default(),
             storage: Storage::default(),
@@ -227,6 +233,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("HOOKGATE_CHAT_URL", "chat.url"),
     ("HOOKGATE_CHAT_TOKEN", "chat.token"),
     ("HOOKGATE_SECRET_KEY", "storage.secret_key"),
+    ("HOOKGATE_RULES_DIR", "rules_dir"),
 ];
 
 /// Every field of the default configuration as (`HOOKGATE_...` name, TOML path).
@@ -331,6 +338,7 @@ impl Config {
                 path.last().map(String::as_str),
                 Some(
                     "database"
+                        | "rules_dir"
                         | "public_url"
                         | "admin_token"
                         | "auditor_token"

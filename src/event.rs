@@ -15,6 +15,9 @@ pub enum Status {
     Duplicate,
     /// Refused; the [`Reason`] says why.
     Rejected,
+    /// A provider's set-up handshake (a challenge, a ping), answered as the provider
+    /// expects; never an event, never deduplicated or forwarded.
+    Handshake,
 }
 
 impl Status {
@@ -24,6 +27,7 @@ impl Status {
             Status::Accepted => "accepted",
             Status::Duplicate => "duplicate",
             Status::Rejected => "rejected",
+            Status::Handshake => "handshake",
         }
     }
 
@@ -33,6 +37,7 @@ impl Status {
             "accepted" => Some(Status::Accepted),
             "duplicate" => Some(Status::Duplicate),
             "rejected" => Some(Status::Rejected),
+            "handshake" => Some(Status::Handshake),
             _ => None,
         }
     }

@@ -143,6 +143,38 @@ impl Selected<'_> {
 }
 
 impl JsonPath {
+    /// Compiles a JSONPath into a body (`$.a.b`, or `a.b` for short), for code that reads
+    /// one value outside the extraction paths (a signature inside the payload).
+    pub fn compile(field: &str, text: &str) -> Result<Self, SpecError> {
+        match FieldPath::compile(field, text)? {
+            FieldPath::Json(path) => Ok(path),
+            _ => Err(SpecError::new(
+                field,
+                "must be a JSONPath into the body, not a header: or query: path",
+            )),
+        }
+    }
+
+    /// The one value this path selects, as column text; `None` for no match or several.
+    pub fn text(&self, payload: &Value) -> Option<String> {
+        match self.select(payload) {
+            Selected::Borrowed(v) if v.len() == 1 => v.first().and_then(|v| match v {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The one value this path selects, if exactly one.
+    pub fn value<'v>(&self, payload: &'v Value) -> Option<&'v Value> {
+        match self.select(payload) {
+            Selected::Borrowed(v) if v.len() == 1 => v.first().copied(),
+            _ => None,
+        }
+    }
+
     fn select<'v>(&self, payload: &'v Value) -> Selected<'v> {
         if let Some(steps) = &self.simple {
             let mut node = payload;
@@ -279,6 +311,7 @@ mod tests {
         let verifier = Verifier::compile(&spec).unwrap_or_else(|e| panic!("{e}"));
         let body = Bytes::new();
         let view = RequestView {
+            method: "POST",
             headers,
             query,
             body: &body,

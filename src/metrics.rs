@@ -15,6 +15,7 @@ use crate::event::{Reason, Status};
 pub struct Metrics {
     accepted: AtomicU64,
     duplicate: AtomicU64,
+    handshake: AtomicU64,
     rejected: [AtomicU64; Reason::ALL.len()],
     unavailable: AtomicU64,
     batches: AtomicU64,
@@ -30,6 +31,7 @@ impl Metrics {
         match (status, reason) {
             (Status::Accepted, _) => self.accepted.fetch_add(1, Ordering::Relaxed),
             (Status::Duplicate, _) => self.duplicate.fetch_add(1, Ordering::Relaxed),
+            (Status::Handshake, _) => self.handshake.fetch_add(1, Ordering::Relaxed),
             (Status::Rejected, Some(r)) => {
                 let i = Reason::ALL.iter().position(|x| *x == r).unwrap_or(0);
                 self.rejected[i].fetch_add(1, Ordering::Relaxed)
@@ -83,6 +85,11 @@ impl Metrics {
             out,
             "hookgate_webhooks_total{{status=\"duplicate\"}} {}",
             get(&self.duplicate)
+        );
+        let _ = writeln!(
+            out,
+            "hookgate_webhooks_total{{status=\"handshake\"}} {}",
+            get(&self.handshake)
         );
         let rejected: u64 = self.rejected.iter().map(get).sum();
         let _ = writeln!(

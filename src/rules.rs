@@ -1,146 +1,609 @@
-//! Provider presets: rule files that fill in an account's verification and default paths,
-//! so that a user picks "github" and pastes one secret.
+//! Provider presets: rule files that fill in an account's verification, handshake and
+//! default paths, so that a user picks "stripe" and pastes one secret.
 //!
-//! Owns the shipped rule files (compiled in from `rules/*.toml`), their format, and
-//! [`prepare`], which merges a preset under the fields a user gave and moves the preset
-//! `secret` into `signature.secrets`. A preset is data: this module must never hold a
-//! provider's logic in code, only the merging.
+//! Owns the rule-file format (`rules/README.md`), the shipped files (compiled in from
+//! `rules/*.toml`), loading an operator's directory of extra or overriding files, the
+//! validation that names the file and field at fault, and [`Rules::prepare`], which merges
+//! a preset under the fields a user gave and puts the pasted `secret` where the preset
+//! says. A preset is data: this module must never hold a provider's logic in code.
 
-use serde::Deserialize;
-use serde_json::Value;
+use std::path::{Path, PathBuf};
 
-use crate::account::{SpecError, merge_patch};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
-/// A rule file as shipped in `rules/`.
-#[derive(Debug, Clone, Deserialize)]
+use crate::account::{AccountSpec, Algorithm, SecretEncoding, SpecError, merge_patch};
+
+/// One rule file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// The preset name users type, snake_case.
+    /// The preset name users type, snake_case; equal to the file stem.
     pub name: String,
     /// The provider's display name.
     pub title: String,
+    /// The provider's documentation of its scheme.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<String>,
     /// What the user pastes, in words.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_help: Option<String>,
-    /// The account fields the preset fills in (`signature`, `paths`, `auth`), as they
-    /// would be written in a create request, without secrets.
+    /// Where the pasted secret goes: `signature.secrets` (the default) or `auth.value`.
+    #[serde(default)]
+    pub secret_target: SecretTarget,
+    /// Further fields the user gives (a verify token), with what they are.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub settings: Vec<Setting>,
+    /// The account fields the preset fills in (`signature`, `auth`, `handshake`, `paths`),
+    /// as they would be written in a create request, without secrets.
     pub account: toml::Table,
+    /// Where the rule came from: `shipped` or the operator's file.
+    #[serde(skip_deserializing, default)]
+    pub origin: String,
+}
+
+/// Where a preset puts the pasted `secret`.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
+pub enum SecretTarget {
+    /// The first of `signature.secrets`.
+    #[default]
+    #[serde(rename = "signature.secrets")]
+    SignatureSecrets,
+    /// The authenticate key's `auth.value` (a shared token in a header).
+    #[serde(rename = "auth.value")]
+    AuthValue,
+}
+
+/// A field a preset needs besides the secret.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Setting {
+    /// The dotted field of the create request, e.g. `handshake.verify_token`.
+    pub field: String,
+    /// What it is, in words.
+    pub help: String,
+    /// Whether the account cannot be created without it.
+    #[serde(default)]
+    pub required: bool,
+}
+
+/// A rule file that cannot be used: the file, the field and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {field}: {message}")]
+pub struct RuleError {
+    /// The file, as found.
+    pub file: String,
+    /// The field at fault, dotted (`account.signature.algorithm`), or `file`.
+    pub field: String,
+    /// What is wrong, as a sentence.
+    pub message: String,
 }
 
 const SHIPPED: &[(&str, &str)] = &[
+    ("bitbucket", include_str!("../rules/bitbucket.toml")),
+    ("calendly", include_str!("../rules/calendly.toml")),
+    ("clerk", include_str!("../rules/clerk.toml")),
+    ("discord", include_str!("../rules/discord.toml")),
+    ("flutterwave", include_str!("../rules/flutterwave.toml")),
     ("github", include_str!("../rules/github.toml")),
-    ("shopify", include_str!("../rules/shopify.toml")),
+    ("gitlab", include_str!("../rules/gitlab.toml")),
+    ("hubspot", include_str!("../rules/hubspot.toml")),
+    ("intercom", include_str!("../rules/intercom.toml")),
+    ("linear", include_str!("../rules/linear.toml")),
+    ("mailgun", include_str!("../rules/mailgun.toml")),
+    ("meta", include_str!("../rules/meta.toml")),
+    ("paddle", include_str!("../rules/paddle.toml")),
     ("paystack", include_str!("../rules/paystack.toml")),
     ("razorpay", include_str!("../rules/razorpay.toml")),
+    ("sendgrid", include_str!("../rules/sendgrid.toml")),
+    ("shopify", include_str!("../rules/shopify.toml")),
+    ("slack", include_str!("../rules/slack.toml")),
+    ("square", include_str!("../rules/square.toml")),
+    (
+        "standard_webhooks",
+        include_str!("../rules/standard_webhooks.toml"),
+    ),
+    ("stripe", include_str!("../rules/stripe.toml")),
+    ("svix", include_str!("../rules/svix.toml")),
+    ("telegram", include_str!("../rules/telegram.toml")),
+    ("twilio", include_str!("../rules/twilio.toml")),
+    ("typeform", include_str!("../rules/typeform.toml")),
     ("woocommerce", include_str!("../rules/woocommerce.toml")),
-    ("bitbucket", include_str!("../rules/bitbucket.toml")),
-    ("linear", include_str!("../rules/linear.toml")),
+    ("xero", include_str!("../rules/xero.toml")),
+    ("zendesk", include_str!("../rules/zendesk.toml")),
+    ("zoom", include_str!("../rules/zoom.toml")),
 ];
 
-/// The shipped presets, parsed. A shipped file that does not parse is a build defect,
-/// caught by the unit test below; at run time it is skipped rather than crash the gateway.
-pub fn shipped() -> &'static [Rule] {
-    static PARSED: std::sync::OnceLock<Vec<Rule>> = std::sync::OnceLock::new();
-    PARSED.get_or_init(|| {
-        SHIPPED
+/// The presets in force: the shipped ones, with an operator's files added or overriding.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    list: Vec<Rule>,
+}
+
+impl Rules {
+    /// The shipped presets alone. A shipped file that does not parse is a build defect,
+    /// caught by the unit tests below; at run time it is skipped rather than crash.
+    pub fn shipped() -> Rules {
+        let list = SHIPPED
             .iter()
-            .filter_map(|(_, text)| toml::from_str::<Rule>(text).ok())
-            .collect()
+            .filter_map(|(file, text)| parse(&format!("rules/{file}.toml"), file, text).ok())
+            .collect();
+        Rules { list }
+    }
+
+    /// The shipped presets plus every `*.toml` in `dir`, each checked as a shipped file is.
+    pub fn load(dir: Option<&Path>) -> Result<Rules, RuleError> {
+        let mut rules = Rules::shipped();
+        let Some(dir) = dir else {
+            return Ok(rules);
+        };
+        let dir_error = |message: String| RuleError {
+            file: dir.display().to_string(),
+            field: "rules_dir".into(),
+            message,
+        };
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| dir_error(format!("cannot be read: {e}")))?;
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        for path in files {
+            let file = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| RuleError {
+                file: file.clone(),
+                field: "file".into(),
+                message: format!("cannot be read: {e}"),
+            })?;
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let rule = parse(&file, &stem, &text)?;
+            match rules.list.iter_mut().find(|r| r.name == rule.name) {
+                Some(existing) => *existing = rule,
+                None => rules.list.push(rule),
+            }
+        }
+        rules.list.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(rules)
+    }
+
+    /// Every preset, by name.
+    pub fn all(&self) -> &[Rule] {
+        &self.list
+    }
+
+    /// One preset.
+    pub fn get(&self, name: &str) -> Option<&Rule> {
+        self.list.iter().find(|r| r.name == name)
+    }
+
+    /// Turns a create request into a full account spec: for a preset, its defaults with
+    /// the request's fields merged over them; the pasted `secret` goes where the preset
+    /// says (for a custom account, into `signature.secrets`).
+    pub fn prepare(&self, mut request: Value) -> Result<Value, SpecError> {
+        let provider = provider_of(&request);
+        let target = if provider == "custom" {
+            SecretTarget::SignatureSecrets
+        } else {
+            let rule = self.get(&provider).ok_or_else(|| unknown(&provider))?;
+            let mut merged = serde_json::to_value(&rule.account).unwrap_or(Value::Null);
+            merge_patch(&mut merged, &request);
+            request = merged;
+            rule.secret_target
+        };
+        place_secret(&mut request, target)?;
+        Ok(request)
+    }
+
+    /// Prepares an update: `merged` is the stored spec with the patch applied. The preset
+    /// is merged again only when the patch changes the provider, so a field the user
+    /// removed stays removed.
+    pub fn prepare_update(&self, merged: Value, patch: &Value) -> Result<Value, SpecError> {
+        if patch.get("provider").is_some() {
+            return self.prepare(merged);
+        }
+        let mut merged = merged;
+        let provider = provider_of(&merged);
+        let target = self
+            .get(&provider)
+            .map_or(SecretTarget::SignatureSecrets, |r| r.secret_target);
+        place_secret(&mut merged, target)?;
+        Ok(merged)
+    }
+}
+
+/// What a preset needs and checks, for `GET /v1/providers` and `hookgate providers`.
+pub fn describe(rule: &Rule) -> Value {
+    let mut settings = vec![json!({
+        "field": "secret",
+        "help": rule.secret_help,
+        "required": true,
+        "goes_to": match rule.secret_target {
+            SecretTarget::SignatureSecrets => "signature.secrets",
+            SecretTarget::AuthValue => "auth.value",
+        },
+    })];
+    settings.extend(rule.settings.iter().map(|s| json!(s)));
+    json!({
+        "name": rule.name,
+        "title": rule.title,
+        "docs": rule.docs,
+        "origin": rule.origin,
+        "needs": rule.secret_help,
+        "settings": settings,
+        "checks": checks(rule),
+        "defaults": rule.account,
     })
 }
 
-/// True for `custom` and every preset name.
-pub fn is_known(provider: &str) -> bool {
-    provider == "custom" || shipped().iter().any(|r| r.name == provider)
+/// The request parts a preset checks: headers by name, body fields by path.
+pub fn checks(rule: &Rule) -> Vec<String> {
+    let table = |key: &str| rule.account.get(key).and_then(|v| v.as_table());
+    let mut out = Vec::new();
+    if let Some(auth) = table("auth") {
+        match auth.get("type").and_then(|v| v.as_str()) {
+            Some("api_key") => {
+                if let Some(h) = auth.get("header").and_then(|v| v.as_str()) {
+                    out.push(h.to_owned());
+                }
+            }
+            Some("bearer" | "basic") => out.push("Authorization".into()),
+            Some("query") => {
+                if let Some(p) = auth.get("param").and_then(|v| v.as_str()) {
+                    out.push(format!("?{p}="));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(sig) = table("signature") {
+        for (key, body) in [
+            ("header", false),
+            ("signature_path", true),
+            ("timestamp_header", false),
+            ("timestamp_path", true),
+            ("id_header", false),
+            ("id_path", true),
+        ] {
+            if let Some(v) = sig.get(key).and_then(|v| v.as_str()) {
+                out.push(if body {
+                    format!("body {v}")
+                } else {
+                    v.to_owned()
+                });
+            }
+        }
+        if let Some(p) = sig.get("body_digest_param").and_then(|v| v.as_str()) {
+            out.push(format!("?{p}="));
+        }
+    }
+    out
 }
 
-/// Turns a create request into a full account spec: for a preset, its defaults with the
-/// request's fields merged over them; for any account, `secret` becomes the first of
-/// `signature.secrets`.
-pub fn prepare(mut request: Value) -> Result<Value, SpecError> {
-    let provider = request
+fn provider_of(request: &Value) -> String {
+    request
         .get("provider")
         .and_then(Value::as_str)
         .unwrap_or("custom")
-        .to_owned();
-    if provider != "custom" {
-        let Some(rule) = shipped().iter().find(|r| r.name == provider) else {
-            return Err(SpecError::new(
-                "provider",
-                format!("{provider:?} is not a known provider; see GET /v1/providers"),
-            ));
-        };
-        let mut merged = serde_json::to_value(&rule.account).unwrap_or(Value::Null);
-        merge_patch(&mut merged, &request);
-        request = merged;
-    }
-    if let Some(obj) = request.as_object_mut()
-        && let Some(secret) = obj.remove("secret")
-    {
-        let Some(sig) = obj.get_mut("signature").and_then(Value::as_object_mut) else {
-            return Err(SpecError::new(
-                "secret",
-                "a secret needs a signature scheme: choose a provider preset or give \"signature\"",
-            ));
-        };
-        let secrets = sig
-            .entry("secrets")
-            .or_insert_with(|| Value::Array(Vec::new()));
-        match secrets.as_array_mut() {
-            Some(list) => list.insert(0, secret),
-            None => {
+        .to_owned()
+}
+
+fn unknown(provider: &str) -> SpecError {
+    SpecError::new(
+        "provider",
+        format!(
+            "{provider:?} is not a known provider; see GET /v1/providers or `hookgate providers list`"
+        ),
+    )
+}
+
+fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecError> {
+    let Some(obj) = request.as_object_mut() else {
+        return Ok(());
+    };
+    let Some(secret) = obj.remove("secret") else {
+        return Ok(());
+    };
+    match target {
+        SecretTarget::AuthValue => {
+            let Some(auth) = obj.get_mut("auth").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
-                    "signature.secrets",
-                    "must be a list of strings",
+                    "secret",
+                    "the preset puts the secret in auth.value, but the account has no auth",
                 ));
+            };
+            auth.insert("value".into(), secret);
+        }
+        SecretTarget::SignatureSecrets => {
+            let Some(sig) = obj.get_mut("signature").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "a secret needs a signature scheme: choose a provider preset or give \"signature\"",
+                ));
+            };
+            let secrets = sig
+                .entry("secrets")
+                .or_insert_with(|| Value::Array(Vec::new()));
+            match secrets.as_array_mut() {
+                Some(list) => list.insert(0, secret),
+                None => {
+                    return Err(SpecError::new(
+                        "signature.secrets",
+                        "must be a list of strings",
+                    ));
+                }
             }
         }
     }
-    Ok(request)
+    Ok(())
 }
+
+/// Parses and checks one rule file: its name, and that an account built from the name,
+/// a secret of the right form and its required settings compiles.
+fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
+    let err = |field: &str, message: String| RuleError {
+        file: file.to_owned(),
+        field: field.to_owned(),
+        message,
+    };
+    let mut rule: Rule = toml::from_str(text).map_err(|e| {
+        let message = e.message().to_owned();
+        let field = unknown_field(&message).unwrap_or("file");
+        let at = e
+            .span()
+            .map(|s| {
+                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                format!(" (line {line})")
+            })
+            .unwrap_or_default();
+        err(field, format!("{message}{at}"))
+    })?;
+    if rule.name != stem {
+        return Err(err(
+            "name",
+            format!("is {:?}, but must equal the file name {stem:?}", rule.name),
+        ));
+    }
+    if crate::account::validate_name(&rule.name).is_err() || rule.name == "custom" {
+        return Err(err(
+            "name",
+            "must be snake_case (a-z, 0-9, _), at most 64 characters, and not \"custom\"".into(),
+        ));
+    }
+    let mut request = json!({"name": "rule_check", "provider": rule.name});
+    for setting in rule.settings.iter().filter(|s| s.required) {
+        let mut patch = Value::String("rule-check-value".into());
+        for part in setting.field.rsplit('.') {
+            patch = json!({ part: patch });
+        }
+        merge_patch(&mut request, &patch);
+    }
+    request["secret"] = Value::String(example_secret(&rule));
+    let mut merged = serde_json::to_value(&rule.account).unwrap_or(Value::Null);
+    merge_patch(&mut merged, &request);
+    place_secret(&mut merged, rule.secret_target).map_err(|e| {
+        let field = match rule.secret_target {
+            SecretTarget::SignatureSecrets => "account.signature",
+            SecretTarget::AuthValue => "account.auth",
+        };
+        err(field, e.message)
+    })?;
+    let spec = AccountSpec::from_json(merged).map_err(|e| err("account", e.message))?;
+    crate::account::compile(spec, false, 0, 0)
+        .map_err(|e| err(&format!("account.{}", e.field), e.message))?;
+    rule.origin = if file.starts_with("rules/") {
+        "shipped".into()
+    } else {
+        file.to_owned()
+    };
+    Ok(rule)
+}
+
+/// The field an "unknown field" message names, if any.
+fn unknown_field(message: &str) -> Option<&str> {
+    let start = message.find("unknown field `")? + "unknown field `".len();
+    let len = message[start..].find('`')?;
+    Some(&message[start..start + len])
+}
+
+/// A secret of the form the rule's scheme expects, for checking that it compiles.
+fn example_secret(rule: &Rule) -> String {
+    let sig = rule.account.get("signature").and_then(|v| v.as_table());
+    let text = |key: &str| {
+        sig.and_then(|t| t.get(key))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+    };
+    let algorithm: Algorithm = toml::Value::String(text("algorithm").to_owned())
+        .try_into()
+        .unwrap_or_default();
+    let encoding: SecretEncoding = toml::Value::String(text("secret_encoding").to_owned())
+        .try_into()
+        .unwrap_or_default();
+    // RFC 8032 section 7.1 TEST 1's public key; SendGrid's published verification key.
+    let bytes = match algorithm {
+        Algorithm::Ed25519 => {
+            hex::decode("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+                .unwrap_or_default()
+        }
+        Algorithm::EcdsaP256Sha256 => base64::engine::general_purpose::STANDARD
+            .decode(SENDGRID_EXAMPLE_KEY)
+            .unwrap_or_default(),
+        _ => b"hookgate-rule-check-key-material".to_vec(),
+    };
+    let encoded = match encoding {
+        SecretEncoding::Text => String::from_utf8_lossy(&bytes).into_owned(),
+        SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
+        SecretEncoding::Hex => hex::encode(&bytes),
+    };
+    format!("{}{encoded}", text("secret_prefix"))
+}
+
+const SENDGRID_EXAMPLE_KEY: &str = "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE83T4O/n84iotIvIW4mdBgQ/7dAfSmpqIM8kF9mN1flpVKS3GRqe62gw+2fNNRaINXvVpiglSI8eNEc6wEA3F+g==";
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn every_shipped_rule_parses_and_is_named_like_its_file() {
         for (file, text) in SHIPPED {
-            let rule: Rule =
-                toml::from_str(text).unwrap_or_else(|e| panic!("rules/{file}.toml: {e}"));
+            let rule =
+                parse(&format!("rules/{file}.toml"), file, text).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(&rule.name, file);
+            assert!(rule.docs.is_some(), "{file}: give the provider's docs URL");
+            assert!(
+                rule.secret_help.is_some(),
+                "{file}: say what the user pastes"
+            );
         }
+        assert_eq!(Rules::shipped().all().len(), SHIPPED.len());
+        let mut names: Vec<&str> = SHIPPED.iter().map(|(n, _)| *n).collect();
+        names.dedup();
+        assert_eq!(names.len(), SHIPPED.len());
     }
 
     #[test]
     fn preset_with_secret_becomes_a_full_spec_and_explicit_fields_win() {
-        let v = prepare(json!({"name": "gh", "provider": "github", "secret": "s3",
-                               "paths": {"sender": "$.sender.login"}}))
-        .unwrap_or_else(|e| panic!("{e}"));
+        let rules = Rules::shipped();
+        let v = rules
+            .prepare(json!({"name": "gh", "provider": "github", "secret": "s3",
+                            "paths": {"sender": "$.pusher.name"}}))
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(v["signature"]["secrets"], json!(["s3"]));
         assert_eq!(v["signature"]["header"], json!("X-Hub-Signature-256"));
-        assert_eq!(v["paths"]["sender"], json!("$.sender.login"));
+        assert_eq!(v["paths"]["sender"], json!("$.pusher.name"));
         assert_eq!(v["paths"]["event_type"], json!("header:X-GitHub-Event"));
         assert!(v.get("secret").is_none());
+        let t = rules
+            .prepare(json!({"name": "tg", "provider": "telegram", "secret": "tok"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(t["auth"]["value"], json!("tok"));
+        assert!(t.get("signature").is_none());
     }
 
     #[test]
     fn every_shipped_preset_compiles_from_name_provider_and_secret_alone() {
-        for rule in shipped() {
-            let request = json!({"name": "acct", "provider": rule.name, "secret": "s3cret"});
-            let prepared = prepare(request).unwrap_or_else(|e| panic!("{}: {e}", rule.name));
-            let spec = crate::account::AccountSpec::from_json(prepared)
+        let rules = Rules::shipped();
+        for rule in rules.all() {
+            let mut request = json!({"name": "acct", "provider": rule.name,
+                                     "secret": example_secret(rule)});
+            if rule.name == "meta" {
+                request["handshake"] = json!({"verify_token": "vt"});
+            }
+            let prepared = rules
+                .prepare(request)
                 .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let spec =
+                AccountSpec::from_json(prepared).unwrap_or_else(|e| panic!("{}: {e}", rule.name));
             crate::account::compile(spec, false, 0, 0)
                 .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
         }
-        assert_eq!(shipped().len(), SHIPPED.len());
+    }
+
+    #[test]
+    fn meta_without_its_verify_token_names_the_field() {
+        let rules = Rules::shipped();
+        let prepared = rules
+            .prepare(json!({"name": "wa", "provider": "meta", "secret": "app-secret"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = AccountSpec::from_json(prepared).unwrap_or_else(|e| panic!("{e}"));
+        let err = crate::account::compile(spec, false, 0, 0)
+            .err()
+            .map(|e| e.field);
+        assert_eq!(err.as_deref(), Some("handshake.verify_token"));
     }
 
     #[test]
     fn unknown_provider_and_secret_without_scheme_are_refused() {
-        assert!(prepare(json!({"name": "a", "provider": "nope"})).is_err());
-        assert!(prepare(json!({"name": "a", "secret": "s"})).is_err());
+        let rules = Rules::shipped();
+        assert!(
+            rules
+                .prepare(json!({"name": "a", "provider": "nope"}))
+                .is_err()
+        );
+        assert!(rules.prepare(json!({"name": "a", "secret": "s"})).is_err());
+    }
+
+    #[test]
+    fn an_update_keeps_a_removed_default_removed() {
+        let rules = Rules::shipped();
+        let mut stored = rules
+            .prepare(json!({"name": "gh", "provider": "github", "secret": "s"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let patch = json!({"paths": {"sender": null}});
+        merge_patch(&mut stored, &patch);
+        let v = rules
+            .prepare_update(stored, &patch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(v["paths"].get("sender").is_none(), "{v}");
+    }
+
+    #[test]
+    fn operator_files_add_and_override_and_bad_files_name_file_and_field() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let write = |name: &str, text: &str| {
+            std::fs::write(dir.path().join(name), text).unwrap_or_else(|e| panic!("{e}"));
+        };
+        write(
+            "acme.toml",
+            "name = \"acme\"\ntitle = \"Acme\"\n[account.signature]\nheader = \"X-Acme\"\n",
+        );
+        write(
+            "github.toml",
+            "name = \"github\"\ntitle = \"GitHub (ours)\"\n[account.signature]\nheader = \"X-Ours\"\n",
+        );
+        write("notes.txt", "ignored");
+        let rules = Rules::load(Some(dir.path())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rules.get("acme").map(|r| r.title.as_str()), Some("Acme"));
+        assert_eq!(
+            rules.get("github").map(|r| r.title.as_str()),
+            Some("GitHub (ours)")
+        );
+        assert!(
+            rules
+                .get("github")
+                .is_some_and(|r| r.origin.ends_with("github.toml"))
+        );
+        assert_eq!(rules.all().len(), SHIPPED.len() + 1);
+
+        let cases = [
+            (
+                "name = \"bad\"\ntitle = \"B\"\n[account.signature]\nheader = \"X\"\nalgorithm = \"hmac-md5\"\n",
+                "account",
+            ),
+            (
+                "name = \"bad\"\ntitle = \"B\"\ncolour = 1\n[account]\n",
+                "colour",
+            ),
+            ("name = \"other\"\ntitle = \"B\"\n[account]\n", "name"),
+            (
+                "name = \"bad\"\ntitle = \"B\"\n[account.signature]\nheader = \"X\"\nsigned_content = \"{nope}\"\n",
+                "account.signature.signed_content",
+            ),
+            (
+                "name = \"bad\"\ntitle = \"B\"\n[account]\n",
+                "account.signature",
+            ),
+            (
+                "name = \"bad\"\ntitle = \"B\"\nsecret_target = \"auth.value\"\n[account.signature]\nheader = \"X\"\n",
+                "account.auth",
+            ),
+        ];
+        for (text, field) in cases {
+            let bad = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(bad.path().join("bad.toml"), text).unwrap_or_else(|e| panic!("{e}"));
+            let err = Rules::load(Some(bad.path())).err();
+            let err = err.unwrap_or_else(|| panic!("{text} was accepted"));
+            assert!(err.file.ends_with("bad.toml"), "{err}");
+            assert_eq!(err.field, field, "{err}");
+        }
+        let missing = Rules::load(Some(Path::new("/nonexistent/rules"))).err();
+        assert_eq!(missing.map(|e| e.field), Some("rules_dir".into()));
     }
 }

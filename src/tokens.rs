@@ -68,6 +68,13 @@ pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// `n` random bytes as hex, for ids that must not repeat.
+pub fn random_hex(n: usize) -> String {
+    let mut rng = rand::rng();
+    let bytes: Vec<u8> = (0..n).map(|_| rng.random::<u8>()).collect();
+    hex::encode(bytes)
+}
+
 /// A fresh random token with a recognisable prefix (`hg_admin_...`).
 pub fn generate(role: Role) -> String {
     let bytes: [u8; 24] = rand::rng().random();

@@ -24,6 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let headers = HeaderMap::new();
     let body = Bytes::from_static(br#"{"a":{"b":[1,{"c":"d"}]},"id":"x"}"#);
     let view = RequestView {
+        method: "POST",
         headers: &headers,
         query: Some("t=1"),
         body: &body,

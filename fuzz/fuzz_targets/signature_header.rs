@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         }
         let body = Bytes::from_static(b"{}");
         let view = RequestView {
+            method: "POST",
             headers: &headers,
             query: None,
             body: &body,

@@ -16,6 +16,8 @@ fuzz_target!(|data: &[u8]| {
             timestamp: b"1",
             id: b"i",
             url: b"http://x",
+            method: b"POST",
+            form_params: b"a1",
         };
         let mac = sign(Algorithm::HmacSha256, b"k", &content, inputs);
         assert_eq!(mac.len(), 32);

@@ -5,6 +5,7 @@
 
 use crate::account::{AccountSpec, SpecError, validate_name};
 use crate::extract::Extractor;
+use crate::handshake::Handshake;
 use crate::verify::Verifier;
 
 /// An account ready for requests.
@@ -24,6 +25,8 @@ pub struct CompiledAccount {
     pub extractor: Extractor,
     /// Its status-message template, when it has one.
     pub template: Option<crate::render::Template>,
+    /// Its provider's set-up handshake, when it has one.
+    pub handshake: Option<Handshake>,
 }
 
 impl CompiledAccount {
@@ -46,13 +49,14 @@ pub fn compile(
     updated_at: i64,
 ) -> Result<CompiledAccount, SpecError> {
     validate_name(&spec.name)?;
-    if !crate::rules::is_known(&spec.provider) {
+    if let Some(url) = &spec.public_url
+        && (!(url.starts_with("https://") || url.starts_with("http://"))
+            || url.contains(['?', '#']))
+    {
         return Err(SpecError::new(
-            "provider",
-            format!(
-                "{:?} is not a known provider; see GET /v1/providers",
-                spec.provider
-            ),
+            "public_url",
+            "must be an http:// or https:// URL without a query or fragment (the request's \
+             query is appended)",
         ));
     }
     if spec.secret.is_some() {
@@ -62,6 +66,15 @@ pub fn compile(
         ));
     }
     let verifier = Verifier::compile(&spec)?;
+    let has_mac_key = verifier
+        .signature()
+        .and_then(|s| s.first_mac_key())
+        .is_some();
+    let handshake = spec
+        .handshake
+        .as_ref()
+        .map(|h| Handshake::compile(h, has_mac_key))
+        .transpose()?;
     let extractor = Extractor::compile(&spec.paths)?;
     let template = spec
         .forward
@@ -83,5 +96,6 @@ pub fn compile(
         verifier,
         extractor,
         template,
+        handshake,
     })
 }

@@ -38,6 +38,13 @@ pub struct AccountSpec {
     /// The HMAC signature scheme, if the sender signs its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureSpec>,
+    /// The provider's set-up handshake, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handshake: Option<HandshakeSpec>,
+    /// The URL the provider was given, when it is not `{public_base_url}/hooks/{name}`
+    /// (a proxy in front rewrites the path): what `{url}` signs, before the query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
     /// Where to find the fields worth keeping.
     #[serde(default)]
     pub paths: PathsSpec,
@@ -91,10 +98,11 @@ pub enum AuthSpec {
     },
 }
 
-/// The HMAC algorithms a signature may use.
+/// The algorithms a signature may use: HMACs with a shared secret, or a public-key
+/// signature checked with the sender's public key.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 pub enum Algorithm {
-    /// HMAC-SHA1 (GitHub's legacy header, Twilio).
+    /// HMAC-SHA1 (Twilio, Intercom).
     #[serde(rename = "hmac-sha1")]
     HmacSha1,
     /// HMAC-SHA256, the common choice.
@@ -104,6 +112,20 @@ pub enum Algorithm {
     /// HMAC-SHA512 (Paystack).
     #[serde(rename = "hmac-sha512")]
     HmacSha512,
+    /// Ed25519 (Discord); the secret is the sender's 32-byte public key.
+    #[serde(rename = "ed25519")]
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256, DER or fixed-size signatures (SendGrid); the secret
+    /// is the sender's public key (SubjectPublicKeyInfo DER or a SEC1 point).
+    #[serde(rename = "ecdsa-p256-sha256")]
+    EcdsaP256Sha256,
+}
+
+impl Algorithm {
+    /// True for the public-key algorithms, whose "secret" is a public key.
+    pub fn is_public_key(self) -> bool {
+        matches!(self, Algorithm::Ed25519 | Algorithm::EcdsaP256Sha256)
+    }
 }
 
 /// How a signature is written in its header.
@@ -117,36 +139,182 @@ pub enum Encoding {
     Base64,
 }
 
-/// A custom HMAC signature scheme.
+/// How the signature header is laid out.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureFormat {
+    /// The whole value, after an optional prefix, is one signature.
+    #[default]
+    Plain,
+    /// Several signatures split on `separator`, each starting with `prefix` (Standard
+    /// Webhooks: `v1,<b64> v1,<b64>`); entries with another prefix are ignored.
+    List,
+    /// `key=value` pairs split on `separator` (Stripe: `t=1,v1=ab,v1=cd`): every
+    /// `signature_key` entry is a signature, `timestamp_key` is the timestamp.
+    Kv,
+}
+
+/// How the text of a secret becomes key bytes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretEncoding {
+    /// The UTF-8 bytes of the text, as typed.
+    #[default]
+    Text,
+    /// Standard base64 (padding optional).
+    Base64,
+    /// Hexadecimal.
+    Hex,
+}
+
+/// How a sender writes its timestamp; reading accepts all of them, signing uses this one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum TimestampFormat {
+    /// Unix seconds.
+    #[default]
+    Unix,
+    /// Unix milliseconds.
+    UnixMs,
+    /// RFC 3339 in UTC, whole seconds.
+    Rfc3339,
+}
+
+/// A signature scheme: where the signature is, how it is laid out and encoded, what it
+/// covers, and with which keys it is checked.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SignatureSpec {
-    /// The MAC algorithm.
+    /// The MAC or signature algorithm.
     #[serde(default)]
     pub algorithm: Algorithm,
-    /// The header that carries the signature.
-    pub header: String,
+    /// The header that carries the signature (or give `signature_path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<String>,
+    /// A JSONPath into the body that holds the signature, for senders that sign inside
+    /// the payload (Mailgun); used instead of `header`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_path: Option<String>,
+    /// How the header is laid out.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub format: SignatureFormat,
+    /// The separator of `list` entries (default a space) or `kv` pairs (default `,`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
+    /// For `kv`: the key of signature entries, e.g. `v1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature_key: Option<String>,
+    /// For `kv`: the key of the timestamp entry, e.g. `t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_key: Option<String>,
     /// How the signature is encoded.
     #[serde(default)]
     pub encoding: Encoding,
-    /// A prefix before the encoded signature, such as `sha256=`.
+    /// A prefix before the encoded signature, such as `sha256=` (for `list`, before each
+    /// entry, such as `v1,`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
-    /// What is signed: `{body}`, `{timestamp}`, `{id}` and `{url}` stand for request parts.
+    /// What is signed: `{body}`, `{timestamp}`, `{id}`, `{url}`, `{method}` and
+    /// `{form_params}` stand for request parts.
     #[serde(default = "default_signed_content")]
     pub signed_content: String,
     /// The header with the signed timestamp, for `{timestamp}` and freshness.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_header: Option<String>,
+    /// A JSONPath into the body with the timestamp, instead of a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp_path: Option<String>,
+    /// How the sender writes the timestamp (used when signing; reading accepts any).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub timestamp_format: TimestampFormat,
     /// The header with the delivery id, for `{id}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id_header: Option<String>,
+    /// A JSONPath into the body with the id, instead of a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id_path: Option<String>,
     /// How far the timestamp may be from now, either way; 0 turns the check off.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
+    /// A prefix of the secret text that is not key material, such as `whsec_`; removed
+    /// when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_prefix: Option<String>,
+    /// How the secret text (after its prefix) becomes key bytes.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub secret_encoding: SecretEncoding,
+    /// A query parameter carrying the hex SHA-256 of the body (Twilio's `bodySHA256`):
+    /// when present, it must match the body, and `{form_params}` is empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_digest_param: Option<String>,
+    /// Accept `{url}` with and without the scheme's default port, as some senders' SDKs do.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub url_port_variants: bool,
     /// Every secret currently valid; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+}
+
+/// A provider's set-up handshake, answered instead of recording an event.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum HandshakeSpec {
+    /// A `GET` with a mode, a verify token and a challenge in the query (Meta): the
+    /// challenge is echoed when the token matches.
+    QueryChallenge {
+        /// The parameter naming the mode.
+        #[serde(default = "hub_mode")]
+        mode_param: String,
+        /// The mode that asks for the challenge.
+        #[serde(default = "subscribe")]
+        mode: String,
+        /// The parameter carrying the verify token.
+        #[serde(default = "hub_verify_token")]
+        token_param: String,
+        /// The parameter carrying the challenge.
+        #[serde(default = "hub_challenge")]
+        challenge_param: String,
+        /// The verify token the operator typed at the provider.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        verify_token: Option<Secret>,
+    },
+    /// A verified request whose `when` path equals `equals` is answered with the text at
+    /// `challenge` (Slack's `url_verification`).
+    Echo {
+        /// The JSONPath that identifies the handshake.
+        when: String,
+        /// The value it must have.
+        equals: Value,
+        /// The JSONPath of the challenge to echo.
+        challenge: String,
+    },
+    /// Like `echo`, but the answer is `{"plainToken": t, "encryptedToken": hex HMAC-SHA256
+    /// of t under the first secret}` (Zoom's `endpoint.url_validation`).
+    HmacEcho {
+        /// The JSONPath that identifies the handshake.
+        when: String,
+        /// The value it must have.
+        equals: Value,
+        /// The JSONPath of the token to answer.
+        challenge: String,
+    },
+    /// A request whose `when` path equals `equals` (or is present, when `equals` is not
+    /// given) is answered with the fixed JSON `reply` (Discord's PING). `unsigned` lets
+    /// it through without a signature (WooCommerce's creation ping), but only when the
+    /// request carries no signature at all.
+    Reply {
+        /// The JSONPath that identifies the handshake.
+        when: String,
+        /// The value it must have; absent means "any value".
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        equals: Option<Value>,
+        /// The JSON answer; `{"status":"handshake"}` when absent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reply: Option<String>,
+        /// Whether an unsigned request may be the handshake.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        unsigned: bool,
+    },
 }
 
 /// JSONPath (or `header:`/`query:`) expressions for the fields worth keeping.
@@ -185,6 +353,21 @@ pub struct ForwardSpec {
     pub event_types: Vec<String>,
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+fn hub_mode() -> String {
+    "hub.mode".to_owned()
+}
+fn subscribe() -> String {
+    "subscribe".to_owned()
+}
+fn hub_verify_token() -> String {
+    "hub.verify_token".to_owned()
+}
+fn hub_challenge() -> String {
+    "hub.challenge".to_owned()
+}
 fn default_provider() -> String {
     "custom".to_owned()
 }
@@ -274,6 +457,13 @@ impl AccountSpec {
                 .collect();
             v["signature"]["secrets"] = Value::from(secrets);
         }
+        if let Some(HandshakeSpec::QueryChallenge {
+            verify_token: Some(t),
+            ..
+        }) = &self.handshake
+        {
+            v["handshake"]["verify_token"] = Value::from(t.expose_str());
+        }
         v
     }
 
@@ -323,7 +513,8 @@ mod tests {
         let spec = AccountSpec::from_json(json!({
             "name": "shop",
             "auth": {"type": "basic", "username": "u", "password": "pw-secret"},
-            "signature": {"header": "X-Sig", "secrets": ["s1-secret", "s2-secret"]}
+            "signature": {"header": "X-Sig", "secrets": ["s1-secret", "s2-secret"]},
+            "handshake": {"type": "query_challenge", "verify_token": "vt-secret"}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
         let stored = spec.to_stored_json();
@@ -332,7 +523,7 @@ mod tests {
             Some(spec.clone())
         );
         let public = spec.to_public_json().to_string();
-        for secret in ["pw-secret", "s1-secret", "s2-secret"] {
+        for secret in ["pw-secret", "s1-secret", "s2-secret", "vt-secret"] {
             assert!(stored.to_string().contains(secret));
             assert!(!public.contains(secret), "{public}");
         }

@@ -1,11 +1,13 @@
-//! The command line: `hookgate serve`, `accounts ...`, `events ...`.
+//! The command line: `hookgate serve`, `accounts ...`, `events ...`, `providers ...`,
+//! `sign`.
 //!
-//! Owns the clap definitions and what each command does. Everything but `serve` talks to
-//! a running gateway's admin API at `HOOKGATE_URL` with `HOOKGATE_ADMIN_TOKEN`. It must
+//! Owns the clap definitions and what each command does. Everything but `serve`,
+//! `providers`, `sign` and `dev` talks to a running gateway's admin API at `HOOKGATE_URL` with `HOOKGATE_ADMIN_TOKEN`. It must
 //! never print a token or secret: answers are printed as the API gave them (masked).
 
 mod chat_sink;
 pub mod client;
+mod providers;
 
 use std::path::PathBuf;
 
@@ -53,6 +55,52 @@ pub enum Command {
     /// Tools for trying hookgate locally.
     #[command(subcommand)]
     Dev(DevCommand),
+    /// The provider presets: what each needs and checks (no gateway needed).
+    #[command(subcommand)]
+    Providers(ProvidersCommand),
+    /// Print the headers (and a ready curl command) a provider would send with a body, so
+    /// an account can be tried before the real provider is pointed at it.
+    Sign(SignArgs),
+}
+
+/// `hookgate providers ...`.
+#[derive(Debug, Subcommand)]
+pub enum ProvidersCommand {
+    /// List the presets.
+    List {
+        /// Also load the operator rule files in this directory.
+        #[arg(long, env = "HOOKGATE_RULES_DIR")]
+        rules_dir: Option<PathBuf>,
+    },
+    /// Show one preset: what to paste, further settings, headers checked, default paths.
+    Show {
+        /// The preset's name, e.g. stripe.
+        name: String,
+        /// Also load the operator rule files in this directory.
+        #[arg(long, env = "HOOKGATE_RULES_DIR")]
+        rules_dir: Option<PathBuf>,
+    },
+}
+
+/// `hookgate sign`.
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// The preset, e.g. stripe.
+    #[arg(long)]
+    pub provider: String,
+    /// The secret as pasted into the account; for discord and sendgrid, the private key
+    /// (the public key to configure is printed).
+    #[arg(long, env = "HOOKGATE_SIGN_SECRET", hide_env_values = true)]
+    pub secret: String,
+    /// The file with the body to send.
+    #[arg(long)]
+    pub body: PathBuf,
+    /// The URL to send to; by default {HOOKGATE_PUBLIC_URL or http://127.0.0.1:8080}/hooks/{provider}.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Also load the operator rule files in this directory.
+    #[arg(long, env = "HOOKGATE_RULES_DIR")]
+    pub rules_dir: Option<PathBuf>,
 }
 
 /// `hookgate dev ...`.
@@ -339,6 +387,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dev(DevCommand::ChatSink { listen, status }) => {
             chat_sink::run(listen, status).await
         }
+        Command::Providers(cmd) => providers::run(cmd),
+        Command::Sign(args) => providers::sign(args),
     }
 }
 

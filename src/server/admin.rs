@@ -161,7 +161,11 @@ async fn route(
         (&Method::GET, ["v1", "changes"]) => admin_events::changes(state, &query).await,
         (&Method::GET, ["v1", "providers"]) => {
             require_admin(caller)?;
-            Ok(admin_accounts::providers())
+            Ok(admin_accounts::providers(state))
+        }
+        (&Method::GET, ["v1", "providers", name]) => {
+            require_admin(caller)?;
+            admin_accounts::provider(state, name)
         }
         (&Method::GET, ["metrics"]) => {
             require_admin(caller)?;

@@ -79,7 +79,7 @@ pub async fn create(
     caller: &Caller,
     body: Value,
 ) -> Result<Response<ResBody>, Problem> {
-    let prepared = rules::prepare(body).map_err(invalid)?;
+    let prepared = state.rules.prepare(body).map_err(invalid)?;
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let now = now_micros();
     let account = compile(spec, false, now, now).map_err(invalid)?;
@@ -122,7 +122,10 @@ pub async fn update(
     }
     let mut merged = current.spec.to_stored_json();
     merge_patch(&mut merged, &patch);
-    let prepared = rules::prepare(merged).map_err(invalid)?;
+    let prepared = state
+        .rules
+        .prepare_update(merged, &patch)
+        .map_err(invalid)?;
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let fields: Vec<&String> = patch
         .as_object()
@@ -294,19 +297,25 @@ pub async fn retire_secret(
 }
 
 /// `GET /v1/providers`: the presets and what each needs.
-pub fn providers() -> Response<ResBody> {
+pub fn providers(state: &AppState) -> Response<ResBody> {
     let mut list = vec![json!({
         "name": "custom",
         "title": "Custom",
         "needs": "auth and/or signature, filled in by you",
     })];
-    for rule in rules::shipped() {
-        list.push(json!({
-            "name": rule.name,
-            "title": rule.title,
-            "needs": rule.secret_help,
-            "defaults": rule.account,
-        }));
-    }
+    list.extend(state.rules.all().iter().map(rules::describe));
     super::http::json(StatusCode::OK, &json!({"providers": list}))
+}
+
+/// `GET /v1/providers/{name}`: one preset.
+pub fn provider(state: &AppState, name: &str) -> Result<Response<ResBody>, Problem> {
+    let rule = state.rules.get(name).ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "unknown_provider",
+            "Not Found",
+            format!("there is no provider preset named {name:?}"),
+        )
+    })?;
+    Ok(super::http::json(StatusCode::OK, &rules::describe(rule)))
 }

@@ -19,10 +19,10 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::http::{BodyError, Problem, ResBody, json, read_body};
+use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::{CompiledAccount, validate_name};
-use crate::clock::now_micros;
 use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
+use crate::handshake::{Answer, GetOutcome};
 use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
 use crate::redact;
@@ -39,7 +39,7 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResBody> {
     let started = Instant::now();
-    let received_at = now_micros();
+    let received_at = state.clock.now_micros();
     let (parts, body) = req.into_parts();
     let label = account_label(parts.uri.path());
     let account = validate_name(&label)
@@ -198,6 +198,27 @@ impl Row<'_> {
             }
             return res;
         }
+        if self.parts.method == Method::GET
+            && let Some(h) = account.handshake.as_ref().filter(|h| h.is_get())
+        {
+            match h.on_get(self.parts.uri.query()) {
+                GetOutcome::Answer(answer) => {
+                    return self.handshake(answer, body, Extracted::default()).await;
+                }
+                GetOutcome::Refused(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::FORBIDDEN,
+                        "handshake_refused",
+                        "Forbidden",
+                        "the subscription handshake could not be verified; the reason is recorded in the gateway's audit log",
+                    );
+                    return self
+                        .reject_whole(Reason::BadAuth, detail, body, problem)
+                        .await;
+                }
+                GetOutcome::NotHandshake => {}
+            }
+        }
         if self.parts.method != Method::POST && self.parts.method != Method::PUT {
             let problem = Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -219,11 +240,26 @@ impl Row<'_> {
 
         let url = self.public_url();
         let view = RequestView {
+            method: self.parts.method.as_str(),
             headers: &self.parts.headers,
             query: self.parts.uri.query(),
             body: &body,
             url: &url,
         };
+        // An unsigned handshake (a creation ping) is let through only when the request
+        // carries no signature at all; anything signed is verified as usual.
+        if let Some(h) = account.handshake.as_ref().filter(|h| h.is_unsigned())
+            && !account
+                .verifier
+                .signature()
+                .is_some_and(|s| s.is_present(&view))
+            && let Ok(payload) = payload::decode_unverified(&body, self.content_type().as_deref())
+            && let Some(answer) = h.on_payload(&payload, None)
+        {
+            return self
+                .handshake(answer, body.clone(), Extracted::default())
+                .await;
+        }
         let verified = match account.verifier.verify(&view, self.received_at / 1_000_000) {
             Ok(v) => v,
             Err(rejection) => {
@@ -268,6 +304,12 @@ impl Row<'_> {
             }
         };
         let extracted = account.extractor.extract(&verified, &payload);
+        if let Some(h) = &account.handshake {
+            let key = account.verifier.signature().and_then(|s| s.first_mac_key());
+            if let Some(answer) = h.on_payload(&payload, key) {
+                return self.handshake(answer, body.clone(), extracted).await;
+            }
+        }
         let size = body.len() as u64;
         let forward = crate::forward::plan(&account, &extracted);
         let deliver = matches!(forward, Forward::Deliver { .. });
@@ -294,12 +336,55 @@ impl Row<'_> {
         }
     }
 
-    /// The URL the sender was given, for `{url}` in signed content.
+    /// The URL the sender was given, for `{url}` in signed content: the account's own
+    /// `public_url` when a proxy rewrites paths, else the base URL and this path; then the
+    /// query as received.
     fn public_url(&self) -> String {
-        let base = &self.state.public_url;
+        let url = match self
+            .account
+            .as_ref()
+            .and_then(|a| a.spec.public_url.as_deref())
+        {
+            Some(own) => own.to_owned(),
+            None => format!("{}{}", self.state.public_url, self.parts.uri.path()),
+        };
         match self.parts.uri.query() {
-            Some(q) => format!("{base}{}?{q}", self.parts.uri.path()),
-            None => format!("{base}{}", self.parts.uri.path()),
+            Some(q) => format!("{url}?{q}"),
+            None => url,
+        }
+    }
+
+    /// Records a handshake and answers it as the provider expects.
+    async fn handshake(
+        &mut self,
+        answer: Answer,
+        body: Bytes,
+        extracted: Extracted,
+    ) -> Response<ResBody> {
+        let size = body.len() as u64;
+        let record = self.record(
+            Status::Handshake,
+            None,
+            Some(answer.detail),
+            extracted,
+            body,
+            size,
+            true,
+        );
+        let handled = record.handle_micros;
+        let metrics = self.state.store.metrics();
+        match self.state.store.append(record).await {
+            Ok(c) => {
+                metrics.record(c.status, None, handled);
+                let mut res = Response::new(full(answer.body));
+                res.headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+                res
+            }
+            Err(e) => {
+                metrics.record_unavailable();
+                storage_failed(&e)
+            }
         }
     }
 

@@ -62,6 +62,10 @@ pub struct AppState {
     pub stopping: watch::Receiver<bool>,
     /// Per-account token buckets for ingest.
     pub rate_limiter: crate::ratelimit::RateLimiter,
+    /// The provider presets in force (shipped and the operator's).
+    pub rules: crate::rules::Rules,
+    /// The clock the ingest path reads.
+    pub clock: crate::clock::Clock,
 }
 
 /// The two bound listeners.
@@ -92,6 +96,9 @@ pub enum ServeError {
     /// A listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
+    /// An operator rule file is invalid.
+    #[error("rule file {0}")]
+    Rules(#[from] crate::rules::RuleError),
 }
 
 /// A gateway whose state is loaded, ready to serve.
@@ -107,6 +114,15 @@ impl Gateway {
     /// Opens the database, loads accounts and tokens, and generates an admin token when
     /// none exists.
     pub async fn open(config: Config) -> Result<Gateway, ServeError> {
+        Gateway::open_with_clock(config, crate::clock::Clock::system()).await
+    }
+
+    /// Opens like [`Gateway::open`], with the ingest path reading `clock`.
+    pub async fn open_with_clock(
+        config: Config,
+        clock: crate::clock::Clock,
+    ) -> Result<Gateway, ServeError> {
+        let rules = crate::rules::Rules::load(config.rules_dir.as_deref())?;
         let store = {
             let path = config.database.clone();
             let tuning = config.storage.clone();
@@ -188,6 +204,8 @@ impl Gateway {
             admin_lock: tokio::sync::Mutex::new(()),
             deliveries: Arc::new(tokio::sync::Notify::new()),
             stopping: stop_rx,
+            rules,
+            clock,
         };
         Ok(Gateway {
             state: Arc::new(state),

@@ -184,6 +184,7 @@ mod tests {
         body: &'a Bytes,
     ) -> RequestView<'a> {
         RequestView {
+            method: "POST",
             headers,
             query,
             body,

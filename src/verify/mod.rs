@@ -6,11 +6,17 @@
 //! header order or case, or compare secret material in variable time.
 
 mod auth;
+mod grammar;
+mod keys;
 mod signature;
 mod signed_content;
 
 pub use auth::AuthCheck;
-pub use signature::{Inputs, SignatureCheck, sign};
+pub use grammar::Layout;
+pub use keys::{Inputs, Key, decode_secret, sign};
+pub use signature::{
+    SignatureCheck, parse_timestamp, sorted_form_params, with_default_port, without_port,
+};
 pub use signed_content::{Part, SignedContent};
 
 use bytes::Bytes;
@@ -22,6 +28,8 @@ use crate::event::Reason;
 /// What verification looks at: the request as received.
 #[derive(Debug)]
 pub struct RequestView<'a> {
+    /// The request method, e.g. `POST`.
+    pub method: &'a str,
     /// The request headers (case-insensitive by construction).
     pub headers: &'a HeaderMap,
     /// The raw query string, without `?`.
@@ -109,10 +117,19 @@ impl Verifier {
         if let Some(h) = self.auth.header_name() {
             names.push(h);
         }
-        if let Some(sig) = &self.signature {
-            names.push(sig.header_name());
+        if let Some(h) = self
+            .signature
+            .as_ref()
+            .and_then(SignatureCheck::header_name)
+        {
+            names.push(h);
         }
         names
+    }
+
+    /// The compiled signature scheme, if the account has one.
+    pub fn signature(&self) -> Option<&SignatureCheck> {
+        self.signature.as_ref()
     }
 
     /// The query parameter that carries the authenticate key, to redact in the audit row.

@@ -1,105 +1,100 @@
-//! The HMAC signature check: algorithm, header, encoding, prefix, template, freshness,
-//! and several secrets at once.
+//! The signature check: where the signature is, its grammar and encoding, what it covers,
+//! freshness, and several keys at once.
 //!
-//! Owns the compiled [`SignatureCheck`] and [`sign`], the one MAC computation that both
-//! verification and `hookgate sign` use. It must never compare a signature in variable
-//! time, and never sign anything but the raw bytes received.
+//! Owns the compiled [`SignatureCheck`]. The grammar lives in `grammar`, the key material
+//! and the MAC/signature computation in `keys`. It must never compare a signature in
+//! variable time, never stop at the first matching key (the time taken must not say which
+//! one matched), and never sign anything but the bytes received.
+
+use std::borrow::Cow;
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
-use hmac::{Hmac, KeyInit, Mac};
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use hyper::header::HeaderName;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use super::auth::parse_header_name;
+use super::grammar::Layout;
+use super::keys::{Inputs, Key};
 use super::signed_content::{Part, SignedContent};
 use super::{Rejection, RequestView};
 use crate::account::{Algorithm, Encoding, SignatureSpec, SpecError};
 use crate::event::Reason;
-use crate::secret::{Secret, ct_eq};
+use crate::extract::JsonPath;
+use crate::secret::ct_eq;
+
+/// Where a value is read from.
+#[derive(Debug)]
+enum Source {
+    /// A request header.
+    Header(HeaderName),
+    /// A JSONPath into the body.
+    Body(JsonPath),
+    /// The timestamp entry of a `kv` signature header.
+    SignatureHeader,
+}
 
 /// A compiled signature scheme.
 #[derive(Debug)]
 pub struct SignatureCheck {
     algorithm: Algorithm,
-    header: HeaderName,
+    location: Source,
+    layout: Layout,
     encoding: Encoding,
-    prefix: Option<String>,
     content: SignedContent,
-    timestamp_header: Option<HeaderName>,
-    id_header: Option<HeaderName>,
+    timestamp: Option<Source>,
+    id: Option<Source>,
     tolerance_secs: u64,
-    secrets: Vec<Secret>,
-}
-
-/// The values a template's placeholders stand for in one request.
-#[derive(Debug, Clone, Copy)]
-pub struct Inputs<'a> {
-    /// The raw body.
-    pub body: &'a [u8],
-    /// The timestamp text, as sent.
-    pub timestamp: &'a [u8],
-    /// The id text, as sent.
-    pub id: &'a [u8],
-    /// The public URL with query.
-    pub url: &'a [u8],
-}
-
-/// Computes the MAC of a template's content under one key.
-pub fn sign(
-    algorithm: Algorithm,
-    key: &[u8],
-    content: &SignedContent,
-    inputs: Inputs<'_>,
-) -> Vec<u8> {
-    match algorithm {
-        Algorithm::HmacSha1 => mac::<Hmac<sha1::Sha1>>(key, content, inputs),
-        Algorithm::HmacSha256 => mac::<Hmac<sha2::Sha256>>(key, content, inputs),
-        Algorithm::HmacSha512 => mac::<Hmac<sha2::Sha512>>(key, content, inputs),
-    }
-}
-
-fn mac<M: Mac + KeyInit>(key: &[u8], content: &SignedContent, inputs: Inputs<'_>) -> Vec<u8> {
-    // HMAC accepts keys of any length, so this cannot fail; an empty MAC never verifies.
-    let Ok(mut m) = <M as KeyInit>::new_from_slice(key) else {
-        return Vec::new();
-    };
-    for part in content.parts() {
-        match part {
-            Part::Literal(bytes) => m.update(bytes),
-            Part::Body => m.update(inputs.body),
-            Part::Timestamp => m.update(inputs.timestamp),
-            Part::Id => m.update(inputs.id),
-            Part::Url => m.update(inputs.url),
-        }
-    }
-    m.finalize().into_bytes().to_vec()
+    keys: Vec<Key>,
+    body_digest_param: Option<String>,
+    url_port_variants: bool,
 }
 
 impl SignatureCheck {
     /// Compiles a spec, refusing a scheme that could not be checked.
     pub fn compile(spec: &SignatureSpec) -> Result<Self, SpecError> {
-        let header = parse_header_name("signature.header", &spec.header)?;
+        let location = match (&spec.header, &spec.signature_path) {
+            (Some(h), None) => Source::Header(parse_header_name("signature.header", h)?),
+            (None, Some(p)) => Source::Body(JsonPath::compile("signature.signature_path", p)?),
+            (Some(_), Some(_)) => {
+                return Err(SpecError::new(
+                    "signature.signature_path",
+                    "give either a header or a signature_path, not both",
+                ));
+            }
+            (None, None) => {
+                return Err(SpecError::new(
+                    "signature.header",
+                    "name the header that carries the signature (or a signature_path into the body)",
+                ));
+            }
+        };
+        let layout = Layout::compile(spec)?;
         let content = SignedContent::parse(&spec.signed_content)?;
-        let timestamp_header = spec
-            .timestamp_header
-            .as_deref()
-            .map(|h| parse_header_name("signature.timestamp_header", h))
-            .transpose()?;
-        let id_header = spec
-            .id_header
-            .as_deref()
-            .map(|h| parse_header_name("signature.id_header", h))
-            .transpose()?;
-        if content.uses(&Part::Timestamp) && timestamp_header.is_none() {
+        let timestamp = source(
+            "signature.timestamp",
+            spec.timestamp_header.as_deref(),
+            spec.timestamp_path.as_deref(),
+            layout.carries_timestamp(),
+        )?;
+        let id = source(
+            "signature.id",
+            spec.id_header.as_deref(),
+            spec.id_path.as_deref(),
+            false,
+        )?;
+        if content.uses(&Part::Timestamp) && timestamp.is_none() {
             return Err(SpecError::new(
                 "signature.timestamp_header",
-                "signed_content uses {timestamp}, so the header that carries it must be named",
+                "signed_content uses {timestamp}, so the header (or timestamp_path, or kv \
+                 timestamp_key) that carries it must be named",
             ));
         }
-        if content.uses(&Part::Id) && id_header.is_none() {
+        if content.uses(&Part::Id) && id.is_none() {
             return Err(SpecError::new(
                 "signature.id_header",
-                "signed_content uses {id}, so the header that carries it must be named",
+                "signed_content uses {id}, so the header (or id_path) that carries it must be named",
             ));
         }
         if spec.secrets.is_empty() {
@@ -108,107 +103,248 @@ impl SignatureCheck {
                 "a signature needs at least one secret (for a preset, give \"secret\")",
             ));
         }
-        if spec.secrets.iter().any(Secret::is_empty) {
-            return Err(SpecError::new(
-                "signature.secrets",
-                "a secret must not be empty",
-            ));
-        }
+        let keys = spec
+            .secrets
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                Key::compile(
+                    spec.algorithm,
+                    s,
+                    spec.secret_prefix.as_deref(),
+                    spec.secret_encoding,
+                    i,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(SignatureCheck {
             algorithm: spec.algorithm,
-            header,
+            location,
+            layout,
             encoding: spec.encoding,
-            prefix: spec.prefix.clone().filter(|p| !p.is_empty()),
             content,
-            timestamp_header,
-            id_header,
+            timestamp,
+            id,
             tolerance_secs: spec.tolerance_secs,
-            secrets: spec.secrets.clone(),
+            keys,
+            body_digest_param: spec.body_digest_param.clone().filter(|p| !p.is_empty()),
+            url_port_variants: spec.url_port_variants,
         })
     }
 
-    /// The signature header, for redaction.
-    pub fn header_name(&self) -> &str {
-        self.header.as_str()
+    /// The signature header, for redaction; `None` when the signature is in the body.
+    pub fn header_name(&self) -> Option<&str> {
+        match &self.location {
+            Source::Header(h) => Some(h.as_str()),
+            _ => None,
+        }
     }
 
-    /// Checks the signature against every valid secret, then the timestamp's freshness.
+    /// True when a request carries anything where this scheme looks for its signature.
+    pub fn is_present(&self, req: &RequestView<'_>) -> bool {
+        match &self.location {
+            Source::Header(h) => req.headers.contains_key(h),
+            Source::Body(path) => crate::strict_json::from_slice(req.body)
+                .ok()
+                .is_some_and(|json| path.value(&json).is_some()),
+            Source::SignatureHeader => false,
+        }
+    }
+
+    /// The first key's bytes, for handshakes that answer with an HMAC (Zoom).
+    pub fn first_mac_key(&self) -> Option<&[u8]> {
+        self.keys.iter().find_map(|k| match k {
+            Key::Mac(_, bytes) => Some(bytes.as_slice()),
+            _ => None,
+        })
+    }
+
+    /// Checks the signature against every key, then the timestamp's freshness.
     pub fn check(&self, req: &RequestView<'_>, now_secs: i64) -> Result<(), Rejection> {
         let bad = |detail: String| Rejection::new(Reason::BadSignature, detail);
-        let Some(value) = req.headers.get(&self.header) else {
+        let json = if self.reads_body() {
+            match crate::strict_json::from_slice(req.body) {
+                Ok(v) => Some(v),
+                Err(_) => {
+                    return Err(bad(
+                        "the body is not JSON, so the signature inside it cannot be read".into(),
+                    ));
+                }
+            }
+        } else {
+            None
+        };
+        let Some(raw) = self.read(&self.location, req, json.as_ref(), None) else {
             return Err(bad(format!(
-                "the signature header {} is missing",
-                self.header
+                "the signature ({}) is missing",
+                self.describe(&self.location)
             )));
         };
-        let presented = value.as_bytes().trim_ascii();
-        let presented = match &self.prefix {
-            None => presented,
-            Some(prefix) => match presented.split_at_checked(prefix.len()) {
-                Some((p, rest)) if p.eq_ignore_ascii_case(prefix.as_bytes()) => rest,
-                _ => {
-                    return Err(bad(format!(
-                        "the signature header {} does not start with the prefix {prefix:?}",
-                        self.header
-                    )));
-                }
-            },
-        };
-        let decoded = match self.encoding {
-            Encoding::Hex => hex::decode(presented).ok(),
-            Encoding::Base64 => STANDARD
-                .decode(presented)
-                .or_else(|_| STANDARD_NO_PAD.decode(presented))
-                .ok(),
-        };
-        let Some(decoded) = decoded else {
+        let presented = self.layout.split(&raw);
+        if presented.signatures.is_empty() {
             return Err(bad(format!(
-                "the signature in {} is not valid {}",
-                self.header,
+                "the signature ({}) holds no signature in the expected form",
+                self.describe(&self.location)
+            )));
+        }
+        let decoded: Vec<Vec<u8>> = presented
+            .signatures
+            .iter()
+            .filter_map(|s| self.decode(s))
+            .collect();
+        if decoded.is_empty() {
+            return Err(bad(format!(
+                "the signature ({}) is not valid {}",
+                self.describe(&self.location),
                 match self.encoding {
                     Encoding::Hex => "hex",
                     Encoding::Base64 => "base64",
                 }
             )));
-        };
-        let timestamp = match &self.timestamp_header {
-            Some(h) => match req.headers.get(h) {
-                Some(v) => Some(v.as_bytes()),
+        }
+        let timestamp = match &self.timestamp {
+            Some(src) => match self.read(src, req, json.as_ref(), presented.timestamp) {
+                Some(t) => Some(t),
                 None if self.content.uses(&Part::Timestamp) => {
-                    return Err(bad(format!("the signed timestamp header {h} is missing")));
+                    return Err(bad(format!(
+                        "the signed timestamp ({}) is missing",
+                        self.describe(src)
+                    )));
                 }
                 None => None,
             },
             None => None,
         };
-        let id = match &self.id_header {
-            Some(h) => match req.headers.get(h) {
-                Some(v) => v.as_bytes(),
-                None => return Err(bad(format!("the signed id header {h} is missing"))),
+        let id = match &self.id {
+            Some(src) => match self.read(src, req, json.as_ref(), None) {
+                Some(v) => v,
+                None => {
+                    return Err(bad(format!(
+                        "the signed id ({}) is missing",
+                        self.describe(src)
+                    )));
+                }
             },
-            None => b"",
+            None => Cow::Borrowed(&b""[..]),
         };
-        let inputs = Inputs {
-            body: req.body,
-            timestamp: timestamp.unwrap_or(b""),
-            id,
-            url: req.url.as_bytes(),
-        };
-        // Every secret is tried, so the time taken does not say which one matched.
+        let form_params = self.form_params(req)?;
+        let urls = self.urls(req.url);
         let mut matched = false;
-        for secret in &self.secrets {
-            let expected = sign(self.algorithm, secret.expose(), &self.content, inputs);
-            matched |= ct_eq(&expected, &decoded);
+        for url in &urls {
+            let inputs = Inputs {
+                body: req.body,
+                timestamp: timestamp.as_deref().unwrap_or(b""),
+                id: &id,
+                url: url.as_bytes(),
+                method: req.method.as_bytes(),
+                form_params: &form_params,
+            };
+            for key in &self.keys {
+                matched |= key.verify(&self.content, inputs, &decoded);
+            }
         }
         if !matched {
-            return Err(bad(
-                "the signature does not match the body under any of the account's secrets".into(),
-            ));
+            return Err(bad(format!(
+                "the signature does not match the {} under any of the account's {}",
+                if self.content.uses(&Part::Body) {
+                    "body"
+                } else {
+                    "signed content"
+                },
+                if self.algorithm.is_public_key() {
+                    "public keys"
+                } else {
+                    "secrets"
+                }
+            )));
         }
         if let Some(ts) = timestamp {
-            self.check_freshness(ts, now_secs)?;
+            self.check_freshness(&ts, now_secs)?;
         }
         Ok(())
+    }
+
+    fn reads_body(&self) -> bool {
+        [
+            Some(&self.location),
+            self.timestamp.as_ref(),
+            self.id.as_ref(),
+        ]
+        .into_iter()
+        .flatten()
+        .any(|s| matches!(s, Source::Body(_)))
+    }
+
+    fn read<'r>(
+        &self,
+        src: &Source,
+        req: &RequestView<'r>,
+        json: Option<&Value>,
+        kv_timestamp: Option<&'r [u8]>,
+    ) -> Option<Cow<'r, [u8]>> {
+        match src {
+            Source::Header(h) => req.headers.get(h).map(|v| Cow::Borrowed(v.as_bytes())),
+            Source::Body(path) => json
+                .and_then(|j| path.text(j))
+                .map(|s| Cow::Owned(s.into_bytes())),
+            Source::SignatureHeader => kv_timestamp.map(Cow::Borrowed),
+        }
+    }
+
+    fn describe(&self, src: &Source) -> String {
+        match src {
+            Source::Header(h) => format!("header {h}"),
+            Source::Body(_) => "a field of the body".to_owned(),
+            Source::SignatureHeader => "in the signature header".to_owned(),
+        }
+    }
+
+    fn decode(&self, text: &[u8]) -> Option<Vec<u8>> {
+        match self.encoding {
+            Encoding::Hex => hex::decode(text).ok(),
+            Encoding::Base64 => STANDARD
+                .decode(text)
+                .or_else(|_| STANDARD_NO_PAD.decode(text))
+                .or_else(|_| URL_SAFE.decode(text))
+                .or_else(|_| URL_SAFE_NO_PAD.decode(text))
+                .ok(),
+        }
+    }
+
+    /// `{form_params}`, after checking the body digest where the scheme has one.
+    fn form_params(&self, req: &RequestView<'_>) -> Result<Vec<u8>, Rejection> {
+        if let Some(param) = &self.body_digest_param {
+            let claimed = req.query.and_then(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .find(|(k, _)| k == param.as_str())
+                    .map(|(_, v)| v.into_owned())
+            });
+            if let Some(claimed) = claimed {
+                let actual = Sha256::digest(req.body);
+                let ok = hex::decode(claimed.trim()).is_ok_and(|c| ct_eq(&c, &actual));
+                if !ok {
+                    return Err(Rejection::new(
+                        Reason::BadSignature,
+                        format!("the body's SHA-256 does not match the URL's {param}"),
+                    ));
+                }
+                return Ok(Vec::new());
+            }
+        }
+        if !self.content.uses(&Part::FormParams) {
+            return Ok(Vec::new());
+        }
+        Ok(sorted_form_params(req.body))
+    }
+
+    /// The URLs to try for `{url}`: as given, or without and with the default port.
+    fn urls<'u>(&self, url: &'u str) -> Vec<Cow<'u, str>> {
+        if !self.url_port_variants || !self.content.uses(&Part::Url) {
+            return vec![Cow::Borrowed(url)];
+        }
+        let mut urls = vec![without_port(url), with_default_port(url)];
+        urls.dedup();
+        urls
     }
 
     fn check_freshness(&self, ts: &[u8], now_secs: i64) -> Result<(), Rejection> {
@@ -235,8 +371,94 @@ impl SignatureCheck {
     }
 }
 
+fn source(
+    field: &str,
+    header: Option<&str>,
+    path: Option<&str>,
+    from_signature_header: bool,
+) -> Result<Option<Source>, SpecError> {
+    match (header, path) {
+        (Some(_), Some(_)) => Err(SpecError::new(
+            format!("{field}_path"),
+            "give either a header or a path into the body, not both",
+        )),
+        (Some(h), None) => Ok(Some(Source::Header(parse_header_name(
+            &format!("{field}_header"),
+            h,
+        )?))),
+        (None, Some(p)) => Ok(Some(Source::Body(JsonPath::compile(
+            &format!("{field}_path"),
+            p,
+        )?))),
+        (None, None) => Ok(from_signature_header.then_some(Source::SignatureHeader)),
+    }
+}
+
+/// Every form parameter's name followed by its value, sorted by name then value.
+pub fn sorted_form_params(body: &[u8]) -> Vec<u8> {
+    let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(body).collect();
+    pairs.sort();
+    let mut out = Vec::new();
+    for (k, v) in pairs {
+        out.extend_from_slice(k.as_bytes());
+        out.extend_from_slice(v.as_bytes());
+    }
+    out
+}
+
+/// Splits `scheme://authority` from the rest; `None` when the URL has no authority.
+fn authority(url: &str) -> Option<(&str, &str, &str)> {
+    let scheme_end = url.find("://")?;
+    let start = scheme_end + 3;
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| start + i);
+    Some((&url[..scheme_end], &url[start..end], &url[end..]))
+}
+
+/// The authority's host and its explicit port, if any.
+fn host_port(authority: &str) -> (&str, Option<&str>) {
+    match authority.rfind(':') {
+        Some(i)
+            if !authority[i + 1..].is_empty()
+                && authority[i + 1..].bytes().all(|b| b.is_ascii_digit())
+                && !authority[i..].contains(']') =>
+        {
+            (&authority[..i], Some(&authority[i + 1..]))
+        }
+        _ => (authority, None),
+    }
+}
+
+/// The URL without an explicit port.
+pub fn without_port(url: &str) -> Cow<'_, str> {
+    match authority(url) {
+        Some((scheme, auth, rest)) => match host_port(auth) {
+            (host, Some(_)) => Cow::Owned(format!("{scheme}://{host}{rest}")),
+            _ => Cow::Borrowed(url),
+        },
+        None => Cow::Borrowed(url),
+    }
+}
+
+/// The URL with the scheme's default port made explicit (443 for https, 80 for http).
+pub fn with_default_port(url: &str) -> Cow<'_, str> {
+    let Some((scheme, auth, rest)) = authority(url) else {
+        return Cow::Borrowed(url);
+    };
+    if host_port(auth).1.is_some() {
+        return Cow::Borrowed(url);
+    }
+    let port = match scheme.to_ascii_lowercase().as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return Cow::Borrowed(url),
+    };
+    Cow::Owned(format!("{scheme}://{auth}:{port}{rest}"))
+}
+
 /// Reads a timestamp as Unix seconds, Unix milliseconds (13 digits or more) or RFC 3339.
-fn parse_timestamp(ts: &[u8]) -> Option<i64> {
+pub fn parse_timestamp(ts: &[u8]) -> Option<i64> {
     let text = std::str::from_utf8(ts).ok()?.trim();
     if let Ok(n) = text.parse::<i64>() {
         return Some(if n.unsigned_abs() >= 100_000_000_000 {
@@ -251,19 +473,34 @@ fn parse_timestamp(ts: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::account::{SecretEncoding, SignatureFormat, TimestampFormat};
+    use crate::secret::Secret;
+    use crate::verify::sign;
     use bytes::Bytes;
     use hyper::HeaderMap;
 
     fn spec(content: &str, secrets: &[&str]) -> SignatureSpec {
         SignatureSpec {
             algorithm: Algorithm::HmacSha256,
-            header: "X-Sig".into(),
+            header: Some("X-Sig".into()),
+            signature_path: None,
+            format: SignatureFormat::Plain,
+            separator: None,
+            signature_key: None,
+            timestamp_key: None,
             encoding: Encoding::Hex,
             prefix: Some("sha256=".into()),
             signed_content: content.into(),
             timestamp_header: Some("X-Ts".into()),
+            timestamp_path: None,
+            timestamp_format: TimestampFormat::Unix,
             id_header: None,
+            id_path: None,
             tolerance_secs: 300,
+            secret_prefix: None,
+            secret_encoding: SecretEncoding::Text,
+            body_digest_param: None,
+            url_port_variants: false,
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         }
     }
@@ -287,6 +524,7 @@ mod tests {
         let body = Bytes::from_static(body.as_bytes());
         check.check(
             &RequestView {
+                method: "POST",
                 headers: &headers,
                 query: None,
                 body: &body,
@@ -298,32 +536,15 @@ mod tests {
 
     fn hex_sig(key: &str, content: &str) -> String {
         let c = SignedContent::parse("{body}").unwrap_or_else(|e| panic!("{e}"));
-        let inputs = Inputs {
-            body: content.as_bytes(),
-            timestamp: b"",
-            id: b"",
-            url: b"",
-        };
         format!(
             "sha256={}",
-            hex::encode(sign(Algorithm::HmacSha256, key.as_bytes(), &c, inputs))
+            hex::encode(sign(
+                Algorithm::HmacSha256,
+                key.as_bytes(),
+                &c,
+                Inputs::body(content.as_bytes())
+            ))
         )
-    }
-
-    #[test]
-    fn rfc4231_test_case_2() {
-        // RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?".
-        let c = SignedContent::parse("{body}").unwrap_or_else(|e| panic!("{e}"));
-        let inputs = Inputs {
-            body: b"what do ya want for nothing?",
-            timestamp: b"",
-            id: b"",
-            url: b"",
-        };
-        assert_eq!(
-            hex::encode(sign(Algorithm::HmacSha256, b"Jefe", &c, inputs)),
-            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
-        );
     }
 
     #[test]
@@ -366,7 +587,12 @@ mod tests {
         );
         assert!(run(&check, &good.replace("sha256=", ""), "", "x", 0).is_err());
         assert!(run(&check, "sha256=zz", "", "x", 0).is_err());
-        assert!(run(&check, "", "", "x", 0).is_err());
+        let empty = run(&check, "", "", "x", 0).err().map(|r| r.detail);
+        assert!(empty.is_some_and(|d| d.contains("holds no signature")));
+        let missing = run(&check, "not a header value\n", "", "x", 0)
+            .err()
+            .map(|r| r.detail);
+        assert!(missing.is_some_and(|d| d.contains("is missing")));
     }
 
     #[test]
@@ -377,6 +603,22 @@ mod tests {
         assert!(SignatureCheck::compile(&s).is_err());
         s.id_header = Some("X-Id".into());
         assert!(SignatureCheck::compile(&s).is_ok());
+        s.signature_path = Some("$.sig".into());
+        assert!(SignatureCheck::compile(&s).is_err(), "header and path both");
+        s.header = None;
+        s.signature_path = None;
+        assert!(SignatureCheck::compile(&s).is_err(), "neither");
+        let mut kv = spec("{timestamp}.{body}", &["k"]);
+        kv.format = SignatureFormat::Kv;
+        kv.timestamp_header = None;
+        assert!(
+            SignatureCheck::compile(&kv).is_err(),
+            "kv needs signature_key"
+        );
+        kv.signature_key = Some("v1".into());
+        assert!(SignatureCheck::compile(&kv).is_err(), "no timestamp source");
+        kv.timestamp_key = Some("t".into());
+        assert!(SignatureCheck::compile(&kv).is_ok());
     }
 
     #[test]
@@ -388,5 +630,30 @@ mod tests {
             Some(1_700_000_000)
         );
         assert_eq!(parse_timestamp(b"soon"), None);
+    }
+
+    #[test]
+    fn url_port_variants() {
+        let u = "https://mycompany.com/myapp.php?foo=1&bar=2";
+        assert_eq!(
+            with_default_port(u),
+            "https://mycompany.com:443/myapp.php?foo=1&bar=2"
+        );
+        assert_eq!(
+            without_port("https://mycompany.com:443/a"),
+            "https://mycompany.com/a"
+        );
+        assert_eq!(with_default_port("http://h"), "http://h:80");
+        assert_eq!(with_default_port("http://h:8080/x"), "http://h:8080/x");
+        assert_eq!(without_port("http://[::1]/x"), "http://[::1]/x");
+        assert_eq!(without_port("http://[::1]:9/x"), "http://[::1]/x");
+    }
+
+    #[test]
+    fn form_params_sort_by_name_then_value() {
+        assert_eq!(
+            sorted_form_params(b"b=2&a=y&a=x&c=%2B1"),
+            b"axayb2c+1".to_vec()
+        );
     }
 }

@@ -19,6 +19,11 @@ pub enum Part {
     Id,
     /// The public URL with its query string.
     Url,
+    /// The request method, e.g. `POST`.
+    Method,
+    /// Every form parameter's name followed by its value, sorted by name then value, with
+    /// nothing between (Twilio); empty for a body that is not a form.
+    FormParams,
 }
 
 /// A parsed template.
@@ -29,7 +34,7 @@ pub struct SignedContent {
 
 impl SignedContent {
     /// Parses a template. `{{` and `}}` stand for literal braces; any other `{name}` must be
-    /// one of `body`, `timestamp`, `id`, `url`.
+    /// one of `body`, `timestamp`, `id`, `url`, `method`, `form_params`.
     pub fn parse(template: &str) -> Result<Self, SpecError> {
         let err = |msg: String| SpecError::new("signature.signed_content", msg);
         let mut parts = Vec::new();
@@ -60,9 +65,12 @@ impl SignedContent {
                 "timestamp" => Part::Timestamp,
                 "id" => Part::Id,
                 "url" => Part::Url,
+                "method" => Part::Method,
+                "form_params" => Part::FormParams,
                 other => {
                     return Err(err(format!(
-                        "names an unknown placeholder {{{other}}}; known: {{body}} {{timestamp}} {{id}} {{url}}"
+                        "names an unknown placeholder {{{other}}}; known: {{body}} {{timestamp}} \
+                         {{id}} {{url}} {{method}} {{form_params}}"
                     )));
                 }
             };

@@ -36,6 +36,7 @@ fn verifies(account: &CompiledAccount, sig: &str, ts: i64, body: &[u8]) -> bool 
     headers.insert("x-ts", HeaderValue::from(ts));
     let body = Bytes::copy_from_slice(body);
     let view = RequestView {
+        method: "POST",
         headers: &headers,
         query: None,
         body: &body,
@@ -136,7 +137,7 @@ proptest! {
         let account = compile(AccountSpec::from_json(spec).expect("spec"), true, 0, 0).expect("compiles");
         let headers = HeaderMap::new();
         let body = Bytes::from(value.to_string());
-        let view = RequestView { headers: &headers, query: None, body: &body, url: "http://x" };
+        let view = RequestView { method: "POST", headers: &headers, query: None, body: &body, url: "http://x" };
         let verified = account.verifier.verify(&view, NOW).expect("unverified account");
         let extracted = account.extractor.extract(&verified, &value);
         prop_assert_eq!(extracted.event_id, Some(leaf));

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use hmac::{Hmac, KeyInit, Mac};
 use hookgate::cli::client::{Answer, HttpClient};
+use hookgate::clock::Clock;
 use hookgate::config::Config;
 use hookgate::secret::Secret;
 use hookgate::server::{Gateway, Listeners};
@@ -52,10 +53,22 @@ pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestGateway {
         ..Config::default()
     };
     tweak(&mut config);
-    start(config, Some(dir)).await
+    start(config, Some(dir), Clock::system()).await
 }
 
-async fn start(mut config: Config, dir: Option<tempfile::TempDir>) -> TestGateway {
+/// Starts a gateway with the default test configuration whose ingest path reads `clock`.
+pub async fn spawn_with_clock(clock: Clock) -> TestGateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config {
+        database: dir.path().join("hookgate.db"),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        auditor_token: Some(Secret::new(AUDITOR_TOKEN)),
+        ..Config::default()
+    };
+    start(config, Some(dir), clock).await
+}
+
+async fn start(mut config: Config, dir: Option<tempfile::TempDir>, clock: Clock) -> TestGateway {
     let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
     let public_addr = public.local_addr().expect("addr");
@@ -65,7 +78,9 @@ async fn start(mut config: Config, dir: Option<tempfile::TempDir>) -> TestGatewa
     if config.public_url.is_none() {
         config.public_url = Some(format!("http://{public_addr}"));
     }
-    let gateway = Gateway::open(config.clone()).await.expect("gateway opens");
+    let gateway = Gateway::open_with_clock(config.clone(), clock)
+        .await
+        .expect("gateway opens");
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let shutdown = async {
@@ -106,7 +121,7 @@ impl TestGateway {
         let dir = self.stop().await;
         let mut config = config;
         config.public_url = None;
-        start(config, dir).await
+        start(config, dir, Clock::system()).await
     }
 
     /// An admin-API call with the admin token.

@@ -1,0 +1,152 @@
+//! `hookgate providers list|show` and `hookgate sign`: the presets, read from the shipped
+//! rule files (and an operator's directory), without a running gateway.
+//!
+//! Owns printing a preset for a person and turning [`crate::signer::sign_request`]'s
+//! result into headers and a ready curl command. It must never print the secret it was
+//! given to sign with.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+
+use super::{ProvidersCommand, SignArgs};
+use crate::account::AccountSpec;
+use crate::rules::{self, Rules};
+use crate::signer::{SignInput, sign_request};
+
+/// Runs `hookgate providers ...`.
+pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
+    match cmd {
+        ProvidersCommand::List { rules_dir } => {
+            let rules = Rules::load(rules_dir.as_deref())?;
+            println!("{:<18} {:<26} checks", "name", "title");
+            for rule in rules.all() {
+                println!(
+                    "{:<18} {:<26} {}",
+                    rule.name,
+                    rule.title,
+                    rules::checks(rule).join(", ")
+                );
+            }
+            println!("\n`hookgate providers show NAME` says what a preset needs.");
+            Ok(())
+        }
+        ProvidersCommand::Show { name, rules_dir } => {
+            let rules = Rules::load(rules_dir.as_deref())?;
+            let Some(rule) = rules.get(&name) else {
+                bail!(
+                    "there is no provider preset named {name:?}; `hookgate providers list` shows them"
+                );
+            };
+            let d = rules::describe(rule);
+            println!("{} ({})", rule.title, rule.name);
+            if let Some(docs) = &rule.docs {
+                println!("  docs:    {docs}");
+            }
+            println!("  origin:  {}", rule.origin);
+            println!("  checks:  {}", rules::checks(rule).join(", "));
+            let mut example = json!({"name": "my_account", "provider": rule.name, "secret": "..."});
+            println!("  settings:");
+            for s in d["settings"].as_array().into_iter().flatten() {
+                let field = s["field"].as_str().unwrap_or("");
+                println!(
+                    "    {field:<24} {}{}",
+                    s["help"].as_str().unwrap_or(""),
+                    if s["required"] == true {
+                        " (required)"
+                    } else {
+                        ""
+                    }
+                );
+                if s["required"] == true && field != "secret" {
+                    let mut patch = Value::String("...".into());
+                    for part in field.rsplit('.') {
+                        patch = json!({ part: patch });
+                    }
+                    crate::account::merge_patch(&mut example, &patch);
+                }
+            }
+            println!("  create request: {example}");
+            println!("  defaults (any field given at creation overrides them):");
+            let defaults = toml::to_string(&rule.account).unwrap_or_default();
+            for line in defaults.lines() {
+                println!("    {line}");
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Runs `hookgate sign`.
+pub fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let rules = Rules::load(args.rules_dir.as_deref())?;
+    let Some(rule) = rules.get(&args.provider) else {
+        bail!(
+            "there is no provider preset named {:?}; `hookgate providers list` shows them",
+            args.provider
+        );
+    };
+    let body = std::fs::read(&args.body)
+        .with_context(|| format!("reading the body from {}", args.body.display()))?;
+    let url = args.url.clone().unwrap_or_else(|| {
+        let base = std::env::var("HOOKGATE_PUBLIC_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        format!("{}/hooks/{}", base.trim_end_matches('/'), rule.name)
+    });
+    let mut request = json!({"name": "sign", "provider": rule.name, "secret": args.secret});
+    for setting in rule.settings.iter().filter(|s| s.required) {
+        let mut patch = Value::String("unused-when-signing".into());
+        for part in setting.field.rsplit('.') {
+            patch = json!({ part: patch });
+        }
+        crate::account::merge_patch(&mut request, &patch);
+    }
+    let prepared = rules.prepare(request).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = AccountSpec::from_json(prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let now = crate::clock::now_micros() / 1_000_000;
+    let id = format!("msg_{}", crate::tokens::random_hex(12));
+    let signed = sign_request(SignInput {
+        spec: &spec,
+        key: &args.secret,
+        body: &body,
+        url: &url,
+        now_secs: now,
+        id: &id,
+    })?;
+    println!(
+        "# What {} would send (signed now, {}):",
+        rule.title,
+        crate::clock::format_micros(now * 1_000_000)
+    );
+    for (k, v) in &signed.headers {
+        println!("{k}: {v}");
+    }
+    if let Some(public) = &signed.public_key {
+        println!("# The account's secret is the public key: {public}");
+    }
+    println!();
+    let mut curl = format!("curl -sS -X POST {}", shell_quote(&signed.url));
+    for (k, v) in &signed.headers {
+        curl.push_str(&format!(" \\\n  -H {}", shell_quote(&format!("{k}: {v}"))));
+    }
+    if signed.body == body {
+        curl.push_str(&format!(
+            " \\\n  --data-binary @{}",
+            shell_quote(&args.body.display().to_string())
+        ));
+    } else {
+        // The scheme signs inside the body (a timestamp, a token, the signature itself).
+        curl.push_str(&format!(
+            " \\\n  --data-binary {}",
+            shell_quote(&String::from_utf8_lossy(&signed.body))
+        ));
+    }
+    println!("{curl}");
+    Ok(())
+}
+
+/// Quotes for a POSIX shell.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}

@@ -1,0 +1,361 @@
+//! Handshakes: the requests a provider sends while an endpoint is being set up (Meta's
+//! `hub.challenge`, Slack's `url_verification`, Zoom's `endpoint.url_validation`, Discord's
+//! PING, WooCommerce's creation ping), and the answers they expect.
+//!
+//! Owns the compiled [`Handshake`] and the decision "is this request the handshake, and
+//! what is the answer". Pure: the ingest path records the row and sends the answer. It must
+//! never answer a signed handshake before the request is verified, never let an unsigned
+//! handshake through when the request carries a signature, and never compare a verify token
+//! in variable time.
+
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::Value;
+
+use crate::account::{HandshakeSpec, SpecError};
+use crate::extract::JsonPath;
+use crate::secret::Secret;
+
+/// A compiled handshake.
+#[derive(Debug)]
+pub enum Handshake {
+    /// A `GET` with mode, verify token and challenge in the query.
+    QueryChallenge {
+        /// The mode parameter's name.
+        mode_param: String,
+        /// The mode value that asks for the challenge.
+        mode: String,
+        /// The verify token parameter's name.
+        token_param: String,
+        /// The challenge parameter's name.
+        challenge_param: String,
+        /// The expected verify token.
+        verify_token: Secret,
+    },
+    /// Echo the text at `challenge` when `when` equals `equals`.
+    Echo {
+        /// Identifies the handshake.
+        when: JsonPath,
+        /// The value `when` must have.
+        equals: Value,
+        /// The challenge to echo.
+        challenge: JsonPath,
+    },
+    /// Answer the token at `challenge` with its HMAC-SHA256 under the first secret.
+    HmacEcho {
+        /// Identifies the handshake.
+        when: JsonPath,
+        /// The value `when` must have.
+        equals: Value,
+        /// The token to answer.
+        challenge: JsonPath,
+    },
+    /// Answer a fixed JSON text.
+    Reply {
+        /// Identifies the handshake.
+        when: JsonPath,
+        /// The value `when` must have; `None` means any.
+        equals: Option<Value>,
+        /// The JSON answer.
+        reply: String,
+        /// Whether an unsigned request may be the handshake.
+        unsigned: bool,
+    },
+}
+
+/// The answer to a handshake: a body and its content type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// `text/plain; charset=utf-8` or `application/json`.
+    pub content_type: &'static str,
+    /// The body.
+    pub body: String,
+    /// What the audit row's detail says.
+    pub detail: String,
+}
+
+/// What a `GET` with query-challenge parameters comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GetOutcome {
+    /// Not a handshake request (no mode parameter): an ordinary method refusal.
+    NotHandshake,
+    /// The right mode and token: answer the challenge.
+    Answer(Answer),
+    /// A handshake with the wrong token or mode: refuse, saying why in the audit row.
+    Refused(String),
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const JSON: &str = "application/json";
+
+impl Handshake {
+    /// Compiles a spec. `has_mac_key` says whether the account's signature has an HMAC
+    /// secret, which an `hmac_echo` answer needs.
+    pub fn compile(spec: &HandshakeSpec, has_mac_key: bool) -> Result<Self, SpecError> {
+        let path = |field: &str, text: &str| JsonPath::compile(&format!("handshake.{field}"), text);
+        Ok(match spec {
+            HandshakeSpec::QueryChallenge {
+                mode_param,
+                mode,
+                token_param,
+                challenge_param,
+                verify_token,
+            } => {
+                let Some(token) = verify_token.clone().filter(|t| !t.is_empty()) else {
+                    return Err(SpecError::new(
+                        "handshake.verify_token",
+                        "the subscription handshake needs the verify token typed at the \
+                         provider (\"handshake\": {\"verify_token\": \"...\"})",
+                    ));
+                };
+                Handshake::QueryChallenge {
+                    mode_param: mode_param.clone(),
+                    mode: mode.clone(),
+                    token_param: token_param.clone(),
+                    challenge_param: challenge_param.clone(),
+                    verify_token: token,
+                }
+            }
+            HandshakeSpec::Echo {
+                when,
+                equals,
+                challenge,
+            } => Handshake::Echo {
+                when: path("when", when)?,
+                equals: equals.clone(),
+                challenge: path("challenge", challenge)?,
+            },
+            HandshakeSpec::HmacEcho {
+                when,
+                equals,
+                challenge,
+            } => {
+                if !has_mac_key {
+                    return Err(SpecError::new(
+                        "handshake.type",
+                        "hmac_echo answers with an HMAC of the account's secret, so the \
+                         account needs an HMAC signature",
+                    ));
+                }
+                Handshake::HmacEcho {
+                    when: path("when", when)?,
+                    equals: equals.clone(),
+                    challenge: path("challenge", challenge)?,
+                }
+            }
+            HandshakeSpec::Reply {
+                when,
+                equals,
+                reply,
+                unsigned,
+            } => {
+                let reply = match reply {
+                    Some(text) => {
+                        let v: Value = serde_json::from_str(text).map_err(|e| {
+                            SpecError::new("handshake.reply", format!("is not JSON: {e}"))
+                        })?;
+                        v.to_string()
+                    }
+                    None => r#"{"status":"handshake"}"#.to_owned(),
+                };
+                Handshake::Reply {
+                    when: path("when", when)?,
+                    equals: equals.clone(),
+                    reply,
+                    unsigned: *unsigned,
+                }
+            }
+        })
+    }
+
+    /// True for a handshake that arrives as `GET`.
+    pub fn is_get(&self) -> bool {
+        matches!(self, Handshake::QueryChallenge { .. })
+    }
+
+    /// True for a handshake that may arrive unsigned.
+    pub fn is_unsigned(&self) -> bool {
+        matches!(self, Handshake::Reply { unsigned: true, .. })
+    }
+
+    /// Decides a `GET` by its query string.
+    pub fn on_get(&self, query: Option<&str>) -> GetOutcome {
+        let Handshake::QueryChallenge {
+            mode_param,
+            mode,
+            token_param,
+            challenge_param,
+            verify_token,
+        } = self
+        else {
+            return GetOutcome::NotHandshake;
+        };
+        let (mut got_mode, mut got_token, mut got_challenge) = (None, None, None);
+        for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+            if k == mode_param.as_str() {
+                got_mode = Some(v.into_owned());
+            } else if k == token_param.as_str() {
+                got_token = Some(v.into_owned());
+            } else if k == challenge_param.as_str() {
+                got_challenge = Some(v.into_owned());
+            }
+        }
+        let Some(got_mode) = got_mode else {
+            return GetOutcome::NotHandshake;
+        };
+        if got_mode != *mode {
+            return GetOutcome::Refused(format!(
+                "handshake: {mode_param} is {got_mode:?}, expected {mode:?}"
+            ));
+        }
+        if !got_token.is_some_and(|t| verify_token.matches(t.as_bytes())) {
+            return GetOutcome::Refused(format!(
+                "handshake: {token_param} is missing or is not the account's verify token"
+            ));
+        }
+        match got_challenge {
+            Some(c) => GetOutcome::Answer(Answer {
+                content_type: TEXT,
+                body: c,
+                detail: format!("handshake: {challenge_param} echoed"),
+            }),
+            None => GetOutcome::Refused(format!("handshake: {challenge_param} is missing")),
+        }
+    }
+
+    /// Decides a verified request (or, for an unsigned handshake, an unsigned one) by its
+    /// decoded payload. `mac_key` is the account's first HMAC secret.
+    pub fn on_payload(&self, payload: &Value, mac_key: Option<&[u8]>) -> Option<Answer> {
+        match self {
+            Handshake::QueryChallenge { .. } => None,
+            Handshake::Echo {
+                when,
+                equals,
+                challenge,
+            } => {
+                if when.value(payload) != Some(equals) {
+                    return None;
+                }
+                let c = challenge.text(payload)?;
+                Some(Answer {
+                    content_type: TEXT,
+                    body: c,
+                    detail: "handshake: challenge echoed".into(),
+                })
+            }
+            Handshake::HmacEcho {
+                when,
+                equals,
+                challenge,
+            } => {
+                if when.value(payload) != Some(equals) {
+                    return None;
+                }
+                let token = challenge.text(payload)?;
+                let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(mac_key?).ok()?;
+                mac.update(token.as_bytes());
+                let encrypted = hex::encode(mac.finalize().into_bytes());
+                let body = serde_json::json!({"plainToken": token, "encryptedToken": encrypted});
+                Some(Answer {
+                    content_type: JSON,
+                    body: body.to_string(),
+                    detail: "handshake: token answered with its HMAC".into(),
+                })
+            }
+            Handshake::Reply {
+                when,
+                equals,
+                reply,
+                ..
+            } => {
+                let v = when.value(payload)?;
+                if equals.as_ref().is_some_and(|e| e != v) {
+                    return None;
+                }
+                Some(Answer {
+                    content_type: JSON,
+                    body: reply.clone(),
+                    detail: "handshake: answered".into(),
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn compile(v: Value) -> Handshake {
+        let spec: HandshakeSpec = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
+        Handshake::compile(&spec, true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn query_challenge_echoes_only_with_the_right_token() {
+        let h = compile(json!({"type": "query_challenge", "verify_token": "vt"}));
+        let ok = h.on_get(Some(
+            "hub.mode=subscribe&hub.verify_token=vt&hub.challenge=1158201444",
+        ));
+        assert!(matches!(ok, GetOutcome::Answer(ref a) if a.body == "1158201444"));
+        let wrong = h.on_get(Some(
+            "hub.mode=subscribe&hub.verify_token=no&hub.challenge=1",
+        ));
+        assert!(matches!(wrong, GetOutcome::Refused(_)));
+        let no_token = h.on_get(Some("hub.mode=subscribe&hub.challenge=1"));
+        assert!(matches!(no_token, GetOutcome::Refused(_)));
+        assert_eq!(h.on_get(None), GetOutcome::NotHandshake);
+        let unsubscribe = h.on_get(Some("hub.mode=unsubscribe&hub.verify_token=vt"));
+        assert!(matches!(unsubscribe, GetOutcome::Refused(_)));
+    }
+
+    #[test]
+    fn query_challenge_needs_its_token() {
+        let spec: HandshakeSpec = serde_json::from_value(json!({"type": "query_challenge"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = Handshake::compile(&spec, true).err().map(|e| e.field);
+        assert_eq!(err.as_deref(), Some("handshake.verify_token"));
+    }
+
+    #[test]
+    fn echo_and_hmac_echo_and_reply() {
+        let slack = compile(json!({"type": "echo", "when": "$.type",
+            "equals": "url_verification", "challenge": "$.challenge"}));
+        let hs = json!({"type": "url_verification", "challenge": "3eZbrw1a"});
+        assert_eq!(
+            slack.on_payload(&hs, None).map(|a| a.body),
+            Some("3eZbrw1a".into())
+        );
+        assert_eq!(
+            slack.on_payload(&json!({"type": "event_callback"}), None),
+            None
+        );
+
+        let zoom = compile(json!({"type": "hmac_echo", "when": "$.event",
+            "equals": "endpoint.url_validation", "challenge": "$.payload.plainToken"}));
+        let hs = json!({"event": "endpoint.url_validation", "payload": {"plainToken": "qgg8vlvZRS6UYooatFL8Aw"}});
+        let answer = zoom
+            .on_payload(&hs, Some(b"secret"))
+            .map(|a| a.body)
+            .unwrap_or_default();
+        let v: Value = serde_json::from_str(&answer).unwrap_or_default();
+        assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
+        assert_eq!(v["encryptedToken"].as_str().map(str::len), Some(64));
+
+        let discord = compile(
+            json!({"type": "reply", "when": "$.type", "equals": 1, "reply": "{\"type\": 1}"}),
+        );
+        assert_eq!(
+            discord
+                .on_payload(&json!({"type": 1}), None)
+                .map(|a| a.body),
+            Some(r#"{"type":1}"#.into())
+        );
+        assert_eq!(discord.on_payload(&json!({"type": 2}), None), None);
+
+        let woo = compile(json!({"type": "reply", "when": "$.webhook_id", "unsigned": true}));
+        assert!(woo.is_unsigned());
+        assert!(woo.on_payload(&json!({"webhook_id": "12"}), None).is_some());
+        assert!(woo.on_payload(&json!({"id": 12}), None).is_none());
+    }
+}

@@ -1,0 +1,421 @@
+//! Signing a request the way a provider would, for `hookgate sign`: so a user can try an
+//! account before pointing the real provider at it.
+//!
+//! Owns [`sign_request`]: from an account spec built from a preset (or a custom scheme),
+//! the user's key, a body, a URL and a time, the headers (and, for senders that sign
+//! inside the payload, the body) the provider would send. Pure: time and ids are passed
+//! in. It must never be used to verify; verification has its own code in `verify`, and
+//! tests check each against the other and both against the providers' published vectors.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::account::{AccountSpec, Algorithm, AuthSpec, Encoding, SignatureSpec, TimestampFormat};
+use crate::verify::{Inputs, Layout, Part, SignedContent, decode_secret, sign, sorted_form_params};
+
+/// What to sign.
+#[derive(Debug, Clone, Copy)]
+pub struct SignInput<'a> {
+    /// The account spec (from a preset with the secret placed).
+    pub spec: &'a AccountSpec,
+    /// The key as the user typed it: the shared secret, or for a public-key scheme the
+    /// private key (Ed25519: the 32-byte seed; P-256: PKCS#8 DER or the 32-byte scalar),
+    /// in the scheme's secret encoding.
+    pub key: &'a str,
+    /// The body.
+    pub body: &'a [u8],
+    /// The URL the request goes to, with any query.
+    pub url: &'a str,
+    /// The time to claim, Unix seconds.
+    pub now_secs: i64,
+    /// The delivery id to claim.
+    pub id: &'a str,
+}
+
+/// A signed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signed {
+    /// The URL to send to (a body digest may have been added to its query).
+    pub url: String,
+    /// The headers to send, in order.
+    pub headers: Vec<(String, String)>,
+    /// The body to send.
+    pub body: Vec<u8>,
+    /// For a public-key scheme: the public key to configure on the account.
+    pub public_key: Option<String>,
+}
+
+/// Why a request could not be signed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SignError(pub String);
+
+/// Signs one request.
+pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
+    let spec = input.spec;
+    let mut signed = Signed {
+        url: input.url.to_owned(),
+        headers: Vec::new(),
+        body: input.body.to_vec(),
+        public_key: None,
+    };
+    let looks_json = matches!(input.body.trim_ascii_start().first(), Some(b'{' | b'['));
+    signed.headers.push((
+        "Content-Type".into(),
+        if looks_json || input.body.is_empty() {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        }
+        .into(),
+    ));
+    match &spec.auth {
+        AuthSpec::None => {}
+        AuthSpec::ApiKey { header, .. } => signed.headers.push((header.clone(), input.key.into())),
+        AuthSpec::Bearer { .. } => signed
+            .headers
+            .push(("Authorization".into(), format!("Bearer {}", input.key))),
+        AuthSpec::Basic { .. } | AuthSpec::Query { .. } => {
+            return Err(SignError(
+                "basic and query authenticate keys are part of the URL or the user's \
+                 credentials; add them to the curl command yourself"
+                    .into(),
+            ));
+        }
+    }
+    if let Some(path) = spec
+        .paths
+        .event_id
+        .as_deref()
+        .and_then(|p| p.strip_prefix("header:"))
+    {
+        signed
+            .headers
+            .push((path.trim().to_owned(), input.id.to_owned()));
+    }
+    if let Some(sig) = &spec.signature {
+        sign_signature(sig, input, looks_json, &mut signed)?;
+    }
+    Ok(signed)
+}
+
+fn sign_signature(
+    sig: &SignatureSpec,
+    input: SignInput<'_>,
+    looks_json: bool,
+    signed: &mut Signed,
+) -> Result<(), SignError> {
+    let content =
+        SignedContent::parse(&sig.signed_content).map_err(|e| SignError(e.to_string()))?;
+    let timestamp = match sig.timestamp_format {
+        TimestampFormat::Unix => input.now_secs.to_string(),
+        TimestampFormat::UnixMs => (input.now_secs * 1000).to_string(),
+        TimestampFormat::Rfc3339 => {
+            let micros = input.now_secs.saturating_mul(1_000_000);
+            let text = crate::clock::format_micros(micros);
+            // Whole seconds, as senders write them: 2026-11-21T10:00:00Z.
+            match text.split_once('.') {
+                Some((head, _)) => format!("{head}Z"),
+                None => text,
+            }
+        }
+    };
+    // Twilio's JSON variant: the body's digest goes into the URL, and no form parameters.
+    let mut form_params = Vec::new();
+    match &sig.body_digest_param {
+        Some(param) if looks_json => {
+            let digest = hex::encode(Sha256::digest(input.body));
+            let sep = if signed.url.contains('?') { '&' } else { '?' };
+            signed.url = format!("{}{sep}{param}={digest}", signed.url);
+        }
+        _ if content.uses(&Part::FormParams) => form_params = sorted_form_params(input.body),
+        _ => {}
+    }
+    // Senders that sign inside the payload: the timestamp and id go into the body first.
+    let mut body_json: Option<Value> = None;
+    if sig.timestamp_path.is_some() || sig.id_path.is_some() || sig.signature_path.is_some() {
+        let mut v: Value = serde_json::from_slice(input.body).map_err(|e| {
+            SignError(format!(
+                "this scheme signs inside a JSON body, and the body is not JSON: {e}"
+            ))
+        })?;
+        if let Some(p) = &sig.timestamp_path {
+            // Numbers stay numbers (Linear's webhookTimestamp), as senders write them.
+            let ts = timestamp
+                .parse::<i64>()
+                .map_or_else(|_| Value::String(timestamp.clone()), Value::from);
+            set_path(&mut v, p, ts)?;
+        }
+        if let Some(p) = &sig.id_path {
+            set_path(&mut v, p, Value::String(input.id.to_owned()))?;
+        }
+        body_json = Some(v);
+    }
+    let body_for_mac = match (&body_json, &sig.signature_path) {
+        // The signature will be written into the body, so the body cannot be signed.
+        (Some(v), None) => serde_json::to_vec(v).map_err(|e| SignError(e.to_string()))?,
+        _ => input.body.to_vec(),
+    };
+    let url = signed.url.clone();
+    let inputs = Inputs {
+        body: &body_for_mac,
+        timestamp: timestamp.as_bytes(),
+        id: input.id.as_bytes(),
+        url: url.as_bytes(),
+        method: b"POST",
+        form_params: &form_params,
+    };
+    let raw = mac_or_signature(sig, input.key, &content, inputs, signed)?;
+    let encoded = match sig.encoding {
+        Encoding::Hex => hex::encode(raw),
+        Encoding::Base64 => STANDARD.encode(raw),
+    };
+    let layout = Layout::compile(sig).map_err(|e| SignError(e.to_string()))?;
+    let value = layout.join(&[encoded], &timestamp);
+    match (&sig.header, &sig.signature_path) {
+        (Some(h), _) => signed.headers.push((h.clone(), value)),
+        (None, Some(p)) => {
+            let v = body_json.get_or_insert(Value::Null);
+            set_path(v, p, Value::String(value))?;
+        }
+        (None, None) => return Err(SignError("the scheme names no signature header".into())),
+    }
+    if let Some(h) = &sig.timestamp_header {
+        signed.headers.push((h.clone(), timestamp));
+    }
+    if let Some(h) = &sig.id_header {
+        signed.headers.push((h.clone(), input.id.to_owned()));
+    }
+    signed.body = match body_json {
+        Some(v) => serde_json::to_vec(&v).map_err(|e| SignError(e.to_string()))?,
+        None => body_for_mac,
+    };
+    Ok(())
+}
+
+fn mac_or_signature(
+    sig: &SignatureSpec,
+    key_text: &str,
+    content: &SignedContent,
+    inputs: Inputs<'_>,
+    signed: &mut Signed,
+) -> Result<Vec<u8>, SignError> {
+    let key = decode_secret(key_text, sig.secret_prefix.as_deref(), sig.secret_encoding)
+        .map_err(|e| SignError(format!("the key {e}")))?;
+    let reencode = |bytes: &[u8]| match sig.secret_encoding {
+        crate::account::SecretEncoding::Hex => hex::encode(bytes),
+        _ => STANDARD.encode(bytes),
+    };
+    match sig.algorithm {
+        Algorithm::HmacSha1 | Algorithm::HmacSha256 | Algorithm::HmacSha512 => {
+            Ok(sign(sig.algorithm, &key, content, inputs))
+        }
+        Algorithm::Ed25519 => {
+            let seed: [u8; 32] = key
+                .as_slice()
+                .try_into()
+                .map_err(|_| SignError("an Ed25519 private key (seed) is 32 bytes".into()))?;
+            let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
+            signed.public_key = Some(reencode(sk.verifying_key().as_bytes()));
+            use ed25519_dalek::Signer;
+            Ok(sk.sign(&inputs.concat(content)).to_bytes().to_vec())
+        }
+        Algorithm::EcdsaP256Sha256 => {
+            use p256::pkcs8::{DecodePrivateKey, EncodePublicKey};
+            let sk = p256::ecdsa::SigningKey::from_pkcs8_der(&key)
+                .or_else(|_| p256::ecdsa::SigningKey::from_slice(&key))
+                .map_err(|_| {
+                    SignError("a P-256 private key is PKCS#8 DER or a 32-byte scalar".into())
+                })?;
+            let public = sk
+                .verifying_key()
+                .to_public_key_der()
+                .map_err(|e| SignError(e.to_string()))?;
+            signed.public_key = Some(reencode(public.as_bytes()));
+            use p256::ecdsa::signature::Signer;
+            let s: p256::ecdsa::Signature = sk.sign(&inputs.concat(content));
+            Ok(s.to_der().as_bytes().to_vec())
+        }
+    }
+}
+
+/// Sets a value at a simple path (`$.a.b` or `$['a-b'].c`), creating objects on the way.
+fn set_path(root: &mut Value, path: &str, value: Value) -> Result<(), SignError> {
+    let steps = simple_keys(path).ok_or_else(|| {
+        SignError(format!(
+            "cannot write into the body at {path}: only member paths like $.a.b are supported"
+        ))
+    })?;
+    let mut node = root;
+    for (i, key) in steps.iter().enumerate() {
+        if !node.is_object() {
+            *node = Value::Object(serde_json::Map::new());
+        }
+        let Value::Object(map) = node else {
+            return Err(SignError("unreachable: not an object".into()));
+        };
+        if i + 1 == steps.len() {
+            map.insert(key.clone(), value);
+            return Ok(());
+        }
+        node = map.entry(key.clone()).or_insert(Value::Null);
+    }
+    Err(SignError(format!("{path} names no member")))
+}
+
+fn simple_keys(path: &str) -> Option<Vec<String>> {
+    let mut rest = path.strip_prefix('$')?;
+    let mut keys = Vec::new();
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix("['") {
+            let end = after.find("']")?;
+            keys.push(after[..end].to_owned());
+            rest = &after[end + 2..];
+        } else if let Some(after) = rest.strip_prefix('.') {
+            let end = after.find(['.', '[']).unwrap_or(after.len());
+            if end == 0 {
+                return None;
+            }
+            keys.push(after[..end].to_owned());
+            rest = &after[end..];
+        } else {
+            return None;
+        }
+    }
+    (!keys.is_empty()).then_some(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::Rules;
+    use crate::verify::RequestView;
+    use bytes::Bytes;
+    use hyper::HeaderMap;
+    use hyper::header::{HeaderName, HeaderValue};
+    use serde_json::json;
+
+    const NOW: i64 = 1_700_000_000;
+
+    /// A private key and the public key (in the preset's encoding) to configure.
+    fn keys_for(rule: &str) -> (String, Option<String>) {
+        match rule {
+            // RFC 8032 section 7.1 TEST 1.
+            "discord" => (
+                "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60".into(),
+                Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()),
+            ),
+            "sendgrid" => (STANDARD.encode([7u8; 32]), None),
+            "standard_webhooks" | "svix" | "clerk" => {
+                ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(), None)
+            }
+            _ => ("a-shared-secret".into(), None),
+        }
+    }
+
+    fn body_for(rule: &str) -> &'static [u8] {
+        match rule {
+            "twilio" => b"From=%2B14155550100&To=%2B14155550199&Body=Hi",
+            "mailgun" => br#"{"event-data":{"id":"ev1","event":"delivered"}}"#,
+            "hubspot" | "sendgrid" => br#"[{"eventId":1}]"#,
+            _ => br#"{"id":"evt_1","type":"t"}"#,
+        }
+    }
+
+    #[test]
+    fn what_sign_writes_verifies_for_every_shipped_preset() {
+        let rules = Rules::shipped();
+        for rule in rules.all() {
+            let (private, expected_public) = keys_for(&rule.name);
+            let url = "https://hooks.example.com/hooks/acct?x=1";
+            let request = json!({"name": "acct", "provider": rule.name, "secret": private.clone(),
+                                 "handshake": if rule.name == "meta" { json!({"verify_token": "v"}) } else { Value::Null }});
+            let prepared = rules
+                .prepare(request)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let spec = AccountSpec::from_json(prepared.clone())
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let signed = sign_request(SignInput {
+                spec: &spec,
+                key: &private,
+                body: body_for(&rule.name),
+                url,
+                now_secs: NOW,
+                id: "msg_1",
+            })
+            .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            // The account is configured with the public key for public-key schemes.
+            let mut stored = prepared;
+            if let Some(public) = &signed.public_key {
+                if let Some(e) = &expected_public {
+                    assert_eq!(public, e, "{}", rule.name);
+                }
+                stored["signature"]["secrets"] = json!([public]);
+            }
+            stored["public_url"] = json!("https://hooks.example.com/hooks/acct");
+            let spec =
+                AccountSpec::from_json(stored).unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let account = crate::account::compile(spec, false, 0, 0)
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
+            let mut headers = HeaderMap::new();
+            for (k, v) in &signed.headers {
+                let (Ok(k), Ok(v)) = (
+                    HeaderName::from_bytes(k.as_bytes()),
+                    HeaderValue::from_str(v),
+                ) else {
+                    panic!("{}: header {k}: {v}", rule.name);
+                };
+                headers.append(k, v);
+            }
+            let body = Bytes::from(signed.body.clone());
+            let query = signed.url.split_once('?').map(|(_, q)| q);
+            let verify = |body: &Bytes, now: i64| {
+                account
+                    .verifier
+                    .verify(
+                        &RequestView {
+                            method: "POST",
+                            headers: &headers,
+                            query,
+                            body,
+                            url: &signed.url,
+                        },
+                        now,
+                    )
+                    .map(|_| ())
+            };
+            assert_eq!(verify(&body, NOW), Ok(()), "{}: {:?}", rule.name, signed);
+            let signs_body = account
+                .spec
+                .signature
+                .as_ref()
+                .is_some_and(|s| s.signed_content.contains("{body}"));
+            if !signs_body {
+                continue;
+            }
+            let mut tampered = signed.body.clone();
+            if let Some(last) = tampered.iter().rposition(|b| b.is_ascii_alphanumeric()) {
+                tampered[last] ^= 0x01;
+            }
+            assert!(
+                verify(&Bytes::from(tampered), NOW).is_err(),
+                "{}: tampered body verified",
+                rule.name
+            );
+        }
+    }
+
+    #[test]
+    fn set_path_writes_members() {
+        let mut v = json!({"a": 1});
+        set_path(&mut v, "$.signature.token", json!("t")).unwrap_or_else(|e| panic!("{e}"));
+        set_path(&mut v, "$['event-data'].id", json!("x")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            v,
+            json!({"a": 1, "signature": {"token": "t"}, "event-data": {"id": "x"}})
+        );
+        assert!(set_path(&mut v, "$.a[0]", json!(1)).is_err());
+    }
+}
