@@ -322,7 +322,7 @@ pub struct EventFilterArgs {
     /// Account name.
     #[arg(long)]
     pub account: Option<String>,
-    /// accepted, duplicate or rejected.
+    /// accepted, duplicate, rejected or handshake.
     #[arg(long)]
     pub status: Option<String>,
     /// Rejection reason, e.g. bad_signature.
