@@ -254,10 +254,15 @@ impl Handshake {
                 let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(mac_key?).ok()?;
                 mac.update(token.as_bytes());
                 let encrypted = hex::encode(mac.finalize().into_bytes());
-                let body = serde_json::json!({"plainToken": token, "encryptedToken": encrypted});
+                // In the order of the provider's documentation: plainToken, encryptedToken.
+                let body = format!(
+                    r#"{{"plainToken":{},"encryptedToken":{}}}"#,
+                    Value::String(token),
+                    Value::String(encrypted)
+                );
                 Some(Answer {
                     content_type: JSON,
-                    body: body.to_string(),
+                    body,
                     detail: "handshake: token answered with its HMAC".into(),
                 })
             }

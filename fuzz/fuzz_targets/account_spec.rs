@@ -2,14 +2,19 @@
 //! and compile (which must fail closed, never panic).
 #![no_main]
 
+use std::sync::OnceLock;
+
 use hookgate::account::{AccountSpec, compile};
+use hookgate::rules::Rules;
 use libfuzzer_sys::fuzz_target;
+
+static RULES: OnceLock<Rules> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<serde_json::Value>(data) else {
         return;
     };
-    let Ok(value) = hookgate::rules::prepare(value) else {
+    let Ok(value) = RULES.get_or_init(Rules::shipped).prepare(value) else {
         return;
     };
     let Ok(spec) = AccountSpec::from_json(value) else {

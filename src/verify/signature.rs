@@ -19,7 +19,7 @@ use super::grammar::Layout;
 use super::keys::{Inputs, Key};
 use super::signed_content::{Part, SignedContent};
 use super::{Rejection, RequestView};
-use crate::account::{Algorithm, Encoding, SignatureSpec, SpecError};
+use crate::account::{Algorithm, Encoding, SignatureSpec, SpecError, TimestampFormat};
 use crate::event::Reason;
 use crate::extract::JsonPath;
 use crate::secret::ct_eq;
@@ -46,6 +46,7 @@ pub struct SignatureCheck {
     timestamp: Option<Source>,
     id: Option<Source>,
     tolerance_secs: u64,
+    timestamp_format: TimestampFormat,
     keys: Vec<Key>,
     body_digest_param: Option<String>,
     url_port_variants: bool,
@@ -126,6 +127,7 @@ impl SignatureCheck {
             timestamp,
             id,
             tolerance_secs: spec.tolerance_secs,
+            timestamp_format: spec.timestamp_format,
             keys,
             body_digest_param: spec.body_digest_param.clone().filter(|p| !p.is_empty()),
             url_port_variants: spec.url_port_variants,
@@ -352,7 +354,16 @@ impl SignatureCheck {
             return Ok(());
         }
         let stale = |detail: String| Rejection::new(Reason::StaleTimestamp, detail);
-        let Some(sent) = parse_timestamp(ts) else {
+        let sent = match self.timestamp_format {
+            // Declared milliseconds are milliseconds, however small the number.
+            TimestampFormat::UnixMs => std::str::from_utf8(ts)
+                .ok()
+                .and_then(|t| t.trim().parse::<i64>().ok())
+                .map(|ms| ms.div_euclid(1000))
+                .or_else(|| parse_timestamp(ts)),
+            TimestampFormat::Unix | TimestampFormat::Rfc3339 => parse_timestamp(ts),
+        };
+        let Some(sent) = sent else {
             return Err(stale(format!(
                 "the timestamp {:?} is neither Unix seconds, milliseconds nor RFC 3339",
                 String::from_utf8_lossy(ts)
@@ -473,7 +484,7 @@ pub fn parse_timestamp(ts: &[u8]) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::account::{SecretEncoding, SignatureFormat, TimestampFormat};
+    use crate::account::{SecretEncoding, SignatureFormat};
     use crate::secret::Secret;
     use crate::verify::sign;
     use bytes::Bytes;

@@ -222,7 +222,7 @@ async fn the_auditor_reads_everything_it_may_and_nothing_else() {
         let a = gw.call_as(AUDITOR_TOKEN, Method::GET, path, None).await;
         assert_eq!(a.status, 200, "auditor GET {path}");
     }
-    let denied: [(Method, &str, Option<Value>); 16] = [
+    let denied: [(Method, &str, Option<Value>); 17] = [
         (Method::GET, "/v1/accounts", None),
         (
             Method::POST,
@@ -262,6 +262,7 @@ async fn the_auditor_reads_everything_it_may_and_nothing_else() {
         ),
         (Method::DELETE, "/v1/tokens/n", None),
         (Method::GET, "/v1/providers", None),
+        (Method::GET, "/v1/providers/stripe", None),
         (Method::GET, "/metrics", None),
     ];
     for (method, path, body) in denied {

@@ -5,6 +5,7 @@ mod accounts;
 mod audit;
 mod crash;
 mod faults;
+mod fixtures;
 mod forward;
 mod hostile;
 mod ingest;
