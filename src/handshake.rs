@@ -167,6 +167,14 @@ impl Handshake {
         })
     }
 
+    /// The query parameter carrying a verify token, to redact in the audit row.
+    pub fn token_param(&self) -> Option<&str> {
+        match self {
+            Handshake::QueryChallenge { token_param, .. } => Some(token_param),
+            _ => None,
+        }
+    }
+
     /// True for a handshake that arrives as `GET`.
     pub fn is_get(&self) -> bool {
         matches!(self, Handshake::QueryChallenge { .. })

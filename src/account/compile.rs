@@ -39,6 +39,16 @@ impl CompiledAccount {
     pub fn active(&self) -> bool {
         self.spec.active
     }
+
+    /// Query parameters that carry credentials (the authenticate key, a handshake's verify
+    /// token), to redact in the audit row.
+    pub fn sensitive_query_params(&self) -> Vec<&str> {
+        let mut params: Vec<&str> = self.verifier.sensitive_query_param().into_iter().collect();
+        if let Some(p) = self.handshake.as_ref().and_then(Handshake::token_param) {
+            params.push(p);
+        }
+        params
+    }
 }
 
 /// Validates and compiles a spec. Every refusal names its field.

@@ -471,14 +471,11 @@ impl Row<'_> {
         body_size: u64,
         whole: bool,
     ) -> EventRecord {
-        let (sensitive, query_param) = match &self.account {
-            Some(a) => (
-                a.verifier.sensitive_headers(),
-                a.verifier.sensitive_query_param(),
-            ),
-            None => (Vec::new(), None),
+        let (sensitive, query_params) = match &self.account {
+            Some(a) => (a.verifier.sensitive_headers(), a.sensitive_query_params()),
+            None => (Vec::new(), Vec::new()),
         };
-        let query = redact::query(self.parts.uri.query().unwrap_or(""), query_param);
+        let query = redact::query(self.parts.uri.query().unwrap_or(""), &query_params);
         let headers = redact::headers_json(
             &self.parts.headers,
             &sensitive,

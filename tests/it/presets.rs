@@ -77,9 +77,21 @@ async fn meta_get_challenge_is_answered_and_audited_and_a_wrong_token_is_refused
             ("rejected", Some("method_not_allowed"))
         ]
     );
-    // The verify token is a secret: write-only like the others, and redacted in the row.
+    // The verify token is a secret: write-only like the others, and redacted in the rows
+    // (a wrong guess too: it may be a near miss).
     let shown = gw.admin_call(Method::GET, "/v1/accounts/wa", None).await;
     assert!(!shown.json().to_string().contains("my-verify-token"));
+    for row in &rows {
+        let full = gw.event(row["id"].as_str().unwrap_or("")).await.to_string();
+        assert!(
+            !full.contains("my-verify-token") && !full.contains("guess"),
+            "{full}"
+        );
+        assert!(
+            full.contains("1158201444") || row["status"] != "handshake",
+            "{full}"
+        );
+    }
     gw.stop().await;
 }
 
