@@ -290,6 +290,7 @@ pub(super) fn filtered(
         (true, _) => " INDEXED BY events_by_reason",
         (false, Some("rejected")) => " INDEXED BY events_rejected",
         (false, Some("duplicate")) => " INDEXED BY events_duplicate",
+        (false, Some("handshake")) => " INDEXED BY events_handshake",
         _ => "",
     };
     let mut sql = format!("SELECT {columns} FROM events{index} WHERE 1 = 1");

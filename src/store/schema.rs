@@ -125,6 +125,11 @@ const MIGRATIONS: &[&str] = &[
         pad BLOB NOT NULL
     );
     ",
+    // 6: provider handshakes are recorded with status 'handshake'; like the other rare
+    // outcomes, they get a partial index so `status=handshake` does not scan the log.
+    "
+    CREATE INDEX events_handshake ON events(seq) WHERE status = 'handshake';
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.

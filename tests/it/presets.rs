@@ -172,6 +172,12 @@ async fn woocommerce_ping_passes_unsigned_but_a_bad_signature_never_does() {
         .map(|r| r["status"].as_str().unwrap_or(""))
         .collect();
     assert_eq!(statuses, ["handshake", "rejected", "rejected"]);
+    let handshakes = gw.events("status=handshake").await;
+    assert_eq!(
+        handshakes.len(),
+        1,
+        "the status filter finds handshakes (partial index)"
+    );
     gw.stop().await;
 }
 
