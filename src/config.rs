@@ -167,6 +167,10 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
+    /// WAL pages after which the writer checkpoints them into the database file. Fewer
+    /// means shorter, more frequent pauses (a lower tail latency) at some cost in rate;
+    /// more means the opposite (BENCHMARKS.md).
+    pub checkpoint_pages: u32,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
     /// created on first start.
@@ -216,6 +220,7 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
+            checkpoint_pages: 2000,
             secret_key: None,
         }
     }

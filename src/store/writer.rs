@@ -115,9 +115,10 @@ pub(super) fn open_write_connection(
     // The random-key indexes (dedupe, sender) outgrow SQLite's 2 MB default cache quickly;
     // a miss costs a read from the OS and more dirty pages per group.
     conn.pragma_update(None, "cache_size", -64 * 1024)?;
-    // Checkpoint every 2000 WAL pages rather than 1000: a page dirtied by several groups is
-    // copied once, and the checkpoint's fsync is paid half as often (BENCHMARKS.md).
-    conn.pragma_update(None, "wal_autocheckpoint", 2000)?;
+    // By default every 2000 WAL pages rather than SQLite's 1000: a page dirtied by several
+    // groups is copied once, and the checkpoint's fsync is paid half as often; fewer pages
+    // shorten the pause each checkpoint puts in front of waiting groups (BENCHMARKS.md).
+    conn.pragma_update(None, "wal_autocheckpoint", tuning.checkpoint_pages.max(1))?;
     conn.set_prepared_statement_cache_capacity(32);
     schema::migrate(&mut conn)?;
     Ok(conn)
