@@ -284,3 +284,43 @@ async fn what_hookgate_sign_prints_is_accepted_by_a_running_gateway() {
     assert_eq!(e["sender"], "cus_7");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn hookgate_providers_lists_every_preset_and_shows_what_one_needs() {
+    let run = |args: &'static [&'static str]| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+            .args(args)
+            .env_remove("HOOKGATE_RULES_DIR")
+            .output()
+            .await
+            .expect("run hookgate providers")
+    };
+    let list = run(&["providers", "list"]).await;
+    assert!(list.status.success());
+    let text = String::from_utf8_lossy(&list.stdout).into_owned();
+    for rule in hookgate::rules::Rules::shipped().all() {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("{} ", rule.name))),
+            "{} missing from:\n{text}",
+            rule.name
+        );
+    }
+    let show = run(&["providers", "show", "meta"]).await;
+    assert!(show.status.success());
+    let text = String::from_utf8_lossy(&show.stdout).into_owned();
+    for needed in [
+        "App Secret",
+        "handshake.verify_token",
+        "(required)",
+        "X-Hub-Signature-256",
+        "phone_number_id",
+        "https://developers.facebook.com/",
+    ] {
+        assert!(text.contains(needed), "{needed:?} missing from:\n{text}");
+    }
+    let unknown = run(&["providers", "show", "nope"]).await;
+    assert!(!unknown.status.success());
+    let err = String::from_utf8_lossy(&unknown.stderr).into_owned();
+    assert!(err.contains("no provider preset named \"nope\""), "{err}");
+}
