@@ -5,6 +5,9 @@
 //! result into headers and a ready curl command. It must never print the secret it was
 //! given to sign with.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
+
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
@@ -13,22 +16,45 @@ use crate::account::AccountSpec;
 use crate::rules::{self, Rules};
 use crate::signer::{SignInput, sign_request};
 
+/// Appends one line to the output buffer.
+macro_rules! say {
+    ($out:ident) => {
+        let _ = writeln!($out);
+    };
+    ($out:ident, $($arg:tt)*) => {
+        let _ = writeln!($out, $($arg)*);
+    };
+}
+
+/// Writes the whole output at once; a reader that went away (`| head`) is not an error.
+fn emit(out: &str) -> anyhow::Result<()> {
+    match std::io::stdout().lock().write_all(out.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 /// Runs `hookgate providers ...`.
 pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
+    let mut out = String::new();
     match cmd {
         ProvidersCommand::List { rules_dir } => {
             let rules = Rules::load(rules_dir.as_deref())?;
-            println!("{:<18} {:<26} checks", "name", "title");
+            say!(out, "{:<18} {:<26} checks", "name", "title");
             for rule in rules.all() {
-                println!(
+                say!(
+                    out,
                     "{:<18} {:<26} {}",
                     rule.name,
                     rule.title,
                     rules::checks(rule).join(", ")
                 );
             }
-            println!("\n`hookgate providers show NAME` says what a preset needs.");
-            Ok(())
+            say!(
+                out,
+                "\n`hookgate providers show NAME` says what a preset needs."
+            );
+            emit(&out)
         }
         ProvidersCommand::Show { name, rules_dir } => {
             let rules = Rules::load(rules_dir.as_deref())?;
@@ -38,17 +64,18 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                 );
             };
             let d = rules::describe(rule);
-            println!("{} ({})", rule.title, rule.name);
+            say!(out, "{} ({})", rule.title, rule.name);
             if let Some(docs) = &rule.docs {
-                println!("  docs:    {docs}");
+                say!(out, "  docs:    {docs}");
             }
-            println!("  origin:  {}", rule.origin);
-            println!("  checks:  {}", rules::checks(rule).join(", "));
+            say!(out, "  origin:  {}", rule.origin);
+            say!(out, "  checks:  {}", rules::checks(rule).join(", "));
             let mut example = json!({"name": "my_account", "provider": rule.name, "secret": "..."});
-            println!("  settings:");
+            say!(out, "  settings:");
             for s in d["settings"].as_array().into_iter().flatten() {
                 let field = s["field"].as_str().unwrap_or("");
-                println!(
+                say!(
+                    out,
                     "    {field:<24} {}{}",
                     s["help"].as_str().unwrap_or(""),
                     if s["required"] == true {
@@ -65,19 +92,23 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                     crate::account::merge_patch(&mut example, &patch);
                 }
             }
-            println!("  create request: {example}");
-            println!("  defaults (any field given at creation overrides them):");
+            say!(out, "  create request: {example}");
+            say!(
+                out,
+                "  defaults (any field given at creation overrides them):"
+            );
             let defaults = toml::to_string(&rule.account).unwrap_or_default();
             for line in defaults.lines() {
-                println!("    {line}");
+                say!(out, "    {line}");
             }
-            Ok(())
+            emit(&out)
         }
     }
 }
 
 /// Runs `hookgate sign`.
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let mut out = String::new();
     let rules = Rules::load(args.rules_dir.as_deref())?;
     let Some(rule) = rules.get(&args.provider) else {
         bail!(
@@ -114,18 +145,19 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         now_secs: now,
         id: &id,
     })?;
-    println!(
+    say!(
+        out,
         "# What {} would send (signed now, {}):",
         rule.title,
         crate::clock::format_micros(now * 1_000_000)
     );
     for (k, v) in &signed.headers {
-        println!("{k}: {v}");
+        say!(out, "{k}: {v}");
     }
     if let Some(public) = &signed.public_key {
-        println!("# The account's secret is the public key: {public}");
+        say!(out, "# The account's secret is the public key: {public}");
     }
-    println!();
+    say!(out);
     let mut curl = format!("curl -sS -X POST {}", shell_quote(&signed.url));
     for (k, v) in &signed.headers {
         curl.push_str(&format!(" \\\n  -H {}", shell_quote(&format!("{k}: {v}"))));
@@ -142,8 +174,8 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
             shell_quote(&String::from_utf8_lossy(&signed.body))
         ));
     }
-    println!("{curl}");
-    Ok(())
+    say!(out, "{curl}");
+    emit(&out)
 }
 
 /// Quotes for a POSIX shell.
