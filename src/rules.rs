@@ -200,17 +200,29 @@ impl Rules {
         Ok(request)
     }
 
-    /// Prepares an update: `merged` is the stored spec with the patch applied. The preset
-    /// is merged again only when the patch changes the provider, so a field the user
-    /// removed stays removed.
-    pub fn prepare_update(&self, merged: Value, patch: &Value) -> Result<Value, SpecError> {
-        if patch.get("provider").is_some() {
-            return self.prepare(merged);
+    /// Prepares an update of the stored spec `stored` by a merge patch. The preset is not
+    /// merged again, so a default the user removed stays removed. A patch that changes the
+    /// provider starts over from the new preset, keeping only what is not about checking or
+    /// extracting (name, forwarding, active, store_body, public_url); it must bring the new
+    /// provider's secret.
+    pub fn prepare_update(&self, stored: Value, patch: &Value) -> Result<Value, SpecError> {
+        let old = provider_of(&stored);
+        if let Some(new) = patch.get("provider").and_then(Value::as_str)
+            && new != old
+        {
+            let mut base = json!({});
+            for key in ["name", "forward", "active", "store_body", "public_url"] {
+                if let Some(v) = stored.get(key) {
+                    base[key] = v.clone();
+                }
+            }
+            merge_patch(&mut base, patch);
+            return self.prepare(base);
         }
-        let mut merged = merged;
-        let provider = provider_of(&merged);
+        let mut merged = stored;
+        merge_patch(&mut merged, patch);
         let target = self
-            .get(&provider)
+            .get(&provider_of(&merged))
             .map_or(SecretTarget::SignatureSecrets, |r| r.secret_target);
         place_secret(&mut merged, target)?;
         Ok(merged)
@@ -531,17 +543,39 @@ mod tests {
     }
 
     #[test]
-    fn an_update_keeps_a_removed_default_removed() {
+    fn an_update_keeps_a_removed_default_removed_and_a_new_provider_starts_over() {
         let rules = Rules::shipped();
-        let mut stored = rules
-            .prepare(json!({"name": "gh", "provider": "github", "secret": "s"}))
+        let stored = rules
+            .prepare(json!({"name": "gh", "provider": "github", "secret": "s",
+                            "forward": {"send_to_user": true, "template": "hi"}}))
             .unwrap_or_else(|e| panic!("{e}"));
         let patch = json!({"paths": {"sender": null}});
-        merge_patch(&mut stored, &patch);
         let v = rules
-            .prepare_update(stored, &patch)
+            .prepare_update(stored.clone(), &patch)
             .unwrap_or_else(|e| panic!("{e}"));
         assert!(v["paths"].get("sender").is_none(), "{v}");
+        assert_eq!(v["signature"]["secrets"], json!(["s"]));
+
+        let switch = json!({"provider": "stripe", "secret": "whsec_new"});
+        let v = rules
+            .prepare_update(stored.clone(), &switch)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(v["signature"]["header"], json!("Stripe-Signature"));
+        assert_eq!(
+            v["signature"]["secrets"],
+            json!(["whsec_new"]),
+            "the old secret is gone"
+        );
+        assert_eq!(v["paths"]["event_id"], json!("$.id"));
+        assert_eq!(v["forward"]["template"], json!("hi"), "forwarding is kept");
+        let no_secret = rules
+            .prepare_update(stored, &json!({"provider": "stripe"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = AccountSpec::from_json(no_secret).unwrap_or_else(|e| panic!("{e}"));
+        let err = crate::account::compile(spec, false, 0, 0)
+            .err()
+            .map(|e| e.field);
+        assert_eq!(err.as_deref(), Some("signature.secrets"));
     }
 
     #[test]

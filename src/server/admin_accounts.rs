@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use super::admin::store_problem;
 use super::http::{Problem, ResBody};
-use crate::account::{AccountSpec, CompiledAccount, SpecError, compile, merge_patch};
+use crate::account::{AccountSpec, CompiledAccount, SpecError, compile};
 use crate::clock::{format_micros, now_micros};
 use crate::rules;
 use crate::store::{AdminWrite, Change};
@@ -120,11 +120,10 @@ pub async fn update(
             "an account cannot be renamed; create a new one",
         )));
     }
-    let mut merged = current.spec.to_stored_json();
-    merge_patch(&mut merged, &patch);
+    let stored = current.spec.to_stored_json();
     let prepared = state
         .rules
-        .prepare_update(merged, &patch)
+        .prepare_update(stored, &patch)
         .map_err(invalid)?;
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let fields: Vec<&String> = patch
