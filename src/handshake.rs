@@ -240,10 +240,7 @@ impl Handshake {
                 equals,
                 challenge,
             } => {
-                if when.value(payload) != Some(equals) {
-                    return None;
-                }
-                let c = challenge.text(payload)?;
+                let c = challenge_when(when, equals, challenge, payload)?;
                 Some(Answer {
                     content_type: TEXT,
                     body: c,
@@ -255,10 +252,7 @@ impl Handshake {
                 equals,
                 challenge,
             } => {
-                if when.value(payload) != Some(equals) {
-                    return None;
-                }
-                let token = challenge.text(payload)?;
+                let token = challenge_when(when, equals, challenge, payload)?;
                 let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(mac_key?).ok()?;
                 mac.update(token.as_bytes());
                 let encrypted = hex::encode(mac.finalize().into_bytes());
@@ -292,6 +286,18 @@ impl Handshake {
             }
         }
     }
+}
+
+/// The text at `challenge` when `when` holds `equals`.
+fn challenge_when(
+    when: &JsonPath,
+    equals: &Value,
+    challenge: &JsonPath,
+    payload: &Value,
+) -> Option<String> {
+    (when.value(payload) == Some(equals))
+        .then(|| challenge.text(payload))
+        .flatten()
 }
 
 #[cfg(test)]
