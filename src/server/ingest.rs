@@ -304,7 +304,10 @@ impl Row<'_> {
             }
         };
         let extracted = account.extractor.extract(&verified, &payload);
-        if let Some(h) = &account.handshake {
+        // A signed handshake (Slack, Zoom, Discord). An unsigned one (a creation ping) is
+        // only ever recognised above, on a request that carries no signature: a verified
+        // request of that shape is an event.
+        if let Some(h) = account.handshake.as_ref().filter(|h| !h.is_unsigned()) {
             let key = account.verifier.signature().and_then(|s| s.first_mac_key());
             if let Some(answer) = h.on_payload(&payload, key) {
                 return self.handshake(answer, body.clone(), extracted).await;

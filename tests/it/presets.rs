@@ -156,6 +156,23 @@ async fn woocommerce_ping_passes_unsigned_but_a_bad_signature_never_does() {
         )
         .await;
     assert_eq!(signed_wrong.status, 401);
+    // A signed request of the ping's shape is an event, not a handshake.
+    let sig = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(b"wc-secret", b"webhook_id=43"))
+    };
+    let signed = gw
+        .post_hook(
+            "woo",
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("x-wc-webhook-signature", sig.as_str()),
+            ],
+            "webhook_id=43",
+        )
+        .await;
+    assert_eq!(signed.json()["status"], "accepted", "{:?}", signed.json());
     // An unsigned order is not a ping.
     let order = gw
         .post_hook(
@@ -171,7 +188,7 @@ async fn woocommerce_ping_passes_unsigned_but_a_bad_signature_never_does() {
         .iter()
         .map(|r| r["status"].as_str().unwrap_or(""))
         .collect();
-    assert_eq!(statuses, ["handshake", "rejected", "rejected"]);
+    assert_eq!(statuses, ["handshake", "rejected", "accepted", "rejected"]);
     let handshakes = gw.events("status=handshake").await;
     assert_eq!(
         handshakes.len(),
