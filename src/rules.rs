@@ -355,9 +355,10 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
     Ok(())
 }
 
-/// Parses and checks one rule file: its name, and that an account built from the name,
-/// a secret of the right form and its required settings compiles.
-fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
+/// Parses and checks one rule file's text (`file` names it in errors, `stem` is the name
+/// it must have): its fields, its name, and that an account built from the name, a secret
+/// of the right form and its required settings compiles.
+pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
     let err = |field: &str, message: String| RuleError {
         file: file.to_owned(),
         field: field.to_owned(),

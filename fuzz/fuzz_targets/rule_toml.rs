@@ -1,4 +1,6 @@
-//! Fuzzes rule (provider preset) files: TOML into `rules::Rule`.
+//! Fuzzes rule (provider preset) files as an operator's directory is loaded: TOML into
+//! `rules::Rule`, the name check, and compiling an account from the rule. Whatever the
+//! file holds, the answer is a rule or an error naming a field, never a panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -7,5 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    let _ = toml::from_str::<hookgate::rules::Rule>(text);
+    if let Err(e) = hookgate::rules::parse("fuzz.toml", "fuzz", text) {
+        assert!(!e.field.is_empty());
+    }
 });
