@@ -1,5 +1,5 @@
 //! The commands that talk to a running gateway's admin API: `accounts`, `events`,
-//! `audit`, `tokens`.
+//! `audit`, `tokens` (and `audit verify --db`, which checks a database file offline).
 //!
 //! Owns turning each subcommand into admin-API calls at `HOOKGATE_URL` with
 //! `HOOKGATE_ADMIN_TOKEN` (or the auditor token) and printing the answers. It must never
