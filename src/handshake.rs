@@ -31,23 +31,17 @@ pub enum Handshake {
         /// The expected verify token.
         verify_token: Secret,
     },
-    /// Echo the text at `challenge` when `when` equals `equals`.
+    /// When `when` equals `equals`, answer the text at `challenge` (Slack), or with
+    /// `hmac`, answer it with its HMAC-SHA256 under the first secret (Zoom).
     Echo {
         /// Identifies the handshake.
         when: JsonPath,
         /// The value `when` must have.
         equals: Value,
-        /// The challenge to echo.
+        /// The challenge to answer.
         challenge: JsonPath,
-    },
-    /// Answer the token at `challenge` with its HMAC-SHA256 under the first secret.
-    HmacEcho {
-        /// Identifies the handshake.
-        when: JsonPath,
-        /// The value `when` must have.
-        equals: Value,
-        /// The token to answer.
-        challenge: JsonPath,
+        /// Answer `{"plainToken", "encryptedToken"}` instead of the text.
+        hmac: bool,
     },
     /// Answer a fixed JSON text.
     Reply {
@@ -119,27 +113,25 @@ impl Handshake {
                 when,
                 equals,
                 challenge,
-            } => Handshake::Echo {
-                when: path("when", when)?,
-                equals: equals.clone(),
-                challenge: path("challenge", challenge)?,
-            },
-            HandshakeSpec::HmacEcho {
+            }
+            | HandshakeSpec::HmacEcho {
                 when,
                 equals,
                 challenge,
             } => {
-                if !has_mac_key {
+                let hmac = matches!(spec, HandshakeSpec::HmacEcho { .. });
+                if hmac && !has_mac_key {
                     return Err(SpecError::new(
                         "handshake.type",
                         "hmac_echo answers with an HMAC of the account's secret, so the \
                          account needs an HMAC signature",
                     ));
                 }
-                Handshake::HmacEcho {
+                Handshake::Echo {
                     when: path("when", when)?,
                     equals: equals.clone(),
                     challenge: path("challenge", challenge)?,
+                    hmac,
                 }
             }
             HandshakeSpec::Reply {
@@ -239,6 +231,7 @@ impl Handshake {
                 when,
                 equals,
                 challenge,
+                hmac: false,
             } => {
                 let c = challenge_when(when, equals, challenge, payload)?;
                 Some(Answer {
@@ -247,10 +240,11 @@ impl Handshake {
                     detail: "handshake: challenge echoed".into(),
                 })
             }
-            Handshake::HmacEcho {
+            Handshake::Echo {
                 when,
                 equals,
                 challenge,
+                hmac: true,
             } => {
                 let token = challenge_when(when, equals, challenge, payload)?;
                 let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(mac_key?).ok()?;

@@ -43,6 +43,31 @@ pub struct Rule {
     pub origin: String,
 }
 
+impl Rule {
+    /// Puts `placeholder` into every required setting the request lacks, so an account can
+    /// be built from the rule without the user's values (checking, signing, examples).
+    pub fn fill_required_settings(&self, request: &mut Value, placeholder: &str) {
+        for setting in self.settings.iter().filter(|s| s.required) {
+            let mut patch = Value::String(placeholder.to_owned());
+            for part in setting.field.rsplit('.') {
+                patch = json!({ part: patch });
+            }
+            let mut filled = patch;
+            merge_patch(&mut filled, request);
+            *request = filled;
+        }
+    }
+
+    /// The preset's fields with `request` merged over them, and the pasted `secret` put
+    /// where the preset says.
+    fn apply(&self, request: &Value) -> Result<Value, SpecError> {
+        let mut merged = serde_json::to_value(&self.account).unwrap_or(Value::Null);
+        merge_patch(&mut merged, request);
+        place_secret(&mut merged, self.secret_target)?;
+        Ok(merged)
+    }
+}
+
 /// Where a preset puts the pasted `secret`.
 #[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 pub enum SecretTarget {
@@ -187,16 +212,11 @@ impl Rules {
     /// says (for a custom account, into `signature.secrets`).
     pub fn prepare(&self, mut request: Value) -> Result<Value, SpecError> {
         let provider = provider_of(&request);
-        let target = if provider == "custom" {
-            SecretTarget::SignatureSecrets
-        } else {
+        if provider != "custom" {
             let rule = self.get(&provider).ok_or_else(|| unknown(&provider))?;
-            let mut merged = serde_json::to_value(&rule.account).unwrap_or(Value::Null);
-            merge_patch(&mut merged, &request);
-            request = merged;
-            rule.secret_target
-        };
-        place_secret(&mut request, target)?;
+            return rule.apply(&request);
+        }
+        place_secret(&mut request, SecretTarget::SignatureSecrets)?;
         Ok(request)
     }
 
@@ -389,17 +409,9 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
         ));
     }
     let mut request = json!({"name": "rule_check", "provider": rule.name});
-    for setting in rule.settings.iter().filter(|s| s.required) {
-        let mut patch = Value::String("rule-check-value".into());
-        for part in setting.field.rsplit('.') {
-            patch = json!({ part: patch });
-        }
-        merge_patch(&mut request, &patch);
-    }
+    rule.fill_required_settings(&mut request, "rule-check-value");
     request["secret"] = Value::String(example_secret(&rule));
-    let mut merged = serde_json::to_value(&rule.account).unwrap_or(Value::Null);
-    merge_patch(&mut merged, &request);
-    place_secret(&mut merged, rule.secret_target).map_err(|e| {
+    let merged = rule.apply(&request).map_err(|e| {
         let field = match rule.secret_target {
             SecretTarget::SignatureSecrets => "account.signature",
             SecretTarget::AuthValue => "account.auth",

@@ -9,7 +9,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ProvidersCommand, SignArgs};
 use crate::account::AccountSpec;
@@ -84,14 +84,8 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                         ""
                     }
                 );
-                if s["required"] == true && field != "secret" {
-                    let mut patch = Value::String("...".into());
-                    for part in field.rsplit('.') {
-                        patch = json!({ part: patch });
-                    }
-                    crate::account::merge_patch(&mut example, &patch);
-                }
             }
+            rule.fill_required_settings(&mut example, "...");
             say!(out, "  create request: {example}");
             say!(
                 out,
@@ -126,13 +120,7 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         format!("{}/hooks/{}", base.trim_end_matches('/'), rule.name)
     });
     let mut request = json!({"name": "sign", "provider": rule.name, "secret": args.secret});
-    for setting in rule.settings.iter().filter(|s| s.required) {
-        let mut patch = Value::String("unused-when-signing".into());
-        for part in setting.field.rsplit('.') {
-            patch = json!({ part: patch });
-        }
-        crate::account::merge_patch(&mut request, &patch);
-    }
+    rule.fill_required_settings(&mut request, "unused-when-signing");
     let prepared = rules.prepare(request).map_err(|e| anyhow::anyhow!("{e}"))?;
     let spec = AccountSpec::from_json(prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = crate::clock::now_micros() / 1_000_000;

@@ -232,7 +232,7 @@ impl SignatureCheck {
         let form_params = self.form_params(req)?;
         let urls = self.urls(req.url);
         let mut matched = false;
-        for url in &urls {
+        for url in urls.iter().flatten() {
             let inputs = Inputs {
                 body: req.body,
                 timestamp: timestamp.as_deref().unwrap_or(b""),
@@ -339,14 +339,18 @@ impl SignatureCheck {
         Ok(sorted_form_params(req.body))
     }
 
-    /// The URLs to try for `{url}`: as given, or without and with the default port.
-    fn urls<'u>(&self, url: &'u str) -> Vec<Cow<'u, str>> {
+    /// The URLs to try for `{url}`: as given, or without and with the default port. No
+    /// allocation in the common case (one URL, as given).
+    fn urls<'u>(&self, url: &'u str) -> [Option<Cow<'u, str>>; 2] {
         if !self.url_port_variants || !self.content.uses(&Part::Url) {
-            return vec![Cow::Borrowed(url)];
+            return [Some(Cow::Borrowed(url)), None];
         }
-        let mut urls = vec![without_port(url), with_default_port(url)];
-        urls.dedup();
-        urls
+        let (bare, with_port) = (without_port(url), with_default_port(url));
+        if bare == with_port {
+            [Some(bare), None]
+        } else {
+            [Some(bare), Some(with_port)]
+        }
     }
 
     fn check_freshness(&self, ts: &[u8], now_secs: i64) -> Result<(), Rejection> {
