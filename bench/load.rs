@@ -4,8 +4,11 @@
 //! Owns request construction (a fresh event id and timestamp per request, HMAC-SHA256 over
 //! `{timestamp}.{body}`, so dedupe and freshness are really exercised) and measurement.
 //! At a fixed rate, latency is measured from each request's scheduled send time, so a
-//! stalled server cannot hide its queueing (no coordinated omission). It must never target
-//! anything but the address it is given (the suite gives only 127.0.0.1).
+//! stalled server cannot hide its queueing (no coordinated omission). The schedule is kept
+//! by a pacing thread, not by tokio's timer: the timer wheel rounds every wake-up to the
+//! next millisecond, which would add up to a millisecond of the generator's own lateness to
+//! every measured latency. It must never target anything but the address it is given (the
+//! suite gives only 127.0.0.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
 
 /// What to send and how hard.
 #[derive(Debug, Clone)]
@@ -101,17 +105,32 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
     let spec = Arc::new(spec);
     let stop = Arc::new(AtomicBool::new(false));
     let ticket = Arc::new(AtomicU64::new(0));
+    let slots = Arc::new(Semaphore::new(0));
     let start = Instant::now();
+    let pacer = spec.rate.map(|rate| {
+        let (slots, stop, end) = (Arc::clone(&slots), Arc::clone(&stop), spec.duration);
+        std::thread::spawn(move || pace(rate, start, end, &slots, &stop))
+    });
     let mut tasks = Vec::new();
     for conn in 0..spec.connections {
-        let (spec, stop, ticket) = (Arc::clone(&spec), Arc::clone(&stop), Arc::clone(&ticket));
+        let (spec, stop, ticket, slots) = (
+            Arc::clone(&spec),
+            Arc::clone(&stop),
+            Arc::clone(&ticket),
+            Arc::clone(&slots),
+        );
         tasks.push(tokio::spawn(async move {
-            connection(spec, conn, stop, ticket, start).await
+            connection(spec, conn, stop, ticket, slots, start).await
         }));
     }
     let deadline = start + spec.duration;
     tokio::time::sleep_until(deadline.into()).await;
     stop.store(true, Ordering::Relaxed);
+    // Connections waiting for a slot that will never come are released.
+    slots.close();
+    if let Some(p) = pacer {
+        let _ = p.join();
+    }
     let mut total = LoadResult {
         ok: 0,
         http_errors: 0,
@@ -136,11 +155,33 @@ fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("constant bounds are valid")
 }
 
+/// Releases one send slot per scheduled instant, `rate` per second from `start`, on an OS
+/// thread whose sleep is accurate to tens of microseconds. Slots not taken accumulate: a
+/// server that stalls finds the requests it owes waiting, each timed from its own instant.
+fn pace(rate: f64, start: Instant, end: Duration, slots: &Semaphore, stop: &AtomicBool) {
+    let mut released: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().min(end).as_secs_f64() * rate) as u64 + 1;
+        let total = (end.as_secs_f64() * rate) as u64;
+        let due = due.min(total);
+        if due > released {
+            slots.add_permits((due - released) as usize);
+            released = due;
+        }
+        if released >= total {
+            return;
+        }
+        let next = start + Duration::from_secs_f64(released as f64 / rate);
+        std::thread::sleep(next.saturating_duration_since(Instant::now()));
+    }
+}
+
 async fn connection(
     spec: Arc<LoadSpec>,
     conn: usize,
     stop: Arc<AtomicBool>,
     ticket: Arc<AtomicU64>,
+    slots: Arc<Semaphore>,
     start: Instant,
 ) -> LoadResult {
     let mut r = LoadResult {
@@ -166,16 +207,16 @@ async fn connection(
         };
         tokio::spawn(driver);
         while !stop.load(Ordering::Relaxed) {
-            // At a fixed rate each request has a slot in one global schedule.
+            // At a fixed rate each request has a slot in one global schedule; the k-th slot
+            // taken is released at the k-th instant (the pacer's, FIFO), and is timed from it.
             let scheduled = match spec.rate {
                 Some(rate) => {
-                    let k = ticket.fetch_add(1, Ordering::Relaxed);
-                    let at = start + Duration::from_secs_f64(k as f64 / rate);
-                    if at >= start + spec.duration {
-                        break 'reconnect;
+                    match slots.acquire().await {
+                        Ok(permit) => permit.forget(),
+                        Err(_) => break 'reconnect,
                     }
-                    tokio::time::sleep_until(at.into()).await;
-                    at
+                    let k = ticket.fetch_add(1, Ordering::Relaxed);
+                    start + Duration::from_secs_f64(k as f64 / rate)
                 }
                 None => Instant::now(),
             };
