@@ -167,9 +167,9 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
-    /// WAL pages after which the writer checkpoints them into the database file. Fewer
-    /// means shorter, more frequent pauses (a lower tail latency) at some cost in rate;
-    /// more means the opposite (BENCHMARKS.md).
+    /// WAL pages after which a background thread copies them into the database file (the
+    /// writer finishes each round with the last few pages). More means fewer, longer
+    /// passes and a larger WAL file (BENCHMARKS.md).
     pub checkpoint_pages: u32,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),

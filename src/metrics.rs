@@ -23,6 +23,10 @@ pub struct Metrics {
     failed_batches: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
+    checkpoints: AtomicU64,
+    checkpoint_micros: AtomicU64,
+    writer_checkpoints: AtomicU64,
+    writer_checkpoint_micros: AtomicU64,
 }
 
 impl Metrics {
@@ -57,6 +61,17 @@ impl Metrics {
         }
         self.commit_micros
             .fetch_add(commit_micros, Ordering::Relaxed);
+    }
+
+    /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
+    pub fn record_checkpoint(&self, by_writer: bool, micros: u64) {
+        let (n, t) = if by_writer {
+            (&self.writer_checkpoints, &self.writer_checkpoint_micros)
+        } else {
+            (&self.checkpoints, &self.checkpoint_micros)
+        };
+        n.fetch_add(1, Ordering::Relaxed);
+        t.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Rows and groups committed so far.
@@ -155,6 +170,36 @@ impl Metrics {
             out,
             "hookgate_writer_seconds_total {}",
             get(&self.commit_micros) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hookgate_checkpoints_total WAL checkpoints, by who ran them: the background thread or the writer (finishing a round)."
+        );
+        let _ = writeln!(out, "# TYPE hookgate_checkpoints_total counter");
+        let _ = writeln!(
+            out,
+            "hookgate_checkpoints_total{{by=\"background\"}} {}",
+            get(&self.checkpoints)
+        );
+        let _ = writeln!(
+            out,
+            "hookgate_checkpoints_total{{by=\"writer\"}} {}",
+            get(&self.writer_checkpoints)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hookgate_checkpoint_seconds_total Time spent in WAL checkpoints, by who ran them."
+        );
+        let _ = writeln!(out, "# TYPE hookgate_checkpoint_seconds_total counter");
+        let _ = writeln!(
+            out,
+            "hookgate_checkpoint_seconds_total{{by=\"background\"}} {}",
+            get(&self.checkpoint_micros) as f64 / 1e6
+        );
+        let _ = writeln!(
+            out,
+            "hookgate_checkpoint_seconds_total{{by=\"writer\"}} {}",
+            get(&self.writer_checkpoint_micros) as f64 / 1e6
         );
         let _ = writeln!(
             out,

@@ -7,11 +7,13 @@
 
 mod admin_write;
 pub mod audit;
+mod checkpoint;
 mod export;
 pub mod health;
 mod reader;
 mod schema;
 mod seal;
+mod wal_vfs;
 mod writer;
 
 pub use admin_write::{AdminWrite, Change};
@@ -113,17 +115,23 @@ impl Store {
     /// `stream_buffer` is how far a live-stream subscriber may fall behind.
     pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
         let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
-        let conn = writer::open_write_connection(path, tuning)?;
+        let mut conn = writer::open_write_connection(path, tuning)?;
+        let metrics = Arc::new(Metrics::default());
+        let checkpoints = checkpoint::Checkpoints::start(
+            &mut conn,
+            writer::open_checkpoint_connection(path, tuning)?,
+            tuning.checkpoint_pages,
+            Arc::clone(&metrics),
+        )?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
-        let metrics = Arc::new(Metrics::default());
         let (stream, _) = tokio::sync::broadcast::channel(stream_buffer.max(1));
         let shared = writer::Shared {
             healthy: Arc::clone(&healthy),
             metrics: Arc::clone(&metrics),
             stream: stream.clone(),
         };
-        let handle = writer::spawn(conn, rx, tuning.max_batch, shared)
+        let handle = writer::spawn(conn, checkpoints, rx, tuning.max_batch, shared)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             jobs,

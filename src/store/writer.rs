@@ -17,6 +17,7 @@ use super::StreamItem;
 
 use super::StoreError;
 use super::admin_write::AdminWrite;
+use super::checkpoint::Checkpoints;
 use super::schema;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
@@ -101,8 +102,13 @@ pub(super) fn open_write_connection(
     path: &Path,
     tuning: &Storage,
 ) -> Result<Connection, StoreError> {
-    let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    super::wal_vfs::register().map_err(StoreError::Unavailable)?;
+    let mut conn = Connection::open_with_flags_and_vfs(
+        path,
+        rusqlite::OpenFlags::default(),
+        super::wal_vfs::NAME,
+    )
+    .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))?;
     let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
@@ -118,9 +124,21 @@ pub(super) fn open_write_connection(
     // By default every 2000 WAL pages rather than SQLite's 1000: a page dirtied by several
     // groups is copied once, and the checkpoint's fsync is paid half as often; fewer pages
     // shorten the pause each checkpoint puts in front of waiting groups (BENCHMARKS.md).
-    conn.pragma_update(None, "wal_autocheckpoint", tuning.checkpoint_pages.max(1))?;
     conn.set_prepared_statement_cache_capacity(32);
     schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens the connection the checkpointer copies WAL frames with (`super::checkpoint`).
+pub(super) fn open_checkpoint_connection(
+    path: &Path,
+    tuning: &Storage,
+) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))?;
+    // A checkpoint fsyncs the WAL before it copies and the database file after.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 
@@ -137,16 +155,23 @@ pub(super) struct Shared {
 /// Starts the writer thread.
 pub(super) fn spawn(
     conn: Connection,
+    checkpoints: Checkpoints,
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: Shared,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, rx, max_batch, &shared))
+        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared))
 }
 
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, shared: &Shared) {
+fn run(
+    mut conn: Connection,
+    mut checkpoints: Checkpoints,
+    mut rx: mpsc::Receiver<Job>,
+    max_batch: usize,
+    shared: &Shared,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     let mut heads = match Heads::load(&conn) {
         Ok(h) => h,
@@ -167,9 +192,11 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, max_batch: usize, shar
             &mut conn, &mut batch, &mut rx, max_batch, shared, &mut heads,
         );
         if let Some(done) = stop {
+            drop(checkpoints);
             let _ = done.send(());
             return;
         }
+        checkpoints.after_commit(&conn);
     }
 }
 

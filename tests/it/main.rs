@@ -13,4 +13,5 @@ mod presets;
 mod process;
 mod props;
 mod secrets;
+mod storage;
 mod support;

@@ -1,0 +1,460 @@
+//! A thin SQLite VFS for the writer's connection that turns a commit's WAL appends into one
+//! `pwrite`.
+//!
+//! SQLite writes each WAL frame as two calls, a 24-byte header and then the page, so a
+//! group that dirtied a hundred pages costs two hundred system calls, each touching one or
+//! two page-cache pages of a file it is writing front to back. This layer keeps contiguous
+//! WAL writes in memory and hands them to the operating system at once when SQLite next
+//! does anything else with the file: before every `xSync` (so a commit's fsync covers the
+//! same bytes as before), and before any read, size query, truncation, file control or
+//! close. Everything else, every other file, and every other connection go straight to
+//! the platform's own VFS, which this one wraps.
+//!
+//! Owns all of the crate's `unsafe` code. It must never claim a write durable that is not
+//! on disk: nothing is acknowledged by SQLite before `xSync`, and `xSync` flushes first; a
+//! flush that fails fails the `xSync`, and SQLite rolls the transaction back. Readers on
+//! other connections only read frames published in the WAL index, which SQLite does after
+//! the commit's `xSync` (the writer runs with `synchronous=FULL`).
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, c_int, c_void};
+use std::mem::ManuallyDrop;
+use std::ptr;
+use std::sync::OnceLock;
+
+use rusqlite::ffi;
+
+/// The VFS's registered name.
+pub(super) const NAME: &CStr = c"hookgate-wal";
+
+/// Above this many buffered bytes the buffer is written out early.
+const MAX_BUFFER: usize = 8 * 1024 * 1024;
+
+/// The most bytes handed to the wrapped `xWrite` at once: the unix VFS writes at most
+/// 128 KiB - 1 per call (it masks the length) and reports a shorter write as a full disk.
+const MAX_WRITE: usize = 31 * 4096;
+
+/// One open WAL file: our header, then the wrapped VFS's own file object in the same
+/// allocation (SQLite allocates `szOsFile` bytes for each file).
+#[repr(C)]
+struct WalFile {
+    base: ffi::sqlite3_file,
+    /// File offset of `buf[0]`.
+    start: i64,
+    /// Writes not yet handed to the wrapped file, contiguous from `start`.
+    buf: ManuallyDrop<Vec<u8>>,
+}
+
+/// Where the wrapped file object begins, after ours, aligned for any C struct.
+const REAL_OFFSET: usize = std::mem::size_of::<WalFile>().next_multiple_of(16);
+
+/// The wrapped VFS, and ours, registered once per process.
+struct Registered {
+    under: *mut ffi::sqlite3_vfs,
+}
+
+// SAFETY: the pointer names SQLite's static default VFS, which lives for the process and
+// is itself safe to use from any thread (SQLite is built threadsafe).
+unsafe impl Send for Registered {}
+unsafe impl Sync for Registered {}
+
+static REGISTERED: OnceLock<Result<Registered, String>> = OnceLock::new();
+
+/// Writes SQLite asked for and writes handed on, counted for the tests' sake.
+#[cfg(test)]
+static COUNTS: [std::sync::atomic::AtomicU64; 2] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 2];
+
+/// Registers the VFS (once; later calls return the first outcome). Connections opt in by
+/// name; the default VFS stays the platform's.
+pub(super) fn register() -> Result<(), String> {
+    match REGISTERED.get_or_init(|| {
+        // SAFETY: sqlite3_vfs_find with NULL returns the default VFS or NULL; the struct we
+        // register is leaked, so it outlives every connection as SQLite requires.
+        unsafe {
+            let under = ffi::sqlite3_vfs_find(ptr::null());
+            if under.is_null() {
+                return Err("SQLite has no default VFS".into());
+            }
+            let mut ours: ffi::sqlite3_vfs = *under;
+            ours.szOsFile = (REAL_OFFSET + (*under).szOsFile as usize) as c_int;
+            ours.pNext = ptr::null_mut();
+            ours.zName = NAME.as_ptr();
+            ours.xOpen = Some(open);
+            let ours = Box::into_raw(Box::new(ours));
+            let rc = ffi::sqlite3_vfs_register(ours, 0);
+            if rc != ffi::SQLITE_OK {
+                drop(Box::from_raw(ours));
+                return Err(format!("registering the WAL VFS failed (SQLite code {rc})"));
+            }
+            Ok(Registered { under })
+        }
+    }) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(e.clone()),
+    }
+}
+
+fn under() -> *mut ffi::sqlite3_vfs {
+    match REGISTERED.get() {
+        Some(Ok(r)) => r.under,
+        _ => ptr::null_mut(),
+    }
+}
+
+/// The wrapped file object of one of our WAL files.
+///
+/// # Safety
+/// `p` must be a file opened by [`open`] with the WAL flag.
+unsafe fn real(p: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
+    // SAFETY: `open` placed the wrapped file at this offset of the same allocation.
+    unsafe { p.cast::<u8>().add(REAL_OFFSET).cast() }
+}
+
+unsafe extern "C" fn open(
+    _vfs: *mut ffi::sqlite3_vfs,
+    name: ffi::sqlite3_filename,
+    file: *mut ffi::sqlite3_file,
+    flags: c_int,
+    out_flags: *mut c_int,
+) -> c_int {
+    let under = under();
+    // SAFETY: `under` is the registered default VFS; `file` has room for `szOsFile` bytes,
+    // which is at least the wrapped VFS's size (non-WAL files) or our header plus it.
+    unsafe {
+        let Some(under_open) = under.as_ref().and_then(|u| u.xOpen) else {
+            return ffi::SQLITE_ERROR;
+        };
+        if flags & ffi::SQLITE_OPEN_WAL == 0 {
+            // Not a WAL: the wrapped VFS's own file object, at the start of the allocation,
+            // with its own methods; this layer is not on its path at all.
+            return under_open(under, name, file, flags, out_flags);
+        }
+        let inner = real(file);
+        let rc = under_open(under, name, inner, flags, out_flags);
+        if rc != ffi::SQLITE_OK {
+            if let Some(close) = (*inner).pMethods.as_ref().and_then(|m| m.xClose) {
+                close(inner);
+            }
+            (*file).pMethods = ptr::null();
+            return rc;
+        }
+        ptr::write(
+            file.cast::<WalFile>(),
+            WalFile {
+                base: ffi::sqlite3_file { pMethods: &METHODS },
+                start: 0,
+                buf: ManuallyDrop::new(Vec::new()),
+            },
+        );
+        ffi::SQLITE_OK
+    }
+}
+
+/// The wrapped file's methods.
+///
+/// # Safety
+/// `inner` must be an open file of the wrapped VFS.
+unsafe fn methods(inner: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_methods {
+    // SAFETY: an open file's methods are a static table of the wrapped VFS.
+    unsafe { &*(*inner).pMethods }
+}
+
+/// Hands the buffered bytes to the wrapped file; on failure they are dropped, as the
+/// transaction that wrote them fails with this code.
+///
+/// # Safety
+/// `p` must be one of our open WAL files.
+unsafe fn flush(p: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: `p` is a WalFile (see `open`); the wrapped file is open.
+    unsafe {
+        let f = &mut *p.cast::<WalFile>();
+        if f.buf.is_empty() {
+            return ffi::SQLITE_OK;
+        }
+        let inner = real(p);
+        let Some(write) = methods(inner).xWrite else {
+            return ffi::SQLITE_IOERR_WRITE;
+        };
+        let mut rc = ffi::SQLITE_OK;
+        let mut done = 0usize;
+        while done < f.buf.len() {
+            let n = (f.buf.len() - done).min(MAX_WRITE);
+            #[cfg(test)]
+            COUNTS[1].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            rc = write(
+                inner,
+                f.buf.as_ptr().add(done).cast(),
+                n as c_int,
+                f.start + done as i64,
+            );
+            if rc != ffi::SQLITE_OK {
+                break;
+            }
+            done += n;
+        }
+        f.buf.clear();
+        rc
+    }
+}
+
+unsafe extern "C" fn write(
+    p: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amount: c_int,
+    offset: i64,
+) -> c_int {
+    #[cfg(test)]
+    COUNTS[0].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: SQLite passes our open WAL file and `amount` readable bytes at `data`.
+    unsafe {
+        let f = &mut *p.cast::<WalFile>();
+        let bytes = std::slice::from_raw_parts(data.cast::<u8>(), amount.max(0) as usize);
+        let end = f.start + f.buf.len() as i64;
+        let fits = if f.buf.is_empty() {
+            f.start = offset;
+            true
+        } else {
+            // Contiguous with, or inside, what is buffered (a frame rewritten in place).
+            offset >= f.start && offset <= end
+        };
+        if !fits || f.buf.len() + bytes.len() > MAX_BUFFER {
+            let rc = flush(p);
+            if rc != ffi::SQLITE_OK {
+                return rc;
+            }
+            let f = &mut *p.cast::<WalFile>();
+            f.start = offset;
+        }
+        let f = &mut *p.cast::<WalFile>();
+        let at = (offset - f.start) as usize;
+        let new_len = f.buf.len().max(at + bytes.len());
+        f.buf.resize(new_len, 0);
+        f.buf[at..at + bytes.len()].copy_from_slice(bytes);
+        ffi::SQLITE_OK
+    }
+}
+
+unsafe extern "C" fn close(p: *mut ffi::sqlite3_file) -> c_int {
+    // SAFETY: our open WAL file; it is not used again after this call.
+    unsafe {
+        let rc = flush(p);
+        let inner = real(p);
+        let rc2 = methods(inner).xClose.map_or(ffi::SQLITE_OK, |c| c(inner));
+        let f = &mut *p.cast::<WalFile>();
+        ManuallyDrop::drop(&mut f.buf);
+        f.base.pMethods = ptr::null();
+        if rc != ffi::SQLITE_OK { rc } else { rc2 }
+    }
+}
+
+/// Defines a method that flushes, then forwards to the wrapped file.
+macro_rules! flush_then {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*)) => {
+        unsafe extern "C" fn $name(p: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: SQLite passes our open WAL file and the method's own arguments.
+            unsafe {
+                let rc = flush(p);
+                if rc != ffi::SQLITE_OK {
+                    return rc;
+                }
+                let inner = real(p);
+                match methods(inner).$field {
+                    Some(m) => m(inner $(, $arg)*),
+                    None => ffi::SQLITE_IOERR,
+                }
+            }
+        }
+    };
+}
+
+flush_then!(read, xRead, (buf: *mut c_void, amount: c_int, offset: i64));
+flush_then!(truncate, xTruncate, (size: i64));
+flush_then!(sync, xSync, (flags: c_int));
+flush_then!(file_size, xFileSize, (size: *mut i64));
+flush_then!(file_control, xFileControl, (op: c_int, arg: *mut c_void));
+
+/// Defines a method that forwards to the wrapped file unchanged.
+macro_rules! forward {
+    ($name:ident, $field:ident, ($($arg:ident: $ty:ty),*), $missing:expr) => {
+        unsafe extern "C" fn $name(p: *mut ffi::sqlite3_file $(, $arg: $ty)*) -> c_int {
+            // SAFETY: SQLite passes our open WAL file and the method's own arguments.
+            unsafe {
+                let inner = real(p);
+                match methods(inner).$field {
+                    Some(m) => m(inner $(, $arg)*),
+                    None => $missing,
+                }
+            }
+        }
+    };
+}
+
+forward!(lock, xLock, (level: c_int), ffi::SQLITE_OK);
+forward!(unlock, xUnlock, (level: c_int), ffi::SQLITE_OK);
+forward!(check_reserved, xCheckReservedLock, (out: *mut c_int), ffi::SQLITE_OK);
+forward!(sector_size, xSectorSize, (), 4096);
+forward!(device_characteristics, xDeviceCharacteristics, (), 0);
+
+/// Version 1: a WAL file is never memory-mapped and has no shared memory of its own.
+static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
+    iVersion: 1,
+    xClose: Some(close),
+    xRead: Some(read),
+    xWrite: Some(write),
+    xTruncate: Some(truncate),
+    xSync: Some(sync),
+    xFileSize: Some(file_size),
+    xLock: Some(lock),
+    xUnlock: Some(unlock),
+    xCheckReservedLock: Some(check_reserved),
+    xFileControl: Some(file_control),
+    xSectorSize: Some(sector_size),
+    xDeviceCharacteristics: Some(device_characteristics),
+    xShmMap: None,
+    xShmLock: None,
+    xShmBarrier: None,
+    xShmUnmap: None,
+    xFetch: None,
+    xUnfetch: None,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::{Connection, OpenFlags, params};
+
+    fn writer(path: &std::path::Path) -> Connection {
+        register().unwrap_or_else(|e| panic!("{e}"));
+        let c = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mode: String = c
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(mode, "wal");
+        c.pragma_update(None, "synchronous", "FULL")
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.pragma_update(None, "wal_autocheckpoint", 0)
+            .unwrap_or_else(|e| panic!("{e}"));
+        c
+    }
+
+    /// Rows written through the VFS, read back by a connection on the default VFS.
+    fn read_back(path: &std::path::Path) -> Vec<(i64, Vec<u8>)> {
+        let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let ok: String = c
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(ok, "ok");
+        let mut st = c
+            .prepare("SELECT id, data FROM t ORDER BY id")
+            .unwrap_or_else(|e| panic!("{e}"));
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn row(i: i64, len: usize) -> Vec<u8> {
+        (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+    }
+
+    #[test]
+    fn commits_of_every_size_are_read_back_by_other_connections() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("t.db");
+        let mut c = writer(&path);
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut expected = Vec::new();
+        let before = (
+            COUNTS[0].load(std::sync::atomic::Ordering::Relaxed),
+            COUNTS[1].load(std::sync::atomic::Ordering::Relaxed),
+        );
+        // One small row; 600 KiB in one commit (more than the 128 KiB a single write of
+        // the unix VFS takes); 12 MiB in one commit (more than the buffer holds).
+        for (first, count, len) in [(1, 1, 100), (2, 150, 4096), (200, 3, 4 << 20)] {
+            let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+            for i in first..first + count {
+                let data = row(i, len);
+                tx.execute("INSERT INTO t VALUES (?1, ?2)", params![i, data])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                expected.push((i, data));
+            }
+            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(read_back(&path), expected);
+        }
+        // The WAL went through this layer, and its writes were coalesced (other tests may
+        // add to the counts meanwhile, never take away).
+        let asked = COUNTS[0].load(std::sync::atomic::Ordering::Relaxed) - before.0;
+        let handed = COUNTS[1].load(std::sync::atomic::Ordering::Relaxed) - before.1;
+        assert!(asked > 2 * 150, "{asked} WAL writes asked for");
+        assert!(handed > 0);
+    }
+
+    #[test]
+    fn a_transaction_larger_than_the_page_cache_spills_and_still_commits_whole() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("t.db");
+        let mut c = writer(&path);
+        // A tiny cache makes SQLite write frames before the commit and rewrite some of
+        // them in place, and read them back: the paths the buffer must get right.
+        c.pragma_update(None, "cache_size", 10)
+            .unwrap_or_else(|e| panic!("{e}"));
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let mut expected = Vec::new();
+        for i in 1..=2000 {
+            let data = row(i, 700);
+            tx.execute("INSERT INTO t VALUES (?1, ?2)", params![i, data])
+                .unwrap_or_else(|e| panic!("{e}"));
+            expected.push((i, data));
+        }
+        for i in (1..=2000).step_by(7) {
+            let data = row(i + 5000, 700);
+            tx.execute("UPDATE t SET data = ?2 WHERE id = ?1", params![i, data])
+                .unwrap_or_else(|e| panic!("{e}"));
+            expected[(i - 1) as usize].1 = data;
+        }
+        tx.commit().unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read_back(&path), expected);
+    }
+
+    #[test]
+    fn a_rolled_back_transaction_leaves_nothing_and_the_wal_restarts_cleanly() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("t.db");
+        let mut c = writer(&path);
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut expected = Vec::new();
+        for round in 0..5i64 {
+            let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+            tx.execute(
+                "INSERT INTO t VALUES (?1, ?2)",
+                params![-(round + 1), row(9, 99)],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            tx.rollback().unwrap_or_else(|e| panic!("{e}"));
+            let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+            for i in 0..50 {
+                let id = round * 50 + i + 1;
+                let data = row(id, 3000);
+                tx.execute("INSERT INTO t VALUES (?1, ?2)", params![id, data])
+                    .unwrap_or_else(|e| panic!("{e}"));
+                expected.push((id, data));
+            }
+            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+            // A full checkpoint, so the next write starts the WAL over from offset 0.
+            let (_, backfilled): (i64, i64) = c
+                .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                    Ok((r.get(0)?, r.get(2)?))
+                })
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(backfilled >= 0);
+            assert_eq!(read_back(&path), expected);
+        }
+    }
+}
