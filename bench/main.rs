@@ -290,7 +290,11 @@ fn line(name: &str, r: &LoadResult, mem: Option<(f64, f64)>) -> String {
 }
 
 /// The writer's counters from `/metrics`: rows, groups, seconds busy.
-async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> (f64, f64, f64) {
+/// The writer's counters: rows, groups, busy seconds, background checkpoint passes,
+/// rounds the writer finished, and the seconds those took.
+type WriterStats = (f64, f64, f64, f64, f64, f64);
+
+async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
     let text = client
         .admin(
             Method::GET,
@@ -313,6 +317,9 @@ async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> (f64, f64, f64)
         get("hookgate_writer_rows_total "),
         get("hookgate_writer_groups_total "),
         get("hookgate_writer_seconds_total "),
+        get("hookgate_checkpoints_total{by=\"background\"} "),
+        get("hookgate_checkpoints_total{by=\"writer\"} "),
+        get("hookgate_checkpoint_seconds_total{by=\"writer\"} "),
     )
 }
 
@@ -330,11 +337,15 @@ async fn measure_gateway(
     let r = measure(gw, connections, secs, rate, body_bytes).await;
     let after = writer_stats(client, admin).await;
     let (rows, groups, busy) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+    let (passes, finishes, finish_secs) =
+        (after.3 - before.3, after.4 - before.4, after.5 - before.5);
     let note = format!(
-        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row",
+        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row; \
+         {passes:.0} background checkpoint passes, {finishes:.0} rounds finished by the writer ({:.2} ms each)",
         rows / groups.max(1.0),
         100.0 * busy / (secs.as_secs_f64() + 2.0),
-        1e6 * busy / rows.max(1.0)
+        1e6 * busy / rows.max(1.0),
+        1e3 * finish_secs / finishes.max(1.0)
     );
     (r, note)
 }
@@ -433,6 +444,9 @@ async fn suite(
     println!("\n{note}");
 
     println!("\n### 1 KiB bodies, fixed 10,000 requests/s over 64 connections\n\n{HEADER}");
+    // The same schedule against the ceiling: what the load generator itself adds.
+    let bare_fixed = measure(&bare, 64, secs, Some(10_000.0), 1024).await;
+    println!("{}", line(bare.name, &bare_fixed, None));
     let (gw_fixed, note) =
         measure_gateway(&gw, &client, admin, 64, secs, Some(10_000.0), 1024).await;
     println!("{}", line(gw.name, &gw_fixed, Some(gw.memory_mib())));
