@@ -7,8 +7,7 @@
 //! The crate is a library with a thin binary (`src/main.rs`). [`server::Gateway::run`] takes
 //! already-bound listeners so that tests can bind port 0. This root owns nothing but the
 //! module list; it must never hold logic of its own.
-// Unsafe code is denied everywhere but `store::wal_vfs`, the one FFI layer, which allows it.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 pub mod account;
 pub mod chain;

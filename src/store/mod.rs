@@ -13,7 +13,6 @@ pub mod health;
 mod reader;
 mod schema;
 mod seal;
-mod wal_vfs;
 mod writer;
 
 pub use admin_write::{AdminWrite, Change};

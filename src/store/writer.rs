@@ -102,11 +102,13 @@ pub(super) fn open_write_connection(
     path: &Path,
     tuning: &Storage,
 ) -> Result<Connection, StoreError> {
-    super::wal_vfs::register().map_err(StoreError::Unavailable)?;
+    // The write connection's WAL appends go through hookgate-wal-vfs (one write per
+    // commit instead of two per page); every other connection uses SQLite's default VFS.
+    hookgate_wal_vfs::register().map_err(StoreError::Unavailable)?;
     let mut conn = Connection::open_with_flags_and_vfs(
         path,
         rusqlite::OpenFlags::default(),
-        super::wal_vfs::NAME,
+        hookgate_wal_vfs::NAME,
     )
     .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))?;

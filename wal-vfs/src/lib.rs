@@ -10,12 +10,12 @@
 //! close. Everything else, every other file, and every other connection go straight to
 //! the platform's own VFS, which this one wraps.
 //!
-//! Owns all of the crate's `unsafe` code. It must never claim a write durable that is not
+//! It is a crate of its own so that hookgate itself can keep `#![forbid(unsafe_code)]`:
+//! this is all of the project's `unsafe` code. It must never claim a write durable that is not
 //! on disk: nothing is acknowledged by SQLite before `xSync`, and `xSync` flushes first; a
 //! flush that fails fails the `xSync`, and SQLite rolls the transaction back. Readers on
 //! other connections only read frames published in the WAL index, which SQLite does after
 //! the commit's `xSync` (the writer runs with `synchronous=FULL`).
-#![allow(unsafe_code)]
 
 use std::ffi::{CStr, c_int, c_void};
 use std::mem::ManuallyDrop;
@@ -25,7 +25,7 @@ use std::sync::OnceLock;
 use rusqlite::ffi;
 
 /// The VFS's registered name.
-pub(super) const NAME: &CStr = c"hookgate-wal";
+pub const NAME: &CStr = c"hookgate-wal";
 
 /// Above this many buffered bytes the buffer is written out early.
 const MAX_BUFFER: usize = 8 * 1024 * 1024;
@@ -56,6 +56,7 @@ struct Registered {
 // SAFETY: the pointer names SQLite's static default VFS, which lives for the process and
 // is itself safe to use from any thread (SQLite is built threadsafe).
 unsafe impl Send for Registered {}
+// SAFETY: as above; the pointer is only read.
 unsafe impl Sync for Registered {}
 
 static REGISTERED: OnceLock<Result<Registered, String>> = OnceLock::new();
@@ -67,7 +68,7 @@ static COUNTS: [std::sync::atomic::AtomicU64; 2] =
 
 /// Registers the VFS (once; later calls return the first outcome). Connections opt in by
 /// name; the default VFS stays the platform's.
-pub(super) fn register() -> Result<(), String> {
+pub fn register() -> Result<(), String> {
     match REGISTERED.get_or_init(|| {
         // SAFETY: sqlite3_vfs_find with NULL returns the default VFS or NULL; the struct we
         // register is leaked, so it outlives every connection as SQLite requires.
