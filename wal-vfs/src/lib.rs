@@ -340,6 +340,16 @@ mod tests {
         c
     }
 
+    /// A new database in a temporary directory, opened through this VFS, with table `t`.
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("t.db");
+        let c = writer(&path);
+        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
+            .unwrap_or_else(|e| panic!("{e}"));
+        (dir, path, c)
+    }
+
     /// Rows written through the VFS, read back by a connection on the default VFS.
     fn read_back(path: &std::path::Path) -> Vec<(i64, Vec<u8>)> {
         let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -363,11 +373,7 @@ mod tests {
 
     #[test]
     fn commits_of_every_size_are_read_back_by_other_connections() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
-        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_dir, path, mut c) = fresh();
         let mut expected = Vec::new();
         let before = (
             COUNTS[0].load(std::sync::atomic::Ordering::Relaxed),
@@ -396,14 +402,10 @@ mod tests {
 
     #[test]
     fn a_transaction_larger_than_the_page_cache_spills_and_still_commits_whole() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
+        let (_dir, path, mut c) = fresh();
         // A tiny cache makes SQLite write frames before the commit and rewrite some of
         // them in place, and read them back: the paths the buffer must get right.
         c.pragma_update(None, "cache_size", 10)
-            .unwrap_or_else(|e| panic!("{e}"));
-        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
             .unwrap_or_else(|e| panic!("{e}"));
         let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
         let mut expected = Vec::new();
@@ -425,11 +427,7 @@ mod tests {
 
     #[test]
     fn a_rolled_back_transaction_leaves_nothing_and_the_wal_restarts_cleanly() {
-        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-        let path = dir.path().join("t.db");
-        let mut c = writer(&path);
-        c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let (_dir, path, mut c) = fresh();
         let mut expected = Vec::new();
         for round in 0..5i64 {
             let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
