@@ -103,29 +103,14 @@ pub(super) fn open_write_connection(
     tuning: &Storage,
 ) -> Result<Connection, StoreError> {
     // The write connection's WAL appends go through hookgate-wal-vfs (one write per
-    // commit instead of two per page); every other connection uses SQLite's default VFS.
-    hookgate_wal_vfs::register().map_err(StoreError::Unavailable)?;
-    let mut conn = Connection::open_with_flags_and_vfs(
-        path,
-        rusqlite::OpenFlags::default(),
-        hookgate_wal_vfs::NAME,
-    )
-    .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))?;
-    let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-    if !mode.eq_ignore_ascii_case("wal") {
-        return Err(StoreError::Unavailable(format!(
-            "{} cannot use WAL mode (got {mode})",
-            path.display()
-        )));
-    }
-    conn.pragma_update(None, "synchronous", "FULL")?;
+    // commit instead of two per page), which also sets WAL mode and synchronous=FULL;
+    // every other connection uses SQLite's default VFS.
+    let busy = std::time::Duration::from_millis(tuning.busy_timeout_ms);
+    let mut conn = hookgate_wal_vfs::open(path, busy)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
     // The random-key indexes (dedupe, sender) outgrow SQLite's 2 MB default cache quickly;
     // a miss costs a read from the OS and more dirty pages per group.
     conn.pragma_update(None, "cache_size", -64 * 1024)?;
-    // By default every 2000 WAL pages rather than SQLite's 1000: a page dirtied by several
-    // groups is copied once, and the checkpoint's fsync is paid half as often; fewer pages
-    // shorten the pause each checkpoint puts in front of waiting groups (BENCHMARKS.md).
     conn.set_prepared_statement_cache_capacity(32);
     schema::migrate(&mut conn)?;
     Ok(conn)

@@ -11,21 +11,26 @@
 //! the platform's own VFS, which this one wraps.
 //!
 //! It is a crate of its own so that hookgate itself can keep `#![forbid(unsafe_code)]`:
-//! this is all of the project's `unsafe` code. It must never claim a write durable that is not
-//! on disk: nothing is acknowledged by SQLite before `xSync`, and `xSync` flushes first; a
-//! flush that fails fails the `xSync`, and SQLite rolls the transaction back. Readers on
-//! other connections only read frames published in the WAL index, which SQLite does after
-//! the commit's `xSync` (the writer runs with `synchronous=FULL`).
+//! this is all of the project's `unsafe` code. Its one entry point, [`open`], returns a
+//! connection in WAL mode with `synchronous=FULL`, and that setting must stay: the layer
+//! relies on the `xSync` SQLite issues at every commit, before it publishes the commit's
+//! frames in the WAL index. Nothing is acknowledged by SQLite before that `xSync`, which
+//! flushes first; a flush that fails fails the `xSync`, and SQLite rolls the transaction
+//! back. Readers on other connections only read frames published in the index, so they
+//! never look for bytes still held here. Under `synchronous=NORMAL` (no `xSync` at commit)
+//! they would, and fail with I/O errors: that is why the setting is not the caller's.
 
 use std::ffi::{CStr, c_int, c_void};
 use std::mem::ManuallyDrop;
+use std::path::Path;
 use std::ptr;
 use std::sync::OnceLock;
+use std::time::Duration;
 
-use rusqlite::ffi;
+use rusqlite::{Connection, OpenFlags, ffi};
 
 /// The VFS's registered name.
-pub const NAME: &CStr = c"hookgate-wal";
+const NAME: &CStr = c"hookgate-wal";
 
 /// Above this many buffered bytes the buffer is written out early.
 const MAX_BUFFER: usize = 8 * 1024 * 1024;
@@ -66,9 +71,28 @@ static REGISTERED: OnceLock<Result<Registered, String>> = OnceLock::new();
 static COUNTS: [std::sync::atomic::AtomicU64; 2] =
     [const { std::sync::atomic::AtomicU64::new(0) }; 2];
 
+/// Opens (creating it if need be) the database at `path` through this VFS, in WAL mode
+/// with `synchronous=FULL`, which the caller must not lower (see the crate's doc). Other
+/// connections to the same database use SQLite's default VFS as usual.
+pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
+    register()?;
+    let c = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME)
+        .map_err(|e| e.to_string())?;
+    c.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
+    let mode: String = c
+        .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("the database cannot use WAL mode (got {mode})"));
+    }
+    c.pragma_update(None, "synchronous", "FULL")
+        .map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
 /// Registers the VFS (once; later calls return the first outcome). Connections opt in by
 /// name; the default VFS stays the platform's.
-pub fn register() -> Result<(), String> {
+fn register() -> Result<(), String> {
     match REGISTERED.get_or_init(|| {
         // SAFETY: sqlite3_vfs_find with NULL returns the default VFS or NULL; the struct we
         // register is leaked, so it outlives every connection as SQLite requires.
@@ -81,7 +105,7 @@ pub fn register() -> Result<(), String> {
             ours.szOsFile = (REAL_OFFSET + (*under).szOsFile as usize) as c_int;
             ours.pNext = ptr::null_mut();
             ours.zName = NAME.as_ptr();
-            ours.xOpen = Some(open);
+            ours.xOpen = Some(x_open);
             let ours = Box::into_raw(Box::new(ours));
             let rc = ffi::sqlite3_vfs_register(ours, 0);
             if rc != ffi::SQLITE_OK {
@@ -106,13 +130,13 @@ fn under() -> *mut ffi::sqlite3_vfs {
 /// The wrapped file object of one of our WAL files.
 ///
 /// # Safety
-/// `p` must be a file opened by [`open`] with the WAL flag.
+/// `p` must be a file opened by [`x_open`] with the WAL flag.
 unsafe fn real(p: *mut ffi::sqlite3_file) -> *mut ffi::sqlite3_file {
-    // SAFETY: `open` placed the wrapped file at this offset of the same allocation.
+    // SAFETY: `x_open` placed the wrapped file at this offset of the same allocation.
     unsafe { p.cast::<u8>().add(REAL_OFFSET).cast() }
 }
 
-unsafe extern "C" fn open(
+unsafe extern "C" fn x_open(
     _vfs: *mut ffi::sqlite3_vfs,
     name: ffi::sqlite3_filename,
     file: *mut ffi::sqlite3_file,
@@ -167,7 +191,7 @@ unsafe fn methods(inner: *mut ffi::sqlite3_file) -> &'static ffi::sqlite3_io_met
 /// # Safety
 /// `p` must be one of our open WAL files.
 unsafe fn flush(p: *mut ffi::sqlite3_file) -> c_int {
-    // SAFETY: `p` is a WalFile (see `open`); the wrapped file is open.
+    // SAFETY: `p` is a WalFile (see `x_open`); the wrapped file is open.
     unsafe {
         let f = &mut *p.cast::<WalFile>();
         if f.buf.is_empty() {
@@ -323,18 +347,14 @@ static METHODS: ffi::sqlite3_io_methods = ffi::sqlite3_io_methods {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rusqlite::{Connection, OpenFlags, params};
+    use rusqlite::params;
 
     fn writer(path: &std::path::Path) -> Connection {
-        register().unwrap_or_else(|e| panic!("{e}"));
-        let c = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME)
+        let c = open(path, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let sync: i64 = c
+            .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{e}"));
-        let mode: String = c
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(mode, "wal");
-        c.pragma_update(None, "synchronous", "FULL")
-            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(sync, 2, "FULL");
         c.pragma_update(None, "wal_autocheckpoint", 0)
             .unwrap_or_else(|e| panic!("{e}"));
         c
