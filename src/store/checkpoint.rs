@@ -13,16 +13,18 @@
 //! writes a row: a checkpoint moves bytes that the WAL already holds durably, so a crash at
 //! any point leaves SQLite's own recovery to finish or redo it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::wal::CheckpointMode;
 
 use super::StoreError;
+use crate::config::Storage;
 use crate::metrics::Metrics;
 
 /// The most frames the writer copies itself to finish a round.
@@ -48,13 +50,18 @@ pub(super) struct Checkpoints {
 impl Checkpoints {
     /// Installs the WAL hook on the writer's connection (which turns off SQLite's own
     /// automatic checkpoint, itself a WAL hook) and starts the checkpointer thread on a
-    /// connection of its own.
+    /// connection of its own to the database at `path`.
     pub(super) fn start(
         writer: &mut Connection,
-        checkpointer: Connection,
-        threshold: u32,
+        path: &Path,
+        tuning: &Storage,
         metrics: Arc<Metrics>,
     ) -> Result<Checkpoints, StoreError> {
+        let checkpointer = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+        checkpointer.busy_timeout(Duration::from_millis(tuning.busy_timeout_ms))?;
+        // A checkpoint fsyncs the WAL before it copies and the database file after.
+        checkpointer.pragma_update(None, "synchronous", "FULL")?;
         let frames = Arc::new(AtomicI64::new(0));
         let seen = Arc::clone(&frames);
         writer.wal_hook(Some(move |_: &mut rusqlite::hooks::Wal, pages: i32| {
@@ -71,7 +78,7 @@ impl Checkpoints {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
             })?;
         Ok(Checkpoints {
-            threshold: i64::from(threshold.max(1)),
+            threshold: i64::from(tuning.checkpoint_pages.max(1)),
             frames,
             done,
             running: false,
@@ -136,7 +143,7 @@ fn run(conn: &Connection, requests: &mpsc::Receiver<()>, done: &AtomicI64, metri
             Err(e) => {
                 tracing::warn!(error = %e, "background checkpoint failed; retried in 100 ms");
                 // A back-off, so that a lasting failure is not retried after every group.
-                std::thread::sleep(std::time::Duration::from_millis(100));
+                std::thread::sleep(Duration::from_millis(100));
                 0
             }
         };

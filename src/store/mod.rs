@@ -116,12 +116,8 @@ impl Store {
         let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let mut conn = writer::open_write_connection(path, tuning)?;
         let metrics = Arc::new(Metrics::default());
-        let checkpoints = checkpoint::Checkpoints::start(
-            &mut conn,
-            writer::open_checkpoint_connection(path, tuning)?,
-            tuning.checkpoint_pages,
-            Arc::clone(&metrics),
-        )?;
+        let checkpoints =
+            checkpoint::Checkpoints::start(&mut conn, path, tuning, Arc::clone(&metrics))?;
         let healthy = Arc::new(AtomicBool::new(true));
         let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
         let (stream, _) = tokio::sync::broadcast::channel(stream_buffer.max(1));

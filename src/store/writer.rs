@@ -116,19 +116,6 @@ pub(super) fn open_write_connection(
     Ok(conn)
 }
 
-/// Opens the connection the checkpointer copies WAL frames with (`super::checkpoint`).
-pub(super) fn open_checkpoint_connection(
-    path: &Path,
-    tuning: &Storage,
-) -> Result<Connection, StoreError> {
-    let conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))?;
-    // A checkpoint fsyncs the WAL before it copies and the database file after.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
-
 /// What the writer shares with the rest of the gateway.
 pub(super) struct Shared {
     /// False after a failed group, until one commits.
