@@ -17,10 +17,10 @@ use hyper_util::rt::TokioIo;
 pub async fn run(listen: SocketAddr, status: u16) -> anyhow::Result<()> {
     let status = StatusCode::from_u16(status)?;
     let listener = tokio::net::TcpListener::bind(listen).await?;
-    println!(
-        "chat sink listening on http://{}/ (answers {status})",
+    super::emit(&format!(
+        "chat sink listening on http://{}/ (answers {status})\n",
         listener.local_addr()?
-    );
+    ))?;
     loop {
         let (stream, _) = listener.accept().await?;
         tokio::spawn(async move {
@@ -38,13 +38,13 @@ pub async fn run(listen: SocketAddr, status: u16) -> anyhow::Result<()> {
                     .map(|b| b.to_bytes())
                     .unwrap_or_default();
                 let msg: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-                println!(
-                    "to {} ({} / {}): {}   [key {key}]",
+                let _ = super::emit(&format!(
+                    "to {} ({} / {}): {}   [key {key}]\n",
                     msg["to"].as_str().unwrap_or("?"),
                     msg["account"].as_str().unwrap_or("?"),
                     msg["event_type"].as_str().unwrap_or("-"),
                     msg["text"].as_str().unwrap_or("")
-                );
+                ));
                 let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
                 *res.status_mut() = status;
                 Ok::<_, Infallible>(res)

@@ -10,6 +10,7 @@ pub mod client;
 mod providers;
 mod remote;
 
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -405,22 +406,21 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let db = config.database.display().to_string();
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
-    println!("hookgate {} is running", env!("CARGO_PKG_VERSION"));
-    println!("  webhooks:  {base}/hooks/{{account}}   (listening on {public})");
-    println!("  admin API: http://{admin}/v1/");
-    println!("  database:  {db}");
-    match &gateway.generated_admin_token {
-        Some(token) => {
-            println!("  admin token (shown once, stored only as a hash; keep it now):");
-            println!("    export HOOKGATE_ADMIN_TOKEN={token}");
-        }
-        None if token_from_config => {
-            println!("  admin token: the one set in HOOKGATE_ADMIN_TOKEN or the config file")
-        }
-        None => println!(
-            "  admin token: generated on first start and shown then; to replace it, set HOOKGATE_ADMIN_TOKEN and restart"
+    let mut banner = format!(
+        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  database:  {db}\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    banner.push_str(&match &gateway.generated_admin_token {
+        Some(token) => format!(
+            "  admin token (shown once, stored only as a hash; keep it now):\n    export HOOKGATE_ADMIN_TOKEN={token}\n"
         ),
-    }
+        None if token_from_config => {
+            "  admin token: the one set in HOOKGATE_ADMIN_TOKEN or the config file\n".into()
+        }
+        None => "  admin token: generated on first start and shown then; to replace it, set HOOKGATE_ADMIN_TOKEN and restart\n".into(),
+    });
+    // The banner is information: a gateway whose standard output is gone keeps serving.
+    let _ = emit(&banner);
     gateway.run(listeners, shutdown_signal()).await?;
     Ok(())
 }
@@ -444,5 +444,18 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = ctrl_c => {},
         _ = term => {},
+    }
+}
+
+/// Writes a command's whole output at once; a reader that went away (`| head`) is not an
+/// error, so no command panics on a closed pipe as `println!` would.
+fn emit(out: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
     }
 }

@@ -6,7 +6,6 @@
 //! given to sign with.
 
 use std::fmt::Write as _;
-use std::io::Write as _;
 
 use anyhow::{Context, bail};
 use serde_json::json;
@@ -24,14 +23,6 @@ macro_rules! say {
     ($out:ident, $($arg:tt)*) => {
         let _ = writeln!($out, $($arg)*);
     };
-}
-
-/// Writes the whole output at once; a reader that went away (`| head`) is not an error.
-fn emit(out: &str) -> anyhow::Result<()> {
-    match std::io::stdout().lock().write_all(out.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
 }
 
 /// Runs `hookgate providers ...`.
@@ -54,7 +45,7 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
                 out,
                 "\n`hookgate providers show NAME` says what a preset needs."
             );
-            emit(&out)
+            super::emit(&out)
         }
         ProvidersCommand::Show { name, rules_dir } => {
             let rules = Rules::load(rules_dir.as_deref())?;
@@ -95,7 +86,7 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
             for line in defaults.lines() {
                 say!(out, "    {line}");
             }
-            emit(&out)
+            super::emit(&out)
         }
     }
 }
@@ -163,7 +154,7 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
         ));
     }
     say!(out, "{curl}");
-    emit(&out)
+    super::emit(&out)
 }
 
 /// Quotes for a POSIX shell.

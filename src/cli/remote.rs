@@ -40,7 +40,7 @@ async fn call(
         .await?;
     let value = answer.json();
     if answer.status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&value)?);
+        super::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
         Ok(())
     } else {
         let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
@@ -246,10 +246,10 @@ pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
             };
             let reports = crate::store::verify_file(&path, expected)?;
             let ok = reports.iter().all(|r| r.ok);
-            println!(
-                "{}",
+            super::emit(&format!(
+                "{}\n",
                 serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "logs": reports}))?
-            );
+            ))?;
             if !ok {
                 bail!("the audit log of {} does not verify", path.display());
             }
@@ -272,7 +272,7 @@ pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
                 .admin(Method::GET, &url, token, None)
                 .await?;
             let value = answer.json();
-            println!("{}", serde_json::to_string_pretty(&value)?);
+            super::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
             if !answer.status.is_success() || value["ok"] != true {
                 bail!("the audit log does not verify");
             }

@@ -519,6 +519,47 @@ async fn the_cli_manages_accounts_and_reads_events() {
 }
 
 #[tokio::test]
+async fn cli_commands_exit_cleanly_when_their_reader_has_gone() {
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "piped", "auth": {"type": "bearer", "token": "piped-token-1"}}),
+    )
+    .await;
+    let db = gw.db.display().to_string();
+    let bin = env!("CARGO_BIN_EXE_hookgate");
+    let commands: [&[&str]; 6] = [
+        &["accounts", "list"],
+        &["events", "list"],
+        &["events", "export"],
+        &["audit", "verify"],
+        &["audit", "verify", "--db", &db],
+        &["providers", "list"],
+    ];
+    for args in commands {
+        // Like `hookgate ... | head` after head has exited: the pipe has no reader.
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let out = tokio::process::Command::new(bin)
+            .args(args)
+            .env("HOOKGATE_URL", &gw.admin)
+            .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start the CLI")
+            // Not `output()`, which would capture stdout into a pipe of its own.
+            .wait_with_output()
+            .await
+            .expect("run the CLI");
+        assert!(out.stdout.is_empty(), "stdout went to the closed pipe");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn metrics_count_outcomes_and_write_groups() {
     let gw = spawn_gateway().await;
     gw.create_account(json!({"name": "m", "auth": {"type": "bearer", "token": "m-token-1"}, "paths": {"event_id": "$.id"}})).await;
