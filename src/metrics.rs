@@ -171,36 +171,31 @@ impl Metrics {
             "hookgate_writer_seconds_total {}",
             get(&self.commit_micros) as f64 / 1e6
         );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_checkpoints_total WAL checkpoints, by who ran them: the background thread or the writer (finishing a round)."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_checkpoints_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_checkpoints_total{{by=\"background\"}} {}",
-            get(&self.checkpoints)
-        );
-        let _ = writeln!(
-            out,
-            "hookgate_checkpoints_total{{by=\"writer\"}} {}",
-            get(&self.writer_checkpoints)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_checkpoint_seconds_total Time spent in WAL checkpoints, by who ran them."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_checkpoint_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_checkpoint_seconds_total{{by=\"background\"}} {}",
-            get(&self.checkpoint_micros) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "hookgate_checkpoint_seconds_total{{by=\"writer\"}} {}",
-            get(&self.writer_checkpoint_micros) as f64 / 1e6
-        );
+        let checkpoint_families = [
+            (
+                "hookgate_checkpoints_total",
+                "WAL checkpoints, by who ran them: the background thread or the writer (finishing a round).",
+                [
+                    get(&self.checkpoints) as f64,
+                    get(&self.writer_checkpoints) as f64,
+                ],
+            ),
+            (
+                "hookgate_checkpoint_seconds_total",
+                "Time spent in WAL checkpoints, by who ran them.",
+                [
+                    get(&self.checkpoint_micros) as f64 / 1e6,
+                    get(&self.writer_checkpoint_micros) as f64 / 1e6,
+                ],
+            ),
+        ];
+        for (name, help, values) in checkpoint_families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (by, value) in ["background", "writer"].into_iter().zip(values) {
+                let _ = writeln!(out, "{name}{{by=\"{by}\"}} {value}");
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP hookgate_ready 1 when the last write group committed."
