@@ -21,6 +21,7 @@ pub struct Metrics {
     batches: AtomicU64,
     rows: AtomicU64,
     failed_batches: AtomicU64,
+    retried_batches: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
     checkpoints: AtomicU64,
@@ -61,6 +62,12 @@ impl Metrics {
         }
         self.commit_micros
             .fetch_add(commit_micros, Ordering::Relaxed);
+    }
+
+    /// Counts a group made again with a savepoint per event, after an event failed in
+    /// its first attempt.
+    pub fn record_retried_group(&self) {
+        self.retried_batches.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
@@ -160,6 +167,16 @@ impl Metrics {
             out,
             "hookgate_writer_failed_groups_total {}",
             get(&self.failed_batches)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hookgate_writer_retried_groups_total Write groups made a second time, each event in a savepoint, after one of them failed."
+        );
+        let _ = writeln!(out, "# TYPE hookgate_writer_retried_groups_total counter");
+        let _ = writeln!(
+            out,
+            "hookgate_writer_retried_groups_total {}",
+            get(&self.retried_batches)
         );
         let _ = writeln!(
             out,

@@ -174,20 +174,44 @@ fn run(
     }
 }
 
-/// What each job will be answered, held until the commit decides.
-enum Pending {
-    Event(
-        oneshot::Sender<Result<Committed, StoreError>>,
-        Result<(Committed, Option<StreamItem>), StoreError>,
-    ),
-    Admin(
-        oneshot::Sender<Result<u64, StoreError>>,
-        Result<u64, StoreError>,
-    ),
-    Probe(
-        oneshot::Sender<Result<(), StoreError>>,
-        Result<(), StoreError>,
-    ),
+/// What one job came to, held until the commit decides whether it stands.
+enum Outcome {
+    Event(Result<(Committed, Option<StreamItem>), StoreError>),
+    Admin(Result<u64, StoreError>),
+    Probe(Result<(), StoreError>),
+    /// A shutdown request: answered after the group, by the caller.
+    Shutdown,
+}
+
+impl Outcome {
+    /// An event or probe that failed part-way, which an unguarded attempt cannot keep.
+    /// (A refused admin write is an answer, not a failure: it has a savepoint of its own.)
+    fn failed_part_way(&self) -> bool {
+        matches!(self, Outcome::Event(Err(_)) | Outcome::Probe(Err(_)))
+    }
+}
+
+/// How an attempt at a group guards each event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Guard {
+    /// No savepoints. Inside a savepoint SQLite copies each page a row touches into a
+    /// statement journal before changing it (12 % of the writer's time at maximum rate,
+    /// BENCHMARKS.md), so the first attempt goes without; the first event that fails
+    /// abandons the attempt, and the group is made again [`Guard::PerEvent`].
+    Optimistic,
+    /// Each event and probe in a savepoint of its own, so one that fails half-way leaves
+    /// nothing while the rest of the group commits.
+    PerEvent,
+}
+
+/// How one attempt at a group ended.
+enum Attempt {
+    /// Committed; one outcome per job, in order.
+    Committed(Vec<Outcome>),
+    /// An event failed in an [`Guard::Optimistic`] attempt; it was rolled back.
+    Abandoned,
+    /// The transaction could not begin or commit: nothing of the group stands.
+    Failed(rusqlite::Error),
 }
 
 /// Commits one group, counts it, and answers its jobs; returns the shutdown reply if one
@@ -205,117 +229,157 @@ fn commit_batch(
 ) -> Option<oneshot::Sender<()>> {
     let (healthy, metrics) = (&shared.healthy, &shared.metrics);
     let started = std::time::Instant::now();
-    let mut shutdown = None;
     let start_heads = *heads;
-    let mut pending = Vec::with_capacity(max_batch);
-    let result = (|| -> rusqlite::Result<()> {
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut late = Vec::new();
-        loop {
-            for job in batch.drain(..).chain(late.drain(..)) {
-                match job {
-                    Job::Event(record, reply) => {
-                        let outcome = all_or_nothing(&tx, |tx| insert_event(tx, heads, &record));
-                        pending.push(Pending::Event(reply, outcome));
-                    }
-                    Job::Admin(write, reply) => {
-                        let outcome = super::admin_write::apply(&mut tx, heads, &write);
-                        pending.push(Pending::Admin(reply, outcome));
-                    }
-                    Job::Probe(reply) => {
-                        let outcome = super::health::probe_write(&tx);
-                        pending.push(Pending::Probe(reply, outcome));
-                    }
-                    Job::Shutdown(reply) => shutdown = Some(reply),
-                }
-            }
-            if shutdown.is_some() {
-                break;
-            }
-            while pending.len() + late.len() < max_batch {
-                match rx.try_recv() {
-                    Ok(job) => late.push(job),
-                    Err(_) => break,
-                }
-            }
-            if late.is_empty() {
-                break;
-            }
-        }
-        tx.commit()
-    })();
-    // Jobs not reached (the transaction failed to begin) are answered with the error.
-    for job in batch.drain(..) {
-        let err = StoreError::Unavailable(match &result {
-            Err(e) => e.to_string(),
-            Ok(()) => "the write group ended early".into(),
-        });
-        match job {
-            Job::Event(_, reply) => pending.push(Pending::Event(reply, Err(err))),
-            Job::Admin(_, reply) => pending.push(Pending::Admin(reply, Err(err))),
-            Job::Probe(reply) => pending.push(Pending::Probe(reply, Err(err))),
-            Job::Shutdown(reply) => shutdown = Some(reply),
-        }
+    let mut attempt = write_group(conn, batch, rx, max_batch, heads, Guard::Optimistic);
+    if let Attempt::Abandoned = attempt {
+        // The rolled-back attempt moved the heads past rows that are not there.
+        *heads = start_heads;
+        metrics.record_retried_group();
+        attempt = write_group(conn, batch, rx, max_batch, heads, Guard::PerEvent);
+    }
+    let (outcomes, failure) = match attempt {
+        Attempt::Committed(outcomes) => (outcomes, None),
+        Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
+        // A guarded attempt goes on past a failed event; it never abandons.
+        Attempt::Abandoned => (Vec::new(), Some("the write group was abandoned".into())),
+    };
+    if failure.is_some() {
+        // The group was rolled back: the heads are what they were before it.
+        *heads = start_heads;
     }
     // Counters first, so that anyone who has seen an answer also sees it counted.
     let elapsed = started.elapsed().as_micros() as u64;
-    metrics.record_batch(pending.len(), elapsed, result.is_ok());
-    match result {
-        Ok(()) => {
-            healthy.store(true, Ordering::Relaxed);
-            for p in pending {
-                match p {
-                    Pending::Event(reply, outcome) => {
-                        let outcome = outcome.map(|(committed, item)| {
-                            if let Some(item) = item {
-                                // No subscriber is fine: the log is the source of truth.
-                                let _ = shared.stream.send(Arc::new(item));
-                            }
-                            committed
-                        });
-                        let _ = reply.send(outcome);
-                    }
-                    Pending::Admin(reply, outcome) => {
-                        let _ = reply.send(outcome);
-                    }
-                    Pending::Probe(reply, outcome) => {
-                        let _ = reply.send(outcome);
-                    }
-                }
+    let rows = batch
+        .iter()
+        .filter(|job| !matches!(job, Job::Shutdown(_)))
+        .count();
+    metrics.record_batch(rows, elapsed, failure.is_none());
+    if let Some(e) = &failure {
+        healthy.store(false, Ordering::Relaxed);
+        tracing::error!(error = %e, "write batch failed; answering 503 for its requests");
+    } else {
+        healthy.store(true, Ordering::Relaxed);
+    }
+    let failed = failure.map(StoreError::Unavailable);
+    let mut outcomes = outcomes.into_iter();
+    let mut shutdown = None;
+    for job in batch.drain(..) {
+        let outcome = outcomes.next();
+        match (job, &failed) {
+            (Job::Shutdown(reply), _) => shutdown = Some(reply),
+            (Job::Event(_, reply), Some(err)) => {
+                let _ = reply.send(Err(err.clone()));
             }
-        }
-        Err(e) => {
-            healthy.store(false, Ordering::Relaxed);
-            // The group was rolled back: the heads are what they were before it.
-            *heads = start_heads;
-            tracing::error!(error = %e, "write batch failed; answering 503 for its requests");
-            let err = StoreError::Unavailable(e.to_string());
-            for p in pending {
-                match p {
-                    Pending::Event(reply, _) => {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    Pending::Admin(reply, _) => {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                    Pending::Probe(reply, _) => {
-                        let _ = reply.send(Err(err.clone()));
-                    }
-                }
+            (Job::Admin(_, reply), Some(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            (Job::Probe(reply), Some(err)) => {
+                let _ = reply.send(Err(err.clone()));
+            }
+            (Job::Event(_, reply), None) => {
+                let outcome = match outcome {
+                    Some(Outcome::Event(outcome)) => outcome.map(|(committed, item)| {
+                        if let Some(item) = item {
+                            // No subscriber is fine: the log is the source of truth.
+                            let _ = shared.stream.send(Arc::new(item));
+                        }
+                        committed
+                    }),
+                    _ => Err(unmatched()),
+                };
+                let _ = reply.send(outcome);
+            }
+            (Job::Admin(_, reply), None) => {
+                let _ = reply.send(match outcome {
+                    Some(Outcome::Admin(outcome)) => outcome,
+                    _ => Err(unmatched()),
+                });
+            }
+            (Job::Probe(reply), None) => {
+                let _ = reply.send(match outcome {
+                    Some(Outcome::Probe(outcome)) => outcome,
+                    _ => Err(unmatched()),
+                });
             }
         }
     }
     shutdown
 }
 
-/// Runs `write` inside a savepoint: when it fails half-way (its event row written, its
-/// dedupe row not), none of it stays in the group's commit, so a request answered 503
-/// leaves nothing behind that a retry could collide with.
-fn all_or_nothing<T>(
+/// The answer for a job whose outcome is missing, which `write_group` never leaves.
+fn unmatched() -> StoreError {
+    StoreError::Unavailable("the write group lost track of a job".into())
+}
+
+/// One attempt at writing `batch` in a single transaction. Jobs that arrive meanwhile
+/// are appended to `batch` and join it (up to `max_batch`), until a shutdown is reached.
+fn write_group(
+    conn: &mut Connection,
+    batch: &mut Vec<Job>,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
+    heads: &mut Heads,
+    guard: Guard,
+) -> Attempt {
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        Ok(tx) => tx,
+        Err(e) => return Attempt::Failed(e),
+    };
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut stopping = false;
+    loop {
+        while let Some(job) = batch.get(outcomes.len()) {
+            let outcome = match job {
+                Job::Event(record, _) => Outcome::Event(guarded(&tx, guard, |tx| {
+                    insert_event(tx, heads, record).map_err(StoreError::from)
+                })),
+                Job::Admin(write, _) => {
+                    Outcome::Admin(super::admin_write::apply(&mut tx, heads, write))
+                }
+                Job::Probe(_) => Outcome::Probe(guarded(&tx, guard, super::health::probe_write)),
+                Job::Shutdown(_) => {
+                    stopping = true;
+                    Outcome::Shutdown
+                }
+            };
+            if guard == Guard::Optimistic && outcome.failed_part_way() {
+                // Dropping the transaction rolls back everything this attempt wrote.
+                return Attempt::Abandoned;
+            }
+            outcomes.push(outcome);
+        }
+        if stopping {
+            break;
+        }
+        while batch.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        if outcomes.len() == batch.len() {
+            break;
+        }
+    }
+    match tx.commit() {
+        Ok(()) => Attempt::Committed(outcomes),
+        Err(e) => Attempt::Failed(e),
+    }
+}
+
+/// Runs `write` as [`Guard`] says: bare, or inside a savepoint so that when it fails
+/// half-way (its event row written, its dedupe row not), none of it stays in the group's
+/// commit, and a request answered 503 leaves nothing behind that a retry could collide
+/// with.
+fn guarded<T>(
     tx: &rusqlite::Transaction<'_>,
-    write: impl FnOnce(&rusqlite::Transaction<'_>) -> rusqlite::Result<T>,
+    guard: Guard,
+    write: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    // Prepared once per connection: this runs for every event on the hot path.
+    if guard == Guard::Optimistic {
+        return write(tx);
+    }
+    // Prepared once per connection.
     tx.prepare_cached("SAVEPOINT one_event")?.execute([])?;
     match write(tx) {
         Ok(v) => {
@@ -324,7 +388,7 @@ fn all_or_nothing<T>(
         }
         Err(e) => {
             tx.execute_batch("ROLLBACK TO one_event; RELEASE one_event")?;
-            Err(StoreError::from(e))
+            Err(e)
         }
     }
 }
@@ -470,4 +534,130 @@ fn insert_event(
         },
         item,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Extracted;
+
+    fn record(event_id: &str) -> Box<EventRecord> {
+        Box::new(EventRecord {
+            received_at: 1_700_000_000_000_000,
+            account: "shop".into(),
+            status: Status::Accepted,
+            reason: None,
+            detail: None,
+            extracted: Extracted {
+                event_id: Some(event_id.into()),
+                sender: Some("+255700000001".into()),
+                ..Extracted::default()
+            },
+            method: "POST".into(),
+            path: "/hooks/shop".into(),
+            query: String::new(),
+            remote_addr: "127.0.0.1:1".into(),
+            headers: "{}".into(),
+            content_type: Some("application/json".into()),
+            body: bytes::Bytes::from(format!("{{\"id\":\"{event_id}\"}}")),
+            body_size: 12,
+            body_sha256: None,
+            body_truncated: false,
+            handle_micros: 5,
+            forward: Forward::None,
+        })
+    }
+
+    type Reply = oneshot::Receiver<Result<Committed, StoreError>>;
+
+    /// Writes one group of events through `commit_batch`, as the writer thread does.
+    fn write(
+        conn: &mut Connection,
+        heads: &mut Heads,
+        metrics: &Arc<Metrics>,
+        ids: &[&str],
+    ) -> Vec<Result<Committed, StoreError>> {
+        let (mut batch, replies): (Vec<Job>, Vec<Reply>) = ids
+            .iter()
+            .map(|id| {
+                let (tx, rx) = oneshot::channel();
+                (Job::Event(record(id), tx), rx)
+            })
+            .unzip();
+        let (_keep, mut rx) = mpsc::channel(1);
+        let shared = Shared {
+            healthy: Arc::new(AtomicBool::new(true)),
+            metrics: Arc::clone(metrics),
+            stream: broadcast::channel(4).0,
+        };
+        assert!(commit_batch(conn, &mut batch, &mut rx, 64, &shared, heads).is_none());
+        replies
+            .into_iter()
+            .map(|mut r| r.try_recv().expect("every job is answered"))
+            .collect()
+    }
+
+    #[test]
+    fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let mut conn = open_write_connection(&path, &Storage::default()).expect("open");
+        let mut heads = Heads::load(&conn).expect("heads");
+        let metrics = Arc::new(Metrics::default());
+        // The event row is written, then its dedupe row fails, for one id only.
+        conn.execute_batch(
+            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe WHEN NEW.event_id = 'bad'
+             BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
+        )
+        .expect("stage the fault");
+
+        let fast = write(&mut conn, &mut heads, &metrics, &["a", "b"]);
+        assert!(fast.iter().all(Result::is_ok), "{fast:?}");
+        assert!(metrics.render(true, 0).contains("retried_groups_total 0\n"));
+
+        let answers = write(&mut conn, &mut heads, &metrics, &["c", "bad", "d", "a"]);
+        let seqs: Vec<_> = answers
+            .iter()
+            .map(|a| a.as_ref().ok().map(|c| (c.seq, c.status)))
+            .collect();
+        assert_eq!(
+            seqs,
+            [
+                Some((3, Status::Accepted)),
+                None,
+                Some((4, Status::Accepted)),
+                Some((5, Status::Duplicate)),
+            ],
+            "{answers:?}"
+        );
+        assert!(
+            matches!(&answers[1], Err(StoreError::Unavailable(m)) if m.contains("staged fault"))
+        );
+        assert!(metrics.render(true, 0).contains("retried_groups_total 1\n"));
+
+        // What stands is exactly the answered rows, contiguous, and the chain holds.
+        let ids: Vec<(i64, String)> = conn
+            .prepare("SELECT seq, event_id FROM events ORDER BY seq")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("rows");
+        let ids: Vec<(i64, &str)> = ids.iter().map(|(s, i)| (*s, i.as_str())).collect();
+        assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")]);
+        let dedupe: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM dedupe WHERE event_id = 'bad'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count");
+        assert_eq!(dedupe, 0);
+        let reloaded = Heads::load(&conn).expect("heads");
+        assert_eq!(reloaded.next_event, heads.next_event);
+        assert_eq!(reloaded.event_head, heads.event_head);
+        let report = super::super::audit::verify(&conn, super::super::audit::Log::Events, None)
+            .expect("verify");
+        assert!(report.ok && report.rows == 5, "{report:?}");
+    }
 }
