@@ -291,6 +291,12 @@ pub(super) fn prune_events(
         params![through, last],
     )? as u64;
     tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
+    // Whole runs of sender and source keys go with their rows; a run cut in two keeps its
+    // keys until the rest of it is pruned (searches only return rows that exist).
+    tx.execute(
+        "DELETE FROM run_keys WHERE run < ?1",
+        params![super::keys::run_of(last + 1, super::keys::RUN_ROWS)],
+    )?;
     tx.execute(
         "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', ?1, ?2, ?3, ?4)
          ON CONFLICT(log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,

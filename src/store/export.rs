@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::StoreError;
+use super::keys::Keys;
 use super::reader::{EventFilter, EventSummary, SUMMARY_COLUMNS, filtered, summary};
 
 /// Export formats.
@@ -69,6 +70,7 @@ const CSV_HEADER: [&str; 17] = [
 /// is gone.
 pub(super) fn run(
     c: &Connection,
+    keys: &Keys,
     mut filter: EventFilter,
     format: Format,
     include_body: bool,
@@ -94,7 +96,7 @@ pub(super) fn run(
         drop(w);
     }
     loop {
-        let (sql, args) = filtered(c, &filter, &columns)?;
+        let (sql, args) = filtered(c, &filter, &columns, keys)?;
         let mut stmt = c.prepare_cached(&sql)?;
         let rows: Vec<ExportRow> = stmt
             .query_map(params_from_iter(args), |r| {

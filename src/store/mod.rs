@@ -10,6 +10,7 @@ pub mod audit;
 mod checkpoint;
 mod export;
 pub mod health;
+mod keys;
 mod reader;
 mod schema;
 mod seal;
@@ -80,6 +81,8 @@ pub struct Store {
     metrics: Arc<Metrics>,
     stream: tokio::sync::broadcast::Sender<Arc<StreamItem>>,
     seal: Arc<seal::SealKey>,
+    /// Sender and source keys not yet written in runs, for searches.
+    keys: Arc<keys::Keys>,
     /// When the last health probe ran: probes are paced (see `probe`).
     last_probe: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
@@ -115,6 +118,7 @@ impl Store {
     pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
         let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let mut conn = writer::open_write_connection(path, tuning)?;
+        let keys = Arc::new(keys::Keys::load(&conn, keys::RUN_ROWS)?);
         let metrics = Arc::new(Metrics::default());
         let checkpoints =
             checkpoint::Checkpoints::start(&mut conn, path, tuning, Arc::clone(&metrics))?;
@@ -125,6 +129,7 @@ impl Store {
             healthy: Arc::clone(&healthy),
             metrics: Arc::clone(&metrics),
             stream: stream.clone(),
+            keys: Arc::clone(&keys),
         };
         let handle = writer::spawn(conn, checkpoints, rx, tuning.max_batch, shared)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
@@ -140,6 +145,7 @@ impl Store {
             metrics,
             stream,
             seal,
+            keys,
             last_probe: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
@@ -223,7 +229,10 @@ impl Store {
 
     /// One page of events, newest first.
     pub async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
-        self.readers.run(move |c| reader::events(c, &filter)).await
+        let keys = Arc::clone(&self.keys);
+        self.readers
+            .run(move |c| reader::events(c, &filter, &keys))
+            .await
     }
 
     /// One event with its headers and body.
@@ -279,6 +288,7 @@ impl Store {
     ) -> mpsc::Receiver<Result<bytes::Bytes, String>> {
         let (tx, rx) = mpsc::channel(4);
         let readers = Arc::clone(&self.readers);
+        let keys = Arc::clone(&self.keys);
         tokio::task::spawn_blocking(move || {
             let conn = match readers.take() {
                 Ok(c) => c,
@@ -288,7 +298,7 @@ impl Store {
                     return;
                 }
             };
-            if let Err(e) = export::run(&conn, filter, format, include_body, &tx) {
+            if let Err(e) = export::run(&conn, &keys, filter, format, include_body, &tx) {
                 tracing::warn!(error = %e, "export stopped early");
                 let _ = tx.blocking_send(Err(e.to_string()));
             }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::StoreError;
+use super::keys::{self, Keys, Kind};
 use crate::clock::format_micros;
 use crate::event::{Status, public_id};
 use crate::tokens::{Role, TokenEntry};
@@ -256,8 +257,12 @@ pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
 /// and then filters exactly on `received_at`.
 const SEQ_SLACK: i64 = 100_000;
 
-pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummary>, StoreError> {
-    let (sql, args) = filtered(c, f, SUMMARY_COLUMNS)?;
+pub(super) fn events(
+    c: &Connection,
+    f: &EventFilter,
+    keys: &Keys,
+) -> Result<Page<EventSummary>, StoreError> {
+    let (sql, args) = filtered(c, f, SUMMARY_COLUMNS, keys)?;
     let mut stmt = c.prepare_cached(&sql)?;
     let items: Vec<EventSummary> = stmt
         .query_map(params_from_iter(args), summary)?
@@ -278,11 +283,13 @@ fn into_page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Pag
 }
 
 /// The SQL and arguments that select `columns` of the events matching a filter, in the
-/// filter's order, one more than its limit.
+/// filter's order, one more than its limit. Run the statement after this returns: a sender
+/// or source filter reads the in-memory keys here, before the statement's snapshot.
 pub(super) fn filtered(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
+    keys: &Keys,
 ) -> Result<(String, Vec<SqlValue>), StoreError> {
     // Rare outcomes have partial indexes; naming them stops the planner, which cannot
     // know they are rare, from scanning the whole table newest-first instead.
@@ -314,6 +321,15 @@ pub(super) fn filtered(
         if let Some(v) = value {
             args.push(SqlValue::Text(v.clone()));
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
+        }
+    }
+    // Sender and source have no index on `events`: their runs and memory name the seqs.
+    for (kind, value) in [(Kind::Sender, &f.sender), (Kind::Source, &f.source)] {
+        if let Some(v) = value {
+            args.push(SqlValue::Text(v.clone()));
+            args.push(SqlValue::Text(keys.candidates(kind, v)));
+            let n = args.len();
+            sql.push_str(&format!(" AND {}", keys::condition(kind, n - 1, n)));
         }
     }
     let mut before = f.before_seq;

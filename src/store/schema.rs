@@ -130,6 +130,38 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX events_handshake ON events(seq) WHERE status = 'handshake';
     ",
+    // 7: the sender and source indexes become runs of 32768 seqs written a run at a time
+    // (`store::keys`): the complete runs are backfilled from the old indexes, in order;
+    // the open run is rebuilt in memory at every open.
+    "
+    CREATE TABLE key_runs (
+        run INTEGER PRIMARY KEY
+    );
+    CREATE TABLE run_keys (
+        run  INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        key  TEXT NOT NULL,
+        seq  INTEGER NOT NULL,
+        PRIMARY KEY (run, kind, key, seq)
+    ) WITHOUT ROWID;
+    INSERT INTO run_keys (run, kind, key, seq)
+        SELECT (seq - 1) / 32768 + 1, 0, sender, seq FROM events
+        WHERE sender IS NOT NULL
+          AND seq <= (SELECT coalesce(max(seq), 0) / 32768 * 32768 FROM events)
+        UNION ALL
+        SELECT (seq - 1) / 32768 + 1, 1, source, seq FROM events
+        WHERE source IS NOT NULL
+          AND seq <= (SELECT coalesce(max(seq), 0) / 32768 * 32768 FROM events)
+        ORDER BY 1, 2, 3, 4;
+    WITH RECURSIVE r(n) AS (
+        SELECT 1 WHERE (SELECT coalesce(max(seq), 0) FROM events) >= 32768
+        UNION ALL
+        SELECT n + 1 FROM r WHERE n < (SELECT coalesce(max(seq), 0) FROM events) / 32768
+    )
+    INSERT INTO key_runs (run) SELECT n FROM r;
+    DROP INDEX events_by_sender;
+    DROP INDEX events_by_source;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
@@ -157,5 +189,91 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap_or_default();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_key_runs_migration_cuts_runs_as_the_writer_does() {
+        assert!(MIGRATIONS[6].contains(&format!("/ {}", super::super::keys::RUN_ROWS)));
+    }
+
+    #[test]
+    fn a_log_indexed_the_old_way_moves_to_runs_and_every_search_finds_the_same_rows() {
+        use super::super::keys::{Keys, RUN_ROWS};
+        use super::super::reader::{EventFilter, events};
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut conn =
+            Connection::open(dir.path().join("old.db")).unwrap_or_else(|e| panic!("{e}"));
+        // A database as version 6 left it, with two runs and a half of rows.
+        for sql in &MIGRATIONS[..6] {
+            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+        }
+        conn.pragma_update(None, "user_version", 6)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = 2 * RUN_ROWS + RUN_ROWS / 2;
+        conn.execute(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+             INSERT INTO events (seq, received_at, account, status, sender, source, method,
+                 path, query, remote_addr, headers, body, body_size, body_truncated, handle_micros)
+             SELECT i, i, 'shop', 'accepted', 'p' || (i % 97),
+                 CASE WHEN i % 3 = 0 THEN NULL ELSE 'o' || (i % 89) END,
+                 'POST', '/hooks/shop', '', '127.0.0.1:1', '{}', x'', 0, 0, 0 FROM n",
+            [rows],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let before = |c: &Connection, column: &str, key: &str| -> Vec<i64> {
+            c.prepare(&format!(
+                "SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq DESC"
+            ))
+            .and_then(|mut s| {
+                s.query_map([key], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let old: Vec<Vec<i64>> = ["p0", "p96", "p13"]
+            .iter()
+            .map(|k| before(&conn, "sender", k))
+            .chain(["o0", "o88"].iter().map(|k| before(&conn, "source", k)))
+            .collect();
+
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let runs: Vec<i64> = conn
+            .prepare("SELECT run FROM key_runs ORDER BY run")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, [1, 2], "the complete runs are written");
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema WHERE name IN ('events_by_sender', 'events_by_source')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(indexes, 0);
+        let keys = Keys::load(&conn, RUN_ROWS).unwrap_or_else(|e| panic!("{e}"));
+        let search = |sender: Option<&str>, source: Option<&str>| -> Vec<i64> {
+            let filter = EventFilter {
+                sender: sender.map(Into::into),
+                source: source.map(Into::into),
+                limit: 100_000,
+                ..Default::default()
+            };
+            events(&conn, &filter, &keys)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .items
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        let new: Vec<Vec<i64>> = ["p0", "p96", "p13"]
+            .iter()
+            .map(|k| search(Some(k), None))
+            .chain(["o0", "o88"].iter().map(|k| search(None, Some(k))))
+            .collect();
+        assert_eq!(new, old);
+        assert!(old.iter().all(|seqs| seqs.len() > 500));
     }
 }

@@ -18,6 +18,7 @@ use super::StreamItem;
 use super::StoreError;
 use super::admin_write::AdminWrite;
 use super::checkpoint::Checkpoints;
+use super::keys::{self, Entry, Flusher, Keys, Step};
 use super::schema;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
@@ -124,6 +125,8 @@ pub(super) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Streamed events, published in commit order after their group commits.
     pub stream: broadcast::Sender<Arc<StreamItem>>,
+    /// The sender and source keys not yet written in runs.
+    pub keys: Arc<Keys>,
 }
 
 /// Starts the writer thread.
@@ -147,9 +150,9 @@ fn run(
     shared: &Shared,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut heads = match Heads::load(&conn) {
-        Ok(h) => h,
-        Err(e) => {
+    let (mut heads, mut flusher) = match (Heads::load(&conn), Flusher::load(&conn)) {
+        (Ok(h), Ok(f)) => (h, f),
+        (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot read the chain heads; the writer stops");
             return;
         }
@@ -163,7 +166,13 @@ fn run(
             }
         }
         let stop = commit_batch(
-            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut heads,
+            &mut conn,
+            &mut batch,
+            &mut rx,
+            max_batch,
+            shared,
+            &mut heads,
+            &mut flusher,
         );
         if let Some(done) = stop {
             drop(checkpoints);
@@ -206,8 +215,9 @@ enum Guard {
 
 /// How one attempt at a group ended.
 enum Attempt {
-    /// Committed; one outcome per job, in order.
-    Committed(Vec<Outcome>),
+    /// Committed: one outcome per job, in order; the keys of its events; what it wrote of
+    /// a run.
+    Committed(Vec<Outcome>, Vec<Entry>, Option<Step>),
     /// An event failed in an [`Guard::Optimistic`] attempt; it was rolled back.
     Abandoned,
     /// The transaction could not begin or commit: nothing of the group stands.
@@ -226,19 +236,33 @@ fn commit_batch(
     max_batch: usize,
     shared: &Shared,
     heads: &mut Heads,
+    flusher: &mut Flusher,
 ) -> Option<oneshot::Sender<()>> {
     let (healthy, metrics) = (&shared.healthy, &shared.metrics);
     let started = std::time::Instant::now();
     let start_heads = *heads;
-    let mut attempt = write_group(conn, batch, rx, max_batch, heads, Guard::Optimistic);
+    let mut group = Group {
+        rx,
+        max_batch,
+        keys: &shared.keys,
+        flusher,
+    };
+    let mut attempt = write_group(conn, batch, &mut group, heads, Guard::Optimistic);
     if let Attempt::Abandoned = attempt {
         // The rolled-back attempt moved the heads past rows that are not there.
         *heads = start_heads;
         metrics.record_retried_group();
-        attempt = write_group(conn, batch, rx, max_batch, heads, Guard::PerEvent);
+        attempt = write_group(conn, batch, &mut group, heads, Guard::PerEvent);
     }
     let (outcomes, failure) = match attempt {
-        Attempt::Committed(outcomes) => (outcomes, None),
+        Attempt::Committed(outcomes, entries, step) => {
+            // Before any answer: a search that follows an answer finds its row.
+            shared.keys.add(entries);
+            if let Some(step) = step {
+                flusher.advance(step, &shared.keys);
+            }
+            (outcomes, None)
+        }
         Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
         // A guarded attempt goes on past a failed event; it never abandons.
         Attempt::Abandoned => (Vec::new(), Some("the write group was abandoned".into())),
@@ -311,28 +335,50 @@ fn unmatched() -> StoreError {
     StoreError::Unavailable("the write group lost track of a job".into())
 }
 
+/// What every attempt at one group works with.
+struct Group<'a> {
+    rx: &'a mut mpsc::Receiver<Job>,
+    max_batch: usize,
+    keys: &'a Keys,
+    flusher: &'a Flusher,
+}
+
 /// One attempt at writing `batch` in a single transaction. Jobs that arrive meanwhile
 /// are appended to `batch` and join it (up to `max_batch`), until a shutdown is reached.
+/// The transaction also carries the next chunk of a complete run of keys (`keys`).
 fn write_group(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
-    rx: &mut mpsc::Receiver<Job>,
-    max_batch: usize,
+    group: &mut Group<'_>,
     heads: &mut Heads,
     guard: Guard,
 ) -> Attempt {
+    // Every key up to here is in memory: it was added after its group committed.
+    let committed = heads.next_event - 1;
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return Attempt::Failed(e),
     };
     let mut outcomes = Vec::with_capacity(batch.len());
+    let mut entries = Vec::new();
     let mut stopping = false;
     loop {
         while let Some(job) = batch.get(outcomes.len()) {
             let outcome = match job {
-                Job::Event(record, _) => Outcome::Event(guarded(&tx, guard, |tx| {
-                    insert_event(tx, heads, record).map_err(StoreError::from)
-                })),
+                Job::Event(record, _) => {
+                    let outcome = guarded(&tx, guard, |tx| {
+                        insert_event(tx, heads, record).map_err(StoreError::from)
+                    });
+                    if let Ok((committed, _)) = &outcome {
+                        let e = &record.extracted;
+                        entries.extend(keys::entries_of(
+                            committed.seq,
+                            e.sender.as_deref(),
+                            e.source.as_deref(),
+                        ));
+                    }
+                    Outcome::Event(outcome)
+                }
                 Job::Admin(write, _) => {
                     Outcome::Admin(super::admin_write::apply(&mut tx, heads, write))
                 }
@@ -351,8 +397,8 @@ fn write_group(
         if stopping {
             break;
         }
-        while batch.len() < max_batch {
-            match rx.try_recv() {
+        while batch.len() < group.max_batch {
+            match group.rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
@@ -361,8 +407,14 @@ fn write_group(
             break;
         }
     }
+    // A chunk a few times the group's size keeps the runs ahead of the log.
+    let budget = (4 * batch.len()).max(64);
+    let step = match group.flusher.step(&tx, group.keys, committed, budget) {
+        Ok(step) => step,
+        Err(e) => return Attempt::Failed(e),
+    };
     match tx.commit() {
-        Ok(()) => Attempt::Committed(outcomes),
+        Ok(()) => Attempt::Committed(outcomes, entries, step),
         Err(e) => Attempt::Failed(e),
     }
 }
@@ -541,8 +593,12 @@ mod tests {
     use super::*;
     use crate::event::Extracted;
 
-    fn record(event_id: &str) -> Box<EventRecord> {
-        Box::new(EventRecord {
+    fn record(event_id: &str) -> EventRecord {
+        keyed(event_id, Some("+255700000001"), None)
+    }
+
+    fn keyed(event_id: &str, sender: Option<&str>, source: Option<&str>) -> EventRecord {
+        EventRecord {
             received_at: 1_700_000_000_000_000,
             account: "shop".into(),
             status: Status::Accepted,
@@ -550,7 +606,8 @@ mod tests {
             detail: None,
             extracted: Extracted {
                 event_id: Some(event_id.into()),
-                sender: Some("+255700000001".into()),
+                sender: sender.map(Into::into),
+                source: source.map(Into::into),
                 ..Extracted::default()
             },
             method: "POST".into(),
@@ -565,57 +622,118 @@ mod tests {
             body_truncated: false,
             handle_micros: 5,
             forward: Forward::None,
-        })
+        }
     }
 
     type Reply = oneshot::Receiver<Result<Committed, StoreError>>;
 
-    /// Writes one group of events through `commit_batch`, as the writer thread does.
-    fn write(
-        conn: &mut Connection,
-        heads: &mut Heads,
-        metrics: &Arc<Metrics>,
-        ids: &[&str],
-    ) -> Vec<Result<Committed, StoreError>> {
-        let (mut batch, replies): (Vec<Job>, Vec<Reply>) = ids
-            .iter()
-            .map(|id| {
-                let (tx, rx) = oneshot::channel();
-                (Job::Event(record(id), tx), rx)
-            })
-            .unzip();
-        let (_keep, mut rx) = mpsc::channel(1);
-        let shared = Shared {
-            healthy: Arc::new(AtomicBool::new(true)),
-            metrics: Arc::clone(metrics),
-            stream: broadcast::channel(4).0,
-        };
-        assert!(commit_batch(conn, &mut batch, &mut rx, 64, &shared, heads).is_none());
-        replies
-            .into_iter()
-            .map(|mut r| r.try_recv().expect("every job is answered"))
-            .collect()
+    /// A writer without its thread: the connection, its state, and what it shares.
+    struct Rig {
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        conn: Connection,
+        heads: Heads,
+        flusher: Flusher,
+        shared: Shared,
+    }
+
+    impl Rig {
+        /// A new database, with runs of `rows` seqs.
+        fn new(rows: i64) -> Rig {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("w.db");
+            let conn = open_write_connection(&path, &Storage::default()).expect("open");
+            Rig::resume(dir, path, conn, rows)
+        }
+
+        /// The writer's state as a restart finds it in `conn`'s database.
+        fn resume(
+            dir: tempfile::TempDir,
+            path: std::path::PathBuf,
+            conn: Connection,
+            rows: i64,
+        ) -> Rig {
+            Rig {
+                heads: Heads::load(&conn).expect("heads"),
+                flusher: Flusher::load(&conn).expect("flusher"),
+                shared: Shared {
+                    healthy: Arc::new(AtomicBool::new(true)),
+                    metrics: Arc::new(Metrics::default()),
+                    stream: broadcast::channel(4).0,
+                    keys: Arc::new(Keys::load(&conn, rows).expect("keys")),
+                },
+                _dir: dir,
+                path,
+                conn,
+            }
+        }
+
+        /// Writes one group through `commit_batch`, as the writer thread does.
+        fn write(&mut self, records: Vec<EventRecord>) -> Vec<Result<Committed, StoreError>> {
+            let (mut batch, replies): (Vec<Job>, Vec<Reply>) = records
+                .into_iter()
+                .map(|r| {
+                    let (tx, rx) = oneshot::channel();
+                    (Job::Event(Box::new(r), tx), rx)
+                })
+                .unzip();
+            let (_keep, mut rx) = mpsc::channel(1);
+            let stop = commit_batch(
+                &mut self.conn,
+                &mut batch,
+                &mut rx,
+                64,
+                &self.shared,
+                &mut self.heads,
+                &mut self.flusher,
+            );
+            assert!(stop.is_none());
+            replies
+                .into_iter()
+                .map(|mut r| r.try_recv().expect("every job is answered"))
+                .collect()
+        }
+
+        /// Writes one group of events with these ids.
+        fn write_ids(&mut self, ids: &[&str]) -> Vec<Result<Committed, StoreError>> {
+            self.write(ids.iter().map(|id| record(id)).collect())
+        }
+
+        /// The seqs a search by sender or source finds, newest first, on a read connection.
+        fn search(&self, sender: Option<&str>, source: Option<&str>) -> Vec<i64> {
+            let c = Connection::open(&self.path).expect("reader");
+            let filter = super::super::reader::EventFilter {
+                sender: sender.map(Into::into),
+                source: source.map(Into::into),
+                limit: 10_000,
+                ..Default::default()
+            };
+            super::super::reader::events(&c, &filter, &self.shared.keys)
+                .expect("search")
+                .items
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        }
     }
 
     #[test]
     fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("w.db");
-        let mut conn = open_write_connection(&path, &Storage::default()).expect("open");
-        let mut heads = Heads::load(&conn).expect("heads");
-        let metrics = Arc::new(Metrics::default());
+        let mut rig = Rig::new(keys::RUN_ROWS);
         // The event row is written, then its dedupe row fails, for one id only.
-        conn.execute_batch(
-            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe WHEN NEW.event_id = 'bad'
-             BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
-        )
-        .expect("stage the fault");
+        rig.conn
+            .execute_batch(
+                "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe WHEN NEW.event_id = 'bad'
+                 BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
+            )
+            .expect("stage the fault");
+        let metrics = Arc::clone(&rig.shared.metrics);
 
-        let fast = write(&mut conn, &mut heads, &metrics, &["a", "b"]);
+        let fast = rig.write_ids(&["a", "b"]);
         assert!(fast.iter().all(Result::is_ok), "{fast:?}");
         assert!(metrics.render(true, 0).contains("retried_groups_total 0\n"));
 
-        let answers = write(&mut conn, &mut heads, &metrics, &["c", "bad", "d", "a"]);
+        let answers = rig.write_ids(&["c", "bad", "d", "a"]);
         let seqs: Vec<_> = answers
             .iter()
             .map(|a| a.as_ref().ok().map(|c| (c.seq, c.status)))
@@ -636,6 +754,7 @@ mod tests {
         assert!(metrics.render(true, 0).contains("retried_groups_total 1\n"));
 
         // What stands is exactly the answered rows, contiguous, and the chain holds.
+        let (conn, heads) = (&rig.conn, &rig.heads);
         let ids: Vec<(i64, String)> = conn
             .prepare("SELECT seq, event_id FROM events ORDER BY seq")
             .and_then(|mut s| {
@@ -653,11 +772,139 @@ mod tests {
             )
             .expect("count");
         assert_eq!(dedupe, 0);
-        let reloaded = Heads::load(&conn).expect("heads");
+        let reloaded = Heads::load(conn).expect("heads");
         assert_eq!(reloaded.next_event, heads.next_event);
         assert_eq!(reloaded.event_head, heads.event_head);
-        let report = super::super::audit::verify(&conn, super::super::audit::Log::Events, None)
+        let report = super::super::audit::verify(conn, super::super::audit::Log::Events, None)
             .expect("verify");
         assert!(report.ok && report.rows == 5, "{report:?}");
+    }
+
+    #[test]
+    fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a_restart() {
+        // Runs of 64 seqs: 128 keys each, more than one group's chunk (64), so a run is
+        // written over several groups.
+        const ROWS: i64 = 64;
+        let mut rig = Rig::new(ROWS);
+        let sender = |i: usize| format!("+2557000000{}", i % 7);
+        let source = |i: usize| format!("order-{}", i % 5);
+        let mut seq = 0;
+        // (seq, sender, source) of every row written.
+        type Row = (i64, String, Option<String>);
+        let mut expected: Vec<Row> = Vec::new();
+        for group in 0..60 {
+            let records: Vec<_> = (0..5)
+                .map(|k| {
+                    let i = group * 5 + k;
+                    // Every third row has no source: no key, and no entry for it.
+                    let src = (i % 3 != 0).then(|| source(i));
+                    keyed(&format!("evt-{i}"), Some(&sender(i)), src.as_deref())
+                })
+                .collect();
+            for (k, answer) in rig.write(records).into_iter().enumerate() {
+                let i = group * 5 + k;
+                seq += 1;
+                assert_eq!(answer.expect("accepted").seq, seq);
+                expected.push((seq, sender(i), (i % 3 != 0).then(|| source(i))));
+            }
+        }
+        let marked: i64 = rig
+            .conn
+            .query_row("SELECT count(*) FROM key_runs", [], |r| r.get(0))
+            .expect("runs");
+        assert!(
+            marked >= 3,
+            "300 rows make 4 complete runs of 64; {marked} written"
+        );
+        let want = |f: &dyn Fn(&Row) -> bool| -> Vec<i64> {
+            expected
+                .iter()
+                .rev()
+                .filter(|e| f(e))
+                .map(|e| e.0)
+                .collect()
+        };
+        let check = |rig: &Rig| {
+            for s in 0..7 {
+                let key = sender(s);
+                assert_eq!(rig.search(Some(&key), None), want(&|e| e.1 == key), "{key}");
+            }
+            for o in 0..5 {
+                let key = source(o);
+                assert_eq!(
+                    rig.search(None, Some(&key)),
+                    want(&|e| e.2.as_deref() == Some(key.as_str())),
+                    "{key}"
+                );
+            }
+            let (s, o) = (sender(1), source(1));
+            assert_eq!(
+                rig.search(Some(&s), Some(&o)),
+                want(&|e| e.1 == s && e.2.as_deref() == Some(o.as_str()))
+            );
+            assert!(rig.search(Some("+255799999999"), None).is_empty());
+        };
+        check(&rig);
+
+        // A restart rebuilds memory from the log past the last written run.
+        let Rig {
+            _dir, path, conn, ..
+        } = rig;
+        drop(conn);
+        let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
+        let mut rig = Rig::resume(_dir, path, conn, ROWS);
+        check(&rig);
+        // ... and the writer goes on writing runs where it left off.
+        for group in 60..90 {
+            let ids: Vec<String> = (0..5).map(|k| format!("evt-{}", group * 5 + k)).collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            assert!(rig.write_ids(&ids).iter().all(Result::is_ok));
+        }
+        let written: Vec<(i64, i64)> = rig
+            .conn
+            .prepare("SELECT run, count(*) FROM run_keys GROUP BY run ORDER BY run")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .expect("runs");
+        let marked: i64 = rig
+            .conn
+            .query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0))
+            .expect("runs");
+        assert!(
+            marked >= 6,
+            "450 rows, 7 complete runs; {marked} written: {written:?}"
+        );
+        // Each run written holds exactly the keys of its seqs, each once.
+        let per_run: i64 = rig
+            .conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE seq <= ?1 AND sender IS NOT NULL",
+                [marked * ROWS],
+                |r| r.get(0),
+            )
+            .expect("count");
+        let sources: i64 = rig
+            .conn
+            .query_row(
+                "SELECT count(*) FROM events WHERE seq <= ?1 AND source IS NOT NULL",
+                [marked * ROWS],
+                |r| r.get(0),
+            )
+            .expect("count");
+        let in_runs: i64 = written
+            .iter()
+            .filter(|(run, _)| *run <= marked)
+            .map(|w| w.1)
+            .sum();
+        assert_eq!(in_runs, per_run + sources);
+        // The rows before the restart are found as before, the ones after as well.
+        assert_eq!(
+            rig.search(Some(&sender(1)), None),
+            want(&|e| e.1 == sender(1))
+        );
+        let after: Vec<i64> = (301..=450).rev().collect();
+        assert_eq!(rig.search(Some("+255700000001"), None), after);
     }
 }

@@ -1,0 +1,275 @@
+//! The sender and source indexes, written a run at a time instead of a row at a time.
+//!
+//! An index on a random key (a phone number, an order id) costs every new row a leaf page
+//! of its own, written to the WAL and again at checkpoint: new rows land all over the
+//! B-tree. Here the log's seqs are cut into runs of [`RUN_ROWS`]. The writer keeps the
+//! keys of runs not yet written in memory, sorted; once a run is complete it writes its
+//! keys to `run_keys` (primary key: run, kind, key, seq) a chunk per group, in that order,
+//! so every insert lands at the right edge of the B-tree, and it marks the run written in
+//! `key_runs` with the last chunk. A search by sender or source asks `run_keys` once per
+//! written run and adds what memory holds for the rest (`candidates`).
+//!
+//! Owns the runs' tables and the in-memory part. Invariants: memory holds the keys of
+//! every committed row whose run is not marked written; the writer adds a group's keys
+//! after its commit and before any answer, and a run's keys leave memory only after the
+//! commit that marks it. A search reads memory before its statement starts, so its
+//! snapshot, taken later, includes every mark that memory no longer reflects. After a
+//! restart, memory is rebuilt from the log past the last marked run. It never writes an
+//! event row.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::RwLock;
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+/// Seqs per run. Migration 7 (`schema`) backfills with the same number.
+pub const RUN_ROWS: i64 = 32_768;
+
+/// Which extracted field a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `sender`.
+    Sender = 0,
+    /// `source`.
+    Source = 1,
+}
+
+/// One index entry: kind, key, seq (ordered as `run_keys` orders them within a run).
+pub(super) type Entry = (u8, Box<str>, i64);
+
+/// The run a seq belongs to, in runs of `rows` seqs (seqs start at 1).
+pub fn run_of(seq: i64, rows: i64) -> i64 {
+    (seq - 1).max(0) / rows.max(1) + 1
+}
+
+/// The keys of a committed row.
+pub(super) fn entries_of(seq: i64, sender: Option<&str>, source: Option<&str>) -> Vec<Entry> {
+    [(Kind::Sender, sender), (Kind::Source, source)]
+        .into_iter()
+        .filter_map(|(kind, key)| key.map(|k| (kind as u8, Box::from(k), seq)))
+        .collect()
+}
+
+/// The keys of runs not yet marked written, by run; shared by the writer and searches.
+#[derive(Debug)]
+pub(super) struct Keys {
+    /// Seqs per run: [`RUN_ROWS`], except in tests.
+    rows: i64,
+    runs: RwLock<BTreeMap<i64, BTreeSet<Entry>>>,
+}
+
+impl Keys {
+    /// Empty memory, for a log with no rows past its last marked run.
+    pub(super) fn new(rows: i64) -> Keys {
+        Keys {
+            rows: rows.max(1),
+            runs: RwLock::default(),
+        }
+    }
+
+    /// Rebuilds memory from the log past the last run marked written.
+    pub(super) fn load(c: &Connection, rows: i64) -> rusqlite::Result<Keys> {
+        let marked = last_marked(c)?;
+        let keys = Keys::new(rows);
+        let mut stmt = c.prepare("SELECT seq, sender, source FROM events WHERE seq > ?1")?;
+        let mut rows = stmt.query(params![marked * keys.rows])?;
+        let mut entries = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (seq, sender, source): (i64, Option<String>, Option<String>) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            entries.extend(entries_of(seq, sender.as_deref(), source.as_deref()));
+        }
+        keys.add(entries);
+        Ok(keys)
+    }
+
+    /// Adds a committed group's keys.
+    pub(super) fn add(&self, entries: Vec<Entry>) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+        for e in entries {
+            runs.entry(run_of(e.2, self.rows)).or_default().insert(e);
+        }
+    }
+
+    /// Forgets the runs up to `run`, whose mark has committed.
+    fn forget_through(&self, run: i64) {
+        let gone = {
+            let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+            let kept = runs.split_off(&(run + 1));
+            std::mem::replace(&mut *runs, kept)
+        };
+        // A run's tens of thousands of keys take milliseconds to free: not on the
+        // writer's path when a thread can do it.
+        let freer = std::thread::Builder::new().name("hookgate-keys-free".into());
+        if let Err(e) = freer.spawn(move || drop(gone)) {
+            tracing::debug!(error = %e, "freeing a written run on the writer's thread");
+        }
+    }
+
+    /// The seqs memory holds for one key, as a JSON array for `json_each`.
+    pub(super) fn candidates(&self, kind: Kind, key: &str) -> String {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        let (lo, hi): (Entry, Entry) = (
+            (kind as u8, Box::from(key), i64::MIN),
+            (kind as u8, Box::from(key), i64::MAX),
+        );
+        let seqs: Vec<i64> = runs
+            .values()
+            .flat_map(|set| set.range(lo.clone()..=hi.clone()).map(|e| e.2))
+            .collect();
+        serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into())
+    }
+
+    /// Up to `limit` entries of `run` after `after`, in order.
+    fn chunk(&self, run: i64, after: Option<&Entry>, limit: usize) -> Vec<Entry> {
+        let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        let Some(set) = runs.get(&run) else {
+            return Vec::new();
+        };
+        match after {
+            Some(a) => set
+                .range((
+                    std::ops::Bound::Excluded(a.clone()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .take(limit)
+                .cloned()
+                .collect(),
+            None => set.iter().take(limit).cloned().collect(),
+        }
+    }
+}
+
+/// The SQL condition a search adds for a key: `seq` is among the written runs' entries or
+/// the JSON array of `Keys::candidates`. `{key}` and `{memory}` are parameter numbers.
+pub(super) fn condition(kind: Kind, key: usize, memory: usize) -> String {
+    format!(
+        "seq IN (SELECT seq FROM run_keys WHERE run IN (SELECT run FROM key_runs) AND kind = {} AND key = ?{key}
+                 UNION ALL SELECT value FROM json_each(?{memory}))",
+        kind as u8
+    )
+}
+
+/// The last run marked written.
+fn last_marked(c: &Connection) -> rusqlite::Result<i64> {
+    c.query_row("SELECT coalesce(max(run), 0) FROM key_runs", [], |r| {
+        r.get(0)
+    })
+}
+
+/// The writer's progress through the runs to write; used on the writer's thread only.
+#[derive(Debug)]
+pub(super) struct Flusher {
+    /// The last run marked written (committed).
+    marked: i64,
+    /// The last entry of run `marked + 1` written (committed), if any.
+    cursor: Option<Entry>,
+}
+
+/// What one group wrote of a run, applied to the [`Flusher`] once the group commits.
+#[derive(Debug)]
+pub(super) struct Step {
+    run: i64,
+    last: Option<Entry>,
+    done: bool,
+}
+
+impl Flusher {
+    /// Resumes where the last commit left off.
+    pub(super) fn load(c: &Connection) -> rusqlite::Result<Flusher> {
+        let marked = last_marked(c)?;
+        let cursor = c
+            .query_row(
+                "SELECT kind, key, seq FROM run_keys WHERE run = ?1
+                 ORDER BY kind DESC, key DESC, seq DESC LIMIT 1",
+                params![marked + 1],
+                |r| {
+                    Ok((
+                        r.get::<_, u8>(0)?,
+                        Box::<str>::from(r.get::<_, String>(1)?),
+                        r.get(2)?,
+                    ))
+                },
+            )
+            .optional()?;
+        Ok(Flusher { marked, cursor })
+    }
+
+    /// Inside a group's transaction: writes the next chunk (at most `budget` entries) of
+    /// the first run not yet written, if that run is complete through `committed` (the
+    /// last seq committed before this group, so all its keys are in memory).
+    pub(super) fn step(
+        &self,
+        tx: &Transaction<'_>,
+        keys: &Keys,
+        committed: i64,
+        budget: usize,
+    ) -> rusqlite::Result<Option<Step>> {
+        let run = self.marked + 1;
+        if committed < run * keys.rows {
+            return Ok(None);
+        }
+        let mut chunk = keys.chunk(run, self.cursor.as_ref(), budget + 1);
+        let done = chunk.len() <= budget;
+        chunk.truncate(budget);
+        let mut insert = tx
+            .prepare_cached("INSERT INTO run_keys (run, kind, key, seq) VALUES (?1, ?2, ?3, ?4)")?;
+        for (kind, key, seq) in &chunk {
+            insert.execute(params![run, kind, &**key, seq])?;
+        }
+        if done {
+            tx.prepare_cached("INSERT INTO key_runs (run) VALUES (?1)")?
+                .execute(params![run])?;
+        }
+        Ok(Some(Step {
+            run,
+            last: chunk.pop(),
+            done,
+        }))
+    }
+
+    /// After the commit of the group that made `step`.
+    pub(super) fn advance(&mut self, step: Step, keys: &Keys) {
+        if step.done {
+            self.marked = step.run;
+            self.cursor = None;
+            keys.forget_through(step.run);
+        } else if step.last.is_some() {
+            self.cursor = step.last;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seqs_fall_into_runs_of_run_rows() {
+        assert_eq!(run_of(1, RUN_ROWS), 1);
+        assert_eq!(run_of(RUN_ROWS, RUN_ROWS), 1);
+        assert_eq!(run_of(RUN_ROWS + 1, RUN_ROWS), 2);
+    }
+
+    #[test]
+    fn candidates_cover_every_run_in_memory_and_only_the_key_asked() {
+        let keys = Keys::new(RUN_ROWS);
+        keys.add(entries_of(5, Some("+255700"), Some("order-1")));
+        keys.add(entries_of(RUN_ROWS + 9, Some("+255700"), None));
+        keys.add(entries_of(7, Some("+255701"), Some("+255700")));
+        assert_eq!(
+            keys.candidates(Kind::Sender, "+255700"),
+            format!("[5,{}]", RUN_ROWS + 9)
+        );
+        assert_eq!(keys.candidates(Kind::Source, "+255700"), "[7]");
+        assert_eq!(keys.candidates(Kind::Sender, "nobody"), "[]");
+        keys.forget_through(1);
+        assert_eq!(
+            keys.candidates(Kind::Sender, "+255700"),
+            format!("[{}]", RUN_ROWS + 9)
+        );
+    }
+}
