@@ -1,0 +1,311 @@
+//! The writer's tests: groups written through `commit_batch` on a real database file,
+//! without the writer's thread.
+
+use super::*;
+use crate::event::Extracted;
+
+fn record(event_id: &str) -> EventRecord {
+    keyed(event_id, Some("+255700000001"), None)
+}
+
+fn keyed(event_id: &str, sender: Option<&str>, source: Option<&str>) -> EventRecord {
+    EventRecord {
+        received_at: 1_700_000_000_000_000,
+        account: "shop".into(),
+        status: Status::Accepted,
+        reason: None,
+        detail: None,
+        extracted: Extracted {
+            event_id: Some(event_id.into()),
+            sender: sender.map(Into::into),
+            source: source.map(Into::into),
+            ..Extracted::default()
+        },
+        method: "POST".into(),
+        path: "/hooks/shop".into(),
+        query: String::new(),
+        remote_addr: "127.0.0.1:1".into(),
+        headers: "{}".into(),
+        content_type: Some("application/json".into()),
+        body: bytes::Bytes::from(format!("{{\"id\":\"{event_id}\"}}")),
+        body_size: 12,
+        body_sha256: None,
+        body_truncated: false,
+        handle_micros: 5,
+        forward: Forward::None,
+    }
+}
+
+type Reply = oneshot::Receiver<Result<Committed, StoreError>>;
+
+/// A writer without its thread: the connection, its state, and what it shares.
+struct Rig {
+    _dir: tempfile::TempDir,
+    path: std::path::PathBuf,
+    conn: Connection,
+    heads: Heads,
+    flusher: Flusher,
+    shared: Shared,
+}
+
+impl Rig {
+    /// A new database, with runs of `rows` seqs.
+    fn new(rows: i64) -> Rig {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("w.db");
+        let conn = open_write_connection(&path, &Storage::default()).expect("open");
+        Rig::resume(dir, path, conn, rows)
+    }
+
+    /// The writer's state as a restart finds it in `conn`'s database.
+    fn resume(
+        dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        conn: Connection,
+        rows: i64,
+    ) -> Rig {
+        Rig {
+            heads: Heads::load(&conn).expect("heads"),
+            flusher: Flusher::load(&conn).expect("flusher"),
+            shared: Shared {
+                healthy: Arc::new(AtomicBool::new(true)),
+                metrics: Arc::new(Metrics::default()),
+                stream: broadcast::channel(4).0,
+                keys: Arc::new(Keys::load(&conn, rows).expect("keys")),
+            },
+            _dir: dir,
+            path,
+            conn,
+        }
+    }
+
+    /// Writes one group through `commit_batch`, as the writer thread does.
+    fn write(&mut self, records: Vec<EventRecord>) -> Vec<Result<Committed, StoreError>> {
+        let (mut batch, replies): (Vec<Job>, Vec<Reply>) = records
+            .into_iter()
+            .map(|r| {
+                let (tx, rx) = oneshot::channel();
+                (Job::Event(Box::new(r), tx), rx)
+            })
+            .unzip();
+        let (_keep, mut rx) = mpsc::channel(1);
+        let stop = commit_batch(
+            &mut self.conn,
+            &mut batch,
+            &mut rx,
+            64,
+            &self.shared,
+            &mut self.heads,
+            &mut self.flusher,
+        );
+        assert!(stop.is_none());
+        replies
+            .into_iter()
+            .map(|mut r| r.try_recv().expect("every job is answered"))
+            .collect()
+    }
+
+    /// Writes one group of events with these ids.
+    fn write_ids(&mut self, ids: &[&str]) -> Vec<Result<Committed, StoreError>> {
+        self.write(ids.iter().map(|id| record(id)).collect())
+    }
+
+    /// The seqs a search by sender or source finds, newest first, on a read connection.
+    fn search(&self, sender: Option<&str>, source: Option<&str>) -> Vec<i64> {
+        let c = Connection::open(&self.path).expect("reader");
+        let filter = super::super::reader::EventFilter {
+            sender: sender.map(Into::into),
+            source: source.map(Into::into),
+            limit: 10_000,
+            ..Default::default()
+        };
+        super::super::reader::events(&c, &filter, &self.shared.keys)
+            .expect("search")
+            .items
+            .iter()
+            .map(|e| e.seq)
+            .collect()
+    }
+}
+
+#[test]
+fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() {
+    let mut rig = Rig::new(keys::RUN_ROWS);
+    // The event row is written, then its dedupe row fails, for one id only.
+    rig.conn
+        .execute_batch(
+            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe WHEN NEW.event_id = 'bad'
+             BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
+        )
+        .expect("stage the fault");
+    let metrics = Arc::clone(&rig.shared.metrics);
+
+    let fast = rig.write_ids(&["a", "b"]);
+    assert!(fast.iter().all(Result::is_ok), "{fast:?}");
+    assert!(metrics.render(true, 0).contains("retried_groups_total 0\n"));
+
+    let answers = rig.write_ids(&["c", "bad", "d", "a"]);
+    let seqs: Vec<_> = answers
+        .iter()
+        .map(|a| a.as_ref().ok().map(|c| (c.seq, c.status)))
+        .collect();
+    assert_eq!(
+        seqs,
+        [
+            Some((3, Status::Accepted)),
+            None,
+            Some((4, Status::Accepted)),
+            Some((5, Status::Duplicate)),
+        ],
+        "{answers:?}"
+    );
+    assert!(matches!(&answers[1], Err(StoreError::Unavailable(m)) if m.contains("staged fault")));
+    assert!(metrics.render(true, 0).contains("retried_groups_total 1\n"));
+
+    // What stands is exactly the answered rows, contiguous, and the chain holds.
+    let (conn, heads) = (&rig.conn, &rig.heads);
+    let ids: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, event_id FROM events ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .expect("rows");
+    let ids: Vec<(i64, &str)> = ids.iter().map(|(s, i)| (*s, i.as_str())).collect();
+    assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")]);
+    let dedupe: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM dedupe WHERE event_id = 'bad'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(dedupe, 0);
+    let reloaded = Heads::load(conn).expect("heads");
+    assert_eq!(reloaded.next_event, heads.next_event);
+    assert_eq!(reloaded.event_head, heads.event_head);
+    let report =
+        super::super::audit::verify(conn, super::super::audit::Log::Events, None).expect("verify");
+    assert!(report.ok && report.rows == 5, "{report:?}");
+}
+
+#[test]
+fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a_restart() {
+    // Runs of 64 seqs: 128 keys each, more than one group's chunk (64), so a run is
+    // written over several groups.
+    const ROWS: i64 = 64;
+    let mut rig = Rig::new(ROWS);
+    let sender = |i: usize| format!("+2557000000{}", i % 7);
+    let source = |i: usize| format!("order-{}", i % 5);
+    let mut seq = 0;
+    // (seq, sender, source) of every row written.
+    type Row = (i64, String, Option<String>);
+    let mut expected: Vec<Row> = Vec::new();
+    for group in 0..60 {
+        let records: Vec<_> = (0..5)
+            .map(|k| {
+                let i = group * 5 + k;
+                // Every third row has no source: no key, and no entry for it.
+                let src = (i % 3 != 0).then(|| source(i));
+                keyed(&format!("evt-{i}"), Some(&sender(i)), src.as_deref())
+            })
+            .collect();
+        for (k, answer) in rig.write(records).into_iter().enumerate() {
+            let i = group * 5 + k;
+            seq += 1;
+            assert_eq!(answer.expect("accepted").seq, seq);
+            expected.push((seq, sender(i), (i % 3 != 0).then(|| source(i))));
+        }
+    }
+    let marked: i64 = rig
+        .conn
+        .query_row("SELECT count(*) FROM key_runs", [], |r| r.get(0))
+        .expect("runs");
+    assert!(
+        marked >= 3,
+        "300 rows make 4 complete runs of 64; {marked} written"
+    );
+    let want = |f: &dyn Fn(&Row) -> bool| -> Vec<i64> {
+        expected
+            .iter()
+            .rev()
+            .filter(|e| f(e))
+            .map(|e| e.0)
+            .collect()
+    };
+    let check = |rig: &Rig| {
+        for s in 0..7 {
+            let key = sender(s);
+            assert_eq!(rig.search(Some(&key), None), want(&|e| e.1 == key), "{key}");
+        }
+        for o in 0..5 {
+            let key = source(o);
+            assert_eq!(
+                rig.search(None, Some(&key)),
+                want(&|e| e.2.as_deref() == Some(key.as_str())),
+                "{key}"
+            );
+        }
+        let (s, o) = (sender(1), source(1));
+        assert_eq!(
+            rig.search(Some(&s), Some(&o)),
+            want(&|e| e.1 == s && e.2.as_deref() == Some(o.as_str()))
+        );
+        assert!(rig.search(Some("+255799999999"), None).is_empty());
+    };
+    check(&rig);
+
+    // A restart rebuilds memory from the log past the last written run.
+    let Rig {
+        _dir, path, conn, ..
+    } = rig;
+    drop(conn);
+    let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
+    let mut rig = Rig::resume(_dir, path, conn, ROWS);
+    check(&rig);
+    // ... and the writer goes on writing runs where it left off.
+    for group in 60..90 {
+        let ids: Vec<String> = (0..5).map(|k| format!("evt-{}", group * 5 + k)).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        assert!(rig.write_ids(&ids).iter().all(Result::is_ok));
+    }
+    let written: Vec<(i64, i64)> = rig
+        .conn
+        .prepare("SELECT run, count(*) FROM run_keys GROUP BY run ORDER BY run")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .expect("runs");
+    let marked: i64 = rig
+        .conn
+        .query_row("SELECT max(run) FROM key_runs", [], |r| r.get(0))
+        .expect("runs");
+    assert!(
+        marked >= 6,
+        "450 rows, 7 complete runs; {marked} written: {written:?}"
+    );
+    // Each run written holds exactly the keys of its seqs, each once.
+    let keyed = |column: &str| -> i64 {
+        rig.conn
+            .query_row(
+                &format!("SELECT count(*) FROM events WHERE seq <= ?1 AND {column} IS NOT NULL"),
+                [marked * ROWS],
+                |r| r.get(0),
+            )
+            .expect("count")
+    };
+    let in_runs: i64 = written
+        .iter()
+        .filter(|(run, _)| *run <= marked)
+        .map(|w| w.1)
+        .sum();
+    assert_eq!(in_runs, keyed("sender") + keyed("source"));
+    // The rows before the restart are found as before, the ones after as well.
+    assert_eq!(
+        rig.search(Some(&sender(1)), None),
+        want(&|e| e.1 == sender(1))
+    );
+    let after: Vec<i64> = (301..=450).rev().collect();
+    assert_eq!(rig.search(Some("+255700000001"), None), after);
+}
