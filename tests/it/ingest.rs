@@ -538,22 +538,53 @@ async fn storage_failure_answers_503_never_2xx_and_recovers() {
 #[tokio::test]
 async fn acknowledged_events_survive_a_graceful_restart() {
     let gw = spawn_gateway().await;
-    gw.create_account(json!({"name": "keep", "auth": {"type": "bearer", "token": "keep-token"}, "paths": {"event_id": "$.id"}})).await;
+    gw.create_account(json!({"name": "keep", "auth": {"type": "bearer", "token": "keep-token"}, "paths": {"event_id": "$.id", "sender": "$.from", "source": "$.order"}})).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let a = gw
             .post_hook(
                 "keep",
                 &[("authorization", "Bearer keep-token")],
-                format!("{{\"id\":\"k{i}\"}}"),
+                format!(
+                    "{{\"id\":\"k{i}\",\"from\":\"+25570000{}\",\"order\":\"o{}\"}}",
+                    i % 3,
+                    i % 4
+                ),
             )
             .await;
         assert_eq!(a.status, 200);
         ids.push(a.json()["id"].as_str().unwrap_or("").to_owned());
     }
+    // Searches by sender and source, newest first: the keys held in memory before the
+    // restart are read back from the log after it.
+    let by = |key: &str, n: usize, of: usize| -> (String, Vec<String>) {
+        let want = (0..20)
+            .rev()
+            .filter(|i| i % of == n)
+            .map(|i| ids[i].clone())
+            .collect();
+        (key.to_owned(), want)
+    };
+    let searches = [by("sender=%2B255700001", 1, 3), by("source=o2", 2, 4)];
+    let found = |events: Vec<Value>| -> Vec<String> {
+        events
+            .iter()
+            .map(|e| e["id"].as_str().unwrap_or("").to_owned())
+            .collect()
+    };
+    for (query, want) in &searches {
+        assert_eq!(&found(gw.events(query).await), want, "{query}");
+    }
     let gw = gw.restart().await;
     for id in &ids {
         assert_eq!(gw.event(id).await["status"], "accepted");
+    }
+    for (query, want) in &searches {
+        assert_eq!(
+            &found(gw.events(query).await),
+            want,
+            "{query} after the restart"
+        );
     }
     // The account and dedupe state came back too.
     let again = gw
