@@ -22,6 +22,8 @@ pub struct Metrics {
     rows: AtomicU64,
     failed_batches: AtomicU64,
     retried_batches: AtomicU64,
+    key_runs: AtomicU64,
+    keys_in_memory: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
     checkpoints: AtomicU64,
@@ -68,6 +70,16 @@ impl Metrics {
     /// its first attempt.
     pub fn record_retried_group(&self) {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a run of sender and source keys written to the database.
+    pub fn record_key_run(&self) {
+        self.key_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets how many sender and source keys are held in memory, waiting for their run.
+    pub fn set_keys_in_memory(&self, keys: u64) {
+        self.keys_in_memory.store(keys, Ordering::Relaxed);
     }
 
     /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
@@ -178,6 +190,22 @@ impl Metrics {
             "hookgate_writer_retried_groups_total {}",
             get(&self.retried_batches)
         );
+        let _ = writeln!(
+            out,
+            "# HELP hookgate_key_runs_written_total Runs of sender and source keys (32768 seqs each) written to the database since start."
+        );
+        let _ = writeln!(out, "# TYPE hookgate_key_runs_written_total counter");
+        let _ = writeln!(
+            out,
+            "hookgate_key_runs_written_total {}",
+            get(&self.key_runs)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP hookgate_keys_in_memory Sender and source keys held in memory until their run is written; it stays under about 2 x 65536."
+        );
+        let _ = writeln!(out, "# TYPE hookgate_keys_in_memory gauge");
+        let _ = writeln!(out, "hookgate_keys_in_memory {}", get(&self.keys_in_memory));
         let _ = writeln!(
             out,
             "# HELP hookgate_writer_seconds_total Time the writer spent executing and committing groups."

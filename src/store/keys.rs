@@ -19,6 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
@@ -56,6 +57,8 @@ pub(super) struct Keys {
     /// Seqs per run: [`RUN_ROWS`], except in tests.
     rows: i64,
     runs: RwLock<BTreeMap<i64, BTreeSet<Entry>>>,
+    /// How many entries `runs` holds.
+    held: AtomicUsize,
 }
 
 impl Keys {
@@ -64,6 +67,7 @@ impl Keys {
         Keys {
             rows: rows.max(1),
             runs: RwLock::default(),
+            held: AtomicUsize::new(0),
         }
     }
 
@@ -89,9 +93,16 @@ impl Keys {
             return;
         }
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
+        let mut added = 0;
         for e in entries {
-            runs.entry(run_of(e.2, self.rows)).or_default().insert(e);
+            added += usize::from(runs.entry(run_of(e.2, self.rows)).or_default().insert(e));
         }
+        self.held.fetch_add(added, Ordering::Relaxed);
+    }
+
+    /// How many keys memory holds.
+    pub(super) fn held(&self) -> usize {
+        self.held.load(Ordering::Relaxed)
     }
 
     /// Forgets the runs up to `run`, whose mark has committed.
@@ -101,6 +112,8 @@ impl Keys {
             let kept = runs.split_off(&(run + 1));
             std::mem::replace(&mut *runs, kept)
         };
+        let dropped: usize = gone.values().map(BTreeSet::len).sum();
+        self.held.fetch_sub(dropped, Ordering::Relaxed);
         // A run's tens of thousands of keys take milliseconds to free: not on the
         // writer's path when a thread can do it.
         let freer = std::thread::Builder::new().name("hookgate-keys-free".into());
@@ -231,8 +244,8 @@ impl Flusher {
         }))
     }
 
-    /// After the commit of the group that made `step`.
-    pub(super) fn advance(&mut self, step: Step, keys: &Keys) {
+    /// After the commit of the group that made `step`; true when it finished a run.
+    pub(super) fn advance(&mut self, step: Step, keys: &Keys) -> bool {
         if step.done {
             self.marked = step.run;
             self.cursor = None;
@@ -240,6 +253,7 @@ impl Flusher {
         } else if step.last.is_some() {
             self.cursor = step.last;
         }
+        step.done
     }
 }
 

@@ -258,9 +258,12 @@ fn commit_batch(
         Attempt::Committed(outcomes, entries, step) => {
             // Before any answer: a search that follows an answer finds its row.
             shared.keys.add(entries);
-            if let Some(step) = step {
-                flusher.advance(step, &shared.keys);
+            if let Some(step) = step
+                && flusher.advance(step, &shared.keys)
+            {
+                metrics.record_key_run();
             }
+            metrics.set_keys_in_memory(shared.keys.held() as u64);
             (outcomes, None)
         }
         Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),

@@ -295,6 +295,19 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
             )
             .expect("count")
     };
+    // Memory holds exactly the keys past the last written run, and says so.
+    let held = keyed_after(&rig.conn, marked * ROWS);
+    let metrics = rig.shared.metrics.render(true, 0);
+    assert!(
+        metrics.contains(&format!("hookgate_keys_in_memory {held}\n")),
+        "{held} keys past run {marked}: {metrics}"
+    );
+    let runs_since_restart: i64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hookgate_key_runs_written_total "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(runs_since_restart >= 2, "{metrics}");
     let in_runs: i64 = written
         .iter()
         .filter(|(run, _)| *run <= marked)
@@ -308,4 +321,14 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
     );
     let after: Vec<i64> = (301..=450).rev().collect();
     assert_eq!(rig.search(Some("+255700000001"), None), after);
+}
+
+/// How many sender and source keys the rows after `seq` have.
+fn keyed_after(conn: &Connection, seq: i64) -> i64 {
+    conn.query_row(
+        "SELECT count(sender) + count(source) FROM events WHERE seq > ?1",
+        [seq],
+        |r| r.get(0),
+    )
+    .expect("count")
 }
