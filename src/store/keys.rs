@@ -228,13 +228,16 @@ impl Flusher {
         let mut chunk = keys.chunk(run, self.cursor.as_ref(), budget + 1);
         let done = chunk.len() <= budget;
         chunk.truncate(budget);
-        let mut insert = tx
-            .prepare_cached("INSERT INTO run_keys (run, kind, key, seq) VALUES (?1, ?2, ?3, ?4)")?;
+        // OR IGNORE: an entry written twice is harmless, and bookkeeping of an index must
+        // never be what stops the log from taking rows.
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO run_keys (run, kind, key, seq) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (kind, key, seq) in &chunk {
             insert.execute(params![run, kind, &**key, seq])?;
         }
         if done {
-            tx.prepare_cached("INSERT INTO key_runs (run) VALUES (?1)")?
+            tx.prepare_cached("INSERT OR IGNORE INTO key_runs (run) VALUES (?1)")?
                 .execute(params![run])?;
         }
         Ok(Some(Step {
@@ -284,6 +287,45 @@ mod tests {
         assert_eq!(
             keys.candidates(Kind::Sender, "+255700"),
             format!("[{}]", RUN_ROWS + 9)
+        );
+    }
+
+    #[test]
+    fn a_run_written_twice_is_no_error_and_holds_each_key_once() {
+        let mut c = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Keys::new(4);
+        for seq in 1..=4 {
+            keys.add(entries_of(seq, Some("+255700"), Some("order")));
+        }
+        assert_eq!(keys.held(), 8);
+        let flusher = Flusher::load(&c).unwrap_or_else(|e| panic!("{e}"));
+        // The same step twice, as if the first commit had not been noted.
+        for _ in 0..2 {
+            let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+            let step = flusher
+                .step(&tx, &keys, 4, 64)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert!(step.is_some_and(|s| s.done));
+            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (entries, runs): (i64, i64) = c
+            .query_row(
+                "SELECT (SELECT count(*) FROM run_keys), (SELECT count(*) FROM key_runs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((entries, runs), (8, 1));
+        // Not complete yet: nothing to write for run 2.
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let mut flusher = flusher;
+        flusher.marked = 1;
+        assert!(
+            flusher
+                .step(&tx, &keys, 7, 64)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
         );
     }
 }
