@@ -148,74 +148,63 @@ impl Metrics {
                 get(n)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_handle_seconds_total Time from request line to hand-off to the writer, summed."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_handle_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_handle_seconds_total {}",
-            get(&self.handle_micros) as f64 / 1e6
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_writer_groups_total Write groups committed (one fsync each)."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_writer_groups_total counter");
-        let _ = writeln!(out, "hookgate_writer_groups_total {}", get(&self.batches));
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_writer_rows_total Rows committed by the writer."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_writer_rows_total counter");
-        let _ = writeln!(out, "hookgate_writer_rows_total {}", get(&self.rows));
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_writer_failed_groups_total Write groups that failed (answered 503)."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_writer_failed_groups_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_writer_failed_groups_total {}",
-            get(&self.failed_batches)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_writer_retried_groups_total Write groups made a second time, each event in a savepoint, after one of them failed."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_writer_retried_groups_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_writer_retried_groups_total {}",
-            get(&self.retried_batches)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_key_runs_written_total Runs of sender and source keys (32768 seqs each) written to the database since start."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_key_runs_written_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_key_runs_written_total {}",
-            get(&self.key_runs)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_keys_in_memory Sender and source keys held in memory until their run is written; it stays under about 2 x 65536."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_keys_in_memory gauge");
-        let _ = writeln!(out, "hookgate_keys_in_memory {}", get(&self.keys_in_memory));
-        let _ = writeln!(
-            out,
-            "# HELP hookgate_writer_seconds_total Time the writer spent executing and committing groups."
-        );
-        let _ = writeln!(out, "# TYPE hookgate_writer_seconds_total counter");
-        let _ = writeln!(
-            out,
-            "hookgate_writer_seconds_total {}",
-            get(&self.commit_micros) as f64 / 1e6
-        );
+        // Single-value families: (name, type, help, value). Counts print as integers
+        // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
+        let families: [(&str, &str, &str, f64); 8] = [
+            (
+                "hookgate_handle_seconds_total",
+                "counter",
+                "Time from request line to hand-off to the writer, summed.",
+                get(&self.handle_micros) as f64 / 1e6,
+            ),
+            (
+                "hookgate_writer_groups_total",
+                "counter",
+                "Write groups committed (one fsync each).",
+                get(&self.batches) as f64,
+            ),
+            (
+                "hookgate_writer_rows_total",
+                "counter",
+                "Rows committed by the writer.",
+                get(&self.rows) as f64,
+            ),
+            (
+                "hookgate_writer_failed_groups_total",
+                "counter",
+                "Write groups that failed (answered 503).",
+                get(&self.failed_batches) as f64,
+            ),
+            (
+                "hookgate_writer_retried_groups_total",
+                "counter",
+                "Write groups made a second time, each event in a savepoint, after one of them failed.",
+                get(&self.retried_batches) as f64,
+            ),
+            (
+                "hookgate_key_runs_written_total",
+                "counter",
+                "Runs of sender and source keys (32768 seqs each) written to the database since start.",
+                get(&self.key_runs) as f64,
+            ),
+            (
+                "hookgate_keys_in_memory",
+                "gauge",
+                "Sender and source keys held in memory until their run is written; it stays under about 2 x 65536.",
+                get(&self.keys_in_memory) as f64,
+            ),
+            (
+                "hookgate_writer_seconds_total",
+                "counter",
+                "Time the writer spent executing and committing groups.",
+                get(&self.commit_micros) as f64 / 1e6,
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name} {value}");
+        }
         let checkpoint_families = [
             (
                 "hookgate_checkpoints_total",
