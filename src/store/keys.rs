@@ -43,12 +43,15 @@ pub fn run_of(seq: i64, rows: i64) -> i64 {
     (seq - 1).max(0) / rows.max(1) + 1
 }
 
-/// The keys of a committed row.
-pub(super) fn entries_of(seq: i64, sender: Option<&str>, source: Option<&str>) -> Vec<Entry> {
+/// The keys of a committed row (no allocation beyond the keys: this runs per row).
+pub(super) fn entries_of<'a>(
+    seq: i64,
+    sender: Option<&'a str>,
+    source: Option<&'a str>,
+) -> impl Iterator<Item = Entry> + 'a {
     [(Kind::Sender, sender), (Kind::Source, source)]
         .into_iter()
-        .filter_map(|(kind, key)| key.map(|k| (kind as u8, Box::from(k), seq)))
-        .collect()
+        .filter_map(move |(kind, key)| key.map(|k| (kind as u8, Box::from(k), seq)))
 }
 
 /// The keys of runs not yet marked written, by run; shared by the writer and searches.
@@ -274,9 +277,9 @@ mod tests {
     #[test]
     fn candidates_cover_every_run_in_memory_and_only_the_key_asked() {
         let keys = Keys::new(RUN_ROWS);
-        keys.add(entries_of(5, Some("+255700"), Some("order-1")));
-        keys.add(entries_of(RUN_ROWS + 9, Some("+255700"), None));
-        keys.add(entries_of(7, Some("+255701"), Some("+255700")));
+        keys.add(entries_of(5, Some("+255700"), Some("order-1")).collect());
+        keys.add(entries_of(RUN_ROWS + 9, Some("+255700"), None).collect());
+        keys.add(entries_of(7, Some("+255701"), Some("+255700")).collect());
         assert_eq!(
             keys.candidates(Kind::Sender, "+255700"),
             format!("[5,{}]", RUN_ROWS + 9)
@@ -296,7 +299,7 @@ mod tests {
         super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));
         let keys = Keys::new(4);
         for seq in 1..=4 {
-            keys.add(entries_of(seq, Some("+255700"), Some("order")));
+            keys.add(entries_of(seq, Some("+255700"), Some("order")).collect());
         }
         assert_eq!(keys.held(), 8);
         let flusher = Flusher::load(&c).unwrap_or_else(|e| panic!("{e}"));
