@@ -24,6 +24,8 @@ pub struct Metrics {
     retried_batches: AtomicU64,
     key_runs: AtomicU64,
     keys_in_memory: AtomicU64,
+    dedupe_runs: AtomicU64,
+    dedupe_in_memory: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
     checkpoints: AtomicU64,
@@ -80,6 +82,16 @@ impl Metrics {
     /// Sets how many sender and source keys are held in memory, waiting for their run.
     pub fn set_keys_in_memory(&self, keys: u64) {
         self.keys_in_memory.store(keys, Ordering::Relaxed);
+    }
+
+    /// Counts a run of dedupe ids written to the database.
+    pub fn record_dedupe_run(&self) {
+        self.dedupe_runs.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Sets how many accepted event ids are held in memory, waiting for their run.
+    pub fn set_dedupe_in_memory(&self, ids: u64) {
+        self.dedupe_in_memory.store(ids, Ordering::Relaxed);
     }
 
     /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
@@ -150,7 +162,7 @@ impl Metrics {
         }
         // Single-value families: (name, type, help, value). Counts print as integers
         // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
-        let families: [(&str, &str, &str, f64); 8] = [
+        let families: [(&str, &str, &str, f64); 10] = [
             (
                 "hookgate_handle_seconds_total",
                 "counter",
@@ -192,6 +204,18 @@ impl Metrics {
                 "gauge",
                 "Sender and source keys held in memory until their run is written; it stays under about 2 x 65536.",
                 get(&self.keys_in_memory) as f64,
+            ),
+            (
+                "hookgate_dedupe_runs_written_total",
+                "counter",
+                "Runs of accepted event ids (32768 seqs each) written to the dedupe table since start.",
+                get(&self.dedupe_runs) as f64,
+            ),
+            (
+                "hookgate_dedupe_ids_in_memory",
+                "gauge",
+                "Accepted event ids held in memory until their run is written; it stays under about 65536.",
+                get(&self.dedupe_in_memory) as f64,
             ),
             (
                 "hookgate_writer_seconds_total",

@@ -43,6 +43,15 @@ pub fn run_of(seq: i64, rows: i64) -> i64 {
     (seq - 1).max(0) / rows.max(1) + 1
 }
 
+/// Drops a written run's memory on a thread of its own: tens of thousands of keys take
+/// milliseconds to free, which the writer's path should not wait for.
+pub(super) fn free_elsewhere<T: Send + 'static>(gone: T) {
+    let freer = std::thread::Builder::new().name("hookgate-keys-free".into());
+    if let Err(e) = freer.spawn(move || drop(gone)) {
+        tracing::debug!(error = %e, "freeing a written run on the writer's thread");
+    }
+}
+
 /// The keys of a committed row (no allocation beyond the keys: this runs per row).
 pub(super) fn entries_of<'a>(
     seq: i64,
@@ -117,12 +126,7 @@ impl Keys {
         };
         let dropped: usize = gone.values().map(BTreeSet::len).sum();
         self.held.fetch_sub(dropped, Ordering::Relaxed);
-        // A run's tens of thousands of keys take milliseconds to free: not on the
-        // writer's path when a thread can do it.
-        let freer = std::thread::Builder::new().name("hookgate-keys-free".into());
-        if let Err(e) = freer.spawn(move || drop(gone)) {
-            tracing::debug!(error = %e, "freeing a written run on the writer's thread");
-        }
+        free_elsewhere(gone);
     }
 
     /// The seqs memory holds for one key, as a JSON array for `json_each`.

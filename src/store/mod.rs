@@ -8,6 +8,7 @@
 mod admin_write;
 pub mod audit;
 mod checkpoint;
+mod dedupe;
 mod export;
 pub mod health;
 mod keys;
@@ -119,6 +120,7 @@ impl Store {
         let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let mut conn = writer::open_write_connection(path, tuning)?;
         let keys = Arc::new(keys::Keys::load(&conn, keys::RUN_ROWS)?);
+        let dedupe = dedupe::Dedupe::load(&conn, keys::RUN_ROWS)?;
         let metrics = Arc::new(Metrics::default());
         let checkpoints =
             checkpoint::Checkpoints::start(&mut conn, path, tuning, Arc::clone(&metrics))?;
@@ -131,7 +133,7 @@ impl Store {
             stream: stream.clone(),
             keys: Arc::clone(&keys),
         };
-        let handle = writer::spawn(conn, checkpoints, rx, tuning.max_batch, shared)
+        let handle = writer::spawn(conn, checkpoints, rx, tuning.max_batch, shared, dedupe)
             .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             jobs,

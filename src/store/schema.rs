@@ -162,6 +162,15 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_by_sender;
     DROP INDEX events_by_source;
     ",
+    // 8: dedupe ids are written a run at a time too (`store::dedupe`). The table so far
+    // holds every accepted id, so each complete run counts as written; the open run is
+    // rebuilt in memory at every open.
+    "
+    CREATE TABLE dedupe_runs (
+        run INTEGER PRIMARY KEY
+    );
+    INSERT INTO dedupe_runs (run) SELECT run FROM key_runs;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
@@ -275,5 +284,58 @@ mod tests {
             .collect();
         assert_eq!(new, old);
         assert!(old.iter().all(|seqs| seqs.len() > 500));
+    }
+
+    #[test]
+    fn a_dedupe_table_written_a_row_at_a_time_counts_its_complete_runs_as_written() {
+        use super::super::dedupe::{Dedupe, Pending};
+        use super::super::keys::RUN_ROWS;
+        let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        // A database as version 7 left it: every accepted id in `dedupe`, two runs and a
+        // half of rows.
+        for sql in &MIGRATIONS[..7] {
+            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+        }
+        conn.pragma_update(None, "user_version", 7)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = 2 * RUN_ROWS + RUN_ROWS / 2;
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO events (seq, received_at, account, status, event_id, method, path,
+                 query, remote_addr, headers, body, body_size, body_truncated, handle_micros)
+             SELECT i, i, 'shop', 'accepted', 'evt-' || i, 'POST', '/hooks/shop', '',
+                 '127.0.0.1:1', '{{}}', x'', 0, 0, 0 FROM n;
+             INSERT INTO dedupe (account, event_id, seq) SELECT account, event_id, seq FROM events;
+             INSERT INTO key_runs (run) VALUES (1), (2);"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let runs: Vec<i64> = conn
+            .prepare("SELECT run FROM dedupe_runs ORDER BY run")
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(runs, [1, 2]);
+        let dedupe = Dedupe::load(&conn, RUN_ROWS).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            dedupe.held() as i64,
+            RUN_ROWS / 2,
+            "the open run, from the log"
+        );
+        let tx = conn.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let mut pending = Pending::default();
+        for (id, seq) in [
+            ("evt-1", Some(1)),
+            (&format!("evt-{rows}"), Some(rows)),
+            ("evt-0", None),
+        ] {
+            let found = pending
+                .original(&dedupe, &tx, "shop", id)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(found, seq, "{id}");
+        }
     }
 }

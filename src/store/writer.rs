@@ -2,9 +2,9 @@
 //!
 //! It drains the bounded job queue, commits everything pending in one transaction
 //! (`synchronous=FULL`: one fsync per group, not per event), and only then answers each
-//! job. It decides `duplicate` (the dedupe table is read and written here, inside the
-//! same transaction, so two copies in one group are caught too). It must never answer a
-//! job before its commit, and nothing else may write to the database.
+//! job. It decides `duplicate` (`dedupe`: the group's own acceptances, then those in
+//! memory, then the table, so two copies in one group are caught too). It must never
+//! answer a job before its commit, and nothing else may write to the database.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -18,7 +18,8 @@ use super::StreamItem;
 use super::StoreError;
 use super::admin_write::AdminWrite;
 use super::checkpoint::Checkpoints;
-use super::keys::{self, Entry, Flusher, Keys, Step};
+use super::dedupe::{self, Dedupe, Pending};
+use super::keys::{self, Entry, Flusher, Keys};
 use super::schema;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
@@ -136,10 +137,11 @@ pub(super) fn spawn(
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: Shared,
+    dedupe: Dedupe,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared))
+        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe))
 }
 
 fn run(
@@ -148,10 +150,15 @@ fn run(
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: &Shared,
+    dedupe: Dedupe,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let (mut heads, mut flusher) = match (Heads::load(&conn), Flusher::load(&conn)) {
-        (Ok(h), Ok(f)) => (h, f),
+    let mut state = match (Heads::load(&conn), Flusher::load(&conn)) {
+        (Ok(heads), Ok(flusher)) => State {
+            heads,
+            flusher,
+            dedupe,
+        },
         (Err(e), _) | (_, Err(e)) => {
             tracing::error!(error = %e, "cannot read the chain heads; the writer stops");
             return;
@@ -166,13 +173,7 @@ fn run(
             }
         }
         let stop = commit_batch(
-            &mut conn,
-            &mut batch,
-            &mut rx,
-            max_batch,
-            shared,
-            &mut heads,
-            &mut flusher,
+            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut state,
         );
         if let Some(done) = stop {
             drop(checkpoints);
@@ -181,6 +182,16 @@ fn run(
         }
         checkpoints.after_commit(&conn);
     }
+}
+
+/// What the writer carries from one group to the next.
+pub(super) struct State {
+    /// Sequence numbers and chain heads.
+    pub(super) heads: Heads,
+    /// Progress through the runs of sender and source keys.
+    pub(super) flusher: Flusher,
+    /// Accepted ids not yet written, and progress through their runs.
+    pub(super) dedupe: Dedupe,
 }
 
 /// What one job came to, held until the commit decides whether it stands.
@@ -213,11 +224,19 @@ enum Guard {
     PerEvent,
 }
 
+/// What a committed group leaves for memory: its events' keys and accepted ids, and what
+/// it wrote of each kind of run.
+struct Written {
+    entries: Vec<Entry>,
+    key_step: Option<keys::Step>,
+    pending: Pending,
+    dedupe_step: Option<dedupe::Step>,
+}
+
 /// How one attempt at a group ended.
 enum Attempt {
-    /// Committed: one outcome per job, in order; the keys of its events; what it wrote of
-    /// a run.
-    Committed(Vec<Outcome>, Vec<Entry>, Option<Step>),
+    /// Committed: one outcome per job, in order, and what memory takes from it.
+    Committed(Vec<Outcome>, Written),
     /// An event failed in an [`Guard::Optimistic`] attempt; it was rolled back.
     Abandoned,
     /// The transaction could not begin or commit: nothing of the group stands.
@@ -235,17 +254,23 @@ fn commit_batch(
     rx: &mut mpsc::Receiver<Job>,
     max_batch: usize,
     shared: &Shared,
-    heads: &mut Heads,
-    flusher: &mut Flusher,
+    state: &mut State,
 ) -> Option<oneshot::Sender<()>> {
     let (healthy, metrics) = (&shared.healthy, &shared.metrics);
+    let State {
+        heads,
+        flusher,
+        dedupe,
+    } = state;
     let started = std::time::Instant::now();
     let start_heads = *heads;
+    dedupe.prepare(heads.next_event - 1);
     let mut group = Group {
         rx,
         max_batch,
         keys: &shared.keys,
         flusher,
+        dedupe,
     };
     let mut attempt = write_group(conn, batch, &mut group, heads, Guard::Optimistic);
     if let Attempt::Abandoned = attempt {
@@ -255,15 +280,30 @@ fn commit_batch(
         attempt = write_group(conn, batch, &mut group, heads, Guard::PerEvent);
     }
     let (outcomes, failure) = match attempt {
-        Attempt::Committed(outcomes, entries, step) => {
-            // Before any answer: a search that follows an answer finds its row.
-            shared.keys.add(entries);
-            if let Some(step) = step
+        Attempt::Committed(outcomes, written) => {
+            // Before any answer: a search that follows an answer finds its row, and the
+            // next group sees its ids.
+            shared.keys.add(written.entries);
+            if let Some(step) = written.key_step
                 && flusher.advance(step, &shared.keys)
             {
                 metrics.record_key_run();
             }
             metrics.set_keys_in_memory(shared.keys.held() as u64);
+            dedupe.add(written.pending);
+            if let Some(step) = written.dedupe_step
+                && dedupe.advance(step)
+            {
+                metrics.record_dedupe_run();
+            }
+            if batch.iter().any(|job| matches!(job, Job::Admin(..))) {
+                // A prune among them deleted the table's ids of its rows; memory follows.
+                match dedupe::pruned_through(conn) {
+                    Ok(through) => dedupe.forget_pruned(through),
+                    Err(e) => tracing::error!(error = %e, "cannot read where the log was pruned"),
+                }
+            }
+            metrics.set_dedupe_in_memory(dedupe.held() as u64);
             (outcomes, None)
         }
         Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
@@ -344,11 +384,14 @@ struct Group<'a> {
     max_batch: usize,
     keys: &'a Keys,
     flusher: &'a Flusher,
+    dedupe: &'a Dedupe,
 }
 
 /// One attempt at writing `batch` in a single transaction. Jobs that arrive meanwhile
 /// are appended to `batch` and join it (up to `max_batch`), until a shutdown is reached.
-/// The transaction also carries the next chunk of a complete run of keys (`keys`).
+/// The transaction also carries the next chunk of a complete run of keys (`keys`) and of
+/// accepted ids (`dedupe`), written before the jobs so that a prune among them deletes
+/// whatever of its rows a chunk held.
 fn write_group(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
@@ -362,15 +405,27 @@ fn write_group(
         Ok(tx) => tx,
         Err(e) => return Attempt::Failed(e),
     };
+    // A chunk a few times the group's size keeps the runs ahead of the log.
+    let budget = (4 * batch.len()).max(64);
+    let steps = group
+        .flusher
+        .step(&tx, group.keys, committed, budget)
+        .and_then(|k| Ok((k, group.dedupe.step(&tx, committed, budget)?)));
+    let (key_step, dedupe_step) = match steps {
+        Ok(steps) => steps,
+        Err(e) => return Attempt::Failed(e),
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut entries = Vec::new();
+    let mut pending = Pending::default();
     let mut stopping = false;
     loop {
         while let Some(job) = batch.get(outcomes.len()) {
             let outcome = match job {
                 Job::Event(record, _) => {
                     let outcome = guarded(&tx, guard, |tx| {
-                        insert_event(tx, heads, record).map_err(StoreError::from)
+                        insert_event(tx, heads, record, &mut pending, group.dedupe)
+                            .map_err(StoreError::from)
                     });
                     if let Ok((committed, _)) = &outcome {
                         let e = &record.extracted;
@@ -379,6 +434,12 @@ fn write_group(
                             e.sender.as_deref(),
                             e.source.as_deref(),
                         ));
+                        // Only now: a write that failed half-way must not count as seen.
+                        if committed.status == Status::Accepted
+                            && let Some(id) = &e.event_id
+                        {
+                            pending.accept(&record.account, id, committed.seq);
+                        }
                     }
                     Outcome::Event(outcome)
                 }
@@ -410,20 +471,22 @@ fn write_group(
             break;
         }
     }
-    // A chunk a few times the group's size keeps the runs ahead of the log.
-    let budget = (4 * batch.len()).max(64);
-    let step = match group.flusher.step(&tx, group.keys, committed, budget) {
-        Ok(step) => step,
-        Err(e) => return Attempt::Failed(e),
-    };
     match tx.commit() {
-        Ok(()) => Attempt::Committed(outcomes, entries, step),
+        Ok(()) => Attempt::Committed(
+            outcomes,
+            Written {
+                entries,
+                key_step,
+                pending,
+                dedupe_step,
+            },
+        ),
         Err(e) => Attempt::Failed(e),
     }
 }
 
 /// Runs `write` as [`Guard`] says: bare, or inside a savepoint so that when it fails
-/// half-way (its event row written, its dedupe row not), none of it stays in the group's
+/// half-way (its event row written, its outbox row not), none of it stays in the group's
 /// commit, and a request answered 503 leaves nothing behind that a retry could collide
 /// with.
 fn guarded<T>(
@@ -448,20 +511,20 @@ fn guarded<T>(
     }
 }
 
+/// Writes one event's rows; the caller notes its id in `pending` once they stand.
 fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     heads: &mut Heads,
     r: &EventRecord,
+    pending: &mut Pending,
+    dedupe: &Dedupe,
 ) -> rusqlite::Result<(Committed, Option<StreamItem>)> {
     let mut status = r.status;
     let mut original_seq = None;
     if status == Status::Accepted
         && let Some(id) = &r.extracted.event_id
     {
-        original_seq = tx
-            .prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
-            .query_row(params![r.account, id], |row| row.get::<_, i64>(0))
-            .optional()?;
+        original_seq = pending.original(dedupe, tx, &r.account, id)?;
         if original_seq.is_some() {
             status = Status::Duplicate;
         }
@@ -555,12 +618,6 @@ fn insert_event(
             e.event_type,
             r.received_at
         ])?;
-    }
-    if status == Status::Accepted
-        && let Some(id) = &e.event_id
-    {
-        tx.prepare_cached("INSERT INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)")?
-            .execute(params![r.account, id, seq])?;
     }
     heads.next_event = seq + 1;
     heads.event_head = hash;

@@ -138,12 +138,13 @@ async fn a_write_failing_half_way_leaves_nothing_and_the_retry_is_accepted_once(
     let gw = spawn_gateway().await;
     gw.create_account(json!({"name": "half", "auth": {"type": "bearer", "token": "half-token-1"}, "paths": {"event_id": "$.id"}})).await;
     let h = [("authorization", "Bearer half-token-1")];
-    // The event row is written, then its dedupe row fails: a fault in the middle of one
-    // event's write, staged with a trigger from another connection.
+    // The event row is written, then its statement fails (FAIL keeps what it changed):
+    // a fault in the middle of one event's write, staged with a trigger from another
+    // connection.
     let other = rusqlite::Connection::open(&gw.db).expect("open");
     other
         .execute_batch(
-            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe
+            "CREATE TRIGGER staged_fault AFTER INSERT ON events
              BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
         )
         .expect("stage the fault");

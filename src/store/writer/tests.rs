@@ -43,8 +43,7 @@ struct Rig {
     _dir: tempfile::TempDir,
     path: std::path::PathBuf,
     conn: Connection,
-    heads: Heads,
-    flusher: Flusher,
+    state: State,
     shared: Shared,
 }
 
@@ -65,8 +64,11 @@ impl Rig {
         rows: i64,
     ) -> Rig {
         Rig {
-            heads: Heads::load(&conn).expect("heads"),
-            flusher: Flusher::load(&conn).expect("flusher"),
+            state: State {
+                heads: Heads::load(&conn).expect("heads"),
+                flusher: Flusher::load(&conn).expect("flusher"),
+                dedupe: Dedupe::load(&conn, rows).expect("dedupe"),
+            },
             shared: Shared {
                 healthy: Arc::new(AtomicBool::new(true)),
                 metrics: Arc::new(Metrics::default()),
@@ -95,14 +97,43 @@ impl Rig {
             &mut rx,
             64,
             &self.shared,
-            &mut self.heads,
-            &mut self.flusher,
+            &mut self.state,
         );
         assert!(stop.is_none());
         replies
             .into_iter()
             .map(|mut r| r.try_recv().expect("every job is answered"))
             .collect()
+    }
+
+    /// Prunes the rows received before `before` in a group of its own, as the retention
+    /// loop does; answers how many rows went.
+    fn prune(&mut self, before: i64) -> u64 {
+        let (tx, mut rx) = oneshot::channel();
+        let change = super::super::admin_write::Change {
+            at: before,
+            actor: "test".into(),
+            action: String::new(),
+            account: None,
+            detail: String::new(),
+        };
+        let write = AdminWrite::PruneEvents {
+            before,
+            max_rows: 1_000_000,
+            change,
+        };
+        let mut batch = vec![Job::Admin(Box::new(write), tx)];
+        let (_keep, mut jobs) = mpsc::channel(1);
+        let stop = commit_batch(
+            &mut self.conn,
+            &mut batch,
+            &mut jobs,
+            64,
+            &self.shared,
+            &mut self.state,
+        );
+        assert!(stop.is_none());
+        rx.try_recv().expect("answered").expect("pruned")
     }
 
     /// Writes one group of events with these ids.
@@ -131,10 +162,11 @@ impl Rig {
 #[test]
 fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() {
     let mut rig = Rig::new(keys::RUN_ROWS);
-    // The event row is written, then its dedupe row fails, for one id only.
+    // The event row is written, then the statement fails (FAIL keeps what it changed),
+    // for one id only.
     rig.conn
         .execute_batch(
-            "CREATE TRIGGER staged_fault BEFORE INSERT ON dedupe WHEN NEW.event_id = 'bad'
+            "CREATE TRIGGER staged_fault AFTER INSERT ON events WHEN NEW.event_id = 'bad'
              BEGIN SELECT RAISE(FAIL, 'staged fault'); END;",
         )
         .expect("stage the fault");
@@ -163,7 +195,7 @@ fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() 
     assert!(metrics.render(true, 0).contains("retried_groups_total 1\n"));
 
     // What stands is exactly the answered rows, contiguous, and the chain holds.
-    let (conn, heads) = (&rig.conn, &rig.heads);
+    let (conn, heads) = (&rig.conn, &rig.state.heads);
     let ids: Vec<(i64, String)> = conn
         .prepare("SELECT seq, event_id FROM events ORDER BY seq")
         .and_then(|mut s| {
@@ -173,20 +205,30 @@ fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() 
         .expect("rows");
     let ids: Vec<(i64, &str)> = ids.iter().map(|(s, i)| (*s, i.as_str())).collect();
     assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")]);
-    let dedupe: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM dedupe WHERE event_id = 'bad'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(dedupe, 0);
     let reloaded = Heads::load(conn).expect("heads");
     assert_eq!(reloaded.next_event, heads.next_event);
     assert_eq!(reloaded.event_head, heads.event_head);
     let report =
         super::super::audit::verify(conn, super::super::audit::Log::Events, None).expect("verify");
     assert!(report.ok && report.rows == 5, "{report:?}");
+
+    // The failed id was never taken as seen: once the fault is gone, it is accepted.
+    rig.conn
+        .execute_batch("DROP TRIGGER staged_fault")
+        .expect("clear the fault");
+    let again: Vec<_> = rig
+        .write_ids(&["bad", "c", "bad"])
+        .into_iter()
+        .map(|a| a.map(|c| (c.seq, c.status, c.original_seq)).ok())
+        .collect();
+    assert_eq!(
+        again,
+        [
+            Some((6, Status::Accepted, None)),
+            Some((7, Status::Duplicate, Some(3))),
+            Some((8, Status::Duplicate, Some(6))),
+        ]
+    );
 }
 
 #[test]
@@ -331,4 +373,130 @@ fn keyed_after(conn: &Connection, seq: i64) -> i64 {
         |r| r.get(0),
     )
     .expect("count")
+}
+
+/// (seq, status, original seq) of each answer, `None` for a failed one.
+fn verdicts(
+    answers: Vec<Result<Committed, StoreError>>,
+) -> Vec<Option<(i64, Status, Option<i64>)>> {
+    answers
+        .into_iter()
+        .map(|a| a.ok().map(|c| (c.seq, c.status, c.original_seq)))
+        .collect()
+}
+
+#[test]
+fn an_id_is_a_duplicate_wherever_its_acceptance_is_held_and_a_pruned_one_is_new_again() {
+    // Runs of 64 seqs: ids move from a group to memory to the table over several groups.
+    const ROWS: i64 = 64;
+    let mut rig = Rig::new(ROWS);
+    let at = |i: i64| 1_700_000_000_000_000 + i;
+    let timed = |i: i64| {
+        let mut r = record(&format!("evt-{i}"));
+        r.received_at = at(i);
+        r
+    };
+    // evt-i is accepted as seq i + 1.
+    for group in 0..60 {
+        let answers = rig.write((group * 5..group * 5 + 5).map(timed).collect());
+        assert!(
+            answers
+                .iter()
+                .all(|a| a.as_ref().is_ok_and(|c| c.status == Status::Accepted))
+        );
+    }
+    let marked: i64 = rig
+        .conn
+        .query_row("SELECT coalesce(max(run), 0) FROM dedupe_runs", [], |r| {
+            r.get(0)
+        })
+        .expect("runs");
+    assert!(
+        marked >= 3,
+        "300 rows make 4 complete runs of 64; {marked} written"
+    );
+    // The table holds each accepted id of the written runs once; memory the rest.
+    let (in_table, past): (i64, i64) = rig
+        .conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM dedupe WHERE seq <= ?1),
+                    (SELECT count(*) FROM events WHERE seq > ?1 AND status = 'accepted')",
+            [marked * ROWS],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!(in_table, marked * ROWS);
+    let metrics = rig.shared.metrics.render(true, 0);
+    assert!(
+        metrics.contains(&format!("hookgate_dedupe_ids_in_memory {past}\n")),
+        "{past} ids past run {marked}: {metrics}"
+    );
+    assert!(metrics.contains(&format!("hookgate_dedupe_runs_written_total {marked}\n")));
+
+    // Written runs, memory, the group itself: each is asked.
+    let repeats = |rig: &mut Rig, new: i64| {
+        verdicts(rig.write(vec![
+            timed(0),
+            timed(100),
+            timed(299),
+            timed(new),
+            timed(new),
+        ]))
+    };
+    let dup = |seq: i64, of: i64| Some((seq, Status::Duplicate, Some(of)));
+    assert_eq!(
+        repeats(&mut rig, 300),
+        [
+            dup(301, 1),
+            dup(302, 101),
+            dup(303, 300),
+            Some((304, Status::Accepted, None)),
+            dup(305, 304)
+        ]
+    );
+
+    // A restart rebuilds memory from the log past the last written run.
+    let Rig {
+        _dir, path, conn, ..
+    } = rig;
+    drop(conn);
+    let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
+    let mut rig = Rig::resume(_dir, path, conn, ROWS);
+    assert_eq!(
+        repeats(&mut rig, 301),
+        [
+            dup(306, 1),
+            dup(307, 101),
+            dup(308, 300),
+            Some((309, Status::Accepted, None)),
+            dup(310, 309)
+        ]
+    );
+
+    // A prune through the open run: the ids of pruned rows, in the table or in memory,
+    // may be accepted again; later ones stay duplicates.
+    // Retention prunes a seq prefix: through the last row received before the time,
+    // seq 303 (the repeats of evt-0, evt-100 and evt-299 were stamped as those).
+    assert_eq!(rig.prune(at(300)), 303);
+    assert_eq!(
+        rig.state.dedupe.held(),
+        2,
+        "memory keeps only the ids past the prune (seqs 304 and 309)"
+    );
+    let gone: i64 = rig
+        .conn
+        .query_row("SELECT count(*) FROM dedupe WHERE seq <= 303", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
+    assert_eq!(gone, 0);
+    assert_eq!(
+        verdicts(rig.write(vec![timed(0), timed(299), timed(300), timed(301)])),
+        [
+            Some((311, Status::Accepted, None)),
+            Some((312, Status::Accepted, None)),
+            dup(313, 304),
+            dup(314, 309),
+        ]
+    );
 }

@@ -1,0 +1,441 @@
+//! Dedupe: the (account, event id) pairs already accepted, written a run at a time.
+//!
+//! Invariant 5 needs every accepted event's id checked against every earlier acceptance,
+//! exactly. The `dedupe` table (primary key: account, event id) holds them, but an event
+//! id is a random key: inserting one per row costs every new row a leaf page of its own,
+//! written to the WAL and again at checkpoint (a third of the rate at 1 KiB bodies,
+//! BENCHMARKS.md). So the writer keeps the ids of runs not yet written in memory, in a
+//! hash map per run. Once a run of seqs (the runs of `keys`) is complete, it sorts the
+//! run's ids and inserts them into `dedupe` in key order, a chunk per group, where
+//! neighbouring ids share leaves, and marks the run in `dedupe_runs` with the last chunk.
+//!
+//! Owns the in-memory ids and the writes to `dedupe` and `dedupe_runs` (pruning deletes
+//! from `dedupe` too, in `audit`). Invariants: memory holds the id of every accepted row
+//! committed in a run not marked written, and none of a pruned row; the ids of the group
+//! being written sit in [`Pending`] until it commits. A lookup asks the group, memory,
+//! then the table, so it sees every earlier acceptance. After a restart, memory is
+//! rebuilt from the log past the last marked run. Used on the writer's thread only; it
+//! never writes an event row.
+
+use std::collections::{BTreeMap, HashMap};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::keys::{free_elsewhere, run_of};
+
+/// An id's key in memory: the account, a NUL, the event id. Account names never hold a
+/// NUL, so the key splits back unambiguously and sorts as `(account, event_id)` does in
+/// the table (NUL sorts first).
+fn key_into(buf: &mut String, account: &str, event_id: &str) {
+    buf.clear();
+    buf.push_str(account);
+    buf.push('\0');
+    buf.push_str(event_id);
+}
+
+fn split(key: &str) -> (&str, &str) {
+    key.split_once('\0').unwrap_or((key, ""))
+}
+
+/// One run's ids in memory, each with the seq that accepted it.
+#[derive(Debug)]
+enum Ids {
+    /// A run still taking rows: a hash map, one lookup per accepted event.
+    Open(HashMap<Box<str>, i64>),
+    /// A complete run being written: sorted by key, once.
+    Sorted(Vec<(Box<str>, i64)>),
+}
+
+impl Default for Ids {
+    fn default() -> Ids {
+        Ids::Open(HashMap::new())
+    }
+}
+
+impl Ids {
+    fn get(&self, key: &str) -> Option<i64> {
+        match self {
+            Ids::Open(ids) => ids.get(key).copied(),
+            Ids::Sorted(ids) => ids
+                .binary_search_by(|(k, _)| (**k).cmp(key))
+                .ok()
+                .map(|i| ids[i].1),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ids::Open(ids) => ids.len(),
+            Ids::Sorted(ids) => ids.len(),
+        }
+    }
+
+    /// Keeps the ids accepted after `seq`.
+    fn keep_after(&mut self, seq: i64) {
+        match self {
+            Ids::Open(ids) => ids.retain(|_, s| *s > seq),
+            Ids::Sorted(ids) => ids.retain(|(_, s)| *s > seq),
+        }
+    }
+}
+
+/// The accepted ids not yet written, and the writer's progress through the runs.
+#[derive(Debug)]
+pub(super) struct Dedupe {
+    /// Seqs per run: `keys::RUN_ROWS`, except in tests.
+    rows: i64,
+    /// Run → its ids.
+    runs: BTreeMap<i64, Ids>,
+    /// How many ids `runs` holds.
+    held: usize,
+    /// The last run marked written (committed).
+    marked: i64,
+    /// The last key of run `marked + 1` written (committed), if any.
+    cursor: Option<Box<str>>,
+    /// Rows at or below this seq were pruned.
+    pruned_through: i64,
+}
+
+/// What one group wrote of a run, applied to [`Dedupe`] once the group commits.
+#[derive(Debug)]
+pub(super) struct Step {
+    run: i64,
+    last: Option<Box<str>>,
+    done: bool,
+}
+
+impl Dedupe {
+    /// Rebuilds memory from the log past the last run marked written.
+    pub(super) fn load(c: &Connection, rows: i64) -> rusqlite::Result<Dedupe> {
+        let rows = rows.max(1);
+        let marked: i64 =
+            c.query_row("SELECT coalesce(max(run), 0) FROM dedupe_runs", [], |r| {
+                r.get(0)
+            })?;
+        let mut dedupe = Dedupe {
+            rows,
+            runs: BTreeMap::new(),
+            held: 0,
+            marked,
+            cursor: None,
+            pruned_through: pruned_through(c)?,
+        };
+        let mut stmt = c.prepare(
+            "SELECT seq, account, event_id FROM events
+             WHERE seq > ?1 AND status = 'accepted' AND event_id IS NOT NULL",
+        )?;
+        let mut found = stmt.query(params![(marked * rows).max(dedupe.pruned_through)])?;
+        let mut key = String::new();
+        while let Some(r) = found.next()? {
+            let seq: i64 = r.get(0)?;
+            key_into(&mut key, r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?);
+            dedupe.insert(Box::from(key.as_str()), seq);
+        }
+        Ok(dedupe)
+    }
+
+    fn insert(&mut self, key: Box<str>, seq: i64) {
+        let added = match self.runs.entry(run_of(seq, self.rows)).or_default() {
+            Ids::Open(ids) => ids.insert(key, seq).is_none(),
+            // A complete run takes no more rows; kept sorted all the same.
+            Ids::Sorted(ids) => match ids.binary_search_by(|(k, _)| k.cmp(&key)) {
+                Ok(i) => {
+                    ids[i].1 = seq;
+                    false
+                }
+                Err(i) => {
+                    ids.insert(i, (key, seq));
+                    true
+                }
+            },
+        };
+        self.held += usize::from(added);
+    }
+
+    /// How many ids memory holds.
+    pub(super) fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Takes in a committed group's ids.
+    pub(super) fn add(&mut self, pending: Pending) {
+        for (key, seq) in pending.ids {
+            self.insert(key, seq);
+        }
+    }
+
+    /// After a committed prune: forgets the ids of rows at or below `through`, so they
+    /// may be accepted again, as the table's rows for them were deleted.
+    pub(super) fn forget_pruned(&mut self, through: i64) {
+        if through <= self.pruned_through {
+            return;
+        }
+        self.pruned_through = through;
+        let last = run_of(through, self.rows);
+        let mut dropped = 0;
+        for ids in self.runs.range_mut(..=last).map(|(_, ids)| ids) {
+            let before = ids.len();
+            ids.keep_after(through);
+            dropped += before - ids.len();
+        }
+        self.runs.retain(|_, ids| ids.len() > 0);
+        self.held -= dropped;
+    }
+
+    /// Before a group: sorts the first run not yet written once it is complete through
+    /// `committed`, so that [`Dedupe::step`] can write it in key order.
+    pub(super) fn prepare(&mut self, committed: i64) {
+        let run = self.marked + 1;
+        if committed < run * self.rows {
+            return;
+        }
+        if let Some(ids) = self.runs.get_mut(&run)
+            && let Ids::Open(open) = ids
+        {
+            let mut sorted: Vec<(Box<str>, i64)> = std::mem::take(open).into_iter().collect();
+            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            *ids = Ids::Sorted(sorted);
+        }
+    }
+
+    /// Inside a group's transaction: inserts the next chunk (at most `budget` ids) of the
+    /// first run not yet written, if that run is complete through `committed` (the last
+    /// seq committed before this group, so all its ids are in memory).
+    pub(super) fn step(
+        &self,
+        tx: &Transaction<'_>,
+        committed: i64,
+        budget: usize,
+    ) -> rusqlite::Result<Option<Step>> {
+        let run = self.marked + 1;
+        if committed < run * self.rows {
+            return Ok(None);
+        }
+        let mut chunk: Vec<(&str, i64)> = match self.runs.get(&run) {
+            None => Vec::new(),
+            Some(Ids::Sorted(ids)) => {
+                let from = self
+                    .cursor
+                    .as_ref()
+                    .map_or(0, |after| ids.partition_point(|(k, _)| k <= after));
+                ids[from..]
+                    .iter()
+                    .take(budget + 1)
+                    .map(|(k, s)| (&**k, *s))
+                    .collect()
+            }
+            // Not sorted yet (`prepare` was not called): write nothing this time.
+            Some(Ids::Open(_)) => return Ok(None),
+        };
+        let done = chunk.len() <= budget;
+        chunk.truncate(budget);
+        // OR IGNORE: after a restart the run is written again from its start.
+        let mut insert = tx.prepare_cached(
+            "INSERT OR IGNORE INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)",
+        )?;
+        for (key, seq) in &chunk {
+            let (account, event_id) = split(key);
+            insert.execute(params![account, event_id, seq])?;
+        }
+        if done {
+            tx.prepare_cached("INSERT OR IGNORE INTO dedupe_runs (run) VALUES (?1)")?
+                .execute(params![run])?;
+        }
+        Ok(Some(Step {
+            run,
+            last: chunk.last().map(|(k, _)| Box::from(*k)),
+            done,
+        }))
+    }
+
+    /// After the commit of the group that made `step`; true when it finished a run.
+    pub(super) fn advance(&mut self, step: Step) -> bool {
+        if step.done {
+            self.marked = step.run;
+            self.cursor = None;
+            let kept = self.runs.split_off(&(step.run + 1));
+            let gone = std::mem::replace(&mut self.runs, kept);
+            self.held -= gone.values().map(Ids::len).sum::<usize>();
+            free_elsewhere(gone);
+        } else if step.last.is_some() {
+            self.cursor = step.last;
+        }
+        step.done
+    }
+}
+
+/// Where the last prune left the log: rows at or below this seq are gone.
+pub(super) fn pruned_through(c: &Connection) -> rusqlite::Result<i64> {
+    Ok(c.query_row(
+        "SELECT through FROM chain_checkpoints WHERE log = 'events'",
+        [],
+        |r| r.get(0),
+    )
+    .optional()?
+    .unwrap_or(0))
+}
+
+/// The ids accepted by the group being written: seen by its later events, and kept only
+/// if the group commits.
+#[derive(Debug, Default)]
+pub(super) struct Pending {
+    ids: HashMap<Box<str>, i64>,
+    key: String,
+}
+
+impl Pending {
+    /// The seq that accepted `event_id` for `account` before, if any: in this group, in
+    /// memory, or in the table.
+    pub(super) fn original(
+        &mut self,
+        dedupe: &Dedupe,
+        tx: &Transaction<'_>,
+        account: &str,
+        event_id: &str,
+    ) -> rusqlite::Result<Option<i64>> {
+        key_into(&mut self.key, account, event_id);
+        let key = self.key.as_str();
+        if let Some(seq) = self.ids.get(key) {
+            return Ok(Some(*seq));
+        }
+        if let Some(seq) = dedupe.runs.values().find_map(|ids| ids.get(key)) {
+            return Ok(Some(seq));
+        }
+        tx.prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
+            .query_row(params![account, event_id], |r| r.get(0))
+            .optional()
+    }
+
+    /// Notes an acceptance, once its event's rows are in the group.
+    pub(super) fn accept(&mut self, account: &str, event_id: &str, seq: i64) {
+        key_into(&mut self.key, account, event_id);
+        self.ids.insert(Box::from(self.key.as_str()), seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut c = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));
+        c
+    }
+
+    fn accepted(dedupe: &mut Dedupe, ids: &[(&str, &str, i64)]) {
+        let mut pending = Pending::default();
+        for (account, id, seq) in ids {
+            pending.accept(account, id, *seq);
+        }
+        dedupe.add(pending);
+    }
+
+    fn original(dedupe: &Dedupe, c: &mut Connection, account: &str, id: &str) -> Option<i64> {
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        Pending::default()
+            .original(dedupe, &tx, account, id)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn keys_sort_as_the_table_does_and_split_back() {
+        let mut a = String::new();
+        let mut b = String::new();
+        key_into(&mut a, "shop", "zzz");
+        key_into(&mut b, "shop_2", "aaa");
+        // ("shop", _) sorts before ("shop_2", _) whatever the ids are.
+        assert!(a < b);
+        key_into(&mut a, "shop", "id\0with a nul");
+        assert_eq!(split(&a), ("shop", "id\0with a nul"));
+    }
+
+    #[test]
+    fn a_run_is_written_in_key_order_over_chunks_and_leaves_memory_once_marked() {
+        let mut c = db();
+        let mut dedupe = Dedupe::load(&c, 4).unwrap_or_else(|e| panic!("{e}"));
+        accepted(
+            &mut dedupe,
+            &[("b", "2", 1), ("a", "9", 2), ("a", "1", 3), ("b", "1", 5)],
+        );
+        assert_eq!(dedupe.held(), 4);
+        // Run 1 (seqs 1-4) is complete only once seq 4 has committed.
+        dedupe.prepare(3);
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            dedupe
+                .step(&tx, 3, 2)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .is_none()
+        );
+        drop(tx);
+        dedupe.prepare(4);
+        // Sorted, and still found.
+        assert_eq!(original(&dedupe, &mut c, "a", "9"), Some(2));
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let step = dedupe.step(&tx, 4, 2).unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().unwrap_or_else(|e| panic!("{e}"));
+        let step = step.unwrap_or_else(|| panic!("run 1 is complete"));
+        assert!(!step.done, "three ids, chunks of two");
+        assert!(!dedupe.advance(step));
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let step = dedupe.step(&tx, 5, 2).unwrap_or_else(|e| panic!("{e}"));
+        tx.commit().unwrap_or_else(|e| panic!("{e}"));
+        assert!(dedupe.advance(step.unwrap_or_else(|| panic!("the rest of run 1"))));
+        let rows: Vec<(String, String, i64)> = c
+            .prepare("SELECT account, event_id, seq FROM dedupe")
+            .and_then(|mut s| {
+                s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows: Vec<(&str, &str, i64)> = rows
+            .iter()
+            .map(|(a, i, s)| (a.as_str(), i.as_str(), *s))
+            .collect();
+        assert_eq!(rows, [("a", "1", 3), ("a", "9", 2), ("b", "2", 1)]);
+        // Run 2's id stays in memory; run 1's are found in the table.
+        assert_eq!(dedupe.held(), 1);
+        assert_eq!(original(&dedupe, &mut c, "b", "1"), Some(5));
+        assert_eq!(original(&dedupe, &mut c, "a", "9"), Some(2));
+        assert_eq!(original(&dedupe, &mut c, "a", "2"), None);
+        assert_eq!(original(&dedupe, &mut c, "c", "1"), None);
+    }
+
+    #[test]
+    fn a_group_sees_its_own_acceptances_and_memory_before_the_table() {
+        let mut c = db();
+        let mut dedupe = Dedupe::load(&c, 4).unwrap_or_else(|e| panic!("{e}"));
+        accepted(&mut dedupe, &[("shop", "evt-1", 1)]);
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let mut pending = Pending::default();
+        let seen = |p: &mut Pending, id: &str| {
+            p.original(&dedupe, &tx, "shop", id)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(seen(&mut pending, "evt-1"), Some(1));
+        assert_eq!(seen(&mut pending, "evt-2"), None);
+        pending.accept("shop", "evt-2", 2);
+        assert_eq!(seen(&mut pending, "evt-2"), Some(2));
+        // Another account's id is another id.
+        assert_eq!(
+            pending
+                .original(&dedupe, &tx, "other", "evt-2")
+                .unwrap_or_else(|e| panic!("{e}")),
+            None
+        );
+    }
+
+    #[test]
+    fn pruned_ids_leave_memory() {
+        let c = db();
+        let mut dedupe = Dedupe::load(&c, 4).unwrap_or_else(|e| panic!("{e}"));
+        accepted(&mut dedupe, &[("s", "1", 1), ("s", "2", 2), ("s", "6", 6)]);
+        dedupe.forget_pruned(2);
+        assert_eq!(dedupe.held(), 1);
+        assert_eq!(dedupe.runs.keys().copied().collect::<Vec<_>>(), [2]);
+        // An older prune changes nothing.
+        dedupe.forget_pruned(1);
+        assert_eq!(dedupe.held(), 1);
+    }
+}
