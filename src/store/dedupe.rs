@@ -5,9 +5,10 @@
 //! id is a random key: inserting one per row costs every new row a leaf page of its own,
 //! written to the WAL and again at checkpoint (a third of the rate at 1 KiB bodies,
 //! BENCHMARKS.md). So the writer keeps the ids of runs not yet written in memory, in a
-//! hash map per run. Once a run of seqs (the runs of `keys`) is complete, it sorts the
-//! run's ids and inserts them into `dedupe` in key order, a chunk per group, where
-//! neighbouring ids share leaves, and marks the run in `dedupe_runs` with the last chunk.
+//! hash map per run, and in arrival order sorted a slice at a time (`sliced`). Once a run
+//! of seqs (the runs of `keys`) is complete, it inserts the run's ids into `dedupe` in key
+//! order, a chunk per group, where neighbouring ids share leaves, and marks the run in
+//! `dedupe_runs` with the last chunk.
 //!
 //! Owns the in-memory ids and the writes to `dedupe` and `dedupe_runs` (pruning deletes
 //! from `dedupe` too, in `audit`). Invariants: memory holds the id of every accepted row
@@ -18,10 +19,12 @@
 //! never writes an event row.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::keys::{free_elsewhere, run_of};
+use super::sliced::Sliced;
 
 /// An id's key in memory: the account, a NUL, the event id. Account names never hold a
 /// NUL, so the key splits back unambiguously and sorts as `(account, event_id)` does in
@@ -37,45 +40,24 @@ fn split(key: &str) -> (&str, &str) {
     key.split_once('\0').unwrap_or((key, ""))
 }
 
-/// One run's ids in memory, each with the seq that accepted it.
-#[derive(Debug)]
-enum Ids {
-    /// A run still taking rows: a hash map, one lookup per accepted event.
-    Open(HashMap<Box<str>, i64>),
-    /// A complete run being written: sorted by key, once.
-    Sorted(Vec<(Box<str>, i64)>),
-}
-
-impl Default for Ids {
-    fn default() -> Ids {
-        Ids::Open(HashMap::new())
-    }
+/// One run's ids in memory, each with the seq that accepted it: a hash map for lookups,
+/// and the same keys in arrival order, sorted a slice at a time, for writing.
+#[derive(Debug, Default)]
+struct Ids {
+    ids: HashMap<Arc<str>, i64>,
+    /// May still hold ids pruned since (`Dedupe::step` skips them).
+    order: Sliced<(Arc<str>, i64)>,
+    /// Complete, its last slice sorted: it can be written in order.
+    finished: bool,
 }
 
 impl Ids {
-    fn get(&self, key: &str) -> Option<i64> {
-        match self {
-            Ids::Open(ids) => ids.get(key).copied(),
-            Ids::Sorted(ids) => ids
-                .binary_search_by(|(k, _)| (**k).cmp(key))
-                .ok()
-                .map(|i| ids[i].1),
+    fn insert(&mut self, key: Arc<str>, seq: i64) -> bool {
+        let added = self.ids.insert(Arc::clone(&key), seq).is_none();
+        if added {
+            self.order.push((key, seq));
         }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Ids::Open(ids) => ids.len(),
-            Ids::Sorted(ids) => ids.len(),
-        }
-    }
-
-    /// Keeps the ids accepted after `seq`.
-    fn keep_after(&mut self, seq: i64) {
-        match self {
-            Ids::Open(ids) => ids.retain(|_, s| *s > seq),
-            Ids::Sorted(ids) => ids.retain(|(_, s)| *s > seq),
-        }
+        added
     }
 }
 
@@ -90,8 +72,8 @@ pub(super) struct Dedupe {
     held: usize,
     /// The last run marked written (committed).
     marked: i64,
-    /// The last key of run `marked + 1` written (committed), if any.
-    cursor: Option<Box<str>>,
+    /// The last entry of run `marked + 1` written (committed), if any.
+    cursor: Option<(Arc<str>, i64)>,
     /// Rows at or below this seq were pruned.
     pruned_through: i64,
 }
@@ -100,7 +82,7 @@ pub(super) struct Dedupe {
 #[derive(Debug)]
 pub(super) struct Step {
     run: i64,
-    last: Option<Box<str>>,
+    last: Option<(Arc<str>, i64)>,
     done: bool,
 }
 
@@ -129,26 +111,17 @@ impl Dedupe {
         while let Some(r) = found.next()? {
             let seq: i64 = r.get(0)?;
             key_into(&mut key, r.get_ref(1)?.as_str()?, r.get_ref(2)?.as_str()?);
-            dedupe.insert(Box::from(key.as_str()), seq);
+            dedupe.insert(Arc::from(key.as_str()), seq);
         }
         Ok(dedupe)
     }
 
-    fn insert(&mut self, key: Box<str>, seq: i64) {
-        let added = match self.runs.entry(run_of(seq, self.rows)).or_default() {
-            Ids::Open(ids) => ids.insert(key, seq).is_none(),
-            // A complete run takes no more rows; kept sorted all the same.
-            Ids::Sorted(ids) => match ids.binary_search_by(|(k, _)| k.cmp(&key)) {
-                Ok(i) => {
-                    ids[i].1 = seq;
-                    false
-                }
-                Err(i) => {
-                    ids.insert(i, (key, seq));
-                    true
-                }
-            },
-        };
+    fn insert(&mut self, key: Arc<str>, seq: i64) {
+        let added = self
+            .runs
+            .entry(run_of(seq, self.rows))
+            .or_default()
+            .insert(key, seq);
         self.held += usize::from(added);
     }
 
@@ -174,27 +147,27 @@ impl Dedupe {
         let last = run_of(through, self.rows);
         let mut dropped = 0;
         for ids in self.runs.range_mut(..=last).map(|(_, ids)| ids) {
-            let before = ids.len();
-            ids.keep_after(through);
-            dropped += before - ids.len();
+            let before = ids.ids.len();
+            ids.ids.retain(|_, seq| *seq > through);
+            dropped += before - ids.ids.len();
         }
-        self.runs.retain(|_, ids| ids.len() > 0);
+        // A run left with no ids goes whole, stale order and all.
+        self.runs.retain(|_, ids| !ids.ids.is_empty());
         self.held -= dropped;
     }
 
-    /// Before a group: sorts the first run not yet written once it is complete through
-    /// `committed`, so that [`Dedupe::step`] can write it in key order.
+    /// Before a group: once the first run not yet written is complete through
+    /// `committed`, sorts its last slice so that [`Dedupe::step`] can write it in order.
     pub(super) fn prepare(&mut self, committed: i64) {
         let run = self.marked + 1;
         if committed < run * self.rows {
             return;
         }
         if let Some(ids) = self.runs.get_mut(&run)
-            && let Ids::Open(open) = ids
+            && !ids.finished
         {
-            let mut sorted: Vec<(Box<str>, i64)> = std::mem::take(open).into_iter().collect();
-            sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            *ids = Ids::Sorted(sorted);
+            ids.order.finish();
+            ids.finished = true;
         }
     }
 
@@ -211,21 +184,11 @@ impl Dedupe {
         if committed < run * self.rows {
             return Ok(None);
         }
-        let mut chunk: Vec<(&str, i64)> = match self.runs.get(&run) {
+        let mut chunk = match self.runs.get(&run) {
             None => Vec::new(),
-            Some(Ids::Sorted(ids)) => {
-                let from = self
-                    .cursor
-                    .as_ref()
-                    .map_or(0, |after| ids.partition_point(|(k, _)| k <= after));
-                ids[from..]
-                    .iter()
-                    .take(budget + 1)
-                    .map(|(k, s)| (&**k, *s))
-                    .collect()
-            }
-            // Not sorted yet (`prepare` was not called): write nothing this time.
-            Some(Ids::Open(_)) => return Ok(None),
+            Some(ids) if ids.finished => ids.order.after(self.cursor.as_ref(), budget + 1),
+            // Its last slice not sorted yet (`prepare` was not called): nothing this time.
+            Some(_) => return Ok(None),
         };
         let done = chunk.len() <= budget;
         chunk.truncate(budget);
@@ -233,7 +196,8 @@ impl Dedupe {
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)",
         )?;
-        for (key, seq) in &chunk {
+        // An id pruned since it was accepted is not written: its row is gone.
+        for (key, seq) in chunk.iter().filter(|(_, seq)| *seq > self.pruned_through) {
             let (account, event_id) = split(key);
             insert.execute(params![account, event_id, seq])?;
         }
@@ -243,7 +207,7 @@ impl Dedupe {
         }
         Ok(Some(Step {
             run,
-            last: chunk.last().map(|(k, _)| Box::from(*k)),
+            last: chunk.pop(),
             done,
         }))
     }
@@ -255,7 +219,7 @@ impl Dedupe {
             self.cursor = None;
             let kept = self.runs.split_off(&(step.run + 1));
             let gone = std::mem::replace(&mut self.runs, kept);
-            self.held -= gone.values().map(Ids::len).sum::<usize>();
+            self.held -= gone.values().map(|ids| ids.ids.len()).sum::<usize>();
             free_elsewhere(gone);
         } else if step.last.is_some() {
             self.cursor = step.last;
@@ -279,7 +243,7 @@ pub(super) fn pruned_through(c: &Connection) -> rusqlite::Result<i64> {
 /// if the group commits.
 #[derive(Debug, Default)]
 pub(super) struct Pending {
-    ids: HashMap<Box<str>, i64>,
+    ids: HashMap<Arc<str>, i64>,
     key: String,
 }
 
@@ -298,7 +262,11 @@ impl Pending {
         if let Some(seq) = self.ids.get(key) {
             return Ok(Some(*seq));
         }
-        if let Some(seq) = dedupe.runs.values().find_map(|ids| ids.get(key)) {
+        if let Some(seq) = dedupe
+            .runs
+            .values()
+            .find_map(|ids| ids.ids.get(key).copied())
+        {
             return Ok(Some(seq));
         }
         tx.prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
@@ -309,7 +277,7 @@ impl Pending {
     /// Notes an acceptance, once its event's rows are in the group.
     pub(super) fn accept(&mut self, account: &str, event_id: &str, seq: i64) {
         key_into(&mut self.key, account, event_id);
-        self.ids.insert(Box::from(self.key.as_str()), seq);
+        self.ids.insert(Arc::from(self.key.as_str()), seq);
     }
 }
 

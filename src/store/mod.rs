@@ -15,6 +15,7 @@ mod keys;
 mod reader;
 mod schema;
 mod seal;
+mod sliced;
 mod writer;
 
 pub use admin_write::{AdminWrite, Change};
