@@ -81,6 +81,16 @@ impl Rig {
         }
     }
 
+    /// Closes the connection and opens the database again, as a restart does.
+    fn restart(self, rows: i64) -> Rig {
+        let Rig {
+            _dir, path, conn, ..
+        } = self;
+        drop(conn);
+        let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
+        Rig::resume(_dir, path, conn, rows)
+    }
+
     /// Writes one group through `commit_batch`, as the writer thread does.
     fn write(&mut self, records: Vec<EventRecord>) -> Vec<Result<Committed, StoreError>> {
         let (mut batch, replies): (Vec<Job>, Vec<Reply>) = records
@@ -298,12 +308,7 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
     check(&rig);
 
     // A restart rebuilds memory from the log past the last written run.
-    let Rig {
-        _dir, path, conn, ..
-    } = rig;
-    drop(conn);
-    let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
-    let mut rig = Rig::resume(_dir, path, conn, ROWS);
+    let mut rig = rig.restart(ROWS);
     check(&rig);
     // ... and the writer goes on writing runs where it left off.
     for group in 60..90 {
@@ -456,12 +461,7 @@ fn an_id_is_a_duplicate_wherever_its_acceptance_is_held_and_a_pruned_one_is_new_
     );
 
     // A restart rebuilds memory from the log past the last written run.
-    let Rig {
-        _dir, path, conn, ..
-    } = rig;
-    drop(conn);
-    let conn = open_write_connection(&path, &Storage::default()).expect("reopen");
-    let mut rig = Rig::resume(_dir, path, conn, ROWS);
+    let mut rig = rig.restart(ROWS);
     assert_eq!(
         repeats(&mut rig, 301),
         [
