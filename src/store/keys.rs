@@ -340,6 +340,26 @@ mod tests {
     }
 
     #[test]
+    fn a_run_of_many_slices_finds_each_key_in_sorted_and_unsorted_slices() {
+        let keys = Keys::new(RUN_ROWS);
+        let rows = 3 * super::super::sliced::SLICE as i64 + 100;
+        for seq in 1..=rows {
+            keys.add(entries_of(seq, Some(&format!("+2557{}", seq % 13)), None).collect());
+        }
+        let want = |k: i64| -> String {
+            let seqs: Vec<i64> = (1..=rows).filter(|s| s % 13 == k).collect();
+            serde_json::to_string(&seqs).unwrap_or_default()
+        };
+        // Three sorted slices and a tail not yet sorted.
+        assert_eq!(keys.candidates(Kind::Sender, "+25575"), want(5));
+        // The run finished (its tail sorted) for writing: the same answer.
+        let _ = keys.chunk(1, None, 1);
+        assert_eq!(keys.candidates(Kind::Sender, "+25575"), want(5));
+        assert_eq!(keys.candidates(Kind::Sender, "+25570"), want(0));
+        assert_eq!(keys.candidates(Kind::Sender, "+255799"), "[]");
+    }
+
+    #[test]
     fn a_run_written_twice_is_no_error_and_holds_each_key_once() {
         let mut c = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
         super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));

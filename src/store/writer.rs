@@ -296,8 +296,9 @@ fn commit_batch(
             {
                 metrics.record_dedupe_run();
             }
-            if batch.iter().any(|job| matches!(job, Job::Admin(..))) {
-                // A prune among them deleted the table's ids of its rows; memory follows.
+            let pruned = |job: &Job| matches!(job, Job::Admin(write, _) if matches!(**write, AdminWrite::PruneEvents { .. }));
+            if batch.iter().any(pruned) {
+                // The prune deleted the table's ids of its rows; memory follows.
                 match dedupe::pruned_through(conn) {
                     Ok(through) => dedupe.forget_pruned(through),
                     Err(e) => tracing::error!(error = %e, "cannot read where the log was pruned"),
