@@ -26,15 +26,19 @@ impl<T: Ord + Clone> Sliced<T> {
     /// Adds an entry; sorts the last slice when this entry fills it.
     pub(super) fn push(&mut self, item: T) {
         self.items.push(item);
-        if self.items.len() - self.sorted >= SLICE {
-            self.items[self.sorted..].sort_unstable();
+        if self.items.len() % SLICE == 0 {
+            let from = self.items.len() - SLICE;
+            self.items[from..].sort_unstable();
             self.sorted = self.items.len();
         }
     }
 
-    /// Sorts the last, partial slice: called once the run takes no more entries.
+    /// Sorts the last, partial slice: called once the run takes no more entries. (An
+    /// entry pushed after all the same joins that slice and leaves it unsorted again, so
+    /// searches stay right; call it again before reading in order.)
     pub(super) fn finish(&mut self) {
-        self.items[self.sorted..].sort_unstable();
+        let from = self.items.len() / SLICE * SLICE;
+        self.items[from..].sort_unstable();
         self.sorted = self.items.len();
     }
 
@@ -136,5 +140,11 @@ mod tests {
         run.finish();
         assert_eq!(run.after(Some(&2), 2), [3, 4]);
         assert_eq!(run.after(None, 4), [0, 1, 2, 3]);
+        // A late entry joins the last slice, which is unsorted until finished again.
+        run.push(1);
+        let last = run.slices().last().map(|(s, o)| (s.to_vec(), o));
+        assert_eq!(last, Some((vec![0, 1, 2, 1], false)));
+        run.finish();
+        assert_eq!(run.after(Some(&0), 3), [1, 1, 2]);
     }
 }
