@@ -113,6 +113,12 @@ fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<(i64, u64, Hash)> {
     })
 }
 
+/// Where the last prune left the events log: rows at or below this seq are gone (0 when
+/// none was pruned).
+pub(super) fn events_pruned_through(c: &Connection) -> rusqlite::Result<i64> {
+    Ok(checkpoint(c, Log::Events)?.0)
+}
+
 /// Verifies one log from its checkpoint (or the start) to its last row.
 pub fn verify(
     c: &Connection,

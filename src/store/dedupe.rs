@@ -100,7 +100,7 @@ impl Dedupe {
             held: 0,
             marked,
             cursor: None,
-            pruned_through: pruned_through(c)?,
+            pruned_through: super::audit::events_pruned_through(c)?,
         };
         let mut stmt = c.prepare(
             "SELECT seq, account, event_id FROM events
@@ -226,17 +226,6 @@ impl Dedupe {
         }
         step.done
     }
-}
-
-/// Where the last prune left the log: rows at or below this seq are gone.
-pub(super) fn pruned_through(c: &Connection) -> rusqlite::Result<i64> {
-    Ok(c.query_row(
-        "SELECT through FROM chain_checkpoints WHERE log = 'events'",
-        [],
-        |r| r.get(0),
-    )
-    .optional()?
-    .unwrap_or(0))
 }
 
 /// The ids accepted by the group being written: seen by its later events, and kept only

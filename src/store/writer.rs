@@ -299,7 +299,7 @@ fn commit_batch(
             let pruned = |job: &Job| matches!(job, Job::Admin(write, _) if matches!(**write, AdminWrite::PruneEvents { .. }));
             if batch.iter().any(pruned) {
                 // The prune deleted the table's ids of its rows; memory follows.
-                match dedupe::pruned_through(conn) {
+                match super::audit::events_pruned_through(conn) {
                     Ok(through) => dedupe.forget_pruned(through),
                     Err(e) => tracing::error!(error = %e, "cannot read where the log was pruned"),
                 }
