@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 use crate::account::{PathsSpec, SpecError};
 use crate::event::Extracted;
+use crate::strict_json::{Keep, Step as PlainStep};
 use crate::verify::Verified;
 
 /// One compiled path.
@@ -240,6 +241,9 @@ pub struct Extractor {
     event_type: Option<FieldPath>,
     event_id: Option<FieldPath>,
     params: Vec<(String, FieldPath)>,
+    /// What the payload paths reach, when every one of them is plain: then a payload
+    /// parsed keeping only that extracts the same as the whole one.
+    keep: Option<Keep>,
 }
 
 impl Extractor {
@@ -257,13 +261,43 @@ impl Extractor {
                 FieldPath::compile(&format!("paths.params.{name}"), text).map(|p| (name.clone(), p))
             })
             .collect::<Result<_, _>>()?;
-        Ok(Extractor {
+        let mut extractor = Extractor {
             sender: one("sender", &paths.sender)?,
             source: one("source", &paths.source)?,
             event_type: one("event_type", &paths.event_type)?,
             event_id: one("event_id", &paths.event_id)?,
             params,
-        })
+            keep: None,
+        };
+        extractor.keep = extractor.plain_reach();
+        Ok(extractor)
+    }
+
+    /// What the payload paths reach, if every one is plain; `None` if any needs the
+    /// general engine, which may look anywhere.
+    fn plain_reach(&self) -> Option<Keep> {
+        let fields = [&self.sender, &self.source, &self.event_type, &self.event_id];
+        let all = fields
+            .into_iter()
+            .flatten()
+            .chain(self.params.iter().map(|(_, p)| p));
+        let mut keep = Keep::default();
+        for path in all {
+            if let FieldPath::Json(json) = path {
+                let steps = json.simple.as_ref()?;
+                keep.add(steps.iter().map(|s| match s {
+                    Step::Key(k) => PlainStep::Key(k),
+                    Step::Index(n) => PlainStep::Index(*n),
+                }));
+            }
+        }
+        Some(keep)
+    }
+
+    /// The parts of a payload this extractor reads, when that is known in advance (see
+    /// [`crate::strict_json::from_slice_keeping`]); `None` when it may read anything.
+    pub fn keep(&self) -> Option<&Keep> {
+        self.keep.as_ref()
     }
 
     /// Extracts every configured field from a verified request's decoded payload.
@@ -361,6 +395,52 @@ mod tests {
             params,
             json!({"first_sku": "a", "skus": ["a", "b"], "amount": 25000.5, "missing": null})
         );
+    }
+
+    #[test]
+    fn plain_paths_tell_what_they_reach_and_an_engine_path_makes_it_anything() {
+        let compile = |paths: serde_json::Value| {
+            let paths: PathsSpec = serde_json::from_value(paths).unwrap_or_else(|e| panic!("{e}"));
+            Extractor::compile(&paths).unwrap_or_else(|e| panic!("{e}"))
+        };
+        let plain = compile(json!({
+            "event_id": "id",
+            "sender": "$.customer.phone",
+            "event_type": "header:X-GitHub-Event",
+            "params": {"first": "$.items[0].sku", "ref": "query:ref"}
+        }));
+        let payload = json!({
+            "id": "e1",
+            "customer": {"phone": "+255700000001", "name": "Asha"},
+            "items": [{"sku": "a", "qty": 1}, {"sku": "b"}],
+            "noise": {"deep": [1, 2, 3]}
+        });
+        let keep = plain
+            .keep()
+            .unwrap_or_else(|| panic!("plain paths give a keep"));
+        let kept = crate::strict_json::from_slice_keeping(payload.to_string().as_bytes(), keep)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            kept,
+            json!({"id": "e1", "customer": {"phone": "+255700000001"}, "items": [{"sku": "a"}]})
+        );
+        let headers = {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-github-event",
+                hyper::header::HeaderValue::from_static("push"),
+            );
+            h
+        };
+        let (from_kept, from_whole) = with_verified(&headers, Some("ref=main"), |v| {
+            (plain.extract(v, &kept), plain.extract(v, &payload))
+        });
+        assert_eq!(from_kept, from_whole);
+        assert_eq!(from_kept.sender.as_deref(), Some("+255700000001"));
+        for engine in ["$..sku", "$.items[*].sku", "$.customer['phone']"] {
+            let ex = compile(json!({"event_id": "id", "source": engine}));
+            assert!(ex.keep().is_none(), "{engine} may look anywhere");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::strict_json::Keep;
 use crate::verify::Verified;
 
 /// Why a body could not be decoded.
@@ -59,6 +60,25 @@ pub fn decode(verified: &Verified<'_>, content_type: Option<&str>) -> Result<Val
     decode_bytes(verified.request().body, content_type)
 }
 
+/// Decodes a verified body as [`decode`] does, but a JSON body keeps only what `keep`
+/// names (see [`crate::strict_json::from_slice_keeping`]): the same bodies are refused,
+/// with the same errors, and the extractor that gave `keep` finds the same values.
+pub fn decode_keeping(
+    verified: &Verified<'_>,
+    content_type: Option<&str>,
+    keep: &Keep,
+) -> Result<Value, PayloadError> {
+    let body = verified.request().body;
+    if kind_of(content_type)? != Kind::Json || body.trim_ascii().is_empty() {
+        return decode_bytes(body, content_type);
+    }
+    crate::strict_json::from_slice_keeping(body, keep).map_err(malformed)
+}
+
+fn malformed(e: serde_json::Error) -> PayloadError {
+    PayloadError::Malformed(format!("the body is not valid JSON: {e}"))
+}
+
 /// Decodes a body that was not verified, only to recognise an unsigned handshake (a
 /// creation ping). Nothing decoded here may become an event.
 pub fn decode_unverified(body: &[u8], content_type: Option<&str>) -> Result<Value, PayloadError> {
@@ -71,8 +91,7 @@ fn decode_bytes(body: &[u8], content_type: Option<&str>) -> Result<Value, Payloa
         return Ok(Value::Null);
     }
     match kind {
-        Kind::Json => crate::strict_json::from_slice(body)
-            .map_err(|e| PayloadError::Malformed(format!("the body is not valid JSON: {e}"))),
+        Kind::Json => crate::strict_json::from_slice(body).map_err(malformed),
         // A form never starts with '{' or '['; a body labelled as a form that is JSON (curl's
         // `-d` default, and many a sender's mistake) is read as the JSON it is.
         Kind::Form => {

@@ -275,7 +275,17 @@ impl Row<'_> {
             }
         };
         let content_type = self.content_type();
-        let payload = match payload::decode(&verified, content_type.as_deref()) {
+        // A handshake may look anywhere in the payload; extraction alone, with plain
+        // paths, only where they lead.
+        let keep = match &account.handshake {
+            None => account.extractor.keep(),
+            Some(_) => None,
+        };
+        let decoded = match keep {
+            Some(keep) => payload::decode_keeping(&verified, content_type.as_deref(), keep),
+            None => payload::decode(&verified, content_type.as_deref()),
+        };
+        let payload = match decoded {
             Ok(p) => p,
             Err(e) => {
                 let (reason, problem) = match &e {
