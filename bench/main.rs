@@ -1,10 +1,12 @@
 //! `hookgate-bench`: the project's benchmark. `suite` runs every scenario of the
 //! benchmark against the gateway, a bare hyper server and the Flask + sqlite baseline in
 //! one run and prints the table of BENCHMARKS.md; `load` drives any URL; `bare` is the
-//! ceiling server. Loopback only: every process it starts listens on 127.0.0.1.
+//! ceiling server; `parse` times the body parse alone. Loopback only: every process it
+//! starts listens on 127.0.0.1.
 
 mod bare;
 mod load;
+mod parse;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -72,6 +74,12 @@ enum Cmd {
         #[arg(long)]
         listen: SocketAddr,
     },
+    /// Time the body parse alone: whole, and kept to the paths an account reads.
+    Parse {
+        /// Interleaved rounds of 5,000 parses each.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -81,6 +89,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     match cli.command {
         Cmd::Bare { listen } => rt.block_on(bare::serve(listen)).context("bare server")?,
+        Cmd::Parse { rounds } => parse::run(rounds)?,
         Cmd::Load {
             addr,
             path,
