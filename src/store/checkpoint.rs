@@ -13,10 +13,10 @@
 //! writer's finishing pass: the pages every background pass wrote would wait in the page
 //! cache until then, and the writer's fsync would put a whole round's worth on the disk in
 //! front of the requests waiting on it (stalls of several milliseconds). So the
-//! checkpointer flushes the file itself after each pass (`fdatasync` on a descriptor of
-//! its own). That sync adds nothing to durability and takes nothing from it: SQLite's own
-//! fsync still ends the round, and a write-back error is reported to that fsync too, as
-//! Linux reports it to every descriptor of the file.
+//! checkpointer syncs the file itself after each pass, through SQLite's own file object
+//! (`hookgate_wal_vfs::sync_database_file`). That sync adds nothing to durability and
+//! takes nothing from it: SQLite's own sync still ends the round, and a write-back error
+//! is reported to that sync too, as Linux reports it to every descriptor of the file.
 //!
 //! Owns the checkpointer thread and the writer's decision of when to checkpoint. It never
 //! writes a row: a checkpoint moves bytes that the WAL already holds durably, so a crash at
@@ -139,25 +139,21 @@ impl Drop for Checkpoints {
     }
 }
 
-/// The checkpointer's connection, and the database file opened once more to flush it.
+/// The checkpointer's connection.
 struct Pass {
     conn: Connection,
-    database: std::fs::File,
 }
 
 impl Pass {
     fn open(path: &Path, tuning: &Storage) -> Result<Pass, StoreError> {
-        let unavailable = |e: &dyn std::fmt::Display| {
-            StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
-        };
-        let conn = Connection::open(path).map_err(|e| unavailable(&e))?;
+        let conn = Connection::open(path)
+            .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
         conn.busy_timeout(Duration::from_millis(tuning.busy_timeout_ms))?;
         // A checkpoint fsyncs the WAL before it copies and the database file after. (This
         // pragma also reads the schema, which is how the connection learns the database is
         // in WAL mode: until then a checkpoint finds no WAL.)
         conn.pragma_update(None, "synchronous", "FULL")?;
-        let database = std::fs::File::open(path).map_err(|e| unavailable(&e))?;
-        Ok(Pass { conn, database })
+        Ok(Pass { conn })
     }
 
     /// Copies what no reader still needs into the database file (PASSIVE: never waits for
@@ -170,7 +166,7 @@ impl Pass {
         if backfilled == 0 {
             return Ok((0, false));
         }
-        let flushed = match self.database.sync_data() {
+        let flushed = match hookgate_wal_vfs::sync_database_file(&self.conn) {
             Ok(()) => true,
             Err(e) => {
                 // SQLite's own fsync at the round's end meets the same error and fails the

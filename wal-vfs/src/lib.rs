@@ -103,6 +103,47 @@ pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
     Ok(c)
 }
 
+/// Syncs the main database file of `conn` (of any connection, whatever its VFS) with
+/// SQLite's own `xSync`, on SQLite's own descriptor, as a checkpoint does at its end.
+///
+/// A checkpoint that does not reach the WAL's end leaves the pages it copied unsynced;
+/// this puts them on the disk early. A descriptor of the caller's own would not do: closing
+/// any descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+/// included.
+pub fn sync_database_file(conn: &Connection) -> Result<(), String> {
+    let mut file: *mut ffi::sqlite3_file = ptr::null_mut();
+    // SAFETY: `conn.handle()` is a live connection for as long as `conn` is borrowed, and
+    // only this thread can use it (a `Connection` is not `Sync`); FILE_POINTER writes the
+    // main database's `sqlite3_file` pointer into `file`.
+    let rc = unsafe {
+        ffi::sqlite3_file_control(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_FCNTL_FILE_POINTER,
+            (&raw mut file).cast(),
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(format!("cannot reach the database file (SQLite code {rc})"));
+    }
+    // SAFETY: a non-null pointer from FILE_POINTER is the connection's main database file;
+    // it stays open while the connection does, and its methods are a static table.
+    unsafe {
+        let Some(methods) = file.as_ref().and_then(|f| f.pMethods.as_ref()) else {
+            return Err("the database file is not open".into());
+        };
+        let Some(sync) = methods.xSync else {
+            return Err("the database file cannot be synced".into());
+        };
+        match sync(file, ffi::SQLITE_SYNC_NORMAL) {
+            ffi::SQLITE_OK => Ok(()),
+            rc => Err(format!(
+                "syncing the database file failed (SQLite code {rc})"
+            )),
+        }
+    }
+}
+
 /// Registers the VFS (once; later calls return the first outcome). Connections opt in by
 /// name; the default VFS stays the platform's.
 fn register() -> Result<(), String> {
@@ -457,6 +498,18 @@ mod tests {
 
     fn row(i: i64, len: usize) -> Vec<u8> {
         (0..len).map(|k| (i as usize * 31 + k) as u8).collect()
+    }
+
+    #[test]
+    fn a_database_file_is_synced_through_sqlites_own_file_and_a_memory_one_is_refused() {
+        let (_dir, path, c) = fresh();
+        c.execute("INSERT INTO t (id, data) VALUES (1, x'00')", [])
+            .expect("insert");
+        assert_eq!(sync_database_file(&c), Ok(()));
+        let other = Connection::open(&path).expect("open");
+        assert_eq!(sync_database_file(&other), Ok(()));
+        let memory = Connection::open_in_memory().expect("memory");
+        assert!(sync_database_file(&memory).is_err());
     }
 
     #[test]
