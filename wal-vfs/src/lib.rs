@@ -18,8 +18,10 @@
 //! wrapped VFS as before, which also syncs the directory of a newly created WAL.
 //!
 //! It is a crate of its own so that hookgate itself can keep `#![forbid(unsafe_code)]`:
-//! this is all of the project's `unsafe` code. Its one entry point, [`open`], returns a
-//! connection in WAL mode with `synchronous=FULL`, and that setting must stay: the layer
+//! this is all of the project's `unsafe` code. Besides [`sync_database_file`] (SQLite's own
+//! sync of a connection's database file, for the checkpointer), its one entry point,
+//! [`open`], returns a connection in WAL mode with `synchronous=FULL`, and that setting
+//! must stay: the layer
 //! relies on the `xSync` SQLite issues at every commit, before it publishes the commit's
 //! frames in the WAL index. Nothing is acknowledged by SQLite before that `xSync`, which
 //! flushes first; a flush that fails fails the `xSync`, and SQLite rolls the transaction
