@@ -205,15 +205,21 @@ mod tests {
             .expect("count")
     }
 
-    #[test]
-    fn a_pass_copies_the_frames_into_the_database_file_and_flushes_it() {
+    /// A fresh database in WAL mode, written through the writer's VFS, that only the
+    /// passes under test checkpoint.
+    fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.db");
         let writer = hookgate_wal_vfs::open(&path, Duration::from_secs(1)).expect("open");
-        // Only the passes below may checkpoint.
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .expect("autocheckpoint off");
+        (dir, path, writer)
+    }
+
+    #[test]
+    fn a_pass_copies_the_frames_into_the_database_file_and_flushes_it() {
+        let (dir, path, writer) = fresh();
         writer
             .execute_batch("CREATE TABLE t (pad BLOB NOT NULL)")
             .expect("create");
@@ -235,12 +241,7 @@ mod tests {
 
     #[test]
     fn a_pass_with_nothing_to_copy_does_not_flush() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("c.db");
-        let writer = hookgate_wal_vfs::open(&path, Duration::from_secs(1)).expect("open");
-        writer
-            .pragma_update(None, "wal_autocheckpoint", 0)
-            .expect("autocheckpoint off");
+        let (_dir, path, _writer) = fresh();
         // A fresh WAL-mode database: the WAL holds no frame yet.
         let pass = Pass::open(&path, &Storage::default()).expect("checkpointer");
         assert_eq!(pass.run().expect("pass"), (0, false));
