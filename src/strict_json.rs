@@ -60,20 +60,22 @@ impl Keep {
         let mut node = self;
         for step in steps {
             node = match step {
-                Step::Key(k) => match node.members.iter().position(|(m, _)| m == k) {
-                    Some(i) => &mut node.members[i].1,
-                    None => {
+                Step::Key(k) => {
+                    let at = node.members.iter().position(|(m, _)| m == k);
+                    let i = at.unwrap_or(node.members.len());
+                    if at.is_none() {
                         node.members.push((k.to_owned(), Keep::default()));
-                        &mut node.members.last_mut().expect("just pushed").1
                     }
-                },
-                Step::Index(n) => match node.items.iter().position(|(m, _)| *m == n) {
-                    Some(i) => &mut node.items[i].1,
-                    None => {
+                    &mut node.members[i].1
+                }
+                Step::Index(n) => {
+                    let at = node.items.iter().position(|(m, _)| *m == n);
+                    let i = at.unwrap_or(node.items.len());
+                    if at.is_none() {
                         node.items.push((n, Keep::default()));
-                        &mut node.items.last_mut().expect("just pushed").1
                     }
-                },
+                    &mut node.items[i].1
+                }
             };
         }
         node.whole = true;
