@@ -182,17 +182,32 @@ impl Pass {
 fn run(pass: &Pass, requests: &mpsc::Receiver<()>, done: &AtomicI64, metrics: &Metrics) {
     while requests.recv().is_ok() {
         let started = Instant::now();
-        let backfilled = match pass.run() {
-            Ok((backfilled, _)) => backfilled,
-            Err(e) => {
-                tracing::warn!(error = %e, "background checkpoint failed; retried in 100 ms");
-                // A back-off, so that a lasting failure is not retried after every group.
-                std::thread::sleep(Duration::from_millis(100));
-                0
-            }
-        };
+        let (backfilled, back_off) = attempt(pass);
         metrics.record_checkpoint(false, started.elapsed().as_micros() as u64);
+        if let Some(wait) = back_off {
+            std::thread::sleep(wait);
+        }
         done.store(backfilled, Ordering::Release);
+    }
+}
+
+/// One pass: the frames backfilled, and how long to wait before the next when it failed
+/// in a way that may last.
+fn attempt(pass: &Pass) -> (i64, Option<Duration>) {
+    match pass.run() {
+        Ok((backfilled, _)) => (backfilled, None),
+        // The checkpoint lock was held for a moment: a PASSIVE checkpoint has no busy
+        // handler, and SQLite takes that lock itself when a WAL-index read meets the
+        // writer updating the index's header. The writer asks again after its next group.
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy) => {
+            tracing::debug!(error = %e, "background checkpoint found the lock taken; asked again");
+            (0, None)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "background checkpoint failed; retried in 100 ms");
+            // A back-off, so that a lasting failure is not retried after every group.
+            (0, Some(Duration::from_millis(100)))
+        }
     }
 }
 
@@ -237,6 +252,69 @@ mod tests {
         std::fs::copy(&path, &copy).expect("copy");
         assert_eq!(rows(&Connection::open(&copy).expect("open copy")), 50);
         assert_eq!(rows(&writer), 50);
+    }
+
+    #[test]
+    fn a_pass_that_finds_the_checkpoint_lock_taken_is_asked_again_without_a_back_off() {
+        let (_dir, path, writer) = fresh();
+        writer
+            .execute_batch("CREATE TABLE t (pad BLOB NOT NULL)")
+            .expect("create");
+        // A reader on an old snapshot makes a TRUNCATE checkpoint wait in its busy
+        // handler, holding the checkpoint lock while it waits.
+        let reader = Connection::open(&path).expect("reader");
+        reader.execute_batch("BEGIN").expect("begin");
+        assert_eq!(rows(&reader), 0);
+        writer
+            .execute("INSERT INTO t (pad) VALUES (zeroblob(100))", [])
+            .expect("insert");
+        let (waiting, wait) = std::sync::mpsc::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let holder_path = path.clone();
+        let holder = std::thread::spawn(move || {
+            let mut conn = Connection::open(&holder_path).expect("holder");
+            conn.busy_handler(Some(move |_| {
+                let _ = waiting.send(());
+                // Holds on until the test has seen the pass fail; then gives up.
+                let _ = released.recv();
+                false
+            }))
+            .expect("busy handler");
+            // It gives up with BUSY once released: that is expected.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        });
+        wait.recv().expect("the holder waits in its busy handler");
+        let pass = Pass::open(&path, &Storage::default()).expect("checkpointer");
+        let busy = pass.run().err().and_then(|e| e.sqlite_error_code());
+        assert_eq!(busy, Some(rusqlite::ErrorCode::DatabaseBusy));
+        assert_eq!(
+            attempt(&pass),
+            (0, None),
+            "a taken lock is not a lasting failure"
+        );
+        drop(release);
+        holder.join().expect("holder thread");
+        reader.execute_batch("COMMIT").expect("end the read");
+        let (backfilled, back_off) = attempt(&pass);
+        assert!(
+            backfilled > 0,
+            "{backfilled} frames after the lock was free"
+        );
+        assert_eq!(back_off, None);
+    }
+
+    #[test]
+    fn a_pass_that_fails_otherwise_backs_off() {
+        let (_dir, path, writer) = fresh();
+        writer
+            .execute_batch("CREATE TABLE t (pad BLOB NOT NULL)")
+            .expect("create");
+        let pass = Pass::open(&path, &Storage::default()).expect("checkpointer");
+        // A connection cannot checkpoint inside its own read transaction (SQLITE_LOCKED):
+        // a failure that is not a taken lock, so the pass backs off.
+        pass.conn.execute_batch("BEGIN").expect("begin");
+        assert_eq!(rows(&pass.conn), 0);
+        assert_eq!(attempt(&pass), (0, Some(Duration::from_millis(100))));
     }
 
     #[test]
