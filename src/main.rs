@@ -19,7 +19,17 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let requested = std::env::var("TOKIO_WORKER_THREADS").ok();
+    let workers = match hookgate::cli::async_workers(requested.as_deref(), cores) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
     {

@@ -373,6 +373,24 @@ impl EventFilterArgs {
     }
 }
 
+/// How many async worker threads to run on a machine with `cores` cores: `requested`
+/// (the `TOKIO_WORKER_THREADS` variable) when set, else one fewer than the cores, and at
+/// least one. The writer is a thread of its own that every event waits on: a worker per
+/// core left it waiting for a core, and the workers woke one another to share tasks. On
+/// the 2-core benchmark machine one worker took 5-9 % less CPU per request
+/// (BENCHMARKS.md).
+pub fn async_workers(requested: Option<&str>, cores: usize) -> Result<usize, String> {
+    match requested.map(str::trim) {
+        None | Some("") => Ok(cores.saturating_sub(1).max(1)),
+        Some(text) => match text.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "TOKIO_WORKER_THREADS must be a whole number above 0, not {text:?}"
+            )),
+        },
+    }
+}
+
 /// Runs a parsed command line; the error is printed by `main`.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
@@ -457,5 +475,24 @@ fn emit(out: &str) -> anyhow::Result<()> {
     {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::async_workers;
+
+    #[test]
+    fn one_core_is_left_to_the_writer_unless_told_otherwise() {
+        assert_eq!(async_workers(None, 1), Ok(1));
+        assert_eq!(async_workers(None, 2), Ok(1));
+        assert_eq!(async_workers(None, 8), Ok(7));
+        assert_eq!(async_workers(Some(""), 4), Ok(3));
+        assert_eq!(async_workers(Some("2"), 2), Ok(2));
+        assert_eq!(async_workers(Some(" 16 "), 2), Ok(16));
+        for bad in ["0", "-1", "two", "1.5"] {
+            let e = async_workers(Some(bad), 2).err().unwrap_or_default();
+            assert!(e.contains("TOKIO_WORKER_THREADS"), "{bad}: {e}");
+        }
     }
 }

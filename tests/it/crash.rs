@@ -1,6 +1,7 @@
 //! Crash safety and graceful shutdown of the REAL binary under load: SIGKILL mid-stream
 //! then restart on the same database, and SIGTERM while requests flow. Every event that
-//! got a 2xx must be in the log exactly once afterwards.
+//! got a 2xx must be in the log exactly once afterwards. Also the binary's start: a bad
+//! worker count stops it before it opens anything.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -327,4 +328,27 @@ async fn sigterm_exits_within_the_drain_deadline_even_when_a_client_never_finish
     );
     assert_log_integrity(&db, &["before-term".to_owned()]);
     drop(stuck);
+}
+
+#[tokio::test]
+async fn a_bad_worker_count_stops_the_binary_before_it_opens_anything() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("never.db");
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .arg("serve")
+        .env_clear()
+        .env("HOOKGATE_DB", &db)
+        .env("HOOKGATE_LISTEN", "127.0.0.1:0")
+        .env("HOOKGATE_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("TOKIO_WORKER_THREADS", "0")
+        .output()
+        .await
+        .expect("run the binary");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOKIO_WORKER_THREADS must be a whole number above 0"),
+        "{stderr}"
+    );
+    assert!(!db.exists(), "nothing is created before the runtime starts");
 }
