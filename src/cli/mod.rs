@@ -377,7 +377,7 @@ impl EventFilterArgs {
 /// (the `TOKIO_WORKER_THREADS` variable) when set, else one fewer than the cores, and at
 /// least one. The writer is a thread of its own that every event waits on: a worker per
 /// core left it waiting for a core, and the workers woke one another to share tasks. On
-/// the 2-core benchmark machine one worker took 5-9 % less CPU per request
+/// the 2-core benchmark machine one worker took 4-9 % less CPU per request
 /// (BENCHMARKS.md).
 pub fn async_workers(requested: Option<&str>, cores: usize) -> Result<usize, String> {
     match requested.map(str::trim) {
