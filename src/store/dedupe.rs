@@ -179,7 +179,7 @@ impl Dedupe {
     /// first run not yet written, if that run is complete through `committed` (the last
     /// seq committed before this group, so all its ids are in memory).
     pub(super) fn step(
-        &self,
+        &mut self,
         tx: &Transaction<'_>,
         committed: i64,
         budget: usize,
@@ -188,14 +188,13 @@ impl Dedupe {
         if committed < run * self.rows {
             return Ok(None);
         }
-        let mut chunk = match self.runs.get(&run) {
-            None => Vec::new(),
-            Some(ids) if ids.finished => ids.order.after(self.cursor.as_ref(), budget + 1),
+        let (mut chunk, more) = match self.runs.get_mut(&run) {
+            None => (Vec::new(), false),
+            Some(ids) if ids.finished => ids.order.after(self.cursor.as_ref(), budget),
             // Its last slice not sorted yet (`prepare` was not called): nothing this time.
             Some(_) => return Ok(None),
         };
-        let done = chunk.len() <= budget;
-        chunk.truncate(budget);
+        let done = !more;
         // OR IGNORE: after a restart the run is written again from its start.
         let mut insert = tx.prepare_cached(
             "INSERT OR IGNORE INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)",

@@ -173,12 +173,12 @@ impl Keys {
         serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into())
     }
 
-    /// Up to `limit` entries of `run` after `after`, in order; the first call for a run
-    /// sorts its last slice.
-    fn chunk(&self, run: i64, after: Option<&Entry>, limit: usize) -> Vec<Entry> {
+    /// Up to `limit` entries of `run` after `after`, in order, and whether any are left
+    /// after them; the first call for a run sorts its last slice.
+    fn chunk(&self, run: i64, after: Option<&Entry>, limit: usize) -> (Vec<Entry>, bool) {
         let mut runs = self.runs.write().unwrap_or_else(|p| p.into_inner());
         let Some(run) = runs.get_mut(&run) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         if !run.finished {
             run.entries.finish();
@@ -257,9 +257,8 @@ impl Flusher {
         if committed < run * keys.rows {
             return Ok(None);
         }
-        let mut chunk = keys.chunk(run, self.cursor.as_ref(), budget + 1);
-        let done = chunk.len() <= budget;
-        chunk.truncate(budget);
+        let (mut chunk, more) = keys.chunk(run, self.cursor.as_ref(), budget);
+        let done = !more;
         // OR IGNORE: an entry written twice is harmless, and bookkeeping of an index must
         // never be what stops the log from taking rows.
         let mut insert = tx.prepare_cached(
@@ -316,8 +315,9 @@ mod tests {
         assert_eq!(keys.candidates(Kind::Source, "+255700"), "[7]");
         assert_eq!(keys.candidates(Kind::Sender, "nobody"), "[]");
         // Run 1 sorted for writing: found the same way.
-        let first = keys.chunk(1, None, 1);
+        let (first, more) = keys.chunk(1, None, 1);
         assert_eq!(first, [(0, Box::from("+255700"), 5)]);
+        assert!(more);
         assert_eq!(
             keys.candidates(Kind::Sender, "+255700"),
             format!("[5,{}]", RUN_ROWS + 9)
@@ -326,11 +326,14 @@ mod tests {
         assert_eq!(keys.candidates(Kind::Sender, "+255701"), "[7]");
         assert_eq!(
             keys.chunk(1, first.last(), 10),
-            [
-                (0, Box::from("+255701"), 7),
-                (1, Box::from("+255700"), 7),
-                (1, Box::from("order-1"), 5)
-            ]
+            (
+                vec![
+                    (0, Box::from("+255701"), 7),
+                    (1, Box::from("+255700"), 7),
+                    (1, Box::from("order-1"), 5)
+                ],
+                false
+            )
         );
         keys.forget_through(1);
         assert_eq!(

@@ -385,7 +385,7 @@ struct Group<'a> {
     max_batch: usize,
     keys: &'a Keys,
     flusher: &'a Flusher,
-    dedupe: &'a Dedupe,
+    dedupe: &'a mut Dedupe,
 }
 
 /// One attempt at writing `batch` in a single transaction. Jobs that arrive meanwhile
