@@ -263,7 +263,7 @@ fn apply_admin_inner(
         Field::from(change.account.as_deref()),
         Field::from(change.detail.as_str()),
     ];
-    let hash = chain::row_hash(&prev, &fields);
+    let hash = chain::row_hash(chain::Version::V1, &prev, &fields);
     tx.execute(
         "INSERT INTO changes (seq, at, actor, action, account, detail, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

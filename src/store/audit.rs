@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
 use super::StoreError;
-use crate::chain::{self, CHANGE_COLUMNS, EVENT_COLUMNS, Field, Hash};
+use crate::chain::{self, CHANGE_COLUMNS, EVENT_COLUMNS, Field, Hash, Version};
 
 /// One of the two chained logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,24 @@ impl Log {
 
     fn width(self) -> usize {
         self.columns().split(',').count()
+    }
+
+    /// The hash of a row read back from this log, under `version`.
+    fn row_hash(self, version: Version, prev: &Hash, fields: &[Field<'_>]) -> Hash {
+        match (self, version) {
+            (Log::Events, Version::V2) => chain::events_v2(prev, fields),
+            _ => chain::row_hash(version, prev, fields),
+        }
+    }
+
+    /// The versions a row may be in, given the version of the row before it: the events
+    /// log moves from v1 to v2 once, never back; the changes log is v1 throughout.
+    fn versions_after(self, version: Version) -> &'static [Version] {
+        match (self, version) {
+            (Log::Events, Version::V1) => &[Version::V1, Version::V2],
+            (Log::Events, Version::V2) => &[Version::V2],
+            (Log::Changes, _) => &[Version::V1],
+        }
     }
 }
 
@@ -146,6 +164,8 @@ pub fn verify(
     let mut stmt = c.prepare(&sql)?;
     let mut rows = stmt.query(params![through])?;
     let (mut prev_seq, mut prev_hash) = (through, start_hash);
+    // Rows written before encoding v2 come first (`chain`).
+    let mut version = Version::V1;
     while let Some(row) = rows.next()? {
         let seq: i64 = row.get(0)?;
         if seq != prev_seq + 1 {
@@ -165,10 +185,14 @@ pub fn verify(
         for i in 0..width {
             fields.push(field(row.get_ref(i)?));
         }
-        let computed = chain::row_hash(&prev_hash, &fields);
         let stored = stored_hash(row, width)?;
-        if stored != Some(computed) {
-            let (problem, detail) = match reordered_from(c, log, seq, &prev_hash)? {
+        let matched = log
+            .versions_after(version)
+            .iter()
+            .map(|v| (*v, log.row_hash(*v, &prev_hash, &fields)))
+            .find(|(_, computed)| stored == Some(*computed));
+        let Some((row_version, computed)) = matched else {
+            let (problem, detail) = match reordered_from(c, log, version, seq, &prev_hash)? {
                 Some(k) => (
                     "reordered",
                     format!(
@@ -184,7 +208,8 @@ pub fn verify(
                 ),
             };
             return Ok(broken(report, seq, problem, detail));
-        }
+        };
+        version = row_version;
         if let Some(expected) = expected_head
             && *expected == computed
         {
@@ -217,6 +242,7 @@ fn broken(mut report: ChainReport, seq: i64, problem: &'static str, detail: Stri
 fn reordered_from(
     c: &Connection,
     log: Log,
+    version: Version,
     seq: i64,
     prev: &Hash,
 ) -> Result<Option<i64>, StoreError> {
@@ -237,7 +263,12 @@ fn reordered_from(
         }
         values[0] = Value::Integer(seq);
         let fields: Vec<Field<'_>> = values.iter().map(owned_field).collect();
-        if stored_hash(row, width)? == Some(chain::row_hash(prev, &fields)) {
+        let stored = stored_hash(row, width)?;
+        if log
+            .versions_after(version)
+            .iter()
+            .any(|v| stored == Some(log.row_hash(*v, prev, &fields)))
+        {
             return Ok(Some(k));
         }
     }
@@ -310,4 +341,86 @@ pub(super) fn prune_events(
         params![last, pruned as i64 + count as i64, hash, at],
     )?;
     Ok((count, last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database whose events log holds one row per entry of `versions`, row i hashed in
+    /// `versions[i]` and chained from the row before, as the writer of that version would.
+    fn log_of(versions: &[Version]) -> Connection {
+        let mut c = Connection::open_in_memory().expect("open");
+        super::super::schema::migrate(&mut c).expect("migrate");
+        let read = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1");
+        let mut prev = chain::GENESIS;
+        for (i, version) in versions.iter().enumerate() {
+            let seq = i as i64 + 1;
+            let body = format!("{{\"id\":\"evt_{seq}\"}}");
+            c.execute(
+                "INSERT INTO events (seq, received_at, account, status, method, path, query,
+                    remote_addr, headers, body, body_size, body_truncated, handle_micros)
+                 VALUES (?1, ?2, 'shop', 'accepted', 'POST', '/hooks/shop', '', '127.0.0.1:9',
+                    '{}', ?3, ?4, 0, 5)",
+                params![seq, 1_000 + seq, body.as_bytes(), body.len() as i64],
+            )
+            .expect("insert");
+            let hash = c
+                .query_row(&read, [seq], |r| {
+                    let fields = (0..Log::Events.width())
+                        .map(|i| r.get_ref(i).map(field))
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(Log::Events.row_hash(*version, &prev, &fields))
+                })
+                .expect("hash");
+            c.execute(
+                "UPDATE events SET hash = ?1 WHERE seq = ?2",
+                params![&hash[..], seq],
+            )
+            .expect("store the hash");
+            prev = hash;
+        }
+        c
+    }
+
+    #[test]
+    fn a_log_verifies_in_v1_then_v2_in_either_alone_and_in_both_in_that_order() {
+        use Version::{V1, V2};
+        for versions in [
+            vec![V1, V1, V1, V2, V2],
+            vec![V2, V2, V2],
+            vec![V1, V1],
+            vec![V1, V2],
+        ] {
+            let report = verify(&log_of(&versions), Log::Events, None).expect("verify");
+            assert!(report.ok, "{versions:?}: {report:?}");
+            assert_eq!(report.rows, versions.len() as u64);
+        }
+    }
+
+    #[test]
+    fn a_v1_row_after_a_v2_row_is_an_edit() {
+        use Version::{V1, V2};
+        let report = verify(&log_of(&[V1, V2, V2, V1, V2]), Log::Events, None).expect("verify");
+        assert!(!report.ok);
+        assert_eq!(report.broken_at, Some(4));
+        assert_eq!(report.problem, Some("edited"));
+        // The changes log knows v1 only.
+        assert_eq!(Log::Changes.versions_after(V2), [V1]);
+    }
+
+    #[test]
+    fn a_v2_row_whose_body_changed_in_bytes_or_in_type_is_an_edit() {
+        use Version::V2;
+        for sql in [
+            "UPDATE events SET body = x'00' WHERE seq = 2",
+            "UPDATE events SET body = CAST(body AS TEXT) WHERE seq = 2",
+        ] {
+            let c = log_of(&[V2, V2, V2]);
+            c.execute_batch(sql).expect("tamper");
+            let report = verify(&c, Log::Events, None).expect("verify");
+            assert_eq!(report.broken_at, Some(2), "{sql}: {report:?}");
+            assert_eq!(report.problem, Some("edited"), "{sql}");
+        }
+    }
 }

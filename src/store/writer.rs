@@ -532,6 +532,14 @@ fn insert_event(
     }
     let seq = heads.next_event;
     let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
+    // The chain takes the stored body as its digest (encoding v2). A body stored whole has
+    // the digest the front computed; a cut or dropped one is hashed here (rejections and
+    // hash-only accounts, a few KiB at most).
+    let body_digest = match (r.body_truncated, r.body_sha256) {
+        (false, Some(whole)) => whole,
+        _ => chain::body_digest(&r.body),
+    };
+    debug_assert_eq!(body_digest, chain::body_digest(&r.body));
     let e = &r.extracted;
     let fields = [
         Field::Int(seq),
@@ -551,13 +559,13 @@ fn insert_event(
         Field::from(r.remote_addr.as_str()),
         Field::from(r.headers.as_str()),
         Field::from(r.content_type.as_deref()),
-        Field::Blob(&r.body),
+        Field::Blob(&body_digest),
         Field::Int(r.body_size as i64),
         body_sha.map_or(Field::Null, Field::Blob),
         Field::Int(i64::from(r.body_truncated)),
         Field::Int(r.handle_micros),
     ];
-    let hash = chain::row_hash(&heads.event_head, &fields);
+    let hash = chain::row_hash(chain::Version::V2, &heads.event_head, &fields);
     // Only a first acceptance flows onward; duplicates never forward again.
     let forward = if status == Status::Accepted {
         &r.forward

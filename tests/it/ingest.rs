@@ -493,6 +493,9 @@ async fn a_rejected_giant_keeps_its_size_and_hash_but_not_the_whole_body() {
         e["body_sha256"],
         hex::encode(sha2::Sha256::digest(body.as_bytes()))
     );
+    // The chain binds the 100 bytes kept, not the 5000 received.
+    let verify = gw.admin_call(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(verify.json()["ok"], true, "{}", verify.json());
     gw.stop().await;
 }
 
