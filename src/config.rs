@@ -169,7 +169,8 @@ pub struct Storage {
     pub enqueue_timeout_ms: u64,
     /// WAL pages after which a background thread copies them into the database file (the
     /// writer finishes each round with the last few pages). More means fewer, longer
-    /// passes and a larger WAL file (BENCHMARKS.md).
+    /// passes, a larger WAL file, and more data in each of the database file's syncs,
+    /// which the writer's own commits then wait behind on the disk (BENCHMARKS.md).
     pub checkpoint_pages: u32,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
@@ -220,7 +221,7 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
-            checkpoint_pages: 2000,
+            checkpoint_pages: 250,
             secret_key: None,
         }
     }
