@@ -103,16 +103,17 @@ impl<T: Ord + Clone> Sliced<T> {
                 heap.push(Reverse((next, i)));
             }
         }
-        if let Some(last) = out.last() {
+        let last = out.last().cloned();
+        if let Some(last) = &last {
             // As a search would: past every entry equal to the last one, output or not.
             for (i, s) in slices.iter().enumerate() {
                 while s.get(at[i]).is_some_and(|x| x == last) {
                     at[i] += 1;
                 }
             }
-            self.resume = Some((last.clone(), at.clone()));
         }
         let more = slices.iter().zip(&at).any(|(s, i)| *i < s.len());
+        self.resume = last.map(|last| (last, at));
         (out, more)
     }
 }
