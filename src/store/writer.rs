@@ -533,8 +533,8 @@ fn insert_event(
     let seq = heads.next_event;
     let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
     // The chain takes the stored body as its digest (encoding v2). A body stored whole has
-    // the digest the front computed; a cut or dropped one is hashed here (rejections and
-    // hash-only accounts, a few KiB at most).
+    // the digest the front computed; a cut one is hashed here (a rejection's, at most
+    // `limits.rejected_body_bytes`; a hash-only account's stored body is empty).
     let body_digest = match (r.body_truncated, r.body_sha256) {
         (false, Some(whole)) => whole,
         _ => chain::body_digest(&r.body),
