@@ -298,10 +298,36 @@ fn line(name: &str, r: &LoadResult, mem: Option<(f64, f64)>) -> String {
     )
 }
 
-/// The writer's counters from `/metrics`: rows, groups, seconds busy.
-/// The writer's counters: rows, groups, busy seconds, background checkpoint passes,
-/// rounds the writer finished, and the seconds those took.
-type WriterStats = (f64, f64, f64, f64, f64, f64);
+/// The writer's counters from `/metrics`.
+#[derive(Debug, Clone, Copy, Default)]
+struct WriterStats {
+    rows: f64,
+    groups: f64,
+    /// Seconds spent executing and committing groups.
+    busy: f64,
+    /// Background checkpoint passes.
+    passes: f64,
+    /// Rounds the writer finished itself, and the seconds those took.
+    finishes: f64,
+    finish_secs: f64,
+    /// Groups that took over 2 ms.
+    slow: f64,
+}
+
+impl WriterStats {
+    /// What the counters grew by since `before`.
+    fn since(self, before: WriterStats) -> WriterStats {
+        WriterStats {
+            rows: self.rows - before.rows,
+            groups: self.groups - before.groups,
+            busy: self.busy - before.busy,
+            passes: self.passes - before.passes,
+            finishes: self.finishes - before.finishes,
+            finish_secs: self.finish_secs - before.finish_secs,
+            slow: self.slow - before.slow,
+        }
+    }
+}
 
 async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
     let text = client
@@ -322,14 +348,16 @@ async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
             })
             .unwrap_or(0.0)
     };
-    (
-        get("hookgate_writer_rows_total "),
-        get("hookgate_writer_groups_total "),
-        get("hookgate_writer_seconds_total "),
-        get("hookgate_checkpoints_total{by=\"background\"} "),
-        get("hookgate_checkpoints_total{by=\"writer\"} "),
-        get("hookgate_checkpoint_seconds_total{by=\"writer\"} "),
-    )
+    WriterStats {
+        rows: get("hookgate_writer_rows_total "),
+        groups: get("hookgate_writer_groups_total "),
+        busy: get("hookgate_writer_seconds_total "),
+        passes: get("hookgate_checkpoints_total{by=\"background\"} "),
+        finishes: get("hookgate_checkpoints_total{by=\"writer\"} "),
+        finish_secs: get("hookgate_checkpoint_seconds_total{by=\"writer\"} "),
+        slow: get("hookgate_writer_group_seconds_count ")
+            - get("hookgate_writer_group_seconds_bucket{le=\"0.002\"} "),
+    }
 }
 
 /// Measures the gateway and says how its writer spent the run.
@@ -344,17 +372,17 @@ async fn measure_gateway(
 ) -> (LoadResult, String) {
     let before = writer_stats(client, admin).await;
     let r = measure(gw, connections, secs, rate, body_bytes).await;
-    let after = writer_stats(client, admin).await;
-    let (rows, groups, busy) = (after.0 - before.0, after.1 - before.1, after.2 - before.2);
-    let (passes, finishes, finish_secs) =
-        (after.3 - before.3, after.4 - before.4, after.5 - before.5);
+    let w = writer_stats(client, admin).await.since(before);
     let note = format!(
-        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row; \
-         {passes:.0} background checkpoint passes, {finishes:.0} rounds finished by the writer ({:.2} ms each)",
-        rows / groups.max(1.0),
-        100.0 * busy / (secs.as_secs_f64() + 2.0),
-        1e6 * busy / rows.max(1.0),
-        1e3 * finish_secs / finishes.max(1.0)
+        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row, \
+         {:.0} groups over 2 ms; {:.0} background checkpoint passes, {:.0} rounds finished by the writer ({:.2} ms each)",
+        w.rows / w.groups.max(1.0),
+        100.0 * w.busy / (secs.as_secs_f64() + 2.0),
+        1e6 * w.busy / w.rows.max(1.0),
+        w.slow,
+        w.passes,
+        w.finishes,
+        1e3 * w.finish_secs / w.finishes.max(1.0)
     );
     (r, note)
 }

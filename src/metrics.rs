@@ -10,6 +10,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::event::{Reason, Status};
 
+/// Upper bounds of the write-group time histogram's buckets, in microseconds (the last
+/// bucket, `+Inf`, is implicit). A request waits for its group; a group over 2 ms is a
+/// stall worth seeing (BENCHMARKS.md: the checkpoint interval).
+const GROUP_BOUNDS_MICROS: [u64; 7] = [500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000];
+
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -32,6 +37,9 @@ pub struct Metrics {
     checkpoint_micros: AtomicU64,
     writer_checkpoints: AtomicU64,
     writer_checkpoint_micros: AtomicU64,
+    /// Write groups by time taken: one count per bucket of [`GROUP_BOUNDS_MICROS`], then
+    /// the groups over the last bound.
+    group_micros: [AtomicU64; GROUP_BOUNDS_MICROS.len() + 1],
 }
 
 impl Metrics {
@@ -66,6 +74,8 @@ impl Metrics {
         }
         self.commit_micros
             .fetch_add(commit_micros, Ordering::Relaxed);
+        let bucket = GROUP_BOUNDS_MICROS.partition_point(|bound| *bound < commit_micros);
+        self.group_micros[bucket].fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts a group made again with a savepoint per event, after an event failed in
@@ -254,6 +264,27 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{by=\"{by}\"}} {value}");
             }
         }
+        let name = "hookgate_writer_group_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time each write group took to execute and commit (committed or failed)."
+        );
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        let mut count = 0;
+        for (i, n) in self.group_micros.iter().enumerate() {
+            count += get(n);
+            match GROUP_BOUNDS_MICROS.get(i) {
+                Some(bound) => {
+                    let le = *bound as f64 / 1e6;
+                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
+                }
+                None => {
+                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+                }
+            }
+        }
+        let _ = writeln!(out, "{name}_sum {}", get(&self.commit_micros) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
         let _ = writeln!(
             out,
             "# HELP hookgate_ready 1 when the last write group committed."
@@ -283,5 +314,38 @@ mod tests {
         assert!(text.contains("hookgate_writer_rows_total 2"));
         assert!(text.contains("hookgate_accounts 3"));
         assert_eq!(m.batches(), (2, 1));
+    }
+
+    #[test]
+    fn group_times_render_as_a_cumulative_histogram() {
+        let m = Metrics::default();
+        // 300 µs, exactly 2 ms, just over 2 ms, 30 ms, and 2 s (past the last bound).
+        for (micros, ok) in [
+            (300, true),
+            (2_000, true),
+            (2_001, false),
+            (30_000, true),
+            (2_000_000, true),
+        ] {
+            m.record_batch(1, micros, ok);
+        }
+        let text = m.render(true, 0);
+        for line in [
+            "# TYPE hookgate_writer_group_seconds histogram",
+            "hookgate_writer_group_seconds_bucket{le=\"0.0005\"} 1",
+            "hookgate_writer_group_seconds_bucket{le=\"0.001\"} 1",
+            "hookgate_writer_group_seconds_bucket{le=\"0.002\"} 2",
+            "hookgate_writer_group_seconds_bucket{le=\"0.005\"} 3",
+            "hookgate_writer_group_seconds_bucket{le=\"0.025\"} 3",
+            "hookgate_writer_group_seconds_bucket{le=\"0.1\"} 4",
+            "hookgate_writer_group_seconds_bucket{le=\"+Inf\"} 5",
+            "hookgate_writer_group_seconds_sum 2.034301",
+            "hookgate_writer_group_seconds_count 5",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from:\n{text}"
+            );
+        }
     }
 }
