@@ -386,11 +386,18 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
     };
     let mut rule: Rule = toml::from_str(text).map_err(|e| {
         let message = e.message().to_owned();
-        let field = unknown_field(&message).unwrap_or("file");
+        let field = match unknown_field(&message) {
+            // An empty key (`"" = 1`), named the way TOML spells it.
+            Some("") => "\"\"",
+            Some(name) => name,
+            None => "file",
+        };
         let at = e
             .span()
             .map(|s| {
-                let line = text[..s.start.min(text.len())].lines().count().max(1);
+                // Counted in bytes: a span need not fall on a character boundary.
+                let before = text.as_bytes().get(..s.start).unwrap_or(text.as_bytes());
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
                 format!(" (line {line})")
             })
             .unwrap_or_default();
@@ -652,5 +659,18 @@ mod tests {
         }
         let missing = Rules::load(Some(Path::new("/nonexistent/rules"))).err();
         assert_eq!(missing.map(|e| e.field), Some("rules_dir".into()));
+    }
+
+    #[test]
+    fn a_file_error_names_a_field_and_the_line_it_is_on() {
+        // An empty key is an unknown field too; it is named as TOML spells it (found by the
+        // rule_toml fuzz target, which requires a field in every error).
+        let err = parse("x.toml", "x", "\"\" = 1").err();
+        assert_eq!(err.map(|e| e.field), Some("\"\"".into()));
+        // The line of an error at a line's start, after characters of several bytes.
+        let err = parse("x.toml", "x", "title = \"Zürich ✓\"\n\ncolour = 1\n").err();
+        let err = err.unwrap_or_else(|| panic!("an unknown field was accepted"));
+        assert_eq!(err.field, "colour");
+        assert!(err.message.ends_with("(line 3)"), "{}", err.message);
     }
 }
