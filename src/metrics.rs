@@ -273,15 +273,10 @@ impl Metrics {
         let mut count = 0;
         for (i, n) in self.group_micros.iter().enumerate() {
             count += get(n);
-            match GROUP_BOUNDS_MICROS.get(i) {
-                Some(bound) => {
-                    let le = *bound as f64 / 1e6;
-                    let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
-                }
-                None => {
-                    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-                }
-            }
+            let le = GROUP_BOUNDS_MICROS
+                .get(i)
+                .map_or_else(|| "+Inf".to_owned(), |b| (*b as f64 / 1e6).to_string());
+            let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {count}");
         }
         let _ = writeln!(out, "{name}_sum {}", get(&self.commit_micros) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
