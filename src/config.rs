@@ -172,6 +172,11 @@ pub struct Storage {
     /// passes, a larger WAL file, and more data in each of the database file's syncs,
     /// which the writer's own commits then wait behind on the disk (BENCHMARKS.md).
     pub checkpoint_pages: u32,
+    /// Bytes per page of a database this start creates: a power of two from 512 to 65536.
+    /// An existing database keeps the page size it was made with. Audit rows carry whole
+    /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
+    /// a 4 KiB page holds two and leaves a third of itself empty (BENCHMARKS.md).
+    pub page_size: u32,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
     /// created on first start.
@@ -222,6 +227,7 @@ impl Default for Storage {
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
             checkpoint_pages: 250,
+            page_size: 8192,
             secret_key: None,
         }
     }
@@ -396,6 +402,12 @@ impl Config {
         if self.storage.queue_capacity == 0 || self.storage.max_batch == 0 {
             return invalid("storage.queue_capacity and storage.max_batch must be positive");
         }
+        let page = self.storage.page_size;
+        if !(512..=65536).contains(&page) || !page.is_power_of_two() {
+            return invalid(&format!(
+                "storage.page_size must be a power of two from 512 to 65536, not {page}"
+            ));
+        }
         if let Some(t) = &self.admin_token
             && t.expose().len() < 16
         {
@@ -462,6 +474,21 @@ mod tests {
         assert!(err.unwrap_or_default().contains("HOOKGATE_LISTEN"));
         let err = Config::load(Some("[limits]\nmax_header_bytes = 100"), no_env).err();
         assert!(err.is_some());
+        for page in ["256", "1000", "131072", "0"] {
+            let err = Config::load(Some(&format!("[storage]\npage_size = {page}")), no_env)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(
+                err.contains("storage.page_size") && err.contains(page),
+                "{page}: {err}"
+            );
+        }
+        for page in [512, 4096, 65536] {
+            let c = Config::load(Some(&format!("[storage]\npage_size = {page}")), no_env)
+                .unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(c.storage.page_size, page);
+        }
     }
 
     #[test]

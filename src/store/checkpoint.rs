@@ -225,7 +225,9 @@ mod tests {
     fn fresh() -> (tempfile::TempDir, std::path::PathBuf, Connection) {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c.db");
-        let writer = hookgate_wal_vfs::open(&path, Duration::from_secs(1)).expect("open");
+        let writer =
+            hookgate_wal_vfs::open(&path, Duration::from_secs(1), Storage::default().page_size)
+                .expect("open");
         writer
             .pragma_update(None, "wal_autocheckpoint", 0)
             .expect("autocheckpoint off");

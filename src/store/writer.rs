@@ -108,8 +108,16 @@ pub(super) fn open_write_connection(
     // commit instead of two per page), which also sets WAL mode and synchronous=FULL;
     // every other connection uses SQLite's default VFS.
     let busy = std::time::Duration::from_millis(tuning.busy_timeout_ms);
-    let mut conn = hookgate_wal_vfs::open(path, busy)
+    let mut conn = hookgate_wal_vfs::open(path, busy, tuning.page_size)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
+    if page_size != tuning.page_size {
+        tracing::info!(
+            page_size,
+            "the database keeps the page size it was made with; storage.page_size ({}) applies to new databases",
+            tuning.page_size
+        );
+    }
     // The random-key indexes (dedupe, sender) outgrow SQLite's 2 MB default cache quickly;
     // a miss costs a read from the OS and more dirty pages per group.
     conn.pragma_update(None, "cache_size", -64 * 1024)?;

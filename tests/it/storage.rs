@@ -73,7 +73,7 @@ async fn checkpoints_keep_the_wal_bounded_under_load_and_every_row_survives() {
     }
     // The WAL is started over rather than grown: at most about four times the threshold,
     // plus what arrives while a pass runs (a generous allowance here).
-    let frame = 4096 + 24;
+    let frame = u64::from(page_size(&gw.db)) + 24;
     assert!(
         biggest_wal <= u64::from(12 * PAGES) * frame,
         "WAL grew to {biggest_wal} bytes after {sent} events"
@@ -104,4 +104,74 @@ async fn checkpoints_keep_the_wal_bounded_under_load_and_every_row_survives() {
         }
         Err(_) => panic!("a sender task still holds the gateway"),
     }
+}
+
+/// The page size a database file was made with, read by a connection of its own.
+fn page_size(db: &std::path::Path) -> u32 {
+    rusqlite::Connection::open(db)
+        .and_then(|c| c.query_row("PRAGMA page_size", [], |r| r.get(0)))
+        .expect("page size")
+}
+
+/// Posts an event of about 1.5 KB with id `id` to account `pages`; its answer's status.
+async fn post_page_event(gw: &TestGateway, id: &str) -> (u16, serde_json::Value) {
+    let pad = "x".repeat(1500);
+    let body = format!(r#"{{"id":"{id}","phone":"+255700000001","pad":"{pad}"}}"#);
+    let a = gw
+        .post_hook("pages", &[("authorization", "Bearer pages-token-1")], body)
+        .await;
+    (a.status.as_u16(), a.json())
+}
+
+#[tokio::test]
+async fn a_new_database_gets_the_configured_page_size_and_an_existing_one_keeps_its_own() {
+    let fresh = spawn_gateway().await;
+    assert_eq!(
+        page_size(&fresh.db),
+        hookgate::config::Storage::default().page_size
+    );
+    fresh.stop().await;
+
+    let mut gw = spawn_with(|c| c.storage.page_size = 16384).await;
+    gw.create_account(json!({
+        "name": "pages",
+        "auth": {"type": "bearer", "token": "pages-token-1"},
+        "paths": {"event_id": "$.id", "sender": "$.phone"}
+    }))
+    .await;
+    for i in 0..20 {
+        let (status, answer) = post_page_event(&gw, &format!("before-{i}")).await;
+        assert_eq!(status, 200, "{answer:?}");
+    }
+    assert_eq!(page_size(&gw.db), 16384);
+
+    // Started again with another setting, the database keeps its pages and its log.
+    gw.config.storage.page_size = 4096;
+    let gw = gw.restart().await;
+    for i in 0..20 {
+        let (status, answer) = post_page_event(&gw, &format!("after-{i}")).await;
+        assert_eq!(status, 200, "{answer:?}");
+    }
+    let (status, answer) = post_page_event(&gw, "before-3").await;
+    assert_eq!(
+        (status, &answer["status"]),
+        (200, &json!("duplicate")),
+        "{answer:?}"
+    );
+    assert_eq!(page_size(&gw.db), 16384);
+    assert_eq!(gw.audit_rows(), 41);
+    assert_eq!(
+        gw.events("sender=%2B255700000001&limit=100").await.len(),
+        41
+    );
+    let verify = gw.admin_call(Method::GET, "/v1/audit/verify", None).await;
+    assert_eq!(verify.status, 200, "{:?}", verify.json());
+    assert!(
+        verify.json()["logs"]
+            .as_array()
+            .is_some_and(|logs| logs.iter().all(|l| l["ok"] == true)),
+        "{:?}",
+        verify.json()
+    );
+    gw.stop().await;
 }

@@ -89,11 +89,18 @@ static COUNTS: [std::sync::atomic::AtomicU64; 3] =
 /// Opens (creating it if need be) the database at `path` through this VFS, in WAL mode
 /// with `synchronous=FULL`, which the caller must not lower (see the crate's doc). Other
 /// connections to the same database use SQLite's default VFS as usual.
-pub fn open(path: &Path, busy_timeout: Duration) -> Result<Connection, String> {
+///
+/// A database this call creates gets pages of `new_page_size` bytes (a power of two from
+/// 512 to 65536; SQLite keeps its default for any other value). An existing database keeps
+/// the page size it was made with: in WAL mode SQLite cannot change it.
+pub fn open(path: &Path, busy_timeout: Duration, new_page_size: u32) -> Result<Connection, String> {
     register()?;
     let c = Connection::open_with_flags_and_vfs(path, OpenFlags::default(), NAME)
         .map_err(|e| e.to_string())?;
     c.busy_timeout(busy_timeout).map_err(|e| e.to_string())?;
+    // Before the first write, which switching to WAL is for a new file; a no-op otherwise.
+    c.pragma_update(None, "page_size", new_page_size)
+        .map_err(|e| e.to_string())?;
     let mode: String = c
         .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
         .map_err(|e| e.to_string())?;
@@ -461,7 +468,7 @@ mod tests {
     use rusqlite::params;
 
     fn writer(path: &std::path::Path) -> Connection {
-        let c = open(path, Duration::from_secs(5)).unwrap_or_else(|e| panic!("{e}"));
+        let c = open(path, Duration::from_secs(5), 4096).unwrap_or_else(|e| panic!("{e}"));
         let sync: i64 = c
             .query_row("PRAGMA synchronous", [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{e}"));
@@ -614,6 +621,33 @@ mod tests {
                 })
                 .unwrap_or_else(|e| panic!("{e}"));
             assert!(backfilled >= 0);
+            assert_eq!(read_back(&path), expected);
+        }
+    }
+
+    #[test]
+    fn a_new_database_gets_the_page_size_asked_for_and_an_existing_one_keeps_its_own() {
+        let page_size = |c: &Connection| -> i64 {
+            c.query_row("PRAGMA page_size", [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        for size in [512u32, 8192, 65536] {
+            let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+            let path = dir.path().join("t.db");
+            let c = open(&path, Duration::from_secs(5), size).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(page_size(&c), i64::from(size));
+            c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, data BLOB)", [])
+                .unwrap_or_else(|e| panic!("{e}"));
+            let expected: Vec<_> = (1..=40).map(|i| (i, row(i, 3000))).collect();
+            for (id, data) in &expected {
+                c.execute("INSERT INTO t VALUES (?1, ?2)", params![id, data])
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            drop(c);
+            let again = open(&path, Duration::from_secs(5), 4096).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(page_size(&again), i64::from(size), "an existing database");
+            let other = Connection::open(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(page_size(&other), i64::from(size));
             assert_eq!(read_back(&path), expected);
         }
     }
