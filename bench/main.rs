@@ -5,6 +5,7 @@
 //! starts listens on 127.0.0.1.
 
 mod bare;
+mod cpu;
 mod load;
 mod parse;
 
@@ -360,7 +361,8 @@ async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
     }
 }
 
-/// Measures the gateway and says how its writer spent the run.
+/// Measures the gateway and says how its writer and each of its threads spent the run
+/// (the warm-up left out).
 async fn measure_gateway(
     gw: &Proc,
     client: &HttpClient,
@@ -370,33 +372,47 @@ async fn measure_gateway(
     rate: Option<f64>,
     body_bytes: usize,
 ) -> (LoadResult, String) {
+    let _ = load::run(spec(gw, connections, WARM_UP, rate, body_bytes)).await;
     let before = writer_stats(client, admin).await;
-    let r = measure(gw, connections, secs, rate, body_bytes).await;
+    let cpu_before = (cpu::usage(gw.child.id()), cpu::usage(std::process::id()));
+    let started = Instant::now();
+    let r = load::run(spec(gw, connections, secs, rate, body_bytes)).await;
+    let wall = started.elapsed().as_secs_f64();
+    let gateway_cpu = cpu::since(&cpu::usage(gw.child.id()), &cpu_before.0);
+    let own_cpu = cpu::since(&cpu::usage(std::process::id()), &cpu_before.1);
     let w = writer_stats(client, admin).await.since(before);
+    let load_cpu: cpu::Usage = [("load generator".to_owned(), own_cpu.values().sum())].into();
     let note = format!(
-        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run (incl. warm-up), {:.1} µs per row, \
-         {:.0} groups over 2 ms; {:.0} background checkpoint passes, {:.0} rounds finished by the writer ({:.2} ms each)",
+        "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run, {:.1} µs per row, \
+         {:.0} groups over 2 ms; {:.0} background checkpoint passes, {:.0} rounds finished by the writer ({:.2} ms each)\n\
+         CPU µs per row, by thread: gateway {}; {}",
         w.rows / w.groups.max(1.0),
-        100.0 * w.busy / (secs.as_secs_f64() + 2.0),
+        100.0 * w.busy / wall.max(1e-9),
         1e6 * w.busy / w.rows.max(1.0),
         w.slow,
         w.passes,
         w.finishes,
-        1e3 * w.finish_secs / w.finishes.max(1.0)
+        1e3 * w.finish_secs / w.finishes.max(1.0),
+        cpu::per_row(&gateway_cpu, w.rows, wall),
+        cpu::per_row(&load_cpu, w.rows, wall),
     );
     (r, note)
 }
 
 const HEADER: &str = "| target | req/s | p50 ms | p99 ms | p99.9 ms | http errors | transport errors | peak RSS |\n|---|---|---|---|---|---|---|---|";
 
-async fn measure(
+/// Warm-up before every measured run: connections, caches, the allocator; not counted.
+const WARM_UP: Duration = Duration::from_secs(2);
+
+/// The load of one run against `p`.
+fn spec(
     p: &Proc,
     connections: usize,
-    secs: Duration,
+    duration: Duration,
     rate: Option<f64>,
     body_bytes: usize,
-) -> LoadResult {
-    let spec = |duration| LoadSpec {
+) -> LoadSpec {
+    LoadSpec {
         addr: p.addr,
         path: "/hooks/bench".into(),
         secret: SECRET.into(),
@@ -405,10 +421,18 @@ async fn measure(
         rate,
         body_bytes,
         run_tag: tag(),
-    };
-    // Warm-up: connections, caches, the allocator; not counted.
-    let _ = load::run(spec(Duration::from_secs(2))).await;
-    load::run(spec(secs)).await
+    }
+}
+
+async fn measure(
+    p: &Proc,
+    connections: usize,
+    secs: Duration,
+    rate: Option<f64>,
+    body_bytes: usize,
+) -> LoadResult {
+    let _ = load::run(spec(p, connections, WARM_UP, rate, body_bytes)).await;
+    load::run(spec(p, connections, secs, rate, body_bytes)).await
 }
 
 async fn suite(
