@@ -37,6 +37,7 @@ pub struct Metrics {
     checkpoint_micros: AtomicU64,
     writer_checkpoints: AtomicU64,
     writer_checkpoint_micros: AtomicU64,
+    streams_cut: AtomicU64,
     /// Write groups by time taken: one count per bucket of [`GROUP_BOUNDS_MICROS`], then
     /// the groups over the last bound.
     group_micros: [AtomicU64; GROUP_BOUNDS_MICROS.len() + 1],
@@ -115,6 +116,11 @@ impl Metrics {
         t.fetch_add(micros, Ordering::Relaxed);
     }
 
+    /// Counts a live-stream consumer cut off for falling behind.
+    pub fn record_stream_cut(&self) {
+        self.streams_cut.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Rows and groups committed so far.
     pub fn batches(&self) -> (u64, u64) {
         (
@@ -172,7 +178,7 @@ impl Metrics {
         }
         // Single-value families: (name, type, help, value). Counts print as integers
         // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
-        let families: [(&str, &str, &str, f64); 10] = [
+        let families: [(&str, &str, &str, f64); 11] = [
             (
                 "hookgate_handle_seconds_total",
                 "counter",
@@ -226,6 +232,12 @@ impl Metrics {
                 "gauge",
                 "Accepted event ids held in memory until their run is written; it stays under about 65536.",
                 get(&self.dedupe_in_memory) as f64,
+            ),
+            (
+                "hookgate_stream_consumers_cut_total",
+                "counter",
+                "Live-stream consumers cut off for falling behind; each resumes from the log with Last-Event-ID.",
+                get(&self.streams_cut) as f64,
             ),
             (
                 "hookgate_writer_seconds_total",

@@ -108,12 +108,18 @@ async fn pump(
                         continue;
                     }
                     // A full client buffer cuts the stream rather than growing memory.
-                    if tx.try_send(Ok(frame(item.seq, &item.data))).is_err() {
-                        return Ok(());
+                    match tx.try_send(Ok(frame(item.seq, &item.data))) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => {
+                            store.metrics().record_stream_cut();
+                            return Ok(());
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
                     }
                     last = item.seq;
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
+                    store.metrics().record_stream_cut();
                     let _ = tx.try_send(Ok(Bytes::from_static(b": too slow; reconnect with Last-Event-ID to resume from the log\n\n")));
                     return Ok(());
                 }

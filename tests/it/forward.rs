@@ -579,3 +579,130 @@ async fn an_idle_stream_gets_heartbeats_and_events_tail_prints_each_event() {
     let _ = tail.kill().await;
     gw.stop().await;
 }
+
+/// A counter's value from the gateway's `/metrics` text (0 when absent).
+async fn metric(gw: &TestGateway, name: &str) -> f64 {
+    let text = gw.admin_call(Method::GET, "/metrics", None).await.body;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missing_nothing() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let chat = Chat::start().await;
+    let gw = Arc::new(gateway_for(&chat).await);
+    listening_account(&gw, "pay", json!({"forward": {"send_to_user": false}})).await;
+    // A consumer that asks for the stream, then reads nothing, with a small window.
+    let addr: std::net::SocketAddr = gw
+        .admin
+        .trim_start_matches("http://")
+        .parse()
+        .expect("admin address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("receive buffer");
+    let mut slow = socket.connect(addr).await.expect("connect");
+    slow.write_all(
+        format!(
+            "GET /v1/stream?account=pay HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .expect("request");
+
+    // Events of about 2 KB each, in concurrent bursts, until the gateway reports the cut.
+    let pad = "x".repeat(2000);
+    let mut posted: Vec<String> = Vec::new();
+    while metric(&gw, "hookgate_stream_consumers_cut_total").await < 1.0 {
+        assert!(
+            posted.len() < 10_000,
+            "a consumer that reads nothing was never cut off"
+        );
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let (gw, pad, base) = (Arc::clone(&gw), pad.clone(), posted.len());
+            tasks.push(tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..16 {
+                    let body = json!({"id": format!("slow-{base}-{t}-{i}"), "type": format!("payment.{pad}"),
+                                      "phone": "+255700000001", "amount": "1", "currency": "TZS"});
+                    let a = gw
+                        .post_hook(
+                            "pay",
+                            &[("authorization", "Bearer pay-token-1")],
+                            body.to_string(),
+                        )
+                        .await;
+                    assert_eq!(a.status, 200, "{:?}", a.json());
+                    ids.push(a.json()["id"].as_str().unwrap_or("").to_owned());
+                }
+                ids
+            }));
+        }
+        for t in tasks {
+            posted.extend(t.await.expect("sender task"));
+        }
+    }
+
+    // The cut stream ends: what was already on its way arrives, then the body's end.
+    let mut raw = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !raw.ends_with(b"\r\n0\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), slow.read(&mut chunk))
+            .await
+            .expect("the cut stream ends within 10s")
+            .expect("read");
+        assert!(n > 0, "the connection closed before the stream's end");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let text = String::from_utf8_lossy(&raw);
+    let mut seen: Vec<(i64, String)> = Vec::new();
+    for block in text.split("\n\n") {
+        let id = block
+            .lines()
+            .find_map(|l| l.strip_prefix("id: "))
+            .and_then(|v| v.parse().ok());
+        let data = block
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .and_then(|v| serde_json::from_str::<Value>(v).ok());
+        if let (Some(id), Some(data)) = (id, data) {
+            seen.push((id, data["id"].as_str().unwrap_or("").to_owned()));
+        }
+    }
+    assert!(
+        !seen.is_empty() && seen.len() < posted.len(),
+        "{} of {} events before the cut",
+        seen.len(),
+        posted.len()
+    );
+
+    // Resuming from the last event it got, the consumer gets the rest from the log.
+    let last = seen.last().map(|(seq, _)| *seq);
+    let mut body = stream(&gw, last).await;
+    let mut buf = String::new();
+    let rest = read_events(&mut body, &mut buf, posted.len() - seen.len()).await;
+    drop(body);
+    seen.extend(
+        rest.into_iter()
+            .map(|(seq, d)| (seq, d["id"].as_str().unwrap_or("").to_owned())),
+    );
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "every event once, in commit order"
+    );
+    let mut got: Vec<String> = seen.into_iter().map(|(_, id)| id).collect();
+    got.sort();
+    posted.sort();
+    assert_eq!(got, posted, "nothing missed");
+    match Arc::try_unwrap(gw) {
+        Ok(gw) => {
+            gw.stop().await;
+        }
+        Err(_) => panic!("a sender task still holds the gateway"),
+    }
+}
