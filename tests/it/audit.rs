@@ -637,3 +637,73 @@ async fn pagination_under_concurrent_inserts_neither_skips_nor_repeats() {
     assert!(gw.events("limit=1").await.first().map(seq).unwrap_or(0) > top);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn the_retention_loop_prunes_what_is_older_than_the_configured_age_on_its_own() {
+    use hookgate::clock::Clock;
+
+    let now = hookgate::clock::now_micros();
+    let day = 86_400_000_000;
+    let clock = Clock::fixed(now - 3 * day);
+    let gw = spawn_with_clock_and(clock.clone(), |c| {
+        c.retention.max_age_days = 1;
+        c.retention.interval_secs = 1;
+    })
+    .await;
+    gw.create_account(
+        json!({"name": "old", "auth": {"type": "bearer", "token": "old-token-1"},
+               "paths": {"event_id": "$.id"}}),
+    )
+    .await;
+    let post = |id: &'static str| {
+        gw.post_hook(
+            "old",
+            &[("authorization", "Bearer old-token-1")],
+            format!("{{\"id\":\"{id}\"}}"),
+        )
+    };
+    for id in ["a", "b", "c"] {
+        assert_eq!(post(id).await.status, 200);
+    }
+    // Events received now, and one received 20 hours ago: younger than a day, kept.
+    clock.set(now - 20 * 3_600_000_000);
+    assert_eq!(post("d").await.status, 200);
+    clock.set(now);
+    assert_eq!(post("e").await.status, 200);
+
+    // Nothing is asked of the gateway: its retention loop runs every second.
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(50));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        tick.tick().await;
+        if gw.audit_rows() == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the retention loop did not prune: {} rows",
+            gw.audit_rows()
+        );
+    }
+    let kept: Vec<String> = gw
+        .events("account=old")
+        .await
+        .iter()
+        .map(|e| e["event_id"].as_str().unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(kept, ["e", "d"]);
+    let changes = gw
+        .admin_call(Method::GET, "/v1/changes?action=audit.pruned", None)
+        .await
+        .json();
+    let pruned = changes["changes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(pruned.len(), 1, "{changes}");
+    assert_eq!(pruned[0]["actor"], "hookgate:retention", "{changes}");
+    let report = gw
+        .admin_call(Method::GET, "/v1/audit/verify", None)
+        .await
+        .json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(log(&report, "events")["pruned"], 3, "{report}");
+    gw.stop().await;
+}

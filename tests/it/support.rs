@@ -68,6 +68,20 @@ pub async fn spawn_with_clock(clock: Clock) -> TestGateway {
     start(config, Some(dir), clock).await
 }
 
+/// Starts a gateway whose ingest path reads `clock`, after `tweak` adjusts the test
+/// configuration.
+pub async fn spawn_with_clock_and(clock: Clock, tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config {
+        database: dir.path().join("hookgate.db"),
+        admin_token: Some(Secret::new(ADMIN_TOKEN)),
+        auditor_token: Some(Secret::new(AUDITOR_TOKEN)),
+        ..Config::default()
+    };
+    tweak(&mut config);
+    start(config, Some(dir), clock).await
+}
+
 async fn start(mut config: Config, dir: Option<tempfile::TempDir>, clock: Clock) -> TestGateway {
     let public = TcpListener::bind("127.0.0.1:0").await.expect("bind public");
     let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
