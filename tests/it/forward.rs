@@ -183,6 +183,11 @@ async fn listening_account(gw: &TestGateway, name: &str, extra: Value) {
 
 async fn pay(gw: &TestGateway, account: &str, id: &str) -> String {
     let body = json!({"id": id, "type": "payment.succeeded", "phone": "+255700000001", "amount": "25,000", "currency": "TZS"});
+    pay_with(gw, account, &body).await
+}
+
+/// Posts `body` to a listening account; asserts a 200 and returns the event's log id.
+async fn pay_with(gw: &TestGateway, account: &str, body: &Value) -> String {
     let a = gw
         .post_hook(
             account,
@@ -400,15 +405,9 @@ async fn only_listening_accounts_forward_and_event_type_filters_apply() {
     assert_eq!(gw.event(&skipped).await["forward_status"], "skipped");
     let body =
         json!({"id": "s2", "type": "order.paid", "phone": "+2557", "amount": 1, "currency": "TZS"});
-    let a = gw
-        .post_hook(
-            "picky",
-            &[("authorization", "Bearer pay-token-1")],
-            body.to_string(),
-        )
-        .await;
+    let paid = pay_with(&gw, "picky", &body).await;
     assert_eq!(chat.next().await.body["event_id"], "s2");
-    settled(&gw, a.json()["id"].as_str().unwrap_or(""), "delivered").await;
+    settled(&gw, &paid, "delivered").await;
     chat.nothing_more();
 
     // Saving a broken template is refused with the field named.
@@ -459,6 +458,19 @@ async fn stream(gw: &TestGateway, last_event_id: Option<i64>) -> hyper::body::In
     res.into_body()
 }
 
+/// The id and data of one server-sent event block; `None` for a comment.
+fn sse_event(block: &str) -> Option<(i64, Value)> {
+    let id = block
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .and_then(|v| v.parse().ok())?;
+    let data = block
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .and_then(|v| serde_json::from_str(v).ok())?;
+    Some((id, data))
+}
+
 /// Reads `n` events (id, data) from a stream, skipping comments.
 async fn read_events(
     body: &mut hyper::body::Incoming,
@@ -469,16 +481,8 @@ async fn read_events(
     while out.len() < n {
         while let Some(end) = buf.find("\n\n") {
             let block: String = buf.drain(..end + 2).collect();
-            let id = block
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .and_then(|v| v.parse().ok());
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .and_then(|v| serde_json::from_str(v).ok());
-            if let (Some(id), Some(data)) = (id, data) {
-                out.push((id, data));
+            if let Some(event) = sse_event(&block) {
+                out.push(event);
             }
         }
         if out.len() >= n {
@@ -630,15 +634,7 @@ async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missi
                 for i in 0..16 {
                     let body = json!({"id": format!("slow-{base}-{t}-{i}"), "type": format!("payment.{pad}"),
                                       "phone": "+255700000001", "amount": "1", "currency": "TZS"});
-                    let a = gw
-                        .post_hook(
-                            "pay",
-                            &[("authorization", "Bearer pay-token-1")],
-                            body.to_string(),
-                        )
-                        .await;
-                    assert_eq!(a.status, 200, "{:?}", a.json());
-                    ids.push(a.json()["id"].as_str().unwrap_or("").to_owned());
+                    ids.push(pay_with(&gw, "pay", &body).await);
                 }
                 ids
             }));
@@ -662,15 +658,7 @@ async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missi
     let text = String::from_utf8_lossy(&raw);
     let mut seen: Vec<(i64, String)> = Vec::new();
     for block in text.split("\n\n") {
-        let id = block
-            .lines()
-            .find_map(|l| l.strip_prefix("id: "))
-            .and_then(|v| v.parse().ok());
-        let data = block
-            .lines()
-            .find_map(|l| l.strip_prefix("data: "))
-            .and_then(|v| serde_json::from_str::<Value>(v).ok());
-        if let (Some(id), Some(data)) = (id, data) {
+        if let Some((id, data)) = sse_event(block) {
             seen.push((id, data["id"].as_str().unwrap_or("").to_owned()));
         }
     }

@@ -45,27 +45,12 @@ pub async fn spawn_gateway() -> TestGateway {
 
 /// Starts a gateway after `tweak` adjusts the test configuration.
 pub async fn spawn_with(tweak: impl FnOnce(&mut Config)) -> TestGateway {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
-        database: dir.path().join("hookgate.db"),
-        admin_token: Some(Secret::new(ADMIN_TOKEN)),
-        auditor_token: Some(Secret::new(AUDITOR_TOKEN)),
-        ..Config::default()
-    };
-    tweak(&mut config);
-    start(config, Some(dir), Clock::system()).await
+    spawn_with_clock_and(Clock::system(), tweak).await
 }
 
 /// Starts a gateway with the default test configuration whose ingest path reads `clock`.
 pub async fn spawn_with_clock(clock: Clock) -> TestGateway {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = Config {
-        database: dir.path().join("hookgate.db"),
-        admin_token: Some(Secret::new(ADMIN_TOKEN)),
-        auditor_token: Some(Secret::new(AUDITOR_TOKEN)),
-        ..Config::default()
-    };
-    start(config, Some(dir), clock).await
+    spawn_with_clock_and(clock, |_| {}).await
 }
 
 /// Starts a gateway whose ingest path reads `clock`, after `tweak` adjusts the test
