@@ -8,13 +8,13 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use rusqlite::{Connection, params_from_iter};
+use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use super::StoreError;
 use super::keys::Keys;
-use super::reader::{EventFilter, EventSummary, SUMMARY_COLUMNS, filtered, summary};
+use super::reader::{EventFilter, EventSummary, SUMMARY_COLUMNS, select, summary};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,33 +96,29 @@ pub(super) fn run(
         drop(w);
     }
     loop {
-        let (sql, args) = filtered(c, &filter, &columns, keys)?;
-        let mut stmt = c.prepare_cached(&sql)?;
-        let rows: Vec<ExportRow> = stmt
-            .query_map(params_from_iter(args), |r| {
-                let (body, body_encoding) = if include_body {
-                    let raw: Vec<u8> = r.get(18)?;
-                    match String::from_utf8(raw) {
-                        Ok(t) => (Some(t), Some("utf8")),
-                        Err(e) => (Some(STANDARD.encode(e.as_bytes())), Some("base64")),
-                    }
-                } else {
-                    (None, None)
-                };
-                Ok(ExportRow {
-                    summary: summary(r)?,
-                    detail: r.get(11)?,
-                    method: r.get(12)?,
-                    path: r.get(13)?,
-                    remote_addr: r.get(14)?,
-                    body_size: r.get(15)?,
-                    body_sha256: r.get::<_, Option<Vec<u8>>>(16)?.map(hex::encode),
-                    hash: r.get::<_, Option<Vec<u8>>>(17)?.map(hex::encode),
-                    body,
-                    body_encoding,
-                })
-            })?
-            .collect::<Result<_, _>>()?;
+        let rows: Vec<ExportRow> = select(c, &filter, &columns, keys, |r| {
+            let (body, body_encoding) = if include_body {
+                let raw: Vec<u8> = r.get(18)?;
+                match String::from_utf8(raw) {
+                    Ok(t) => (Some(t), Some("utf8")),
+                    Err(e) => (Some(STANDARD.encode(e.as_bytes())), Some("base64")),
+                }
+            } else {
+                (None, None)
+            };
+            Ok(ExportRow {
+                summary: summary(r)?,
+                detail: r.get(11)?,
+                method: r.get(12)?,
+                path: r.get(13)?,
+                remote_addr: r.get(14)?,
+                body_size: r.get(15)?,
+                body_sha256: r.get::<_, Option<Vec<u8>>>(16)?.map(hex::encode),
+                hash: r.get::<_, Option<Vec<u8>>>(17)?.map(hex::encode),
+                body,
+                body_encoding,
+            })
+        })?;
         let more = rows.len() > PAGE;
         for row in rows.iter().take(PAGE) {
             write_row(&mut buf, row, format)?;

@@ -7,8 +7,9 @@
 //! time (`sliced`); once a run is complete it writes them to `run_keys` (primary key: run,
 //! kind, key, seq) a chunk per group, in that order,
 //! so every insert lands at the right edge of the B-tree, and it marks the run written in
-//! `key_runs` with the last chunk. A search by sender or source asks `run_keys` once per
-//! written run and adds what memory holds for the rest (`candidates`).
+//! `key_runs` with the last chunk. A search by sender or source walks the key's seqs in
+//! order (`Walk`): what memory holds for the newest runs, then `run_keys` a written run
+//! and a batch at a time, so a page costs what it needs, not the key's whole history.
 //!
 //! Owns the runs' tables and the in-memory part. Invariants: memory holds the keys of
 //! every committed row whose run is not marked written; the writer adds a group's keys
@@ -18,7 +19,7 @@
 //! restart, memory is rebuilt from the log past the last marked run. It never writes an
 //! event row.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -162,15 +163,33 @@ impl Keys {
         free_elsewhere(gone);
     }
 
-    /// The seqs memory holds for one key, as a JSON array for `json_each`.
-    pub(super) fn candidates(&self, kind: Kind, key: &str) -> String {
+    /// The seqs memory holds for one key, sorted, and the runs memory holds.
+    fn in_memory(&self, kind: Kind, key: &str) -> (Vec<i64>, Vec<i64>) {
         let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
         let mut seqs: Vec<i64> = runs
             .values()
             .flat_map(|run| run.seqs(kind as u8, key))
             .collect();
         seqs.sort_unstable();
-        serde_json::to_string(&seqs).unwrap_or_else(|_| "[]".into())
+        (seqs, runs.keys().copied().collect())
+    }
+
+    /// A walk through one key's seqs, reading memory now: call it before the search's
+    /// snapshot begins (see the module's doc), then [`Walk::start`] inside it.
+    pub(super) fn walk(&self, kind: Kind, key: &str, descending: bool) -> Walk {
+        let (memory, memory_runs) = self.in_memory(kind, key);
+        Walk {
+            kind,
+            key: key.to_owned(),
+            descending,
+            rows: self.rows,
+            memory: memory.into(),
+            memory_runs,
+            runs: VecDeque::new(),
+            last: None,
+            lo: i64::MIN,
+            hi: i64::MAX,
+        }
     }
 
     /// Up to `limit` entries of `run` after `after`, in order, and whether any are left
@@ -188,14 +207,112 @@ impl Keys {
     }
 }
 
-/// The SQL condition a search adds for a key: `seq` is among the written runs' entries or
-/// the JSON array of `Keys::candidates`. `{key}` and `{memory}` are parameter numbers.
-pub(super) fn condition(kind: Kind, key: usize, memory: usize) -> String {
-    format!(
-        "seq IN (SELECT seq FROM run_keys WHERE run IN (SELECT run FROM key_runs) AND kind = {} AND key = ?{key}
-                 UNION ALL SELECT value FROM json_each(?{memory}))",
-        kind as u8
-    )
+/// One key's seqs in order, newest or oldest first, for a search that pages through them
+/// a batch at a time instead of gathering them all: a sender with a million events costs a
+/// page what a page needs. Memory's runs are the newest (runs leave memory in order, after
+/// their mark commits); the written runs older than them are read from `run_keys` a run and
+/// a batch at a time, in the search's snapshot. A run both marked and still in memory is
+/// read from memory only.
+pub(super) struct Walk {
+    kind: Kind,
+    key: String,
+    descending: bool,
+    rows: i64,
+    /// Memory's seqs for the key, ascending, within the bounds once started.
+    memory: VecDeque<i64>,
+    memory_runs: Vec<i64>,
+    /// Written runs still to read, in the walk's order.
+    runs: VecDeque<i64>,
+    /// The last seq taken from the front run.
+    last: Option<i64>,
+    /// Seqs at or above `lo` and below `hi`.
+    lo: i64,
+    hi: i64,
+}
+
+impl Walk {
+    /// Bounds the walk to seqs in `lo..hi` and lists the written runs it will read; call
+    /// it inside the search's snapshot.
+    pub(super) fn start(&mut self, c: &Connection, lo: i64, hi: i64) -> rusqlite::Result<()> {
+        (self.lo, self.hi) = (lo, hi);
+        self.memory.retain(|s| (lo..hi).contains(s));
+        let (first, last) = (
+            run_of(lo.max(1), self.rows),
+            run_of(hi.saturating_sub(1).max(1), self.rows),
+        );
+        let order = if self.descending { "DESC" } else { "ASC" };
+        let mut stmt = c.prepare_cached(&format!(
+            "SELECT run FROM key_runs WHERE run BETWEEN ?1 AND ?2 ORDER BY run {order}"
+        ))?;
+        let runs = stmt.query_map(params![first, last], |r| r.get::<_, i64>(0))?;
+        self.runs.clear();
+        for run in runs {
+            let run = run?;
+            if !self.memory_runs.contains(&run) {
+                self.runs.push_back(run);
+            }
+        }
+        self.last = None;
+        Ok(())
+    }
+
+    /// Up to `n` more seqs in the walk's order; none when it is done.
+    pub(super) fn next(&mut self, c: &Connection, n: usize) -> rusqlite::Result<Vec<i64>> {
+        let mut out = Vec::with_capacity(n.min(4096));
+        // Newest first: memory, then the written runs; oldest first, the other way round.
+        let memory_first = self.descending;
+        if memory_first {
+            self.take_memory(&mut out, n);
+        }
+        while out.len() < n {
+            let Some(&run) = self.runs.front() else {
+                break;
+            };
+            let want = n - out.len();
+            let (lo, hi) = match (self.last, self.descending) {
+                (Some(last), true) => (self.lo, last),
+                (Some(last), false) => (last.saturating_add(1), self.hi),
+                (None, _) => (self.lo, self.hi),
+            };
+            let order = if self.descending { "DESC" } else { "ASC" };
+            let mut stmt = c.prepare_cached(&format!(
+                "SELECT seq FROM run_keys WHERE run = ?1 AND kind = ?2 AND key = ?3
+                   AND seq >= ?4 AND seq < ?5 ORDER BY seq {order} LIMIT ?6"
+            ))?;
+            let seqs = stmt
+                .query_map(
+                    params![run, self.kind as u8, self.key, lo, hi, want as i64],
+                    |r| r.get::<_, i64>(0),
+                )?
+                .collect::<rusqlite::Result<Vec<i64>>>()?;
+            if seqs.len() < want {
+                self.runs.pop_front();
+                self.last = None;
+            } else {
+                self.last = seqs.last().copied();
+            }
+            out.extend(seqs);
+        }
+        if !memory_first {
+            self.take_memory(&mut out, n);
+        }
+        Ok(out)
+    }
+
+    /// Moves memory's next seqs into `out`, up to `n` in all.
+    fn take_memory(&mut self, out: &mut Vec<i64>, n: usize) {
+        while out.len() < n {
+            let next = if self.descending {
+                self.memory.pop_back()
+            } else {
+                self.memory.pop_front()
+            };
+            match next {
+                Some(seq) => out.push(seq),
+                None => break,
+            }
+        }
+    }
 }
 
 /// The last run marked written.
@@ -295,6 +412,71 @@ impl Flusher {
 mod tests {
     use super::*;
 
+    /// Memory's seqs for a key, as JSON.
+    fn candidates(keys: &Keys, kind: Kind, key: &str) -> String {
+        serde_json::to_string(&keys.in_memory(kind, key).0).unwrap_or_default()
+    }
+
+    /// Every seq a walk yields, `batch` at a time.
+    fn walked(
+        keys: &Keys,
+        c: &Connection,
+        descending: bool,
+        lo: i64,
+        hi: i64,
+        batch: usize,
+    ) -> Vec<i64> {
+        let mut walk = keys.walk(Kind::Sender, "a", descending);
+        walk.start(c, lo, hi).unwrap_or_else(|e| panic!("{e}"));
+        let mut out = Vec::new();
+        loop {
+            let next = walk.next(c, batch).unwrap_or_else(|e| panic!("{e}"));
+            assert!(next.len() <= batch);
+            if next.is_empty() {
+                return out;
+            }
+            out.extend(next);
+        }
+    }
+
+    #[test]
+    fn a_walk_yields_each_seq_once_in_order_from_written_runs_and_memory() {
+        let mut c = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));
+        let keys = Keys::new(4);
+        // Key "a" at seqs 1..=10 but 6; "b" between. Runs of 4: 1..=4, 5..=8, 9..=12.
+        for seq in 1..=10 {
+            let key = if seq == 6 { "b" } else { "a" };
+            keys.add(entries_of(seq, Some(key), Some("a")).collect());
+        }
+        // Run 1 written and marked, its memory not yet forgotten: read from memory only.
+        c.execute_batch(
+            "INSERT INTO run_keys (run, kind, key, seq) VALUES (1, 0, 'a', 1), (1, 0, 'a', 2),
+                 (1, 0, 'a', 3), (1, 0, 'a', 4), (1, 1, 'a', 1);
+             INSERT INTO key_runs (run) VALUES (1);",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let all: Vec<i64> = (1..=10).filter(|s| *s != 6).collect();
+        let newest: Vec<i64> = all.iter().rev().copied().collect();
+        for batch in [1, 2, 3, 100] {
+            assert_eq!(walked(&keys, &c, true, i64::MIN, i64::MAX, batch), newest);
+            assert_eq!(walked(&keys, &c, false, i64::MIN, i64::MAX, batch), all);
+        }
+        // Once memory forgets it, run 1 comes from the table, in the same order.
+        keys.forget_through(1);
+        for batch in [1, 2, 3, 100] {
+            assert_eq!(walked(&keys, &c, true, i64::MIN, i64::MAX, batch), newest);
+            assert_eq!(walked(&keys, &c, false, i64::MIN, i64::MAX, batch), all);
+            // Bounds: at or above 3, below 9.
+            assert_eq!(walked(&keys, &c, true, 3, 9, batch), [8, 7, 5, 4, 3]);
+            assert_eq!(walked(&keys, &c, false, 3, 9, batch), [3, 4, 5, 7, 8]);
+            assert_eq!(
+                walked(&keys, &c, true, 11, i64::MAX, batch),
+                Vec::<i64>::new()
+            );
+        }
+    }
+
     #[test]
     fn seqs_fall_into_runs_of_run_rows() {
         assert_eq!(run_of(1, RUN_ROWS), 1);
@@ -309,21 +491,21 @@ mod tests {
         keys.add(entries_of(RUN_ROWS + 9, Some("+255700"), None).collect());
         keys.add(entries_of(7, Some("+255701"), Some("+255700")).collect());
         assert_eq!(
-            keys.candidates(Kind::Sender, "+255700"),
+            candidates(&keys, Kind::Sender, "+255700"),
             format!("[5,{}]", RUN_ROWS + 9)
         );
-        assert_eq!(keys.candidates(Kind::Source, "+255700"), "[7]");
-        assert_eq!(keys.candidates(Kind::Sender, "nobody"), "[]");
+        assert_eq!(candidates(&keys, Kind::Source, "+255700"), "[7]");
+        assert_eq!(candidates(&keys, Kind::Sender, "nobody"), "[]");
         // Run 1 sorted for writing: found the same way.
         let (first, more) = keys.chunk(1, None, 1);
         assert_eq!(first, [(0, Box::from("+255700"), 5)]);
         assert!(more);
         assert_eq!(
-            keys.candidates(Kind::Sender, "+255700"),
+            candidates(&keys, Kind::Sender, "+255700"),
             format!("[5,{}]", RUN_ROWS + 9)
         );
-        assert_eq!(keys.candidates(Kind::Source, "+255700"), "[7]");
-        assert_eq!(keys.candidates(Kind::Sender, "+255701"), "[7]");
+        assert_eq!(candidates(&keys, Kind::Source, "+255700"), "[7]");
+        assert_eq!(candidates(&keys, Kind::Sender, "+255701"), "[7]");
         assert_eq!(
             keys.chunk(1, first.last(), 10),
             (
@@ -337,7 +519,7 @@ mod tests {
         );
         keys.forget_through(1);
         assert_eq!(
-            keys.candidates(Kind::Sender, "+255700"),
+            candidates(&keys, Kind::Sender, "+255700"),
             format!("[{}]", RUN_ROWS + 9)
         );
     }
@@ -354,12 +536,12 @@ mod tests {
             serde_json::to_string(&seqs).unwrap_or_default()
         };
         // Three sorted slices and a tail not yet sorted.
-        assert_eq!(keys.candidates(Kind::Sender, "+25575"), want(5));
+        assert_eq!(candidates(&keys, Kind::Sender, "+25575"), want(5));
         // The run finished (its tail sorted) for writing: the same answer.
         let _ = keys.chunk(1, None, 1);
-        assert_eq!(keys.candidates(Kind::Sender, "+25575"), want(5));
-        assert_eq!(keys.candidates(Kind::Sender, "+25570"), want(0));
-        assert_eq!(keys.candidates(Kind::Sender, "+255799"), "[]");
+        assert_eq!(candidates(&keys, Kind::Sender, "+25575"), want(5));
+        assert_eq!(candidates(&keys, Kind::Sender, "+25570"), want(0));
+        assert_eq!(candidates(&keys, Kind::Sender, "+255799"), "[]");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::StoreError;
-use super::keys::{self, Keys, Kind};
+use super::keys::{Keys, Kind};
 use crate::clock::format_micros;
 use crate::event::{Status, public_id};
 use crate::tokens::{Role, TokenEntry};
@@ -262,12 +262,59 @@ pub(super) fn events(
     f: &EventFilter,
     keys: &Keys,
 ) -> Result<Page<EventSummary>, StoreError> {
-    let (sql, args) = filtered(c, f, SUMMARY_COLUMNS, keys)?;
-    let mut stmt = c.prepare_cached(&sql)?;
-    let items: Vec<EventSummary> = stmt
-        .query_map(params_from_iter(args), summary)?
-        .collect::<Result<_, _>>()?;
+    let items = select(c, f, SUMMARY_COLUMNS, keys, summary)?;
     Ok(into_page(items, f.limit, |e| e.seq))
+}
+
+/// Up to `f.limit + 1` rows of `columns` matching `f`, in its order, each made by `map`.
+///
+/// A sender or source filter walks that key's seqs in order (`keys::Walk`) and asks the
+/// events table about a batch of them at a time, the batch growing while the other
+/// filters turn candidates down, so a key with a long history costs a page only what the
+/// page needs. Memory is read first, then every statement runs in one snapshot.
+pub(super) fn select<T>(
+    c: &Connection,
+    f: &EventFilter,
+    columns: &str,
+    keys: &Keys,
+    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<Vec<T>, StoreError> {
+    let want = f.limit.saturating_add(1);
+    let key = match (&f.sender, &f.source) {
+        (Some(sender), _) => Some((Kind::Sender, sender)),
+        (None, Some(source)) => Some((Kind::Source, source)),
+        (None, None) => None,
+    };
+    let Some((kind, key)) = key else {
+        let (sql, args) = filtered(c, f, columns, None, want)?;
+        let mut stmt = c.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map(params_from_iter(args), map)?
+            .collect::<Result<_, _>>()?;
+        return Ok(rows);
+    };
+    let mut walk = keys.walk(kind, key, !f.oldest_first);
+    let snapshot = c.unchecked_transaction()?;
+    let (lo, hi) = seq_bounds(&snapshot, f)?;
+    walk.start(&snapshot, lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX))?;
+    let mut out = Vec::new();
+    let mut batch = want;
+    while out.len() < want {
+        let seqs = walk.next(&snapshot, batch)?;
+        if seqs.is_empty() {
+            break;
+        }
+        let among =
+            serde_json::to_string(&seqs).map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let (sql, args) = filtered(&snapshot, f, columns, Some(among), want - out.len())?;
+        let mut stmt = snapshot.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), &mut map)?;
+        for row in rows {
+            out.push(row?);
+        }
+        batch = batch.saturating_mul(4).min(8192);
+    }
+    Ok(out)
 }
 
 /// Cuts a result fetched with one extra row down to a page, with the cursor of its last row
@@ -283,13 +330,13 @@ fn into_page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Pag
 }
 
 /// The SQL and arguments that select `columns` of the events matching a filter, in the
-/// filter's order, one more than its limit. Run the statement after this returns: a sender
-/// or source filter reads the in-memory keys here, before the statement's snapshot.
-pub(super) fn filtered(
+/// filter's order, at most `limit`; with `among` (a JSON array of seqs), only those seqs.
+fn filtered(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
-    keys: &Keys,
+    among: Option<String>,
+    limit: usize,
 ) -> Result<(String, Vec<SqlValue>), StoreError> {
     // Rare outcomes have partial indexes; naming them stops the planner, which cannot
     // know they are rare, from scanning the whole table newest-first instead.
@@ -323,15 +370,36 @@ pub(super) fn filtered(
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
-    // Sender and source have no index on `events`: their runs and memory name the seqs.
-    for (kind, value) in [(Kind::Sender, &f.sender), (Kind::Source, &f.source)] {
+    // Sender and source have no index on `events`: `select` walks their seqs.
+    if let Some(seqs) = among {
+        args.push(SqlValue::Text(seqs));
+        sql.push_str(&format!(
+            " AND seq IN (SELECT value FROM json_each(?{}))",
+            args.len()
+        ));
+    }
+    let (after, before) = seq_bounds(c, f)?;
+    let int_filters = [
+        ("received_at >=", f.since),
+        ("received_at <", f.until),
+        ("seq <", before),
+        ("seq >=", after),
+    ];
+    for (cond, value) in int_filters {
         if let Some(v) = value {
-            args.push(SqlValue::Text(v.clone()));
-            args.push(SqlValue::Text(keys.candidates(kind, v)));
-            let n = args.len();
-            sql.push_str(&format!(" AND {}", keys::condition(kind, n - 1, n)));
+            args.push(SqlValue::Integer(v));
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
         }
     }
+    args.push(SqlValue::Integer(limit as i64));
+    let order = if f.oldest_first { "ASC" } else { "DESC" };
+    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
+    Ok((sql, args))
+}
+
+/// The seqs a filter can match: at or above the first (`after`) and below the second
+/// (`before`), from its cursors and its time range.
+fn seq_bounds(c: &Connection, f: &EventFilter) -> Result<(Option<i64>, Option<i64>), StoreError> {
     let mut before = f.before_seq;
     let mut after = f.after_seq.map(|s| s + 1);
     if let Some(until) = f.until {
@@ -354,22 +422,7 @@ pub(super) fn filtered(
         let bound = first.map_or(i64::MAX, |s| s.saturating_sub(SEQ_SLACK));
         after = Some(after.map_or(bound, |a| a.max(bound)));
     }
-    let int_filters = [
-        ("received_at >=", f.since),
-        ("received_at <", f.until),
-        ("seq <", before),
-        ("seq >=", after),
-    ];
-    for (cond, value) in int_filters {
-        if let Some(v) = value {
-            args.push(SqlValue::Integer(v));
-            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-        }
-    }
-    args.push(SqlValue::Integer(f.limit as i64 + 1));
-    let order = if f.oldest_first { "ASC" } else { "DESC" };
-    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
-    Ok((sql, args))
+    Ok((after, before))
 }
 
 pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {

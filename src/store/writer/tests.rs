@@ -151,6 +151,41 @@ impl Rig {
         self.write(ids.iter().map(|id| record(id)).collect())
     }
 
+    /// The seqs a search by sender or source finds page by page, `limit` at a time, newest
+    /// first (following each page's cursor) or oldest first (as export pages).
+    fn search_paged(
+        &self,
+        sender: Option<&str>,
+        source: Option<&str>,
+        limit: usize,
+        oldest_first: bool,
+    ) -> Vec<i64> {
+        let c = Connection::open(&self.path).expect("reader");
+        let mut filter = super::super::reader::EventFilter {
+            sender: sender.map(Into::into),
+            source: source.map(Into::into),
+            limit,
+            oldest_first,
+            ..Default::default()
+        };
+        let mut seqs = Vec::new();
+        for _ in 0..10_000 {
+            let page =
+                super::super::reader::events(&c, &filter, &self.shared.keys).expect("search");
+            assert!(page.items.len() <= limit);
+            seqs.extend(page.items.iter().map(|e| e.seq));
+            let Some(cursor) = page.next_cursor.and_then(|c| c.parse().ok()) else {
+                return seqs;
+            };
+            if oldest_first {
+                filter.after_seq = Some(cursor);
+            } else {
+                filter.before_seq = Some(cursor);
+            }
+        }
+        panic!("paging did not end: {seqs:?}");
+    }
+
     /// The seqs a search by sender or source finds, newest first, on a read connection.
     fn search(&self, sender: Option<&str>, source: Option<&str>) -> Vec<i64> {
         let c = Connection::open(&self.path).expect("reader");
@@ -299,11 +334,22 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
             );
         }
         let (s, o) = (sender(1), source(1));
-        assert_eq!(
-            rig.search(Some(&s), Some(&o)),
-            want(&|e| e.1 == s && e.2.as_deref() == Some(o.as_str()))
-        );
+        let both = want(&|e| e.1 == s && e.2.as_deref() == Some(o.as_str()));
+        assert_eq!(rig.search(Some(&s), Some(&o)), both);
         assert!(rig.search(Some("+255799999999"), None).is_empty());
+        // Page by page, both ways, the walk crosses memory and the written runs.
+        for limit in [1, 3, 50] {
+            let newest = want(&|e| e.1 == s);
+            assert_eq!(rig.search_paged(Some(&s), None, limit, false), newest);
+            let mut oldest = newest;
+            oldest.reverse();
+            assert_eq!(rig.search_paged(Some(&s), None, limit, true), oldest);
+            assert_eq!(rig.search_paged(Some(&s), Some(&o), limit, false), both);
+            assert_eq!(
+                rig.search_paged(None, Some(&o), limit, false),
+                want(&|e| e.2.as_deref() == Some(o.as_str()))
+            );
+        }
     };
     check(&rig);
 
