@@ -436,6 +436,7 @@ mod tests {
                 return out;
             }
             out.extend(next);
+            assert!(out.len() <= 100, "the walk does not end: {out:?}");
         }
     }
 
