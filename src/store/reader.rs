@@ -280,7 +280,15 @@ pub(super) fn select<T>(
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
     let want = f.limit.saturating_add(1);
+    // A rare outcome or a reason has a partial index of its own, which finds its few rows
+    // faster than a walk through all of a key's: the key is then checked on each row.
+    let rare = f.reason.is_some()
+        || matches!(
+            f.status.as_deref(),
+            Some("rejected" | "duplicate" | "handshake")
+        );
     let key = match (&f.sender, &f.source) {
+        _ if rare => None,
         (Some(sender), _) => Some((Kind::Sender, sender)),
         (None, Some(source)) => Some((Kind::Source, source)),
         (None, None) => None,
@@ -370,7 +378,8 @@ fn filtered(
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
-    // Sender and source have no index on `events`: `select` walks their seqs.
+    // Sender and source have no index on `events`: `select` walks their seqs, except
+    // beside a rare outcome's index (their columns are compared above either way).
     if let Some(seqs) = among {
         args.push(SqlValue::Text(seqs));
         sql.push_str(&format!(

@@ -414,6 +414,38 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
     );
     let after: Vec<i64> = (301..=450).rev().collect();
     assert_eq!(rig.search(Some("+255700000001"), None), after);
+
+    // Beside a rare outcome the key is checked on the outcome's rows instead of walked.
+    let again: Vec<_> = [1, 8, 15]
+        .iter()
+        .map(|i| self::keyed(&format!("evt-{i}"), Some(&sender(1)), None))
+        .collect();
+    let dups: Vec<i64> = rig
+        .write(again)
+        .into_iter()
+        .map(|a| {
+            let a = a.expect("answered");
+            assert_eq!(a.status, Status::Duplicate);
+            a.seq
+        })
+        .collect();
+    let c = Connection::open(&rig.path).expect("reader");
+    let filter = super::super::reader::EventFilter {
+        sender: Some(sender(1)),
+        status: Some("duplicate".into()),
+        limit: 2,
+        ..Default::default()
+    };
+    let page = super::super::reader::events(&c, &filter, &rig.shared.keys).expect("search");
+    let seqs: Vec<i64> = page.items.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, [dups[2], dups[1]]);
+    assert!(page.next_cursor.is_some());
+    let nobody = super::super::reader::EventFilter {
+        sender: Some(sender(2)),
+        ..filter
+    };
+    let page = super::super::reader::events(&c, &nobody, &rig.shared.keys).expect("search");
+    assert!(page.items.is_empty());
 }
 
 /// How many sender and source keys the rows after `seq` have.
