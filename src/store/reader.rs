@@ -294,7 +294,8 @@ pub(super) fn select<T>(
         (None, None) => None,
     };
     let Some((kind, key)) = key else {
-        let (sql, args) = filtered(c, f, columns, None, want)?;
+        let bounds = seq_bounds(c, f)?;
+        let (sql, args) = filtered(f, columns, None, bounds, want);
         let mut stmt = c.prepare_cached(&sql)?;
         let rows = stmt
             .query_map(params_from_iter(args), map)?
@@ -303,8 +304,12 @@ pub(super) fn select<T>(
     };
     let mut walk = keys.walk(kind, key, !f.oldest_first);
     let snapshot = c.unchecked_transaction()?;
-    let (lo, hi) = seq_bounds(&snapshot, f)?;
-    walk.start(&snapshot, lo.unwrap_or(i64::MIN), hi.unwrap_or(i64::MAX))?;
+    let bounds = seq_bounds(&snapshot, f)?;
+    walk.start(
+        &snapshot,
+        bounds.0.unwrap_or(i64::MIN),
+        bounds.1.unwrap_or(i64::MAX),
+    )?;
     let mut out = Vec::new();
     let mut batch = want;
     while out.len() < want {
@@ -314,7 +319,7 @@ pub(super) fn select<T>(
         }
         let among =
             serde_json::to_string(&seqs).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let (sql, args) = filtered(&snapshot, f, columns, Some(among), want - out.len())?;
+        let (sql, args) = filtered(f, columns, Some(among), bounds, want - out.len());
         let mut stmt = snapshot.prepare_cached(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), &mut map)?;
         for row in rows {
@@ -338,14 +343,15 @@ fn into_page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Pag
 }
 
 /// The SQL and arguments that select `columns` of the events matching a filter, in the
-/// filter's order, at most `limit`; with `among` (a JSON array of seqs), only those seqs.
+/// filter's order, at most `limit`, within its seq bounds (`seq_bounds`); with `among` (a
+/// JSON array of seqs), only those seqs.
 fn filtered(
-    c: &Connection,
     f: &EventFilter,
     columns: &str,
     among: Option<String>,
+    (after, before): (Option<i64>, Option<i64>),
     limit: usize,
-) -> Result<(String, Vec<SqlValue>), StoreError> {
+) -> (String, Vec<SqlValue>) {
     // Rare outcomes have partial indexes; naming them stops the planner, which cannot
     // know they are rare, from scanning the whole table newest-first instead.
     let index = match (f.reason.is_some(), f.status.as_deref()) {
@@ -387,7 +393,6 @@ fn filtered(
             args.len()
         ));
     }
-    let (after, before) = seq_bounds(c, f)?;
     let int_filters = [
         ("received_at >=", f.since),
         ("received_at <", f.until),
@@ -403,7 +408,7 @@ fn filtered(
     args.push(SqlValue::Integer(limit as i64));
     let order = if f.oldest_first { "ASC" } else { "DESC" };
     sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
-    Ok((sql, args))
+    (sql, args)
 }
 
 /// The seqs a filter can match: at or above the first (`after`) and below the second
