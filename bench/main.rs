@@ -85,7 +85,11 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // One worker per core, whatever TOKIO_WORKER_THREADS says: that variable tunes the
+    // gateway under test, which inherits it, and must not change the load generator.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
         .enable_all()
         .build()?;
     match cli.command {
