@@ -284,26 +284,22 @@ pub(super) fn prune_events(
     max_rows: i64,
     at: i64,
 ) -> rusqlite::Result<(u64, i64)> {
-    const SLACK: i64 = 100_000;
     let (through, pruned, _) = checkpoint(tx, Log::Events)?;
+    // Seq order may run slightly behind time order (`timeline`); find the first seq that
+    // is not old, scanning up from a bound below which every row is certainly old.
+    let from = match super::timeline::edge(tx, before)? {
+        (Some(old), _) => old.saturating_sub(super::timeline::SLACK),
+        (None, _) => i64::MIN,
+    };
     let first_new: Option<i64> = tx
         .query_row(
-            "SELECT seq FROM events WHERE received_at >= ?1 ORDER BY received_at LIMIT 1",
-            params![before],
+            "SELECT seq FROM events WHERE seq >= ?1 AND received_at >= ?2 ORDER BY seq LIMIT 1",
+            params![from.max(through + 1), before],
             |r| r.get(0),
         )
         .optional()?;
-    // Seq order may run slightly behind time order; find the first seq that is not old,
-    // scanning up from a bound below which every row is certainly old.
     let last_old = match first_new {
-        Some(s) => {
-            let exact: Option<i64> = tx.query_row(
-                "SELECT MIN(seq) FROM events WHERE seq >= ?1 AND received_at >= ?2",
-                params![(s - SLACK).max(through + 1), before],
-                |r| r.get(0),
-            )?;
-            exact.unwrap_or(s) - 1
-        }
+        Some(s) => s - 1,
         None => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?,
     };
     let last = last_old.min(through + max_rows);

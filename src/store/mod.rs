@@ -16,6 +16,7 @@ mod reader;
 mod schema;
 mod seal;
 mod sliced;
+mod timeline;
 mod writer;
 
 pub use admin_write::{AdminWrite, Change};

@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::keys::{Keys, Kind};
+use super::timeline;
 use crate::clock::format_micros;
 use crate::event::{Status, public_id};
 use crate::tokens::{Role, TokenEntry};
@@ -251,12 +252,6 @@ pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
     })
 }
 
-/// How far `seq` order may run behind `received_at` order: a row's time is taken when its
-/// request arrives and its seq when its group commits, so rows queued together may swap.
-/// Bounded by what can be queued at once; a time range widens its seq bounds by this much
-/// and then filters exactly on `received_at`.
-const SEQ_SLACK: i64 = 100_000;
-
 pub(super) fn events(
     c: &Connection,
     f: &EventFilter,
@@ -412,29 +407,29 @@ fn filtered(
 }
 
 /// The seqs a filter can match: at or above the first (`after`) and below the second
-/// (`before`), from its cursors and its time range.
+/// (`before`), from its cursors and its time range (`timeline`: the rows within these
+/// bounds are then compared on `received_at` exactly).
 fn seq_bounds(c: &Connection, f: &EventFilter) -> Result<(Option<i64>, Option<i64>), StoreError> {
     let mut before = f.before_seq;
     let mut after = f.after_seq.map(|s| s + 1);
     if let Some(until) = f.until {
-        let last: Option<i64> = c
-            .prepare_cached(
-                "SELECT seq FROM events WHERE received_at < ?1 ORDER BY received_at DESC LIMIT 1",
-            )?
-            .query_row(params![until], |r| r.get(0))
-            .optional()?;
-        let bound = last.map_or(0, |s| s.saturating_add(SEQ_SLACK + 1));
-        before = Some(before.map_or(bound, |b| b.min(bound)));
+        // Rows more than the slack above the first row at or after `until` are after it.
+        if let (_, Some(new)) = timeline::edge(c, until)? {
+            let bound = new.saturating_add(timeline::SLACK + 1);
+            before = Some(before.map_or(bound, |b| b.min(bound)));
+        }
     }
     if let Some(since) = f.since {
-        let first: Option<i64> = c
-            .prepare_cached(
-                "SELECT seq FROM events WHERE received_at >= ?1 ORDER BY received_at LIMIT 1",
-            )?
-            .query_row(params![since], |r| r.get(0))
-            .optional()?;
-        let bound = first.map_or(i64::MAX, |s| s.saturating_sub(SEQ_SLACK));
-        after = Some(after.map_or(bound, |a| a.max(bound)));
+        // Rows more than the slack below the last row before `since` are before it.
+        let bound = match timeline::edge(c, since)? {
+            (Some(old), _) => Some(old.saturating_sub(timeline::SLACK)),
+            (None, Some(_)) => None,
+            // No rows at all.
+            (None, None) => Some(i64::MAX),
+        };
+        if let Some(bound) = bound {
+            after = Some(after.map_or(bound, |a| a.max(bound)));
+        }
     }
     Ok((after, before))
 }
