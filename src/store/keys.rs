@@ -1,13 +1,16 @@
-//! The sender and source indexes, written a run at a time instead of a row at a time.
+//! The indexes of the events by account, event type, sender and source, written a run at a
+//! time instead of a row at a time.
 //!
 //! An index on a random key (a phone number, an order id) costs every new row a leaf page
 //! of its own, written to the WAL and again at checkpoint: new rows land all over the
-//! B-tree. Here the log's seqs are cut into runs of [`RUN_ROWS`]. The writer keeps the
+//! B-tree. Even an index whose new entries all land at its right edge (the account, the
+//! event type) rewrites its last leaf at every commit. Here the log's seqs are cut into
+//! runs of [`RUN_ROWS`]. The writer keeps the
 //! keys of runs not yet written in memory, appended as rows commit and sorted a slice at a
 //! time (`sliced`); once a run is complete it writes them to `run_keys` (primary key: run,
 //! kind, key, seq) a chunk per group, in that order,
 //! so every insert lands at the right edge of the B-tree, and it marks the run written in
-//! `key_runs` with the last chunk. A search by sender or source walks the key's seqs in
+//! `key_runs` with the last chunk. A search by one of these keys walks the key's seqs in
 //! order (`Walk`): what memory holds for the newest runs, then `run_keys` a written run
 //! and a batch at a time, so a page costs what it needs, not the key's whole history.
 //!
@@ -30,13 +33,17 @@ use super::sliced::Sliced;
 /// Seqs per run. Migration 7 (`schema`) backfills with the same number.
 pub const RUN_ROWS: i64 = 32_768;
 
-/// Which extracted field a key is.
+/// Which column a key is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `sender`.
     Sender = 0,
     /// `source`.
     Source = 1,
+    /// `account` (migration 10).
+    Account = 2,
+    /// `event_type` (migration 10).
+    EventType = 3,
 }
 
 /// One index entry: kind, key, seq (ordered as `run_keys` orders them within a run).
@@ -56,15 +63,20 @@ pub(super) fn free_elsewhere<T: Send + 'static>(gone: T) {
     }
 }
 
-/// The keys of a committed row (no allocation beyond the keys: this runs per row).
+/// The keys of a committed row: its columns as [`Kind`] names them, in that order (no
+/// allocation beyond the keys: this runs per row).
 pub(super) fn entries_of<'a>(
     seq: i64,
-    sender: Option<&'a str>,
-    source: Option<&'a str>,
+    [sender, source, account, event_type]: [Option<&'a str>; 4],
 ) -> impl Iterator<Item = Entry> + 'a {
-    [(Kind::Sender, sender), (Kind::Source, source)]
-        .into_iter()
-        .filter_map(move |(kind, key)| key.map(|k| (kind as u8, Box::from(k), seq)))
+    [
+        (Kind::Sender, sender),
+        (Kind::Source, source),
+        (Kind::Account, account),
+        (Kind::EventType, event_type),
+    ]
+    .into_iter()
+    .filter_map(move |(kind, key)| key.map(|k| (kind as u8, Box::from(k), seq)))
 }
 
 /// One run's keys in memory: appended as rows commit, sorted a slice at a time (a sorted
@@ -118,13 +130,15 @@ impl Keys {
     pub(super) fn load(c: &Connection, rows: i64) -> rusqlite::Result<Keys> {
         let marked = last_marked(c)?;
         let keys = Keys::new(rows);
-        let mut stmt = c.prepare("SELECT seq, sender, source FROM events WHERE seq > ?1")?;
+        let mut stmt = c.prepare(
+            "SELECT seq, sender, source, account, event_type FROM events WHERE seq > ?1",
+        )?;
         let mut rows = stmt.query(params![marked * keys.rows])?;
         let mut entries = Vec::new();
         while let Some(r) = rows.next()? {
-            let (seq, sender, source): (i64, Option<String>, Option<String>) =
-                (r.get(0)?, r.get(1)?, r.get(2)?);
-            entries.extend(entries_of(seq, sender.as_deref(), source.as_deref()));
+            let seq: i64 = r.get(0)?;
+            let columns: [Option<String>; 4] = [r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?];
+            entries.extend(entries_of(seq, columns.each_ref().map(|c| c.as_deref())));
         }
         keys.add(entries);
         Ok(keys)
@@ -448,7 +462,7 @@ mod tests {
         // Key "a" at seqs 1..=10 but 6; "b" between. Runs of 4: 1..=4, 5..=8, 9..=12.
         for seq in 1..=10 {
             let key = if seq == 6 { "b" } else { "a" };
-            keys.add(entries_of(seq, Some(key), Some("a")).collect());
+            keys.add(entries_of(seq, [Some(key), Some("a"), None, None]).collect());
         }
         // Run 1 written and marked, its memory not yet forgotten: read from memory only.
         c.execute_batch(
@@ -488,9 +502,9 @@ mod tests {
     #[test]
     fn candidates_cover_every_run_in_memory_and_only_the_key_asked() {
         let keys = Keys::new(RUN_ROWS);
-        keys.add(entries_of(5, Some("+255700"), Some("order-1")).collect());
-        keys.add(entries_of(RUN_ROWS + 9, Some("+255700"), None).collect());
-        keys.add(entries_of(7, Some("+255701"), Some("+255700")).collect());
+        keys.add(entries_of(5, [Some("+255700"), Some("order-1"), None, None]).collect());
+        keys.add(entries_of(RUN_ROWS + 9, [Some("+255700"), None, None, None]).collect());
+        keys.add(entries_of(7, [Some("+255701"), Some("+255700"), None, None]).collect());
         assert_eq!(
             candidates(&keys, Kind::Sender, "+255700"),
             format!("[5,{}]", RUN_ROWS + 9)
@@ -530,7 +544,9 @@ mod tests {
         let keys = Keys::new(RUN_ROWS);
         let rows = 3 * super::super::sliced::SLICE as i64 + 100;
         for seq in 1..=rows {
-            keys.add(entries_of(seq, Some(&format!("+2557{}", seq % 13)), None).collect());
+            keys.add(
+                entries_of(seq, [Some(&format!("+2557{}", seq % 13)), None, None, None]).collect(),
+            );
         }
         let want = |k: i64| -> String {
             let seqs: Vec<i64> = (1..=rows).filter(|s| s % 13 == k).collect();
@@ -551,7 +567,7 @@ mod tests {
         super::super::schema::migrate(&mut c).unwrap_or_else(|e| panic!("{e}"));
         let keys = Keys::new(4);
         for seq in 1..=4 {
-            keys.add(entries_of(seq, Some("+255700"), Some("order")).collect());
+            keys.add(entries_of(seq, [Some("+255700"), Some("order"), None, None]).collect());
         }
         assert_eq!(keys.held(), 8);
         let flusher = Flusher::load(&c).unwrap_or_else(|e| panic!("{e}"));

@@ -263,9 +263,9 @@ pub(super) fn events(
 
 /// Up to `f.limit + 1` rows of `columns` matching `f`, in its order, each made by `map`.
 ///
-/// A sender or source filter walks that key's seqs in order (`keys::Walk`) and asks the
-/// events table about a batch of them at a time, the batch growing while the other
-/// filters turn candidates down, so a key with a long history costs a page only what the
+/// A filter by sender, source, event type or account (the first given, in that order)
+/// walks that key's seqs in order (`keys::Walk`) and asks the events table about a batch
+/// of them at a time, the batch growing while the other filters turn candidates down, so a key with a long history costs a page only what the
 /// page needs. Memory is read first, then every statement runs in one snapshot.
 pub(super) fn select<T>(
     c: &Connection,
@@ -282,12 +282,16 @@ pub(super) fn select<T>(
             f.status.as_deref(),
             Some("rejected" | "duplicate" | "handshake")
         );
-    let key = match (&f.sender, &f.source) {
-        _ if rare => None,
-        (Some(sender), _) => Some((Kind::Sender, sender)),
-        (None, Some(source)) => Some((Kind::Source, source)),
-        (None, None) => None,
-    };
+    // The key most likely to be selective is walked; the others are compared on its rows.
+    let key = [
+        (Kind::Sender, &f.sender),
+        (Kind::Source, &f.source),
+        (Kind::EventType, &f.event_type),
+        (Kind::Account, &f.account),
+    ]
+    .into_iter()
+    .find_map(|(kind, key)| key.as_ref().map(|k| (kind, k)))
+    .filter(|_| !rare);
     let Some((kind, key)) = key else {
         let bounds = seq_bounds(c, f)?;
         let (sql, args) = filtered(f, columns, None, bounds, want);
@@ -379,8 +383,8 @@ fn filtered(
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
-    // Sender and source have no index on `events`: `select` walks their seqs, except
-    // beside a rare outcome's index (their columns are compared above either way).
+    // The keyed columns have no index on `events`: `select` walks one key's seqs, except
+    // beside a rare outcome's index (every column is compared above either way).
     if let Some(seqs) = among {
         args.push(SqlValue::Text(seqs));
         sql.push_str(&format!(

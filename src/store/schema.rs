@@ -176,6 +176,21 @@ const MIGRATIONS: &[&str] = &[
     "
     DROP INDEX events_by_received;
     ",
+    // 10: the account and event-type indexes become runs as well (`store::keys`, kinds 2
+    // and 3): the runs already written get their entries from the log, in order; the run
+    // being written gets them from memory, after its sender and source entries.
+    "
+    INSERT INTO run_keys (run, kind, key, seq)
+        SELECT (seq - 1) / 32768 + 1, 2, account, seq FROM events
+        WHERE seq <= (SELECT coalesce(max(run), 0) * 32768 FROM key_runs)
+        UNION ALL
+        SELECT (seq - 1) / 32768 + 1, 3, event_type, seq FROM events
+        WHERE event_type IS NOT NULL
+          AND seq <= (SELECT coalesce(max(run), 0) * 32768 FROM key_runs)
+        ORDER BY 1, 2, 3, 4;
+    DROP INDEX events_by_account;
+    DROP INDEX events_by_type;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
@@ -289,6 +304,94 @@ mod tests {
             .collect();
         assert_eq!(new, old);
         assert!(old.iter().all(|seqs| seqs.len() > 500));
+    }
+
+    #[test]
+    fn account_and_type_indexes_move_to_runs_and_every_search_finds_the_same_rows() {
+        use super::super::keys::{Keys, RUN_ROWS};
+        use super::super::reader::{EventFilter, events};
+        let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        // A database as version 9 left it: two runs written, a third being written (its
+        // sender keys half done), and half a run more.
+        for sql in &MIGRATIONS[..9] {
+            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+        }
+        conn.pragma_update(None, "user_version", 9)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = 3 * RUN_ROWS + RUN_ROWS / 2;
+        conn.execute_batch(&format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
+             INSERT INTO events (seq, received_at, account, status, event_type, sender, method,
+                 path, query, remote_addr, headers, body, body_size, body_truncated,
+                 handle_micros)
+             SELECT i, i, 'shop' || (i % 3), 'accepted',
+                 CASE WHEN i % 4 = 0 THEN NULL ELSE 'type' || (i % 5) END, 'p' || (i % 7),
+                 'POST', '/hooks/shop', '', '127.0.0.1:1', '{{}}', x'', 0, 0, 0 FROM n;
+             INSERT INTO run_keys (run, kind, key, seq)
+                 SELECT (seq - 1) / {RUN_ROWS} + 1, 0, sender, seq FROM events
+                 WHERE seq <= 2 * {RUN_ROWS} OR (seq <= 3 * {RUN_ROWS} AND sender < 'p3');
+             INSERT INTO key_runs (run) VALUES (1), (2);"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let by = |c: &Connection, column: &str, key: &str| -> Vec<i64> {
+            c.prepare(&format!(
+                "SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq DESC"
+            ))
+            .and_then(|mut s| {
+                s.query_map([key], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let asked = [
+            ("account", "shop0"),
+            ("account", "shop2"),
+            ("event_type", "type1"),
+            ("event_type", "type4"),
+        ];
+        let old: Vec<Vec<i64>> = asked.iter().map(|(c, k)| by(&conn, c, k)).collect();
+
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_schema
+                 WHERE name IN ('events_by_account', 'events_by_type', 'events_by_received')",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(indexes, 0);
+        // The written runs hold every row's account and every type, and nothing past them.
+        let entries = |kind: i64| -> (i64, i64) {
+            conn.query_row(
+                "SELECT count(*), coalesce(max(seq), 0) FROM run_keys WHERE kind = ?1",
+                [kind],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap_or_else(|e| panic!("{e}"))
+        };
+        assert_eq!(entries(2), (2 * RUN_ROWS, 2 * RUN_ROWS));
+        assert_eq!(entries(3), (2 * RUN_ROWS * 3 / 4, 2 * RUN_ROWS - 1));
+        let keys = Keys::load(&conn, RUN_ROWS).unwrap_or_else(|e| panic!("{e}"));
+        let search = |column: &str, key: &str| -> Vec<i64> {
+            let mut filter = EventFilter {
+                limit: 100_000,
+                ..Default::default()
+            };
+            match column {
+                "account" => filter.account = Some(key.into()),
+                _ => filter.event_type = Some(key.into()),
+            }
+            events(&conn, &filter, &keys)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .items
+                .iter()
+                .map(|e| e.seq)
+                .collect()
+        };
+        let new: Vec<Vec<i64>> = asked.iter().map(|(c, k)| search(c, k)).collect();
+        assert_eq!(new, old);
+        assert!(old.iter().all(|seqs| seqs.len() > 15_000));
     }
 
     #[test]

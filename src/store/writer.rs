@@ -440,8 +440,12 @@ fn write_group(
                         let e = &record.extracted;
                         entries.extend(keys::entries_of(
                             committed.seq,
-                            e.sender.as_deref(),
-                            e.source.as_deref(),
+                            [
+                                e.sender.as_deref(),
+                                e.source.as_deref(),
+                                Some(&record.account),
+                                e.event_type.as_deref(),
+                            ],
                         ));
                         // Only now: a write that failed half-way must not count as seen.
                         if committed.status == Status::Accepted

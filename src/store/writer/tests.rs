@@ -151,22 +151,19 @@ impl Rig {
         self.write(ids.iter().map(|id| record(id)).collect())
     }
 
-    /// The seqs a search by sender or source finds page by page, `limit` at a time, newest
-    /// first (following each page's cursor) or oldest first (as export pages).
+    /// The seqs a search finds page by page, `limit` at a time, newest first (following
+    /// each page's cursor) or oldest first (as export pages).
     fn search_paged(
         &self,
-        sender: Option<&str>,
-        source: Option<&str>,
+        filter: &super::super::reader::EventFilter,
         limit: usize,
         oldest_first: bool,
     ) -> Vec<i64> {
         let c = Connection::open(&self.path).expect("reader");
         let mut filter = super::super::reader::EventFilter {
-            sender: sender.map(Into::into),
-            source: source.map(Into::into),
             limit,
             oldest_first,
-            ..Default::default()
+            ..filter.clone()
         };
         let mut seqs = Vec::new();
         for _ in 0..10_000 {
@@ -186,14 +183,12 @@ impl Rig {
         panic!("paging did not end: {seqs:?}");
     }
 
-    /// The seqs a search by sender or source finds, newest first, on a read connection.
-    fn search(&self, sender: Option<&str>, source: Option<&str>) -> Vec<i64> {
+    /// The seqs a search finds, newest first, on a read connection.
+    fn search_by(&self, filter: &super::super::reader::EventFilter) -> Vec<i64> {
         let c = Connection::open(&self.path).expect("reader");
         let filter = super::super::reader::EventFilter {
-            sender: sender.map(Into::into),
-            source: source.map(Into::into),
             limit: 10_000,
-            ..Default::default()
+            ..filter.clone()
         };
         super::super::reader::events(&c, &filter, &self.shared.keys)
             .expect("search")
@@ -201,6 +196,20 @@ impl Rig {
             .iter()
             .map(|e| e.seq)
             .collect()
+    }
+
+    /// The seqs a search by sender or source finds, newest first.
+    fn search(&self, sender: Option<&str>, source: Option<&str>) -> Vec<i64> {
+        self.search_by(&by(sender, source))
+    }
+}
+
+/// A filter by sender and source.
+fn by(sender: Option<&str>, source: Option<&str>) -> super::super::reader::EventFilter {
+    super::super::reader::EventFilter {
+        sender: sender.map(Into::into),
+        source: source.map(Into::into),
+        ..Default::default()
     }
 }
 
@@ -277,31 +286,37 @@ fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() 
 }
 
 #[test]
-fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a_restart() {
-    // Runs of 64 seqs: 128 keys each, more than one group's chunk (64), so a run is
+fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart() {
+    // Runs of 64 seqs: over 200 keys each, more than one group's chunk (64), so a run is
     // written over several groups.
     const ROWS: i64 = 64;
     let mut rig = Rig::new(ROWS);
     let sender = |i: usize| format!("+2557000000{}", i % 7);
     let source = |i: usize| format!("order-{}", i % 5);
+    let account = |i: usize| format!("shop-{}", i % 2);
+    // Every fourth row has no type, every third no source: no key, and no entry for it.
+    let kind = |i: usize| (i % 4 != 0).then(|| format!("payment.{}", i % 3));
     let mut seq = 0;
-    // (seq, sender, source) of every row written.
-    type Row = (i64, String, Option<String>);
+    // (seq, sender, source, account, event type) of every row written.
+    type Row = (i64, String, Option<String>, String, Option<String>);
     let mut expected: Vec<Row> = Vec::new();
     for group in 0..60 {
         let records: Vec<_> = (0..5)
             .map(|k| {
                 let i = group * 5 + k;
-                // Every third row has no source: no key, and no entry for it.
                 let src = (i % 3 != 0).then(|| source(i));
-                keyed(&format!("evt-{i}"), Some(&sender(i)), src.as_deref())
+                let mut r = keyed(&format!("evt-{i}"), Some(&sender(i)), src.as_deref());
+                r.account = account(i);
+                r.extracted.event_type = kind(i);
+                r
             })
             .collect();
         for (k, answer) in rig.write(records).into_iter().enumerate() {
             let i = group * 5 + k;
             seq += 1;
             assert_eq!(answer.expect("accepted").seq, seq);
-            expected.push((seq, sender(i), (i % 3 != 0).then(|| source(i))));
+            let src = (i % 3 != 0).then(|| source(i));
+            expected.push((seq, sender(i), src, account(i), kind(i)));
         }
     }
     let marked: i64 = rig
@@ -337,17 +352,47 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
         let both = want(&|e| e.1 == s && e.2.as_deref() == Some(o.as_str()));
         assert_eq!(rig.search(Some(&s), Some(&o)), both);
         assert!(rig.search(Some("+255799999999"), None).is_empty());
+        let (a, t) = (account(1), kind(1).unwrap_or_default());
+        let filter =
+            |account: Option<&str>, event_type: Option<&str>| super::super::reader::EventFilter {
+                account: account.map(Into::into),
+                event_type: event_type.map(Into::into),
+                ..Default::default()
+            };
+        let of_account = want(&|e| e.3 == a);
+        let of_type = want(&|e| e.4.as_deref() == Some(t.as_str()));
+        assert_eq!(rig.search_by(&filter(Some(&a), None)), of_account);
+        assert_eq!(rig.search_by(&filter(None, Some(&t))), of_type);
+        assert_eq!(
+            rig.search_by(&filter(Some(&a), Some(&t))),
+            want(&|e| e.3 == a && e.4.as_deref() == Some(t.as_str()))
+        );
+        assert!(rig.search_by(&filter(Some("shop-9"), None)).is_empty());
+        assert!(of_account.len() == 150 && of_type.len() == 75);
         // Page by page, both ways, the walk crosses memory and the written runs.
         for limit in [1, 3, 50] {
             let newest = want(&|e| e.1 == s);
-            assert_eq!(rig.search_paged(Some(&s), None, limit, false), newest);
+            assert_eq!(rig.search_paged(&by(Some(&s), None), limit, false), newest);
             let mut oldest = newest;
             oldest.reverse();
-            assert_eq!(rig.search_paged(Some(&s), None, limit, true), oldest);
-            assert_eq!(rig.search_paged(Some(&s), Some(&o), limit, false), both);
+            assert_eq!(rig.search_paged(&by(Some(&s), None), limit, true), oldest);
             assert_eq!(
-                rig.search_paged(None, Some(&o), limit, false),
+                rig.search_paged(&by(Some(&s), Some(&o)), limit, false),
+                both
+            );
+            assert_eq!(
+                rig.search_paged(&by(None, Some(&o)), limit, false),
                 want(&|e| e.2.as_deref() == Some(o.as_str()))
+            );
+            assert_eq!(
+                rig.search_paged(&filter(Some(&a), None), limit, false),
+                of_account
+            );
+            let mut oldest = of_type.clone();
+            oldest.reverse();
+            assert_eq!(
+                rig.search_paged(&filter(None, Some(&t)), limit, true),
+                oldest
             );
         }
     };
@@ -406,7 +451,10 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
         .filter(|(run, _)| *run <= marked)
         .map(|w| w.1)
         .sum();
-    assert_eq!(in_runs, keyed("sender") + keyed("source"));
+    assert_eq!(
+        in_runs,
+        keyed("sender") + keyed("source") + keyed("account") + keyed("event_type")
+    );
     // The rows before the restart are found as before, the ones after as well.
     assert_eq!(
         rig.search(Some(&sender(1)), None),
@@ -418,7 +466,11 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
     // Beside a rare outcome the key is checked on the outcome's rows instead of walked.
     let again: Vec<_> = [1, 8, 15]
         .iter()
-        .map(|i| self::keyed(&format!("evt-{i}"), Some(&sender(1)), None))
+        .map(|&i| {
+            let mut r = self::keyed(&format!("evt-{i}"), Some(&sender(1)), None);
+            r.account = account(i);
+            r
+        })
         .collect();
     let dups: Vec<i64> = rig
         .write(again)
@@ -448,10 +500,11 @@ fn searches_by_sender_and_source_find_every_row_across_written_runs_memory_and_a
     assert!(page.items.is_empty());
 }
 
-/// How many sender and source keys the rows after `seq` have.
+/// How many keys (sender, source, account, event type) the rows after `seq` have.
 fn keyed_after(conn: &Connection, seq: i64) -> i64 {
     conn.query_row(
-        "SELECT count(sender) + count(source) FROM events WHERE seq > ?1",
+        "SELECT count(sender) + count(source) + count(account) + count(event_type)
+         FROM events WHERE seq > ?1",
         [seq],
         |r| r.get(0),
     )
