@@ -85,12 +85,12 @@ impl Metrics {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts a run of sender and source keys written to the database.
+    /// Counts a run of keys (sender, source, account, event type) written to the database.
     pub fn record_key_run(&self) {
         self.key_runs.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Sets how many sender and source keys are held in memory, waiting for their run.
+    /// Sets how many keys are held in memory, waiting for their run.
     pub fn set_keys_in_memory(&self, keys: u64) {
         self.keys_in_memory.store(keys, Ordering::Relaxed);
     }
@@ -212,7 +212,7 @@ impl Metrics {
             (
                 "hookgate_key_runs_written_total",
                 "counter",
-                "Runs of sender and source keys (32768 seqs each) written to the database since start.",
+                "Runs of keys (sender, source, account, event type; 32768 seqs each) written to the database since start.",
                 get(&self.key_runs) as f64,
             ),
             (

@@ -324,7 +324,7 @@ pub(super) fn prune_events(
         params![through, last],
     )? as u64;
     tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
-    // Whole runs of sender and source keys go with their rows; a run cut in two keeps its
+    // Whole runs of keys go with their rows; a run cut in two keeps its
     // keys until the rest of it is pruned (searches only return rows that exist).
     tx.execute(
         "DELETE FROM run_keys WHERE run < ?1",

@@ -134,7 +134,7 @@ pub(super) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Streamed events, published in commit order after their group commits.
     pub stream: broadcast::Sender<Arc<StreamItem>>,
-    /// The sender and source keys not yet written in runs.
+    /// The keys (sender, source, account, event type) not yet written in runs.
     pub keys: Arc<Keys>,
 }
 
@@ -196,7 +196,7 @@ fn run(
 pub(super) struct State {
     /// Sequence numbers and chain heads.
     pub(super) heads: Heads,
-    /// Progress through the runs of sender and source keys.
+    /// Progress through the runs of keys.
     pub(super) flusher: Flusher,
     /// Accepted ids not yet written, and progress through their runs.
     pub(super) dedupe: Dedupe,
