@@ -285,16 +285,13 @@ pub(super) fn prune_events(
     at: i64,
 ) -> rusqlite::Result<(u64, i64)> {
     let (through, pruned, _) = checkpoint(tx, Log::Events)?;
-    // Seq order may run slightly behind time order (`timeline`); find the first seq that
-    // is not old, scanning up from a bound below which every row is certainly old.
-    let from = match super::timeline::edge(tx, before)? {
-        (Some(old), _) => old.saturating_sub(super::timeline::SLACK),
-        (None, _) => i64::MIN,
-    };
+    // The prefix is exact: every row up to the first one not old, read in seq order. At
+    // most `max_rows` are read, as many as are then deleted.
     let first_new: Option<i64> = tx
         .query_row(
-            "SELECT seq FROM events WHERE seq >= ?1 AND received_at >= ?2 ORDER BY seq LIMIT 1",
-            params![from.max(through + 1), before],
+            "SELECT seq FROM events WHERE seq > ?1 AND seq <= ?2 AND received_at >= ?3
+             ORDER BY seq LIMIT 1",
+            params![through, through.saturating_add(max_rows), before],
             |r| r.get(0),
         )
         .optional()?;

@@ -66,11 +66,11 @@ const CSV_HEADER: [&str; 17] = [
     "body_sha256",
 ];
 
-/// Streams every row matching `filter` into `out`. Returns when done or when the receiver
-/// is gone.
+/// Streams every row matching `filter` into `out` (`lateness` bounds its time range, as
+/// `timeline` says). Returns when done or when the receiver is gone.
 pub(super) fn run(
     c: &Connection,
-    keys: &Keys,
+    (keys, lateness): (&Keys, i64),
     mut filter: EventFilter,
     format: Format,
     include_body: bool,
@@ -96,7 +96,7 @@ pub(super) fn run(
         drop(w);
     }
     loop {
-        let rows: Vec<ExportRow> = select(c, &filter, &columns, keys, |r| {
+        let rows: Vec<ExportRow> = select(c, &filter, &columns, (keys, lateness), |r| {
             let (body, body_encoding) = if include_body {
                 let raw: Vec<u8> = r.get(18)?;
                 match String::from_utf8(raw) {

@@ -234,8 +234,9 @@ impl Store {
     /// One page of events, newest first.
     pub async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
         let keys = Arc::clone(&self.keys);
+        let lateness = timeline::lateness(self.enqueue_timeout);
         self.readers
-            .run(move |c| reader::events(c, &filter, &keys))
+            .run(move |c| reader::events(c, &filter, &keys, lateness))
             .await
     }
 
@@ -293,6 +294,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(4);
         let readers = Arc::clone(&self.readers);
         let keys = Arc::clone(&self.keys);
+        let lateness = timeline::lateness(self.enqueue_timeout);
         tokio::task::spawn_blocking(move || {
             let conn = match readers.take() {
                 Ok(c) => c,
@@ -302,7 +304,8 @@ impl Store {
                     return;
                 }
             };
-            if let Err(e) = export::run(&conn, &keys, filter, format, include_body, &tx) {
+            if let Err(e) = export::run(&conn, (&keys, lateness), filter, format, include_body, &tx)
+            {
                 tracing::warn!(error = %e, "export stopped early");
                 let _ = tx.blocking_send(Err(e.to_string()));
             }

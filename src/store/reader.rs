@@ -252,12 +252,14 @@ pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
     })
 }
 
+/// A page of events matching `f`; `lateness` bounds its time range (`timeline`).
 pub(super) fn events(
     c: &Connection,
     f: &EventFilter,
     keys: &Keys,
+    lateness: i64,
 ) -> Result<Page<EventSummary>, StoreError> {
-    let items = select(c, f, SUMMARY_COLUMNS, keys, summary)?;
+    let items = select(c, f, SUMMARY_COLUMNS, (keys, lateness), summary)?;
     Ok(into_page(items, f.limit, |e| e.seq))
 }
 
@@ -271,7 +273,7 @@ pub(super) fn select<T>(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
-    keys: &Keys,
+    (keys, lateness): (&Keys, i64),
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
     let want = f.limit.saturating_add(1);
@@ -293,7 +295,7 @@ pub(super) fn select<T>(
     .find_map(|(kind, key)| key.as_ref().map(|k| (kind, k)))
     .filter(|_| !rare);
     let Some((kind, key)) = key else {
-        let bounds = seq_bounds(c, f)?;
+        let bounds = seq_bounds(c, f, lateness)?;
         let (sql, args) = filtered(f, columns, None, bounds, want);
         let mut stmt = c.prepare_cached(&sql)?;
         let rows = stmt
@@ -303,7 +305,7 @@ pub(super) fn select<T>(
     };
     let mut walk = keys.walk(kind, key, !f.oldest_first);
     let snapshot = c.unchecked_transaction()?;
-    let bounds = seq_bounds(&snapshot, f)?;
+    let bounds = seq_bounds(&snapshot, f, lateness)?;
     walk.start(
         &snapshot,
         bounds.0.unwrap_or(i64::MIN),
@@ -413,27 +415,19 @@ fn filtered(
 /// The seqs a filter can match: at or above the first (`after`) and below the second
 /// (`before`), from its cursors and its time range (`timeline`: the rows within these
 /// bounds are then compared on `received_at` exactly).
-fn seq_bounds(c: &Connection, f: &EventFilter) -> Result<(Option<i64>, Option<i64>), StoreError> {
-    let mut before = f.before_seq;
-    let mut after = f.after_seq.map(|s| s + 1);
-    if let Some(until) = f.until {
-        // Rows more than the slack above the first row at or after `until` are after it.
-        if let (_, Some(new)) = timeline::edge(c, until)? {
-            let bound = new.saturating_add(timeline::SLACK + 1);
-            before = Some(before.map_or(bound, |b| b.min(bound)));
-        }
-    }
-    if let Some(since) = f.since {
-        // Rows more than the slack below the last row before `since` are before it.
-        let bound = match timeline::edge(c, since)? {
-            (Some(old), _) => Some(old.saturating_sub(timeline::SLACK)),
-            (None, Some(_)) => None,
-            // No rows at all.
-            (None, None) => Some(i64::MAX),
+fn seq_bounds(
+    c: &Connection,
+    f: &EventFilter,
+    lateness: i64,
+) -> Result<(Option<i64>, Option<i64>), StoreError> {
+    let (mut after, mut before) = (f.after_seq.map(|s| s + 1), f.before_seq);
+    if f.since.is_some() || f.until.is_some() {
+        let (from, below) = timeline::seq_range(c, f.since, f.until, lateness)?;
+        after = after.max(from);
+        before = match (before, below) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        if let Some(bound) = bound {
-            after = Some(after.map_or(bound, |a| a.max(bound)));
-        }
     }
     Ok((after, before))
 }

@@ -290,7 +290,7 @@ mod tests {
                 limit: 100_000,
                 ..Default::default()
             };
-            events(&conn, &filter, &keys)
+            events(&conn, &filter, &keys, 0)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .items
                 .iter()
@@ -382,7 +382,7 @@ mod tests {
                 "account" => filter.account = Some(key.into()),
                 _ => filter.event_type = Some(key.into()),
             }
-            events(&conn, &filter, &keys)
+            events(&conn, &filter, &keys, 0)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .items
                 .iter()

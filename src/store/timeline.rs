@@ -1,26 +1,63 @@
 //! Where a time falls in the log's seq order, without an index on `received_at`.
 //!
-//! A row's time is taken when its request arrives and its seq when its group commits, so
-//! seq order follows time order except among rows queued together. Searches by time and
-//! retention need only the seq where a time begins; a binary search over the seqs (the
-//! table's own key) finds it in a few dozen lookups, which spares every row an index entry
-//! of its own (written at each commit and again at checkpoint).
+//! A row's time (`received_at`) is taken when its request's body has been read, and its
+//! seq is given in the order rows enter the writer's queue (first in, first out), which a
+//! row enters within the enqueue timeout of its time: so a row's seq can be late against
+//! its time by at most that long, never early. [`lateness`] is that bound with a margin;
+//! a search by time needs only the seqs where its range begins and ends, which a binary
+//! search over the seqs (the table's own key) finds in a few dozen lookups with the bound
+//! applied. That spares every row an entry in an index by time, written at each commit
+//! and again at checkpoint.
 //!
-//! Owns that search and the bound on the disorder it relies on. It never writes.
+//! Owns that search and the bound. It never writes. A wall clock stepped back by more than
+//! the bound breaks it, as it breaks any order by time.
+
+use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-/// How far apart in seq two rows may be and still be out of time order: what can be
-/// queued at once is far below it. A time's seq bounds are widened by this much, and the
-/// rows within them are then compared exactly.
-pub(super) const SLACK: i64 = 100_000;
+/// Added to the enqueue timeout: the work between a row's time and its place in the
+/// queue (verification, extraction) takes microseconds; this covers a stalled process.
+const MARGIN: Duration = Duration::from_secs(5);
 
-/// Where `at` (microseconds) falls among the log's rows: the seqs of a row received before
-/// it (`old`) and of the next row, received at or after it (`new`). `old` is absent when
-/// the first row is at or after `at`, `new` when the last row is before it (and both when
-/// the log is empty). Every row more than [`SLACK`] below `old` is older than `at`; every
-/// row more than [`SLACK`] above `new` is not.
-pub(super) fn edge(c: &Connection, at: i64) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
+/// How late a row's seq can be against its time, in microseconds, for a gateway whose
+/// writes wait up to `enqueue_timeout` for a place in the queue.
+pub(super) fn lateness(enqueue_timeout: Duration) -> i64 {
+    i64::try_from(enqueue_timeout.saturating_add(MARGIN).as_micros()).unwrap_or(i64::MAX)
+}
+
+/// The seqs that can hold rows received in `since..until` (microseconds; either open):
+/// at or above the first bound and below the second. Rows inside them must still be
+/// compared on `received_at`; rows outside are certainly out of the range.
+pub(super) fn seq_range(
+    c: &Connection,
+    since: Option<i64>,
+    until: Option<i64>,
+    lateness: i64,
+) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
+    // A row received before `since - lateness` entered the queue before `since`, and so
+    // did every row before it: none of them was received at or after `since`.
+    let after = match since {
+        Some(since) => edge(c, since.saturating_sub(lateness))?
+            .0
+            .map(|old| old.saturating_add(1)),
+        None => None,
+    };
+    // A row received at or after `until + lateness` entered the queue after `until +
+    // lateness`, and every row after it later still: all were received at or after `until`.
+    let before = match until {
+        Some(until) => edge(c, until.saturating_add(lateness))?.1,
+        None => None,
+    };
+    Ok((after, before))
+}
+
+/// Where `at` (microseconds) falls among the log's rows, by a binary search over the
+/// seqs: the seqs of a row received before it (`old`) and of the next row, received at or
+/// after it (`new`). `old` is absent when the first row is at or after `at`, `new` when
+/// the last row is before it (and both when the log is empty). Rows out of time order can
+/// put the pair anywhere among them; [`seq_range`] applies the bound that limits that.
+fn edge(c: &Connection, at: i64) -> rusqlite::Result<(Option<i64>, Option<i64>)> {
     let mut probe = c.prepare_cached(
         "SELECT seq, received_at FROM events WHERE seq >= ?1 AND seq < ?2 ORDER BY seq LIMIT 1",
     )?;
@@ -115,29 +152,68 @@ mod tests {
     }
 
     #[test]
-    fn rows_out_of_order_by_less_than_the_bound_fall_on_the_right_side_of_it() {
-        // Times rise with seq, but within each block of 50 seqs they come reversed: rows
-        // more than 49 seqs apart are in time order, so 49 stands in for `SLACK`.
-        let disorder = 49;
-        let rows: Vec<(i64, i64)> = (0..5_000)
-            .map(|i| (i + 1, (i / 50) * 50 + (49 - i % 50)))
+    fn rows_late_by_up_to_the_bound_are_always_inside_the_range_and_the_rest_outside() {
+        // Rows enter the queue 100 µs apart; each was received up to 5,000 µs before, in
+        // no order (a spread of lateness), so neighbours' times cross.
+        let lateness = 5_000;
+        let rows: Vec<(i64, i64)> = (1..=3_000)
+            .map(|seq| (seq, 1_000_000 + seq * 100 - (seq * 7_919) % (lateness + 1)))
             .collect();
         let c = log(&rows);
-        for at in [0, 1, 777, 2_500, 2_525, 4_999, 5_000] {
-            let (old, new) = edge_of(&c, at);
-            for &(seq, t) in &rows {
-                if old.is_some_and(|o| seq < o - disorder) {
-                    assert!(t < at, "at {at}: seq {seq} ({t}) is below {old:?}");
+        let times = [
+            None,
+            Some(0),
+            Some(1_000_000),
+            Some(1_100_000),
+            Some(1_150_050),
+        ];
+        let more = [
+            Some(1_200_000),
+            Some(1_299_999),
+            Some(1_400_000),
+            Some(2_000_000),
+        ];
+        for since in times.iter().chain(&more) {
+            for until in times.iter().chain(&more) {
+                let (after, before) =
+                    seq_range(&c, *since, *until, lateness).unwrap_or_else(|e| panic!("{e}"));
+                let inside =
+                    |seq: i64| after.is_none_or(|a| seq >= a) && before.is_none_or(|b| seq < b);
+                for &(seq, t) in &rows {
+                    let wanted = since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u);
+                    assert!(
+                        !wanted || inside(seq),
+                        "{since:?}..{until:?}: seq {seq} ({t}) outside {after:?}..{before:?}"
+                    );
                 }
-                if new.is_some_and(|n| seq > n + disorder) {
-                    assert!(t >= at, "at {at}: seq {seq} ({t}) is above {new:?}");
+                // The bounds are tight: within the lateness (50 rows here) of the range.
+                let matched: Vec<i64> = rows
+                    .iter()
+                    .filter(|(_, t)| since.is_none_or(|s| *t >= s) && until.is_none_or(|u| *t < u))
+                    .map(|r| r.0)
+                    .collect();
+                if let (Some(a), Some(first)) = (after, matched.first()) {
+                    assert!(first - a <= 2 * lateness / 100 + 1, "{a} for {first}");
                 }
-            }
-            assert!(old.is_some() || rows[0].1 >= at);
-            assert!(new.is_some() || rows[rows.len() - 1].1 < at);
-            if let (Some(o), Some(n)) = (old, new) {
-                assert!(o < n);
+                if let (Some(b), Some(last)) = (before, matched.last()) {
+                    assert!(b - last <= 2 * lateness / 100 + 1, "{b} for {last}");
+                }
             }
         }
+        // A range wholly before or after the log is known empty without reading it.
+        assert_eq!(
+            seq_range(&c, Some(0), Some(900_000), lateness).unwrap_or_else(|e| panic!("{e}")),
+            (None, Some(1))
+        );
+        assert_eq!(
+            seq_range(&c, Some(5_000_000), None, lateness).unwrap_or_else(|e| panic!("{e}")),
+            (Some(3_001), None)
+        );
+    }
+
+    #[test]
+    fn the_bound_is_the_enqueue_timeout_and_a_margin() {
+        assert_eq!(lateness(Duration::from_secs(2)), 7_000_000);
+        assert_eq!(lateness(Duration::MAX), i64::MAX);
     }
 }

@@ -648,3 +648,65 @@ async fn slow_bodies_time_out_with_408_and_oversized_heads_get_431() {
     assert!(text.starts_with("HTTP/1.1 431"), "{text}");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_row_is_timed_when_its_body_has_arrived_and_searches_by_time_agree() {
+    use hookgate::clock::{Clock, format_micros};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let start = 1_800_000_000_000_000;
+    let hour = 3_600_000_000;
+    let clock = Clock::fixed(start);
+    let gw = spawn_with_clock(clock.clone()).await;
+    gw.create_account(json!({"name": "slow", "allow_unverified": true}))
+        .await;
+    let addr = gw.public.trim_start_matches("http://").to_owned();
+    let mut s = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    s.write_all(
+        b"POST /hooks/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
+          expect: 100-continue\r\ncontent-length: 8\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    // hyper answers 100 Continue once the handler starts reading the body: the request
+    // has begun when the body has yet to come.
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        s.read_exact(&mut byte).await.expect("100 Continue");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 100"), "{head:?}");
+    // The body arrives an hour later.
+    clock.set(start + hour);
+    s.write_all(b"{\"a\": 1}").await.expect("body");
+    let mut answer = [0u8; 12];
+    s.read_exact(&mut answer).await.expect("answer");
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{answer:?}");
+
+    let rows = gw.events("account=slow").await;
+    assert_eq!(rows.len(), 1);
+    let at = format_micros(start + hour);
+    assert_eq!(rows[0]["received_at"], at.as_str());
+    // A search by time places it where its time says, on either side of the range.
+    assert_eq!(
+        gw.events(&format!("account=slow&since={at}")).await.len(),
+        1
+    );
+    assert_eq!(gw.events(&format!("until={at}")).await.len(), 0);
+    let before = format_micros(start + hour - 1);
+    assert_eq!(
+        gw.events(&format!("since={before}&until={at}")).await.len(),
+        0
+    );
+    let after = format_micros(start + hour + 1);
+    assert_eq!(
+        gw.events(&format!("since={before}&until={after}"))
+            .await
+            .len(),
+        1
+    );
+    gw.stop().await;
+}

@@ -168,7 +168,7 @@ impl Rig {
         let mut seqs = Vec::new();
         for _ in 0..10_000 {
             let page =
-                super::super::reader::events(&c, &filter, &self.shared.keys).expect("search");
+                super::super::reader::events(&c, &filter, &self.shared.keys, 0).expect("search");
             assert!(page.items.len() <= limit);
             seqs.extend(page.items.iter().map(|e| e.seq));
             let Some(cursor) = page.next_cursor.and_then(|c| c.parse().ok()) else {
@@ -190,7 +190,7 @@ impl Rig {
             limit: 10_000,
             ..filter.clone()
         };
-        super::super::reader::events(&c, &filter, &self.shared.keys)
+        super::super::reader::events(&c, &filter, &self.shared.keys, 0)
             .expect("search")
             .items
             .iter()
@@ -488,7 +488,7 @@ fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart
         limit: 2,
         ..Default::default()
     };
-    let page = super::super::reader::events(&c, &filter, &rig.shared.keys).expect("search");
+    let page = super::super::reader::events(&c, &filter, &rig.shared.keys, 0).expect("search");
     let seqs: Vec<i64> = page.items.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [dups[2], dups[1]]);
     assert!(page.next_cursor.is_some());
@@ -496,7 +496,7 @@ fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart
         sender: Some(sender(2)),
         ..filter
     };
-    let page = super::super::reader::events(&c, &nobody, &rig.shared.keys).expect("search");
+    let page = super::super::reader::events(&c, &nobody, &rig.shared.keys, 0).expect("search");
     assert!(page.items.is_empty());
 }
 
