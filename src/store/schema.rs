@@ -209,6 +209,45 @@ pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
+    /// Applies the first `version` migrations only, as a database of that version was left.
+    fn as_left_by(conn: &mut Connection, version: usize) {
+        for sql in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
+        }
+        conn.pragma_update(None, "user_version", version as i64)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Inserts events with seqs and times 1..=`rows` into a database of any version, each
+    /// accepted for an account, with `columns` (name, SQL of `i`, the seq) set as given.
+    fn fill(conn: &Connection, rows: i64, columns: &[(&str, &str)]) {
+        let names: String = columns.iter().map(|c| format!(", {}", c.0)).collect();
+        let values: String = columns.iter().map(|c| format!(", {}", c.1)).collect();
+        conn.execute(
+            &format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
+                 INSERT INTO events (seq, received_at, status, method, path, query,
+                     remote_addr, headers, body, body_size, body_truncated, handle_micros{names})
+                 SELECT i, i, 'accepted', 'POST', '/hooks/shop', '', '127.0.0.1:1', '{{}}',
+                     x'', 0, 0, 0{values} FROM n"
+            ),
+            [rows],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// The seqs of the rows whose `column` is `key`, newest first, read from the table.
+    fn seqs_where(c: &Connection, column: &str, key: &str) -> Vec<i64> {
+        c.prepare(&format!(
+            "SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq DESC"
+        ))
+        .and_then(|mut s| {
+            s.query_map([key], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     #[test]
     fn migrations_apply_once_and_are_idempotent() {
         let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
@@ -233,32 +272,21 @@ mod tests {
         let mut conn =
             Connection::open(dir.path().join("old.db")).unwrap_or_else(|e| panic!("{e}"));
         // A database as version 6 left it, with two runs and a half of rows.
-        for sql in &MIGRATIONS[..6] {
-            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
-        }
-        conn.pragma_update(None, "user_version", 6)
-            .unwrap_or_else(|e| panic!("{e}"));
+        as_left_by(&mut conn, 6);
         let rows = 2 * RUN_ROWS + RUN_ROWS / 2;
-        conn.execute(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?1)
-             INSERT INTO events (seq, received_at, account, status, sender, source, method,
-                 path, query, remote_addr, headers, body, body_size, body_truncated, handle_micros)
-             SELECT i, i, 'shop', 'accepted', 'p' || (i % 97),
-                 CASE WHEN i % 3 = 0 THEN NULL ELSE 'o' || (i % 89) END,
-                 'POST', '/hooks/shop', '', '127.0.0.1:1', '{}', x'', 0, 0, 0 FROM n",
-            [rows],
-        )
-        .unwrap_or_else(|e| panic!("{e}"));
-        let before = |c: &Connection, column: &str, key: &str| -> Vec<i64> {
-            c.prepare(&format!(
-                "SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq DESC"
-            ))
-            .and_then(|mut s| {
-                s.query_map([key], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .unwrap_or_else(|e| panic!("{e}"))
-        };
+        fill(
+            &conn,
+            rows,
+            &[
+                ("account", "'shop'"),
+                ("sender", "'p' || (i % 97)"),
+                (
+                    "source",
+                    "CASE WHEN i % 3 = 0 THEN NULL ELSE 'o' || (i % 89) END",
+                ),
+            ],
+        );
+        let before = seqs_where;
         let old: Vec<Vec<i64>> = ["p0", "p96", "p13"]
             .iter()
             .map(|k| before(&conn, "sender", k))
@@ -313,36 +341,28 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
         // A database as version 9 left it: two runs written, a third being written (its
         // sender keys half done), and half a run more.
-        for sql in &MIGRATIONS[..9] {
-            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
-        }
-        conn.pragma_update(None, "user_version", 9)
-            .unwrap_or_else(|e| panic!("{e}"));
+        as_left_by(&mut conn, 9);
         let rows = 3 * RUN_ROWS + RUN_ROWS / 2;
+        fill(
+            &conn,
+            rows,
+            &[
+                ("account", "'shop' || (i % 3)"),
+                (
+                    "event_type",
+                    "CASE WHEN i % 4 = 0 THEN NULL ELSE 'type' || (i % 5) END",
+                ),
+                ("sender", "'p' || (i % 7)"),
+            ],
+        );
         conn.execute_batch(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-             INSERT INTO events (seq, received_at, account, status, event_type, sender, method,
-                 path, query, remote_addr, headers, body, body_size, body_truncated,
-                 handle_micros)
-             SELECT i, i, 'shop' || (i % 3), 'accepted',
-                 CASE WHEN i % 4 = 0 THEN NULL ELSE 'type' || (i % 5) END, 'p' || (i % 7),
-                 'POST', '/hooks/shop', '', '127.0.0.1:1', '{{}}', x'', 0, 0, 0 FROM n;
-             INSERT INTO run_keys (run, kind, key, seq)
+            "INSERT INTO run_keys (run, kind, key, seq)
                  SELECT (seq - 1) / {RUN_ROWS} + 1, 0, sender, seq FROM events
                  WHERE seq <= 2 * {RUN_ROWS} OR (seq <= 3 * {RUN_ROWS} AND sender < 'p3');
              INSERT INTO key_runs (run) VALUES (1), (2);"
         ))
         .unwrap_or_else(|e| panic!("{e}"));
-        let by = |c: &Connection, column: &str, key: &str| -> Vec<i64> {
-            c.prepare(&format!(
-                "SELECT seq FROM events WHERE {column} = ?1 ORDER BY seq DESC"
-            ))
-            .and_then(|mut s| {
-                s.query_map([key], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()
-            })
-            .unwrap_or_else(|e| panic!("{e}"))
-        };
+        let by = seqs_where;
         let asked = [
             ("account", "shop0"),
             ("account", "shop2"),
@@ -401,21 +421,17 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
         // A database as version 7 left it: every accepted id in `dedupe`, two runs and a
         // half of rows.
-        for sql in &MIGRATIONS[..7] {
-            conn.execute_batch(sql).unwrap_or_else(|e| panic!("{e}"));
-        }
-        conn.pragma_update(None, "user_version", 7)
-            .unwrap_or_else(|e| panic!("{e}"));
+        as_left_by(&mut conn, 7);
         let rows = 2 * RUN_ROWS + RUN_ROWS / 2;
-        conn.execute_batch(&format!(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {rows})
-             INSERT INTO events (seq, received_at, account, status, event_id, method, path,
-                 query, remote_addr, headers, body, body_size, body_truncated, handle_micros)
-             SELECT i, i, 'shop', 'accepted', 'evt-' || i, 'POST', '/hooks/shop', '',
-                 '127.0.0.1:1', '{{}}', x'', 0, 0, 0 FROM n;
-             INSERT INTO dedupe (account, event_id, seq) SELECT account, event_id, seq FROM events;
-             INSERT INTO key_runs (run) VALUES (1), (2);"
-        ))
+        fill(
+            &conn,
+            rows,
+            &[("account", "'shop'"), ("event_id", "'evt-' || i")],
+        );
+        conn.execute_batch(
+            "INSERT INTO dedupe (account, event_id, seq) SELECT account, event_id, seq FROM events;
+             INSERT INTO key_runs (run) VALUES (1), (2);",
+        )
         .unwrap_or_else(|e| panic!("{e}"));
 
         migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));

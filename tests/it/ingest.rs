@@ -607,10 +607,7 @@ async fn slow_bodies_time_out_with_408_and_oversized_heads_get_431() {
     let gw = spawn_with(|c| c.limits.body_timeout_secs = 1).await;
     gw.create_account(json!({"name": "slow", "allow_unverified": true}))
         .await;
-    let addr = gw.public.trim_start_matches("http://").to_owned();
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
+    let mut s = gw.raw_connection().await;
     s.write_all(b"POST /hooks/slow HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{\"a\":")
         .await
         .expect("write");
@@ -629,9 +626,7 @@ async fn slow_bodies_time_out_with_408_and_oversized_heads_get_431() {
     let rows = gw.events("account=slow&reason=read_timeout").await;
     assert_eq!(rows.len(), 1);
 
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
+    let mut s = gw.raw_connection().await;
     let huge = format!(
         "POST /hooks/slow HTTP/1.1\r\nhost: x\r\nx-big: {}\r\n\r\n",
         "a".repeat(40_000)
@@ -660,10 +655,7 @@ async fn a_row_is_timed_when_its_body_has_arrived_and_searches_by_time_agree() {
     let gw = spawn_with_clock(clock.clone()).await;
     gw.create_account(json!({"name": "slow", "allow_unverified": true}))
         .await;
-    let addr = gw.public.trim_start_matches("http://").to_owned();
-    let mut s = tokio::net::TcpStream::connect(&addr)
-        .await
-        .expect("connect");
+    let mut s = gw.raw_connection().await;
     s.write_all(
         b"POST /hooks/slow HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n\
           expect: 100-continue\r\ncontent-length: 8\r\n\r\n",

@@ -123,6 +123,14 @@ impl TestGateway {
         start(config, dir, Clock::system()).await
     }
 
+    /// A plain TCP connection to the public listener, for requests a client library would
+    /// not send (a body that trickles in, a head too large).
+    pub async fn raw_connection(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.public.trim_start_matches("http://"))
+            .await
+            .expect("connect to the public listener")
+    }
+
     /// An admin-API call with the admin token.
     pub async fn admin_call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_as(ADMIN_TOKEN, method, path, body).await
