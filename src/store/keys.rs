@@ -177,21 +177,26 @@ impl Keys {
         free_elsewhere(gone);
     }
 
-    /// The seqs memory holds for one key, sorted, and the runs memory holds.
-    fn in_memory(&self, kind: Kind, key: &str) -> (Vec<i64>, Vec<i64>) {
+    /// The seqs memory holds for one key within `lo..hi`, sorted, and the runs memory
+    /// holds (all of them: a run outside the bounds is skipped, not forgotten).
+    fn in_memory(&self, kind: Kind, key: &str, (lo, hi): (i64, i64)) -> (Vec<i64>, Vec<i64>) {
         let runs = self.runs.read().unwrap_or_else(|p| p.into_inner());
+        let rows = self.rows;
         let mut seqs: Vec<i64> = runs
-            .values()
-            .flat_map(|run| run.seqs(kind as u8, key))
+            .iter()
+            .filter(|(run, _)| (*run - 1) * rows + 1 < hi && *run * rows >= lo)
+            .flat_map(|(_, run)| run.seqs(kind as u8, key))
+            .filter(|s| (lo..hi).contains(s))
             .collect();
         seqs.sort_unstable();
         (seqs, runs.keys().copied().collect())
     }
 
-    /// A walk through one key's seqs, reading memory now: call it before the search's
-    /// snapshot begins (see the module's doc), then [`Walk::start`] inside it.
-    pub(super) fn walk(&self, kind: Kind, key: &str, descending: bool) -> Walk {
-        let (memory, memory_runs) = self.in_memory(kind, key);
+    /// A walk through one key's seqs in `lo..hi` (what the search's cursor allows: a page
+    /// past the first skips memory's newest runs), reading memory now: call it before the
+    /// search's snapshot begins (see the module's doc), then [`Walk::start`] inside it.
+    pub(super) fn walk(&self, kind: Kind, key: &str, descending: bool, within: (i64, i64)) -> Walk {
+        let (memory, memory_runs) = self.in_memory(kind, key, within);
         Walk {
             kind,
             key: key.to_owned(),
@@ -428,7 +433,8 @@ mod tests {
 
     /// Memory's seqs for a key, as JSON.
     fn candidates(keys: &Keys, kind: Kind, key: &str) -> String {
-        serde_json::to_string(&keys.in_memory(kind, key).0).unwrap_or_default()
+        serde_json::to_string(&keys.in_memory(kind, key, (i64::MIN, i64::MAX)).0)
+            .unwrap_or_default()
     }
 
     /// Every seq a walk yields, `batch` at a time.
@@ -440,7 +446,7 @@ mod tests {
         hi: i64,
         batch: usize,
     ) -> Vec<i64> {
-        let mut walk = keys.walk(Kind::Sender, "a", descending);
+        let mut walk = keys.walk(Kind::Sender, "a", descending, (lo, hi));
         walk.start(c, lo, hi).unwrap_or_else(|e| panic!("{e}"));
         let mut out = Vec::new();
         loop {
@@ -476,6 +482,9 @@ mod tests {
         for batch in [1, 2, 3, 100] {
             assert_eq!(walked(&keys, &c, true, i64::MIN, i64::MAX, batch), newest);
             assert_eq!(walked(&keys, &c, false, i64::MIN, i64::MAX, batch), all);
+            // Bounds on the edges of runs: 4 is run 1's last seq, 9 run 3's first.
+            assert_eq!(walked(&keys, &c, true, 4, 9, batch), [8, 7, 5, 4]);
+            assert_eq!(walked(&keys, &c, false, 5, 10, batch), [5, 7, 8, 9]);
         }
         // Once memory forgets it, run 1 comes from the table, in the same order.
         keys.forget_through(1);

@@ -303,7 +303,11 @@ pub(super) fn select<T>(
             .collect::<Result<_, _>>()?;
         return Ok(rows);
     };
-    let mut walk = keys.walk(kind, key, !f.oldest_first);
+    let within = (
+        f.after_seq.map_or(i64::MIN, |s| s.saturating_add(1)),
+        f.before_seq.unwrap_or(i64::MAX),
+    );
+    let mut walk = keys.walk(kind, key, !f.oldest_first, within);
     let snapshot = c.unchecked_transaction()?;
     let bounds = seq_bounds(&snapshot, f, lateness)?;
     walk.start(
