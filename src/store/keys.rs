@@ -5,14 +5,14 @@
 //! of its own, written to the WAL and again at checkpoint: new rows land all over the
 //! B-tree. Even an index whose new entries all land at its right edge (the account, the
 //! event type) rewrites its last leaf at every commit. Here the log's seqs are cut into
-//! runs of [`RUN_ROWS`]. The writer keeps the
-//! keys of runs not yet written in memory, appended as rows commit and sorted a slice at a
-//! time (`sliced`); once a run is complete it writes them to `run_keys` (primary key: run,
-//! kind, key, seq) a chunk per group, in that order,
-//! so every insert lands at the right edge of the B-tree, and it marks the run written in
-//! `key_runs` with the last chunk. A search by one of these keys walks the key's seqs in
-//! order (`Walk`): what memory holds for the newest runs, then `run_keys` a written run
-//! and a batch at a time, so a page costs what it needs, not the key's whole history.
+//! runs of [`RUN_ROWS`]. The writer keeps the keys of runs not yet written in memory,
+//! appended as rows commit and sorted a slice at a time (`sliced`); once a run is
+//! complete it writes them to `run_keys` (primary key: run, kind, key, seq) a chunk per
+//! group, in that order, so every insert lands at the right edge of the B-tree, and it
+//! marks the run written in `key_runs` with the last chunk. A search by one of these keys
+//! walks the key's seqs in order (`Walk`): what memory holds for the newest runs, then
+//! `run_keys` a written run and a batch at a time, so a page costs what it needs, not the
+//! key's whole history.
 //!
 //! Owns the runs' tables and the in-memory part. Invariants: memory holds the keys of
 //! every committed row whose run is not marked written; the writer adds a group's keys

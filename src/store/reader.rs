@@ -267,8 +267,9 @@ pub(super) fn events(
 ///
 /// A filter by sender, source, event type or account (the first given, in that order)
 /// walks that key's seqs in order (`keys::Walk`) and asks the events table about a batch
-/// of them at a time, the batch growing while the other filters turn candidates down, so a key with a long history costs a page only what the
-/// page needs. Memory is read first, then every statement runs in one snapshot.
+/// of them at a time, the batch growing while the other filters turn candidates down, so
+/// a key with a long history costs a page only what the page needs. Memory is read
+/// first, then every statement runs in one snapshot.
 pub(super) fn select<T>(
     c: &Connection,
     f: &EventFilter,
