@@ -27,6 +27,7 @@ pub struct Metrics {
     rows: AtomicU64,
     failed_batches: AtomicU64,
     retried_batches: AtomicU64,
+    held_times: AtomicU64,
     key_runs: AtomicU64,
     keys_in_memory: AtomicU64,
     dedupe_runs: AtomicU64,
@@ -83,6 +84,13 @@ impl Metrics {
     /// its first attempt.
     pub fn record_retried_group(&self) {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts event rows stored with the log's time because the wall clock had gone back.
+    pub fn record_held_times(&self, rows: u64) {
+        if rows > 0 {
+            self.held_times.fetch_add(rows, Ordering::Relaxed);
+        }
     }
 
     /// Counts a run of keys (sender, source, account, event type) written to the database.
@@ -178,7 +186,7 @@ impl Metrics {
         }
         // Single-value families: (name, type, help, value). Counts print as integers
         // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
-        let families: [(&str, &str, &str, f64); 11] = [
+        let families: [(&str, &str, &str, f64); 12] = [
             (
                 "hookgate_handle_seconds_total",
                 "counter",
@@ -208,6 +216,12 @@ impl Metrics {
                 "counter",
                 "Write groups made a second time, each event in a savepoint, after one of them failed.",
                 get(&self.retried_batches) as f64,
+            ),
+            (
+                "hookgate_writer_held_times_total",
+                "counter",
+                "Event rows stored with the log's latest time less the search bound instead of their own, because the wall clock had gone back past it.",
+                get(&self.held_times) as f64,
             ),
             (
                 "hookgate_key_runs_written_total",

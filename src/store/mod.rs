@@ -135,8 +135,18 @@ impl Store {
             stream: stream.clone(),
             keys: Arc::clone(&keys),
         };
-        let handle = writer::spawn(conn, checkpoints, rx, tuning.max_batch, shared, dedupe)
-            .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        let enqueue_timeout = Duration::from_millis(tuning.enqueue_timeout_ms);
+        let lateness = timeline::lateness(enqueue_timeout);
+        let handle = writer::spawn(
+            conn,
+            checkpoints,
+            rx,
+            tuning.max_batch,
+            shared,
+            dedupe,
+            lateness,
+        )
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
             jobs,
             readers: Arc::new(reader::Readers::new(
@@ -144,7 +154,7 @@ impl Store {
                 tuning.busy_timeout_ms,
             )),
             healthy,
-            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
+            enqueue_timeout,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             metrics,
             stream,

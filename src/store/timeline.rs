@@ -10,7 +10,8 @@
 //! and again at checkpoint.
 //!
 //! Owns that search and the bound. It never writes. A wall clock stepped back by more than
-//! the bound breaks it, as it breaks any order by time.
+//! the bound would break it; the writer holds such rows' times within the bound instead
+//! (`writer::Heads::time_for`).
 
 use std::time::Duration;
 

@@ -46,6 +46,15 @@ pub(super) struct Heads {
     event_head: Hash,
     next_change: i64,
     change_head: Hash,
+    /// The least time the next event row may be stored with (microseconds): the latest
+    /// stored time less `lateness`. See [`Heads::time_for`].
+    time_floor: i64,
+    /// How late a row's seq may be against its time (`timeline::lateness`).
+    lateness: i64,
+    /// Event rows stored with the floor instead of their own time, since the start.
+    held: u64,
+    /// Whether the last event row was.
+    holding: bool,
 }
 
 impl Heads {
@@ -60,7 +69,34 @@ impl Heads {
         self.change_head = hash;
     }
 
-    pub(super) fn load(conn: &Connection) -> rusqlite::Result<Heads> {
+    /// The time an event row stamped `stamped` is stored with: its own, unless the wall
+    /// clock has gone back past the floor. A search by time finds rows by a binary search
+    /// over the seqs (`timeline`), which holds only while no row's time is more than
+    /// `lateness` before a time stored at a lower seq; a clock stepped back further would
+    /// hide rows from it. Such rows are stored at the floor until the clock catches up.
+    fn time_for(&self, stamped: i64) -> i64 {
+        stamped.max(self.time_floor)
+    }
+
+    /// Moves the floor past an event row just stored at `at`, stamped `stamped`.
+    fn note_time(&mut self, stamped: i64, at: i64) {
+        self.time_floor = self.time_floor.max(at.saturating_sub(self.lateness));
+        let held = at != stamped;
+        if held {
+            self.held += 1;
+            if !self.holding {
+                tracing::warn!(
+                    behind_ms = at.saturating_sub(stamped) / 1000,
+                    "the wall clock has gone back; event rows are stored with the log's time until it catches up"
+                );
+            }
+        } else if self.holding {
+            tracing::info!("the wall clock has caught up; event rows carry their own time again");
+        }
+        self.holding = held;
+    }
+
+    pub(super) fn load(conn: &Connection, lateness: i64) -> rusqlite::Result<Heads> {
         let last = |table: &str| -> rusqlite::Result<(i64, Hash)> {
             let row: Option<(i64, Option<Vec<u8>>)> = conn
                 .query_row(
@@ -84,11 +120,25 @@ impl Heads {
         };
         let (next_event, event_head) = last("events")?;
         let (next_change, change_head) = last("changes")?;
+        // The rows before the last are stored no later than its time plus `lateness`, so
+        // a floor at its time holds the bound for them all.
+        let time_floor = conn
+            .query_row(
+                "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(i64::MIN);
         Ok(Heads {
             next_event,
             event_head,
             next_change,
             change_head,
+            time_floor,
+            lateness,
+            held: 0,
+            holding: false,
         })
     }
 }
@@ -146,10 +196,11 @@ pub(super) fn spawn(
     max_batch: usize,
     shared: Shared,
     dedupe: Dedupe,
+    lateness: i64,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe))
+        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe, lateness))
 }
 
 fn run(
@@ -159,9 +210,10 @@ fn run(
     max_batch: usize,
     shared: &Shared,
     dedupe: Dedupe,
+    lateness: i64,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut state = match (Heads::load(&conn), Flusher::load(&conn)) {
+    let mut state = match (Heads::load(&conn, lateness), Flusher::load(&conn)) {
         (Ok(heads), Ok(flusher)) => State {
             heads,
             flusher,
@@ -313,6 +365,7 @@ fn commit_batch(
                 }
             }
             metrics.set_dedupe_in_memory(dedupe.held() as u64);
+            metrics.record_held_times(heads.held - start_heads.held);
             (outcomes, None)
         }
         Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
@@ -543,6 +596,7 @@ fn insert_event(
         }
     }
     let seq = heads.next_event;
+    let received_at = heads.time_for(r.received_at);
     let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
     // The chain takes the stored body as its digest (encoding v2). A body stored whole has
     // the digest the front computed; a cut one is hashed here (a rejection's, at most
@@ -555,7 +609,7 @@ fn insert_event(
     let e = &r.extracted;
     let fields = [
         Field::Int(seq),
-        Field::Int(r.received_at),
+        Field::Int(received_at),
         Field::from(r.account.as_str()),
         Field::from(status.as_str()),
         Field::from(r.reason.map(|x| x.as_str())),
@@ -600,7 +654,7 @@ fn insert_event(
     )?
     .execute(params![
         seq,
-        r.received_at,
+        received_at,
         r.account,
         status.as_str(),
         r.reason.map(|x| x.as_str()),
@@ -637,17 +691,19 @@ fn insert_event(
             text,
             e.event_id,
             e.event_type,
+            // Due by the clock the forwarder reads, even while the row's time is held.
             r.received_at
         ])?;
     }
     heads.next_event = seq + 1;
     heads.event_head = hash;
+    heads.note_time(r.received_at, received_at);
     let item = streamed.then(|| StreamItem {
         seq,
         account: r.account.clone(),
         data: serde_json::json!({
             "id": crate::event::public_id(seq),
-            "received_at": crate::clock::format_micros(r.received_at),
+            "received_at": crate::clock::format_micros(received_at),
             "account": r.account,
             "status": status.as_str(),
             "event_id": e.event_id,

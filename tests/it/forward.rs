@@ -584,15 +584,6 @@ async fn an_idle_stream_gets_heartbeats_and_events_tail_prints_each_event() {
     gw.stop().await;
 }
 
-/// A counter's value from the gateway's `/metrics` text (0 when absent).
-async fn metric(gw: &TestGateway, name: &str) -> f64 {
-    let text = gw.admin_call(Method::GET, "/metrics", None).await.body;
-    String::from_utf8_lossy(&text)
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missing_nothing() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -621,7 +612,7 @@ async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missi
     // Events of about 2 KB each, in concurrent bursts, until the gateway reports the cut.
     let pad = "x".repeat(2000);
     let mut posted: Vec<String> = Vec::new();
-    while metric(&gw, "hookgate_stream_consumers_cut_total").await < 1.0 {
+    while gw.metric("hookgate_stream_consumers_cut_total").await < 1.0 {
         assert!(
             posted.len() < 10_000,
             "a consumer that reads nothing was never cut off"

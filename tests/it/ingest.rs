@@ -702,3 +702,58 @@ async fn a_row_is_timed_when_its_body_has_arrived_and_searches_by_time_agree() {
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_clock_set_back_an_hour_holds_the_row_time_and_every_row_stays_findable() {
+    use hookgate::clock::{Clock, format_micros};
+
+    let start = 1_800_000_000_000_000;
+    let hour = 3_600_000_000;
+    let clock = Clock::fixed(start);
+    let gw = spawn_with_clock(clock.clone()).await;
+    gw.create_account(json!({"name": "steady", "allow_unverified": true}))
+        .await;
+    let post = |n: u32| {
+        gw.post_hook(
+            "steady",
+            &[("content-type", "application/json")],
+            format!("{{\"n\": {n}}}"),
+        )
+    };
+    assert_eq!(post(1).await.status, 200);
+    clock.set(start - hour);
+    assert_eq!(post(2).await.status, 200);
+
+    // The second row is not stored an hour back, where a search by time could miss it,
+    // but held at the first row's time less the search's bound (the enqueue timeout and
+    // 5 s), and counted.
+    let timeout = hookgate::config::Storage::default().enqueue_timeout_ms as i64;
+    let floor = start - timeout * 1000 - 5_000_000;
+    let mut times: Vec<String> = gw
+        .events("account=steady")
+        .await
+        .iter()
+        .map(|e| e["received_at"].as_str().expect("time").to_owned())
+        .collect();
+    times.sort();
+    assert_eq!(times, [format_micros(floor), format_micros(start)]);
+    assert_eq!(gw.metric("hookgate_writer_held_times_total").await, 1.0);
+    // A search finds each row at its stored time, and nothing an hour back.
+    let within = |from: i64, to: i64| {
+        format!(
+            "account=steady&since={}&until={}",
+            format_micros(from),
+            format_micros(to)
+        )
+    };
+    for at in [floor, start] {
+        assert_eq!(gw.events(&within(at, at + 1)).await.len(), 1, "at {at}");
+    }
+    let back = start - hour;
+    assert!(
+        gw.events(&within(back - 1_000_000, back + 1_000_000))
+            .await
+            .is_empty()
+    );
+    gw.stop().await;
+}

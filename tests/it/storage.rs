@@ -8,14 +8,6 @@ use serde_json::json;
 
 use crate::support::*;
 
-/// A counter's value from the Prometheus text.
-fn counter(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test]
 async fn checkpoints_keep_the_wal_bounded_under_load_and_every_row_survives() {
     const PAGES: u32 = 64;

@@ -102,6 +102,14 @@ async fn start(mut config: Config, dir: Option<tempfile::TempDir>, clock: Clock)
     }
 }
 
+/// A counter's value from Prometheus text (0 when absent).
+pub fn counter(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
 impl TestGateway {
     /// Shuts down gracefully and waits until the writer is joined.
     pub async fn stop(mut self) -> Option<tempfile::TempDir> {
@@ -129,6 +137,12 @@ impl TestGateway {
         tokio::net::TcpStream::connect(self.public.trim_start_matches("http://"))
             .await
             .expect("connect to the public listener")
+    }
+
+    /// A counter's value from the gateway's `/metrics` (0 when absent).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.admin_call(Method::GET, "/metrics", None).await.body;
+        counter(&String::from_utf8_lossy(&text), name)
     }
 
     /// An admin-API call with the admin token.

@@ -38,6 +38,12 @@ fn keyed(event_id: &str, sender: Option<&str>, source: Option<&str>) -> EventRec
 
 type Reply = oneshot::Receiver<Result<Committed, StoreError>>;
 
+/// The timeline's bound for the default configuration, as the store passes it.
+fn lateness() -> i64 {
+    let timeout = std::time::Duration::from_millis(Storage::default().enqueue_timeout_ms);
+    super::super::timeline::lateness(timeout)
+}
+
 /// A writer without its thread: the connection, its state, and what it shares.
 struct Rig {
     _dir: tempfile::TempDir,
@@ -65,7 +71,7 @@ impl Rig {
     ) -> Rig {
         Rig {
             state: State {
-                heads: Heads::load(&conn).expect("heads"),
+                heads: Heads::load(&conn, lateness()).expect("heads"),
                 flusher: Flusher::load(&conn).expect("flusher"),
                 dedupe: Dedupe::load(&conn, rows).expect("dedupe"),
             },
@@ -259,7 +265,7 @@ fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() 
         .expect("rows");
     let ids: Vec<(i64, &str)> = ids.iter().map(|(s, i)| (*s, i.as_str())).collect();
     assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")]);
-    let reloaded = Heads::load(conn).expect("heads");
+    let reloaded = Heads::load(conn, lateness()).expect("heads");
     assert_eq!(reloaded.next_event, heads.next_event);
     assert_eq!(reloaded.event_head, heads.event_head);
     let report =
@@ -648,4 +654,58 @@ fn an_id_is_a_duplicate_wherever_its_acceptance_is_held_and_a_pruned_one_is_new_
         .expect("count");
     assert!(marked >= 5, "run 5 (seqs 257-320) written; {marked}");
     assert_eq!(stale, 0);
+}
+
+#[test]
+fn a_clock_gone_back_holds_row_times_so_that_a_search_by_time_finds_every_row() {
+    let mut rig = Rig::new(keys::RUN_ROWS);
+    let (l, sec, hour) = (lateness(), 1_000_000, 3_600_000_000);
+    let t = 1_700_000_000_000_000;
+    let stamped = |id: &str, at: i64| {
+        let mut r = record(id);
+        r.received_at = at;
+        r
+    };
+    let stored = |conn: &Connection| -> Vec<i64> {
+        conn.prepare("SELECT received_at FROM events ORDER BY seq")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .expect("times")
+    };
+    // The clock goes back an hour after b, and has caught up by e; f is later still.
+    rig.write(vec![stamped("a", t), stamped("b", t + sec)]);
+    rig.write(vec![stamped("c", t - hour), stamped("d", t - hour + sec)]);
+    rig.write(vec![
+        stamped("e", t + sec - l + 1),
+        stamped("f", t + 10 * sec),
+    ]);
+    let floor = t + sec - l;
+    // c and d are held at the floor; e, late within the bound, keeps its own time.
+    assert_eq!(
+        stored(&rig.conn),
+        [t, t + sec, floor, floor, floor + 1, t + 10 * sec]
+    );
+    let metrics = rig.shared.metrics.render(true, 0);
+    assert!(
+        metrics.contains("hookgate_writer_held_times_total 2\n"),
+        "{metrics}"
+    );
+    // Every row is inside the seqs a search by its own stored instant reads.
+    let findable = |conn: &Connection| {
+        for (seq, at) in (1..).zip(stored(conn)) {
+            let (after, before) =
+                super::super::timeline::seq_range(conn, Some(at), Some(at + 1), l).expect("range");
+            assert!(
+                after.is_none_or(|a| a <= seq) && before.is_none_or(|b| seq < b),
+                "row {seq} at {at} is outside {after:?}..{before:?}"
+            );
+        }
+    };
+    findable(&rig.conn);
+
+    // After a restart the floor is the last row's time: a clock set back across the
+    // restart is held there, one that moved on is not.
+    let mut rig = rig.restart(keys::RUN_ROWS);
+    rig.write(vec![stamped("g", t + 5 * sec), stamped("h", t + 11 * sec)]);
+    assert_eq!(stored(&rig.conn)[6..], [t + 10 * sec, t + 11 * sec]);
+    findable(&rig.conn);
 }
