@@ -1,7 +1,7 @@
 //! CPU time per thread, read from `/proc`, so a run can say where its cycles went.
 //!
 //! Owns reading `/proc/<pid>/task/*/{comm,stat}` and grouping threads by name. The
-//! gateway names its threads (`tokio-rt-worker`, `hookgate-writer`, `hookgate-checkp…`),
+//! gateway names its threads (`tokio-rt-worker`, `hookgate-writer`, `hookgate-ckpt`),
 //! so the suite can print CPU per committed row for each. It must never fail a run: a
 //! thread that ends between listing and reading, or a system without `/proc`, reads as
 //! no time.

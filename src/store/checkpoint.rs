@@ -77,7 +77,7 @@ impl Checkpoints {
         let (request, requests) = mpsc::channel::<()>();
         let (published, counted) = (Arc::clone(&done), Arc::clone(&metrics));
         let thread = std::thread::Builder::new()
-            .name("hookgate-checkpoint".into())
+            .name("hookgate-ckpt".into())
             .spawn(move || run(&pass, &requests, &published, &counted))
             .map_err(|e| {
                 StoreError::Unavailable(format!("cannot start the checkpoint thread: {e}"))
