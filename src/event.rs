@@ -70,11 +70,13 @@ pub enum Reason {
     IncompleteBody,
     /// The account received more requests than its rate limit allows.
     RateLimited,
+    /// The request head (request line and headers) was over the configured limit.
+    HeadersTooLarge,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -87,6 +89,7 @@ impl Reason {
         Reason::ReadTimeout,
         Reason::IncompleteBody,
         Reason::RateLimited,
+        Reason::HeadersTooLarge,
     ];
 
     /// The stable snake_case name stored in the audit log.
@@ -104,6 +107,7 @@ impl Reason {
             Reason::ReadTimeout => "read_timeout",
             Reason::IncompleteBody => "incomplete_body",
             Reason::RateLimited => "rate_limited",
+            Reason::HeadersTooLarge => "headers_too_large",
         }
     }
 

@@ -183,3 +183,44 @@ pub async fn read_body(
         }),
     }
 }
+
+/// The size of a request's head as it came on the wire, give or take the spaces around
+/// each header's colon: request line, headers, the blank line.
+pub fn head_size<B>(req: &hyper::Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + 2)
+        .sum();
+    line + headers + 2
+}
+
+/// The answer to a head over `limit` bytes (431), which closes the connection.
+pub fn head_too_large(size: usize, limit: usize) -> Problem {
+    Problem::new(
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        "headers_too_large",
+        "Request Header Fields Too Large",
+        format!("the request head is {size} bytes; the limit is {limit} bytes"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_head_is_measured_as_it_comes_on_the_wire() {
+        let wire = "POST /hooks/shop?x=1 HTTP/1.1\r\nhost: gw\r\nx-signature: sha256=ab\r\n\r\n";
+        let req = hyper::Request::post("/hooks/shop?x=1")
+            .header("host", "gw")
+            .header("x-signature", "sha256=ab")
+            .body(())
+            .expect("request");
+        assert_eq!(head_size(&req), wire.len());
+        let bare = hyper::Request::get("/").body(()).expect("request");
+        assert_eq!(head_size(&bare), "GET / HTTP/1.1\r\n\r\n".len());
+    }
+}

@@ -39,21 +39,8 @@ pub async fn handle(
     req: Request<Incoming>,
 ) -> Response<ResBody> {
     let started = Instant::now();
-    let received_at = state.clock.now_micros();
     let (parts, body) = req.into_parts();
-    let label = account_label(parts.uri.path());
-    let account = validate_name(&label)
-        .ok()
-        .and_then(|()| state.registry.get(&label));
-    let mut row = Row {
-        state,
-        parts: &parts,
-        peer,
-        received_at,
-        started,
-        account: account.clone(),
-        label,
-    };
+    let mut row = Row::new(state, &parts, peer, started);
 
     let limits = &state.config.limits;
     let body = read_body(body, limits.max_body_bytes, state.config.body_timeout()).await;
@@ -132,6 +119,29 @@ pub async fn handle(
     row.decide(body).await
 }
 
+/// Refuses a request to `/hooks` whose head is over `limits.max_header_bytes` with
+/// `problem` (431), recording one audit row like any other refusal. The body is not read.
+pub async fn refuse_head(
+    state: &AppState,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+    problem: Problem,
+) -> Response<ResBody> {
+    let (parts, _body) = req.into_parts();
+    let mut row = Row::new(state, &parts, peer, Instant::now());
+    let unread = Partial {
+        prefix: Bytes::new(),
+        size: 0,
+    };
+    row.reject(
+        Reason::HeadersTooLarge,
+        problem.detail.clone(),
+        unread,
+        problem,
+    )
+    .await
+}
+
 /// The account segment of the path, as received (lossy, bounded).
 fn account_label(path: &str) -> String {
     let rest = path.strip_prefix("/hooks").unwrap_or(path);
@@ -160,7 +170,24 @@ struct Row<'a> {
     label: String,
 }
 
-impl Row<'_> {
+impl<'a> Row<'a> {
+    /// The row of a request that has just begun: its account looked up by the path.
+    fn new(state: &'a AppState, parts: &'a Parts, peer: SocketAddr, started: Instant) -> Self {
+        let label = account_label(parts.uri.path());
+        let account = validate_name(&label)
+            .ok()
+            .and_then(|()| state.registry.get(&label));
+        Row {
+            state,
+            parts,
+            peer,
+            received_at: state.clock.now_micros(),
+            started,
+            account,
+            label,
+        }
+    }
+
     async fn decide(&mut self, body: Bytes) -> Response<ResBody> {
         let Some(account) = self.account.clone() else {
             return self
