@@ -408,6 +408,11 @@ async fn a_head_over_the_limit_gets_431_problem_json_and_on_hooks_one_audit_row(
         .await;
     assert_eq!(a.status, 431);
     assert_eq!(problem_code(&a), "headers_too_large");
+    // The body was never read, so the connection cannot carry another request.
+    assert_eq!(
+        a.headers.get("connection").and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
     assert!(
         a.json()["detail"]
             .as_str()
