@@ -38,8 +38,9 @@ pub(super) enum Job {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// What the writer keeps in memory between groups: the next sequence numbers and the head
-/// of each hash chain. Reloaded from the database after a failed group.
+/// What the writer keeps in memory between groups: the next sequence numbers, the head
+/// of each hash chain, and the floor for the next event row's time. Put back as it was
+/// before a group that fails.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Heads {
     next_event: i64,
