@@ -437,7 +437,9 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         }
         None => "  admin token: generated on first start and shown then; to replace it, set HOOKGATE_ADMIN_TOKEN and restart\n".into(),
     });
-    // The banner is information: a gateway whose standard output is gone keeps serving.
+    // The banner is information: a gateway whose standard output is gone keeps serving,
+    // and says where it listens in its log too.
+    tracing::info!("listening: webhooks on {public}, admin API on {admin}");
     let _ = emit(&banner);
     gateway.run(listeners, shutdown_signal()).await?;
     Ok(())

@@ -352,3 +352,33 @@ async fn a_bad_worker_count_stops_the_binary_before_it_opens_anything() {
     );
     assert!(!db.exists(), "nothing is created before the runtime starts");
 }
+
+#[tokio::test]
+async fn a_gateway_whose_standard_output_is_gone_keeps_serving() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = process::start_with_stdout_gone(&dir.path().join("h.db")).await;
+    let client = HttpClient::default();
+    let spec = json!({"name": "quiet", "allow_unverified": true});
+    let created = client
+        .admin(
+            Method::POST,
+            &format!("{}/v1/accounts", p.admin),
+            ADMIN_TOKEN,
+            Some(&spec),
+        )
+        .await
+        .expect("admin reachable");
+    assert_eq!(created.status, 201, "{:?}", created.json());
+    let answer = client
+        .send(
+            Method::POST,
+            &format!("{}/hooks/quiet", p.public),
+            &[("content-type", "application/json")],
+            r#"{"id":"q1"}"#,
+        )
+        .await
+        .expect("public reachable");
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    let log = p.term(Duration::from_secs(15)).await;
+    assert!(!log.contains("panicked"), "{log}");
+}

@@ -23,8 +23,9 @@ pub struct Proc {
     stderr: tokio::task::JoinHandle<String>,
 }
 
-/// Starts the binary on `db` with extra `HOOKGATE_*` variables; waits for its banner.
-pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
+/// The `hookgate serve` command on `db` with extra `HOOKGATE_*` variables, its output
+/// piped.
+fn command(db: &Path, extra_env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookgate"));
     cmd.arg("serve");
     cmd.env_clear()
@@ -39,6 +40,12 @@ pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    cmd
+}
+
+/// Starts the binary on `db` with extra `HOOKGATE_*` variables; waits for its banner.
+pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
+    let mut cmd = command(db, extra_env);
     let mut child = cmd.spawn().expect("spawn hookgate");
     let stdout = child.stdout.take().expect("stdout");
     let mut stderr = child.stderr.take().expect("stderr");
@@ -71,6 +78,47 @@ pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
         child,
         public: public.expect("public address printed"),
         admin: admin.expect("admin address printed"),
+        stderr,
+    }
+}
+
+/// Starts the binary on `db` with its standard output already gone (a pipe nobody
+/// reads, as a supervisor may leave it); finds its addresses in its log instead.
+pub async fn start_with_stdout_gone(db: &Path) -> Proc {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut cmd = command(db, &[]);
+    cmd.stdout(Stdio::from(writer));
+    let mut child = cmd.spawn().expect("spawn hookgate");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let mut seen = String::new();
+    let find = async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            seen.push_str(&line);
+            seen.push('\n');
+            if let Some(rest) = line.split("listening: webhooks on ").nth(1)
+                && let Some((public, admin)) = rest.split_once(", admin API on ")
+            {
+                return (format!("http://{public}"), format!("http://{}", admin.trim()));
+            }
+        }
+        panic!("hookgate ended before it logged its addresses:\n{seen}");
+    };
+    let (public, admin) = tokio::time::timeout(Duration::from_secs(30), find)
+        .await
+        .expect("hookgate logged its addresses within 30s");
+    let stderr = tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen
+    });
+    Proc {
+        child,
+        public,
+        admin,
         stderr,
     }
 }
