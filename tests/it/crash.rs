@@ -1,7 +1,8 @@
 //! Crash safety and graceful shutdown of the REAL binary under load: SIGKILL mid-stream
 //! then restart on the same database, and SIGTERM while requests flow. Every event that
 //! got a 2xx must be in the log exactly once afterwards. Also the binary's start: a bad
-//! worker count stops it before it opens anything.
+//! worker count stops it before it opens anything; a standard output already gone does
+//! not stop it.
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -100,7 +100,10 @@ pub async fn start_with_stdout_gone(db: &Path) -> Proc {
             if let Some(rest) = line.split("listening: webhooks on ").nth(1)
                 && let Some((public, admin)) = rest.split_once(", admin API on ")
             {
-                return (format!("http://{public}"), format!("http://{}", admin.trim()));
+                return (
+                    format!("http://{public}"),
+                    format!("http://{}", admin.trim()),
+                );
             }
         }
         panic!("hookgate ended before it logged its addresses:\n{seen}");
