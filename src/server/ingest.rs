@@ -1,7 +1,8 @@
 //! The ingest path: `POST|PUT /hooks/{account}`.
 //!
 //! Owns the order of decisions for one webhook: read the body under its limits, find the
-//! account, check the method, verify, decode, extract, then hand one audit row to the
+//! account, check the method, verify, count against the account's rate limit (verified
+//! requests only), decode, extract, then hand one audit row to the
 //! writer and answer only after it is committed. Every path through here, accepted or
 //! not, appends exactly one row. It must never answer 2xx before the commit, and never
 //! tell a sender which verification step failed.
@@ -209,27 +210,6 @@ impl<'a> Row<'a> {
                 )
                 .await;
         }
-        if let Decision::Deny { retry_after_secs } = self
-            .state
-            .rate_limiter
-            .check(account.name(), Instant::now())
-        {
-            let problem = Problem::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limited",
-                "Too Many Requests",
-                format!("this account's rate limit is reached; retry in {retry_after_secs}s"),
-            );
-            let detail = format!("rate limit; retry after {retry_after_secs}s");
-            let mut res = self
-                .reject_whole(Reason::RateLimited, detail, body, problem)
-                .await;
-            if res.status() == StatusCode::TOO_MANY_REQUESTS {
-                res.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            return res;
-        }
         if self.parts.method == Method::GET
             && let Some(h) = account.handshake.as_ref().filter(|h| h.is_get())
         {
@@ -306,6 +286,29 @@ impl<'a> Row<'a> {
                     .await;
             }
         };
+        // Only a verified request counts against the account's rate: forged traffic is
+        // refused (and recorded) without using up the sender's budget.
+        if let Decision::Deny { retry_after_secs } = self
+            .state
+            .rate_limiter
+            .check(account.name(), Instant::now())
+        {
+            let problem = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "Too Many Requests",
+                format!("this account's rate limit is reached; retry in {retry_after_secs}s"),
+            );
+            let detail = format!("rate limit; retry after {retry_after_secs}s");
+            let mut res = self
+                .reject_whole(Reason::RateLimited, detail, body.clone(), problem)
+                .await;
+            if res.status() == StatusCode::TOO_MANY_REQUESTS {
+                res.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            return res;
+        }
         let content_type = self.content_type();
         // A handshake may look anywhere in the payload; extraction alone, with plain
         // paths, only where they lead.

@@ -462,3 +462,43 @@ async fn a_head_over_the_limit_gets_431_problem_json_and_on_hooks_one_audit_row(
     assert_eq!(gw.events("account=heady").await.len(), 2);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn forged_requests_do_not_use_up_a_senders_rate_limit() {
+    let gw = spawn_with(|c| {
+        c.limits.account_rate_per_sec = 1;
+        c.limits.account_burst = 2;
+    })
+    .await;
+    gw.create_account(json!({
+        "name": "guarded",
+        "auth": {"type": "bearer", "token": "guarded-token-1"},
+    }))
+    .await;
+    // A flood without the key: each is refused as unverified and recorded, none as
+    // rate-limited.
+    for _ in 0..10 {
+        let a = gw
+            .post_hook("guarded", &[("authorization", "Bearer wrong")], "{}")
+            .await;
+        assert_eq!(a.status, 401);
+    }
+    assert_eq!(gw.events("account=guarded&reason=bad_auth").await.len(), 10);
+    assert!(
+        gw.events("account=guarded&reason=rate_limited")
+            .await
+            .is_empty()
+    );
+    // The real sender still has its whole burst.
+    for id in ["g1", "g2"] {
+        let a = gw
+            .post_hook(
+                "guarded",
+                &[("authorization", "Bearer guarded-token-1")],
+                format!(r#"{{"id":"{id}"}}"#),
+            )
+            .await;
+        assert_eq!(a.status, 200, "{:?}", a.json());
+    }
+    gw.stop().await;
+}
