@@ -42,7 +42,7 @@ impl<T: Ord + Clone> Sliced<T> {
     pub(super) fn push(&mut self, item: T) {
         self.resume = None;
         self.items.push(item);
-        if self.items.len() % SLICE == 0 {
+        if self.items.len().is_multiple_of(SLICE) {
             let from = self.items.len() - SLICE;
             self.items[from..].sort_unstable();
             self.sorted = self.items.len();

@@ -301,7 +301,7 @@ fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart
     let source = |i: usize| format!("order-{}", i % 5);
     let account = |i: usize| format!("shop-{}", i % 2);
     // Every fourth row has no type, every third no source: no key, and no entry for it.
-    let kind = |i: usize| (i % 4 != 0).then(|| format!("payment.{}", i % 3));
+    let kind = |i: usize| (!i.is_multiple_of(4)).then(|| format!("payment.{}", i % 3));
     let mut seq = 0;
     // (seq, sender, source, account, event type) of every row written.
     type Row = (i64, String, Option<String>, String, Option<String>);
