@@ -31,16 +31,7 @@ async fn create_signed_account(p: &Proc) {
         },
         "paths": {"event_id": "$.id"}
     });
-    let a = HttpClient::default()
-        .admin(
-            Method::POST,
-            &format!("{}/v1/accounts", p.admin),
-            ADMIN_TOKEN,
-            Some(&spec),
-        )
-        .await
-        .expect("admin reachable");
-    assert_eq!(a.status, 201, "{:?}", a.json());
+    p.create_account(&spec).await;
 }
 
 /// Sends one signed event and returns the gateway's answer.
@@ -358,19 +349,9 @@ async fn a_bad_worker_count_stops_the_binary_before_it_opens_anything() {
 async fn a_gateway_whose_standard_output_is_gone_keeps_serving() {
     let dir = tempfile::tempdir().expect("tempdir");
     let p = process::start_with_stdout_gone(&dir.path().join("h.db")).await;
-    let client = HttpClient::default();
-    let spec = json!({"name": "quiet", "allow_unverified": true});
-    let created = client
-        .admin(
-            Method::POST,
-            &format!("{}/v1/accounts", p.admin),
-            ADMIN_TOKEN,
-            Some(&spec),
-        )
-        .await
-        .expect("admin reachable");
-    assert_eq!(created.status, 201, "{:?}", created.json());
-    let answer = client
+    p.create_account(&json!({"name": "quiet", "allow_unverified": true}))
+        .await;
+    let answer = HttpClient::default()
         .send(
             Method::POST,
             &format!("{}/hooks/quiet", p.public),

@@ -127,6 +127,20 @@ pub async fn start_with_stdout_gone(db: &Path) -> Proc {
 }
 
 impl Proc {
+    /// Creates an account through the admin API; asserts 201.
+    pub async fn create_account(&self, spec: &serde_json::Value) {
+        let a = hookgate::cli::client::HttpClient::default()
+            .admin(
+                hyper::Method::POST,
+                &format!("{}/v1/accounts", self.admin),
+                ADMIN_TOKEN,
+                Some(spec),
+            )
+            .await
+            .expect("admin reachable");
+        assert_eq!(a.status, 201, "{:?}", a.json());
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id().expect("running")
