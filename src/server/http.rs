@@ -1,5 +1,6 @@
 //! HTTP plumbing shared by both listeners: the response body type, JSON and problem+json
-//! (RFC 9457) answers, and reading a request body under a size limit and a deadline.
+//! (RFC 9457) answers, reading a request body under a size limit and a deadline, and
+//! measuring a request's head against its limit.
 //!
 //! Owns the one mapping from errors to HTTP answers ([`Problem`]). It must never put
 //! internal error text (SQL, file paths) into an answer to a webhook sender.

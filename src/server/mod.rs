@@ -2,7 +2,8 @@
 //!
 //! Owns [`Gateway`] (the state built at start: store, registry, tokens) and the accept
 //! loop: a connection semaphore is acquired before `accept` (backpressure), each
-//! connection gets header-size and header-time limits, and shutdown goes in phases: stop
+//! connection gets header-size and header-time limits (a head over the size limit is
+//! refused by `route`, or by hyper past twice it), and shutdown goes in phases: stop
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
 //! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
 
