@@ -86,7 +86,7 @@ impl Metrics {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts event rows stored with the log's time because the wall clock had gone back.
+    /// Counts event rows stored at the search bound because their own time was earlier.
     pub fn record_held_times(&self, rows: u64) {
         if rows > 0 {
             self.held_times.fetch_add(rows, Ordering::Relaxed);
@@ -220,7 +220,7 @@ impl Metrics {
             (
                 "hookgate_writer_held_times_total",
                 "counter",
-                "Event rows stored with the log's latest time less the search bound instead of their own, because the wall clock had gone back past it.",
+                "Event rows stored at the log's latest time less 100 ms instead of their own, which was earlier (a wall clock gone back, or a row held up on its way to the writer).",
                 get(&self.held_times) as f64,
             ),
             (

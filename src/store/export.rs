@@ -15,6 +15,7 @@ use tokio::sync::mpsc;
 use super::StoreError;
 use super::keys::Keys;
 use super::reader::{EventFilter, EventSummary, SUMMARY_COLUMNS, select, summary};
+use super::timeline::Bound;
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,11 +67,11 @@ const CSV_HEADER: [&str; 17] = [
     "body_sha256",
 ];
 
-/// Streams every row matching `filter` into `out` (`lateness` bounds its time range, as
+/// Streams every row matching `filter` into `out` (`bound` bounds its time range, as
 /// `timeline` says). Returns when done or when the receiver is gone.
 pub(super) fn run(
     c: &Connection,
-    (keys, lateness): (&Keys, i64),
+    (keys, bound): (&Keys, Bound),
     mut filter: EventFilter,
     format: Format,
     include_body: bool,
@@ -96,7 +97,7 @@ pub(super) fn run(
         drop(w);
     }
     loop {
-        let rows: Vec<ExportRow> = select(c, &filter, &columns, (keys, lateness), |r| {
+        let rows: Vec<ExportRow> = select(c, &filter, &columns, (keys, bound), |r| {
             let (body, body_encoding) = if include_body {
                 let raw: Vec<u8> = r.get(18)?;
                 match String::from_utf8(raw) {

@@ -80,6 +80,8 @@ pub struct Store {
     readers: Arc<reader::Readers>,
     healthy: Arc<AtomicBool>,
     enqueue_timeout: Duration,
+    /// How searches by time bound each end of their range (`timeline`).
+    bound: timeline::Bound,
     writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
     metrics: Arc<Metrics>,
     stream: tokio::sync::broadcast::Sender<Arc<StreamItem>>,
@@ -136,7 +138,7 @@ impl Store {
             keys: Arc::clone(&keys),
         };
         let enqueue_timeout = Duration::from_millis(tuning.enqueue_timeout_ms);
-        let lateness = timeline::lateness(enqueue_timeout);
+        let bound = timeline::Bound::load(&conn, enqueue_timeout)?;
         let handle = writer::spawn(
             conn,
             checkpoints,
@@ -144,7 +146,7 @@ impl Store {
             tuning.max_batch,
             shared,
             dedupe,
-            lateness,
+            bound,
         )
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
         Ok(Store {
@@ -155,6 +157,7 @@ impl Store {
             )),
             healthy,
             enqueue_timeout,
+            bound,
             writer: Arc::new(std::sync::Mutex::new(Some(handle))),
             metrics,
             stream,
@@ -244,9 +247,9 @@ impl Store {
     /// One page of events, newest first.
     pub async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
         let keys = Arc::clone(&self.keys);
-        let lateness = timeline::lateness(self.enqueue_timeout);
+        let bound = self.bound;
         self.readers
-            .run(move |c| reader::events(c, &filter, &keys, lateness))
+            .run(move |c| reader::events(c, &filter, &keys, bound))
             .await
     }
 
@@ -304,7 +307,7 @@ impl Store {
         let (tx, rx) = mpsc::channel(4);
         let readers = Arc::clone(&self.readers);
         let keys = Arc::clone(&self.keys);
-        let lateness = timeline::lateness(self.enqueue_timeout);
+        let bound = self.bound;
         tokio::task::spawn_blocking(move || {
             let conn = match readers.take() {
                 Ok(c) => c,
@@ -314,8 +317,7 @@ impl Store {
                     return;
                 }
             };
-            if let Err(e) = export::run(&conn, (&keys, lateness), filter, format, include_body, &tx)
-            {
+            if let Err(e) = export::run(&conn, (&keys, bound), filter, format, include_body, &tx) {
                 tracing::warn!(error = %e, "export stopped early");
                 let _ = tx.blocking_send(Err(e.to_string()));
             }

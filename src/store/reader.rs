@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::StoreError;
 use super::keys::{Keys, Kind};
-use super::timeline;
+use super::timeline::{self, Bound};
 use crate::clock::format_micros;
 use crate::event::{Status, public_id};
 use crate::tokens::{Role, TokenEntry};
@@ -252,14 +252,14 @@ pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
     })
 }
 
-/// A page of events matching `f`; `lateness` bounds its time range (`timeline`).
+/// A page of events matching `f`; `bound` bounds its time range (`timeline`).
 pub(super) fn events(
     c: &Connection,
     f: &EventFilter,
     keys: &Keys,
-    lateness: i64,
+    bound: Bound,
 ) -> Result<Page<EventSummary>, StoreError> {
-    let items = select(c, f, SUMMARY_COLUMNS, (keys, lateness), summary)?;
+    let items = select(c, f, SUMMARY_COLUMNS, (keys, bound), summary)?;
     Ok(into_page(items, f.limit, |e| e.seq))
 }
 
@@ -274,7 +274,7 @@ pub(super) fn select<T>(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
-    (keys, lateness): (&Keys, i64),
+    (keys, bound): (&Keys, Bound),
     mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
     let want = f.limit.saturating_add(1);
@@ -296,7 +296,7 @@ pub(super) fn select<T>(
     .find_map(|(kind, key)| key.as_ref().map(|k| (kind, k)))
     .filter(|_| !rare);
     let Some((kind, key)) = key else {
-        let bounds = seq_bounds(c, f, lateness)?;
+        let bounds = seq_bounds(c, f, bound)?;
         let (sql, args) = filtered(f, columns, None, bounds, want);
         let mut stmt = c.prepare_cached(&sql)?;
         let rows = stmt
@@ -310,7 +310,7 @@ pub(super) fn select<T>(
     );
     let mut walk = keys.walk(kind, key, !f.oldest_first, within);
     let snapshot = c.unchecked_transaction()?;
-    let bounds = seq_bounds(&snapshot, f, lateness)?;
+    let bounds = seq_bounds(&snapshot, f, bound)?;
     walk.start(
         &snapshot,
         bounds.0.unwrap_or(i64::MIN),
@@ -423,11 +423,11 @@ fn filtered(
 fn seq_bounds(
     c: &Connection,
     f: &EventFilter,
-    lateness: i64,
+    bound: Bound,
 ) -> Result<(Option<i64>, Option<i64>), StoreError> {
     let (mut after, mut before) = (f.after_seq.map(|s| s + 1), f.before_seq);
     if f.since.is_some() || f.until.is_some() {
-        let (from, below) = timeline::seq_range(c, f.since, f.until, lateness)?;
+        let (from, below) = timeline::seq_range(c, f.since, f.until, bound)?;
         after = after.max(from);
         before = match (before, below) {
             (Some(a), Some(b)) => Some(a.min(b)),

@@ -191,6 +191,12 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_by_account;
     DROP INDEX events_by_type;
     ",
+    // 11: from the next seq on, the writer holds every row's time within `timeline::TIGHT`
+    // of the times before it; the rows before keep the enqueue timeout's bound.
+    "
+    CREATE TABLE timeline_bound (from_seq INTEGER NOT NULL);
+    INSERT INTO timeline_bound SELECT coalesce(max(seq), 0) + 1 FROM events;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
@@ -246,6 +252,27 @@ mod tests {
                 .collect::<rusqlite::Result<_>>()
         })
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn the_tight_time_bound_begins_after_the_last_row_a_log_has_at_its_upgrade() {
+        let bound = |c: &Connection| {
+            super::super::timeline::Bound::load(c, std::time::Duration::from_secs(2))
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let mut fresh = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        migrate(&mut fresh).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bound(&fresh).from_seq, 1);
+
+        let mut old = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        as_left_by(&mut old, 10);
+        fill(&old, 1_000, &[("account", "'shop'")]);
+        migrate(&mut old).unwrap_or_else(|e| panic!("{e}"));
+        let b = bound(&old);
+        assert_eq!((b.from_seq, b.tight, b.loose), (1_001, 100_000, 7_000_000));
+        // Opening again does not move it.
+        migrate(&mut old).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(bound(&old).from_seq, 1_001);
     }
 
     #[test]
@@ -318,7 +345,7 @@ mod tests {
                 limit: 100_000,
                 ..Default::default()
             };
-            events(&conn, &filter, &keys, 0)
+            events(&conn, &filter, &keys, super::super::timeline::Bound::EXACT)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .items
                 .iter()
@@ -402,7 +429,7 @@ mod tests {
                 "account" => filter.account = Some(key.into()),
                 _ => filter.event_type = Some(key.into()),
             }
-            events(&conn, &filter, &keys, 0)
+            events(&conn, &filter, &keys, super::super::timeline::Bound::EXACT)
                 .unwrap_or_else(|e| panic!("{e}"))
                 .items
                 .iter()

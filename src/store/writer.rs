@@ -21,6 +21,7 @@ use super::checkpoint::Checkpoints;
 use super::dedupe::{self, Dedupe, Pending};
 use super::keys::{self, Entry, Flusher, Keys};
 use super::schema;
+use super::timeline::Bound;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord, Forward, Status};
@@ -50,7 +51,7 @@ pub(super) struct Heads {
     /// The least time the next event row may be stored with (microseconds): the latest
     /// stored time less `lateness`. See [`Heads::time_for`].
     time_floor: i64,
-    /// How late a row's seq may be against its time (`timeline::lateness`).
+    /// How far a row's time may be before one stored at a lower seq (`timeline::TIGHT`).
     lateness: i64,
     /// Event rows stored with the floor instead of their own time, since the start.
     held: u64,
@@ -70,11 +71,11 @@ impl Heads {
         self.change_head = hash;
     }
 
-    /// The time an event row stamped `stamped` is stored with: its own, unless the wall
-    /// clock has gone back past the floor. A search by time finds rows by a binary search
-    /// over the seqs (`timeline`), which holds only while no row's time is more than
-    /// `lateness` before a time stored at a lower seq; a clock stepped back further would
-    /// hide rows from it. Such rows are stored at the floor until the clock catches up.
+    /// The time an event row stamped `stamped` is stored with: its own, unless it is below
+    /// the floor. A search by time finds rows by a binary search over the seqs
+    /// (`timeline`), which holds only while no row's time is more than `lateness` before a
+    /// time stored at a lower seq. A row that reached the writer that late, or one stamped
+    /// by a wall clock gone back, is stored at the floor instead.
     fn time_for(&self, stamped: i64) -> i64 {
         stamped.max(self.time_floor)
     }
@@ -88,16 +89,16 @@ impl Heads {
             if !self.holding {
                 tracing::warn!(
                     behind_ms = at.saturating_sub(stamped) / 1000,
-                    "the wall clock has gone back; event rows are stored with the log's time until it catches up"
+                    "an event row's time is further before the log's latest than searches by time allow (a wall clock gone back, or a row held up on its way to the writer); such rows are stored at that bound"
                 );
             }
         } else if self.holding {
-            tracing::info!("the wall clock has caught up; event rows carry their own time again");
+            tracing::info!("event rows carry their own time again");
         }
         self.holding = held;
     }
 
-    pub(super) fn load(conn: &Connection, lateness: i64) -> rusqlite::Result<Heads> {
+    pub(super) fn load(conn: &Connection, bound: Bound) -> rusqlite::Result<Heads> {
         let last = |table: &str| -> rusqlite::Result<(i64, Hash)> {
             let row: Option<(i64, Option<Vec<u8>>)> = conn
                 .query_row(
@@ -121,23 +122,30 @@ impl Heads {
         };
         let (next_event, event_head) = last("events")?;
         let (next_change, change_head) = last("changes")?;
-        // The rows before the last are stored no later than its time plus `lateness`, so
-        // a floor at its time holds the bound for them all.
-        let time_floor = conn
+        // Every row before the last was stored no later than its time plus the bound the
+        // last row was held to, so that time plus that bound, less the bound from now on,
+        // holds the bound for the rows to come against them all (`timeline::seq_range`).
+        let last: Option<(i64, i64)> = conn
             .query_row(
-                "SELECT received_at FROM events ORDER BY seq DESC LIMIT 1",
+                "SELECT seq, received_at FROM events ORDER BY seq DESC LIMIT 1",
                 [],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()?
-            .unwrap_or(i64::MIN);
+            .optional()?;
+        let time_floor = match last {
+            None => i64::MIN,
+            Some((seq, at)) if seq < bound.from_seq => {
+                at.saturating_add(bound.loose.saturating_sub(bound.tight))
+            }
+            Some((_, at)) => at,
+        };
         Ok(Heads {
             next_event,
             event_head,
             next_change,
             change_head,
             time_floor,
-            lateness,
+            lateness: bound.tight,
             held: 0,
             holding: false,
         })
@@ -197,11 +205,11 @@ pub(super) fn spawn(
     max_batch: usize,
     shared: Shared,
     dedupe: Dedupe,
-    lateness: i64,
+    bound: Bound,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe, lateness))
+        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe, bound))
 }
 
 fn run(
@@ -211,10 +219,10 @@ fn run(
     max_batch: usize,
     shared: &Shared,
     dedupe: Dedupe,
-    lateness: i64,
+    bound: Bound,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut state = match (Heads::load(&conn, lateness), Flusher::load(&conn)) {
+    let mut state = match (Heads::load(&conn, bound), Flusher::load(&conn)) {
         (Ok(heads), Ok(flusher)) => State {
             heads,
             flusher,

@@ -1,6 +1,7 @@
 //! The writer's tests: groups written through `commit_batch` on a real database file,
 //! without the writer's thread.
 
+use super::super::timeline::Bound;
 use super::*;
 use crate::event::Extracted;
 
@@ -38,10 +39,11 @@ fn keyed(event_id: &str, sender: Option<&str>, source: Option<&str>) -> EventRec
 
 type Reply = oneshot::Receiver<Result<Committed, StoreError>>;
 
-/// The timeline's bound for the default configuration, as the store passes it.
-fn lateness() -> i64 {
+/// The timeline's bounds of the database in `conn`, for the default configuration, as
+/// the store reads them.
+fn bound(conn: &Connection) -> Bound {
     let timeout = std::time::Duration::from_millis(Storage::default().enqueue_timeout_ms);
-    super::super::timeline::lateness(timeout)
+    Bound::load(conn, timeout).expect("bound")
 }
 
 /// A writer without its thread: the connection, its state, and what it shares.
@@ -71,7 +73,7 @@ impl Rig {
     ) -> Rig {
         Rig {
             state: State {
-                heads: Heads::load(&conn, lateness()).expect("heads"),
+                heads: Heads::load(&conn, bound(&conn)).expect("heads"),
                 flusher: Flusher::load(&conn).expect("flusher"),
                 dedupe: Dedupe::load(&conn, rows).expect("dedupe"),
             },
@@ -173,8 +175,8 @@ impl Rig {
         };
         let mut seqs = Vec::new();
         for _ in 0..10_000 {
-            let page =
-                super::super::reader::events(&c, &filter, &self.shared.keys, 0).expect("search");
+            let page = super::super::reader::events(&c, &filter, &self.shared.keys, Bound::EXACT)
+                .expect("search");
             assert!(page.items.len() <= limit);
             seqs.extend(page.items.iter().map(|e| e.seq));
             let Some(cursor) = page.next_cursor.and_then(|c| c.parse().ok()) else {
@@ -196,7 +198,7 @@ impl Rig {
             limit: 10_000,
             ..filter.clone()
         };
-        super::super::reader::events(&c, &filter, &self.shared.keys, 0)
+        super::super::reader::events(&c, &filter, &self.shared.keys, Bound::EXACT)
             .expect("search")
             .items
             .iter()
@@ -265,7 +267,7 @@ fn an_event_failing_half_way_leaves_nothing_and_the_rest_of_its_group_commits() 
         .expect("rows");
     let ids: Vec<(i64, &str)> = ids.iter().map(|(s, i)| (*s, i.as_str())).collect();
     assert_eq!(ids, [(1, "a"), (2, "b"), (3, "c"), (4, "d"), (5, "a")]);
-    let reloaded = Heads::load(conn, lateness()).expect("heads");
+    let reloaded = Heads::load(conn, bound(conn)).expect("heads");
     assert_eq!(reloaded.next_event, heads.next_event);
     assert_eq!(reloaded.event_head, heads.event_head);
     let report =
@@ -494,7 +496,8 @@ fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart
         limit: 2,
         ..Default::default()
     };
-    let page = super::super::reader::events(&c, &filter, &rig.shared.keys, 0).expect("search");
+    let page =
+        super::super::reader::events(&c, &filter, &rig.shared.keys, Bound::EXACT).expect("search");
     let seqs: Vec<i64> = page.items.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, [dups[2], dups[1]]);
     assert!(page.next_cursor.is_some());
@@ -502,7 +505,8 @@ fn searches_by_every_key_find_every_row_across_written_runs_memory_and_a_restart
         sender: Some(sender(2)),
         ..filter
     };
-    let page = super::super::reader::events(&c, &nobody, &rig.shared.keys, 0).expect("search");
+    let page =
+        super::super::reader::events(&c, &nobody, &rig.shared.keys, Bound::EXACT).expect("search");
     assert!(page.items.is_empty());
 }
 
@@ -659,7 +663,7 @@ fn an_id_is_a_duplicate_wherever_its_acceptance_is_held_and_a_pruned_one_is_new_
 #[test]
 fn a_clock_gone_back_holds_row_times_so_that_a_search_by_time_finds_every_row() {
     let mut rig = Rig::new(keys::RUN_ROWS);
-    let (l, sec, hour) = (lateness(), 1_000_000, 3_600_000_000);
+    let (l, sec, hour) = (super::super::timeline::TIGHT, 1_000_000, 3_600_000_000);
     let t = 1_700_000_000_000_000;
     let stamped = |id: &str, at: i64| {
         let mut r = record(id);
@@ -693,7 +697,8 @@ fn a_clock_gone_back_holds_row_times_so_that_a_search_by_time_finds_every_row() 
     let findable = |conn: &Connection| {
         for (seq, at) in (1..).zip(stored(conn)) {
             let (after, before) =
-                super::super::timeline::seq_range(conn, Some(at), Some(at + 1), l).expect("range");
+                super::super::timeline::seq_range(conn, Some(at), Some(at + 1), bound(conn))
+                    .expect("range");
             assert!(
                 after.is_none_or(|a| a <= seq) && before.is_none_or(|b| seq < b),
                 "row {seq} at {at} is outside {after:?}..{before:?}"
@@ -708,4 +713,33 @@ fn a_clock_gone_back_holds_row_times_so_that_a_search_by_time_finds_every_row() 
     rig.write(vec![stamped("g", t + 5 * sec), stamped("h", t + 11 * sec)]);
     assert_eq!(stored(&rig.conn)[6..], [t + 10 * sec, t + 11 * sec]);
     findable(&rig.conn);
+}
+
+#[test]
+fn rows_after_an_upgrade_are_held_against_the_old_rows_loose_bound() {
+    let mut rig = Rig::new(keys::RUN_ROWS);
+    let t = 1_700_000_000_000_000;
+    let stamped = |id: &str, at: i64| {
+        let mut r = record(id);
+        r.received_at = at;
+        r
+    };
+    rig.write(vec![stamped("a", t), stamped("b", t + 1_000)]);
+    // As a log written before migration 11 is left: its rows were held only to the loose
+    // bound, and the tight one begins after them.
+    rig.conn
+        .execute("UPDATE timeline_bound SET from_seq = 3", [])
+        .expect("mark");
+    let mut rig = rig.restart(keys::RUN_ROWS);
+    let b = bound(&rig.conn);
+    // An old row may have been stored up to the loose bound after the last one's time; a
+    // new row is held to the tight bound against that, so one stamped at the last row's
+    // time is stored the difference of the bounds later.
+    rig.write(vec![stamped("c", t + 1_000), stamped("d", t + 60_000_000)]);
+    let times: Vec<i64> = rig
+        .conn
+        .prepare("SELECT received_at FROM events WHERE seq >= 3 ORDER BY seq")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("times");
+    assert_eq!(times, [t + 1_000 + b.loose - b.tight, t + 60_000_000]);
 }
