@@ -55,8 +55,9 @@ pub(super) struct Heads {
     lateness: i64,
     /// Event rows stored with the floor instead of their own time, since the start.
     held: u64,
-    /// Whether the last event row was.
-    holding: bool,
+    /// When that was last logged: at most once a minute, so a clock gone far back does not
+    /// flood the log.
+    warned: Option<std::time::Instant>,
 }
 
 impl Heads {
@@ -83,19 +84,22 @@ impl Heads {
     /// Moves the floor past an event row just stored at `at`, stamped `stamped`.
     fn note_time(&mut self, stamped: i64, at: i64) {
         self.time_floor = self.time_floor.max(at.saturating_sub(self.lateness));
-        let held = at != stamped;
-        if held {
-            self.held += 1;
-            if !self.holding {
-                tracing::warn!(
-                    behind_ms = at.saturating_sub(stamped) / 1000,
-                    "an event row's time is further before the log's latest than searches by time allow (a wall clock gone back, or a row held up on its way to the writer); such rows are stored at that bound"
-                );
-            }
-        } else if self.holding {
-            tracing::info!("event rows carry their own time again");
+        if at == stamped {
+            return;
         }
-        self.holding = held;
+        self.held += 1;
+        let now = std::time::Instant::now();
+        if self
+            .warned
+            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(60))
+        {
+            self.warned = Some(now);
+            tracing::warn!(
+                behind_ms = at.saturating_sub(stamped) / 1000,
+                held_since_start = self.held,
+                "an event row's time is further before the log's latest than searches by time allow (a wall clock gone back, or a row held up on its way to the writer); such rows are stored at that bound"
+            );
+        }
     }
 
     pub(super) fn load(conn: &Connection, bound: Bound) -> rusqlite::Result<Heads> {
@@ -147,7 +151,7 @@ impl Heads {
             time_floor,
             lateness: bound.tight,
             held: 0,
-            holding: false,
+            warned: None,
         })
     }
 }
