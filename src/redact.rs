@@ -27,25 +27,25 @@ pub const ALWAYS: &[&str] = &[
 pub fn headers_json(headers: &HeaderMap, sensitive: &[&str], extra: &[String]) -> String {
     let mut names: Vec<&str> = headers.keys().map(|n| n.as_str()).collect();
     names.sort_unstable();
-    let mut out = String::with_capacity(64 * names.len() + 2);
-    out.push('{');
+    let mut out: Vec<u8> = Vec::with_capacity(64 * names.len() + 2);
+    out.push(b'{');
     for (i, key) in names.into_iter().enumerate() {
         let redact = ALWAYS.contains(&key)
             || sensitive.iter().any(|s| s.eq_ignore_ascii_case(key))
             || extra.iter().any(|s| s.eq_ignore_ascii_case(key));
         if i > 0 {
-            out.push(',');
+            out.push(b',');
         }
         push_json_str(&mut out, key);
-        out.push(':');
+        out.push(b':');
         let values = headers.get_all(key);
         let many = values.iter().nth(1).is_some();
         if many {
-            out.push('[');
+            out.push(b'[');
         }
         for (j, v) in values.iter().enumerate() {
             if j > 0 {
-                out.push(',');
+                out.push(b',');
             }
             if redact {
                 push_json_str(&mut out, REDACTED);
@@ -54,19 +54,22 @@ pub fn headers_json(headers: &HeaderMap, sensitive: &[&str], extra: &[String]) -
             }
         }
         if many {
-            out.push(']');
+            out.push(b']');
         }
     }
-    out.push('}');
-    out
+    out.push(b'}');
+    // Only JSON text from `&str`s went in: always UTF-8.
+    String::from_utf8(out).unwrap_or_else(|_| "{}".to_owned())
 }
 
-/// Appends `s` as a JSON string, escaped as serde_json escapes it.
-fn push_json_str(out: &mut String, s: &str) {
-    // Serialising a `&str` cannot fail; the fallback keeps the output valid JSON anyway.
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        Err(_) => out.push_str("\"\""),
+/// Appends `s` as a JSON string, escaped as serde_json escapes it, without an allocation
+/// of its own.
+fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a `&str` into a `Vec` cannot fail; the fallback keeps the output valid JSON.
+    let mark = out.len();
+    if serde_json::to_writer(&mut *out, s).is_err() {
+        out.truncate(mark);
+        out.extend_from_slice(b"\"\"");
     }
 }
 
