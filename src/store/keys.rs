@@ -23,15 +23,38 @@
 //! event row.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, RwLock};
 
+use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::sliced::Sliced;
 
 /// Seqs per run. Migration 7 (`schema`) backfills with the same number.
 pub const RUN_ROWS: i64 = 32_768;
+
+/// Written runs a walk asks about in one statement (three in unit tests, whose logs hold
+/// a few runs, so that a walk crosses from one statement's runs to the next).
+const RUNS_PER_READ: usize = if cfg!(test) { 3 } else { 64 };
+
+/// The statement a walk reads written runs with, oldest or newest first: `?1` the kind,
+/// `?2` the key, seqs in `?3..?4`, at most `?5` of them, from the runs in `?6` on. SQLite
+/// takes the runs of the `IN` list in the order asked, so the rows come in index order,
+/// unsorted, and stop at the limit.
+fn walk_sql(descending: bool) -> &'static str {
+    static SQL: LazyLock<[String; 2]> = LazyLock::new(|| {
+        let runs: Vec<String> = (6..6 + RUNS_PER_READ).map(|i| format!("?{i}")).collect();
+        let runs = runs.join(", ");
+        ["ASC", "DESC"].map(|order| {
+            format!(
+                "SELECT seq FROM run_keys WHERE run IN ({runs}) AND kind = ?1 AND key = ?2
+                   AND seq >= ?3 AND seq < ?4 ORDER BY run {order}, seq {order} LIMIT ?5"
+            )
+        })
+    });
+    &SQL[usize::from(descending)]
+}
 
 /// Which column a key is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -283,29 +306,34 @@ impl Walk {
         if memory_first {
             self.take_memory(&mut out, n);
         }
-        while out.len() < n {
-            let Some(&run) = self.runs.front() else {
-                break;
-            };
+        while out.len() < n && !self.runs.is_empty() {
+            // Up to `RUNS_PER_READ` runs in one statement: SQLite seeks the key in each, in
+            // the walk's order (a run's seqs all come before the next run's), at a fraction
+            // of a statement per run.
+            let take = self.runs.len().min(RUNS_PER_READ);
             let want = n - out.len();
             let (lo, hi) = match (self.last, self.descending) {
                 (Some(last), true) => (self.lo, last),
                 (Some(last), false) => (last.saturating_add(1), self.hi),
                 (None, _) => (self.lo, self.hi),
             };
-            let order = if self.descending { "DESC" } else { "ASC" };
-            let mut stmt = c.prepare_cached(&format!(
-                "SELECT seq FROM run_keys WHERE run = ?1 AND kind = ?2 AND key = ?3
-                   AND seq >= ?4 AND seq < ?5 ORDER BY seq {order} LIMIT ?6"
-            ))?;
+            let mut stmt = c.prepare_cached(walk_sql(self.descending))?;
+            let mut args = vec![
+                Value::Integer(i64::from(self.kind as u8)),
+                Value::Text(self.key.clone()),
+                Value::Integer(lo),
+                Value::Integer(hi),
+                Value::Integer(i64::try_from(want).unwrap_or(i64::MAX)),
+            ];
+            // Unused places hold run 0, which no seq belongs to.
+            args.extend((0..RUNS_PER_READ).map(|i| {
+                Value::Integer(self.runs.get(i).filter(|_| i < take).copied().unwrap_or(0))
+            }));
             let seqs = stmt
-                .query_map(
-                    params![run, self.kind as u8, self.key, lo, hi, want as i64],
-                    |r| r.get::<_, i64>(0),
-                )?
+                .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             if seqs.len() < want {
-                self.runs.pop_front();
+                self.runs.drain(..take);
                 self.last = None;
             } else {
                 self.last = seqs.last().copied();
