@@ -11,8 +11,8 @@
 //! group, in that order, so every insert lands at the right edge of the B-tree, and it
 //! marks the run written in `key_runs` with the last chunk. A search by one of these keys
 //! walks the key's seqs in order (`Walk`): what memory holds for the newest runs, then
-//! `run_keys` a written run and a batch at a time, so a page costs what it needs, not the
-//! key's whole history.
+//! `run_keys` a batch at a time (many written runs to a statement), so a page costs what
+//! it needs, not the key's whole history.
 //!
 //! Owns the runs' tables and the in-memory part. Invariants: memory holds the keys of
 //! every committed row whose run is not marked written; the writer adds a group's keys
@@ -252,9 +252,9 @@ impl Keys {
 /// One key's seqs in order, newest or oldest first, for a search that pages through them
 /// a batch at a time instead of gathering them all: a sender with a million events costs a
 /// page what a page needs. Memory's runs are the newest (runs leave memory in order, after
-/// their mark commits); the written runs older than them are read from `run_keys` a run and
-/// a batch at a time, in the search's snapshot. A run both marked and still in memory is
-/// read from memory only.
+/// their mark commits); the written runs older than them are read from `run_keys` a batch
+/// at a time, up to [`RUNS_PER_READ`] runs per statement, in the search's snapshot. A run
+/// both marked and still in memory is read from memory only.
 pub(super) struct Walk {
     kind: Kind,
     key: String,
@@ -265,7 +265,7 @@ pub(super) struct Walk {
     memory_runs: Vec<i64>,
     /// Written runs still to read, in the walk's order.
     runs: VecDeque<i64>,
-    /// The last seq taken from the front run.
+    /// The last seq taken from the written runs.
     last: Option<i64>,
     /// Seqs at or above `lo` and below `hi`.
     lo: i64,
@@ -334,10 +334,9 @@ impl Walk {
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
             if seqs.len() < want {
                 self.runs.drain(..take);
-                self.last = None;
-            } else {
-                self.last = seqs.last().copied();
             }
+            // Seqs across runs are in run order: the next read goes on after this one.
+            self.last = seqs.last().copied().or(self.last);
             out.extend(seqs);
         }
         if !memory_first {
