@@ -326,9 +326,9 @@ impl Walk {
                 Value::Integer(i64::try_from(want).unwrap_or(i64::MAX)),
             ];
             // Unused places hold run 0, which no seq belongs to.
-            args.extend((0..RUNS_PER_READ).map(|i| {
-                Value::Integer(self.runs.get(i).filter(|_| i < take).copied().unwrap_or(0))
-            }));
+            args.extend(
+                (0..RUNS_PER_READ).map(|i| Value::Integer(self.runs.get(i).copied().unwrap_or(0))),
+            );
             let seqs = stmt
                 .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, i64>(0))?
                 .collect::<rusqlite::Result<Vec<i64>>>()?;
