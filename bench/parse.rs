@@ -76,7 +76,7 @@ pub fn run(rounds: u32) -> anyhow::Result<()> {
         body_bytes: 1024,
         run_tag: "parse".into(),
     };
-    let (load_body, _, _) = crate::load::signed_request(&spec, 0, 1);
+    let load_body = crate::load::signed_body(&spec, 0, 1);
     let bench_keep = keep(&[
         &[Step::Key("id")],
         &[Step::Key("customer"), Step::Key("phone")],
