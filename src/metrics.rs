@@ -32,6 +32,8 @@ pub struct Metrics {
     keys_in_memory: AtomicU64,
     dedupe_runs: AtomicU64,
     dedupe_in_memory: AtomicU64,
+    dedupe_filter_bytes: AtomicU64,
+    dedupe_table_lookups: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
     checkpoints: AtomicU64,
@@ -113,6 +115,13 @@ impl Metrics {
         self.dedupe_in_memory.store(ids, Ordering::Relaxed);
     }
 
+    /// Sets the dedupe filter's size and the ids looked up in the table since start.
+    pub fn set_dedupe_filter(&self, bytes: u64, table_lookups: u64) {
+        self.dedupe_filter_bytes.store(bytes, Ordering::Relaxed);
+        self.dedupe_table_lookups
+            .store(table_lookups, Ordering::Relaxed);
+    }
+
     /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
     pub fn record_checkpoint(&self, by_writer: bool, micros: u64) {
         let (n, t) = if by_writer {
@@ -186,7 +195,7 @@ impl Metrics {
         }
         // Single-value families: (name, type, help, value). Counts print as integers
         // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
-        let families: [(&str, &str, &str, f64); 12] = [
+        let families: [(&str, &str, &str, f64); 14] = [
             (
                 "hookgate_handle_seconds_total",
                 "counter",
@@ -246,6 +255,18 @@ impl Metrics {
                 "gauge",
                 "Accepted event ids held in memory until their run is written; it stays under about 65536.",
                 get(&self.dedupe_in_memory) as f64,
+            ),
+            (
+                "hookgate_dedupe_filter_bytes",
+                "gauge",
+                "Bytes of the filter in front of the dedupe table (storage.dedupe_filter_mib caps it; 0 while it is off or being built).",
+                get(&self.dedupe_filter_bytes) as f64,
+            ),
+            (
+                "hookgate_dedupe_table_lookups_total",
+                "counter",
+                "Event ids looked up in the dedupe table since start: ids the filter could not prove new.",
+                get(&self.dedupe_table_lookups) as f64,
             ),
             (
                 "hookgate_stream_consumers_cut_total",

@@ -17,12 +17,22 @@
 //! then the table, so it sees every earlier acceptance. After a restart, memory is
 //! rebuilt from the log past the last marked run. Used on the writer's thread only; it
 //! never writes an event row.
+//!
+//! Nearly every id is new, and proving that by the table costs a B-tree descent per id. So
+//! a filter (`filter`) stands in front of the table: a chain that every id entering memory
+//! joins (`live`), and one built from the table as it was just after open, by a thread of
+//! its own (`table`). Together they hold every id the table can hold, so where both say
+//! "absent" the table is not asked. Until the table's filter is ready, or when the filters
+//! have outgrown `storage.dedupe_filter_mib`, every id not in memory is asked of the
+//! table, as it was before: the filter only ever skips work, never changes an answer.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
+use super::filter::{Chain, FIRST_SEGMENT_IDS, IdHasher};
 use super::keys::{free_elsewhere, run_of};
 use super::sliced::Sliced;
 
@@ -80,6 +90,133 @@ pub(super) struct Dedupe {
     cursor: Option<(Arc<str>, i64)>,
     /// Rows at or below this seq were pruned.
     pruned_through: i64,
+    filters: Filters,
+    /// Ids asked of the table in committed groups, since start.
+    table_lookups: u64,
+}
+
+/// What proves an id absent from the `dedupe` table without asking it.
+#[derive(Debug)]
+struct Filters {
+    hasher: IdHasher,
+    /// Every id that entered memory since open (the only way into the table since).
+    live: Chain,
+    /// The table's ids as of a snapshot taken after open.
+    table: Table,
+    /// Bytes both may use together.
+    budget: usize,
+}
+
+#[derive(Debug)]
+enum Table {
+    /// Being read by its thread.
+    Building(mpsc::Receiver<Option<Chain>>),
+    Ready(Chain),
+    /// Off by configuration, over budget, or its build failed: the table is asked.
+    Off,
+}
+
+impl Filters {
+    fn off() -> Filters {
+        Filters {
+            hasher: IdHasher::random(),
+            live: Chain::new(FIRST_SEGMENT_IDS, 0),
+            table: Table::Off,
+            budget: 0,
+        }
+    }
+
+    /// True when the table certainly does not hold this key.
+    fn absent(&self, key: &str) -> bool {
+        let Table::Ready(table) = &self.table else {
+            return false;
+        };
+        let hash = self.hasher.hash(key);
+        !table.may_contain(hash) && !self.live.may_contain(hash)
+    }
+
+    /// Takes in the table's filter once its thread is done.
+    fn poll(&mut self) {
+        let Table::Building(rx) = &self.table else {
+            return;
+        };
+        self.table = match rx.try_recv() {
+            Ok(Some(chain)) => self.install(chain),
+            Ok(None) | Err(mpsc::TryRecvError::Disconnected) => Table::Off,
+            Err(mpsc::TryRecvError::Empty) => return,
+        };
+        if matches!(self.table, Table::Off) {
+            self.live.give_up();
+        }
+    }
+
+    fn install(&mut self, table: Chain) -> Table {
+        if self.live.given_up() || table.bytes() + self.live.bytes() > self.budget {
+            tracing::warn!(
+                budget_mib = self.budget >> 20,
+                "the dedupe filter would outgrow storage.dedupe_filter_mib; every new id is \
+                 looked up in the table"
+            );
+            return Table::Off;
+        }
+        self.live.set_budget(self.budget - table.bytes());
+        Table::Ready(table)
+    }
+
+    fn bytes(&self) -> usize {
+        let table = match &self.table {
+            Table::Ready(t) => t.bytes(),
+            _ => 0,
+        };
+        table + self.live.bytes()
+    }
+}
+
+/// Builds the table's filter on a thread of its own ([`Dedupe::with_filter`]).
+#[derive(Debug)]
+pub(super) struct Build {
+    hasher: IdHasher,
+    budget: usize,
+    done: mpsc::Sender<Option<Chain>>,
+}
+
+impl Build {
+    /// Reads the table in one snapshot and hands the writer its filter (or none, over
+    /// budget or on an error, logged: the writer then asks the table).
+    pub(super) fn run(self, c: &mut Connection) {
+        let chain = match table_filter(c, self.hasher, self.budget) {
+            Ok(chain) => chain,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot build the dedupe filter; every new id is looked up in the table");
+                None
+            }
+        };
+        // A writer that stopped meanwhile does not need it.
+        let _ = self.done.send(chain);
+    }
+}
+
+/// The filter of every id in the table, sized for them, or none if it would exceed
+/// `budget` bytes.
+fn table_filter(
+    c: &mut Connection,
+    hasher: IdHasher,
+    budget: usize,
+) -> rusqlite::Result<Option<Chain>> {
+    // One read transaction: the count and the ids are the same snapshot.
+    let tx = c.transaction()?;
+    let ids: i64 = tx.query_row("SELECT count(*) FROM dedupe", [], |r| r.get(0))?;
+    let mut chain = Chain::new(usize::try_from(ids).unwrap_or(0), budget);
+    let mut stmt = tx.prepare("SELECT account, event_id FROM dedupe")?;
+    let mut rows = stmt.query([])?;
+    let mut key = String::new();
+    while let Some(r) = rows.next()? {
+        key_into(&mut key, r.get_ref(0)?.as_str()?, r.get_ref(1)?.as_str()?);
+        if !chain.insert(hasher.hash(&key)) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(chain))
 }
 
 /// What one group wrote of a run, applied to [`Dedupe`] once the group commits.
@@ -105,6 +242,8 @@ impl Dedupe {
             marked,
             cursor: None,
             pruned_through: super::audit::events_pruned_through(c)?,
+            filters: Filters::off(),
+            table_lookups: 0,
         };
         let mut stmt = c.prepare(
             "SELECT seq, account, event_id FROM events
@@ -120,7 +259,49 @@ impl Dedupe {
         Ok(dedupe)
     }
 
+    /// Puts a filter of up to `budget` bytes in front of the table; the returned
+    /// [`Build`] makes its part for the ids already in the table, and must run after this
+    /// (its snapshot must hold every id written before). A budget of 0 leaves it off.
+    pub(super) fn with_filter(mut self, budget: usize) -> (Dedupe, Option<Build>) {
+        if budget == 0 {
+            return (self, None);
+        }
+        let (done, rx) = mpsc::channel();
+        let hasher = self.filters.hasher;
+        self.filters = Filters {
+            hasher,
+            live: Chain::new(FIRST_SEGMENT_IDS, budget),
+            table: Table::Building(rx),
+            budget,
+        };
+        for ids in self.runs.values() {
+            for key in ids.ids.keys() {
+                self.filters.live.insert(hasher.hash(key));
+            }
+        }
+        (
+            self,
+            Some(Build {
+                hasher,
+                budget,
+                done,
+            }),
+        )
+    }
+
+    /// Bytes the filter holds.
+    pub(super) fn filter_bytes(&self) -> usize {
+        self.filters.bytes()
+    }
+
+    /// Ids looked up in the table by committed groups since start.
+    pub(super) fn table_lookups(&self) -> u64 {
+        self.table_lookups
+    }
+
     fn insert(&mut self, key: Arc<str>, seq: i64) {
+        // Before the table can hold it: the filter must know every id the table holds.
+        self.filters.live.insert(self.filters.hasher.hash(&key));
         let added = self
             .runs
             .entry(run_of(seq, self.rows))
@@ -136,6 +317,7 @@ impl Dedupe {
 
     /// Takes in a committed group's ids.
     pub(super) fn add(&mut self, pending: Pending) {
+        self.table_lookups += pending.table_lookups;
         for (key, seq) in pending.ids {
             self.insert(key, seq);
         }
@@ -163,6 +345,7 @@ impl Dedupe {
     /// Before a group: once the first run not yet written is complete through
     /// `committed`, sorts its last slice so that [`Dedupe::step`] can write it in order.
     pub(super) fn prepare(&mut self, committed: i64) {
+        self.filters.poll();
         let run = self.marked + 1;
         if committed < run * self.rows {
             return;
@@ -237,11 +420,12 @@ impl Dedupe {
 pub(super) struct Pending {
     ids: HashMap<Arc<str>, i64>,
     key: String,
+    table_lookups: u64,
 }
 
 impl Pending {
     /// The seq that accepted `event_id` for `account` before, if any: in this group, in
-    /// memory, or in the table.
+    /// memory, or in the table (unless the filter proves it absent there).
     pub(super) fn original(
         &mut self,
         dedupe: &Dedupe,
@@ -261,6 +445,10 @@ impl Pending {
         {
             return Ok(Some(seq));
         }
+        if dedupe.filters.absent(key) {
+            return Ok(None);
+        }
+        self.table_lookups += 1;
         tx.prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
             .query_row(params![account, event_id], |r| r.get(0))
             .optional()
@@ -397,5 +585,155 @@ mod tests {
         // An older prune changes nothing.
         dedupe.forget_pruned(1);
         assert_eq!(dedupe.held(), 1);
+    }
+
+    /// Looks up `ids` of account `a` in one pending group: what each answered, and how
+    /// many the table was asked for.
+    fn lookups(dedupe: &Dedupe, c: &mut Connection, ids: &[String]) -> (Vec<Option<i64>>, u64) {
+        let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+        let mut pending = Pending::default();
+        let found = ids
+            .iter()
+            .map(|id| {
+                pending
+                    .original(dedupe, &tx, "a", id)
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        (found, pending.table_lookups)
+    }
+
+    /// Writes run 1 (seqs 1 to 4) of `dedupe` to the table and marks it, as the writer
+    /// does over its groups.
+    fn write_run_one(dedupe: &mut Dedupe, c: &mut Connection) {
+        dedupe.prepare(4);
+        loop {
+            let tx = c.transaction().unwrap_or_else(|e| panic!("{e}"));
+            let step = dedupe.step(&tx, 4, 2).unwrap_or_else(|e| panic!("{e}"));
+            tx.commit().unwrap_or_else(|e| panic!("{e}"));
+            if dedupe.advance(step.unwrap_or_else(|| panic!("run 1 is complete"))) {
+                return;
+            }
+        }
+    }
+
+    fn new_ids(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("new-{i}")).collect()
+    }
+
+    #[test]
+    fn the_filter_spares_new_ids_the_table_and_never_hides_an_id_it_holds() {
+        let mut c = db();
+        // Ids already in the table at open: 1,000 of them, from runs written before.
+        for i in 0..1000 {
+            c.execute(
+                "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
+                params![format!("old-{i}"), i + 100],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (mut dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(1 << 20);
+        let build = build.unwrap_or_else(|| panic!("a budget makes a build"));
+        // Until the table's part is built, every id not in memory is asked of the table.
+        let (found, asked) = lookups(&dedupe, &mut c, &new_ids(200));
+        assert!(found.iter().all(Option::is_none));
+        assert_eq!(asked, 200);
+        build.run(&mut c);
+        dedupe.prepare(0);
+        assert!(dedupe.filter_bytes() > 0);
+        // Ids accepted since open, then written to the table and gone from memory.
+        accepted(&mut dedupe, &[("a", "run1-x", 1), ("a", "run1-y", 3)]);
+        write_run_one(&mut dedupe, &mut c);
+        assert_eq!(dedupe.held(), 0);
+        let held: Vec<String> = (0..1000)
+            .map(|i| format!("old-{i}"))
+            .chain(["run1-x".into(), "run1-y".into()])
+            .collect();
+        let (found, asked) = lookups(&dedupe, &mut c, &held);
+        assert!(
+            found.iter().all(Option::is_some),
+            "an id in the table was hidden"
+        );
+        assert_eq!(asked, 1002, "every id held is confirmed by the table");
+        assert_eq!(found[0], Some(100));
+        assert_eq!(found[1000], Some(1));
+        // New ids: the table is asked for the filter's few mistakes only (about 1 %).
+        let (found, asked) = lookups(&dedupe, &mut c, &new_ids(2000));
+        assert!(found.iter().all(Option::is_none));
+        assert!(
+            asked < 100,
+            "the table was asked for {asked} of 2,000 new ids"
+        );
+    }
+
+    #[test]
+    fn a_filter_over_its_budget_or_without_its_build_leaves_every_lookup_to_the_table() {
+        let mut c = db();
+        for i in 0..5000 {
+            c.execute(
+                "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
+                params![format!("old-{i}"), i + 1],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        // 5,000 ids need about 6 KB of filter: 4 KB is not enough.
+        let (mut dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(4096);
+        build.unwrap_or_else(|| panic!("a build")).run(&mut c);
+        dedupe.prepare(0);
+        assert_eq!(dedupe.filter_bytes(), 0);
+        let (found, asked) = lookups(&dedupe, &mut c, &new_ids(100));
+        assert_eq!((found.iter().flatten().count(), asked), (0, 100));
+        let (found, _) = lookups(&dedupe, &mut c, &["old-4999".to_owned()]);
+        assert_eq!(found, [Some(5000)]);
+
+        // A build that never reports (its thread failed): the same.
+        let (mut dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(1 << 20);
+        drop(build);
+        dedupe.prepare(0);
+        assert_eq!(dedupe.filter_bytes(), 0);
+        let (_, asked) = lookups(&dedupe, &mut c, &new_ids(100));
+        assert_eq!(asked, 100);
+
+        // And none at all (`storage.dedupe_filter_mib = 0`).
+        let (dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(0);
+        assert!(build.is_none());
+        let (_, asked) = lookups(&dedupe, &mut c, &new_ids(100));
+        assert_eq!(asked, 100);
+    }
+
+    #[test]
+    fn ids_in_memory_at_open_join_the_filter_before_they_reach_the_table() {
+        let mut c = db();
+        // Accepted rows past the last written run: memory is rebuilt from the log.
+        for (seq, id) in [(1, "m-1"), (2, "m-2"), (4, "m-4")] {
+            c.execute(
+                "INSERT INTO events (seq, received_at, account, status, event_id, method, path,
+                    query, remote_addr, headers, body, body_size, body_truncated, handle_micros,
+                    hash)
+                 VALUES (?1, 0, 'a', 'accepted', ?2, 'POST', '/hooks/a', '', '', '{}', x'', 0, 0,
+                    0, x'')",
+                params![seq, id],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let (mut dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(1 << 20);
+        assert_eq!(dedupe.held(), 3);
+        build.unwrap_or_else(|| panic!("a build")).run(&mut c);
+        dedupe.prepare(0);
+        write_run_one(&mut dedupe, &mut c);
+        assert_eq!(dedupe.held(), 0);
+        let ids = ["m-1".to_owned(), "m-2".to_owned(), "m-4".to_owned()];
+        let (found, _) = lookups(&dedupe, &mut c, &ids);
+        assert_eq!(found, [Some(1), Some(2), Some(4)]);
     }
 }

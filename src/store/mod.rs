@@ -10,6 +10,7 @@ pub mod audit;
 mod checkpoint;
 mod dedupe;
 mod export;
+mod filter;
 pub mod health;
 mod keys;
 mod reader;
@@ -124,7 +125,8 @@ impl Store {
         let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
         let mut conn = writer::open_write_connection(path, tuning)?;
         let keys = Arc::new(keys::Keys::load(&conn, keys::RUN_ROWS)?);
-        let dedupe = dedupe::Dedupe::load(&conn, keys::RUN_ROWS)?;
+        let (dedupe, filter_build) = dedupe::Dedupe::load(&conn, keys::RUN_ROWS)?
+            .with_filter(tuning.dedupe_filter_mib as usize * 1024 * 1024);
         let metrics = Arc::new(Metrics::default());
         let checkpoints =
             checkpoint::Checkpoints::start(&mut conn, path, tuning, Arc::clone(&metrics))?;
@@ -149,6 +151,21 @@ impl Store {
             bound,
         )
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
+        if let Some(build) = filter_build {
+            // After the load above: its snapshot holds every id written before open.
+            let (path, busy) = (PathBuf::from(path), tuning.busy_timeout_ms);
+            // A read connection of its own, read-only: the writer is not held up.
+            let started = std::thread::Builder::new()
+                .name("hookgate-filter".into())
+                .spawn(move || match reader::Readers::new(path, busy).take() {
+                    Ok(mut c) => build.run(&mut c),
+                    Err(e) => tracing::warn!(error = %e, "cannot read the dedupe table for its filter; every new id is looked up in the table"),
+                });
+            if let Err(e) = started {
+                // The writer sees the build gone and asks the table.
+                tracing::warn!(error = %e, "cannot start the dedupe filter's thread");
+            }
+        }
         Ok(Store {
             jobs,
             readers: Arc::new(reader::Readers::new(

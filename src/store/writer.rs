@@ -378,6 +378,7 @@ fn commit_batch(
                 }
             }
             metrics.set_dedupe_in_memory(dedupe.held() as u64);
+            metrics.set_dedupe_filter(dedupe.filter_bytes() as u64, dedupe.table_lookups());
             metrics.record_held_times(heads.held - start_heads.held);
             (outcomes, None)
         }
