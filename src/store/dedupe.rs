@@ -685,10 +685,34 @@ mod tests {
         build.unwrap_or_else(|| panic!("a build")).run(&mut c);
         dedupe.prepare(0);
         assert_eq!(dedupe.filter_bytes(), 0);
+        // Nor do ids accepted since make a filter of their own.
+        accepted(&mut dedupe, &[("a", "since", 1)]);
+        assert_eq!(dedupe.filter_bytes(), 0);
         let (found, asked) = lookups(&dedupe, &mut c, &new_ids(100));
         assert_eq!((found.iter().flatten().count(), asked), (0, 100));
         let (found, _) = lookups(&dedupe, &mut c, &["old-4999".to_owned()]);
         assert_eq!(found, [Some(5000)]);
+
+        // The table's ids fit (1.3 KB), but with the first segment for ids since open
+        // (32,768 ids, 40 KB) they would not: off as a whole.
+        let (mut dedupe, build) = Dedupe::load(&c, 4)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .with_filter(16 << 10);
+        let mut small = db();
+        for i in 0..1000 {
+            small
+                .execute(
+                    "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
+                    params![format!("old-{i}"), i + 1],
+                )
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        build.unwrap_or_else(|| panic!("a build")).run(&mut small);
+        accepted(&mut dedupe, &[("a", "since", 1)]);
+        dedupe.prepare(0);
+        assert_eq!(dedupe.filter_bytes(), 0);
+        let (_, asked) = lookups(&dedupe, &mut c, &new_ids(100));
+        assert_eq!(asked, 100);
 
         // A build that never reports (its thread failed): the same.
         let (mut dedupe, build) = Dedupe::load(&c, 4)
