@@ -177,10 +177,11 @@ pub struct Storage {
     /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
     /// a 4 KiB page holds two and leaves a third of itself empty (BENCHMARKS.md).
     pub page_size: u32,
-    /// Memory for the filter in front of the dedupe table, in MiB (0: none). About a byte
-    /// per accepted id in the log: with it, a new event id costs a few cache lines instead
-    /// of a lookup in the table. A log with more ids than fit is served by the table alone,
-    /// as exactly and more slowly (BENCHMARKS.md).
+    /// Memory for the filter in front of the dedupe table, in MiB (0: none). About 1.25
+    /// bytes per accepted id in the log (up to twice that for ids since start): with it, a
+    /// new event id costs a few cache lines instead of a lookup in the table. A log with
+    /// more ids than fit is served by the table alone, as exactly and more slowly
+    /// (BENCHMARKS.md).
     pub dedupe_filter_mib: u32,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
