@@ -317,6 +317,8 @@ struct WriterStats {
     finish_secs: f64,
     /// Groups that took over 2 ms.
     slow: f64,
+    /// The dedupe filter's size in MiB (a gauge: `since` keeps the later value).
+    filter_mib: f64,
 }
 
 impl WriterStats {
@@ -330,6 +332,7 @@ impl WriterStats {
             finishes: self.finishes - before.finishes,
             finish_secs: self.finish_secs - before.finish_secs,
             slow: self.slow - before.slow,
+            filter_mib: self.filter_mib,
         }
     }
 }
@@ -362,6 +365,7 @@ async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
         finish_secs: get("hookgate_checkpoint_seconds_total{by=\"writer\"} "),
         slow: get("hookgate_writer_group_seconds_count ")
             - get("hookgate_writer_group_seconds_bucket{le=\"0.002\"} "),
+        filter_mib: get("hookgate_dedupe_filter_bytes ") / (1024.0 * 1024.0),
     }
 }
 
@@ -378,14 +382,15 @@ async fn measure_gateway(
 ) -> (LoadResult, String) {
     let _ = load::run(spec(gw, connections, WARM_UP, rate, body_bytes)).await;
     let before = writer_stats(client, admin).await;
-    let cpu_before = (cpu::usage(gw.child.id()), cpu::usage(std::process::id()));
+    let cpu_before = (cpu::usage(gw.child.id()), cpu::process(std::process::id()));
     let started = Instant::now();
     let r = load::run(spec(gw, connections, secs, rate, body_bytes)).await;
     let wall = started.elapsed().as_secs_f64();
     let gateway_cpu = cpu::since(&cpu::usage(gw.child.id()), &cpu_before.0);
-    let own_cpu = cpu::since(&cpu::usage(std::process::id()), &cpu_before.1);
+    // The whole process: the load generator's threads have ended by now.
+    let own_cpu = (cpu::process(std::process::id()) - cpu_before.1).max(0.0);
     let w = writer_stats(client, admin).await.since(before);
-    let load_cpu: cpu::Usage = [("load generator".to_owned(), own_cpu.values().sum())].into();
+    let load_cpu: cpu::Usage = [("load generator".to_owned(), own_cpu)].into();
     let note = format!(
         "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run, {:.1} µs per row, \
          {:.0} groups over 2 ms; {:.0} background checkpoint passes, {:.0} rounds finished by the writer ({:.2} ms each)\n\
@@ -536,7 +541,8 @@ async fn suite(
         let start = Instant::now();
         while !soak.is_finished() {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            samples.push((start.elapsed().as_secs(), gw.memory_mib().1));
+            let filter = writer_stats(&client, admin).await.filter_mib;
+            samples.push((start.elapsed().as_secs(), gw.memory_mib().1, filter));
         }
         let r = soak.await?;
         println!(
@@ -545,13 +551,22 @@ async fn suite(
         );
         let rss: Vec<String> = samples
             .iter()
-            .map(|(t, m)| format!("{t}s:{m:.0}"))
+            .map(|(t, m, _)| format!("{t}s:{m:.0}"))
             .collect();
         println!("\nRSS MiB over time: {}", rss.join(" "));
         if let (Some(first), Some(last)) = (samples.get(samples.len() / 4), samples.last()) {
             println!(
                 "RSS from the first quarter to the end: {:.1} -> {:.1} MiB",
                 first.1, last.1
+            );
+            // The dedupe filter grows with the ids in the log, up to
+            // `storage.dedupe_filter_mib`, by design; the rest must not grow at all.
+            println!(
+                "of it the dedupe filter: {:.1} -> {:.1} MiB; the rest: {:.1} -> {:.1} MiB",
+                first.2,
+                last.2,
+                first.1 - first.2,
+                last.1 - last.2
             );
         }
     }
