@@ -45,6 +45,15 @@ pub fn usage(pid: u32) -> Usage {
     by_name
 }
 
+/// What the whole process `pid` has used so far, in seconds, counting threads that have
+/// already ended (the load generator's threads live only as long as a run).
+pub fn process(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| ticks(&stat))
+        .map_or(0.0, |t| t as f64 / TICKS_PER_SEC)
+}
+
 /// What each name used between `before` and `after`.
 pub fn since(after: &Usage, before: &Usage) -> Usage {
     after
@@ -104,6 +113,25 @@ mod tests {
             "{before:?} -> {after:?}"
         );
         assert!(since(&before, &after).values().all(|s| *s == 0.0));
+    }
+
+    #[test]
+    fn a_process_counts_the_time_of_threads_that_have_ended() {
+        let before = process(std::process::id());
+        let start = std::time::Instant::now();
+        // A thread that works until the kernel has counted ticks of it, then ends.
+        let worker = std::thread::spawn(move || {
+            let mut x = 1u64;
+            while process(std::process::id()) - before < 0.05
+                && start.elapsed() < std::time::Duration::from_secs(10)
+            {
+                for _ in 0..100_000 {
+                    x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                }
+            }
+        });
+        let _ = worker.join();
+        assert!(process(std::process::id()) - before >= 0.05);
     }
 
     #[test]
