@@ -617,6 +617,17 @@ mod tests {
         }
     }
 
+    /// Puts `n` ids of account `a` in the table, `old-0` with seq `first` and so on.
+    fn in_table(c: &Connection, n: i64, first: i64) {
+        for i in 0..n {
+            c.execute(
+                "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
+                params![format!("old-{i}"), first + i],
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+
     fn new_ids(n: usize) -> Vec<String> {
         (0..n).map(|i| format!("new-{i}")).collect()
     }
@@ -625,13 +636,7 @@ mod tests {
     fn the_filter_spares_new_ids_the_table_and_never_hides_an_id_it_holds() {
         let mut c = db();
         // Ids already in the table at open: 1,000 of them, from runs written before.
-        for i in 0..1000 {
-            c.execute(
-                "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
-                params![format!("old-{i}"), i + 100],
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        in_table(&c, 1000, 100);
         let (mut dedupe, build) = Dedupe::load(&c, 4)
             .unwrap_or_else(|e| panic!("{e}"))
             .with_filter(1 << 20);
@@ -671,13 +676,7 @@ mod tests {
     #[test]
     fn a_filter_over_its_budget_or_without_its_build_leaves_every_lookup_to_the_table() {
         let mut c = db();
-        for i in 0..5000 {
-            c.execute(
-                "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
-                params![format!("old-{i}"), i + 1],
-            )
-            .unwrap_or_else(|e| panic!("{e}"));
-        }
+        in_table(&c, 5000, 1);
         // 5,000 ids need about 6 KB of filter: 4 KB is not enough.
         let (mut dedupe, build) = Dedupe::load(&c, 4)
             .unwrap_or_else(|e| panic!("{e}"))
@@ -699,14 +698,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"))
             .with_filter(16 << 10);
         let mut small = db();
-        for i in 0..1000 {
-            small
-                .execute(
-                    "INSERT INTO dedupe (account, event_id, seq) VALUES ('a', ?1, ?2)",
-                    params![format!("old-{i}"), i + 1],
-                )
-                .unwrap_or_else(|e| panic!("{e}"));
-        }
+        in_table(&small, 1000, 1);
         build.unwrap_or_else(|| panic!("a build")).run(&mut small);
         accepted(&mut dedupe, &[("a", "since", 1)]);
         dedupe.prepare(0);
