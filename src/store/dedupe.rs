@@ -301,7 +301,9 @@ impl Dedupe {
 
     fn insert(&mut self, key: Arc<str>, seq: i64) {
         // Before the table can hold it: the filter must know every id the table holds.
-        self.filters.live.insert(self.filters.hasher.hash(&key));
+        if !self.filters.live.given_up() {
+            self.filters.live.insert(self.filters.hasher.hash(&key));
+        }
         let added = self
             .runs
             .entry(run_of(seq, self.rows))
