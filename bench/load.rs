@@ -65,6 +65,17 @@ pub struct LoadResult {
 }
 
 impl LoadResult {
+    /// Nothing measured yet.
+    fn empty() -> LoadResult {
+        LoadResult {
+            ok: 0,
+            http_errors: 0,
+            transport_errors: 0,
+            elapsed: Duration::ZERO,
+            latency: new_histogram(),
+        }
+    }
+
     /// 2xx answers per second.
     pub fn rate(&self) -> f64 {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
@@ -222,13 +233,7 @@ pub async fn run(spec: LoadSpec) -> LoadResult {
     if let Some(p) = pacer {
         let _ = p.join();
     }
-    let mut total = LoadResult {
-        ok: 0,
-        http_errors: 0,
-        transport_errors: 0,
-        elapsed: Duration::ZERO,
-        latency: new_histogram(),
-    };
+    let mut total = LoadResult::empty();
     let results = tokio::task::spawn_blocking(move || {
         workers
             .into_iter()
@@ -286,13 +291,7 @@ async fn connection(
     slots: Arc<Semaphore>,
     start: Instant,
 ) -> LoadResult {
-    let mut r = LoadResult {
-        ok: 0,
-        http_errors: 0,
-        transport_errors: 0,
-        elapsed: Duration::ZERO,
-        latency: new_histogram(),
-    };
+    let mut r = LoadResult::empty();
     let mut signer = Signer::new(&spec, conn);
     let mut n: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
