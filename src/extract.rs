@@ -25,6 +25,9 @@ pub enum FieldPath {
     Header(HeaderName),
     /// `query:name`: a query parameter's value.
     Query(String),
+    /// `a | b`: the first of several paths that selects anything (a provider that renamed
+    /// a header: `header:X-Shopify-Topic | header:Shopify-Topic`).
+    First(Vec<FieldPath>),
 }
 
 /// A compiled JSONPath, with a fast walker for the common singular form `$.a.b[0]`.
@@ -44,9 +47,17 @@ enum Step {
 
 impl FieldPath {
     /// Compiles a configured path. `a.b` and `a[0]` mean `$.a.b` and `$.a[0]`;
-    /// `header:X-Name` and `query:name` read the request instead of the payload.
+    /// `header:X-Name` and `query:name` read the request instead of the payload;
+    /// `a | b` (spaces around the bar) is the first of them that finds anything.
     pub fn compile(field: &str, text: &str) -> Result<Self, SpecError> {
         let text = text.trim();
+        if text.contains(" | ") {
+            return text
+                .split(" | ")
+                .map(|one| FieldPath::compile(field, one))
+                .collect::<Result<Vec<_>, _>>()
+                .map(FieldPath::First);
+        }
         if let Some(name) = text.strip_prefix("header:") {
             let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
                 SpecError::new(field, format!("{name:?} is not a valid HTTP header name"))
@@ -104,6 +115,20 @@ impl FieldPath {
                     .unwrap_or_default();
                 Selected::Owned(values)
             }
+            FieldPath::First(paths) => paths
+                .iter()
+                .map(|p| p.select(verified, payload))
+                .find(|s| !s.is_empty())
+                .unwrap_or(Selected::Owned(Vec::new())),
+        }
+    }
+
+    /// The JSON paths within, for what a payload must keep.
+    fn json_paths(&self) -> Vec<&JsonPath> {
+        match self {
+            FieldPath::Json(json) => vec![json],
+            FieldPath::First(paths) => paths.iter().flat_map(FieldPath::json_paths).collect(),
+            FieldPath::Header(_) | FieldPath::Query(_) => Vec::new(),
         }
     }
 }
@@ -114,6 +139,13 @@ enum Selected<'v> {
 }
 
 impl Selected<'_> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Selected::Borrowed(v) => v.iter().all(|v| v.is_null()),
+            Selected::Owned(v) => v.iter().all(Value::is_null),
+        }
+    }
+
     /// One value: null for no match, the value for one, an array for several.
     fn into_value(self) -> Value {
         match self {
@@ -282,14 +314,12 @@ impl Extractor {
             .flatten()
             .chain(self.params.iter().map(|(_, p)| p));
         let mut keep = Keep::default();
-        for path in all {
-            if let FieldPath::Json(json) = path {
-                let steps = json.simple.as_ref()?;
-                keep.add(steps.iter().map(|s| match s {
-                    Step::Key(k) => PlainStep::Key(k),
-                    Step::Index(n) => PlainStep::Index(*n),
-                }));
-            }
+        for json in all.flat_map(FieldPath::json_paths) {
+            let steps = json.simple.as_ref()?;
+            keep.add(steps.iter().map(|s| match s {
+                Step::Key(k) => PlainStep::Key(k),
+                Step::Index(n) => PlainStep::Index(*n),
+            }));
         }
         Some(keep)
     }
@@ -364,6 +394,19 @@ mod tests {
             hyper::header::HeaderValue::from_static("push"),
         );
         with_verified(&headers, Some("ref=main&x=1"), |v| ex.extract(v, &payload))
+    }
+
+    #[test]
+    fn the_first_alternative_that_finds_anything_wins() {
+        let ex = extract(
+            json!({"event_type": "header:X-Missing | header:X-GitHub-Event",
+                   "source": "$.nope | $.order.id | $.other",
+                   "sender": "$.nope | header:X-None"}),
+            json!({"order": {"id": 7}, "other": 8}),
+        );
+        assert_eq!(ex.event_type.as_deref(), Some("push"));
+        assert_eq!(ex.source.as_deref(), Some("7"));
+        assert_eq!(ex.sender, None);
     }
 
     #[test]

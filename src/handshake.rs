@@ -141,6 +141,8 @@ impl Handshake {
                 unsigned,
             } => {
                 let reply = match reply {
+                    // An empty reply is an empty body (Xero's intent to receive).
+                    Some(text) if text.is_empty() => String::new(),
                     Some(text) => {
                         let v: Value = serde_json::from_str(text).map_err(|e| {
                             SpecError::new("handshake.reply", format!("is not JSON: {e}"))

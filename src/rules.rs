@@ -117,6 +117,10 @@ const SHIPPED: &[(&str, &str)] = &[
     ("intercom", include_str!("../rules/intercom.toml")),
     ("linear", include_str!("../rules/linear.toml")),
     ("mailgun", include_str!("../rules/mailgun.toml")),
+    (
+        "mailgun_legacy",
+        include_str!("../rules/mailgun_legacy.toml"),
+    ),
     ("meta", include_str!("../rules/meta.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
     ("paystack", include_str!("../rules/paystack.toml")),
@@ -133,6 +137,10 @@ const SHIPPED: &[(&str, &str)] = &[
     ("svix", include_str!("../rules/svix.toml")),
     ("telegram", include_str!("../rules/telegram.toml")),
     ("twilio", include_str!("../rules/twilio.toml")),
+    (
+        "twilio_shared_key",
+        include_str!("../rules/twilio_shared_key.toml"),
+    ),
     ("typeform", include_str!("../rules/typeform.toml")),
     ("woocommerce", include_str!("../rules/woocommerce.toml")),
     ("xero", include_str!("../rules/xero.toml")),

@@ -3,6 +3,7 @@
 //!
 //! Owns [`CompiledAccount`] and [`compile`]. It must never be rebuilt per request.
 
+use crate::account::dedupe::DedupeKey;
 use crate::account::{AccountSpec, SpecError, validate_name};
 use crate::extract::Extractor;
 use crate::handshake::Handshake;
@@ -27,6 +28,8 @@ pub struct CompiledAccount {
     pub template: Option<crate::render::Template>,
     /// Its provider's set-up handshake, when it has one.
     pub handshake: Option<Handshake>,
+    /// Its dedupe key, when it is more than `paths.event_id`.
+    pub dedupe: Option<DedupeKey>,
 }
 
 impl CompiledAccount {
@@ -38,6 +41,11 @@ impl CompiledAccount {
     /// Whether the URL accepts traffic.
     pub fn active(&self) -> bool {
         self.spec.active
+    }
+
+    /// The largest body this account accepts, given the gateway's default.
+    pub fn max_body_bytes(&self, default: usize) -> usize {
+        self.spec.max_body_bytes.unwrap_or(default)
     }
 
     /// Query parameters that carry credentials (the authenticate key, a handshake's verify
@@ -86,6 +94,24 @@ pub fn compile(
         .map(|h| Handshake::compile(h, has_mac_key))
         .transpose()?;
     let extractor = Extractor::compile(&spec.paths)?;
+    let dedupe = DedupeKey::compile(&spec)?;
+    if let Some(answer) = &spec.answer {
+        if !(200..=299).contains(&answer.status) {
+            return Err(SpecError::new(
+                "answer.status",
+                "must be a success status (200 to 299): the provider retries anything else",
+            ));
+        }
+        if hyper::header::HeaderValue::from_str(&answer.content_type).is_err() {
+            return Err(SpecError::new(
+                "answer.content_type",
+                "is not a valid header value",
+            ));
+        }
+    }
+    if spec.max_body_bytes == Some(0) {
+        return Err(SpecError::new("max_body_bytes", "must be positive"));
+    }
     let template = spec
         .forward
         .template
@@ -107,5 +133,6 @@ pub fn compile(
         extractor,
         template,
         handshake,
+        dedupe,
     })
 }

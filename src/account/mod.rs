@@ -7,6 +7,7 @@
 //! store alone uses.
 
 mod compile;
+pub mod dedupe;
 
 pub use compile::{CompiledAccount, compile};
 
@@ -61,6 +62,35 @@ pub struct AccountSpec {
     /// Must be set to accept an account with neither an authenticate key nor a signature.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unverified: bool,
+    /// The parts of the dedupe key, when it is not `paths.event_id` alone: paths
+    /// (`$.event`, `header:Name`, `query:name`), `body_sha256` or `signed_sha256`. Every
+    /// part must be covered by the signature (see [`dedupe`]); the key is stored as the
+    /// event's `event_id`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dedupe_key: Vec<String>,
+    /// The answer the provider expects to an accepted (or duplicate) event, when it is not
+    /// hookgate's JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<AnswerSpec>,
+    /// The largest body accepted for this account, when it differs from
+    /// `limits.max_body_bytes` (GitHub sends up to 25 MB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_body_bytes: Option<usize>,
+}
+
+/// The answer a provider expects to an event it delivered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    /// The status code, 200 to 299.
+    #[serde(default = "ok_status")]
+    pub status: u16,
+    /// The content type of `body`.
+    #[serde(default = "text_plain")]
+    pub content_type: String,
+    /// The body, as sent; empty for none.
+    #[serde(default)]
+    pub body: String,
 }
 
 /// The authenticate key a sender must present.
@@ -250,6 +280,11 @@ pub struct SignatureSpec {
     /// Accept `{url}` with and without the scheme's default port, as some senders' SDKs do.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub url_port_variants: bool,
+    /// Other places the signature may be, of the same kind as `header` or
+    /// `signature_path`: more header names (Shopify's `Shopify-Hmac-Sha256`) or body paths
+    /// (Mailgun's `parent-signature`). Every signature found in any of them is tried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<String>,
     /// Every secret currently valid; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -308,7 +343,7 @@ pub enum HandshakeSpec {
         /// The value it must have; absent means "any value".
         #[serde(default, skip_serializing_if = "Option::is_none")]
         equals: Option<Value>,
-        /// The JSON answer; `{"status":"handshake"}` when absent.
+        /// The JSON answer; `{"status":"handshake"}` when absent, an empty body when empty.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reply: Option<String>,
         /// Whether an unsigned request may be the handshake.
@@ -367,6 +402,12 @@ fn hub_verify_token() -> String {
 }
 fn hub_challenge() -> String {
     "hub.challenge".to_owned()
+}
+fn ok_status() -> u16 {
+    200
+}
+fn text_plain() -> String {
+    "text/plain; charset=utf-8".to_owned()
 }
 fn default_provider() -> String {
     "custom".to_owned()

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::http::{BodyError, Problem, ResBody, full, json, read_body};
-use crate::account::{CompiledAccount, validate_name};
+use crate::account::{AnswerSpec, CompiledAccount, validate_name};
 use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::handshake::{Answer, GetOutcome};
 use crate::payload::{self, PayloadError};
@@ -44,7 +44,11 @@ pub async fn handle(
     let mut row = Row::new(state, &parts, peer, started);
 
     let limits = &state.config.limits;
-    let body = read_body(body, limits.max_body_bytes, state.config.body_timeout()).await;
+    // A preset may raise or lower the limit for its provider (GitHub sends up to 25 MB).
+    let max_body = row.account.as_ref().map_or(limits.max_body_bytes, |a| {
+        a.max_body_bytes(limits.max_body_bytes)
+    });
+    let body = read_body(body, max_body, state.config.body_timeout()).await;
     // A row's time is when its body has been read, or its reading ended: from then on the
     // row reaches the writer's queue within the enqueue timeout, which searches by time
     // rely on (`store::timeline`). A slow body cannot make its row older than its seq.
@@ -56,10 +60,7 @@ pub async fn handle(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "too_large",
                 "Payload Too Large",
-                format!(
-                    "the body is {seen} bytes; the limit is {} bytes",
-                    limits.max_body_bytes
-                ),
+                format!("the body is {seen} bytes; the limit is {max_body} bytes"),
             );
             let mut res = row
                 .reject(
@@ -312,9 +313,10 @@ impl<'a> Row<'a> {
         let content_type = self.content_type();
         // A handshake may look anywhere in the payload; extraction alone, with plain
         // paths, only where they lead.
-        let keep = match &account.handshake {
-            None => account.extractor.keep(),
-            Some(_) => None,
+        let keep = match (&account.handshake, &account.dedupe) {
+            (Some(_), _) => None,
+            (None, Some(d)) if d.reads_payload() => None,
+            (None, _) => account.extractor.keep(),
         };
         let decoded = match keep {
             Some(keep) => payload::decode_keeping(&verified, content_type.as_deref(), keep),
@@ -348,7 +350,11 @@ impl<'a> Row<'a> {
                     .await;
             }
         };
-        let extracted = account.extractor.extract(&verified, &payload);
+        let mut extracted = account.extractor.extract(&verified, &payload);
+        // The dedupe key, covered by the signature, is what the store dedupes on.
+        if let Some(dedupe) = &account.dedupe {
+            extracted.event_id = dedupe.key(&verified, &payload, account.verifier.signature());
+        }
         // A signed handshake (Slack, Zoom, Discord). An unsigned one (a creation ping) is
         // only ever recognised above, on a request that carries no signature: a verified
         // request of that shape is an event.
@@ -370,6 +376,9 @@ impl<'a> Row<'a> {
                 metrics.record(c.status, None, handled);
                 if deliver && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
+                }
+                if let Some(own) = &account.spec.answer {
+                    return provider_answer(own);
                 }
                 let mut answer = json!({"status": c.status.as_str(), "id": public_id(c.seq)});
                 if let Some(original) = c.original_seq {
@@ -565,6 +574,18 @@ fn truncate(mut record: EventRecord, keep: usize) -> EventRecord {
         record.body_truncated = true;
     }
     record
+}
+
+/// The answer a provider expects to a delivered event (Twilio: empty TwiML), as its
+/// preset declares it; the account was compiled only with a success status and a valid
+/// content type.
+fn provider_answer(own: &AnswerSpec) -> Response<ResBody> {
+    let mut res = Response::new(full(own.body.clone()));
+    *res.status_mut() = StatusCode::from_u16(own.status).unwrap_or(StatusCode::OK);
+    if let Ok(ct) = HeaderValue::from_str(&own.content_type) {
+        res.headers_mut().insert(CONTENT_TYPE, ct);
+    }
+    res
 }
 
 fn not_found() -> Problem {

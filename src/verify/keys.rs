@@ -64,7 +64,8 @@ impl<'a> Inputs<'a> {
         }
     }
 
-    fn part(&self, part: &'a Part) -> &'a [u8] {
+    /// The bytes one placeholder stands for.
+    pub fn part(&self, part: &'a Part) -> &'a [u8] {
         match part {
             Part::Literal(bytes) => bytes,
             Part::Body => self.body,

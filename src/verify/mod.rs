@@ -117,12 +117,8 @@ impl Verifier {
         if let Some(h) = self.auth.header_name() {
             names.push(h);
         }
-        if let Some(h) = self
-            .signature
-            .as_ref()
-            .and_then(SignatureCheck::header_name)
-        {
-            names.push(h);
+        if let Some(sig) = &self.signature {
+            names.extend(sig.header_names());
         }
         names
     }

@@ -50,6 +50,8 @@ pub struct SignatureCheck {
     keys: Vec<Key>,
     body_digest_param: Option<String>,
     url_port_variants: bool,
+    /// More places of the same kind as `location` that may carry signatures.
+    alternatives: Vec<Source>,
 }
 
 impl SignatureCheck {
@@ -71,6 +73,16 @@ impl SignatureCheck {
                 ));
             }
         };
+        let alternatives = spec
+            .alternatives
+            .iter()
+            .map(|alt| match &location {
+                Source::Body(_) => {
+                    JsonPath::compile("signature.alternatives", alt).map(Source::Body)
+                }
+                _ => parse_header_name("signature.alternatives", alt).map(Source::Header),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let layout = Layout::compile(spec)?;
         let content = SignedContent::parse(&spec.signed_content)?;
         let timestamp = source(
@@ -131,6 +143,7 @@ impl SignatureCheck {
             keys,
             body_digest_param: spec.body_digest_param.clone().filter(|p| !p.is_empty()),
             url_port_variants: spec.url_port_variants,
+            alternatives,
         })
     }
 
@@ -142,15 +155,72 @@ impl SignatureCheck {
         }
     }
 
+    /// Every header that may carry a signature, for redaction.
+    pub fn header_names(&self) -> impl Iterator<Item = &str> {
+        self.locations().filter_map(|s| match s {
+            Source::Header(h) => Some(h.as_str()),
+            _ => None,
+        })
+    }
+
     /// True when a request carries anything where this scheme looks for its signature.
     pub fn is_present(&self, req: &RequestView<'_>) -> bool {
-        match &self.location {
+        let json = match &self.location {
+            Source::Body(_) => body_fields(req),
+            _ => None,
+        };
+        self.locations().any(|src| match src {
             Source::Header(h) => req.headers.contains_key(h),
-            Source::Body(path) => crate::strict_json::from_slice(req.body)
-                .ok()
-                .is_some_and(|json| path.value(&json).is_some()),
+            Source::Body(path) => json.as_ref().is_some_and(|j| path.value(j).is_some()),
             Source::SignatureHeader => false,
+        })
+    }
+
+    /// The SHA-256 of the content this scheme signs in `req`, laid out as the template
+    /// says, with the URL as received: the same request always hashes the same, and
+    /// anything the signature does not cover does not change it.
+    pub fn signed_sha256(&self, req: &RequestView<'_>) -> [u8; 32] {
+        let json = if self.reads_body() {
+            body_fields(req)
+        } else {
+            None
+        };
+        let timestamp = self.timestamp.as_ref().and_then(|src| {
+            let kv = match src {
+                Source::SignatureHeader => self
+                    .locations()
+                    .find_map(|l| self.read(l, req, json.as_ref(), None))
+                    .and_then(|raw| self.layout.split(&raw).timestamp.map(<[u8]>::to_vec)),
+                _ => None,
+            };
+            kv.or_else(|| {
+                self.read(src, req, json.as_ref(), None)
+                    .map(|c| c.into_owned())
+            })
+        });
+        let id = self
+            .id
+            .as_ref()
+            .and_then(|src| self.read(src, req, json.as_ref(), None))
+            .map(|c| c.into_owned());
+        let form_params = self.form_params(req).unwrap_or_default();
+        let inputs = Inputs {
+            body: req.body,
+            timestamp: timestamp.as_deref().unwrap_or(b""),
+            id: id.as_deref().unwrap_or(b""),
+            url: req.url.as_bytes(),
+            method: req.method.as_bytes(),
+            form_params: &form_params,
+        };
+        let mut hash = Sha256::new();
+        for part in self.content.parts() {
+            hash.update(inputs.part(part));
         }
+        hash.finalize().into()
+    }
+
+    fn locations(&self) -> impl Iterator<Item = &Source> {
+        std::iter::once(&self.location).chain(&self.alternatives)
     }
 
     /// The first key's bytes, for handshakes that answer with an HMAC (Zoom).
@@ -165,24 +235,35 @@ impl SignatureCheck {
     pub fn check(&self, req: &RequestView<'_>, now_secs: i64) -> Result<(), Rejection> {
         let bad = |detail: String| Rejection::new(Reason::BadSignature, detail);
         let json = if self.reads_body() {
-            match crate::strict_json::from_slice(req.body) {
-                Ok(v) => Some(v),
-                Err(_) => {
+            match body_fields(req) {
+                Some(v) => Some(v),
+                None => {
                     return Err(bad(
-                        "the body is not JSON, so the signature inside it cannot be read".into(),
+                        "the body is neither JSON nor a form, so the signature inside it cannot \
+                         be read"
+                            .into(),
                     ));
                 }
             }
         } else {
             None
         };
-        let Some(raw) = self.read(&self.location, req, json.as_ref(), None) else {
+        let raws: Vec<Cow<'_, [u8]>> = self
+            .locations()
+            .filter_map(|src| self.read(src, req, json.as_ref(), None))
+            .collect();
+        if raws.is_empty() {
             return Err(bad(format!(
                 "the signature ({}) is missing",
                 self.describe(&self.location)
             )));
-        };
-        let presented = self.layout.split(&raw);
+        }
+        let mut presented = super::grammar::Presented::default();
+        for raw in &raws {
+            let one = self.layout.split(raw);
+            presented.timestamp = presented.timestamp.or(one.timestamp);
+            presented.signatures.extend(one.signatures);
+        }
         if presented.signatures.is_empty() {
             return Err(bad(format!(
                 "the signature ({}) holds no signature in the expected form",
@@ -274,6 +355,7 @@ impl SignatureCheck {
         ]
         .into_iter()
         .flatten()
+        .chain(&self.alternatives)
         .any(|s| matches!(s, Source::Body(_)))
     }
 
@@ -386,6 +468,18 @@ impl SignatureCheck {
     }
 }
 
+/// The body's fields, for a signature, timestamp or id inside it: JSON, or a form
+/// (urlencoded or multipart) as its content type says; `None` when it is none of them.
+fn body_fields(req: &RequestView<'_>) -> Option<Value> {
+    let content_type = req
+        .headers
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    crate::payload::decode_unverified(req.body, content_type)
+        .ok()
+        .filter(|v| !v.is_null())
+}
+
 fn source(
     field: &str,
     header: Option<&str>,
@@ -410,9 +504,12 @@ fn source(
 }
 
 /// Every form parameter's name followed by its value, sorted by name then value.
+/// A value repeated under one name counts once, as Twilio's SDKs sign it (they sign each
+/// name's set of values).
 pub fn sorted_form_params(body: &[u8]) -> Vec<u8> {
     let mut pairs: Vec<(Cow<'_, str>, Cow<'_, str>)> = form_urlencoded::parse(body).collect();
     pairs.sort();
+    pairs.dedup();
     let mut out = Vec::new();
     for (k, v) in pairs {
         out.extend_from_slice(k.as_bytes());
@@ -516,6 +613,7 @@ mod tests {
             secret_encoding: SecretEncoding::Text,
             body_digest_param: None,
             url_port_variants: false,
+            alternatives: Vec::new(),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
         }
     }
@@ -669,6 +767,11 @@ mod tests {
         assert_eq!(
             sorted_form_params(b"b=2&a=y&a=x&c=%2B1"),
             b"axayb2c+1".to_vec()
+        );
+        assert_eq!(
+            sorted_form_params(b"a=x&b=2&a=x&a=y"),
+            b"axayb2".to_vec(),
+            "a repeated value is signed once"
         );
     }
 }

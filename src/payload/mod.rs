@@ -1,11 +1,14 @@
 //! Payload decoding: the verified body as a JSON value, whatever form it came in.
 //!
 //! Owns the mapping from content type to decoder: JSON (also `text/plain`, as AWS SNS
-//! sends it), and `application/x-www-form-urlencoded`, whose fields become an object (a
+//! sends it), `application/x-www-form-urlencoded`, whose fields become an object (a
 //! repeated key keeps every value, as an array; a field holding a JSON object or array,
-//! like Slack's `payload=`, becomes that value). JSON objects may not repeat a key
+//! like Slack's `payload=`, becomes that value), and `multipart/form-data` (`multipart`:
+//! Mailgun's legacy webhooks, SendGrid Inbound Parse), read the same way. JSON objects may not repeat a key
 //! (`strict_json`). It must never be given unverified bytes:
 //! it takes a [`Verified`] request.
+
+mod multipart;
 
 use serde_json::{Map, Value};
 
@@ -17,7 +20,7 @@ use crate::verify::Verified;
 pub enum PayloadError {
     /// The content type is not one hookgate extracts from.
     #[error(
-        "the content type {0:?} is not supported; send application/json, application/x-www-form-urlencoded or JSON as text/plain"
+        "the content type {0:?} is not supported; send application/json, application/x-www-form-urlencoded, multipart/form-data or JSON as text/plain"
     )]
     Unsupported(String),
     /// The body does not parse as its content type says.
@@ -26,10 +29,12 @@ pub enum PayloadError {
 }
 
 /// The body kinds hookgate decodes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
     Json,
     Form,
+    /// `multipart/form-data` with its boundary.
+    Multipart(String),
 }
 
 fn kind_of(content_type: Option<&str>) -> Result<Kind, PayloadError> {
@@ -45,6 +50,9 @@ fn kind_of(content_type: Option<&str>) -> Result<Kind, PayloadError> {
     match essence.as_str() {
         "" | "application/json" | "text/json" | "text/plain" => Ok(Kind::Json),
         "application/x-www-form-urlencoded" => Ok(Kind::Form),
+        "multipart/form-data" => multer::parse_boundary(ct)
+            .map(Kind::Multipart)
+            .map_err(|_| PayloadError::Malformed(format!("{ct:?} names no boundary"))),
         e if e.starts_with("application/") && e.ends_with("+json") => Ok(Kind::Json),
         _ => Err(PayloadError::Unsupported(ct.to_owned())),
     }
@@ -94,6 +102,7 @@ fn decode_bytes(body: &[u8], content_type: Option<&str>) -> Result<Value, Payloa
         Kind::Json => crate::strict_json::from_slice(body).map_err(malformed),
         // A form never starts with '{' or '['; a body labelled as a form that is JSON (curl's
         // `-d` default, and many a sender's mistake) is read as the JSON it is.
+        Kind::Multipart(boundary) => multipart::decode(body, &boundary),
         Kind::Form => {
             let t = body.trim_ascii_start();
             let json = (t.starts_with(b"{") || t.starts_with(b"["))
@@ -158,7 +167,14 @@ mod tests {
             Ok(Kind::Form)
         );
         assert!(kind_of(Some("application/xml")).is_err());
-        assert!(kind_of(Some("multipart/form-data; boundary=x")).is_err());
+        assert_eq!(
+            kind_of(Some("multipart/form-data; boundary=x")),
+            Ok(Kind::Multipart("x".into()))
+        );
+        assert!(matches!(
+            kind_of(Some("multipart/form-data")),
+            Err(PayloadError::Malformed(_))
+        ));
     }
 
     #[test]
