@@ -14,24 +14,67 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// One fixture file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Fixture {
+pub struct Fixture {
     description: String,
     source: String,
-    secret: String,
-    now: i64,
+    /// What the user pastes into the preset.
+    pub secret: String,
+    /// The gateway's clock for the request, Unix seconds.
+    pub now: i64,
     #[serde(default)]
     method: Option<String>,
+    /// The URL the provider called, with its query.
     #[serde(default)]
-    url: Option<String>,
+    pub url: Option<String>,
+    /// The exact body.
     #[serde(default)]
-    body: String,
+    pub body: String,
     #[serde(default)]
     account: Option<toml::Table>,
+    /// The request headers that matter.
     #[serde(default)]
-    headers: BTreeMap<String, String>,
+    pub headers: BTreeMap<String, String>,
     expect: Expect,
+}
+
+impl Fixture {
+    /// Reads `fixtures/<preset>/<case>.toml`.
+    pub fn load(preset: &str, case: &str) -> Fixture {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures")
+            .join(preset)
+            .join(format!("{case}.toml"));
+        let text = std::fs::read_to_string(&path).expect("fixture readable");
+        toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
+    /// The create request of an account `name` for `preset`, as the fixture walk makes it:
+    /// the secret, the fixture's extra fields, and the fixture's URL (without its query) as
+    /// the public URL.
+    pub fn spec(&self, preset: &str, name: &str) -> Value {
+        let mut spec = json!({"name": name, "provider": preset, "secret": self.secret});
+        if let Some(extra) = &self.account {
+            hookgate::account::merge_patch(
+                &mut spec,
+                &serde_json::to_value(extra).unwrap_or_default(),
+            );
+        }
+        if let Some(url) = &self.url {
+            spec["public_url"] = json!(split_url(url).0);
+        }
+        spec
+    }
+
+    /// The path and query to send to for account `name`.
+    pub fn target(&self, name: &str) -> String {
+        match self.url.as_deref().and_then(|u| split_url(u).1) {
+            Some(q) => format!("{name}?{q}"),
+            None => name.to_owned(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,6 +12,8 @@ mod ingest;
 mod presets;
 mod process;
 mod props;
+mod provider_needs;
+mod replay;
 mod secrets;
 mod storage;
 mod support;

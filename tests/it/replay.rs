@@ -1,0 +1,247 @@
+//! Replays and retries as real senders and attackers make them, over real HTTP: a captured
+//! request sent again with a fresh unsigned id is a duplicate, a reused Mailgun token never
+//! becomes a new event, a lifecycle of events about one resource is all accepted, a batch
+//! is deduplicated on every item, and Zoom and Calendly retries are duplicates.
+
+use base64::Engine;
+use hookgate::clock::Clock;
+use serde_json::{Value, json};
+
+use crate::fixtures::Fixture;
+use crate::support::*;
+
+/// Sends `body` with `headers` to account `name` and returns the audit row it made.
+async fn send(gw: &TestGateway, target: &str, headers: &[(&str, &str)], body: &str) -> Value {
+    let answer = gw.post_hook(target, headers, body.to_owned()).await;
+    assert_eq!(
+        answer.status,
+        200,
+        "{target}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let name = target.split('?').next().unwrap_or(target);
+    let rows = gw.events(&format!("account={name}&limit=1")).await;
+    rows.first().cloned().unwrap_or(Value::Null)
+}
+
+fn pairs(f: &Fixture) -> Vec<(&str, &str)> {
+    f.headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_captured_request_with_a_fresh_unsigned_id_is_a_duplicate() {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    for (i, (preset, case, id_header)) in [
+        ("razorpay", "hmac_signed", "X-Razorpay-Event-Id"),
+        ("woocommerce", "hmac_signed", "X-WC-Webhook-Delivery-ID"),
+        ("shopify", "hmac_signed", "X-Shopify-Webhook-Id"),
+        ("github", "hmac_signed", "X-GitHub-Delivery"),
+        ("bitbucket", "hmac_signed", "X-Request-UUID"),
+        ("twilio", "sdk_signed", "I-Twilio-Idempotency-Token"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let f = Fixture::load(preset, case);
+        let name = format!("rp{i}");
+        gw.create_account(f.spec(preset, &name)).await;
+        clock.set(f.now * 1_000_000);
+        let target = f.target(&name);
+        let first = send(&gw, &target, &pairs(&f), &f.body).await;
+        assert_eq!(first["status"], "accepted", "{preset}: {first}");
+        let mut replayed = pairs(&f);
+        for (k, v) in &mut replayed {
+            if k.eq_ignore_ascii_case(id_header) {
+                *v = "a-fresh-id-chosen-by-an-attacker";
+            }
+        }
+        assert_ne!(
+            replayed,
+            pairs(&f),
+            "{preset}: the id header is in the fixture"
+        );
+        let again = send(&gw, &target, &replayed, &f.body).await;
+        assert_eq!(again["status"], "duplicate", "{preset}: {again}");
+        assert_eq!(again["event_id"], first["event_id"], "{preset}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reordered_twilio_form_is_the_same_event_and_is_answered_with_twiml() {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    let f = Fixture::load("twilio", "sdk_signed");
+    gw.create_account(f.spec("twilio", "tw")).await;
+    clock.set(f.now * 1_000_000);
+    let target = f.target("tw");
+    let first = gw.post_hook(&target, &pairs(&f), f.body.clone()).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(
+        first.headers.get("content-type").map(|v| v.as_bytes()),
+        Some(&b"text/xml"[..])
+    );
+    assert!(String::from_utf8_lossy(&first.body).contains("<Response></Response>"));
+    // The signature covers the sorted parameters, so a reordered form still verifies; its
+    // key is the signed content's hash, so it is the same event.
+    let mut params: Vec<&str> = f.body.split('&').collect();
+    params.reverse();
+    let reordered = params.join("&");
+    assert_ne!(reordered, f.body);
+    let again = send(&gw, &target, &pairs(&f), &reordered).await;
+    assert_eq!(again["status"], "duplicate", "{again}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_reused_mailgun_token_never_becomes_a_new_event() {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    let genuine = Fixture::load("mailgun", "published_vector");
+    gw.create_account(genuine.spec("mailgun", "mg")).await;
+    clock.set(genuine.now * 1_000_000);
+    let first = send(&gw, "mg", &pairs(&genuine), &genuine.body).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    // The same signature block around forged event data: the signature verifies (Mailgun
+    // signs only timestamp and token), but the token was used, so it is no new event.
+    for case in ["unsigned_event_data_changed", "parent_signature"] {
+        let forged = Fixture::load("mailgun", case);
+        assert_ne!(forged.body, genuine.body);
+        let row = send(&gw, "mg", &pairs(&forged), &forged.body).await;
+        assert_eq!(row["status"], "duplicate", "{case}: {row}");
+        assert_eq!(row["event_id"], first["event_id"]);
+    }
+    let accepted = gw.events("account=mg&status=accepted").await;
+    assert_eq!(accepted.len(), 1, "only the genuine request is an event");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_lifecycle_of_paystack_events_about_one_resource_is_all_accepted() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "ps", "provider": "paystack", "secret": "sk_test_abc"}))
+        .await;
+    let event = |kind: &str, id: u64, status: &str| {
+        format!(r#"{{"event":"{kind}","data":{{"id":{id},"status":"{status}","amount":5000}}}}"#)
+    };
+    let lifecycle = [
+        event(
+            "charge.dispute.create",
+            358950,
+            "awaiting-merchant-feedback",
+        ),
+        event("charge.dispute.resolve", 358950, "resolved"),
+        event("transfer.success", 77001, "success"),
+        event("transfer.reversed", 77001, "reversed"),
+    ];
+    for body in &lifecycle {
+        let sig = hex::encode(hmac_sha512(b"sk_test_abc", body.as_bytes()));
+        let row = send(&gw, "ps", &[("x-paystack-signature", &sig)], body).await;
+        assert_eq!(row["status"], "accepted", "{body}: {row}");
+    }
+    // Paystack's retry of the first event is a duplicate of it.
+    let sig = hex::encode(hmac_sha512(b"sk_test_abc", lifecycle[0].as_bytes()));
+    let retry = send(&gw, "ps", &[("x-paystack-signature", &sig)], &lifecycle[0]).await;
+    assert_eq!(retry["status"], "duplicate", "{retry}");
+    assert_eq!(retry["event_id"], r#"["charge.dispute.create","358950"]"#);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_is_deduplicated_on_every_item_not_its_first() {
+    let clock = Clock::fixed(1_700_000_000 * 1_000_000);
+    let gw = spawn_with_clock(clock.clone()).await;
+    let url = "https://hooks.example.com/hooks/hs";
+    gw.create_account(
+        json!({"name": "hs", "provider": "hubspot", "secret": "client-secret",
+                             "public_url": url}),
+    )
+    .await;
+    let batch = |ids: &[u64]| {
+        let items: Vec<Value> = ids
+            .iter()
+            .map(|id| json!({"eventId": id, "subscriptionType": "contact.creation", "objectId": 1}))
+            .collect();
+        Value::from(items).to_string()
+    };
+    let sign = |body: &str, ts: &str| {
+        let content = format!("POST{url}{body}{ts}");
+        base64::engine::general_purpose::STANDARD
+            .encode(hmac_sha256(b"client-secret", content.as_bytes()))
+    };
+    let ts = "1700000000000";
+    let mut rows = Vec::new();
+    for ids in [&[1, 2][..], &[1, 3][..]] {
+        let body = batch(ids);
+        let sig = sign(&body, ts);
+        let headers = [
+            ("X-HubSpot-Signature-v3", sig.as_str()),
+            ("X-HubSpot-Request-Timestamp", ts),
+        ];
+        rows.push(send(&gw, "hs", &headers, &body).await);
+    }
+    assert_eq!(rows[0]["status"], "accepted");
+    assert_eq!(
+        rows[1]["status"], "accepted",
+        "same first item, another batch"
+    );
+    // HubSpot's retry of the first batch, signed anew a minute later, is a duplicate.
+    clock.set(1_700_000_060 * 1_000_000);
+    let (body, ts) = (batch(&[1, 2]), "1700000060000");
+    let sig = sign(&body, ts);
+    let headers = [
+        ("X-HubSpot-Signature-v3", sig.as_str()),
+        ("X-HubSpot-Request-Timestamp", ts),
+    ];
+    let retry = send(&gw, "hs", &headers, &body).await;
+    assert_eq!(retry["status"], "duplicate", "{retry}");
+    assert_eq!(retry["event_id"], "[1,2]");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn zoom_and_calendly_retries_are_duplicates() {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    for preset in ["zoom", "calendly"] {
+        let f = Fixture::load(preset, "hmac_signed");
+        gw.create_account(f.spec(preset, preset)).await;
+        clock.set(f.now * 1_000_000);
+        let first = send(&gw, preset, &pairs(&f), &f.body).await;
+        assert_eq!(first["status"], "accepted", "{preset}: {first}");
+        // The retry comes two minutes later, signed again with its own timestamp.
+        let later = f.now + 120;
+        clock.set(later * 1_000_000);
+        let ts = later.to_string();
+        let (sig_header, sig) = match preset {
+            "zoom" => {
+                let content = format!("v0:{ts}:{}", f.body);
+                let mac = hmac_sha256_hex(f.secret.as_bytes(), content.as_bytes());
+                ("x-zm-signature", format!("v0={mac}"))
+            }
+            _ => {
+                let content = format!("{ts}.{}", f.body);
+                let mac = hmac_sha256_hex(f.secret.as_bytes(), content.as_bytes());
+                ("Calendly-Webhook-Signature", format!("t={ts},v1={mac}"))
+            }
+        };
+        let mut headers: Vec<(&str, &str)> = pairs(&f)
+            .into_iter()
+            .filter(|(k, _)| {
+                !k.eq_ignore_ascii_case(sig_header)
+                    && !k.eq_ignore_ascii_case("x-zm-request-timestamp")
+            })
+            .collect();
+        headers.push((sig_header, &sig));
+        if preset == "zoom" {
+            headers.push(("x-zm-request-timestamp", &ts));
+        }
+        let retry = send(&gw, preset, &headers, &f.body).await;
+        assert_eq!(retry["status"], "duplicate", "{preset}: {retry}");
+    }
+    gw.stop().await;
+}
