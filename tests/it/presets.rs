@@ -341,3 +341,42 @@ async fn hookgate_providers_lists_every_preset_and_shows_what_one_needs() {
     let err = String::from_utf8_lossy(&unknown.stderr).into_owned();
     assert!(err.contains("no provider preset named \"nope\""), "{err}");
 }
+
+#[test]
+fn the_readme_lists_every_preset_with_its_dedupe_key() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md readable");
+    let table = readme
+        .split("<!-- presets:start")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- presets:end -->").next())
+        .expect("the README has the presets table between its markers");
+    let mut missing = Vec::new();
+    for rule in hookgate::rules::Rules::shipped().all() {
+        let row = table
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{}` |", rule.name)));
+        let account = &rule.account;
+        let key: Vec<String> = match account.get("dedupe_key").and_then(|k| k.as_array()) {
+            Some(parts) => parts
+                .iter()
+                .filter_map(|p| p.as_str())
+                .map(|p| format!("`{p}`"))
+                .collect(),
+            None => account
+                .get("paths")
+                .and_then(|p| p.get("event_id"))
+                .and_then(|p| p.as_str())
+                .map(|p| vec![format!("`{p}`")])
+                .unwrap_or_default(),
+        };
+        match row {
+            Some(row) if key.iter().all(|k| row.contains(k.as_str())) && !key.is_empty() => {}
+            _ => missing.push(rule.name.clone()),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "README's preset table lacks (or has a stale dedupe key for) {missing:?}: run python3 fixtures/readme_table.py"
+    );
+}
