@@ -579,7 +579,10 @@ pub fn parse_timestamp(ts: &[u8]) -> Option<i64> {
             n
         });
     }
-    crate::clock::parse_time(text).map(|micros| micros / 1_000_000)
+    // An ISO 8601 time without an offset (Orb's X-Orb-Timestamp) is UTC.
+    crate::clock::parse_time(text)
+        .or_else(|| crate::clock::parse_time(&format!("{text}Z")))
+        .map(|micros| micros / 1_000_000)
 }
 
 #[cfg(test)]
@@ -741,6 +744,11 @@ mod tests {
         assert_eq!(
             parse_timestamp(b"2023-11-14T22:13:20Z"),
             Some(1_700_000_000)
+        );
+        assert_eq!(
+            parse_timestamp(b"2023-11-14T22:13:20.000000"),
+            Some(1_700_000_000),
+            "no offset: UTC"
         );
         assert_eq!(parse_timestamp(b"soon"), None);
     }

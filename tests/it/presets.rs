@@ -20,7 +20,8 @@ async fn paystack_preset_verifies_sha512_hex_and_extracts_event_fields() {
     assert_eq!(ok.status, 200, "{:?}", ok.json());
     let e = gw.event(ok.json()["id"].as_str().unwrap_or("")).await;
     assert_eq!(e["event_type"], "charge.success");
-    assert_eq!(e["event_id"], "302961");
+    // The dedupe key: the event type with the resource id, both signed.
+    assert_eq!(e["event_id"], r#"["charge.success","302961"]"#);
     let bad = hex::encode(hmac_sha512(b"sk_test_other", body.as_bytes()));
     let no = gw
         .post_hook("ps", &[("x-paystack-signature", &bad)], body)
