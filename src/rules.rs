@@ -78,6 +78,9 @@ pub enum SecretTarget {
     /// The authenticate key's `auth.value` (a shared token in a header).
     #[serde(rename = "auth.value")]
     AuthValue,
+    /// The first of `jwt.secrets` (a signed token: Vonage, MessageBird, Netlify).
+    #[serde(rename = "jwt.secrets")]
+    JwtSecrets,
 }
 
 /// A field a preset needs besides the secret.
@@ -151,6 +154,7 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../rules/mailgun_legacy.toml"),
     ),
     ("mandrill", include_str!("../rules/mandrill.toml")),
+    ("messagebird", include_str!("../rules/messagebird.toml")),
     ("meta", include_str!("../rules/meta.toml")),
     (
         "modern_treasury",
@@ -158,6 +162,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ),
     ("monnify", include_str!("../rules/monnify.toml")),
     ("mux", include_str!("../rules/mux.toml")),
+    ("netlify", include_str!("../rules/netlify.toml")),
     ("notion", include_str!("../rules/notion.toml")),
     ("orb", include_str!("../rules/orb.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
@@ -193,6 +198,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("twitch", include_str!("../rules/twitch.toml")),
     ("typeform", include_str!("../rules/typeform.toml")),
     ("vercel", include_str!("../rules/vercel.toml")),
+    ("vonage", include_str!("../rules/vonage.toml")),
     ("woocommerce", include_str!("../rules/woocommerce.toml")),
     ("workos", include_str!("../rules/workos.toml")),
     ("xendit", include_str!("../rules/xendit.toml")),
@@ -320,6 +326,7 @@ pub fn describe(rule: &Rule) -> Value {
         "goes_to": match rule.secret_target {
             SecretTarget::SignatureSecrets => "signature.secrets",
             SecretTarget::AuthValue => "auth.value",
+            SecretTarget::JwtSecrets => "jwt.secrets",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -354,6 +361,10 @@ pub fn checks(rule: &Rule) -> Vec<String> {
             }
             _ => {}
         }
+    }
+    if let Some(jwt) = table("jwt") {
+        let header = jwt.get("header").and_then(|v| v.as_str());
+        out.push(header.unwrap_or("Authorization").to_owned());
     }
     if let Some(sig) = table("signature") {
         for (key, body) in [
@@ -412,6 +423,22 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
                 ));
             };
             auth.insert("value".into(), secret);
+        }
+        SecretTarget::JwtSecrets => {
+            let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in jwt.secrets, but the account has no jwt",
+                ));
+            };
+            match jwt
+                .entry("secrets")
+                .or_insert_with(|| Value::Array(Vec::new()))
+                .as_array_mut()
+            {
+                Some(list) => list.insert(0, secret),
+                None => return Err(SpecError::new("jwt.secrets", "must be a list of strings")),
+            }
         }
         SecretTarget::SignatureSecrets => {
             let Some(sig) = obj.get_mut("signature").and_then(Value::as_object_mut) else {
@@ -484,6 +511,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
         let field = match rule.secret_target {
             SecretTarget::SignatureSecrets => "account.signature",
             SecretTarget::AuthValue => "account.auth",
+            SecretTarget::JwtSecrets => "account.jwt",
         };
         err(field, e.message)
     })?;

@@ -12,7 +12,10 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::account::{AccountSpec, Algorithm, AuthSpec, Encoding, SignatureSpec, TimestampFormat};
+use crate::account::{
+    AccountSpec, Algorithm, AuthSpec, Encoding, JwtAlgorithm, JwtSpec, SignatureSpec,
+    TimestampFormat,
+};
 use crate::verify::{Inputs, Layout, Part, SignedContent, decode_secret, sign, sorted_form_params};
 
 /// What to sign.
@@ -98,7 +101,48 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
     if let Some(sig) = &spec.signature {
         sign_signature(sig, input, looks_json, &mut signed)?;
     }
+    if let Some(jwt) = &spec.jwt {
+        let token = sign_jwt(jwt, input)?;
+        let value = format!("{}{token}", jwt.prefix.as_deref().unwrap_or(""));
+        signed.headers.push((jwt.header.clone(), value));
+    }
     Ok(signed)
+}
+
+/// A token as the provider makes it: issued now, valid five minutes, the delivery id as
+/// `jti`, and the body's hex SHA-256 in the scheme's claim. The key is the shared secret
+/// (HS256) or the private key as PEM (ES256: PKCS#8; RS256: PKCS#1 or PKCS#8).
+fn sign_jwt(jwt: &JwtSpec, input: SignInput<'_>) -> Result<String, SignError> {
+    use jsonwebtoken::{EncodingKey, Header};
+    let mut claims = serde_json::Map::new();
+    claims.insert("iat".into(), input.now_secs.into());
+    claims.insert("exp".into(), (input.now_secs + 300).into());
+    claims.insert("jti".into(), input.id.into());
+    if let Some(claim) = &jwt.body_hash_claim {
+        claims.insert(
+            claim.clone(),
+            hex::encode(Sha256::digest(input.body)).into(),
+        );
+    }
+    if let Some(iss) = &jwt.issuer {
+        claims.insert("iss".into(), iss.clone().into());
+    }
+    let bad_key = |e: jsonwebtoken::errors::Error| SignError(format!("the key cannot sign: {e}"));
+    let (alg, key) = match jwt.algorithm {
+        JwtAlgorithm::Hs256 => (
+            jsonwebtoken::Algorithm::HS256,
+            EncodingKey::from_secret(input.key.as_bytes()),
+        ),
+        JwtAlgorithm::Es256 => (
+            jsonwebtoken::Algorithm::ES256,
+            EncodingKey::from_ec_pem(input.key.as_bytes()).map_err(bad_key)?,
+        ),
+        JwtAlgorithm::Rs256 => (
+            jsonwebtoken::Algorithm::RS256,
+            EncodingKey::from_rsa_pem(input.key.as_bytes()).map_err(bad_key)?,
+        ),
+    };
+    jsonwebtoken::encode(&Header::new(alg), &claims, &key).map_err(bad_key)
 }
 
 fn sign_signature(

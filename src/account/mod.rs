@@ -39,6 +39,10 @@ pub struct AccountSpec {
     /// The HMAC signature scheme, if the sender signs its requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signature: Option<SignatureSpec>,
+    /// A signed token (JWT/JWS) the sender presents, if it signs that way (Vonage,
+    /// MessageBird, Netlify): checked like a signature, with a claim over the body's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
     /// The provider's set-up handshake, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<HandshakeSpec>,
@@ -290,6 +294,51 @@ pub struct SignatureSpec {
     pub secrets: Vec<Secret>,
 }
 
+/// The algorithms a JWT may be signed with.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum JwtAlgorithm {
+    /// HMAC-SHA256 with a shared secret.
+    #[default]
+    #[serde(rename = "HS256")]
+    Hs256,
+    /// ECDSA P-256 with SHA-256; the secret is the sender's public key (PEM, or base64 DER).
+    #[serde(rename = "ES256")]
+    Es256,
+    /// RSA PKCS#1 v1.5 with SHA-256; the secret is the sender's public key (PEM, or base64
+    /// DER PKCS#1).
+    #[serde(rename = "RS256")]
+    Rs256,
+}
+
+/// A JWT/JWS the sender presents in a header, with a claim over the body's SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JwtSpec {
+    /// The header carrying the token.
+    #[serde(default = "authorization")]
+    pub header: String,
+    /// A prefix before the token, such as `Bearer ` (case-insensitive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    /// The only algorithm accepted (the token's own `alg` must equal it).
+    #[serde(default)]
+    pub algorithm: JwtAlgorithm,
+    /// The claim holding the hex SHA-256 of the raw body (`payload_hash`, `sha256`); without
+    /// it the token does not cover the body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_hash_claim: Option<String>,
+    /// The `iss` the token must carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// How far `iat` may be from now, and how far past `exp` or before `nbf` a token may
+    /// be, in seconds; 0 turns the time checks off.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    /// Every secret (HS256) or public key (ES256, RS256) currently valid.
+    #[serde(default)]
+    pub secrets: Vec<Secret>,
+}
+
 /// A provider's set-up handshake, answered instead of recording an event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -403,6 +452,9 @@ fn hub_verify_token() -> String {
 fn hub_challenge() -> String {
     "hub.challenge".to_owned()
 }
+fn authorization() -> String {
+    "Authorization".to_owned()
+}
 fn ok_status() -> u16 {
     200
 }
@@ -489,6 +541,14 @@ impl AccountSpec {
             AuthSpec::Basic { password, .. } => {
                 v["auth"]["password"] = Value::from(password.expose_str());
             }
+        }
+        if let Some(jwt) = &self.jwt {
+            let secrets: Vec<Value> = jwt
+                .secrets
+                .iter()
+                .map(|s| Value::from(s.expose_str()))
+                .collect();
+            v["jwt"]["secrets"] = Value::from(secrets);
         }
         if let Some(sig) = &self.signature {
             let secrets: Vec<Value> = sig

@@ -1,4 +1,5 @@
-//! Verification: the authenticate key, then the HMAC signature, then freshness.
+//! Verification: the authenticate key, then the HMAC signature (or a signed JWT), then
+//! freshness.
 //!
 //! Owns the compiled [`Verifier`] of an account and the [`Verified`] proof type: the only
 //! way to obtain a `Verified` is [`Verifier::verify`], and extraction accepts nothing else.
@@ -7,12 +8,14 @@
 
 mod auth;
 mod grammar;
+mod jwt;
 mod keys;
 mod signature;
 mod signed_content;
 
 pub use auth::AuthCheck;
 pub use grammar::Layout;
+pub use jwt::{Claims, JwtCheck};
 pub use keys::{Inputs, Key, decode_secret, sign};
 pub use signature::{
     SignatureCheck, parse_timestamp, sorted_form_params, with_default_port, without_port,
@@ -44,12 +47,18 @@ pub struct RequestView<'a> {
 #[derive(Debug)]
 pub struct Verified<'a> {
     request: &'a RequestView<'a>,
+    claims: Option<Claims>,
 }
 
 impl<'a> Verified<'a> {
     /// The verified request.
     pub fn request(&self) -> &'a RequestView<'a> {
         self.request
+    }
+
+    /// The claims of the verified token, for an account that checks a JWT.
+    pub fn claims(&self) -> Option<&Claims> {
+        self.claims.as_ref()
     }
 }
 
@@ -77,6 +86,7 @@ impl Rejection {
 pub struct Verifier {
     auth: AuthCheck,
     signature: Option<SignatureCheck>,
+    jwt: Option<JwtCheck>,
 }
 
 impl Verifier {
@@ -88,14 +98,19 @@ impl Verifier {
             .as_ref()
             .map(SignatureCheck::compile)
             .transpose()?;
-        if auth.is_none() && signature.is_none() && !spec.allow_unverified {
+        let jwt = spec.jwt.as_ref().map(JwtCheck::compile).transpose()?;
+        if auth.is_none() && signature.is_none() && jwt.is_none() && !spec.allow_unverified {
             return Err(SpecError::new(
                 "auth",
                 "the account has neither an authenticate key nor a signature; anyone could post \
                  to it. Configure one, or set \"allow_unverified\": true to accept that",
             ));
         }
-        Ok(Verifier { auth, signature })
+        Ok(Verifier {
+            auth,
+            signature,
+            jwt,
+        })
     }
 
     /// Verifies a request at time `now_secs` (Unix seconds).
@@ -108,7 +123,11 @@ impl Verifier {
         if let Some(sig) = &self.signature {
             sig.check(request, now_secs)?;
         }
-        Ok(Verified { request })
+        let claims = match &self.jwt {
+            Some(jwt) => Some(jwt.check(request, now_secs)?),
+            None => None,
+        };
+        Ok(Verified { request, claims })
     }
 
     /// Header names whose values are credentials or signatures, to redact in the audit row.
@@ -119,6 +138,9 @@ impl Verifier {
         }
         if let Some(sig) = &self.signature {
             names.extend(sig.header_names());
+        }
+        if let Some(jwt) = &self.jwt {
+            names.push(jwt.header_name());
         }
         names
     }
