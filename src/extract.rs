@@ -380,6 +380,7 @@ mod tests {
             query,
             body: &body,
             url: "u",
+            origin: Default::default(),
         };
         let verified = verifier.verify(&view, 0).unwrap_or_else(|e| panic!("{e}"));
         f(&verified)

@@ -80,6 +80,13 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
         AuthSpec::Bearer { .. } => signed
             .headers
             .push(("Authorization".into(), format!("Bearer {}", input.key))),
+        AuthSpec::PathToken { .. } => {
+            // The token is the last segment of the path, before any query.
+            signed.url = match input.url.split_once('?') {
+                Some((base, query)) => format!("{}/{}?{query}", base.trim_end_matches('/'), input.key),
+                None => format!("{}/{}", input.url.trim_end_matches('/'), input.key),
+            };
+        }
         AuthSpec::Basic { .. } | AuthSpec::Query { .. } => {
             return Err(SignError(
                 "basic and query authenticate keys are part of the URL or the user's \
@@ -429,6 +436,7 @@ mod tests {
                             query,
                             body,
                             url: &signed.url,
+                            origin: Default::default(),
                         },
                         now,
                     )

@@ -76,10 +76,26 @@ pub struct AccountSpec {
     /// hookgate's JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<AnswerSpec>,
+    /// The addresses the sender may post from, for providers that sign nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_allowlist: Option<IpAllowlistSpec>,
     /// The largest body accepted for this account, when it differs from
     /// `limits.max_body_bytes` (GitHub sends up to 25 MB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
+}
+
+/// The networks a sender posts from (CIDR), and the proxies in front of the gateway whose
+/// `X-Forwarded-For` is believed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IpAllowlistSpec {
+    /// The sender's networks, e.g. `196.201.214.0/24` or a single address.
+    pub allow: Vec<String>,
+    /// Proxies (CIDR) whose `X-Forwarded-For` names the client; empty: the peer is the
+    /// client and `X-Forwarded-For` is ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_proxies: Vec<String>,
 }
 
 /// The answer a provider expects to an event it delivered.
@@ -122,6 +138,12 @@ pub enum AuthSpec {
         username: String,
         /// The expected password.
         password: Secret,
+    },
+    /// A secret token as the last segment of the URL's path: `/hooks/{account}/{token}`
+    /// (for providers that sign nothing: M-Pesa Daraja, MTN MoMo, Pesapal).
+    PathToken {
+        /// The token, at least 16 characters of A-Z a-z 0-9 - _.
+        token: Secret,
     },
     /// A token in a query parameter of the URL.
     Query {
@@ -537,7 +559,9 @@ impl AccountSpec {
             AuthSpec::ApiKey { value, .. } | AuthSpec::Query { value, .. } => {
                 v["auth"]["value"] = Value::from(value.expose_str());
             }
-            AuthSpec::Bearer { token } => v["auth"]["token"] = Value::from(token.expose_str()),
+            AuthSpec::Bearer { token } | AuthSpec::PathToken { token } => {
+                v["auth"]["token"] = Value::from(token.expose_str());
+            }
             AuthSpec::Basic { password, .. } => {
                 v["auth"]["password"] = Value::from(password.expose_str());
             }

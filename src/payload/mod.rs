@@ -207,6 +207,7 @@ mod tests {
                 query: None,
                 body: &body,
                 url: "u",
+                origin: Default::default(),
             };
             let verified = verifier.verify(&view, 0).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(

@@ -28,7 +28,7 @@ use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
 use crate::redact;
 use crate::store::StoreError;
-use crate::verify::RequestView;
+use crate::verify::{Origin, RequestView};
 
 /// The longest account label stored for a request to an unknown account.
 const MAX_LABEL: usize = 128;
@@ -170,15 +170,32 @@ struct Row<'a> {
     started: Instant,
     account: Option<Arc<CompiledAccount>>,
     label: String,
+    /// The secret token after the account's name, for an account reached at
+    /// `/hooks/{account}/{token}`; never stored.
+    path_token: Option<String>,
 }
 
 impl<'a> Row<'a> {
     /// The row of a request that has just begun: its account looked up by the path.
     fn new(state: &'a AppState, parts: &'a Parts, peer: SocketAddr, started: Instant) -> Self {
-        let label = account_label(parts.uri.path());
-        let account = validate_name(&label)
+        let mut label = account_label(parts.uri.path());
+        let mut path_token = None;
+        let mut account = validate_name(&label)
             .ok()
             .and_then(|()| state.registry.get(&label));
+        // `/hooks/{account}/{token}`: only an account that is reached that way takes a
+        // segment after its name; for any other the whole rest stays the (unknown) label.
+        if account.is_none()
+            && let Some((name, token)) = label.split_once('/')
+            && let Some(found) = validate_name(name)
+                .ok()
+                .and_then(|()| state.registry.get(name))
+                .filter(|a| a.verifier.uses_path_token())
+        {
+            path_token = Some(token.to_owned());
+            account = Some(found);
+            label = name.to_owned();
+        }
         Row {
             state,
             parts,
@@ -187,6 +204,7 @@ impl<'a> Row<'a> {
             started,
             account,
             label,
+            path_token,
         }
     }
 
@@ -258,6 +276,10 @@ impl<'a> Row<'a> {
             query: self.parts.uri.query(),
             body: &body,
             url: &url,
+            origin: Origin {
+                path_token: self.path_token.as_deref(),
+                peer: Some(self.peer.ip()),
+            },
         };
         // An unsigned handshake (a creation ping) is let through only when the request
         // carries no signature at all; anything signed is verified as usual.
@@ -552,7 +574,11 @@ impl<'a> Row<'a> {
             detail,
             extracted,
             method: self.parts.method.to_string(),
-            path: self.parts.uri.path().to_owned(),
+            // A path token is a secret: the row keeps where it was, never what it was.
+            path: match &self.path_token {
+                Some(_) => format!("/hooks/{}/[redacted]", self.label),
+                None => self.parts.uri.path().to_owned(),
+            },
             query,
             remote_addr: self.peer.to_string(),
             headers,

@@ -1,5 +1,5 @@
-//! The authenticate key: none, an API-key header, a bearer token, basic auth, or a query
-//! token.
+//! The authenticate key: none, an API-key header, a bearer token, basic auth, a query
+//! token, or a secret token in the URL's path (`/hooks/{account}/{token}`).
 //!
 //! Owns the compiled [`AuthCheck`] and its constant-time check. It must never compare a key
 //! with `==` or report which part of a credential was wrong to the sender.
@@ -36,7 +36,13 @@ pub enum AuthCheck {
         /// The expected value.
         value: Secret,
     },
+    /// The path segment after the account's name must be the token.
+    PathToken(Secret),
 }
+
+/// The shortest path token accepted: a token in a URL is a bearer secret, and a short one
+/// can be guessed.
+pub const MIN_PATH_TOKEN_LEN: usize = 16;
 
 impl AuthCheck {
     /// Compiles an auth spec, refusing empty keys and invalid header names.
@@ -65,6 +71,22 @@ impl AuthCheck {
                 let password = non_empty("auth.password", password)?;
                 let joined = format!("{username}:{}", password.expose_str());
                 AuthCheck::Basic(Secret::new(joined))
+            }
+            AuthSpec::PathToken { token } => {
+                let ok = token.expose_str().len() >= MIN_PATH_TOKEN_LEN
+                    && token
+                        .expose_str()
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !ok {
+                    return Err(SpecError::new(
+                        "auth.token",
+                        format!(
+                            "must be at least {MIN_PATH_TOKEN_LEN} characters of A-Z a-z 0-9 - _                              (it is a path segment and a secret)"
+                        ),
+                    ));
+                }
+                AuthCheck::PathToken(token.clone())
             }
             AuthSpec::Query { param, value } => {
                 if param.is_empty() {
@@ -129,6 +151,12 @@ impl AuthCheck {
                     }
                 }
             }
+            AuthCheck::PathToken(token) => {
+                let Some(presented) = req.origin.path_token else {
+                    return Err(missing("token in the URL's path"));
+                };
+                token.matches(presented.as_bytes())
+            }
             AuthCheck::Query { param, value } => {
                 let presented = req.query.and_then(|q| {
                     form_urlencoded::parse(q.as_bytes())
@@ -189,6 +217,7 @@ mod tests {
             query,
             body,
             url: "http://h/hooks/a",
+            origin: Default::default(),
         }
     }
 

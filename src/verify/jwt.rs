@@ -297,6 +297,7 @@ vwIDAQAB
                 query: None,
                 body: &body,
                 url: "u",
+                origin: Default::default(),
             },
             now,
         )

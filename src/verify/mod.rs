@@ -7,12 +7,14 @@
 //! header order or case, or compare secret material in variable time.
 
 mod auth;
+mod allowlist;
 mod grammar;
 mod jwt;
 mod keys;
 mod signature;
 mod signed_content;
 
+pub use allowlist::IpAllowlist;
 pub use auth::AuthCheck;
 pub use grammar::Layout;
 pub use jwt::{Claims, JwtCheck};
@@ -41,6 +43,18 @@ pub struct RequestView<'a> {
     pub body: &'a Bytes,
     /// The public URL the sender was given, with the query string: what `{url}` signs.
     pub url: &'a str,
+    /// Where the request came from, for senders that sign nothing.
+    pub origin: Origin<'a>,
+}
+
+/// Where a request came from: for providers that sign nothing, the secret token in its
+/// path and the address it was sent from.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Origin<'a> {
+    /// The path segment after the account's name (`/hooks/{account}/{token}`).
+    pub path_token: Option<&'a str>,
+    /// The peer address of the connection.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// Proof that a request passed its account's verifier.
@@ -84,6 +98,7 @@ impl Rejection {
 /// An account's verification, compiled once when the account is loaded.
 #[derive(Debug)]
 pub struct Verifier {
+    allowlist: Option<IpAllowlist>,
     auth: AuthCheck,
     signature: Option<SignatureCheck>,
     jwt: Option<JwtCheck>,
@@ -99,7 +114,17 @@ impl Verifier {
             .map(SignatureCheck::compile)
             .transpose()?;
         let jwt = spec.jwt.as_ref().map(JwtCheck::compile).transpose()?;
-        if auth.is_none() && signature.is_none() && jwt.is_none() && !spec.allow_unverified {
+        let allowlist = spec
+            .ip_allowlist
+            .as_ref()
+            .map(IpAllowlist::compile)
+            .transpose()?;
+        if auth.is_none()
+            && signature.is_none()
+            && jwt.is_none()
+            && allowlist.is_none()
+            && !spec.allow_unverified
+        {
             return Err(SpecError::new(
                 "auth",
                 "the account has neither an authenticate key nor a signature; anyone could post \
@@ -107,6 +132,7 @@ impl Verifier {
             ));
         }
         Ok(Verifier {
+            allowlist,
             auth,
             signature,
             jwt,
@@ -119,6 +145,9 @@ impl Verifier {
         request: &'a RequestView<'a>,
         now_secs: i64,
     ) -> Result<Verified<'a>, Rejection> {
+        if let Some(allowlist) = &self.allowlist {
+            allowlist.check(request)?;
+        }
         self.auth.check(request)?;
         if let Some(sig) = &self.signature {
             sig.check(request, now_secs)?;
@@ -153,5 +182,10 @@ impl Verifier {
     /// The query parameter that carries the authenticate key, to redact in the audit row.
     pub fn sensitive_query_param(&self) -> Option<&str> {
         self.auth.query_param()
+    }
+
+    /// Whether the account is reached at `/hooks/{account}/{token}`.
+    pub fn uses_path_token(&self) -> bool {
+        matches!(self.auth, AuthCheck::PathToken(_))
     }
 }

@@ -645,6 +645,7 @@ mod tests {
                 query: None,
                 body: &body,
                 url: "u",
+                origin: Default::default(),
             },
             now,
         )

@@ -41,6 +41,7 @@ fn verifies(account: &CompiledAccount, sig: &str, ts: i64, body: &[u8]) -> bool 
         query: None,
         body: &body,
         url: "http://x/hooks/prop",
+        origin: Default::default(),
     };
     account.verifier.verify(&view, NOW).is_ok()
 }
@@ -137,7 +138,7 @@ proptest! {
         let account = compile(AccountSpec::from_json(spec).expect("spec"), true, 0, 0).expect("compiles");
         let headers = HeaderMap::new();
         let body = Bytes::from(value.to_string());
-        let view = RequestView { method: "POST", headers: &headers, query: None, body: &body, url: "http://x" };
+        let view = RequestView { method: "POST", headers: &headers, query: None, body: &body, url: "http://x", origin: Default::default() };
         let verified = account.verifier.verify(&view, NOW).expect("unverified account");
         let extracted = account.extractor.extract(&verified, &value);
         prop_assert_eq!(extracted.event_id, Some(leaf));
