@@ -72,11 +72,16 @@ pub enum Reason {
     RateLimited,
     /// The request head (request line and headers) was over the configured limit.
     HeadersTooLarge,
+    /// The provider's status API did not confirm the event (a forged callback).
+    Unconfirmed,
+    /// The provider's status API could not be asked (down, slow, refused the token): the
+    /// sender is answered 503 and retries.
+    ConfirmationUnavailable,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 15] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -90,6 +95,8 @@ impl Reason {
         Reason::IncompleteBody,
         Reason::RateLimited,
         Reason::HeadersTooLarge,
+        Reason::Unconfirmed,
+        Reason::ConfirmationUnavailable,
     ];
 
     /// The stable snake_case name stored in the audit log.
@@ -108,6 +115,8 @@ impl Reason {
             Reason::IncompleteBody => "incomplete_body",
             Reason::RateLimited => "rate_limited",
             Reason::HeadersTooLarge => "headers_too_large",
+            Reason::Unconfirmed => "unconfirmed",
+            Reason::ConfirmationUnavailable => "confirmation_unavailable",
         }
     }
 

@@ -81,6 +81,10 @@ pub enum SecretTarget {
     /// The first of `jwt.secrets` (a signed token: Vonage, MessageBird, Netlify).
     #[serde(rename = "jwt.secrets")]
     JwtSecrets,
+    /// The authenticate key's `auth.token` (a secret token in the URL's path: M-Pesa
+    /// Daraja, MTN MoMo, Pesapal).
+    #[serde(rename = "auth.token")]
+    AuthToken,
 }
 
 /// A field a preset needs besides the secret.
@@ -161,6 +165,8 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../rules/modern_treasury.toml"),
     ),
     ("monnify", include_str!("../rules/monnify.toml")),
+    ("mpesa_daraja", include_str!("../rules/mpesa_daraja.toml")),
+    ("mtn_momo", include_str!("../rules/mtn_momo.toml")),
     ("mux", include_str!("../rules/mux.toml")),
     ("netlify", include_str!("../rules/netlify.toml")),
     ("notion", include_str!("../rules/notion.toml")),
@@ -169,6 +175,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("pagerduty", include_str!("../rules/pagerduty.toml")),
     ("paystack", include_str!("../rules/paystack.toml")),
     ("persona", include_str!("../rules/persona.toml")),
+    ("pesapal", include_str!("../rules/pesapal.toml")),
     ("pusher", include_str!("../rules/pusher.toml")),
     ("razorpay", include_str!("../rules/razorpay.toml")),
     ("resend", include_str!("../rules/resend.toml")),
@@ -327,6 +334,7 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::SignatureSecrets => "signature.secrets",
             SecretTarget::AuthValue => "auth.value",
             SecretTarget::JwtSecrets => "jwt.secrets",
+            SecretTarget::AuthToken => "auth.token",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -415,14 +423,21 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
         return Ok(());
     };
     match target {
-        SecretTarget::AuthValue => {
+        SecretTarget::AuthValue | SecretTarget::AuthToken => {
+            let key = if target == SecretTarget::AuthValue {
+                "value"
+            } else {
+                "token"
+            };
             let Some(auth) = obj.get_mut("auth").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
                     "secret",
-                    "the preset puts the secret in auth.value, but the account has no auth",
+                    format!(
+                        "the preset puts the secret in auth.{key}, but the account has no auth"
+                    ),
                 ));
             };
-            auth.insert("value".into(), secret);
+            auth.insert(key.into(), secret);
         }
         SecretTarget::JwtSecrets => {
             let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
@@ -512,6 +527,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::SignatureSecrets => "account.signature",
             SecretTarget::AuthValue => "account.auth",
             SecretTarget::JwtSecrets => "account.jwt",
+            SecretTarget::AuthToken => "account.auth",
         };
         err(field, e.message)
     })?;
@@ -615,9 +631,9 @@ mod tests {
         for rule in rules.all() {
             let mut request = json!({"name": "acct", "provider": rule.name,
                                      "secret": example_secret(rule)});
-            if rule.name == "meta" {
-                request["handshake"] = json!({"verify_token": "vt"});
-            }
+            // The settings a preset requires besides the secret (Meta's verify token, MoMo's
+            // API user and keys).
+            rule.fill_required_settings(&mut request, "a-required-setting");
             let prepared = rules
                 .prepare(request)
                 .unwrap_or_else(|e| panic!("{}: {e}", rule.name));

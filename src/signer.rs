@@ -83,7 +83,9 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
         AuthSpec::PathToken { .. } => {
             // The token is the last segment of the path, before any query.
             signed.url = match input.url.split_once('?') {
-                Some((base, query)) => format!("{}/{}?{query}", base.trim_end_matches('/'), input.key),
+                Some((base, query)) => {
+                    format!("{}/{}?{query}", base.trim_end_matches('/'), input.key)
+                }
                 None => format!("{}/{}", input.url.trim_end_matches('/'), input.key),
             };
         }
@@ -354,6 +356,9 @@ mod tests {
     fn keys_for(rule: &crate::rules::Rule) -> (String, Option<String>) {
         let sig = rule.account.get("signature");
         let setting = |key: &str| sig.and_then(|s| s.get(key)).and_then(|v| v.as_str());
+        if rule.secret_target == crate::rules::SecretTarget::AuthToken {
+            return ("a-path-token-0123456789".into(), None);
+        }
         if setting("secret_encoding") == Some("base64") {
             let prefix = setting("secret_prefix").unwrap_or("");
             return (format!("{prefix}MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), None);
@@ -385,8 +390,9 @@ mod tests {
         for rule in rules.all() {
             let (private, expected_public) = keys_for(rule);
             let url = "https://hooks.example.com/hooks/acct?x=1";
-            let request = json!({"name": "acct", "provider": rule.name, "secret": private.clone(),
-                                 "handshake": if rule.name == "meta" { json!({"verify_token": "v"}) } else { Value::Null }});
+            let mut request =
+                json!({"name": "acct", "provider": rule.name, "secret": private.clone()});
+            rule.fill_required_settings(&mut request, "a-required-setting");
             let prepared = rules
                 .prepare(request)
                 .unwrap_or_else(|e| panic!("{}: {e}", rule.name));
@@ -426,6 +432,20 @@ mod tests {
             }
             let body = Bytes::from(signed.body.clone());
             let query = signed.url.split_once('?').map(|(_, q)| q);
+            // A path token is the URL's last segment; an allowlisted sender posts from the
+            // first address of its list.
+            let path_token = signed
+                .url
+                .split('?')
+                .next()
+                .and_then(|u| u.rsplit('/').next())
+                .filter(|_| account.verifier.uses_path_token());
+            let peer = account
+                .spec
+                .ip_allowlist
+                .as_ref()
+                .and_then(|l| l.allow.first())
+                .and_then(|a| a.parse().ok());
             let verify = |body: &Bytes, now: i64| {
                 account
                     .verifier
@@ -436,7 +456,7 @@ mod tests {
                             query,
                             body,
                             url: &signed.url,
-                            origin: Default::default(),
+                            origin: crate::verify::Origin { path_token, peer },
                         },
                         now,
                     )

@@ -30,6 +30,8 @@ pub struct CompiledAccount {
     pub handshake: Option<Handshake>,
     /// Its dedupe key, when it is more than `paths.event_id`.
     pub dedupe: Option<DedupeKey>,
+    /// Its confirmation with the provider's status API, when it has one.
+    pub confirm: Option<crate::confirm::Confirmer>,
 }
 
 impl CompiledAccount {
@@ -95,6 +97,11 @@ pub fn compile(
         .transpose()?;
     let extractor = Extractor::compile(&spec.paths)?;
     let dedupe = DedupeKey::compile(&spec)?;
+    let confirm = spec
+        .confirm
+        .as_ref()
+        .map(crate::confirm::Confirmer::compile)
+        .transpose()?;
     if let Some(answer) = &spec.answer {
         if !(200..=299).contains(&answer.status) {
             return Err(SpecError::new(
@@ -134,5 +141,6 @@ pub fn compile(
         template,
         handshake,
         dedupe,
+        confirm,
     })
 }

@@ -76,6 +76,10 @@ pub struct AccountSpec {
     /// hookgate's JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub answer: Option<AnswerSpec>,
+    /// Confirmation with the provider's own status API before an event is accepted, for
+    /// providers that sign nothing (MTN MoMo, Pesapal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<ConfirmSpec>,
     /// The addresses the sender may post from, for providers that sign nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<IpAllowlistSpec>,
@@ -96,6 +100,85 @@ pub struct IpAllowlistSpec {
     /// client and `X-Forwarded-For` is ignored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted_proxies: Vec<String>,
+}
+
+/// How to confirm an event with the provider: a request to its status API built from the
+/// extracted fields, and conditions on the answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmSpec {
+    /// `GET` or `POST`.
+    #[serde(default = "get_method")]
+    pub method: String,
+    /// The status API's URL, a template over the extracted fields (`{{source}}`,
+    /// `{{params.NAME}}`, values percent-encoded); its scheme and host are fixed text.
+    pub url: String,
+    /// The body to send, a template (values JSON-escaped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Further headers, each value a template.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub headers: BTreeMap<String, String>,
+    /// Headers that carry credentials (a subscription key), write-only like secrets.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_headers: BTreeMap<String, Secret>,
+    /// An access token to get first and send as `Authorization: Bearer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSpec>,
+    /// What the answer must say; every condition must hold.
+    pub conditions: Vec<ConditionSpec>,
+    /// How long to wait for each answer.
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+/// One condition on the status API's answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConditionSpec {
+    /// A JSONPath into the answer.
+    pub path: String,
+    /// The text it must equal, a template (`{{params.status}}` ties it to the callback).
+    pub equals: String,
+}
+
+/// How an access token is got.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OAuthStyle {
+    /// OAuth 2.0 client credentials: HTTP Basic with the client id and secret,
+    /// `grant_type=client_credentials` (in the form body for `POST`, the query for `GET`).
+    #[default]
+    ClientCredentials,
+    /// A JSON body `{"consumer_key": id, "consumer_secret": secret}` (Pesapal).
+    JsonKeys,
+}
+
+/// The token endpoint of a status API.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OAuthSpec {
+    /// The token endpoint.
+    pub token_url: String,
+    /// `GET` (Daraja) or `POST`.
+    #[serde(default = "post_method")]
+    pub method: String,
+    /// How the credentials are sent.
+    #[serde(default)]
+    pub style: OAuthStyle,
+    /// The client id (API user, consumer key).
+    pub client_id: String,
+    /// The client secret (API key, consumer secret).
+    pub client_secret: Secret,
+    /// Where the token is in the answer.
+    #[serde(default = "access_token_path")]
+    pub token_path: String,
+    /// Where its lifetime in seconds is (a number or a numeric string); absent: 5 minutes.
+    #[serde(default = "expires_in_path")]
+    pub expires_in_path: String,
+    /// Headers sent with the token request too (a subscription key).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_headers: BTreeMap<String, Secret>,
 }
 
 /// The answer a provider expects to an event it delivered.
@@ -474,6 +557,21 @@ fn hub_verify_token() -> String {
 fn hub_challenge() -> String {
     "hub.challenge".to_owned()
 }
+fn get_method() -> String {
+    "GET".to_owned()
+}
+fn post_method() -> String {
+    "POST".to_owned()
+}
+fn ten() -> u64 {
+    10
+}
+fn access_token_path() -> String {
+    "$.access_token".to_owned()
+}
+fn expires_in_path() -> String {
+    "$.expires_in".to_owned()
+}
 fn authorization() -> String {
     "Authorization".to_owned()
 }
@@ -564,6 +662,18 @@ impl AccountSpec {
             }
             AuthSpec::Basic { password, .. } => {
                 v["auth"]["password"] = Value::from(password.expose_str());
+            }
+        }
+        if let Some(confirm) = &self.confirm {
+            for (name, value) in &confirm.secret_headers {
+                v["confirm"]["secret_headers"][name] = Value::from(value.expose_str());
+            }
+            if let Some(oauth) = &confirm.oauth {
+                v["confirm"]["oauth"]["client_secret"] =
+                    Value::from(oauth.client_secret.expose_str());
+                for (name, value) in &oauth.secret_headers {
+                    v["confirm"]["oauth"]["secret_headers"][name] = Value::from(value.expose_str());
+                }
             }
         }
         if let Some(jwt) = &self.jwt {

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 use super::AppState;
 use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::{AnswerSpec, CompiledAccount, validate_name};
+use crate::confirm::Outcome;
 use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::handshake::{Answer, GetOutcome};
 use crate::payload::{self, PayloadError};
@@ -386,10 +387,55 @@ impl<'a> Row<'a> {
                 return self.handshake(answer, body.clone(), extracted).await;
             }
         }
+        // A provider that signs nothing is asked about the transaction before anything is
+        // accepted; its answer is kept with the row.
+        let mut confirmed = None;
+        if let Some(confirmer) = &account.confirm {
+            match confirmer.confirm(&extracted, account.name()).await {
+                Outcome::Confirmed(answer) => confirmed = Some(answer),
+                Outcome::Unconfirmed(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::UNAUTHORIZED,
+                        "unauthorized",
+                        "Unauthorized",
+                        "the request could not be verified; the reason is recorded in the gateway's audit log",
+                    );
+                    let detail = format!("unconfirmed by the provider: {detail}");
+                    return self
+                        .reject_whole(Reason::Unconfirmed, detail, body.clone(), problem)
+                        .await;
+                }
+                Outcome::Unavailable(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "confirmation_unavailable",
+                        "Service Unavailable",
+                        "the event could not be confirmed with its provider now; nothing was accepted, please retry",
+                    );
+                    let detail = format!("the provider could not be asked: {detail}");
+                    let mut res = self
+                        .reject_whole(
+                            Reason::ConfirmationUnavailable,
+                            detail,
+                            body.clone(),
+                            problem,
+                        )
+                        .await;
+                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        res.headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+                    }
+                    return res;
+                }
+            }
+        }
         let size = body.len() as u64;
         let forward = crate::forward::plan(&account, &extracted);
         let deliver = matches!(forward, Forward::Deliver { .. });
-        let mut record = self.record(Status::Accepted, None, None, extracted, body, size, true);
+        // Storage has no column for the provider's confirmation yet: it rides in the
+        // accepted row's detail, which is otherwise empty.
+        let detail = confirmed.map(|answer| format!("confirmed by the provider: {answer}"));
+        let mut record = self.record(Status::Accepted, None, detail, extracted, body, size, true);
         record.forward = forward;
         let handled = record.handle_micros;
         let metrics = self.state.store.metrics();

@@ -83,7 +83,9 @@ fn nets(field: &str, entries: &[String]) -> Result<Vec<IpNet>, SpecError> {
             let e = e.trim();
             e.parse::<IpNet>()
                 .or_else(|_| e.parse::<IpAddr>().map(IpNet::from))
-                .map_err(|_| SpecError::new(field, format!("{e:?} is neither a CIDR nor an address")))
+                .map_err(|_| {
+                    SpecError::new(field, format!("{e:?} is neither a CIDR nor an address"))
+                })
         })
         .collect()
 }
@@ -129,8 +131,14 @@ mod tests {
         let l = list(&["196.201.214.0/24", "196.201.213.44"], &[]);
         assert!(run(&l, "196.201.214.200", &[]).is_ok());
         assert!(run(&l, "196.201.213.44", &[]).is_ok());
-        assert!(run(&l, "::ffff:196.201.213.44", &[]).is_ok(), "a mapped IPv4 peer");
-        assert!(run(&l, "10.0.0.1", &["196.201.214.200"]).is_err(), "untrusted XFF is ignored");
+        assert!(
+            run(&l, "::ffff:196.201.213.44", &[]).is_ok(),
+            "a mapped IPv4 peer"
+        );
+        assert!(
+            run(&l, "10.0.0.1", &["196.201.214.200"]).is_err(),
+            "untrusted XFF is ignored"
+        );
         let behind = list(&["196.201.214.0/24"], &["10.0.0.0/8"]);
         assert!(run(&behind, "10.0.0.1", &["196.201.214.200"]).is_ok());
         assert!(
@@ -138,10 +146,18 @@ mod tests {
             "the address the proxy saw is the last one, not the first"
         );
         assert!(
-            run(&behind, "10.0.0.1", &["203.0.113.9, 196.201.214.200", "10.0.0.2"]).is_ok(),
+            run(
+                &behind,
+                "10.0.0.1",
+                &["203.0.113.9, 196.201.214.200", "10.0.0.2"]
+            )
+            .is_ok(),
             "proxies in the chain are skipped"
         );
-        assert!(run(&behind, "10.0.0.1", &[]).is_err(), "a proxy that names no client");
+        assert!(
+            run(&behind, "10.0.0.1", &[]).is_err(),
+            "a proxy that names no client"
+        );
         assert!(run(&behind, "10.0.0.1", &["not-an-ip"]).is_err());
     }
 

@@ -82,7 +82,7 @@ impl AuthCheck {
                     return Err(SpecError::new(
                         "auth.token",
                         format!(
-                            "must be at least {MIN_PATH_TOKEN_LEN} characters of A-Z a-z 0-9 - _                              (it is a path segment and a secret)"
+                            "must be at least {MIN_PATH_TOKEN_LEN} characters of A-Z a-z 0-9 - _ (it is a path segment and a secret)"
                         ),
                     ));
                 }

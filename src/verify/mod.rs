@@ -6,8 +6,8 @@
 //! Pure: the current time is passed in. It must never re-serialise the body, depend on
 //! header order or case, or compare secret material in variable time.
 
-mod auth;
 mod allowlist;
+mod auth;
 mod grammar;
 mod jwt;
 mod keys;
@@ -123,6 +123,7 @@ impl Verifier {
             && signature.is_none()
             && jwt.is_none()
             && allowlist.is_none()
+            && spec.confirm.is_none()
             && !spec.allow_unverified
         {
             return Err(SpecError::new(

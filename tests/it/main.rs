@@ -3,6 +3,7 @@
 
 mod accounts;
 mod audit;
+mod confirmation;
 mod crash;
 mod faults;
 mod fixtures;

@@ -1,0 +1,375 @@
+//! Confirmation with the provider: for providers that sign nothing (MTN MoMo, Pesapal),
+//! the gateway asks the provider's own status API about the transaction a callback names
+//! before it accepts the callback.
+//!
+//! Owns [`Confirmer`] (an account's `confirm`, compiled once: URL, body and header
+//! templates over the extracted fields, conditions on the answer, the token cache) and the
+//! three outcomes: confirmed (the answer is kept with the audit row), unconfirmed (a forged
+//! callback: rejected) and unavailable (the provider could not be asked: the sender gets
+//! 503 and retries). The request it builds and the conditions it checks are pure
+//! (`request`, `judge`); only [`Confirmer::confirm`] does I/O. It must never let an
+//! extracted value choose the host it asks (the scheme and host of the URL are fixed text),
+//! never treat "could not ask" as "forged", and never log a credential.
+
+mod oauth;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::Value;
+
+use crate::account::{ConfirmSpec, SpecError};
+use crate::cli::client::HttpClient;
+use crate::event::Extracted;
+use crate::extract::JsonPath;
+use crate::render::{Template, Values};
+use crate::secret::Secret;
+
+pub use oauth::TokenCache;
+
+/// The longest part of the provider's answer kept with the audit row.
+pub const MAX_KEPT_ANSWER: usize = 4096;
+
+/// What the provider's status API said about one callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every condition held; the answer (cut to [`MAX_KEPT_ANSWER`]) is kept.
+    Confirmed(String),
+    /// The provider answered, and not as the callback claims.
+    Unconfirmed(String),
+    /// The provider could not be asked, or answered that it could not answer.
+    Unavailable(String),
+}
+
+/// An account's compiled confirmation.
+#[derive(Debug)]
+pub struct Confirmer {
+    method: Method,
+    url: Template,
+    body: Option<Template>,
+    headers: Vec<(String, Template)>,
+    secret_headers: Vec<(String, Secret)>,
+    conditions: Vec<(JsonPath, Template, String)>,
+    timeout: Duration,
+    token: Option<TokenCache>,
+    client: HttpClient,
+}
+
+/// One condition's failure, said in words.
+type Judged = Result<(), String>;
+
+impl Confirmer {
+    /// Compiles a spec, naming the field at fault.
+    pub fn compile(spec: &ConfirmSpec) -> Result<Self, SpecError> {
+        let method = match spec.method.to_ascii_uppercase().as_str() {
+            "GET" => Method::GET,
+            "POST" => Method::POST,
+            _ => return Err(SpecError::new("confirm.method", "must be GET or POST")),
+        };
+        fixed_host("confirm.url", &spec.url)?;
+        let template = |field: &str, text: &str| {
+            Template::parse(text).map_err(|e| SpecError::new(field, e.message))
+        };
+        if spec.conditions.is_empty() {
+            return Err(SpecError::new(
+                "confirm.conditions",
+                "name at least one condition on the answer; without one any answer confirms",
+            ));
+        }
+        let conditions = spec
+            .conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let path = JsonPath::compile(&format!("confirm.conditions[{i}].path"), &c.path)?;
+                let equals = template(&format!("confirm.conditions[{i}].equals"), &c.equals)?;
+                Ok((path, equals, c.path.clone()))
+            })
+            .collect::<Result<Vec<_>, SpecError>>()?;
+        let headers = spec
+            .headers
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), template(&format!("confirm.headers.{k}"), v)?)))
+            .collect::<Result<Vec<_>, SpecError>>()?;
+        Ok(Confirmer {
+            method,
+            url: template("confirm.url", &spec.url)?,
+            body: spec
+                .body
+                .as_deref()
+                .map(|b| template("confirm.body", b))
+                .transpose()?,
+            headers,
+            secret_headers: pairs(&spec.secret_headers),
+            conditions,
+            timeout: Duration::from_secs(spec.timeout_secs.max(1)),
+            token: spec.oauth.as_ref().map(TokenCache::compile).transpose()?,
+            client: HttpClient::default(),
+        })
+    }
+
+    /// Asks the provider about one callback. A rejected token is fetched again once.
+    pub async fn confirm(&self, extracted: &Extracted, account: &str) -> Outcome {
+        let (url, body, headers) = self.request(extracted, account);
+        for attempt in 0..2 {
+            let mut all: Vec<(String, String)> = headers.clone();
+            if let Some(cache) = &self.token {
+                match cache.token(&self.client, self.timeout, attempt > 0).await {
+                    Ok(t) => all.push(("authorization".into(), format!("Bearer {t}"))),
+                    Err(e) => return Outcome::Unavailable(e),
+                }
+            }
+            let refs: Vec<(&str, &str)> = all
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain(
+                    self.secret_headers
+                        .iter()
+                        .map(|(k, v)| (k.as_str(), v.expose_str())),
+                )
+                .collect();
+            let sent = tokio::time::timeout(
+                self.timeout,
+                self.client
+                    .send(self.method.clone(), &url, &refs, body.clone()),
+            )
+            .await;
+            let answer = match sent {
+                Err(_) => {
+                    return Outcome::Unavailable(format!(
+                        "the status API did not answer within {}s",
+                        self.timeout.as_secs()
+                    ));
+                }
+                Ok(Err(e)) => return Outcome::Unavailable(format!("the status API: {e}")),
+                Ok(Ok(a)) => a,
+            };
+            let status = answer.status.as_u16();
+            let text = String::from_utf8_lossy(&answer.body).into_owned();
+            match status {
+                // An expired or revoked token: fetch a new one and ask again, once.
+                401 if self.token.is_some() && attempt == 0 => continue,
+                200..=299 => return self.judge(&text, extracted, account),
+                404 | 400 => {
+                    return Outcome::Unconfirmed(format!(
+                        "the status API answered {status}: {}",
+                        cut(&text)
+                    ));
+                }
+                _ => {
+                    return Outcome::Unavailable(format!(
+                        "the status API answered {status}: {}",
+                        cut(&text)
+                    ));
+                }
+            }
+        }
+        Outcome::Unavailable("the status API refused a fresh token".into())
+    }
+
+    /// The URL, body and headers for one callback. Values are percent-encoded in the URL
+    /// and JSON-escaped in the body.
+    pub fn request(
+        &self,
+        extracted: &Extracted,
+        account: &str,
+    ) -> (String, String, Vec<(String, String)>) {
+        let url = render(&self.url, extracted, account, Escape::Url);
+        let body = self
+            .body
+            .as_ref()
+            .map(|b| render(b, extracted, account, Escape::Json))
+            .unwrap_or_default();
+        let mut headers: Vec<(String, String)> = self
+            .headers
+            .iter()
+            .map(|(k, t)| (k.clone(), render(t, extracted, account, Escape::None)))
+            .collect();
+        if self.body.is_some() {
+            headers.push(("content-type".into(), "application/json".into()));
+        }
+        headers.push(("accept".into(), "application/json".into()));
+        (url, body, headers)
+    }
+
+    /// Whether an answer confirms the callback: JSON, and every condition holds.
+    pub fn judge(&self, answer: &str, extracted: &Extracted, account: &str) -> Outcome {
+        let kept = cut(answer);
+        let Ok(json) = serde_json::from_str::<Value>(answer) else {
+            return Outcome::Unavailable(format!("the status API's answer is not JSON: {kept}"));
+        };
+        let failed: Judged = self.conditions.iter().try_for_each(|(path, equals, text)| {
+            let want = render(equals, extracted, account, Escape::None);
+            let got = path.text(&json);
+            match got {
+                Some(g) if g == want => Ok(()),
+                other => Err(format!("{text} is {other:?}, not {want:?}")),
+            }
+        });
+        match failed {
+            Ok(()) => Outcome::Confirmed(kept),
+            Err(why) => Outcome::Unconfirmed(format!("{why}; the answer: {kept}")),
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Escape {
+    None,
+    Url,
+    Json,
+}
+
+/// Renders a template with every extracted value escaped for where it goes.
+fn render(t: &Template, e: &Extracted, account: &str, escape: Escape) -> String {
+    let esc = |v: &str| match escape {
+        Escape::None => v.to_owned(),
+        Escape::Url => form_urlencoded::byte_serialize(v.as_bytes()).collect(),
+        Escape::Json => {
+            let quoted = Value::String(v.to_owned()).to_string();
+            quoted[1..quoted.len() - 1].to_owned()
+        }
+    };
+    let params: Value = e
+        .params
+        .as_deref()
+        .and_then(|p| serde_json::from_str::<Value>(p).ok())
+        .map(|v| match v {
+            Value::Object(map) => Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| {
+                        let text = match v {
+                            Value::String(s) => s,
+                            Value::Null => return (k, Value::Null),
+                            other => other.to_string(),
+                        };
+                        (k, Value::String(esc(&text)))
+                    })
+                    .collect(),
+            ),
+            other => other,
+        })
+        .unwrap_or(Value::Null);
+    let field = |f: &Option<String>| f.as_deref().map(esc);
+    let (sender, source, event_type, event_id) = (
+        field(&e.sender),
+        field(&e.source),
+        field(&e.event_type),
+        field(&e.event_id),
+    );
+    t.render(&Values {
+        account,
+        sender: sender.as_deref(),
+        source: source.as_deref(),
+        event_type: event_type.as_deref(),
+        event_id: event_id.as_deref(),
+        params: &params,
+    })
+}
+
+/// Refuses a URL whose scheme and host are not fixed text before the first placeholder.
+fn fixed_host(field: &str, url: &str) -> Result<(), SpecError> {
+    let head = url.split("{{").next().unwrap_or("");
+    let after_scheme = head
+        .strip_prefix("https://")
+        .or_else(|| head.strip_prefix("http://"));
+    match after_scheme {
+        Some(rest) if rest.contains('/') && !rest.starts_with('/') => Ok(()),
+        _ => Err(SpecError::new(
+            field,
+            "must start with http:// or https://, a host and a '/' before any {{placeholder}}, \
+             so that a callback cannot choose whom the gateway asks",
+        )),
+    }
+}
+
+fn pairs(map: &BTreeMap<String, Secret>) -> Vec<(String, Secret)> {
+    map.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
+/// At most [`MAX_KEPT_ANSWER`] bytes of `text`, cut at a character boundary.
+fn cut(text: &str) -> String {
+    if text.len() <= MAX_KEPT_ANSWER {
+        return text.to_owned();
+    }
+    let mut end = MAX_KEPT_ANSWER;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn confirmer(spec: Value) -> Confirmer {
+        let spec: ConfirmSpec = serde_json::from_value(spec).unwrap_or_else(|e| panic!("{e}"));
+        Confirmer::compile(&spec).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn extracted() -> Extracted {
+        Extracted {
+            source: Some("ref 1/2".into()),
+            params: Some(json!({"status": "SUCCESSFUL", "amount": 100}).to_string()),
+            ..Extracted::default()
+        }
+    }
+
+    #[test]
+    fn requests_escape_values_for_where_they_go() {
+        let c = confirmer(json!({
+            "method": "POST",
+            "url": "http://127.0.0.1:1/status/{{source}}?x={{params.status}}",
+            "body": "{\"ref\":\"{{source}}\"}",
+            "headers": {"X-Env": "sandbox"},
+            "conditions": [{"path": "$.status", "equals": "{{params.status}}"}]
+        }));
+        let (url, body, headers) = c.request(&extracted(), "acct");
+        assert_eq!(url, "http://127.0.0.1:1/status/ref+1%2F2?x=SUCCESSFUL");
+        assert_eq!(body, r#"{"ref":"ref 1/2"}"#);
+        assert!(headers.contains(&("X-Env".into(), "sandbox".into())));
+    }
+
+    #[test]
+    fn every_condition_must_hold_and_the_answer_is_kept() {
+        let c = confirmer(json!({
+            "url": "http://127.0.0.1:1/s/{{source}}",
+            "conditions": [{"path": "$.status", "equals": "{{params.status}}"},
+                           {"path": "$.amount", "equals": "{{params.amount}}"}]
+        }));
+        let ok = c.judge(
+            r#"{"status":"SUCCESSFUL","amount":"100"}"#,
+            &extracted(),
+            "a",
+        );
+        assert!(matches!(ok, Outcome::Confirmed(a) if a.contains("SUCCESSFUL")));
+        let forged = c.judge(r#"{"status":"FAILED","amount":"100"}"#, &extracted(), "a");
+        assert!(matches!(forged, Outcome::Unconfirmed(d) if d.contains("FAILED")));
+        let garbled = c.judge("<html>", &extracted(), "a");
+        assert!(matches!(garbled, Outcome::Unavailable(_)));
+    }
+
+    #[test]
+    fn a_url_whose_host_a_callback_could_choose_is_refused() {
+        for url in [
+            "{{params.host}}/x",
+            "https://{{source}}/x",
+            "ftp://h/x",
+            "https://h{{source}}",
+        ] {
+            let spec: ConfirmSpec = serde_json::from_value(json!({
+                "url": url, "conditions": [{"path": "$.a", "equals": "b"}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            let err = Confirmer::compile(&spec).err().map(|e| e.field);
+            assert_eq!(err.as_deref(), Some("confirm.url"), "{url}");
+        }
+        let none: ConfirmSpec =
+            serde_json::from_value(json!({"url": "https://h/x", "conditions": []}))
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Confirmer::compile(&none).is_err());
+    }
+}

@@ -1,0 +1,489 @@
+//! Providers that sign nothing, over real HTTP: callbacks confirmed with a local server on
+//! port 0 that behaves like the providers' status APIs (MTN MoMo's requesttopay with an
+//! OAuth token and a subscription key; Pesapal's GetTransactionStatus with a bearer token
+//! from RequestToken), the path token kept out of the audit row, and the IP allowlist.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+const TOKEN: &str = "momo-path-token-0123456789";
+const SUBSCRIPTION_KEY: &str = "sub-key-abc";
+
+/// What the status API knows and how it behaves; a test changes it between requests.
+#[derive(Default)]
+struct Provider {
+    /// Transactions by reference id.
+    transactions: HashMap<String, Value>,
+    /// Answer every status request with 503.
+    down: bool,
+    /// Tokens issued so far; only the last one is accepted.
+    issued: u32,
+    /// Status requests answered.
+    asked: u32,
+}
+
+struct StatusApi {
+    base: String,
+    state: Arc<Mutex<Provider>>,
+}
+
+impl StatusApi {
+    async fn start() -> StatusApi {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind status api");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let state: Arc<Mutex<Provider>> = Arc::default();
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(answer(&state, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        StatusApi { base, state }
+    }
+
+    fn with(&self, f: impl FnOnce(&mut Provider)) {
+        f(&mut self.state.lock().expect("provider"));
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&Provider) -> R) -> R {
+        f(&self.state.lock().expect("provider"))
+    }
+}
+
+fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_string())));
+    *res.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    res
+}
+
+/// The status API's routes, as MTN MoMo and Pesapal answer them.
+async fn answer(
+    state: &Mutex<Provider>,
+    req: Request<hyper::body::Incoming>,
+) -> Response<Full<Bytes>> {
+    let header = |n: &str| {
+        req.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let (auth, sub_key) = (header("authorization"), header("ocp-apim-subscription-key"));
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let mut p = state.lock().expect("provider");
+    let current = format!("Bearer tok-{}", p.issued);
+    match path.as_str() {
+        "/collection/token/" => {
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("api-user:api-key")
+            );
+            if auth != basic || sub_key != SUBSCRIPTION_KEY {
+                return reply(401, json!({"error": "login_failed"}));
+            }
+            p.issued += 1;
+            reply(
+                200,
+                json!({"access_token": format!("tok-{}", p.issued), "token_type": "access_token", "expires_in": 3600}),
+            )
+        }
+        "/api/Auth/RequestToken" => {
+            let creds: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if creds != json!({"consumer_key": "ck", "consumer_secret": "cs"}) {
+                return reply(
+                    200,
+                    json!({"error": {"code": "invalid_consumer_key_or_secret_provided"}, "status": "500"}),
+                );
+            }
+            p.issued += 1;
+            reply(
+                200,
+                json!({"token": format!("tok-{}", p.issued), "expiryDate": "2030-01-01T00:00:00Z", "status": "200"}),
+            )
+        }
+        _ if auth != current => reply(401, json!({"code": "invalid token"})),
+        _ if p.down => reply(503, json!({"error": "maintenance"})),
+        momo if momo.starts_with("/collection/v1_0/requesttopay/") => {
+            if sub_key != SUBSCRIPTION_KEY {
+                return reply(401, json!({"code": "subscription key"}));
+            }
+            p.asked += 1;
+            let reference = momo.trim_start_matches("/collection/v1_0/requesttopay/");
+            match p.transactions.get(reference) {
+                Some(t) => reply(200, t.clone()),
+                None => reply(
+                    404,
+                    json!({"code": "RESOURCE_NOT_FOUND", "message": "Requested resource was not found."}),
+                ),
+            }
+        }
+        "/api/Transactions/GetTransactionStatus" => {
+            p.asked += 1;
+            let id = query.strip_prefix("orderTrackingId=").unwrap_or("");
+            match p.transactions.get(id) {
+                Some(t) => reply(200, t.clone()),
+                // Pesapal answers an unknown id with 200 and an error object.
+                None => reply(
+                    200,
+                    json!({"error": {"code": "invalid_order_tracking_id"}, "status": "500"}),
+                ),
+            }
+        }
+        _ => reply(404, json!({})),
+    }
+}
+
+fn momo_account(api: &StatusApi) -> Value {
+    json!({
+        "name": "momo", "provider": "mtn_momo", "secret": TOKEN,
+        "confirm": {
+            "url": format!("{}/collection/v1_0/requesttopay/{{{{params.reference}}}}", api.base),
+            "secret_headers": {"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY},
+            "oauth": {"token_url": format!("{}/collection/token/", api.base),
+                      "client_id": "api-user", "client_secret": "api-key",
+                      "secret_headers": {"Ocp-Apim-Subscription-Key": SUBSCRIPTION_KEY}}
+        }
+    })
+}
+
+fn momo_callback(status: &str, amount: &str) -> String {
+    json!({"financialTransactionId": "1234567", "externalId": "order-77", "amount": amount,
+           "currency": "EUR", "payer": {"partyIdType": "MSISDN", "partyId": "46733123453"},
+           "payerMessage": "Thanks", "payeeNote": "Order 77", "status": status})
+    .to_string()
+}
+
+fn momo_transaction() -> Value {
+    json!({"financialTransactionId": "1234567", "externalId": "order-77", "amount": "100",
+           "currency": "EUR", "payer": {"partyIdType": "MSISDN", "partyId": "46733123453"},
+           "status": "SUCCESSFUL"})
+}
+
+/// The newest audit row of `account`, whole (with its detail and path).
+async fn last_row(gw: &TestGateway, account: &str) -> Value {
+    let rows = gw.events(&format!("account={account}&limit=1")).await;
+    let id = rows.first().and_then(|r| r["id"].as_str()).unwrap_or("");
+    gw.event(id).await
+}
+
+#[tokio::test]
+async fn a_momo_callback_is_accepted_only_as_momo_confirms_it() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        p.transactions.insert("ref-1".into(), momo_transaction());
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(momo_account(&api)).await;
+    let target = format!("momo/{TOKEN}?reference=ref-1");
+
+    // Genuine: the status API confirms status, amount and externalId; its answer is kept.
+    let ok = gw
+        .send_hook(
+            hyper::Method::PUT,
+            &target,
+            &[("content-type", "application/json")],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json());
+    let row = last_row(&gw, "momo").await;
+    assert_eq!(row["status"], "accepted");
+    assert!(
+        row["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"status\":\"SUCCESSFUL\""),
+        "{row}"
+    );
+    assert_eq!(row["event_id"], r#"["ref-1","SUCCESSFUL"]"#);
+    assert_eq!(
+        row["path"], "/hooks/momo/[redacted]",
+        "the token never reaches the row"
+    );
+    assert!(!row.to_string().contains(TOKEN));
+
+    // Forged: a reference MoMo does not know, and a known one with another amount.
+    let unknown = gw
+        .post_hook(
+            &format!("momo/{TOKEN}?reference=ref-404"),
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(unknown.status, 401, "{:?}", unknown.json());
+    assert_eq!(last_row(&gw, "momo").await["reason"], "unconfirmed");
+    let more = gw
+        .post_hook(&target, &[], momo_callback("SUCCESSFUL", "9000"))
+        .await;
+    assert_eq!(more.status, 401);
+    let row = last_row(&gw, "momo").await;
+    assert_eq!(row["reason"], "unconfirmed");
+    assert!(
+        row["detail"].as_str().unwrap_or("").contains("$.amount"),
+        "{row}"
+    );
+
+    // Without the path token nothing is asked.
+    let asked = api.read(|p| p.asked);
+    let no_token = gw
+        .post_hook(
+            "momo?reference=ref-1",
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(no_token.status, 401);
+    assert_eq!(last_row(&gw, "momo").await["reason"], "bad_auth");
+    let wrong = gw
+        .post_hook(
+            "momo/another-token-0123456789?reference=ref-1",
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(
+        last_row(&gw, "momo").await["path"],
+        "/hooks/momo/[redacted]"
+    );
+    assert_eq!(
+        api.read(|p| p.asked),
+        asked,
+        "an unauthenticated callback costs no status request"
+    );
+
+    // MoMo's retry of the confirmed callback is a duplicate.
+    let retry = gw
+        .send_hook(
+            hyper::Method::PUT,
+            &target,
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(retry.json()["status"], "duplicate");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_provider_that_is_down_gets_503_and_the_retry_is_confirmed_later() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        p.transactions.insert("ref-1".into(), momo_transaction());
+        p.down = true;
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(momo_account(&api)).await;
+    let target = format!("momo/{TOKEN}?reference=ref-1");
+    let down = gw
+        .post_hook(&target, &[], momo_callback("SUCCESSFUL", "100"))
+        .await;
+    assert_eq!(down.status, 503, "{:?}", down.json());
+    assert!(down.headers.contains_key("retry-after"));
+    let row = last_row(&gw, "momo").await;
+    assert_eq!(
+        (row["status"].as_str(), row["reason"].as_str()),
+        (Some("rejected"), Some("confirmation_unavailable"))
+    );
+    api.with(|p| p.down = false);
+    let later = gw
+        .post_hook(&target, &[], momo_callback("SUCCESSFUL", "100"))
+        .await;
+    assert_eq!(later.status, 200, "{:?}", later.json());
+    assert_eq!(later.json()["status"], "accepted");
+
+    // A status API that cannot be reached at all is "down", not "forged".
+    let mut gone = momo_account(&api);
+    gone["name"] = json!("gone");
+    gone["confirm"]["url"] =
+        json!("http://127.0.0.1:9/collection/v1_0/requesttopay/{{params.reference}}");
+    gone["confirm"]["oauth"]["token_url"] = json!("http://127.0.0.1:9/collection/token/");
+    gw.create_account(gone).await;
+    let unreachable = gw
+        .post_hook(
+            &format!("gone/{TOKEN}?reference=ref-1"),
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(unreachable.status, 503);
+    assert_eq!(
+        last_row(&gw, "gone").await["reason"],
+        "confirmation_unavailable"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_token_is_fetched_again_once_and_cached_otherwise() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        for r in ["ref-1", "ref-2", "ref-3"] {
+            p.transactions.insert(r.into(), momo_transaction());
+        }
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(momo_account(&api)).await;
+    for r in ["ref-1", "ref-2"] {
+        let ok = gw
+            .post_hook(
+                &format!("momo/{TOKEN}?reference={r}"),
+                &[],
+                momo_callback("SUCCESSFUL", "100"),
+            )
+            .await;
+        assert_eq!(ok.status, 200, "{:?}", ok.json());
+    }
+    assert_eq!(api.read(|p| p.issued), 1, "one token serves both callbacks");
+    // The provider expires the token early: its next answer is 401, and a fresh token is
+    // fetched and used once.
+    api.with(|p| p.issued += 1);
+    let ok = gw
+        .post_hook(
+            &format!("momo/{TOKEN}?reference=ref-3"),
+            &[],
+            momo_callback("SUCCESSFUL", "100"),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json());
+    assert_eq!(api.read(|p| p.issued), 3);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_pesapal_ipn_is_confirmed_with_get_transaction_status() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        p.transactions.insert(
+            "b945e4af-80a5-4ec1-8706-e03f8332fb04".into(),
+            json!({"payment_method": "Visa", "amount": 100, "payment_status_description": "Completed",
+                   "status_code": 1, "merchant_reference": "TEST1515111119", "currency": "KES",
+                   "status": "200"}),
+        );
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({
+        "name": "pp", "provider": "pesapal", "secret": TOKEN,
+        "confirm": {
+            "url": format!("{}/api/Transactions/GetTransactionStatus?orderTrackingId={{{{params.tracking_id}}}}", api.base),
+            "oauth": {"token_url": format!("{}/api/Auth/RequestToken", api.base),
+                      "client_id": "ck", "client_secret": "cs"}
+        }
+    }))
+    .await;
+    let ipn = |tracking: &str, reference: &str| {
+        json!({"OrderNotificationType": "IPNCHANGE", "OrderTrackingId": tracking,
+               "OrderMerchantReference": reference})
+        .to_string()
+    };
+    let target = format!("pp/{TOKEN}");
+    let ok = gw
+        .post_hook(
+            &target,
+            &[],
+            ipn("b945e4af-80a5-4ec1-8706-e03f8332fb04", "TEST1515111119"),
+        )
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json());
+    let row = last_row(&gw, "pp").await;
+    assert!(
+        row["detail"].as_str().unwrap_or("").contains("Completed"),
+        "{row}"
+    );
+    for (tracking, reference) in [
+        ("00000000-0000-0000-0000-000000000000", "TEST1515111119"),
+        ("b945e4af-80a5-4ec1-8706-e03f8332fb04", "SOMEONE-ELSES"),
+    ] {
+        let forged = gw.post_hook(&target, &[], ipn(tracking, reference)).await;
+        assert_eq!(forged.status, 401, "{tracking} {reference}");
+        assert_eq!(last_row(&gw, "pp").await["reason"], "unconfirmed");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_allowlist_takes_the_peer_and_believes_forwarded_for_only_from_trusted_proxies() {
+    let gw = spawn_gateway().await;
+    let mk = |name: &str, allow: &[&str], proxies: &[&str]| {
+        json!({"name": name, "auth": {"type": "path_token", "token": TOKEN},
+               "ip_allowlist": {"allow": allow, "trusted_proxies": proxies}})
+    };
+    gw.create_account(mk("loop", &["127.0.0.0/8"], &[])).await;
+    gw.create_account(mk("far", &["196.201.214.0/24"], &[]))
+        .await;
+    gw.create_account(mk("proxied", &["196.201.214.0/24"], &["127.0.0.1/32"]))
+        .await;
+    let send = |name: &'static str, xff: Option<&'static str>| {
+        let gw = &gw;
+        async move {
+            let headers: Vec<(&str, &str)> = xff
+                .map(|x| vec![("x-forwarded-for", x)])
+                .unwrap_or_default();
+            gw.post_hook(&format!("{name}/{TOKEN}"), &headers, r#"{"a":1}"#)
+                .await
+                .status
+        }
+    };
+    assert_eq!(send("loop", None).await, 200);
+    assert_eq!(send("far", None).await, 401);
+    assert_eq!(
+        send("far", Some("196.201.214.200")).await,
+        401,
+        "X-Forwarded-For from an untrusted peer is ignored"
+    );
+    assert_eq!(send("proxied", Some("196.201.214.200")).await, 200);
+    assert_eq!(
+        send("proxied", Some("196.201.214.200, 203.0.113.7")).await,
+        401
+    );
+    let row = last_row(&gw, "proxied").await;
+    assert_eq!(row["reason"], "bad_auth");
+    assert!(
+        row["detail"].as_str().unwrap_or("").contains("203.0.113.7"),
+        "{row}"
+    );
+    gw.stop().await;
+}
+
+#[test]
+fn every_preset_that_confirms_is_proven_here() {
+    let tested = ["mtn_momo", "pesapal"];
+    for rule in hookgate::rules::Rules::shipped().all() {
+        if rule.account.contains_key("confirm") {
+            assert!(
+                tested.contains(&rule.name.as_str()),
+                "{} needs a test against a local status API",
+                rule.name
+            );
+        }
+    }
+}
