@@ -82,9 +82,13 @@ pub enum ProvidersCommand {
 /// `hookgate sign`.
 #[derive(Debug, Args)]
 pub struct SignArgs {
-    /// The preset, e.g. stripe.
+    /// The preset, e.g. stripe; `custom` signs with the scheme of `--spec`.
     #[arg(long)]
     pub provider: String,
+    /// For `custom` (or to override a preset's fields): a JSON file with the account's
+    /// fields as the account API takes them, e.g. {"signature": {"header": "X-Sig", ...}}.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
     /// The secret as pasted into the account; for discord and sendgrid, the private key
     /// (the public key to configure is printed).
     #[arg(long, env = "HOOKGATE_SIGN_SECRET", hide_env_values = true)]

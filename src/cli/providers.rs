@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{ProvidersCommand, SignArgs};
 use crate::account::AccountSpec;
@@ -93,14 +93,56 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
 
 /// Runs `hookgate sign`.
 pub fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let mut out = String::new();
     let rules = Rules::load(args.rules_dir.as_deref())?;
+    let fields: Value = match &args.spec {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the account fields from {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| {
+                format!("{} is not a JSON object of account fields", path.display())
+            })?
+        }
+        None if args.provider == "custom" => {
+            bail!(
+                "a custom account is signed with its scheme: give --spec FILE with its fields (signature, auth, jwt)"
+            )
+        }
+        None => json!({}),
+    };
+    if args.provider == "custom" {
+        return sign_with(&rules, "custom", "Your sender", fields, &args);
+    }
     let Some(rule) = rules.get(&args.provider) else {
         bail!(
             "there is no provider preset named {:?}; `hookgate providers list` shows them",
             args.provider
         );
     };
+    let mut request = json!({"name": "sign", "provider": rule.name, "secret": args.secret});
+    rule.fill_required_settings(&mut request, "unused-when-signing");
+    crate::account::merge_patch(&mut request, &fields);
+    sign_with(&rules, &rule.name, &rule.title, request, &args)
+}
+
+/// Signs `args.body` for the account `request` describes and prints the headers and a curl.
+fn sign_with(
+    rules: &Rules,
+    name: &str,
+    title: &str,
+    mut request: Value,
+    args: &SignArgs,
+) -> anyhow::Result<()> {
+    let mut out = String::new();
+    if name == "custom" {
+        request["name"] = json!("sign");
+        request["provider"] = json!("custom");
+        if request.get("secret").is_none()
+            && request.pointer("/signature/secrets").is_none()
+            && request.get("signature").is_some()
+        {
+            request["secret"] = json!(args.secret);
+        }
+    }
     let body = std::fs::read(&args.body)
         .with_context(|| format!("reading the body from {}", args.body.display()))?;
     let url = args.url.clone().unwrap_or_else(|| {
@@ -108,10 +150,8 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
             .ok()
             .filter(|u| !u.is_empty())
             .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        format!("{}/hooks/{}", base.trim_end_matches('/'), rule.name)
+        format!("{}/hooks/{}", base.trim_end_matches('/'), name)
     });
-    let mut request = json!({"name": "sign", "provider": rule.name, "secret": args.secret});
-    rule.fill_required_settings(&mut request, "unused-when-signing");
     let prepared = rules.prepare(request).map_err(|e| anyhow::anyhow!("{e}"))?;
     let spec = AccountSpec::from_json(prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = crate::clock::now_micros() / 1_000_000;
@@ -127,7 +167,7 @@ pub fn sign(args: SignArgs) -> anyhow::Result<()> {
     say!(
         out,
         "# What {} would send (signed now, {}):",
-        rule.title,
+        title,
         crate::clock::format_micros(now * 1_000_000)
     );
     for (k, v) in &signed.headers {

@@ -126,3 +126,64 @@ async fn a_dedupe_key_the_signature_does_not_cover_is_refused_by_field() {
     assert_eq!(ok.status, 201, "{:?}", ok.json());
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn hookgate_sign_signs_for_a_custom_account_from_its_fields() {
+    let gw = spawn_gateway().await;
+    let fields = json!({"signature": {"header": "X-Acme-Signature", "prefix": "sha256=",
+                                      "signed_content": "{timestamp}.{body}",
+                                      "timestamp_header": "X-Acme-Timestamp"}});
+    let mut account = fields.clone();
+    account["name"] = json!("acme");
+    account["signature"]["secrets"] = json!(["acme-secret"]);
+    gw.create_account(account).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let (body_file, spec_file) = (dir.path().join("b.json"), dir.path().join("acme.json"));
+    let body = r#"{"id":"a-1"}"#;
+    std::fs::write(&body_file, body).expect("write body");
+    std::fs::write(&spec_file, fields.to_string()).expect("write spec");
+    let run = |with_spec: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"));
+        cmd.args([
+            "sign",
+            "--provider",
+            "custom",
+            "--secret",
+            "acme-secret",
+            "--body",
+        ])
+        .arg(&body_file)
+        .arg("--url")
+        .arg(format!("{}/hooks/acme", gw.public))
+        .env_remove("HOOKGATE_RULES_DIR");
+        if with_spec {
+            cmd.arg("--spec").arg(&spec_file);
+        }
+        cmd.output()
+    };
+    let without = run(false).await.expect("run hookgate sign");
+    assert!(!without.status.success());
+    assert!(String::from_utf8_lossy(&without.stderr).contains("--spec"));
+    let out = run(true).await.expect("run hookgate sign");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains("acme-secret"), "the secret is never printed");
+    let headers: Vec<(String, String)> = text
+        .lines()
+        .take_while(|l| !l.is_empty())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    let refs: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let ok = gw.post_hook("acme", &refs, body).await;
+    assert_eq!(ok.status, 200, "{text} {:?}", ok.json());
+    gw.stop().await;
+}
