@@ -12,6 +12,8 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::Value;
 
 use crate::account::{HandshakeSpec, SpecError};
+use base64::Engine;
+
 use crate::extract::JsonPath;
 use crate::secret::Secret;
 
@@ -30,6 +32,18 @@ pub enum Handshake {
         challenge_param: String,
         /// The expected verify token.
         verify_token: Secret,
+    },
+    /// A `GET` whose challenge is echoed without a token to check (Dropbox, WebSub).
+    QueryEcho {
+        /// The challenge parameter's name.
+        challenge_param: String,
+        /// The mode parameter and the modes that ask for the challenge, if any.
+        mode: Option<(String, Vec<String>)>,
+    },
+    /// A `GET` whose token is answered with its HMAC (X's CRC), under `key`.
+    QueryHmac {
+        /// The token parameter's name.
+        param: String,
     },
     /// When `when` equals `equals`, answer the text at `challenge` (Slack), or with
     /// `hmac`, answer it with its HMAC-SHA256 under the first secret (Zoom).
@@ -109,6 +123,25 @@ impl Handshake {
                     verify_token: token,
                 }
             }
+            HandshakeSpec::QueryEcho {
+                challenge_param,
+                mode_param,
+                modes,
+            } => Handshake::QueryEcho {
+                challenge_param: challenge_param.clone(),
+                mode: mode_param.clone().map(|p| (p, modes.clone())),
+            },
+            HandshakeSpec::QueryHmac { param } => {
+                if !has_mac_key {
+                    return Err(SpecError::new(
+                        "handshake.type",
+                        "query_hmac answers with an HMAC, so the account needs an HMAC secret",
+                    ));
+                }
+                Handshake::QueryHmac {
+                    param: param.clone(),
+                }
+            }
             HandshakeSpec::Echo {
                 when,
                 equals,
@@ -171,7 +204,12 @@ impl Handshake {
 
     /// True for a handshake that arrives as `GET`.
     pub fn is_get(&self) -> bool {
-        matches!(self, Handshake::QueryChallenge { .. })
+        matches!(
+            self,
+            Handshake::QueryChallenge { .. }
+                | Handshake::QueryEcho { .. }
+                | Handshake::QueryHmac { .. }
+        )
     }
 
     /// True for a handshake that may arrive unsigned.
@@ -179,8 +217,53 @@ impl Handshake {
         matches!(self, Handshake::Reply { unsigned: true, .. })
     }
 
-    /// Decides a `GET` by its query string.
-    pub fn on_get(&self, query: Option<&str>) -> GetOutcome {
+    /// Decides a `GET` by its query string; `mac_key` is the account's first HMAC secret.
+    pub fn on_get(&self, query: Option<&str>, mac_key: Option<&[u8]>) -> GetOutcome {
+        let param = |name: &str| {
+            form_urlencoded::parse(query.unwrap_or("").as_bytes())
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.into_owned())
+        };
+        match self {
+            Handshake::QueryEcho {
+                challenge_param,
+                mode,
+            } => {
+                let Some(challenge) = param(challenge_param) else {
+                    return GetOutcome::NotHandshake;
+                };
+                if let Some((mode_param, modes)) = mode
+                    && !param(mode_param).is_some_and(|m| modes.contains(&m))
+                {
+                    return GetOutcome::Refused(format!(
+                        "handshake: {mode_param} is not one of {modes:?}"
+                    ));
+                }
+                return GetOutcome::Answer(Answer {
+                    content_type: TEXT,
+                    body: challenge,
+                    detail: format!("handshake: {challenge_param} echoed"),
+                });
+            }
+            Handshake::QueryHmac { param: name } => {
+                let (Some(token), Some(key)) = (param(name), mac_key) else {
+                    return GetOutcome::NotHandshake;
+                };
+                let Ok(mut mac) = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(key) else {
+                    return GetOutcome::NotHandshake;
+                };
+                mac.update(token.as_bytes());
+                let tag =
+                    base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+                return GetOutcome::Answer(Answer {
+                    content_type: JSON,
+                    body: serde_json::json!({"response_token": format!("sha256={tag}")})
+                        .to_string(),
+                    detail: format!("handshake: {name} answered with its HMAC"),
+                });
+            }
+            _ => {}
+        }
         let Handshake::QueryChallenge {
             mode_param,
             mode,
@@ -228,7 +311,9 @@ impl Handshake {
     /// decoded payload. `mac_key` is the account's first HMAC secret.
     pub fn on_payload(&self, payload: &Value, mac_key: Option<&[u8]>) -> Option<Answer> {
         match self {
-            Handshake::QueryChallenge { .. } => None,
+            Handshake::QueryChallenge { .. }
+            | Handshake::QueryEcho { .. }
+            | Handshake::QueryHmac { .. } => None,
             Handshake::Echo {
                 when,
                 equals,
@@ -307,20 +392,56 @@ mod tests {
     }
 
     #[test]
+    fn query_echo_and_query_hmac_answer_gets_without_a_token() {
+        let dropbox = compile(json!({"type": "query_echo", "challenge_param": "challenge"}));
+        assert!(dropbox.is_get());
+        let ok = dropbox.on_get(Some("challenge=abc%20def"), None);
+        assert!(
+            matches!(ok, GetOutcome::Answer(ref a) if a.body == "abc def" && a.content_type == TEXT)
+        );
+        assert_eq!(dropbox.on_get(Some("x=1"), None), GetOutcome::NotHandshake);
+        let websub = compile(
+            json!({"type": "query_echo", "challenge_param": "hub.challenge",
+                                    "mode_param": "hub.mode", "modes": ["subscribe", "unsubscribe"]}),
+        );
+        let sub = websub.on_get(
+            Some("hub.mode=subscribe&hub.topic=t&hub.challenge=42"),
+            None,
+        );
+        assert!(matches!(sub, GetOutcome::Answer(ref a) if a.body == "42"));
+        let odd = websub.on_get(Some("hub.mode=denied&hub.challenge=42"), None);
+        assert!(matches!(odd, GetOutcome::Refused(_)));
+        let x = compile(json!({"type": "query_hmac", "param": "crc_token"}));
+        let answer = x.on_get(Some("crc_token=challenge_string"), Some(b"consumer_secret"));
+        // HMAC-SHA256("consumer_secret", "challenge_string"), base64, computed with Python hmac.
+        let want = r#"{"response_token":"sha256=v1WdiCVwy17uGTMWveHGlqQXN/qW1bQraNXXByRO2YA="}"#;
+        assert!(
+            matches!(answer, GetOutcome::Answer(ref a) if a.body == want),
+            "{answer:?}"
+        );
+        assert_eq!(
+            x.on_get(Some("crc_token=t"), None),
+            GetOutcome::NotHandshake
+        );
+    }
+
+    #[test]
     fn query_challenge_echoes_only_with_the_right_token() {
         let h = compile(json!({"type": "query_challenge", "verify_token": "vt"}));
-        let ok = h.on_get(Some(
-            "hub.mode=subscribe&hub.verify_token=vt&hub.challenge=1158201444",
-        ));
+        let ok = h.on_get(
+            Some("hub.mode=subscribe&hub.verify_token=vt&hub.challenge=1158201444"),
+            None,
+        );
         assert!(matches!(ok, GetOutcome::Answer(ref a) if a.body == "1158201444"));
-        let wrong = h.on_get(Some(
-            "hub.mode=subscribe&hub.verify_token=no&hub.challenge=1",
-        ));
+        let wrong = h.on_get(
+            Some("hub.mode=subscribe&hub.verify_token=no&hub.challenge=1"),
+            None,
+        );
         assert!(matches!(wrong, GetOutcome::Refused(_)));
-        let no_token = h.on_get(Some("hub.mode=subscribe&hub.challenge=1"));
+        let no_token = h.on_get(Some("hub.mode=subscribe&hub.challenge=1"), None);
         assert!(matches!(no_token, GetOutcome::Refused(_)));
-        assert_eq!(h.on_get(None), GetOutcome::NotHandshake);
-        let unsubscribe = h.on_get(Some("hub.mode=unsubscribe&hub.verify_token=vt"));
+        assert_eq!(h.on_get(None, None), GetOutcome::NotHandshake);
+        let unsubscribe = h.on_get(Some("hub.mode=unsubscribe&hub.verify_token=vt"), None);
         assert!(matches!(unsubscribe, GetOutcome::Refused(_)));
     }
 

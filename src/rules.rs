@@ -133,6 +133,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("discord", include_str!("../rules/discord.toml")),
     ("discourse", include_str!("../rules/discourse.toml")),
     ("docusign", include_str!("../rules/docusign.toml")),
+    ("dropbox", include_str!("../rules/dropbox.toml")),
     ("flutterwave", include_str!("../rules/flutterwave.toml")),
     (
         "flutterwave_v4",
@@ -206,8 +207,10 @@ const SHIPPED: &[(&str, &str)] = &[
     ("typeform", include_str!("../rules/typeform.toml")),
     ("vercel", include_str!("../rules/vercel.toml")),
     ("vonage", include_str!("../rules/vonage.toml")),
+    ("websub", include_str!("../rules/websub.toml")),
     ("woocommerce", include_str!("../rules/woocommerce.toml")),
     ("workos", include_str!("../rules/workos.toml")),
+    ("x", include_str!("../rules/x.toml")),
     ("xendit", include_str!("../rules/xendit.toml")),
     ("xero", include_str!("../rules/xero.toml")),
     ("yoco", include_str!("../rules/yoco.toml")),

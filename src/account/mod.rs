@@ -467,6 +467,24 @@ pub enum HandshakeSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         verify_token: Option<Secret>,
     },
+    /// A `GET` whose challenge parameter is echoed as text, with no verify token to check
+    /// (Dropbox's `challenge`; WebSub's `hub.challenge`, when `hub.mode` is one of `modes`).
+    QueryEcho {
+        /// The parameter carrying the challenge.
+        challenge_param: String,
+        /// The parameter naming the mode, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode_param: Option<String>,
+        /// The modes that ask for the challenge.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        modes: Vec<String>,
+    },
+    /// A `GET` whose `param` is answered `{"response_token": "sha256=" + base64 of its
+    /// HMAC-SHA256 under the first secret}` (X's CRC check).
+    QueryHmac {
+        /// The parameter carrying the token, e.g. `crc_token`.
+        param: String,
+    },
     /// A verified request whose `when` path equals `equals` is answered with the text at
     /// `challenge` (Slack's `url_verification`).
     Echo {

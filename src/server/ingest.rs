@@ -233,7 +233,8 @@ impl<'a> Row<'a> {
         if self.parts.method == Method::GET
             && let Some(h) = account.handshake.as_ref().filter(|h| h.is_get())
         {
-            match h.on_get(self.parts.uri.query()) {
+            let key = account.verifier.signature().and_then(|s| s.first_mac_key());
+            match h.on_get(self.parts.uri.query(), key) {
                 GetOutcome::Answer(answer) => {
                     return self.handshake(answer, body, Extracted::default()).await;
                 }
@@ -504,6 +505,11 @@ impl<'a> Row<'a> {
                 let mut res = Response::new(full(answer.body));
                 res.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
+                // An echoed challenge is the sender's text: never to be sniffed as markup.
+                res.headers_mut().insert(
+                    hyper::header::X_CONTENT_TYPE_OPTIONS,
+                    HeaderValue::from_static("nosniff"),
+                );
                 res
             }
             Err(e) => {
