@@ -113,6 +113,10 @@ pub struct RuleError {
 }
 
 const SHIPPED: &[(&str, &str)] = &[
+    (
+        "africas_talking",
+        include_str!("../rules/africas_talking.toml"),
+    ),
     ("airtable", include_str!("../rules/airtable.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),
@@ -165,6 +169,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "modern_treasury",
         include_str!("../rules/modern_treasury.toml"),
     ),
+    ("mollie", include_str!("../rules/mollie.toml")),
     ("monnify", include_str!("../rules/monnify.toml")),
     ("mpesa_daraja", include_str!("../rules/mpesa_daraja.toml")),
     ("mtn_momo", include_str!("../rules/mtn_momo.toml")),

@@ -130,7 +130,9 @@ async fn answer(
                 json!({"token": format!("tok-{}", p.issued), "expiryDate": "2030-01-01T00:00:00Z", "status": "200"}),
             )
         }
-        _ if auth != current => reply(401, json!({"code": "invalid token"})),
+        other if auth != current && !other.starts_with("/v2/payments/") => {
+            reply(401, json!({"code": "invalid token"}))
+        }
         _ if p.down => reply(503, json!({"error": "maintenance"})),
         momo if momo.starts_with("/collection/v1_0/requesttopay/") => {
             if sub_key != SUBSCRIPTION_KEY {
@@ -143,6 +145,21 @@ async fn answer(
                 None => reply(
                     404,
                     json!({"code": "RESOURCE_NOT_FOUND", "message": "Requested resource was not found."}),
+                ),
+            }
+        }
+        mollie if mollie.starts_with("/v2/payments/") => {
+            // Mollie's API key is a static bearer token.
+            if auth != "Bearer test_mollie_key" {
+                return reply(401, json!({"status": 401, "title": "Unauthorized Request"}));
+            }
+            p.asked += 1;
+            let id = mollie.trim_start_matches("/v2/payments/");
+            match p.transactions.get(id) {
+                Some(t) => reply(200, t.clone()),
+                None => reply(
+                    404,
+                    json!({"status": 404, "title": "Not Found", "detail": "No payment exists with token"}),
                 ),
             }
         }
@@ -474,9 +491,59 @@ async fn an_allowlist_takes_the_peer_and_believes_forwarded_for_only_from_truste
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn a_mollie_call_is_confirmed_by_fetching_the_payment_and_every_status_change_is_kept() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        p.transactions.insert(
+            "tr_WDqYK6vllg".into(),
+            json!({"resource": "payment", "id": "tr_WDqYK6vllg", "status": "open"}),
+        );
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({
+        "name": "mollie", "provider": "mollie", "secret": TOKEN,
+        "confirm": {"url": format!("{}/v2/payments/{{{{source}}}}", api.base),
+                    "secret_headers": {"Authorization": "Bearer test_mollie_key"}}
+    }))
+    .await;
+    let target = format!("mollie/{TOKEN}");
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let open = gw.post_hook(&target, &form, "id=tr_WDqYK6vllg").await;
+    assert_eq!(open.status, 200, "{:?}", open.json());
+    assert!(
+        last_row(&gw, "mollie").await["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"open\"")
+    );
+    // The same id again after the payment was paid: a new event with the new status.
+    api.with(|p| {
+        p.transactions.insert(
+            "tr_WDqYK6vllg".into(),
+            json!({"resource": "payment", "id": "tr_WDqYK6vllg", "status": "paid"}),
+        );
+    });
+    let paid = gw.post_hook(&target, &form, "id=tr_WDqYK6vllg").await;
+    assert_eq!(paid.json()["status"], "accepted");
+    assert!(
+        last_row(&gw, "mollie").await["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("\"paid\"")
+    );
+    let forged = gw.post_hook(&target, &form, "id=tr_forged000").await;
+    assert_eq!(forged.status, 401);
+    assert_eq!(last_row(&gw, "mollie").await["reason"], "unconfirmed");
+    let no_token = gw.post_hook("mollie", &form, "id=tr_WDqYK6vllg").await;
+    assert_eq!(no_token.status, 401);
+    assert_eq!(last_row(&gw, "mollie").await["reason"], "bad_auth");
+    gw.stop().await;
+}
+
 #[test]
 fn every_preset_that_confirms_is_proven_here() {
-    let tested = ["mtn_momo", "pesapal"];
+    let tested = ["mtn_momo", "pesapal", "mollie"];
     for rule in hookgate::rules::Rules::shipped().all() {
         if rule.account.contains_key("confirm") {
             assert!(

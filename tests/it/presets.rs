@@ -369,7 +369,7 @@ fn the_readme_lists_every_preset_with_its_dedupe_key() {
                 .and_then(|p| p.get("event_id"))
                 .and_then(|p| p.as_str())
                 .map(|p| vec![format!("`{p}`")])
-                .unwrap_or_default(),
+                .unwrap_or_else(|| vec!["| none |".to_owned()]),
         };
         match row {
             Some(row)
