@@ -18,8 +18,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngExt;
 
-use super::StoreError;
 use crate::secret::Secret;
+use crate::store::StoreError;
 
 const PREFIX: &str = "sealed:v1:";
 const NONCE_LEN: usize = 24;

@@ -2,9 +2,9 @@
 //!
 //! It drains the bounded job queue, commits everything pending in one transaction
 //! (`synchronous=FULL`: one fsync per group, not per event), and only then answers each
-//! job. It decides `duplicate` (`dedupe`: the group's own acceptances, then those in
-//! memory, then the table, so two copies in one group are caught too). It must never
-//! answer a job before its commit, and nothing else may write to the database.
+//! job. It decides `duplicate` by asking the `dedupe` table inside the group's transaction,
+//! so two copies in one group are caught too. It must never answer a job before its
+//! commit, and nothing else may write to the database.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -13,19 +13,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
-use super::StreamItem;
-
-use super::StoreError;
-use super::admin_write::AdminWrite;
-use super::checkpoint::Checkpoints;
-use super::dedupe::{self, Dedupe, Pending};
-use super::keys::{self, Entry, Flusher, Keys};
 use super::schema;
-use super::timeline::Bound;
 use crate::chain::{self, Field, Hash};
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord, Forward, Status};
 use crate::metrics::Metrics;
+use crate::store::{AdminWrite, StoreError, StreamItem};
 
 /// One unit of work for the writer.
 pub(super) enum Job {
@@ -39,25 +32,14 @@ pub(super) enum Job {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// What the writer keeps in memory between groups: the next sequence numbers, the head
-/// of each hash chain, and the floor for the next event row's time. Put back as it was
-/// before a group that fails.
+/// What the writer keeps in memory between groups: the next sequence numbers and the head
+/// of each hash chain. Put back as it was before a group that fails.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Heads {
     next_event: i64,
     event_head: Hash,
     next_change: i64,
     change_head: Hash,
-    /// The least time the next event row may be stored with (microseconds): the latest
-    /// stored time less `lateness`. See [`Heads::time_for`].
-    time_floor: i64,
-    /// How far a row's time may be before one stored at a lower seq (`timeline::TIGHT`).
-    lateness: i64,
-    /// Event rows stored with the floor instead of their own time, since the start.
-    held: u64,
-    /// When that was last logged: at most once a minute, so a clock gone far back does not
-    /// flood the log.
-    warned: Option<std::time::Instant>,
 }
 
 impl Heads {
@@ -72,37 +54,7 @@ impl Heads {
         self.change_head = hash;
     }
 
-    /// The time an event row stamped `stamped` is stored with: its own, unless it is below
-    /// the floor. A search by time finds rows by a binary search over the seqs
-    /// (`timeline`), which holds only while no row's time is more than `lateness` before a
-    /// time stored at a lower seq. A row that reached the writer that late, or one stamped
-    /// by a wall clock gone back, is stored at the floor instead.
-    fn time_for(&self, stamped: i64) -> i64 {
-        stamped.max(self.time_floor)
-    }
-
-    /// Moves the floor past an event row just stored at `at`, stamped `stamped`.
-    fn note_time(&mut self, stamped: i64, at: i64) {
-        self.time_floor = self.time_floor.max(at.saturating_sub(self.lateness));
-        if at == stamped {
-            return;
-        }
-        self.held += 1;
-        let now = std::time::Instant::now();
-        if self
-            .warned
-            .is_none_or(|w| now.duration_since(w) >= std::time::Duration::from_secs(60))
-        {
-            self.warned = Some(now);
-            tracing::warn!(
-                behind_ms = at.saturating_sub(stamped) / 1000,
-                held_since_start = self.held,
-                "an event row's time is further before the log's latest than searches by time allow (a wall clock gone back, or a row held up on its way to the writer); such rows are stored at that bound"
-            );
-        }
-    }
-
-    pub(super) fn load(conn: &Connection, bound: Bound) -> rusqlite::Result<Heads> {
+    pub(super) fn load(conn: &Connection) -> rusqlite::Result<Heads> {
         let last = |table: &str| -> rusqlite::Result<(i64, Hash)> {
             let row: Option<(i64, Option<Vec<u8>>)> = conn
                 .query_row(
@@ -126,32 +78,11 @@ impl Heads {
         };
         let (next_event, event_head) = last("events")?;
         let (next_change, change_head) = last("changes")?;
-        // Every row before the last was stored no later than its time plus the bound the
-        // last row was held to, so that time plus that bound, less the bound from now on,
-        // holds the bound for the rows to come against them all (`timeline::seq_range`).
-        let last: Option<(i64, i64)> = conn
-            .query_row(
-                "SELECT seq, received_at FROM events ORDER BY seq DESC LIMIT 1",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )
-            .optional()?;
-        let time_floor = match last {
-            None => i64::MIN,
-            Some((seq, at)) if seq < bound.from_seq => {
-                at.saturating_add(bound.loose.saturating_sub(bound.tight))
-            }
-            Some((_, at)) => at,
-        };
         Ok(Heads {
             next_event,
             event_head,
             next_change,
             change_head,
-            time_floor,
-            lateness: bound.tight,
-            held: 0,
-            warned: None,
         })
     }
 }
@@ -167,25 +98,31 @@ pub(super) fn open_write_connection(
     path: &Path,
     tuning: &Storage,
 ) -> Result<Connection, StoreError> {
-    // The write connection's WAL appends go through hookgate-wal-vfs (one write per
-    // commit instead of two per page), which also sets WAL mode and synchronous=FULL;
-    // every other connection uses SQLite's default VFS.
-    let busy = std::time::Duration::from_millis(tuning.busy_timeout_ms);
-    let mut conn = hookgate_wal_vfs::open(path, busy, tuning.page_size)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    let page_size: u32 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    if page_size != tuning.page_size {
-        tracing::info!(
-            page_size,
-            "the database keeps the page size it was made with; storage.page_size ({}) applies to new databases",
-            tuning.page_size
-        );
+    let cannot = |e: rusqlite::Error| {
+        StoreError::Unavailable(format!("cannot open {}: {e}", path.display()))
+    };
+    let mut conn = Connection::open(path).map_err(cannot)?;
+    conn.busy_timeout(std::time::Duration::from_millis(tuning.busy_timeout_ms))
+        .map_err(cannot)?;
+    // Takes effect only on a database that has no page yet; an existing one keeps its own.
+    conn.pragma_update(None, "page_size", tuning.page_size)
+        .map_err(cannot)?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(cannot)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Unavailable(format!(
+            "cannot open {}: the database refuses WAL mode (it is in {mode} mode)",
+            path.display()
+        )));
     }
-    // The random-key indexes (dedupe, sender) outgrow SQLite's 2 MB default cache quickly;
-    // a miss costs a read from the OS and more dirty pages per group.
-    conn.pragma_update(None, "cache_size", -64 * 1024)?;
+    // A commit is durable when it is answered: the WAL is synced at every commit.
+    conn.pragma_update(None, "synchronous", "FULL")
+        .map_err(cannot)?;
+    conn.pragma_update(None, "cache_size", -64 * 1024)
+        .map_err(cannot)?;
     conn.set_prepared_statement_cache_capacity(32);
-    schema::migrate(&mut conn)?;
+    schema::migrate(&mut conn).map_err(cannot)?;
     Ok(conn)
 }
 
@@ -197,46 +134,31 @@ pub(super) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Streamed events, published in commit order after their group commits.
     pub stream: broadcast::Sender<Arc<StreamItem>>,
-    /// The keys (sender, source, account, event type) not yet written in runs.
-    pub keys: Arc<Keys>,
 }
 
-/// Starts the writer thread.
+/// Starts the writer thread; `heads` are read from `conn` first, so a database whose
+/// heads cannot be read fails here, before the gateway answers anything.
 pub(super) fn spawn(
     conn: Connection,
-    checkpoints: Checkpoints,
     rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: Shared,
-    dedupe: Dedupe,
-    bound: Bound,
-) -> std::io::Result<std::thread::JoinHandle<()>> {
+) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let heads = Heads::load(&conn)?;
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, checkpoints, rx, max_batch, &shared, dedupe, bound))
+        .spawn(move || run(conn, rx, max_batch, &shared, heads))
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))
 }
 
 fn run(
     mut conn: Connection,
-    mut checkpoints: Checkpoints,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: &Shared,
-    dedupe: Dedupe,
-    bound: Bound,
+    mut heads: Heads,
 ) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
-    let mut state = match (Heads::load(&conn, bound), Flusher::load(&conn)) {
-        (Ok(heads), Ok(flusher)) => State {
-            heads,
-            flusher,
-            dedupe,
-        },
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::error!(error = %e, "cannot read the chain heads; the writer stops");
-            return;
-        }
-    };
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
         while batch.len() < max_batch {
@@ -245,26 +167,41 @@ fn run(
                 Err(_) => break,
             }
         }
-        let stop = commit_batch(
-            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut state,
-        );
-        if let Some(done) = stop {
-            drop(checkpoints);
+        if let Some(done) = commit_batch(
+            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut heads,
+        ) {
+            leave_self_contained(&conn);
+            drop(conn);
             let _ = done.send(());
             return;
         }
-        checkpoints.after_commit(&conn);
     }
+    leave_self_contained(&conn);
 }
 
-/// What the writer carries from one group to the next.
-pub(super) struct State {
-    /// Sequence numbers and chain heads.
-    pub(super) heads: Heads,
-    /// Progress through the runs of keys.
-    pub(super) flusher: Flusher,
-    /// Accepted ids not yet written, and progress through their runs.
-    pub(super) dedupe: Dedupe,
+/// Copies every WAL frame into the database file and empties the WAL, so that the file
+/// alone is a complete copy of the database once the writer has stopped.
+fn leave_self_contained(conn: &Connection) {
+    let done = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, i64>(2)?,
+        ))
+    });
+    match done {
+        Ok((0, _, _)) => {
+            tracing::info!("the database file is complete: its WAL is checkpointed and empty")
+        }
+        Ok((_, log, copied)) => tracing::warn!(
+            log,
+            copied,
+            "the WAL could not be emptied at stop (a reader held it); the database file needs its -wal file beside it"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot checkpoint the WAL at stop; the database file needs its -wal file beside it")
+        }
+    }
 }
 
 /// What one job came to, held until the commit decides whether it stands.
@@ -287,9 +224,8 @@ impl Outcome {
 /// How an attempt at a group guards each event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Guard {
-    /// No savepoints. Inside a savepoint SQLite copies each page a row touches into a
-    /// statement journal before changing it (12 % of the writer's time at maximum rate,
-    /// BENCHMARKS.md), so the first attempt goes without; the first event that fails
+    /// No savepoints: inside one SQLite copies each page a row touches into a statement
+    /// journal first, so the first attempt goes without; the first event that fails
     /// abandons the attempt, and the group is made again [`Guard::PerEvent`].
     Optimistic,
     /// Each event and probe in a savepoint of its own, so one that fails half-way leaves
@@ -297,19 +233,10 @@ enum Guard {
     PerEvent,
 }
 
-/// What a committed group leaves for memory: its events' keys and accepted ids, and what
-/// it wrote of each kind of run.
-struct Written {
-    entries: Vec<Entry>,
-    key_step: Option<keys::Step>,
-    pending: Pending,
-    dedupe_step: Option<dedupe::Step>,
-}
-
 /// How one attempt at a group ended.
 enum Attempt {
-    /// Committed: one outcome per job, in order, and what memory takes from it.
-    Committed(Vec<Outcome>, Written),
+    /// Committed: one outcome per job, in order.
+    Committed(Vec<Outcome>),
     /// An event failed in an [`Guard::Optimistic`] attempt; it was rolled back.
     Abandoned,
     /// The transaction could not begin or commit: nothing of the group stands.
@@ -327,61 +254,20 @@ fn commit_batch(
     rx: &mut mpsc::Receiver<Job>,
     max_batch: usize,
     shared: &Shared,
-    state: &mut State,
+    heads: &mut Heads,
 ) -> Option<oneshot::Sender<()>> {
     let (healthy, metrics) = (&shared.healthy, &shared.metrics);
-    let State {
-        heads,
-        flusher,
-        dedupe,
-    } = state;
     let started = std::time::Instant::now();
     let start_heads = *heads;
-    dedupe.prepare(heads.next_event - 1);
-    let mut group = Group {
-        rx,
-        max_batch,
-        keys: &shared.keys,
-        flusher,
-        dedupe,
-    };
-    let mut attempt = write_group(conn, batch, &mut group, heads, Guard::Optimistic);
+    let mut attempt = write_group(conn, batch, rx, max_batch, heads, Guard::Optimistic);
     if let Attempt::Abandoned = attempt {
         // The rolled-back attempt moved the heads past rows that are not there.
         *heads = start_heads;
         metrics.record_retried_group();
-        attempt = write_group(conn, batch, &mut group, heads, Guard::PerEvent);
+        attempt = write_group(conn, batch, rx, max_batch, heads, Guard::PerEvent);
     }
     let (outcomes, failure) = match attempt {
-        Attempt::Committed(outcomes, written) => {
-            // Before any answer: a search that follows an answer finds its row, and the
-            // next group sees its ids.
-            shared.keys.add(written.entries);
-            if let Some(step) = written.key_step
-                && flusher.advance(step, &shared.keys)
-            {
-                metrics.record_key_run();
-            }
-            metrics.set_keys_in_memory(shared.keys.held() as u64);
-            dedupe.add(written.pending);
-            if let Some(step) = written.dedupe_step
-                && dedupe.advance(step)
-            {
-                metrics.record_dedupe_run();
-            }
-            let pruned = |job: &Job| matches!(job, Job::Admin(write, _) if matches!(**write, AdminWrite::PruneEvents { .. }));
-            if batch.iter().any(pruned) {
-                // The prune deleted the table's ids of its rows; memory follows.
-                match super::audit::events_pruned_through(conn) {
-                    Ok(through) => dedupe.forget_pruned(through),
-                    Err(e) => tracing::error!(error = %e, "cannot read where the log was pruned"),
-                }
-            }
-            metrics.set_dedupe_in_memory(dedupe.held() as u64);
-            metrics.set_dedupe_filter(dedupe.filter_bytes() as u64, dedupe.table_lookups());
-            metrics.record_held_times(heads.held - start_heads.held);
-            (outcomes, None)
-        }
+        Attempt::Committed(outcomes) => (outcomes, None),
         Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
         // A guarded attempt goes on past a failed event; it never abandons.
         Attempt::Abandoned => (Vec::new(), Some("the write group was abandoned".into())),
@@ -454,75 +340,28 @@ fn unmatched() -> StoreError {
     StoreError::Unavailable("the write group lost track of a job".into())
 }
 
-/// What every attempt at one group works with.
-struct Group<'a> {
-    rx: &'a mut mpsc::Receiver<Job>,
-    max_batch: usize,
-    keys: &'a Keys,
-    flusher: &'a Flusher,
-    dedupe: &'a mut Dedupe,
-}
-
 /// One attempt at writing `batch` in a single transaction. Jobs that arrive meanwhile
 /// are appended to `batch` and join it (up to `max_batch`), until a shutdown is reached.
-/// The transaction also carries the next chunk of a complete run of keys (`keys`) and of
-/// accepted ids (`dedupe`), written before the jobs so that a prune among them deletes
-/// whatever of its rows a chunk held.
 fn write_group(
     conn: &mut Connection,
     batch: &mut Vec<Job>,
-    group: &mut Group<'_>,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
     heads: &mut Heads,
     guard: Guard,
 ) -> Attempt {
-    // Every key up to here is in memory: it was added after its group committed.
-    let committed = heads.next_event - 1;
     let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => return Attempt::Failed(e),
     };
-    // A chunk a few times the group's size keeps the runs ahead of the log.
-    let budget = (4 * batch.len()).max(64);
-    let steps = group
-        .flusher
-        .step(&tx, group.keys, committed, budget)
-        .and_then(|k| Ok((k, group.dedupe.step(&tx, committed, budget)?)));
-    let (key_step, dedupe_step) = match steps {
-        Ok(steps) => steps,
-        Err(e) => return Attempt::Failed(e),
-    };
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut entries = Vec::new();
-    let mut pending = Pending::default();
     let mut stopping = false;
     loop {
         while let Some(job) = batch.get(outcomes.len()) {
             let outcome = match job {
-                Job::Event(record, _) => {
-                    let outcome = guarded(&tx, guard, |tx| {
-                        insert_event(tx, heads, record, &mut pending, group.dedupe)
-                            .map_err(StoreError::from)
-                    });
-                    if let Ok((committed, _)) = &outcome {
-                        let e = &record.extracted;
-                        entries.extend(keys::entries_of(
-                            committed.seq,
-                            [
-                                e.sender.as_deref(),
-                                e.source.as_deref(),
-                                Some(&record.account),
-                                e.event_type.as_deref(),
-                            ],
-                        ));
-                        // Only now: a write that failed half-way must not count as seen.
-                        if committed.status == Status::Accepted
-                            && let Some(id) = &e.event_id
-                        {
-                            pending.accept(&record.account, id, committed.seq);
-                        }
-                    }
-                    Outcome::Event(outcome)
-                }
+                Job::Event(record, _) => Outcome::Event(guarded(&tx, guard, |tx| {
+                    insert_event(tx, heads, record).map_err(StoreError::from)
+                })),
                 Job::Admin(write, _) => {
                     Outcome::Admin(super::admin_write::apply(&mut tx, heads, write))
                 }
@@ -541,8 +380,8 @@ fn write_group(
         if stopping {
             break;
         }
-        while batch.len() < group.max_batch {
-            match group.rx.try_recv() {
+        while batch.len() < max_batch {
+            match rx.try_recv() {
                 Ok(job) => batch.push(job),
                 Err(_) => break,
             }
@@ -552,15 +391,7 @@ fn write_group(
         }
     }
     match tx.commit() {
-        Ok(()) => Attempt::Committed(
-            outcomes,
-            Written {
-                entries,
-                key_step,
-                pending,
-                dedupe_step,
-            },
-        ),
+        Ok(()) => Attempt::Committed(outcomes),
         Err(e) => Attempt::Failed(e),
     }
 }
@@ -591,26 +422,32 @@ fn guarded<T>(
     }
 }
 
-/// Writes one event's rows; the caller notes its id in `pending` once they stand.
+/// Writes one event's rows: the event, its dedupe entry when it is a first acceptance, and
+/// its outbox row when it is delivered onward.
 fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     heads: &mut Heads,
     r: &EventRecord,
-    pending: &mut Pending,
-    dedupe: &Dedupe,
 ) -> rusqlite::Result<(Committed, Option<StreamItem>)> {
     let mut status = r.status;
     let mut original_seq = None;
+    let seq = heads.next_event;
     if status == Status::Accepted
         && let Some(id) = &r.extracted.event_id
     {
-        original_seq = pending.original(dedupe, tx, &r.account, id)?;
+        original_seq = tx
+            .prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
+            .query_row(params![r.account, id], |row| row.get(0))
+            .optional()?;
         if original_seq.is_some() {
             status = Status::Duplicate;
+        } else {
+            tx.prepare_cached("INSERT INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)")?
+                .execute(params![r.account, id, seq])?;
         }
     }
-    let seq = heads.next_event;
-    let received_at = heads.time_for(r.received_at);
+    // The time the request arrived, as it happened.
+    let received_at = r.received_at;
     let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
     // The chain takes the stored body as its digest (encoding v2). A body stored whole has
     // the digest the front computed; a cut one is hashed here (a rejection's, at most
@@ -705,13 +542,11 @@ fn insert_event(
             text,
             e.event_id,
             e.event_type,
-            // Due by the clock the forwarder reads, even while the row's time is held.
-            r.received_at
+            received_at
         ])?;
     }
     heads.next_event = seq + 1;
     heads.event_head = hash;
-    heads.note_time(r.received_at, received_at);
     let item = streamed.then(|| StreamItem {
         seq,
         account: r.account.clone(),
@@ -738,6 +573,3 @@ fn insert_event(
         item,
     ))
 }
-
-#[cfg(test)]
-mod tests;

@@ -12,14 +12,15 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_from_iter};
-use serde::Serialize;
 use serde_json::Value;
 
-use super::StoreError;
-use super::keys::{Keys, Kind};
-use super::timeline::{self, Bound};
 use crate::clock::format_micros;
 use crate::event::{Status, public_id};
+use crate::store::StoreError;
+use crate::store::rows::{
+    AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
+    StoredAccount, into_page,
+};
 use crate::tokens::{Role, TokenEntry};
 
 /// The read connections.
@@ -50,12 +51,9 @@ impl Readers {
         Ok(conn)
     }
 
-    /// Returns a connection to the pool.
-    pub(super) fn give_back(&self, conn: Connection) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < 8 {
-            idle.push(conn);
-        }
+    /// Closes the idle connections (a read still running keeps its own until it ends).
+    pub(super) fn close(&self) {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner()).clear();
     }
 
     /// Runs a read on a pooled connection, on the blocking pool.
@@ -76,21 +74,6 @@ impl Readers {
         .await
         .unwrap_or_else(|e| Err(StoreError::Unavailable(format!("read task failed: {e}"))))
     }
-}
-
-/// An account row as stored.
-#[derive(Debug, Clone)]
-pub struct StoredAccount {
-    /// The account's name (the row key; sealed specs are bound to it).
-    pub name: String,
-    /// The spec JSON, secrets in clear (opened from its sealed form by `Store::accounts`).
-    pub spec: String,
-    /// Whether its listener is on.
-    pub listening: bool,
-    /// Created, in microseconds since the epoch.
-    pub created_at: i64,
-    /// Last changed, in microseconds since the epoch.
-    pub updated_at: i64,
 }
 
 pub(super) fn accounts(c: &Connection) -> Result<Vec<StoredAccount>, StoreError> {
@@ -128,107 +111,6 @@ pub(super) fn tokens(c: &Connection) -> Result<Vec<TokenEntry>, StoreError> {
     Ok(out)
 }
 
-/// Event search filters; every one optional. Times are microseconds since the epoch.
-#[derive(Debug, Clone, Default)]
-pub struct EventFilter {
-    /// Account name.
-    pub account: Option<String>,
-    /// `accepted`, `duplicate` or `rejected`.
-    pub status: Option<String>,
-    /// A rejection reason.
-    pub reason: Option<String>,
-    /// Extracted sender.
-    pub sender: Option<String>,
-    /// Extracted source.
-    pub source: Option<String>,
-    /// Extracted event type.
-    pub event_type: Option<String>,
-    /// Received at or after.
-    pub since: Option<i64>,
-    /// Received before.
-    pub until: Option<i64>,
-    /// Page size.
-    pub limit: usize,
-    /// Only rows older than this sequence number (the cursor).
-    pub before_seq: Option<i64>,
-    /// Only rows newer than this sequence number (export paging).
-    pub after_seq: Option<i64>,
-    /// Oldest first instead of newest first.
-    pub oldest_first: bool,
-}
-
-/// One page of results, newest first.
-#[derive(Debug, Clone, Serialize)]
-pub struct Page<T> {
-    /// The rows.
-    pub items: Vec<T>,
-    /// The cursor for the next (older) page, if there is one.
-    pub next_cursor: Option<String>,
-}
-
-/// An event as listed (the contract of `GET /v1/events`).
-#[derive(Debug, Clone, Serialize)]
-pub struct EventSummary {
-    /// `evt_{seq}`.
-    pub id: String,
-    /// RFC 3339, UTC.
-    pub received_at: String,
-    /// Account name as received.
-    pub account: String,
-    /// `accepted`, `duplicate` or `rejected`.
-    pub status: String,
-    /// The rejection reason.
-    pub reason: Option<String>,
-    /// The sender's event id.
-    pub event_id: Option<String>,
-    /// The event type.
-    pub event_type: Option<String>,
-    /// Extracted sender.
-    pub sender: Option<String>,
-    /// Extracted source.
-    pub source: Option<String>,
-    /// Extracted params.
-    pub params: Value,
-    /// Forwarding outcome, once listeners forward.
-    pub forward_status: Option<String>,
-    #[serde(skip)]
-    pub(super) seq: i64,
-}
-
-/// One event in full (the contract of `GET /v1/events/{id}`).
-#[derive(Debug, Clone, Serialize)]
-pub struct EventDetail {
-    /// The summary fields.
-    #[serde(flatten)]
-    pub summary: EventSummary,
-    /// Why it was rejected, in words.
-    pub detail: Option<String>,
-    /// HTTP method.
-    pub method: String,
-    /// Request path.
-    pub path: String,
-    /// Query string, credentials redacted.
-    pub query: String,
-    /// Peer address.
-    pub remote_addr: String,
-    /// Headers, credentials and signatures redacted.
-    pub headers: Value,
-    /// Content type.
-    pub content_type: Option<String>,
-    /// The stored body: text when it is UTF-8, else base64.
-    pub body: String,
-    /// `utf8` or `base64`.
-    pub body_encoding: &'static str,
-    /// Size of the body as received.
-    pub body_size: i64,
-    /// SHA-256 of the whole body, hex.
-    pub body_sha256: Option<String>,
-    /// True when `body` holds less than was received.
-    pub body_truncated: bool,
-    /// Microseconds from request line to hand-off to the writer.
-    pub handle_micros: i64,
-}
-
 pub(super) const SUMMARY_COLUMNS: &str = "seq, received_at, account, status, reason, event_id, event_type, sender, source, params, forward_status";
 
 pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
@@ -252,112 +134,31 @@ pub(super) fn summary(r: &Row<'_>) -> rusqlite::Result<EventSummary> {
     })
 }
 
-/// A page of events matching `f`; `bound` bounds its time range (`timeline`).
-pub(super) fn events(
-    c: &Connection,
-    f: &EventFilter,
-    keys: &Keys,
-    bound: Bound,
-) -> Result<Page<EventSummary>, StoreError> {
-    let items = select(c, f, SUMMARY_COLUMNS, (keys, bound), summary)?;
+/// A page of events matching `f`, in its order.
+pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummary>, StoreError> {
+    let items = select(c, f, SUMMARY_COLUMNS, summary)?;
     Ok(into_page(items, f.limit, |e| e.seq))
 }
 
-/// Up to `f.limit + 1` rows of `columns` matching `f`, in its order, each made by `map`.
-///
-/// A filter by sender, source, event type or account (the first given, in that order)
-/// walks that key's seqs in order (`keys::Walk`) and asks the events table about a batch
-/// of them at a time, the batch growing while the other filters turn candidates down, so
-/// a key with a long history costs a page only what the page needs. Memory is read
-/// first, then every statement runs in one snapshot.
+/// Up to `f.limit + 1` rows of `columns` matching `f`, in its order, each made by `map`:
+/// one statement, which SQLite answers from the ordinary index that fits (`schema`).
 pub(super) fn select<T>(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
-    (keys, bound): (&Keys, Bound),
-    mut map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let want = f.limit.saturating_add(1);
-    // A rare outcome or a reason has a partial index of its own, which finds its few rows
-    // faster than a walk through all of a key's: the key is then checked on each row.
-    let rare = f.reason.is_some()
-        || matches!(
-            f.status.as_deref(),
-            Some("rejected" | "duplicate" | "handshake")
-        );
-    // The key most likely to be selective is walked; the others are compared on its rows.
-    let key = [
-        (Kind::Sender, &f.sender),
-        (Kind::Source, &f.source),
-        (Kind::EventType, &f.event_type),
-        (Kind::Account, &f.account),
-    ]
-    .into_iter()
-    .find_map(|(kind, key)| key.as_ref().map(|k| (kind, k)))
-    .filter(|_| !rare);
-    let Some((kind, key)) = key else {
-        let bounds = seq_bounds(c, f, bound)?;
-        let (sql, args) = filtered(f, columns, None, bounds, want);
-        let mut stmt = c.prepare_cached(&sql)?;
-        let rows = stmt
-            .query_map(params_from_iter(args), map)?
-            .collect::<Result<_, _>>()?;
-        return Ok(rows);
-    };
-    let within = (
-        f.after_seq.map_or(i64::MIN, |s| s.saturating_add(1)),
-        f.before_seq.unwrap_or(i64::MAX),
-    );
-    let mut walk = keys.walk(kind, key, !f.oldest_first, within);
-    let snapshot = c.unchecked_transaction()?;
-    let bounds = seq_bounds(&snapshot, f, bound)?;
-    walk.start(
-        &snapshot,
-        bounds.0.unwrap_or(i64::MIN),
-        bounds.1.unwrap_or(i64::MAX),
-    )?;
-    let mut out = Vec::new();
-    let mut batch = want;
-    while out.len() < want {
-        let seqs = walk.next(&snapshot, batch)?;
-        if seqs.is_empty() {
-            break;
-        }
-        let among =
-            serde_json::to_string(&seqs).map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let (sql, args) = filtered(f, columns, Some(among), bounds, want - out.len());
-        let mut stmt = snapshot.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), &mut map)?;
-        for row in rows {
-            out.push(row?);
-        }
-        batch = batch.saturating_mul(4).min(8192);
-    }
-    Ok(out)
-}
-
-/// Cuts a result fetched with one extra row down to a page, with the cursor of its last row
-/// when there is more.
-fn into_page<T>(mut items: Vec<T>, limit: usize, seq: impl Fn(&T) -> i64) -> Page<T> {
-    let next_cursor = if items.len() > limit {
-        items.truncate(limit);
-        items.last().map(|e| seq(e).to_string())
-    } else {
-        None
-    };
-    Page { items, next_cursor }
+    let (sql, args) = filtered(f, columns, f.limit.saturating_add(1));
+    let mut stmt = c.prepare_cached(&sql)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), map)?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }
 
 /// The SQL and arguments that select `columns` of the events matching a filter, in the
-/// filter's order, at most `limit`, within its seq bounds (`seq_bounds`); with `among` (a
-/// JSON array of seqs), only those seqs.
-fn filtered(
-    f: &EventFilter,
-    columns: &str,
-    among: Option<String>,
-    (after, before): (Option<i64>, Option<i64>),
-    limit: usize,
-) -> (String, Vec<SqlValue>) {
+/// filter's order, at most `limit`.
+fn filtered(f: &EventFilter, columns: &str, limit: usize) -> (String, Vec<SqlValue>) {
     // Rare outcomes have partial indexes; naming them stops the planner, which cannot
     // know they are rare, from scanning the whole table newest-first instead.
     let index = match (f.reason.is_some(), f.status.as_deref()) {
@@ -390,20 +191,11 @@ fn filtered(
             sql.push_str(&format!(" AND {column} = ?{}", args.len()));
         }
     }
-    // The keyed columns have no index on `events`: `select` walks one key's seqs, except
-    // beside a rare outcome's index (every column is compared above either way).
-    if let Some(seqs) = among {
-        args.push(SqlValue::Text(seqs));
-        sql.push_str(&format!(
-            " AND seq IN (SELECT value FROM json_each(?{}))",
-            args.len()
-        ));
-    }
     let int_filters = [
         ("received_at >=", f.since),
         ("received_at <", f.until),
-        ("seq <", before),
-        ("seq >=", after),
+        ("seq <", f.before_seq),
+        ("seq >", f.after_seq),
     ];
     for (cond, value) in int_filters {
         if let Some(v) = value {
@@ -415,26 +207,6 @@ fn filtered(
     let order = if f.oldest_first { "ASC" } else { "DESC" };
     sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
     (sql, args)
-}
-
-/// The seqs a filter can match: at or above the first (`after`) and below the second
-/// (`before`), from its cursors and its time range (`timeline`: the rows within these
-/// bounds are then compared on `received_at` exactly).
-fn seq_bounds(
-    c: &Connection,
-    f: &EventFilter,
-    bound: Bound,
-) -> Result<(Option<i64>, Option<i64>), StoreError> {
-    let (mut after, mut before) = (f.after_seq.map(|s| s + 1), f.before_seq);
-    if f.since.is_some() || f.until.is_some() {
-        let (from, below) = timeline::seq_range(c, f.since, f.until, bound)?;
-        after = after.max(from);
-        before = match (before, below) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-    }
-    Ok((after, before))
 }
 
 pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
@@ -471,42 +243,6 @@ pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, Sto
         })
         .optional()?;
     Ok(row)
-}
-
-/// Change-log filters.
-#[derive(Debug, Clone, Default)]
-pub struct ChangeFilter {
-    /// Account name.
-    pub account: Option<String>,
-    /// Action name.
-    pub action: Option<String>,
-    /// At or after.
-    pub since: Option<i64>,
-    /// Before.
-    pub until: Option<i64>,
-    /// Page size.
-    pub limit: usize,
-    /// Only rows older than this sequence number.
-    pub before_seq: Option<i64>,
-}
-
-/// One change-log row.
-#[derive(Debug, Clone, Serialize)]
-pub struct ChangeRow {
-    /// `chg_{seq}`.
-    pub id: String,
-    /// RFC 3339, UTC.
-    pub at: String,
-    /// The token that made the change.
-    pub actor: String,
-    /// What was done.
-    pub action: String,
-    /// The account concerned.
-    pub account: Option<String>,
-    /// Secret-free detail.
-    pub detail: Value,
-    #[serde(skip)]
-    seq: i64,
 }
 
 pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
@@ -550,25 +286,6 @@ pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow
     Ok(into_page(items, f.limit, |c| c.seq))
 }
 
-/// A message waiting in the outbox.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    /// The event's seq.
-    pub seq: i64,
-    /// The account.
-    pub account: String,
-    /// The sender to address.
-    pub recipient: String,
-    /// The rendered message.
-    pub text: String,
-    /// The event's id.
-    pub event_id: Option<String>,
-    /// The event's type.
-    pub event_type: Option<String>,
-    /// Attempts made so far (since queued or redelivered).
-    pub attempts: u32,
-}
-
 pub(super) fn due_deliveries(
     c: &Connection,
     now: i64,
@@ -599,21 +316,6 @@ pub(super) fn next_due(c: &Connection) -> Result<Option<i64>, StoreError> {
         [],
         |r| r.get(0),
     )?)
-}
-
-/// One delivery attempt, as shown on the event.
-#[derive(Debug, Clone, Serialize)]
-pub struct AttemptRow {
-    /// 1, 2, ...
-    pub attempt: i64,
-    /// RFC 3339.
-    pub at: String,
-    /// delivered, no_session, retrying or dead.
-    pub outcome: String,
-    /// The connector's HTTP status.
-    pub http_status: Option<i64>,
-    /// What happened.
-    pub detail: Option<String>,
 }
 
 pub(super) fn attempts(c: &Connection, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
