@@ -118,7 +118,7 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (seq, attempt)
     ) WITHOUT ROWID;
     ",
-    // 5: scratch space for the storage health probe (`store::health`); always empty.
+    // 5: scratch space for the storage health probe (`health`); always empty.
     "
     CREATE TABLE health_probe (
         id  INTEGER PRIMARY KEY,
@@ -130,9 +130,9 @@ const MIGRATIONS: &[&str] = &[
     "
     CREATE INDEX events_handshake ON events(seq) WHERE status = 'handshake';
     ",
-    // 7: the sender and source indexes become runs of 32768 seqs written a run at a time
-    // (`store::keys`): the complete runs are backfilled from the old indexes, in order;
-    // the open run is rebuilt in memory at every open.
+    // 7: the sender and source indexes become runs of 32768 seqs written a run at a time;
+    // the complete runs are backfilled from the old indexes, in order. (Migration 12
+    // returns to plain indexes.)
     "
     CREATE TABLE key_runs (
         run INTEGER PRIMARY KEY
@@ -162,23 +162,20 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_by_sender;
     DROP INDEX events_by_source;
     ",
-    // 8: dedupe ids are written a run at a time too (`store::dedupe`). The table so far
-    // holds every accepted id, so each complete run counts as written; the open run is
-    // rebuilt in memory at every open.
+    // 8: dedupe ids are written a run at a time too. The table so far holds every
+    // accepted id, so each complete run counts as written.
     "
     CREATE TABLE dedupe_runs (
         run INTEGER PRIMARY KEY
     );
     INSERT INTO dedupe_runs (run) SELECT run FROM key_runs;
     ",
-    // 9: searches by time and retention find where a time falls by a binary search over
-    // the seqs (`store::timeline`), so no row needs an entry in an index by time.
+    // 9: the index by time goes (migration 12 brings it back).
     "
     DROP INDEX events_by_received;
     ",
-    // 10: the account and event-type indexes become runs as well (`store::keys`, kinds 2
-    // and 3): the runs already written get their entries from the log, in order; the run
-    // being written gets them from memory, after its sender and source entries.
+    // 10: the account and event-type indexes become runs as well (kinds 2 and 3): the
+    // runs already written get their entries from the log, in order.
     "
     INSERT INTO run_keys (run, kind, key, seq)
         SELECT (seq - 1) / 32768 + 1, 2, account, seq FROM events
@@ -191,8 +188,8 @@ const MIGRATIONS: &[&str] = &[
     DROP INDEX events_by_account;
     DROP INDEX events_by_type;
     ",
-    // 11: from the next seq on, the writer holds every row's time within `timeline::TIGHT`
-    // of the times before it; the rows before keep the enqueue timeout's bound.
+    // 11: a table recording from which seq on row times were held to a tight bound
+    // (dropped by migration 12: every row keeps the time its request arrived).
     "
     CREATE TABLE timeline_bound (from_seq INTEGER NOT NULL);
     INSERT INTO timeline_bound SELECT coalesce(max(seq), 0) + 1 FROM events;
