@@ -81,3 +81,214 @@ pub struct ChainReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_head_found: Option<bool>,
 }
+/// A chained column's value as an engine read it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer (booleans are 0 or 1).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    /// The value as the chain encodes it.
+    pub fn field(&self) -> Field<'_> {
+        match self {
+            Value::Null => Field::Null,
+            Value::Int(n) => Field::Int(*n),
+            Value::Text(t) => Field::Text(t.as_bytes()),
+            Value::Blob(b) => Field::Blob(b),
+        }
+    }
+}
+
+/// One row of a log as stored: its chained columns in [`Log::columns`] order (the first is
+/// the seq) and the hash stored beside them.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    /// The chained columns' values.
+    pub values: Vec<Value>,
+    /// The stored hash, when it is one.
+    pub hash: Option<Hash>,
+}
+
+impl ChainRow {
+    /// The row's seq: its first column.
+    pub fn seq(&self) -> i64 {
+        match self.values.first() {
+            Some(Value::Int(n)) => *n,
+            _ => i64::MIN,
+        }
+    }
+}
+
+/// Where a prune left a log: rows at or below `through` are gone, `pruned` of them, and
+/// `hash` is the last one's.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    /// The last pruned seq (0: nothing pruned).
+    pub through: i64,
+    /// Rows pruned in all.
+    pub pruned: u64,
+    /// The hash of the last pruned row (the genesis hash when nothing was pruned).
+    pub hash: Hash,
+}
+
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint {
+            through: 0,
+            pruned: 0,
+            hash: chain::GENESIS,
+        }
+    }
+}
+
+/// What one row did to a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It chains from the row before.
+    Chained,
+    /// The chain is broken here: rows are missing before this one.
+    Removed,
+    /// The row does not match its hash: edited, or moved from elsewhere (the caller looks
+    /// nearby with [`Verifier::would_chain_at`] and ends with [`Verifier::mismatch`]).
+    Mismatch,
+}
+
+/// Verifies one log, a row at a time in seq order, from its checkpoint. Engines feed it the
+/// rows they read; it never reads anything itself.
+#[derive(Debug)]
+pub struct Verifier {
+    log: Log,
+    report: ChainReport,
+    prev_seq: i64,
+    prev_hash: Hash,
+    /// The encoding of the last row: rows written before encoding v2 come first (`chain`).
+    version: Version,
+    expected: Option<Hash>,
+}
+
+impl Verifier {
+    /// Starts verifying `log` after `checkpoint`; `expected` is a head noted earlier that
+    /// the chain must pass through.
+    pub fn new(log: Log, checkpoint: Checkpoint, expected: Option<Hash>) -> Verifier {
+        Verifier {
+            log,
+            report: ChainReport {
+                log: log.table(),
+                ok: true,
+                rows: 0,
+                pruned: checkpoint.pruned,
+                head: hex::encode(checkpoint.hash),
+                broken_at: None,
+                problem: None,
+                detail: None,
+                expected_head_found: expected
+                    .map(|h| h == checkpoint.hash && checkpoint.pruned > 0),
+            },
+            prev_seq: checkpoint.through,
+            prev_hash: checkpoint.hash,
+            version: Version::V1,
+            expected,
+        }
+    }
+
+    /// Checks the next row in seq order.
+    pub fn push(&mut self, row: &ChainRow) -> Step {
+        let seq = row.seq();
+        if seq != self.prev_seq + 1 {
+            let missing = if seq == self.prev_seq + 2 {
+                format!("row {}", self.prev_seq + 1)
+            } else {
+                format!("rows {} to {}", self.prev_seq + 1, seq - 1)
+            };
+            let detail = format!("{missing} of the {} log are missing", self.log.table());
+            self.break_at(seq, "removed", detail);
+            return Step::Removed;
+        }
+        let fields: Vec<Field<'_>> = row.values.iter().map(Value::field).collect();
+        let matched = self
+            .log
+            .versions_after(self.version)
+            .iter()
+            .map(|v| (*v, self.log.row_hash(*v, &self.prev_hash, &fields)))
+            .find(|(_, computed)| row.hash == Some(*computed));
+        let Some((version, computed)) = matched else {
+            return Step::Mismatch;
+        };
+        self.version = version;
+        if self.expected == Some(computed) {
+            self.report.expected_head_found = Some(true);
+        }
+        self.prev_seq = seq;
+        self.prev_hash = computed;
+        self.report.rows += 1;
+        Step::Chained
+    }
+
+    /// Whether `row`'s content, placed at `seq` (the row that failed), would chain there:
+    /// the sign that rows were moved rather than edited.
+    pub fn would_chain_at(&self, seq: i64, row: &ChainRow) -> bool {
+        let mut values = row.values.clone();
+        if let Some(first) = values.first_mut() {
+            *first = Value::Int(seq);
+        }
+        let fields: Vec<Field<'_>> = values.iter().map(Value::field).collect();
+        self.log
+            .versions_after(self.version)
+            .iter()
+            .any(|v| row.hash == Some(self.log.row_hash(*v, &self.prev_hash, &fields)))
+    }
+
+    /// Ends a verification at the row at `seq` that did not match its hash; `moved_from` is
+    /// the seq of a nearby row whose content chains there, if one was found.
+    pub fn mismatch(mut self, seq: i64, moved_from: Option<i64>) -> ChainReport {
+        let (problem, detail) = match moved_from {
+            Some(k) => (
+                "reordered",
+                format!(
+                    "the row stored at seq {seq} does not belong there; the content that chains here is at seq {k}"
+                ),
+            ),
+            None => (
+                "edited",
+                format!(
+                    "row {seq} does not match its hash: it was edited (or row {} was rewritten together with its hash)",
+                    seq - 1
+                ),
+            ),
+        };
+        self.break_at(seq, problem, detail);
+        self.report
+    }
+
+    /// The seq after which a mismatch's neighbours are looked for, and how far either way.
+    pub const REORDER_WINDOW: i64 = 512;
+
+    /// The report once every row was pushed (or the chain broke with [`Step::Removed`]).
+    pub fn finish(mut self) -> ChainReport {
+        if self.report.broken_at.is_some() {
+            return self.report;
+        }
+        self.report.head = hex::encode(self.prev_hash);
+        if self.expected.is_some() && self.report.expected_head_found != Some(true) {
+            self.report.expected_head_found = Some(false);
+            self.report.ok = false;
+            self.report.problem = Some("removed");
+            self.report.detail = Some("the expected head is not in the chain: rows after it were removed, or the log was replaced".into());
+        }
+        self.report
+    }
+
+    fn break_at(&mut self, seq: i64, problem: &'static str, detail: String) {
+        self.report.ok = false;
+        self.report.broken_at = Some(seq);
+        self.report.problem = Some(problem);
+        self.report.detail = Some(detail);
+    }
+}

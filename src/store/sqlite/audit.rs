@@ -5,43 +5,38 @@
 //! step the writer runs. Verification opens nothing and writes nothing: it runs on a
 //! read-only connection it is given, so it also works offline on a copied file.
 
-use rusqlite::types::{Value, ValueRef};
+use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::chain::{self, Field, Hash, Version};
+use crate::chain::{self, Hash};
 use crate::store::StoreError;
-use crate::store::audit::{ChainReport, Log};
+use crate::store::audit::{ChainReport, ChainRow, Checkpoint, Log, Step, Value, Verifier};
 
-fn field(v: ValueRef<'_>) -> Field<'_> {
+/// A chained column as read back. The chained columns hold no reals; one that appears was
+/// written by someone else and is taken by its bit pattern, so it can never match.
+fn value(v: ValueRef<'_>) -> Value {
     match v {
-        ValueRef::Null => Field::Null,
-        ValueRef::Integer(n) => Field::Int(n),
-        // The chained columns hold no reals; one that appears was written by someone else
-        // and is hashed by its bit pattern, so it can never match.
-        ValueRef::Real(f) => Field::Int(f.to_bits() as i64),
-        ValueRef::Text(t) => Field::Text(t),
-        ValueRef::Blob(b) => Field::Blob(b),
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => Value::Int(n),
+        ValueRef::Real(f) => Value::Int(f.to_bits() as i64),
+        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        ValueRef::Blob(b) => Value::Blob(b.to_vec()),
     }
 }
 
-fn owned_field(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Integer(n) => Field::Int(*n),
-        Value::Real(f) => Field::Int(f.to_bits() as i64),
-        Value::Text(t) => Field::Text(t.as_bytes()),
-        Value::Blob(b) => Field::Blob(b),
+fn chain_row(row: &Row<'_>, width: usize) -> rusqlite::Result<ChainRow> {
+    let mut values = Vec::with_capacity(width);
+    for i in 0..width {
+        values.push(value(row.get_ref(i)?));
     }
+    let hash = row
+        .get::<_, Option<Vec<u8>>>(width)?
+        .and_then(|b| Hash::try_from(b.as_slice()).ok());
+    Ok(ChainRow { values, hash })
 }
 
-fn stored_hash(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
-    Ok(row
-        .get::<_, Option<Vec<u8>>>(i)?
-        .and_then(|b| Hash::try_from(b.as_slice()).ok()))
-}
-
-/// The checkpoint a prune left: (last pruned seq, rows pruned, hash of that row).
-fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<(i64, u64, Hash)> {
+/// The checkpoint a prune left.
+fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<Checkpoint> {
     let row: Option<(i64, i64, Vec<u8>)> = c
         .query_row(
             "SELECT through, pruned, hash FROM chain_checkpoints WHERE log = ?1",
@@ -50,12 +45,12 @@ fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<(i64, u64, Hash)> {
         )
         .optional()?;
     Ok(match row {
-        Some((through, pruned, hash)) => (
+        Some((through, pruned, hash)) => Checkpoint {
             through,
-            pruned.max(0) as u64,
-            Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
-        ),
-        None => (0, 0, chain::GENESIS),
+            pruned: pruned.max(0) as u64,
+            hash: Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
+        },
+        None => Checkpoint::default(),
     })
 }
 
@@ -65,133 +60,50 @@ pub fn verify(
     log: Log,
     expected_head: Option<&Hash>,
 ) -> Result<ChainReport, StoreError> {
-    let (through, pruned, start_hash) = checkpoint(c, log)?;
+    let start = checkpoint(c, log)?;
     let width = log.width();
-    let mut report = ChainReport {
-        log: log.table(),
-        ok: true,
-        rows: 0,
-        pruned,
-        head: hex::encode(start_hash),
-        broken_at: None,
-        problem: None,
-        detail: None,
-        expected_head_found: expected_head.map(|h| *h == start_hash && pruned > 0),
-    };
+    let mut verifier = Verifier::new(log, start, expected_head.copied());
     let sql = format!(
         "SELECT {}, hash FROM {} WHERE seq > ?1 ORDER BY seq",
         log.columns(),
         log.table()
     );
     let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params![through])?;
-    let (mut prev_seq, mut prev_hash) = (through, start_hash);
-    // Rows written before encoding v2 come first (`chain`).
-    let mut version = Version::V1;
+    let mut rows = stmt.query(params![start.through])?;
     while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        if seq != prev_seq + 1 {
-            let missing = if seq == prev_seq + 2 {
-                format!("row {}", prev_seq + 1)
-            } else {
-                format!("rows {} to {}", prev_seq + 1, seq - 1)
-            };
-            return Ok(broken(
-                report,
-                seq,
-                "removed",
-                format!("{missing} of the {} log are missing", log.table()),
-            ));
+        let row = chain_row(row, width)?;
+        match verifier.push(&row) {
+            Step::Chained => {}
+            Step::Removed => break,
+            Step::Mismatch => {
+                let seq = row.seq();
+                let moved_from = moved_from(c, log, &verifier, seq)?;
+                return Ok(verifier.mismatch(seq, moved_from));
+            }
         }
-        let mut fields: Vec<Field<'_>> = Vec::with_capacity(width);
-        for i in 0..width {
-            fields.push(field(row.get_ref(i)?));
-        }
-        let stored = stored_hash(row, width)?;
-        let matched = log
-            .versions_after(version)
-            .iter()
-            .map(|v| (*v, log.row_hash(*v, &prev_hash, &fields)))
-            .find(|(_, computed)| stored == Some(*computed));
-        let Some((row_version, computed)) = matched else {
-            let (problem, detail) = match reordered_from(c, log, version, seq, &prev_hash)? {
-                Some(k) => (
-                    "reordered",
-                    format!(
-                        "the row stored at seq {seq} does not belong there; the content that chains here is at seq {k}"
-                    ),
-                ),
-                None => (
-                    "edited",
-                    format!(
-                        "row {seq} does not match its hash: it was edited (or row {} was rewritten together with its hash)",
-                        seq - 1
-                    ),
-                ),
-            };
-            return Ok(broken(report, seq, problem, detail));
-        };
-        version = row_version;
-        if let Some(expected) = expected_head
-            && *expected == computed
-        {
-            report.expected_head_found = Some(true);
-        }
-        prev_seq = seq;
-        prev_hash = computed;
-        report.rows += 1;
     }
-    report.head = hex::encode(prev_hash);
-    if expected_head.is_some() && report.expected_head_found != Some(true) {
-        report.expected_head_found = Some(false);
-        report.ok = false;
-        report.problem = Some("removed");
-        report.detail = Some("the expected head is not in the chain: rows after it were removed, or the log was replaced".into());
-    }
-    Ok(report)
+    Ok(verifier.finish())
 }
 
-fn broken(mut report: ChainReport, seq: i64, problem: &'static str, detail: String) -> ChainReport {
-    report.ok = false;
-    report.broken_at = Some(seq);
-    report.problem = Some(problem);
-    report.detail = Some(detail);
-    report
-}
-
-/// Looks near `seq` for a row whose content, placed at `seq`, chains from `prev`: the sign
-/// that rows were moved rather than edited.
-fn reordered_from(
+/// Looks near `seq` for a row whose content, placed at `seq`, chains there.
+fn moved_from(
     c: &Connection,
     log: Log,
-    version: Version,
+    verifier: &Verifier,
     seq: i64,
-    prev: &Hash,
 ) -> Result<Option<i64>, StoreError> {
-    const WINDOW: i64 = 512;
-    let width = log.width();
+    let window = Verifier::REORDER_WINDOW;
     let sql = format!(
         "SELECT {}, hash FROM {} WHERE seq BETWEEN ?1 AND ?2 AND seq <> ?3",
         log.columns(),
         log.table()
     );
     let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params![seq - WINDOW, seq + WINDOW, seq])?;
+    let mut rows = stmt.query(params![seq - window, seq + window, seq])?;
     while let Some(row) = rows.next()? {
-        let k: i64 = row.get(0)?;
-        let mut values: Vec<Value> = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(row.get(i)?);
-        }
-        values[0] = Value::Integer(seq);
-        let fields: Vec<Field<'_>> = values.iter().map(owned_field).collect();
-        let stored = stored_hash(row, width)?;
-        if log
-            .versions_after(version)
-            .iter()
-            .any(|v| stored == Some(log.row_hash(*v, prev, &fields)))
-        {
-            return Ok(Some(k));
+        let row = chain_row(row, log.width())?;
+        if verifier.would_chain_at(seq, &row) {
+            return Ok(Some(row.seq()));
         }
     }
     Ok(None)
@@ -206,7 +118,9 @@ pub(super) fn prune_events(
     max_rows: i64,
     at: i64,
 ) -> rusqlite::Result<(u64, i64)> {
-    let (through, pruned, _) = checkpoint(tx, Log::Events)?;
+    let Checkpoint {
+        through, pruned, ..
+    } = checkpoint(tx, Log::Events)?;
     // The prefix is exact: every row up to the first one not old, read in seq order. At
     // most `max_rows` are read, as many as are then deleted.
     let first_new: Option<i64> = tx
@@ -255,7 +169,7 @@ pub(super) fn prune_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::chain::EVENT_COLUMNS;
+    use crate::chain::{EVENT_COLUMNS, Version};
 
     /// A database whose events log holds one row per entry of `versions`, row i hashed in
     /// `versions[i]` and chained from the row before, as the writer of that version would.
@@ -277,9 +191,10 @@ mod tests {
             .expect("insert");
             let hash = c
                 .query_row(&read, [seq], |r| {
-                    let fields = (0..Log::Events.width())
-                        .map(|i| r.get_ref(i).map(field))
+                    let values = (0..Log::Events.width())
+                        .map(|i| r.get_ref(i).map(value))
                         .collect::<rusqlite::Result<Vec<_>>>()?;
+                    let fields: Vec<_> = values.iter().map(Value::field).collect();
                     Ok(Log::Events.row_hash(*version, &prev, &fields))
                 })
                 .expect("hash");
