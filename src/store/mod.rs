@@ -8,6 +8,7 @@
 //! lives in a module of its own (`sqlite`) and nothing outside it names its driver.
 
 pub mod audit;
+pub mod chained;
 pub mod export;
 pub mod rows;
 pub mod sqlite;

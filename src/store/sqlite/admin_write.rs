@@ -8,7 +8,8 @@
 use rusqlite::params;
 
 use super::writer::Heads;
-use crate::chain::{self, Field, Hash};
+use crate::chain::Hash;
+use crate::store::chained::change_hash;
 use crate::store::{AdminWrite, Change, StoreError};
 
 /// Applies an admin write inside a savepoint, so a refused write leaves no trace while the
@@ -158,15 +159,7 @@ fn apply_admin_inner(
         }
     };
     let (seq, prev) = heads.next_change();
-    let fields = [
-        Field::Int(seq),
-        Field::Int(change.at),
-        Field::from(change.actor.as_str()),
-        Field::from(change.action.as_str()),
-        Field::from(change.account.as_deref()),
-        Field::from(change.detail.as_str()),
-    ];
-    let hash = chain::row_hash(chain::Version::V1, &prev, &fields);
+    let hash = change_hash(seq, &prev, change);
     tx.execute(
         "INSERT INTO changes (seq, at, actor, action, account, detail, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",

@@ -14,10 +14,11 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::schema;
-use crate::chain::{self, Field, Hash};
+use crate::chain::{self, Hash};
 use crate::config::Storage;
-use crate::event::{Committed, EventRecord, Forward, Status};
+use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
+use crate::store::chained::EventRow;
 use crate::store::{AdminWrite, StoreError, StreamItem};
 
 /// One unit of work for the writer.
@@ -446,55 +447,8 @@ fn insert_event(
                 .execute(params![r.account, id, seq])?;
         }
     }
-    // The time the request arrived, as it happened.
-    let received_at = r.received_at;
-    let body_sha = r.body_sha256.as_ref().map(|h| &h[..]);
-    // The chain takes the stored body as its digest (encoding v2). A body stored whole has
-    // the digest the front computed; a cut one is hashed here (a rejection's, at most
-    // `limits.rejected_body_bytes`; a hash-only account's stored body is empty).
-    let body_digest = match (r.body_truncated, r.body_sha256) {
-        (false, Some(whole)) => whole,
-        _ => chain::body_digest(&r.body),
-    };
-    debug_assert_eq!(body_digest, chain::body_digest(&r.body));
+    let row = EventRow::new(r, status, seq, &heads.event_head);
     let e = &r.extracted;
-    let fields = [
-        Field::Int(seq),
-        Field::Int(received_at),
-        Field::from(r.account.as_str()),
-        Field::from(status.as_str()),
-        Field::from(r.reason.map(|x| x.as_str())),
-        Field::from(r.detail.as_deref()),
-        Field::from(e.event_id.as_deref()),
-        Field::from(e.event_type.as_deref()),
-        Field::from(e.sender.as_deref()),
-        Field::from(e.source.as_deref()),
-        Field::from(e.params.as_deref()),
-        Field::from(r.method.as_str()),
-        Field::from(r.path.as_str()),
-        Field::from(r.query.as_str()),
-        Field::from(r.remote_addr.as_str()),
-        Field::from(r.headers.as_str()),
-        Field::from(r.content_type.as_deref()),
-        Field::Blob(&body_digest),
-        Field::Int(r.body_size as i64),
-        body_sha.map_or(Field::Null, Field::Blob),
-        Field::Int(i64::from(r.body_truncated)),
-        Field::Int(r.handle_micros),
-    ];
-    let hash = chain::row_hash(chain::Version::V2, &heads.event_head, &fields);
-    // Only a first acceptance flows onward; duplicates never forward again.
-    let forward = if status == Status::Accepted {
-        &r.forward
-    } else {
-        &Forward::None
-    };
-    let (forward_status, streamed) = match forward {
-        Forward::None => (None, false),
-        Forward::Skipped => (Some("skipped"), false),
-        Forward::StreamOnly => (Some("skipped"), true),
-        Forward::Deliver { .. } => (Some("pending"), true),
-    };
     tx.prepare_cached(
         "INSERT INTO events (seq, received_at, account, status, reason, detail, event_id,
             event_type, sender, source, params, method, path, query, remote_addr, headers,
@@ -505,9 +459,9 @@ fn insert_event(
     )?
     .execute(params![
         seq,
-        received_at,
+        r.received_at,
         r.account,
-        status.as_str(),
+        row.status.as_str(),
         r.reason.map(|x| x.as_str()),
         r.detail,
         e.event_id,
@@ -523,14 +477,14 @@ fn insert_event(
         r.content_type,
         &r.body[..],
         r.body_size as i64,
-        body_sha,
+        r.body_sha256.as_ref().map(|h| &h[..]),
         r.body_truncated,
         r.handle_micros,
-        &hash[..],
-        forward_status,
-        streamed,
+        &row.hash[..],
+        row.forward_status,
+        row.streamed,
     ])?;
-    if let Forward::Deliver { to, text } = forward {
+    if let Some((to, text)) = row.deliver {
         tx.prepare_cached(
             "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type, status,
                 next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
@@ -542,34 +496,17 @@ fn insert_event(
             text,
             e.event_id,
             e.event_type,
-            received_at
+            r.received_at
         ])?;
     }
     heads.next_event = seq + 1;
-    heads.event_head = hash;
-    let item = streamed.then(|| StreamItem {
-        seq,
-        account: r.account.clone(),
-        data: serde_json::json!({
-            "id": crate::event::public_id(seq),
-            "received_at": crate::clock::format_micros(received_at),
-            "account": r.account,
-            "status": status.as_str(),
-            "event_id": e.event_id,
-            "event_type": e.event_type,
-            "sender": e.sender,
-            "source": e.source,
-            "params": e.params.as_deref().and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok()),
-            "forward_status": forward_status,
-        })
-        .to_string(),
-    });
+    heads.event_head = row.hash;
     Ok((
         Committed {
             seq,
-            status,
+            status: row.status,
             original_seq,
         },
-        item,
+        row.stream_item(r),
     ))
 }
