@@ -22,7 +22,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin listener (`HOOKGATE_ADMIN_LISTEN`).
     pub admin_listen: SocketAddr,
-    /// The SQLite database file (`HOOKGATE_DB`).
+    /// The database (`HOOKGATE_DB`): a SQLite file, or a `postgres://user:password@host:port/db`
+    /// URL that several gateway nodes share.
     pub database: PathBuf,
     /// The base URL senders are given, without a trailing slash (`HOOKGATE_PUBLIC_URL`);
     /// by default `http://{listen}`.
@@ -172,6 +173,11 @@ pub struct Storage {
     /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
     /// a 4 KiB page holds two and leaves a third of itself empty.
     pub page_size: u32,
+    /// PostgreSQL only: connections this node keeps to the database at most.
+    pub pool_size: usize,
+    /// PostgreSQL only: seconds a node's claim on an outbox delivery lasts; a node that
+    /// dies mid-delivery leaves it to another node after this long.
+    pub claim_lease_secs: u64,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
     /// created on first start.
@@ -222,6 +228,8 @@ impl Default for Storage {
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
             page_size: 8192,
+            pool_size: 16,
+            claim_lease_secs: 30,
             secret_key: None,
         }
     }

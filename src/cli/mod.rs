@@ -129,7 +129,8 @@ pub enum DevCommand {
 pub enum AuditCommand {
     /// Verify both hash chains: through the admin API, or offline on a database file.
     Verify {
-        /// Verify this SQLite file directly, read-only, without a running gateway.
+        /// Verify this database directly, read-only, without a running gateway: a SQLite
+        /// file, or a postgres:// URL.
         #[arg(long)]
         db: Option<PathBuf>,
         /// A head hash noted earlier: fail unless the events chain still passes through it.
@@ -443,7 +444,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let public = listeners.public.local_addr()?;
     let admin = listeners.admin.local_addr()?;
     let base = config.public_base_url();
-    let db = config.database.display().to_string();
+    let db = crate::store::shown(&config.database);
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(

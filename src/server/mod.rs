@@ -132,14 +132,7 @@ impl Gateway {
         clock: crate::clock::Clock,
     ) -> Result<Gateway, ServeError> {
         let rules = crate::rules::Rules::load(config.rules_dir.as_deref())?;
-        let store = {
-            let path = config.database.clone();
-            let tuning = config.storage.clone();
-            let buffer = config.stream.buffer;
-            tokio::task::spawn_blocking(move || Store::open(&path, &tuning, buffer))
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))??
-        };
+        let store = Store::open(&config.database, &config.storage, config.stream.buffer).await?;
         let registry = Registry::new();
         for stored in store.accounts().await? {
             let parsed = serde_json::from_str(&stored.spec)

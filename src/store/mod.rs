@@ -10,6 +10,8 @@
 pub mod audit;
 pub mod chained;
 pub mod export;
+pub mod postgres;
+pub mod query;
 pub mod rows;
 pub mod sqlite;
 pub mod write;
@@ -26,7 +28,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::chain;
 use crate::config::Storage;
@@ -60,6 +62,9 @@ pub struct EngineContext {
     pub metrics: Arc<Metrics>,
     /// Where an engine publishes each streamed event once it is committed.
     pub stream: broadcast::Sender<Arc<StreamItem>>,
+    /// Where an engine says that accounts or tokens were changed by another gateway node
+    /// (the change log's head); the gateway then reloads them.
+    pub changed: watch::Sender<i64>,
 }
 
 /// A storage engine: everything the gateway, forwarding, the CLI and the audit code may ask
@@ -133,6 +138,7 @@ pub struct Store {
     engine: Arc<dyn Engine>,
     metrics: Arc<Metrics>,
     stream: broadcast::Sender<Arc<StreamItem>>,
+    changed: watch::Sender<i64>,
     seal: Arc<SealKey>,
     /// When the last health probe ran: probes are paced (see `probe`).
     last_probe: Arc<tokio::sync::Mutex<Option<Instant>>>,
@@ -152,6 +158,36 @@ pub fn verify_file(
     sqlite::verify_file(path, expected_events_head)
 }
 
+/// The PostgreSQL URL a database setting holds, if it is one.
+pub fn postgres_url(database: &Path) -> Option<&str> {
+    database.to_str().filter(|d| postgres::is_url(d))
+}
+
+/// The database setting as it may be shown: a URL's password is masked.
+pub fn shown(database: &Path) -> String {
+    match postgres_url(database) {
+        Some(url) => postgres::redacted_url(url),
+        None => database.display().to_string(),
+    }
+}
+
+/// Verifies a database offline, read-only, without starting a gateway: a SQLite file, or a
+/// PostgreSQL database by its URL.
+pub async fn verify_database(
+    database: &Path,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<audit::ChainReport>, StoreError> {
+    match postgres_url(database) {
+        Some(url) => postgres::verify_url(url, expected_events_head).await,
+        None => {
+            let path = database.to_owned();
+            tokio::task::spawn_blocking(move || sqlite::verify_file(&path, expected_events_head))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        }
+    }
+}
+
 /// Copies a live SQLite database into `to` with SQLite's online backup: a consistent
 /// snapshot, taken while a gateway may be writing. Refuses to overwrite an existing file.
 pub fn backup_file(from: &Path, to: &Path) -> Result<u64, StoreError> {
@@ -159,24 +195,59 @@ pub fn backup_file(from: &Path, to: &Path) -> Result<u64, StoreError> {
 }
 
 impl Store {
-    /// Opens (creating and migrating as needed) the database at `path` and starts its
-    /// engine. `stream_buffer` is how far a live-stream subscriber may fall behind.
-    pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
-        let seal = Arc::new(SealKey::load(path, tuning.secret_key.as_ref())?);
+    /// Opens (creating and migrating as needed) the database `database` names — a
+    /// `postgres://` URL, or else a SQLite file — and starts its engine. `stream_buffer` is
+    /// how far a live-stream subscriber may fall behind.
+    pub async fn open(
+        database: &Path,
+        tuning: &Storage,
+        stream_buffer: usize,
+    ) -> Result<Store, StoreError> {
         let metrics = Arc::new(Metrics::default());
         let (stream, _) = broadcast::channel(stream_buffer.max(1));
+        let (changed, _) = watch::channel(0);
         let context = EngineContext {
             metrics: Arc::clone(&metrics),
             stream: stream.clone(),
+            changed: changed.clone(),
         };
-        let engine: Arc<dyn Engine> = Arc::new(sqlite::Sqlite::open(path, tuning, context)?);
+        let (engine, seal): (Arc<dyn Engine>, SealKey) = match postgres_url(database) {
+            Some(url) => {
+                // Every node must open what every other node sealed: the key is configured,
+                // never a file beside one node's database.
+                let Some(key) = tuning.secret_key.as_ref() else {
+                    return Err(StoreError::Unavailable(
+                        "HOOKGATE_SECRET_KEY is required with a PostgreSQL database: every gateway node needs the same key (base64 of 32 random bytes, e.g. from `openssl rand -base64 32`) to open the accounts the others stored".into(),
+                    ));
+                };
+                let seal = SealKey::from_configured(key)?;
+                (Arc::new(postgres::Postgres::open(url, tuning, context).await?), seal)
+            }
+            None => {
+                let seal = SealKey::load(database, tuning.secret_key.as_ref())?;
+                let (path, tuning) = (database.to_owned(), tuning.clone());
+                let engine = tokio::task::spawn_blocking(move || {
+                    sqlite::Sqlite::open(&path, &tuning, context)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                (Arc::new(engine), seal)
+            }
+        };
         Ok(Store {
             engine,
             metrics,
             stream,
-            seal,
+            changed,
+            seal: Arc::new(seal),
             last_probe: Arc::new(tokio::sync::Mutex::new(None)),
         })
+    }
+
+    /// Changes to accounts or tokens made by other gateway nodes: the value is the change
+    /// log's head when they were noticed. It never changes with one node alone.
+    pub fn changes_by_others(&self) -> watch::Receiver<i64> {
+        self.changed.subscribe()
     }
 
     /// The gateway's counters (the engine fills in its part).

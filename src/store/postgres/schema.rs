@@ -7,6 +7,8 @@
 
 use tokio_postgres::Client;
 
+use crate::store::StoreError;
+
 /// The advisory lock key migrations hold (any constant, fixed for ever).
 const MIGRATION_LOCK: i64 = 0x686f_6f6b_6761_7465;
 
@@ -133,7 +135,7 @@ const MIGRATIONS: &[&str] = &[
 
 /// Applies every migration the database has not seen yet, under the migration lock, each
 /// in its own transaction.
-pub(super) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
@@ -141,11 +143,19 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), tokio_postgres::E
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
-    result?;
-    unlocked.map(|_| ())
+    if let Err(newer) = result? {
+        return Err(StoreError::Unavailable(format!(
+            "the database's schema is at version {newer}, newer than this hookgate knows ({}); run the newer hookgate",
+            latest()
+        )));
+    }
+    unlocked?;
+    Ok(())
 }
 
-async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
+/// Applies what is missing; a database at a newer version than this build knows is its
+/// version, as the inner error.
+async fn apply(client: &mut Client) -> Result<Result<(), i32>, tokio_postgres::Error> {
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .await?;
@@ -153,6 +163,10 @@ async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
         .query_opt("SELECT version FROM schema_version", &[])
         .await?
         .map_or(0, |r| r.get(0));
+    if applied > latest() {
+        // A newer hookgate migrated this database: this one would misread it.
+        return Ok(Err(applied));
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
@@ -162,7 +176,7 @@ async fn apply(client: &mut Client) -> Result<(), tokio_postgres::Error> {
             .await?;
         tx.commit().await?;
     }
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// How many migrations this build knows.

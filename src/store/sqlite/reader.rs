@@ -15,7 +15,8 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, Row, params, params_fro
 use serde_json::Value;
 
 use crate::clock::format_micros;
-use crate::event::{Status, public_id};
+use crate::event::public_id;
+use crate::store::query::{self, Arg, Dialect};
 use crate::store::StoreError;
 use crate::store::rows::{
     AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
@@ -141,72 +142,27 @@ pub(super) fn events(c: &Connection, f: &EventFilter) -> Result<Page<EventSummar
 }
 
 /// Up to `f.limit + 1` rows of `columns` matching `f`, in its order, each made by `map`:
-/// one statement, which SQLite answers from the ordinary index that fits (`schema`).
+/// one statement (`store::query`), which SQLite answers from the ordinary index that fits.
 pub(super) fn select<T>(
     c: &Connection,
     f: &EventFilter,
     columns: &str,
     map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<Vec<T>, StoreError> {
-    let (sql, args) = filtered(f, columns, f.limit.saturating_add(1));
+    let dialect = Dialect {
+        placeholder: '?',
+        index_hints: true,
+    };
+    let (sql, args) = query::events(f, columns, f.limit.saturating_add(1), dialect);
+    let args = args.into_iter().map(|a| match a {
+        Arg::Text(t) => SqlValue::Text(t),
+        Arg::Int(n) => SqlValue::Integer(n),
+    });
     let mut stmt = c.prepare_cached(&sql)?;
     let rows = stmt
         .query_map(params_from_iter(args), map)?
         .collect::<Result<_, _>>()?;
     Ok(rows)
-}
-
-/// The SQL and arguments that select `columns` of the events matching a filter, in the
-/// filter's order, at most `limit`.
-fn filtered(f: &EventFilter, columns: &str, limit: usize) -> (String, Vec<SqlValue>) {
-    // Rare outcomes have partial indexes; naming them stops the planner, which cannot
-    // know they are rare, from scanning the whole table newest-first instead.
-    let index = match (f.reason.is_some(), f.status.as_deref()) {
-        (true, _) => " INDEXED BY events_by_reason",
-        (false, Some("rejected")) => " INDEXED BY events_rejected",
-        (false, Some("duplicate")) => " INDEXED BY events_duplicate",
-        (false, Some("handshake")) => " INDEXED BY events_handshake",
-        _ => "",
-    };
-    let mut sql = format!("SELECT {columns} FROM events{index} WHERE 1 = 1");
-    // The status is written into the SQL so the partial indexes apply; it comes from the
-    // closed `Status` set, never from input text. An unknown status matches nothing.
-    if let Some(status) = &f.status {
-        match Status::parse(status) {
-            Some(s) => sql.push_str(&format!(" AND status = '{}'", s.as_str())),
-            None => sql.push_str(" AND 0"),
-        }
-    }
-    let mut args: Vec<SqlValue> = Vec::new();
-    let text_filters = [
-        ("account", &f.account),
-        ("reason", &f.reason),
-        ("sender", &f.sender),
-        ("source", &f.source),
-        ("event_type", &f.event_type),
-    ];
-    for (column, value) in text_filters {
-        if let Some(v) = value {
-            args.push(SqlValue::Text(v.clone()));
-            sql.push_str(&format!(" AND {column} = ?{}", args.len()));
-        }
-    }
-    let int_filters = [
-        ("received_at >=", f.since),
-        ("received_at <", f.until),
-        ("seq <", f.before_seq),
-        ("seq >", f.after_seq),
-    ];
-    for (cond, value) in int_filters {
-        if let Some(v) = value {
-            args.push(SqlValue::Integer(v));
-            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
-        }
-    }
-    args.push(SqlValue::Integer(limit as i64));
-    let order = if f.oldest_first { "ASC" } else { "DESC" };
-    sql.push_str(&format!(" ORDER BY seq {order} LIMIT ?{}", args.len()));
-    (sql, args)
 }
 
 pub(super) fn event(c: &Connection, seq: i64) -> Result<Option<EventDetail>, StoreError> {
