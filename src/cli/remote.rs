@@ -251,7 +251,10 @@ pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
                 serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "logs": reports}))?
             ))?;
             if !ok {
-                bail!("the audit log of {} does not verify", crate::store::shown(&path));
+                bail!(
+                    "the audit log of {} does not verify",
+                    crate::store::shown(&path)
+                );
             }
             Ok(())
         }

@@ -221,7 +221,10 @@ impl Store {
                     ));
                 };
                 let seal = SealKey::from_configured(key)?;
-                (Arc::new(postgres::Postgres::open(url, tuning, context).await?), seal)
+                (
+                    Arc::new(postgres::Postgres::open(url, tuning, context).await?),
+                    seal,
+                )
             }
             None => {
                 let seal = SealKey::load(database, tuning.secret_key.as_ref())?;

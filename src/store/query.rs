@@ -125,7 +125,9 @@ mod tests {
             ..EventFilter::default()
         };
         let (lite, _) = events(&rare, "seq", 1, LITE);
-        assert!(lite.contains("INDEXED BY events_rejected") && lite.contains("status = 'rejected'"));
+        assert!(
+            lite.contains("INDEXED BY events_rejected") && lite.contains("status = 'rejected'")
+        );
         let (pg, _) = events(&rare, "seq", 1, PG);
         assert!(!pg.contains("INDEXED BY"));
         let odd = EventFilter {
@@ -134,7 +136,7 @@ mod tests {
             ..EventFilter::default()
         };
         let (sql, args) = events(&odd, "seq", 1, LITE);
-        assert!(sql.contains("AND 1 = 0") && !sql.contains("OR"));
+        assert!(sql.contains("AND 1 = 0") && !sql.contains("'1'='1'"));
         assert!(sql.ends_with("ORDER BY seq ASC LIMIT ?1"));
         assert_eq!(args, [Arg::Int(1)]);
     }

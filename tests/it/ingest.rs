@@ -501,7 +501,7 @@ async fn a_rejected_giant_keeps_its_size_and_hash_but_not_the_whole_body() {
 
 #[tokio::test]
 async fn storage_failure_answers_503_never_2xx_and_recovers() {
-    let gw = spawn_with(|c| c.storage.busy_timeout_ms = 100).await;
+    let gw = spawn_sqlite_with(|c| c.storage.busy_timeout_ms = 100).await;
     gw.create_account(json!({"name": "s", "auth": {"type": "bearer", "token": "s-token-1"}, "paths": {"event_id": "$.id"}})).await;
     let h = [("authorization", "Bearer s-token-1")];
     // Another process holds the write lock: every write the gateway tries fails.

@@ -37,7 +37,7 @@ async fn send_load(gw: &Arc<TestGateway>, tag: &str, senders: usize, each: usize
 }
 
 async fn load_gateway() -> Arc<TestGateway> {
-    let gw = spawn_gateway().await;
+    let gw = spawn_sqlite_with(|_| {}).await;
     gw.create_account(json!({
         "name": "load",
         "auth": {"type": "bearer", "token": "load-token-1"},
@@ -203,14 +203,14 @@ async fn post_page_event(gw: &TestGateway, id: &str) -> (u16, serde_json::Value)
 
 #[tokio::test]
 async fn a_new_database_gets_the_configured_page_size_and_an_existing_one_keeps_its_own() {
-    let fresh = spawn_gateway().await;
+    let fresh = spawn_sqlite_with(|_| {}).await;
     assert_eq!(
         page_size(&fresh.db),
         hookgate::config::Storage::default().page_size
     );
     fresh.stop().await;
 
-    let mut gw = spawn_with(|c| c.storage.page_size = 16384).await;
+    let mut gw = spawn_sqlite_with(|c| c.storage.page_size = 16384).await;
     gw.create_account(json!({
         "name": "pages",
         "auth": {"type": "bearer", "token": "pages-token-1"},

@@ -107,7 +107,13 @@ pub(super) async fn apply(
                 "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4,
                     last_error = $5, claimed_by = NULL, claimed_until = NULL
                  WHERE seq = $1",
-                &[seq, status, &i64::from(*attempts), next_attempt_at, &last_error],
+                &[
+                    seq,
+                    status,
+                    &i64::from(*attempts),
+                    next_attempt_at,
+                    &last_error,
+                ],
             )
             .await?;
             tx.execute(
@@ -159,7 +165,12 @@ pub(super) async fn apply(
             tx.execute(
                 "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name) DO UPDATE SET role = excluded.role, hash = excluded.hash",
-                &[&entry.name, &entry.role.as_str(), &&entry.hash[..], &change.at],
+                &[
+                    &entry.name,
+                    &entry.role.as_str(),
+                    &&entry.hash[..],
+                    &change.at,
+                ],
             )
             .await?;
             change

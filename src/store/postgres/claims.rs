@@ -56,12 +56,11 @@ pub(super) async fn claim_due(
 /// When the next pending or retrying delivery may be claimed: when it is due, or when
 /// another node's claim on it runs out.
 pub(super) async fn next_due(c: &impl GenericClient) -> Result<Option<i64>, StoreError> {
-    Ok(c
-        .query_one(
-            "SELECT MIN(GREATEST(next_attempt_at, COALESCE(claimed_until + 1, 0)))::BIGINT
+    Ok(c.query_one(
+        "SELECT MIN(GREATEST(next_attempt_at, COALESCE(claimed_until + 1, 0)))::BIGINT
              FROM outbox WHERE status IN ('pending', 'retrying')",
-            &[],
-        )
-        .await?
-        .get(0))
+        &[],
+    )
+    .await?
+    .get(0))
 }

@@ -28,8 +28,8 @@ use tokio_postgres::NoTls;
 use super::audit::ChainReport;
 use super::export::ExportRow;
 use super::{
-    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext,
-    EventDetail, EventFilter, EventSummary, Page, StoreError, StoredAccount,
+    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
+    EventFilter, EventSummary, Page, StoreError, StoredAccount,
 };
 use crate::chain;
 use crate::config::Storage;
@@ -146,10 +146,7 @@ impl Postgres {
         let pool = pool(url, tuning.pool_size.max(4))?;
         {
             let mut client = pool.get().await.map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "cannot connect to {}: {e}",
-                    redacted_url(url)
-                ))
+                StoreError::Unavailable(format!("cannot connect to {}: {e}", redacted_url(url)))
             })?;
             schema::migrate(&mut client).await?;
         }
@@ -260,8 +257,13 @@ impl Engine for Postgres {
         account: Option<String>,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        reader::streamed_after(&**self.client().await?, after_seq, account.as_deref(), limit)
-            .await
+        reader::streamed_after(
+            &**self.client().await?,
+            after_seq,
+            account.as_deref(),
+            limit,
+        )
+        .await
     }
 
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {

@@ -172,8 +172,11 @@ async fn apply(client: &mut Client) -> Result<Result<(), i32>, tokio_postgres::E
         tx.batch_execute(sql).await?;
         let version = (i + 1) as i32;
         tx.execute("DELETE FROM schema_version", &[]).await?;
-        tx.execute("INSERT INTO schema_version (version) VALUES ($1)", &[&version])
-            .await?;
+        tx.execute(
+            "INSERT INTO schema_version (version) VALUES ($1)",
+            &[&version],
+        )
+        .await?;
         tx.commit().await?;
     }
     Ok(Ok(()))

@@ -111,7 +111,11 @@ enum Guard {
     PerEvent,
 }
 
-async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, shared: &Shared) -> Option<oneshot::Sender<()>> {
+async fn commit_batch(
+    pool: &Pool,
+    batch: &mut Vec<Job>,
+    shared: &Shared,
+) -> Option<oneshot::Sender<()>> {
     let started = std::time::Instant::now();
     let mut attempt = attempt_group(pool, batch, Guard::Together).await;
     if matches!(attempt, Err(Failure::EventFailed)) {
@@ -123,11 +127,16 @@ async fn commit_batch(pool: &Pool, batch: &mut Vec<Job>, shared: &Shared) -> Opt
         Err(Failure::Store(e)) => (Vec::new(), Some(e), false),
         Err(Failure::EventFailed) => (
             Vec::new(),
-            Some(StoreError::Unavailable("the write group was abandoned".into())),
+            Some(StoreError::Unavailable(
+                "the write group was abandoned".into(),
+            )),
             false,
         ),
     };
-    let rows = batch.iter().filter(|j| !matches!(j, Job::Shutdown(_))).count();
+    let rows = batch
+        .iter()
+        .filter(|j| !matches!(j, Job::Shutdown(_)))
+        .count();
     shared
         .metrics
         .record_batch(rows, started.elapsed().as_micros() as u64, failed.is_none());
@@ -280,8 +289,11 @@ async fn attempt_group(
         }
         store_head(&tx, "changes", head).await?;
         if changed {
-            tx.execute("SELECT pg_notify('hookgate_changes', $1)", &[&head.seq.to_string()])
-                .await?;
+            tx.execute(
+                "SELECT pg_notify('hookgate_changes', $1)",
+                &[&head.seq.to_string()],
+            )
+            .await?;
         }
     }
     for (i, job) in batch.iter().enumerate() {
@@ -298,7 +310,8 @@ async fn attempt_group(
         }
     }
     if streamed {
-        tx.execute("SELECT pg_notify('hookgate_events', '')", &[]).await?;
+        tx.execute("SELECT pg_notify('hookgate_events', '')", &[])
+            .await?;
     }
     tx.commit().await?;
     let outcomes = outcomes
@@ -458,7 +471,8 @@ impl<'a> Columns<'a> {
         self.content_type.push(r.content_type.as_deref());
         self.body.push(&r.body);
         self.body_size.push(r.body_size as i64);
-        self.body_sha256.push(r.body_sha256.as_ref().map(|h| &h[..]));
+        self.body_sha256
+            .push(r.body_sha256.as_ref().map(|h| &h[..]));
         self.body_truncated.push(i64::from(r.body_truncated));
         self.handle_micros.push(r.handle_micros);
         self.hash.push(row.hash.to_vec());

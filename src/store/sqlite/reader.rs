@@ -16,8 +16,8 @@ use serde_json::Value;
 
 use crate::clock::format_micros;
 use crate::event::public_id;
-use crate::store::query::{self, Arg, Dialect};
 use crate::store::StoreError;
+use crate::store::query::{self, Arg, Dialect};
 use crate::store::rows::{
     AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
     StoredAccount, into_page,
