@@ -7,6 +7,7 @@ mod crash;
 mod faults;
 mod fixtures;
 mod forward;
+mod hardening;
 mod hostile;
 mod ingest;
 mod presets;
