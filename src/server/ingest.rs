@@ -120,12 +120,14 @@ pub async fn handle(
     row.decide(body).await
 }
 
-/// Refuses a request to `/hooks` whose head is over `limits.max_header_bytes` with
-/// `problem` (431), recording one audit row like any other refusal. The body is not read.
-pub async fn refuse_head(
+/// Refuses a request to `/hooks` before its body is read (a head over
+/// `limits.max_header_bytes`, a client over its per-address limit) with `problem`,
+/// recording one audit row with `reason` like any other refusal.
+pub async fn refuse_unread(
     state: &AppState,
     peer: SocketAddr,
     req: Request<Incoming>,
+    reason: Reason,
     problem: Problem,
 ) -> Response<ResBody> {
     let (parts, _body) = req.into_parts();
@@ -134,13 +136,8 @@ pub async fn refuse_head(
         prefix: Bytes::new(),
         size: 0,
     };
-    row.reject(
-        Reason::HeadersTooLarge,
-        problem.detail.clone(),
-        unread,
-        problem,
-    )
-    .await
+    row.reject(reason, problem.detail.clone(), unread, problem)
+        .await
 }
 
 /// The account segment of the path, as received (lossy, bounded).

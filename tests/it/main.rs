@@ -2,6 +2,7 @@
 //! a real gateway on port 0 with a real SQLite file.
 
 mod accounts;
+mod admission;
 mod audit;
 mod crash;
 mod faults;
