@@ -7,6 +7,7 @@
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
 //! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
 
+mod access;
 mod admin;
 mod admin_accounts;
 mod admin_events;
@@ -41,6 +42,9 @@ use crate::registry::Registry;
 use crate::store::{AdminWrite, Change, Store, StoreError};
 use crate::tokens::{self, Role, TokenEntry, TokenSet, hash_token};
 use http::{Problem, ResBody};
+
+pub use access::Access;
+pub use admin::declared as admin_routes;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);

@@ -14,6 +14,7 @@ mod ingest;
 mod presets;
 mod process;
 mod props;
+mod roles;
 mod secrets;
 mod storage;
 mod support;
