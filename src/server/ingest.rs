@@ -516,16 +516,20 @@ impl<'a> Row<'a> {
         body_size: u64,
         whole: bool,
     ) -> EventRecord {
-        let (sensitive, query_params) = match &self.account {
-            Some(a) => (a.verifier.sensitive_headers(), a.sensitive_query_params()),
-            None => (Vec::new(), Vec::new()),
+        let raw_query = self.parts.uri.query().unwrap_or("");
+        let extra = &self.state.config.redact_headers;
+        // A request that matched no account may carry a genuine sender's credentials sent
+        // to a slightly wrong URL: nothing that could be one is kept.
+        let (query, headers) = match &self.account {
+            Some(a) => (
+                redact::query(raw_query, &a.sensitive_query_params()),
+                redact::headers_json(&self.parts.headers, &a.verifier.sensitive_headers(), extra),
+            ),
+            None => (
+                redact::query_unmatched(raw_query),
+                redact::headers_json_unmatched(&self.parts.headers, extra),
+            ),
         };
-        let query = redact::query(self.parts.uri.query().unwrap_or(""), &query_params);
-        let headers = redact::headers_json(
-            &self.parts.headers,
-            &sensitive,
-            &self.state.config.redact_headers,
-        );
         let body_sha256 = whole.then(|| Sha256::digest(&body).into());
         // An account may keep only the body's size and hash.
         let (body, hash_only) = match &self.account {
