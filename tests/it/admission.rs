@@ -213,3 +213,42 @@ async fn behind_a_trusted_proxy_each_client_is_limited_and_nobody_else_names_one
     assert_eq!(text, "", "closed at once, not served");
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_connection_that_never_sends_a_whole_head_is_closed_at_the_head_timeout() {
+    let gw = spawn_with(|c| c.limits.header_timeout_secs = 1).await;
+    gw.create_account(json!({"name": "idle", "allow_unverified": true}))
+        .await;
+    let to = public_addr(&gw);
+    let wait = Duration::from_secs(5);
+    // Silent from the start, and idle after one answered request on a kept-alive
+    // connection: both hold a slot only until the head timeout.
+    let mut silent = connect_from([127, 0, 0, 1], to, wait)
+        .await
+        .expect("connect");
+    let mut kept = connect_from([127, 0, 0, 1], to, wait)
+        .await
+        .expect("connect");
+    kept.write_all(b"POST /hooks/idle HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{}")
+        .await
+        .expect("write");
+    let started = std::time::Instant::now();
+    for s in [&mut silent, &mut kept] {
+        let mut out = Vec::new();
+        tokio::time::timeout(Duration::from_secs(8), s.read_to_end(&mut out))
+            .await
+            .expect("the gateway closed the idle connection")
+            .unwrap_or(0);
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            !text.contains("HTTP/1.1 4") && !text.contains("HTTP/1.1 5"),
+            "{text}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop().await;
+}
