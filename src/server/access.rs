@@ -28,17 +28,6 @@ pub enum Access {
     Admin,
 }
 
-impl Access {
-    /// The stable name used in documentation and tests.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Anyone => "anyone",
-            Access::Auditor => "auditor",
-            Access::Admin => "admin",
-        }
-    }
-}
-
 /// What a handler answers: a response, or a problem to send as problem+json.
 pub type Reply<'a> = Pin<Box<dyn Future<Output = Result<Response<ResBody>, Problem>> + Send + 'a>>;
 

@@ -1,7 +1,8 @@
 //! The two HTTP listeners and the gateway's life cycle: open, serve, shut down gracefully.
 //!
 //! Owns [`Gateway`] (the state built at start: store, registry, tokens) and the accept
-//! loop: a connection semaphore is acquired before `accept` (backpressure), each
+//! loop: a connection semaphore is acquired before `accept` (backpressure), a connection
+//! from an address over its per-address limit is closed at once (`conn_limit`), each
 //! connection gets header-size and header-time limits (a head over the size limit is
 //! refused by `route`, or by hyper past twice it), and shutdown goes in phases: stop
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
