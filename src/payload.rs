@@ -114,15 +114,7 @@ pub fn decode_form(body: &[u8]) -> Result<Value, PayloadError> {
     let mut fields: Vec<(String, Vec<Value>)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (key, value) in form_urlencoded::parse(body) {
-        let value = match embedded_json(&value) {
-            Ok(Some(json)) => json,
-            Ok(None) => Value::String(value.into_owned()),
-            Err(e) => {
-                return Err(PayloadError::Malformed(format!(
-                    "the form field {key:?} holds JSON that is not accepted: {e}"
-                )));
-            }
-        };
+        let value = field_value(&key, value)?;
         match index.get(key.as_ref()) {
             Some(&i) => fields[i].1.push(value),
             None => {
@@ -141,6 +133,18 @@ pub fn decode_form(body: &[u8]) -> Result<Value, PayloadError> {
         map.insert(key, value);
     }
     Ok(Value::Object(map))
+}
+
+/// A form field's value: the JSON it holds when it is a JSON object or array, else its
+/// text; refused when it is JSON that strict parsing refuses.
+fn field_value(key: &str, value: std::borrow::Cow<'_, str>) -> Result<Value, PayloadError> {
+    match embedded_json(&value) {
+        Ok(Some(json)) => Ok(json),
+        Ok(None) => Ok(Value::String(value.into_owned())),
+        Err(e) => Err(PayloadError::Malformed(format!(
+            "the form field {key:?} holds JSON that is not accepted: {e}"
+        ))),
+    }
 }
 
 /// A form field's value as JSON when it is a JSON object or array; `None` when it is text
