@@ -1,6 +1,7 @@
 //! CSV exports are safe to open in a spreadsheet: a cell a sender controls that begins
 //! like a formula (`=`, `+`, `-`, `@`, tab, carriage return) is exported with a leading
-//! `'`, and everything else exactly as stored.
+//! `'`, and everything else exactly as stored. This module is listed in `main.rs` once
+//! `store::export` writes its CSV cells through `hookgate::csv_cell::neutralise`.
 
 use hyper::Method;
 use serde_json::json;

@@ -18,5 +18,3 @@ mod roles;
 mod secrets;
 mod storage;
 mod support;
-// `export_csv.rs` (CSV cells neutralised against formulas) joins the list above once
-// `store::export` writes its CSV cells through `hookgate::csv_cell::neutralise`.
