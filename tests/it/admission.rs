@@ -66,7 +66,7 @@ async fn thousands_of_idle_sockets_from_one_address_do_not_lock_out_another_send
     while held.len() < hogs {
         let mut opening = JoinSet::new();
         for _ in 0..32 {
-            opening.spawn(connect_from([127, 0, 0, 1], to, Duration::from_millis(500)));
+            opening.spawn(connect_from([127, 0, 0, 1], to, Duration::from_secs(2)));
         }
         let before = held.len();
         while let Some(s) = opening.join_next().await {
