@@ -550,4 +550,23 @@ mod tests {
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
     }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_from_the_file_or_the_environment() {
+        let text = "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n";
+        let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        let env = |k: &str| {
+            (k == "HOOKGATE_LIMITS_TRUSTED_PROXIES").then(|| r#"["192.0.2.7/32"]"#.to_owned())
+        };
+        let c = Config::load(None, env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies[0].to_string(), "192.0.2.7/32");
+        let bad = Config::load(
+            Some("[limits]\ntrusted_proxies = [\"10.0.0.300/8\"]\n"),
+            no_env,
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("trusted_proxies")));
+        assert!(Config::default().limits.trusted_proxies.is_empty());
+        assert!(Config::default().limits.max_connections_per_ip > 0);
+    }
 }
