@@ -8,17 +8,21 @@
 pub const ON_POSTGRES: bool = false;
 
 mod accounts;
+mod admission;
 mod audit;
 mod crash;
+mod export_csv;
 mod faults;
 mod fixtures;
 mod forward;
+mod hardening;
 mod hostile;
 mod ingest;
 mod pg;
 mod presets;
 mod process;
 mod props;
+mod roles;
 mod secrets;
 mod storage;
 mod support;

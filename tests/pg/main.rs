@@ -11,10 +11,14 @@ mod accounts;
 #[path = "../it/audit.rs"]
 mod audit;
 mod cluster;
+#[path = "../it/export_csv.rs"]
+mod export_csv;
 #[path = "../it/fixtures.rs"]
 mod fixtures;
 #[path = "../it/forward.rs"]
 mod forward;
+#[path = "../it/hardening.rs"]
+mod hardening;
 #[path = "../it/hostile.rs"]
 mod hostile;
 #[path = "../it/ingest.rs"]
@@ -29,6 +33,8 @@ mod presets;
 mod process;
 #[path = "../it/props.rs"]
 mod props;
+#[path = "../it/roles.rs"]
+mod roles;
 #[path = "../it/secrets.rs"]
 mod secrets;
 #[path = "../it/support.rs"]
