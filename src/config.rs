@@ -22,7 +22,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin listener (`HOOKGATE_ADMIN_LISTEN`).
     pub admin_listen: SocketAddr,
-    /// The SQLite database file (`HOOKGATE_DB`).
+    /// The database (`HOOKGATE_DB`): a SQLite file, or a `postgres://user:password@host:port/db`
+    /// URL that several gateway nodes share.
     pub database: PathBuf,
     /// The base URL senders are given, without a trailing slash (`HOOKGATE_PUBLIC_URL`);
     /// by default `http://{listen}`.
@@ -144,9 +145,15 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// Open connections per listener; more wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Open connections per client IP address and listener; more are closed at once.
-    /// 0 turns the limit off (the default: behind a proxy every client has its address).
+    /// Open connections per client IP address and listener; more are closed at once, so
+    /// one address cannot hold every slot of `max_connections`. 0 turns the limit off.
+    /// A connection from a `trusted_proxies` address is not counted; each of its requests
+    /// is counted, while it runs, against the client address its `X-Forwarded-For` names.
     pub max_connections_per_ip: usize,
+    /// Load balancers and proxies in front of hookgate, as CIDRs (`10.0.0.0/8`,
+    /// `192.0.2.7/32`), whose `X-Forwarded-For` names the client for the per-address
+    /// limit. Nobody else's `X-Forwarded-For` is believed. Empty by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How much of a rejected body the audit row keeps (its size and hash are always kept).
     pub rejected_body_bytes: usize,
     /// Requests per second one account may receive, sustained; 0 turns the limit off.
@@ -167,22 +174,16 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
-    /// WAL pages after which a background thread copies them into the database file (the
-    /// writer finishes each round with the last few pages). More means fewer, longer
-    /// passes, a larger WAL file, and more data in each of the database file's syncs,
-    /// which the writer's own commits then wait behind on the disk (BENCHMARKS.md).
-    pub checkpoint_pages: u32,
     /// Bytes per page of a database this start creates: a power of two from 512 to 65536.
     /// An existing database keeps the page size it was made with. Audit rows carry whole
     /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
-    /// a 4 KiB page holds two and leaves a third of itself empty (BENCHMARKS.md).
+    /// a 4 KiB page holds two and leaves a third of itself empty.
     pub page_size: u32,
-    /// Memory for the filter in front of the dedupe table, in MiB (0: none). About 1.25
-    /// bytes per accepted id in the log (up to twice that for ids since start): with it, a
-    /// new event id costs a few cache lines instead of a lookup in the table. A log with
-    /// more ids than fit is served by the table alone, as exactly and more slowly
-    /// (BENCHMARKS.md).
-    pub dedupe_filter_mib: u32,
+    /// PostgreSQL only: connections this node keeps to the database at most.
+    pub pool_size: usize,
+    /// PostgreSQL only: seconds a node's claim on an outbox delivery lasts; a node that
+    /// dies mid-delivery leaves it to another node after this long.
+    pub claim_lease_secs: u64,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
     /// created on first start.
@@ -217,7 +218,8 @@ impl Default for Limits {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 1024,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 128,
+            trusted_proxies: Vec::new(),
             rejected_body_bytes: 64 * 1024,
             account_rate_per_sec: 0,
             account_burst: 100,
@@ -232,9 +234,9 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
-            checkpoint_pages: 250,
             page_size: 8192,
-            dedupe_filter_mib: 64,
+            pool_size: 16,
+            claim_lease_secs: 30,
             secret_key: None,
         }
     }
@@ -542,5 +544,24 @@ mod tests {
         let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_from_the_file_or_the_environment() {
+        let text = "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n";
+        let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        let env = |k: &str| {
+            (k == "HOOKGATE_LIMITS_TRUSTED_PROXIES").then(|| r#"["192.0.2.7/32"]"#.to_owned())
+        };
+        let c = Config::load(None, env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies[0].to_string(), "192.0.2.7/32");
+        let bad = Config::load(
+            Some("[limits]\ntrusted_proxies = [\"10.0.0.300/8\"]\n"),
+            no_env,
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("trusted_proxies")));
+        assert!(Config::default().limits.trusted_proxies.is_empty());
+        assert!(Config::default().limits.max_connections_per_ip > 0);
     }
 }

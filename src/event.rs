@@ -72,6 +72,9 @@ pub enum Reason {
     RateLimited,
     /// The request head (request line and headers) was over the configured limit.
     HeadersTooLarge,
+    /// The client, named by a trusted proxy, had as many requests in flight as one
+    /// address may have.
+    TooManyConnections,
     /// The provider's status API did not confirm the event (a forged callback).
     Unconfirmed,
     /// The provider's status API could not be asked (down, slow, refused the token): the
@@ -81,7 +84,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -95,6 +98,7 @@ impl Reason {
         Reason::IncompleteBody,
         Reason::RateLimited,
         Reason::HeadersTooLarge,
+        Reason::TooManyConnections,
         Reason::Unconfirmed,
         Reason::ConfirmationUnavailable,
     ];
@@ -115,6 +119,7 @@ impl Reason {
             Reason::IncompleteBody => "incomplete_body",
             Reason::RateLimited => "rate_limited",
             Reason::HeadersTooLarge => "headers_too_large",
+            Reason::TooManyConnections => "too_many_connections",
             Reason::Unconfirmed => "unconfirmed",
             Reason::ConfirmationUnavailable => "confirmation_unavailable",
         }

@@ -36,7 +36,15 @@ pub fn decode(body: &[u8], boundary: &str) -> Result<Value, PayloadError> {
             }
             None => {
                 let text = String::from_utf8_lossy(&bytes);
-                embedded_json(&text).unwrap_or_else(|| Value::String(text.into_owned()))
+                match embedded_json(&text) {
+                    Ok(Some(json)) => json,
+                    Ok(None) => Value::String(text.into_owned()),
+                    Err(e) => {
+                        return Err(PayloadError::Malformed(format!(
+                            "the multipart field {name:?} holds JSON that is not valid: {e}"
+                        )));
+                    }
+                }
             }
         };
         match fields.iter_mut().find(|(n, _)| *n == name) {

@@ -1,12 +1,14 @@
 //! The two HTTP listeners and the gateway's life cycle: open, serve, shut down gracefully.
 //!
 //! Owns [`Gateway`] (the state built at start: store, registry, tokens) and the accept
-//! loop: a connection semaphore is acquired before `accept` (backpressure), each
+//! loop: a connection semaphore is acquired before `accept` (backpressure), a connection
+//! from an address over its per-address limit is closed at once (`conn_limit`), each
 //! connection gets header-size and header-time limits (a head over the size limit is
 //! refused by `route`, or by hyper past twice it), and shutdown goes in phases: stop
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
 //! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
 
+mod access;
 mod admin;
 mod admin_accounts;
 mod admin_events;
@@ -33,13 +35,18 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 
+use crate::account::CompiledAccount;
 use crate::account::{AccountSpec, compile};
 use crate::clock::now_micros;
 use crate::config::Config;
+use crate::event::Reason;
 use crate::registry::Registry;
 use crate::store::{AdminWrite, Change, Store, StoreError};
 use crate::tokens::{self, Role, TokenEntry, TokenSet, hash_token};
 use http::{Problem, ResBody};
+
+pub use access::Access;
+pub use admin::declared as admin_routes;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -132,50 +139,10 @@ impl Gateway {
         clock: crate::clock::Clock,
     ) -> Result<Gateway, ServeError> {
         let rules = crate::rules::Rules::load(config.rules_dir.as_deref())?;
-        let store = {
-            let path = config.database.clone();
-            let tuning = config.storage.clone();
-            let buffer = config.stream.buffer;
-            tokio::task::spawn_blocking(move || Store::open(&path, &tuning, buffer))
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))??
-        };
+        let store = Store::open(&config.database, &config.storage, config.stream.buffer).await?;
         let registry = Registry::new();
-        for stored in store.accounts().await? {
-            let parsed = serde_json::from_str(&stored.spec)
-                .map_err(|e| e.to_string())
-                .and_then(|v| AccountSpec::from_json(v).map_err(|e| e.to_string()))
-                .and_then(|spec| {
-                    compile(spec, stored.listening, stored.created_at, stored.updated_at)
-                        .map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(account) => {
-                    registry.put(account);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "a stored account no longer compiles; it is not served")
-                }
-            }
-        }
-        let mut token_set = TokenSet::default();
-        for entry in store.tokens().await? {
-            token_set.add(entry);
-        }
-        if let Some(t) = &config.admin_token {
-            token_set.add(TokenEntry {
-                name: "config:admin".into(),
-                role: Role::Admin,
-                hash: hash_token(t.expose_str()),
-            });
-        }
-        if let Some(t) = &config.auditor_token {
-            token_set.add(TokenEntry {
-                name: "config:auditor".into(),
-                role: Role::Auditor,
-                hash: hash_token(t.expose_str()),
-            });
-        }
+        registry.replace_all(compiled_accounts(&store).await?);
+        let mut token_set = token_set(&store, &config).await?;
         let mut generated_admin_token = None;
         if !token_set.has_role(Role::Admin) {
             let token = tokens::generate(Role::Admin);
@@ -244,6 +211,7 @@ impl Gateway {
             stop_rx.clone(),
         ));
         let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
+        let follower = tokio::spawn(follow_other_nodes(Arc::clone(&self.state), stop_rx.clone()));
         let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -260,6 +228,7 @@ impl Gateway {
             }
         }
         let _ = retention.await;
+        let _ = follower.await;
         // Deliveries in flight get a moment to finish and be recorded before the writer
         // closes; the rest stay due in the outbox.
         let _ = forwarder.await;
@@ -268,6 +237,83 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// Every stored account that compiles; one that no longer does is logged and not served.
+async fn compiled_accounts(store: &Store) -> Result<Vec<CompiledAccount>, StoreError> {
+    let mut out = Vec::new();
+    for stored in store.accounts().await? {
+        let parsed = serde_json::from_str(&stored.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|v| AccountSpec::from_json(v).map_err(|e| e.to_string()))
+            .and_then(|spec| {
+                compile(spec, stored.listening, stored.created_at, stored.updated_at)
+                    .map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(account) => out.push(account),
+            Err(e) => {
+                tracing::error!(account = %stored.name, error = %e, "a stored account no longer compiles; it is not served")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored tokens and those of the configuration.
+async fn token_set(store: &Store, config: &Config) -> Result<TokenSet, StoreError> {
+    let mut set = TokenSet::default();
+    for entry in store.tokens().await? {
+        set.add(entry);
+    }
+    for (name, role, token) in [
+        ("config:admin", Role::Admin, &config.admin_token),
+        ("config:auditor", Role::Auditor, &config.auditor_token),
+    ] {
+        if let Some(t) = token {
+            set.add(TokenEntry {
+                name: name.into(),
+                role,
+                hash: hash_token(t.expose_str()),
+            });
+        }
+    }
+    Ok(set)
+}
+
+/// Reloads accounts and tokens whenever another node sharing the database changed them.
+async fn follow_other_nodes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut changed = state.store.changes_by_others();
+    let mut failed = false;
+    loop {
+        // After a failed reload, try again a second later without waiting for a change.
+        let retry = tokio::time::sleep(if failed { RELOAD_RETRY } else { Duration::MAX });
+        tokio::select! {
+            c = changed.changed() => if c.is_err() { return },
+            _ = retry => {}
+            _ = stop.changed() => return,
+        }
+        // Taken like an admin write, so a reload never interleaves with one of ours.
+        let _guard = state.admin_lock.lock().await;
+        failed = match (
+            compiled_accounts(&state.store).await,
+            token_set(&state.store, &state.config).await,
+        ) {
+            (Ok(accounts), Ok(tokens)) => {
+                state.registry.replace_all(accounts);
+                *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+                tracing::info!("accounts and tokens reloaded after a change on another node");
+                false
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot reload accounts and tokens changed on another node; retrying");
+                true
+            }
+        };
+    }
+}
+
+/// How soon a failed reload of accounts and tokens is tried again.
+const RELOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// Prunes events older than the configured age, at start and then every interval.
 async fn retention_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
@@ -306,8 +352,19 @@ async fn accept_loop(
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let limits = state.config.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let capacity =
+        conn_limit::listener_capacity(limits.max_connections, conn_limit::open_files_limit());
+    if capacity < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            capacity,
+            "the process may not open enough files for limits.max_connections; \
+             this listener holds fewer connections (raise the open-files limit)"
+        );
+    }
+    let permits = Arc::new(Semaphore::new(capacity));
     let per_ip = conn_limit::PerIp::new(limits.max_connections_per_ip);
+    let proxies = Arc::new(conn_limit::Proxies::new(&limits.trusted_proxies));
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -326,16 +383,30 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = per_ip.acquire(peer.ip()) else {
-            // This address holds its share of the slots already: close at once.
-            tracing::debug!(%peer, "connection refused: per-address limit reached");
-            continue;
+        // A trusted proxy carries many clients: its requests are counted one by one
+        // against the client each names (`route`), not its connections.
+        let from_proxy = proxies.trusts(peer.ip());
+        let slot = if from_proxy {
+            None
+        } else {
+            let Some(slot) = per_ip.acquire(peer.ip()) else {
+                // This address holds its share of the slots already: close at once.
+                tracing::debug!(%peer, "connection refused: per-address limit reached");
+                continue;
+            };
+            Some(slot)
         };
         let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            side,
+            peer,
+            proxied: from_proxy.then(|| (Arc::clone(&per_ip), Arc::clone(&proxies))),
+        };
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(route(&state, side, peer, req).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(route(&state, &conn, req).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -355,14 +426,43 @@ async fn accept_loop(
     graceful
 }
 
-async fn route(
-    state: &AppState,
+/// What `route` knows of the connection a request came on.
+#[derive(Clone)]
+struct Conn {
     side: Side,
     peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<ResBody> {
+    /// For a connection from a trusted proxy: the listener's per-address counts and the
+    /// proxies, to count each request against the client it names.
+    proxied: Option<(Arc<conn_limit::PerIp>, Arc<conn_limit::Proxies>)>,
+}
+
+async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Response<ResBody> {
+    let (side, peer) = (conn.side, conn.peer);
     let path = req.uri().path();
     let hooks = side == Side::Public && (path == "/hooks" || path.starts_with("/hooks/"));
+    // Held until the answer is made: a proxied client's share of the per-address limit.
+    let _client_slot = match &conn.proxied {
+        None => None,
+        Some((per_ip, proxies)) => {
+            let client = proxies.client(peer.ip(), req.headers());
+            match per_ip.acquire(client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, %client, "request refused: per-address limit reached");
+                    let problem = http::too_many_connections(client);
+                    let mut res = if hooks {
+                        ingest::refuse_unread(state, peer, req, Reason::TooManyConnections, problem)
+                            .await
+                    } else {
+                        problem.response()
+                    };
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return res;
+                }
+            }
+        }
+    };
     // hyper refuses a head far over the limit itself, before there is a request
     // (`HEAD_BUFFER_FACTOR`); one nearer is refused here, with its audit row on `/hooks`.
     let limit = state.config.limits.max_header_bytes;
@@ -370,7 +470,7 @@ async fn route(
     if head > limit {
         let problem = http::head_too_large(head, limit);
         let mut res = if hooks {
-            ingest::refuse_head(state, peer, req, problem).await
+            ingest::refuse_unread(state, peer, req, Reason::HeadersTooLarge, problem).await
         } else {
             problem.response()
         };
