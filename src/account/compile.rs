@@ -32,6 +32,8 @@ pub struct CompiledAccount {
     pub dedupe: Option<DedupeKey>,
     /// Its confirmation with the provider's status API, when it has one.
     pub confirm: Option<crate::confirm::Confirmer>,
+    /// The answer its provider expects to a delivered event, when it is not hookgate's.
+    pub answer: Option<crate::account::answer::ProviderAnswer>,
 }
 
 impl CompiledAccount {
@@ -102,20 +104,11 @@ pub fn compile(
         .as_ref()
         .map(crate::confirm::Confirmer::compile)
         .transpose()?;
-    if let Some(answer) = &spec.answer {
-        if !(200..=299).contains(&answer.status) {
-            return Err(SpecError::new(
-                "answer.status",
-                "must be a success status (200 to 299): the provider retries anything else",
-            ));
-        }
-        if hyper::header::HeaderValue::from_str(&answer.content_type).is_err() {
-            return Err(SpecError::new(
-                "answer.content_type",
-                "is not a valid header value",
-            ));
-        }
-    }
+    let answer = spec
+        .answer
+        .as_ref()
+        .map(crate::account::answer::ProviderAnswer::compile)
+        .transpose()?;
     if spec.max_body_bytes == Some(0) {
         return Err(SpecError::new("max_body_bytes", "must be positive"));
     }
@@ -142,5 +135,6 @@ pub fn compile(
         handshake,
         dedupe,
         confirm,
+        answer,
     })
 }

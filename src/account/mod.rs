@@ -6,6 +6,7 @@
 //! never serialise a secret except through [`AccountSpec::to_stored_json`], which the
 //! store alone uses.
 
+pub mod answer;
 mod compile;
 pub mod dedupe;
 
@@ -191,7 +192,9 @@ pub struct AnswerSpec {
     /// The content type of `body`.
     #[serde(default = "text_plain")]
     pub content_type: String,
-    /// The body, as sent; empty for none.
+    /// The body, as sent; empty for none. It may name extracted fields (`{{source}}`,
+    /// `{{params.NAME}}`), JSON-escaped when the content type is JSON (Pesapal's answer
+    /// names the order).
     #[serde(default)]
     pub body: String,
 }

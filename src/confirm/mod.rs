@@ -214,6 +214,17 @@ impl Confirmer {
     }
 }
 
+/// Renders a template with every extracted value JSON-escaped (`json`) or as it is, for
+/// answers built from an event.
+pub fn render_escaped(t: &Template, e: &Extracted, account: &str, json: bool) -> String {
+    render(
+        t,
+        e,
+        account,
+        if json { Escape::Json } else { Escape::None },
+    )
+}
+
 #[derive(Clone, Copy)]
 enum Escape {
     None,

@@ -21,7 +21,8 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::http::{BodyError, Problem, ResBody, full, json, read_body};
-use crate::account::{AnswerSpec, CompiledAccount, validate_name};
+use crate::account::answer::ProviderAnswer;
+use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
 use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::handshake::{Answer, GetOutcome};
@@ -430,6 +431,7 @@ impl<'a> Row<'a> {
         // Storage has no column for the provider's confirmation yet: it rides in the
         // accepted row's detail, which is otherwise empty.
         let detail = confirmed.map(|answer| format!("confirmed by the provider: {answer}"));
+        let answered = extracted.clone();
         let mut record = self.record(Status::Accepted, None, detail, extracted, body, size, true);
         record.forward = forward;
         let handled = record.handle_micros;
@@ -440,8 +442,8 @@ impl<'a> Row<'a> {
                 if deliver && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
                 }
-                if let Some(own) = &account.spec.answer {
-                    return provider_answer(own);
+                if let Some(own) = &account.answer {
+                    return provider_answer(own, own.body(&answered, account.name()));
                 }
                 let mut answer = json!({"status": c.status.as_str(), "id": public_id(c.seq)});
                 if let Some(original) = c.original_seq {
@@ -655,8 +657,8 @@ fn truncate(mut record: EventRecord, keep: usize) -> EventRecord {
 /// The answer a provider expects to a delivered event (Twilio: empty TwiML), as its
 /// preset declares it; the account was compiled only with a success status and a valid
 /// content type.
-fn provider_answer(own: &AnswerSpec) -> Response<ResBody> {
-    let mut res = Response::new(full(own.body.clone()));
+fn provider_answer(own: &ProviderAnswer, body: String) -> Response<ResBody> {
+    let mut res = Response::new(full(body));
     *res.status_mut() = StatusCode::from_u16(own.status).unwrap_or(StatusCode::OK);
     if let Ok(ct) = HeaderValue::from_str(&own.content_type) {
         res.headers_mut().insert(CONTENT_TYPE, ct);

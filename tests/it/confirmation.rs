@@ -431,6 +431,13 @@ async fn a_pesapal_ipn_is_confirmed_with_get_transaction_status() {
         )
         .await;
     assert_eq!(ok.status, 200, "{:?}", ok.json());
+    // Acknowledged as Pesapal asks, naming the order.
+    assert_eq!(
+        ok.json(),
+        json!({"orderNotificationType": "IPNCHANGE",
+               "orderTrackingId": "b945e4af-80a5-4ec1-8706-e03f8332fb04",
+               "orderMerchantReference": "TEST1515111119", "status": 200})
+    );
     let row = last_row(&gw, "pp").await;
     assert!(
         row["detail"].as_str().unwrap_or("").contains("Completed"),
