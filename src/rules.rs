@@ -85,6 +85,10 @@ pub enum SecretTarget {
     /// Daraja, MTN MoMo, Pesapal).
     #[serde(rename = "auth.token")]
     AuthToken,
+    /// The authenticate key's `auth.password` (HTTP Basic: Postmark, SendGrid Inbound
+    /// Parse; the user name is a setting).
+    #[serde(rename = "auth.password")]
+    AuthPassword,
 }
 
 /// A field a preset needs besides the secret.
@@ -182,12 +186,17 @@ const SHIPPED: &[(&str, &str)] = &[
     ("paystack", include_str!("../rules/paystack.toml")),
     ("persona", include_str!("../rules/persona.toml")),
     ("pesapal", include_str!("../rules/pesapal.toml")),
+    ("postmark", include_str!("../rules/postmark.toml")),
     ("pusher", include_str!("../rules/pusher.toml")),
     ("razorpay", include_str!("../rules/razorpay.toml")),
     ("resend", include_str!("../rules/resend.toml")),
     ("sanity", include_str!("../rules/sanity.toml")),
     ("segment", include_str!("../rules/segment.toml")),
     ("sendgrid", include_str!("../rules/sendgrid.toml")),
+    (
+        "sendgrid_inbound_parse",
+        include_str!("../rules/sendgrid_inbound_parse.toml"),
+    ),
     ("sentry", include_str!("../rules/sentry.toml")),
     ("shopify", include_str!("../rules/shopify.toml")),
     ("slack", include_str!("../rules/slack.toml")),
@@ -343,6 +352,7 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::AuthValue => "auth.value",
             SecretTarget::JwtSecrets => "jwt.secrets",
             SecretTarget::AuthToken => "auth.token",
+            SecretTarget::AuthPassword => "auth.password",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -431,11 +441,11 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
         return Ok(());
     };
     match target {
-        SecretTarget::AuthValue | SecretTarget::AuthToken => {
-            let key = if target == SecretTarget::AuthValue {
-                "value"
-            } else {
-                "token"
+        SecretTarget::AuthValue | SecretTarget::AuthToken | SecretTarget::AuthPassword => {
+            let key = match target {
+                SecretTarget::AuthValue => "value",
+                SecretTarget::AuthToken => "token",
+                _ => "password",
             };
             let Some(auth) = obj.get_mut("auth").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
@@ -535,7 +545,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::SignatureSecrets => "account.signature",
             SecretTarget::AuthValue => "account.auth",
             SecretTarget::JwtSecrets => "account.jwt",
-            SecretTarget::AuthToken => "account.auth",
+            SecretTarget::AuthToken | SecretTarget::AuthPassword => "account.auth",
         };
         err(field, e.message)
     })?;

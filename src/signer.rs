@@ -89,12 +89,19 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
                 None => format!("{}/{}", input.url.trim_end_matches('/'), input.key),
             };
         }
-        AuthSpec::Basic { .. } | AuthSpec::Query { .. } => {
-            return Err(SignError(
-                "basic and query authenticate keys are part of the URL or the user's \
-                 credentials; add them to the curl command yourself"
-                    .into(),
-            ));
+        AuthSpec::Basic { username, .. } => signed.headers.push((
+            "Authorization".into(),
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{}", input.key))
+            ),
+        )),
+        AuthSpec::Query { param, .. } => {
+            let pair: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair(param, input.key)
+                .finish();
+            let sep = if signed.url.contains('?') { '&' } else { '?' };
+            signed.url = format!("{}{sep}{pair}", signed.url);
         }
     }
     if let Some(path) = spec
