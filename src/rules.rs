@@ -385,8 +385,18 @@ pub fn checks(rule: &Rule) -> Vec<String> {
                     out.push(format!("?{p}="));
                 }
             }
+            Some("path_token") => out.push("/hooks/{account}/{token}".into()),
             _ => {}
         }
+    }
+    if table("ip_allowlist").is_some() {
+        out.push("the sender's address".into());
+    }
+    if let Some(url) = table("confirm")
+        .and_then(|c| c.get("url"))
+        .and_then(|v| v.as_str())
+    {
+        out.push(format!("confirmed at {url}"));
     }
     if let Some(jwt) = table("jwt") {
         let header = jwt.get("header").and_then(|v| v.as_str());
