@@ -9,8 +9,13 @@
 pub mod answer;
 mod compile;
 pub mod dedupe;
+mod kinds;
 
 pub use compile::{CompiledAccount, compile};
+pub use kinds::{
+    AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
+    OAuthStyle,
+};
 
 use std::collections::BTreeMap;
 
@@ -88,115 +93,6 @@ pub struct AccountSpec {
     /// `limits.max_body_bytes` (GitHub sends up to 25 MB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_body_bytes: Option<usize>,
-}
-
-/// The networks a sender posts from (CIDR), and the proxies in front of the gateway whose
-/// `X-Forwarded-For` is believed.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct IpAllowlistSpec {
-    /// The sender's networks, e.g. `196.201.214.0/24` or a single address.
-    pub allow: Vec<String>,
-    /// Proxies (CIDR) whose `X-Forwarded-For` names the client; empty: the peer is the
-    /// client and `X-Forwarded-For` is ignored.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trusted_proxies: Vec<String>,
-}
-
-/// How to confirm an event with the provider: a request to its status API built from the
-/// extracted fields, and conditions on the answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConfirmSpec {
-    /// `GET` or `POST`.
-    #[serde(default = "get_method")]
-    pub method: String,
-    /// The status API's URL, a template over the extracted fields (`{{source}}`,
-    /// `{{params.NAME}}`, values percent-encoded); its scheme and host are fixed text.
-    pub url: String,
-    /// The body to send, a template (values JSON-escaped).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body: Option<String>,
-    /// Further headers, each value a template.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub headers: BTreeMap<String, String>,
-    /// Headers that carry credentials (a subscription key), write-only like secrets.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_headers: BTreeMap<String, Secret>,
-    /// An access token to get first and send as `Authorization: Bearer`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub oauth: Option<OAuthSpec>,
-    /// What the answer must say; every condition must hold.
-    pub conditions: Vec<ConditionSpec>,
-    /// How long to wait for each answer.
-    #[serde(default = "ten")]
-    pub timeout_secs: u64,
-}
-
-/// One condition on the status API's answer.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ConditionSpec {
-    /// A JSONPath into the answer.
-    pub path: String,
-    /// The text it must equal, a template (`{{params.status}}` ties it to the callback).
-    pub equals: String,
-}
-
-/// How an access token is got.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum OAuthStyle {
-    /// OAuth 2.0 client credentials: HTTP Basic with the client id and secret,
-    /// `grant_type=client_credentials` (in the form body for `POST`, the query for `GET`).
-    #[default]
-    ClientCredentials,
-    /// A JSON body `{"consumer_key": id, "consumer_secret": secret}` (Pesapal).
-    JsonKeys,
-}
-
-/// The token endpoint of a status API.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct OAuthSpec {
-    /// The token endpoint.
-    pub token_url: String,
-    /// `GET` (Daraja) or `POST`.
-    #[serde(default = "post_method")]
-    pub method: String,
-    /// How the credentials are sent.
-    #[serde(default)]
-    pub style: OAuthStyle,
-    /// The client id (API user, consumer key).
-    pub client_id: String,
-    /// The client secret (API key, consumer secret).
-    pub client_secret: Secret,
-    /// Where the token is in the answer.
-    #[serde(default = "access_token_path")]
-    pub token_path: String,
-    /// Where its lifetime in seconds is (a number or a numeric string); absent: 5 minutes.
-    #[serde(default = "expires_in_path")]
-    pub expires_in_path: String,
-    /// Headers sent with the token request too (a subscription key).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub secret_headers: BTreeMap<String, Secret>,
-}
-
-/// The answer a provider expects to an event it delivered.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct AnswerSpec {
-    /// The status code, 200 to 299.
-    #[serde(default = "ok_status")]
-    pub status: u16,
-    /// The content type of `body`.
-    #[serde(default = "text_plain")]
-    pub content_type: String,
-    /// The body, as sent; empty for none. It may name extracted fields (`{{source}}`,
-    /// `{{params.NAME}}`), JSON-escaped when the content type is JSON (Pesapal's answer
-    /// names the order).
-    #[serde(default)]
-    pub body: String,
 }
 
 /// The authenticate key a sender must present.
@@ -402,51 +298,6 @@ pub struct SignatureSpec {
     pub secrets: Vec<Secret>,
 }
 
-/// The algorithms a JWT may be signed with.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
-pub enum JwtAlgorithm {
-    /// HMAC-SHA256 with a shared secret.
-    #[default]
-    #[serde(rename = "HS256")]
-    Hs256,
-    /// ECDSA P-256 with SHA-256; the secret is the sender's public key (PEM, or base64 DER).
-    #[serde(rename = "ES256")]
-    Es256,
-    /// RSA PKCS#1 v1.5 with SHA-256; the secret is the sender's public key (PEM, or base64
-    /// DER PKCS#1).
-    #[serde(rename = "RS256")]
-    Rs256,
-}
-
-/// A JWT/JWS the sender presents in a header, with a claim over the body's SHA-256.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct JwtSpec {
-    /// The header carrying the token.
-    #[serde(default = "authorization")]
-    pub header: String,
-    /// A prefix before the token, such as `Bearer ` (case-insensitive).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prefix: Option<String>,
-    /// The only algorithm accepted (the token's own `alg` must equal it).
-    #[serde(default)]
-    pub algorithm: JwtAlgorithm,
-    /// The claim holding the hex SHA-256 of the raw body (`payload_hash`, `sha256`); without
-    /// it the token does not cover the body.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub body_hash_claim: Option<String>,
-    /// The `iss` the token must carry.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub issuer: Option<String>,
-    /// How far `iat` may be from now, and how far past `exp` or before `nbf` a token may
-    /// be, in seconds; 0 turns the time checks off.
-    #[serde(default = "default_tolerance")]
-    pub tolerance_secs: u64,
-    /// Every secret (HS256) or public key (ES256, RS256) currently valid.
-    #[serde(default)]
-    pub secrets: Vec<Secret>,
-}
-
 /// A provider's set-up handshake, answered instead of recording an event.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -577,30 +428,6 @@ fn hub_verify_token() -> String {
 }
 fn hub_challenge() -> String {
     "hub.challenge".to_owned()
-}
-fn get_method() -> String {
-    "GET".to_owned()
-}
-fn post_method() -> String {
-    "POST".to_owned()
-}
-fn ten() -> u64 {
-    10
-}
-fn access_token_path() -> String {
-    "$.access_token".to_owned()
-}
-fn expires_in_path() -> String {
-    "$.expires_in".to_owned()
-}
-fn authorization() -> String {
-    "Authorization".to_owned()
-}
-fn ok_status() -> u16 {
-    200
-}
-fn text_plain() -> String {
-    "text/plain; charset=utf-8".to_owned()
 }
 fn default_provider() -> String {
     "custom".to_owned()

@@ -27,5 +27,6 @@ mod provider_needs;
 mod replay;
 mod roles;
 mod secrets;
+mod status_api;
 mod storage;
 mod support;
