@@ -89,6 +89,10 @@ pub enum SecretTarget {
     /// Parse; the user name is a setting).
     #[serde(rename = "auth.password")]
     AuthPassword,
+    /// The status API's `confirm.oauth.client_secret` (PayPal, which confirms every
+    /// webhook with its verify-webhook-signature API).
+    #[serde(rename = "confirm.oauth.client_secret")]
+    ConfirmClientSecret,
 }
 
 /// A field a preset needs besides the secret.
@@ -183,6 +187,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("orb", include_str!("../rules/orb.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
     ("pagerduty", include_str!("../rules/pagerduty.toml")),
+    ("paypal", include_str!("../rules/paypal.toml")),
     ("paystack", include_str!("../rules/paystack.toml")),
     ("persona", include_str!("../rules/persona.toml")),
     ("pesapal", include_str!("../rules/pesapal.toml")),
@@ -353,6 +358,7 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::JwtSecrets => "jwt.secrets",
             SecretTarget::AuthToken => "auth.token",
             SecretTarget::AuthPassword => "auth.password",
+            SecretTarget::ConfirmClientSecret => "confirm.oauth.client_secret",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -467,6 +473,19 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
             };
             auth.insert(key.into(), secret);
         }
+        SecretTarget::ConfirmClientSecret => {
+            let Some(oauth) = obj
+                .get_mut("confirm")
+                .and_then(|c| c.get_mut("oauth"))
+                .and_then(Value::as_object_mut)
+            else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in confirm.oauth.client_secret, but the account has no confirm.oauth",
+                ));
+            };
+            oauth.insert("client_secret".into(), secret);
+        }
         SecretTarget::JwtSecrets => {
             let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
@@ -556,6 +575,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::AuthValue => "account.auth",
             SecretTarget::JwtSecrets => "account.jwt",
             SecretTarget::AuthToken | SecretTarget::AuthPassword => "account.auth",
+            SecretTarget::ConfirmClientSecret => "account.confirm.oauth",
         };
         err(field, e.message)
     })?;

@@ -38,7 +38,12 @@ pub struct ConfirmSpec {
     /// The status API's URL, a template over the extracted fields (`{{source}}`,
     /// `{{params.NAME}}`, values percent-encoded); its scheme and host are fixed text.
     pub url: String,
-    /// The body to send, a template (values JSON-escaped).
+    /// Values of this account named in the templates as `{{vars.NAME}}` (PayPal's
+    /// webhook id), put in when the account is compiled.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub vars: BTreeMap<String, String>,
+    /// The body to send, a template (values JSON-escaped); `{{raw_body}}` stands for the
+    /// callback's body as received, for an API that checks it whole (PayPal).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
     /// Further headers, each value a template.

@@ -47,13 +47,20 @@ pub enum Outcome {
 pub struct Confirmer {
     method: Method,
     url: Template,
-    body: Option<Template>,
+    body: Option<Vec<BodyPart>>,
     headers: Vec<(String, Template)>,
     secret_headers: Vec<(String, Secret)>,
     conditions: Vec<(JsonPath, Template, String)>,
     timeout: Duration,
     token: Option<TokenCache>,
     client: HttpClient,
+}
+
+/// A piece of the body template: text with placeholders, or the callback's raw body.
+#[derive(Debug)]
+enum BodyPart {
+    Template(Template),
+    RawBody,
 }
 
 /// One condition's failure, said in words.
@@ -68,9 +75,29 @@ impl Confirmer {
             _ => return Err(SpecError::new("confirm.method", "must be GET or POST")),
         };
         fixed_host("confirm.url", &spec.url)?;
-        let template = |field: &str, text: &str| {
-            Template::parse(text).map_err(|e| SpecError::new(field, e.message))
+        let vars = |field: &str, text: &str, escape: Escape| -> Result<String, SpecError> {
+            let mut out = text.to_owned();
+            while let Some(start) = out.find("{{vars.") {
+                let end = out[start..]
+                    .find("}}")
+                    .map(|e| start + e)
+                    .ok_or_else(|| SpecError::new(field, "has a '{{vars.' never closed"))?;
+                let name = out[start + 7..end].trim().to_owned();
+                let value = spec.vars.get(&name).ok_or_else(|| {
+                    SpecError::new(
+                        field,
+                        format!("names {{{{vars.{name}}}}}, which confirm.vars lacks"),
+                    )
+                })?;
+                out.replace_range(start..end + 2, &escaped(value, escape));
+            }
+            Ok(out)
         };
+        let template_as = |field: &str, text: &str, escape: Escape| {
+            Template::parse(&vars(field, text, escape)?)
+                .map_err(|e| SpecError::new(field, e.message))
+        };
+        let template = |field: &str, text: &str| template_as(field, text, Escape::None);
         if spec.conditions.is_empty() {
             return Err(SpecError::new(
                 "confirm.conditions",
@@ -92,14 +119,29 @@ impl Confirmer {
             .iter()
             .map(|(k, v)| Ok((k.clone(), template(&format!("confirm.headers.{k}"), v)?)))
             .collect::<Result<Vec<_>, SpecError>>()?;
+        let body = match spec.body.as_deref() {
+            None => None,
+            Some(text) => {
+                let mut parts = Vec::new();
+                for (i, piece) in text.split("{{raw_body}}").enumerate() {
+                    if i > 0 {
+                        parts.push(BodyPart::RawBody);
+                    }
+                    if !piece.is_empty() {
+                        parts.push(BodyPart::Template(template_as(
+                            "confirm.body",
+                            piece,
+                            Escape::Json,
+                        )?));
+                    }
+                }
+                Some(parts)
+            }
+        };
         Ok(Confirmer {
             method,
-            url: template("confirm.url", &spec.url)?,
-            body: spec
-                .body
-                .as_deref()
-                .map(|b| template("confirm.body", b))
-                .transpose()?,
+            url: template_as("confirm.url", &spec.url, Escape::Url)?,
+            body,
             headers,
             secret_headers: pairs(&spec.secret_headers),
             conditions,
@@ -110,8 +152,8 @@ impl Confirmer {
     }
 
     /// Asks the provider about one callback. A rejected token is fetched again once.
-    pub async fn confirm(&self, extracted: &Extracted, account: &str) -> Outcome {
-        let (url, body, headers) = self.request(extracted, account);
+    pub async fn confirm(&self, extracted: &Extracted, account: &str, raw_body: &[u8]) -> Outcome {
+        let (url, body, headers) = self.request(extracted, account, raw_body);
         for attempt in 0..2 {
             let mut all: Vec<(String, String)> = headers.clone();
             if let Some(cache) = &self.token {
@@ -174,13 +216,18 @@ impl Confirmer {
         &self,
         extracted: &Extracted,
         account: &str,
+        raw_body: &[u8],
     ) -> (String, String, Vec<(String, String)>) {
         let url = render(&self.url, extracted, account, Escape::Url);
         let body = self
             .body
-            .as_ref()
-            .map(|b| render(b, extracted, account, Escape::Json))
-            .unwrap_or_default();
+            .iter()
+            .flatten()
+            .map(|part| match part {
+                BodyPart::Template(t) => render(t, extracted, account, Escape::Json),
+                BodyPart::RawBody => String::from_utf8_lossy(raw_body).into_owned(),
+            })
+            .collect::<String>();
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
@@ -232,16 +279,21 @@ enum Escape {
     Json,
 }
 
-/// Renders a template with every extracted value escaped for where it goes.
-fn render(t: &Template, e: &Extracted, account: &str, escape: Escape) -> String {
-    let esc = |v: &str| match escape {
+/// A value escaped for where it goes.
+fn escaped(v: &str, escape: Escape) -> String {
+    match escape {
         Escape::None => v.to_owned(),
         Escape::Url => form_urlencoded::byte_serialize(v.as_bytes()).collect(),
         Escape::Json => {
             let quoted = Value::String(v.to_owned()).to_string();
             quoted[1..quoted.len() - 1].to_owned()
         }
-    };
+    }
+}
+
+/// Renders a template with every extracted value escaped for where it goes.
+fn render(t: &Template, e: &Extracted, account: &str, escape: Escape) -> String {
+    let esc = |v: &str| escaped(v, escape);
     let params: Value = e
         .params
         .as_deref()
@@ -338,10 +390,30 @@ mod tests {
             "headers": {"X-Env": "sandbox"},
             "conditions": [{"path": "$.status", "equals": "{{params.status}}"}]
         }));
-        let (url, body, headers) = c.request(&extracted(), "acct");
+        let (url, body, headers) = c.request(&extracted(), "acct", b"");
         assert_eq!(url, "http://127.0.0.1:1/status/ref+1%2F2?x=SUCCESSFUL");
         assert_eq!(body, r#"{"ref":"ref 1/2"}"#);
         assert!(headers.contains(&("X-Env".into(), "sandbox".into())));
+    }
+
+    #[test]
+    fn account_vars_and_the_raw_body_go_into_the_request() {
+        let c = confirmer(json!({
+            "method": "POST",
+            "url": "http://127.0.0.1:1/verify/{{vars.site}}",
+            "vars": {"site": "a b", "hook": "WH-\"1"},
+            "body": "{\"webhook_id\":\"{{vars.hook}}\",\"event\":{{raw_body}}}",
+            "conditions": [{"path": "$.ok", "equals": "true"}]
+        }));
+        let (url, body, _) = c.request(&extracted(), "acct", br#"{"id":"WH-9"}"#);
+        assert_eq!(url, "http://127.0.0.1:1/verify/a+b");
+        assert_eq!(body, r#"{"webhook_id":"WH-\"1","event":{"id":"WH-9"}}"#);
+        let spec: ConfirmSpec = serde_json::from_value(json!({
+            "url": "http://h/{{vars.missing}}", "conditions": [{"path": "$.a", "equals": "b"}]
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        let err = Confirmer::compile(&spec).err().map(|e| e.message);
+        assert!(err.is_some_and(|m| m.contains("vars.missing")));
     }
 
     #[test]

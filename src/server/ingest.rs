@@ -387,7 +387,7 @@ impl<'a> Row<'a> {
         // accepted; its answer is kept with the row.
         let mut confirmed = None;
         if let Some(confirmer) = &account.confirm {
-            match confirmer.confirm(&extracted, account.name()).await {
+            match confirmer.confirm(&extracted, account.name(), &body).await {
                 Outcome::Confirmed(answer) => confirmed = Some(answer),
                 Outcome::Unconfirmed(detail) => {
                     let problem = Problem::new(

@@ -379,9 +379,62 @@ async fn a_mollie_call_is_confirmed_by_fetching_the_payment_and_every_status_cha
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn a_paypal_webhook_is_accepted_only_when_paypal_verifies_its_signature() {
+    let api = StatusApi::start().await;
+    api.with(|p| {
+        p.transactions
+            .insert("WH-2WR32451HC0233532-67976317FL4543714".into(), json!({}));
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({
+        "name": "pp", "provider": "paypal", "secret": "pp-secret",
+        "confirm": {"url": format!("{}/v1/notifications/verify-webhook-signature", api.base),
+                    "vars": {"webhook_id": "WH-ID-1"},
+                    "oauth": {"token_url": format!("{}/v1/oauth2/token", api.base), "client_id": "pp-client"}}
+    }))
+    .await;
+    let event = json!({"id": "WH-2WR32451HC0233532-67976317FL4543714", "event_type": "PAYMENT.CAPTURE.COMPLETED",
+                       "resource": {"id": "42311647XV020574X", "amount": {"value": "10.00"}}})
+    .to_string();
+    let headers = |sig: &'static str| {
+        vec![
+            ("PAYPAL-AUTH-ALGO", "SHA256withRSA"),
+            (
+                "PAYPAL-CERT-URL",
+                "https://api-m.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-a5cafa77",
+            ),
+            (
+                "PAYPAL-TRANSMISSION-ID",
+                "dfb3be50-fd74-11e4-8bf3-77339302725b",
+            ),
+            ("PAYPAL-TRANSMISSION-SIG", sig),
+            ("PAYPAL-TRANSMISSION-TIME", "2023-11-14T22:13:20Z"),
+        ]
+    };
+    let ok = gw
+        .post_hook("pp", &headers("genuine-sig"), event.clone())
+        .await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json());
+    let row = last_row(&gw, "pp").await;
+    assert_eq!(row["event_id"], "WH-2WR32451HC0233532-67976317FL4543714");
+    assert!(
+        row["detail"].as_str().unwrap_or("").contains("SUCCESS"),
+        "{row}"
+    );
+    let forged = gw
+        .post_hook("pp", &headers("forged-sig"), event.clone())
+        .await;
+    assert_eq!(forged.status, 401);
+    assert_eq!(last_row(&gw, "pp").await["reason"], "unconfirmed");
+    let retry = gw.post_hook("pp", &headers("genuine-sig"), event).await;
+    assert_eq!(retry.json()["status"], "duplicate");
+    gw.stop().await;
+}
+
 #[test]
 fn every_preset_that_confirms_is_proven_here() {
-    let tested = ["mtn_momo", "pesapal", "mollie"];
+    let tested = ["mtn_momo", "pesapal", "mollie", "paypal"];
     for rule in hookgate::rules::Rules::shipped().all() {
         if rule.account.contains_key("confirm") {
             assert!(

@@ -120,6 +120,20 @@ async fn answer(
                 json!({"access_token": format!("tok-{}", p.issued), "token_type": "access_token", "expires_in": 3600}),
             )
         }
+        "/v1/oauth2/token" => {
+            let basic = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("pp-client:pp-secret")
+            );
+            if auth != basic || &body[..] != b"grant_type=client_credentials" {
+                return reply(401, json!({"error": "invalid_client"}));
+            }
+            p.issued += 1;
+            reply(
+                200,
+                json!({"access_token": format!("tok-{}", p.issued), "token_type": "Bearer", "expires_in": 32400}),
+            )
+        }
         "/api/Auth/RequestToken" => {
             let creds: Value = serde_json::from_slice(&body).unwrap_or_default();
             if creds != json!({"consumer_key": "ck", "consumer_secret": "cs"}) {
@@ -166,6 +180,19 @@ async fn answer(
                     json!({"status": 404, "title": "Not Found", "detail": "No payment exists with token"}),
                 ),
             }
+        }
+        "/v1/notifications/verify-webhook-signature" => {
+            // PayPal checks the transmission's signature over the event it is sent; here a
+            // known event with the genuine signature and the account's webhook id.
+            p.asked += 1;
+            let asked: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let genuine = asked["webhook_id"] == "WH-ID-1"
+                && asked["transmission_sig"] == "genuine-sig"
+                && asked["webhook_event"]["id"]
+                    .as_str()
+                    .is_some_and(|id| p.transactions.contains_key(id));
+            let status = if genuine { "SUCCESS" } else { "FAILURE" };
+            reply(200, json!({"verification_status": status}))
         }
         "/api/Transactions/GetTransactionStatus" => {
             p.asked += 1;
