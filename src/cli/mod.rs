@@ -68,6 +68,16 @@ pub enum Command {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Move a SQLite database into an empty PostgreSQL database, every chain intact
+    /// (stop the gateway first; both logs are verified after the copy).
+    Migrate {
+        /// The SQLite database to move.
+        #[arg(long)]
+        from: PathBuf,
+        /// The empty PostgreSQL database: postgres://user:password@host:port/db.
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `hookgate providers ...`.
@@ -416,7 +426,34 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Providers(cmd) => providers::run(cmd),
         Command::Sign(args) => providers::sign(args),
         Command::Backup { db, to } => backup(&db, &to),
+        Command::Migrate { from, to } => migrate(&from, &to).await,
     }
+}
+
+async fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    if crate::store::postgres_url(std::path::Path::new(to)).is_none() {
+        anyhow::bail!("--to must be a postgres:// URL (the database to move into)");
+    }
+    let shown = crate::store::shown(std::path::Path::new(to));
+    let moved = crate::store::migrate::sqlite_to_postgres(from, to)
+        .await
+        .with_context(|| format!("moving {} into {shown}", from.display()))?;
+    let mut out = format!("moved {} into {shown}:\n", from.display());
+    for (table, rows) in &moved.copied {
+        out.push_str(&format!("  {table}: {rows} rows\n"));
+    }
+    for r in &moved.target {
+        out.push_str(&format!(
+            "  {} log verifies: {} rows, head {}\n",
+            r.log, r.rows, r.head
+        ));
+    }
+    let key = crate::seal::key_file_for(from);
+    out.push_str(&format!(
+        "Every node on the new database needs the key that sealed these accounts:\n  export HOOKGATE_SECRET_KEY=\"$(cat {})\"\n",
+        key.display()
+    ));
+    emit(&out)
 }
 
 fn backup(db: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {

@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod chained;
 pub mod export;
+pub mod migrate;
 pub mod postgres;
 pub mod query;
 pub mod rows;

@@ -23,6 +23,7 @@ mod hardening;
 mod hostile;
 #[path = "../it/ingest.rs"]
 mod ingest;
+mod migrate;
 #[path = "../it/pg.rs"]
 mod pg;
 #[path = "../it/presets.rs"]
