@@ -7,6 +7,7 @@
 
 mod chat_sink;
 pub mod client;
+mod paths;
 mod providers;
 mod remote;
 
@@ -58,6 +59,10 @@ pub enum Command {
     /// Print the headers (and a ready curl command) a provider would send with a body, so
     /// an account can be tried before the real provider is pointed at it.
     Sign(SignArgs),
+    /// The JSONPaths of a sample payload's fields, for an account's paths (no gateway
+    /// needed).
+    #[command(subcommand)]
+    Paths(paths::PathsCommand),
 }
 
 /// `hookgate providers ...`.
@@ -404,6 +409,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Providers(cmd) => providers::run(cmd),
         Command::Sign(args) => providers::sign(args),
+        Command::Paths(cmd) => emit(&paths::run(cmd)?),
     }
 }
 

@@ -3,8 +3,9 @@
 //!
 //! Owns the route table of the admin API and the role each route needs: `admin` for
 //! everything; `auditor` only for reading events (list, show, export), the change log and
-//! audit verification. It must never serve a route before the token is
-//! checked, and never echo a token.
+//! audit verification. The console's files (`console`) are the one exception: public,
+//! served before any token is asked for, holding no data. It must never serve an API route
+//! before the token is checked, and never echo a token.
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
@@ -13,12 +14,15 @@ use serde_json::Value;
 
 use super::AppState;
 use super::http::{Problem, ResBody, read_body};
-use super::{admin_accounts, admin_events, admin_tokens};
+use super::{admin_accounts, admin_console, admin_events, admin_tokens, console};
 use crate::store::StoreError;
 use crate::tokens::{Caller, Role};
 
 /// Handles one admin request.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<ResBody> {
+    if console::owns(req.uri().path()) {
+        return console::serve(req.method(), req.uri().path());
+    }
     let caller = match authenticate(state, &req) {
         Ok(c) => c,
         Err(p) => return p.response(),
@@ -131,6 +135,23 @@ async fn route(
             require_admin(caller)?;
             admin_accounts::retire_secret(state, caller, name, index).await
         }
+        (&Method::POST, ["v1", "accounts", name, "try"]) => {
+            require_admin(caller)?;
+            let name = name.to_string();
+            let body = json_body(state, req).await?;
+            admin_console::try_out(state, &name, &body).await
+        }
+        (&Method::GET, ["v1", "whoami"]) => Ok(admin_console::whoami(caller)),
+        (&Method::POST, ["v1", "paths", "suggest"]) => {
+            require_admin(caller)?;
+            let body = json_body(state, req).await?;
+            admin_console::suggest(&body)
+        }
+        (&Method::GET, ["v1", "stats", "accounts"]) => {
+            require_admin(caller)?;
+            admin_console::account_counts(state, &query).await
+        }
+        (&Method::GET, ["v1", "stats", "activity"]) => admin_console::activity(state, &query).await,
         (&Method::GET, ["v1", "events"]) => admin_events::list(state, &query).await,
         (&Method::GET, ["v1", "events", "export"]) => admin_events::export(state, &query).await,
         (&Method::GET, ["v1", "audit", "verify"]) => admin_events::verify(state, &query).await,
@@ -190,7 +211,7 @@ async fn route(
             StatusCode::NOT_FOUND,
             "not_found",
             "Not Found",
-            "the admin API lives under /v1/",
+            "the admin API lives under /v1/, the console at /",
         )),
     }
 }

@@ -17,6 +17,7 @@ mod reader;
 mod schema;
 mod seal;
 mod sliced;
+pub mod stats;
 mod timeline;
 mod writer;
 
