@@ -77,10 +77,10 @@ async function render() {
     } else if (drawn) {
       main.append(drawn);
     }
-    document.body.dataset.view = hash.split(/[/?]/)[1] || '';
   } catch (err) {
     showError(main, err);
   }
+  document.body.dataset.view = hash.split(/[/?]/)[1] || '';
 }
 
 function start() {
@@ -100,6 +100,10 @@ function start() {
     }
   });
   on(document.getElementById('signout'), 'click', signOut);
+  // A notice belongs to the page it was given on; moving to another section clears it.
+  on(document.getElementById('nav'), 'click', () => {
+    document.getElementById('notice').textContent = '';
+  });
   window.addEventListener('hookgate-signed-out', () => {
     if (session.role) signOut();
   });

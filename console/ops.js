@@ -19,8 +19,8 @@ function s(tag, attrs, ...children) {
 // Stacked bars, one per minute.
 export function minuteChart(minutes) {
   const width = 720;
-  const height = 220;
-  const pad = 28;
+  const height = 170;
+  const pad = 24;
   const max = Math.max(1, ...minutes.map((m) => m.accepted + m.duplicate + m.rejected));
   const bar = (width - pad * 2) / Math.max(1, minutes.length);
   const total = minutes.reduce((n, m) => n + m.accepted + m.duplicate + m.rejected, 0);
@@ -28,6 +28,11 @@ export function minuteChart(minutes) {
   svg.append(s('line', { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, class: 'axis' }));
   svg.append(s('text', { x: 2, y: pad, class: 'tick' }, String(max)));
   svg.append(s('text', { x: 2, y: height - pad, class: 'tick' }, '0'));
+  if (minutes.length) {
+    const time = (m) => new Date(m.at).toLocaleTimeString([], { hour: '2-digit', minute: '2-digit' });
+    svg.append(s('text', { x: pad, y: height - 6, class: 'tick' }, time(minutes[0])));
+    svg.append(s('text', { x: width - pad, y: height - 6, class: 'tick', 'text-anchor': 'end' }, time(minutes[minutes.length - 1])));
+  }
   minutes.forEach((m, i) => {
     let y = height - pad;
     for (const [key, label] of SERIES) {

@@ -56,8 +56,8 @@ export function clear(el) {
 // A labelled input: returns {row, input}.
 let fieldSeq = 0;
 export function field(label, attrs, kind) {
-  const id = `f${++fieldSeq}`;
-  const input = h(kind || 'input', { id, ...attrs });
+  const id = (attrs && attrs.id) || `f${++fieldSeq}`;
+  const input = h(kind || 'input', { ...attrs, id });
   const row = h('div', { class: 'field' }, h('label', { for: id, text: label }), input);
   return { row, input };
 }

@@ -57,10 +57,10 @@ export async function newAccountView() {
   const node = h('section', { class: 'card wizard' }, h('h1', { text: 'New account' }));
 
   // Step 1: provider and secret.
-  const name = field('Account name', { required: true, pattern: '[a-z0-9_]{1,64}', placeholder: 'shop_payments', autocomplete: 'off' });
-  const provider = select('Provider', providers.map((p) => [p.name, p.title || p.name]));
+  const name = field('Account name', { id: 'account-name', required: true, pattern: '[a-z0-9_]{1,64}', placeholder: 'shop_payments', autocomplete: 'off' });
+  const provider = select('Provider', providers.map((p) => [p.name, p.title || p.name]), { id: 'provider' });
   const help = h('p', { class: 'help', id: 'provider-help' });
-  const secret = field('Secret', { type: 'password', autocomplete: 'off' });
+  const secret = field('Secret', { id: 'secret', type: 'password', autocomplete: 'off' });
   const settingsBox = h('div', { class: 'settings' });
   const custom = customFields();
   const describe = () => {
@@ -84,7 +84,7 @@ export async function newAccountView() {
   const step1 = h('fieldset', {}, h('legend', { text: '1. Provider and secret' }), name.row, provider.row, help, secret.row, settingsBox, custom.box);
 
   // Step 2: paths from a sample payload.
-  const sample = field('Sample payload', { rows: 8, spellcheck: 'false', placeholder: '{"id": "...", "type": "...", ...}' }, 'textarea');
+  const sample = field('Sample payload', { id: 'sample', rows: 8, spellcheck: 'false', placeholder: '{"id": "...", "type": "...", ...}' }, 'textarea');
   const fieldsList = h('ul', { class: 'fields', id: 'sample-fields', 'aria-label': 'Fields of the sample' });
   const target = h('div', { class: 'targets', role: 'radiogroup', 'aria-label': 'Clicking a field sets' });
   for (const [value, label] of TARGETS) {

@@ -3,6 +3,9 @@
 
 mod accounts;
 mod audit;
+mod browser;
+mod console;
+mod console_api;
 mod crash;
 mod faults;
 mod fixtures;

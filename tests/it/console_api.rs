@@ -1,0 +1,310 @@
+//! The console over plain HTTP: its files and their headers, and the admin API it added
+//! (whoami, path suggestions, per-account counts, the dashboard's figures, Try Out), plus
+//! `hookgate paths suggest`.
+
+use hyper::Method;
+use serde_json::json;
+
+use crate::support::{ADMIN_TOKEN, AUDITOR_TOKEN, hmac_sha256_hex, spawn_gateway};
+
+#[tokio::test]
+async fn the_console_is_served_at_the_root_with_a_strict_policy_and_no_token() {
+    let gw = spawn_gateway().await;
+    for (path, kind) in [
+        ("/", "text/html"),
+        ("/console/app.js", "text/javascript"),
+        ("/console/app.css", "text/css"),
+    ] {
+        let a = gw
+            .client
+            .send(Method::GET, &format!("{}{path}", gw.admin), &[], "")
+            .await
+            .expect("admin listener");
+        assert_eq!(a.status, 200, "{path}");
+        let h = |name: &str| {
+            a.headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert!(h("content-type").starts_with(kind), "{path}");
+        let csp = h("content-security-policy");
+        for directive in [
+            "default-src 'self'",
+            "script-src 'self'",
+            "frame-ancestors 'none'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{csp}");
+        assert_eq!(h("x-frame-options"), "DENY");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+    }
+    let index = gw
+        .client
+        .send(Method::GET, &format!("{}/", gw.admin), &[], "")
+        .await
+        .expect("index");
+    let text = String::from_utf8_lossy(&index.body);
+    assert!(
+        text.contains("type=\"password\""),
+        "the token goes in a password field"
+    );
+    // Nothing else is public: an unknown file is a 404, and the API still needs a token.
+    let missing = gw
+        .client
+        .send(
+            Method::GET,
+            &format!("{}/console/../v1/accounts", gw.admin),
+            &[],
+            "",
+        )
+        .await
+        .expect("answer");
+    assert_ne!(missing.status, 200);
+    let post = gw
+        .client
+        .send(Method::POST, &format!("{}/", gw.admin), &[], "x")
+        .await
+        .expect("answer");
+    assert_eq!(post.status, 405);
+    let api = gw
+        .client
+        .send(Method::GET, &format!("{}/v1/accounts", gw.admin), &[], "")
+        .await
+        .expect("answer");
+    assert_eq!(api.status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn whoami_names_the_role_and_suggest_lists_paths_with_values() {
+    let gw = spawn_gateway().await;
+    let me = gw.admin_call(Method::GET, "/v1/whoami", None).await.json();
+    assert_eq!(me["role"], "admin");
+    assert!(
+        me["reasons"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("bad_signature")))
+    );
+    let auditor = gw
+        .call_as(AUDITOR_TOKEN, Method::GET, "/v1/whoami", None)
+        .await
+        .json();
+    assert_eq!(auditor["role"], "auditor");
+
+    let sample = json!({"id": "ev_1", "type": "paid", "customer": {"phone": "+255"}});
+    let a = gw
+        .admin_call(
+            Method::POST,
+            "/v1/paths/suggest",
+            Some(json!({"sample": sample, "paths": {"sender": "customer.phone", "source": "$["}})),
+        )
+        .await;
+    assert_eq!(a.status, 200);
+    let s = a.json();
+    assert!(
+        s["candidates"]
+            .as_array()
+            .is_some_and(|c| c.contains(&json!({"path": "$.customer.phone", "value": "+255"})))
+    );
+    assert_eq!(s["guesses"]["sender"], "$.customer.phone");
+    assert_eq!(s["extracted"]["sender"]["value"], "+255");
+    assert!(s["extracted"]["source"]["error"].is_string());
+    // A form body pasted as text is read as a form.
+    let form = gw
+        .admin_call(
+            Method::POST,
+            "/v1/paths/suggest",
+            Some(json!({"sample": "a=1&b=2"})),
+        )
+        .await
+        .json();
+    assert_eq!(form["candidates"][0], json!({"path": "$.a", "value": "1"}));
+    // Bad input: a clear 400, and nothing was created.
+    let bad = gw
+        .admin_call(
+            Method::POST,
+            "/v1/paths/suggest",
+            Some(json!({"sample": "{\"a\":1,\"a\":2}"})),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.json()["code"], "bad_sample");
+    let none = gw
+        .admin_call(Method::POST, "/v1/paths/suggest", Some(json!({})))
+        .await;
+    assert_eq!(none.status, 400);
+    let refused = gw
+        .call_as(
+            AUDITOR_TOKEN,
+            Method::POST,
+            "/v1/paths/suggest",
+            Some(json!({"sample": {}})),
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn counts_and_activity_follow_what_arrived_and_try_out_signs_as_the_provider() {
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "shop", "provider": "github", "secret": "s3cret",
+                             "paths": {"event_id": "$.id"}}),
+    )
+    .await;
+    gw.create_account(json!({"name": "quiet", "allow_unverified": true}))
+        .await;
+    for (i, secret) in ["s3cret", "s3cret", "wrong"].iter().enumerate() {
+        let body = format!(r#"{{"id":"ev_{i}"}}"#);
+        let sig = format!(
+            "sha256={}",
+            hmac_sha256_hex(secret.as_bytes(), body.as_bytes())
+        );
+        gw.post_hook(
+            "shop",
+            &[
+                ("content-type", "application/json"),
+                ("x-hub-signature-256", &sig),
+            ],
+            body,
+        )
+        .await;
+    }
+    let body = r#"{"id":"ev_0"}"#;
+    let sig = format!("sha256={}", hmac_sha256_hex(b"s3cret", body.as_bytes()));
+    let dup = gw
+        .post_hook(
+            "shop",
+            &[
+                ("content-type", "application/json"),
+                ("x-hub-signature-256", &sig),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(dup.json()["status"], "duplicate");
+
+    let counts = gw
+        .admin_call(Method::GET, "/v1/stats/accounts", None)
+        .await
+        .json();
+    assert_eq!(counts["accounts"]["shop"]["accepted"], 2);
+    assert_eq!(counts["accounts"]["shop"]["rejected"], 1);
+    assert_eq!(counts["accounts"]["shop"]["duplicate"], 1);
+    assert!(counts["accounts"]["shop"]["last_event_at"].is_string());
+    assert_eq!(counts["accounts"]["quiet"]["accepted"], 0);
+    assert!(counts["accounts"]["quiet"]["last_event_at"].is_null());
+    let bad = gw
+        .admin_call(Method::GET, "/v1/stats/accounts?hours=0", None)
+        .await;
+    assert_eq!(bad.status, 400);
+
+    let act = gw
+        .call_as(
+            AUDITOR_TOKEN,
+            Method::GET,
+            "/v1/stats/activity?minutes=60",
+            None,
+        )
+        .await;
+    assert_eq!(act.status, 200);
+    let act = act.json();
+    let minutes = act["minutes"].as_array().expect("minutes");
+    assert_eq!(minutes.len(), 60);
+    let sum = |k: &str| {
+        minutes
+            .iter()
+            .map(|m| m[k].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    assert_eq!(
+        (sum("accepted"), sum("duplicate"), sum("rejected")),
+        (2, 1, 1)
+    );
+    assert_eq!(
+        act["rejections"],
+        json!([{"reason": "bad_signature", "count": 1}])
+    );
+    assert_eq!(act["ready"], true);
+    assert_eq!(act["writer"]["healthy"], true);
+    assert_eq!(act["outbox_backlog"], 0);
+
+    // Try Out: signed with the account's own secret, accepted, with its audit row.
+    let tried = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/shop/try",
+            Some(json!({"body": {"id": "try_1"}})),
+        )
+        .await;
+    assert_eq!(tried.status, 200, "{:?}", tried.json());
+    let tried = tried.json();
+    assert_eq!(tried["status"], 200);
+    assert_eq!(tried["answer"]["status"], "accepted");
+    let row = gw.event(tried["id"].as_str().expect("id")).await;
+    assert_eq!(row["event_id"], "try_1");
+    assert!(
+        !tried.to_string().contains("s3cret"),
+        "no secret in the answer"
+    );
+    // A public-key account cannot be signed for: a clear 422, nothing sent.
+    gw.create_account(json!({"name": "bot", "provider": "discord",
+        "secret": "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"}))
+        .await;
+    let before = gw.audit_rows();
+    let pk = gw
+        .admin_call(Method::POST, "/v1/accounts/bot/try", Some(json!({})))
+        .await;
+    assert_eq!(pk.status, 422);
+    assert_eq!(pk.json()["code"], "cannot_try");
+    assert_eq!(gw.audit_rows(), before);
+    let none = gw
+        .admin_call(Method::POST, "/v1/accounts/nope/try", Some(json!({})))
+        .await;
+    assert_eq!(none.status, 404);
+    let auditor = gw
+        .call_as(
+            AUDITOR_TOKEN,
+            Method::POST,
+            "/v1/accounts/shop/try",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(auditor.status, 403);
+    let _ = ADMIN_TOKEN;
+    gw.stop().await;
+}
+
+#[test]
+fn the_cli_suggests_paths_from_a_sample_file_and_refuses_bad_json() {
+    let dir = tempfile::tempdir().expect("dir");
+    let good = dir.path().join("sample.json");
+    std::fs::write(&good, r#"{"id":"ev_1","customer":{"phone":"+255"}}"#).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["paths", "suggest"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("$.customer.phone  \"+255\""), "{text}");
+    assert!(text.contains("sender     $.customer.phone"), "{text}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"id": 1, "id": 2}"#).expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["paths", "suggest"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("not valid JSON"),
+        "{err}"
+    );
+}
