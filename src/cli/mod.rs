@@ -431,7 +431,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(
-        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  database:  {db}\n",
+        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  console:   http://{admin}/   (sign in with the admin or an auditor token)\n  database:  {db}\n",
         env!("CARGO_PKG_VERSION")
     );
     banner.push_str(&match &gateway.generated_admin_token {

@@ -2,8 +2,8 @@
 //! event handlers.
 //!
 //! Owns the route table of the admin API and the role each route needs: `admin` for
-//! everything; `auditor` only for reading events (list, show, export), the change log and
-//! audit verification. The console's files (`console`) are the one exception: public,
+//! everything; `auditor` only for reading events (list, show, export, the stream), the
+//! change log, audit verification, who it is and the operations figures. The console's files (`console`) are the one exception: public,
 //! served before any token is asked for, holding no data. It must never serve an API route
 //! before the token is checked, and never echo a token.
 

@@ -76,6 +76,29 @@ async fn the_console_is_served_at_the_root_with_a_strict_policy_and_no_token() {
         .await
         .expect("answer");
     assert_eq!(api.status, 401);
+    // A cross-origin preflight is never approved, so no other origin's script can send the
+    // token header.
+    let preflight = gw
+        .client
+        .send(
+            Method::OPTIONS,
+            &format!("{}/v1/accounts", gw.admin),
+            &[
+                ("origin", "http://evil.example"),
+                ("access-control-request-method", "POST"),
+                ("access-control-request-headers", "authorization"),
+            ],
+            "",
+        )
+        .await
+        .expect("answer");
+    assert!(!preflight.status.is_success());
+    assert!(
+        preflight
+            .headers
+            .get("access-control-allow-origin")
+            .is_none()
+    );
     gw.stop().await;
 }
 
