@@ -145,7 +145,7 @@ function secretsSection(a, reload) {
     }
   };
   return section('Secrets (rotation)', rows.length ? table(['#', 'Secret', ''], rows) : h('p', { text: 'This account has no signing secret.' }),
-    add.row, button('Add secret', addIt));
+    add.row, button('Add secret', addIt, { id: 'add-secret' }));
 }
 
 function editSection(a, reload) {

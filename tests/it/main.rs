@@ -6,6 +6,7 @@ mod audit;
 mod browser;
 mod console;
 mod console_api;
+mod console_hostile;
 mod crash;
 mod faults;
 mod fixtures;
