@@ -3,7 +3,7 @@
 // showing only the sections the role may use, and drawing the view the address's hash
 // names. Must never put the token in a URL, a cookie or local storage.
 
-import { api, clear, h, isAdmin, on, session, setToken, showError, token } from './ui.js';
+import { api, clear, expireNotice, h, isAdmin, on, session, setToken, showError, token } from './ui.js';
 import { accountsView, accountView, newAccountView } from './accounts.js';
 import { eventsView, eventView, tailView } from './events.js';
 import { auditView } from './audit.js';
@@ -55,6 +55,7 @@ const routes = [
 
 async function render() {
   if (!session.role) return;
+  expireNotice();
   if (stopView) stopView();
   stopView = null;
   const hash = location.hash || (isAdmin() ? '#/accounts' : '#/events');
@@ -100,10 +101,6 @@ function start() {
     }
   });
   on(document.getElementById('signout'), 'click', signOut);
-  // A notice belongs to the page it was given on; moving to another section clears it.
-  on(document.getElementById('nav'), 'click', () => {
-    document.getElementById('notice').textContent = '';
-  });
   window.addEventListener('hookgate-signed-out', () => {
     if (session.role) signOut();
   });

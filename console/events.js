@@ -105,7 +105,8 @@ export async function eventsView(params) {
 }
 
 function kv(obj) {
-  const rows = Object.entries(obj || {}).map(([k, v]) => [h('code', { text: k }), typeof v === 'string' ? v : JSON.stringify(v)]);
+  const shown = (v) => (v === null || v === undefined ? '(not found)' : typeof v === 'string' ? v : JSON.stringify(v));
+  const rows = Object.entries(obj || {}).map(([k, v]) => [h('code', { text: k }), shown(v)]);
   return rows.length ? table(['Name', 'Value'], rows) : h('p', { text: 'None.' });
 }
 

@@ -102,6 +102,14 @@ export function showError(where, err) {
 export function notify(text) {
   const n = document.getElementById('notice');
   n.textContent = text;
+  n.dataset.at = String(Date.now());
+}
+
+// A notice belongs to the page it was given on: moving on clears it, unless it was just
+// given (an action that ends by moving to another page, such as creating an account).
+export function expireNotice() {
+  const n = document.getElementById('notice');
+  if (Date.now() - Number(n.dataset.at || 0) > 1500) n.textContent = '';
 }
 
 export class ApiError extends Error {

@@ -16,38 +16,51 @@ const TARGETS = [
 function customFields() {
   const box = h('fieldset', { class: 'custom' }, h('legend', { text: 'Custom checks' }));
   const f = {
-    auth: select('Authenticate key', [['none', 'none'], ['api_key', 'API key header'], ['bearer', 'Bearer token']]),
-    authHeader: field('Key header', { placeholder: 'X-Api-Key' }),
-    authValue: field('Key value', { type: 'password', autocomplete: 'off' }),
-    sigHeader: field('Signature header', { placeholder: 'X-Signature' }),
-    algorithm: select('Algorithm', ['hmac-sha256', 'hmac-sha1', 'hmac-sha512']),
-    encoding: select('Encoding', ['hex', 'base64']),
+    auth: select('Authenticate key', [['none', 'none'], ['api_key', 'API key header'], ['bearer', 'Bearer token'], ['basic', 'Basic (user and password)'], ['query', 'Token in the query']]),
+    authHeader: field('Key header, user name or query parameter', { id: 'custom-auth-name', placeholder: 'X-Api-Key' }),
+    authValue: field('Key, token or password', { id: 'custom-auth-value', type: 'password', autocomplete: 'off' }),
+    sigHeader: field('Signature header (empty: no signature)', { id: 'custom-sig-header', placeholder: 'X-Signature' }),
+    algorithm: select('Algorithm', ['hmac-sha256', 'hmac-sha1', 'hmac-sha512', 'ed25519', 'ecdsa-p256-sha256']),
+    encoding: select('Signature encoding', ['hex', 'base64']),
+    format: select('Header layout', [['plain', 'one signature'], ['list', 'a list (v1,sig v1,sig)'], ['kv', 'key=value pairs (t=…,v1=…)']]),
     prefix: field('Signature prefix', { placeholder: 'sha256=' }),
-    content: field('Signed content', { value: '{body}' }),
+    sigKey: field('Signature key in the pairs (key=value layout)', { placeholder: 'v1' }),
+    tsKey: field('Timestamp key in the pairs (key=value layout)', { placeholder: 't' }),
+    content: field('Signed content', { value: '{body}', spellcheck: 'false' }),
     tsHeader: field('Timestamp header', { placeholder: 'optional' }),
+    tolerance: field('Timestamp tolerance (seconds)', { type: 'number', min: '0', value: '300' }),
+    secretEncoding: select('Secret encoding', ['text', 'base64', 'hex']),
   };
-  append(box, Object.values(f).map((x) => x.row));
+  append(box, Object.values(f).map((x) => x.row), h('p', { class: 'help', text: 'Signed content placeholders: {body}, {timestamp}, {id}, {url}, {method}, {form_params}.' }));
   return { box, f };
 }
 
 function customSpec(c, secret) {
   const spec = {};
   const auth = c.f.auth.input.value;
-  if (auth === 'api_key') {
-    spec.auth = { type: 'api_key', header: c.f.authHeader.input.value, value: c.f.authValue.input.value };
-  } else if (auth === 'bearer') {
-    spec.auth = { type: 'bearer', token: c.f.authValue.input.value };
-  }
+  const name = c.f.authHeader.input.value.trim();
+  const value = c.f.authValue.input.value;
+  if (auth === 'api_key') spec.auth = { type: 'api_key', header: name, value };
+  else if (auth === 'bearer') spec.auth = { type: 'bearer', token: value };
+  else if (auth === 'basic') spec.auth = { type: 'basic', username: name, password: value };
+  else if (auth === 'query') spec.auth = { type: 'query', param: name, value };
   if (c.f.sigHeader.input.value.trim()) {
     spec.signature = {
       header: c.f.sigHeader.input.value.trim(),
       algorithm: c.f.algorithm.input.value,
       encoding: c.f.encoding.input.value,
+      format: c.f.format.input.value,
       signed_content: c.f.content.input.value || '{body}',
+      tolerance_secs: Number(c.f.tolerance.input.value || 300),
+      secret_encoding: c.f.secretEncoding.input.value,
       secrets: secret ? [secret] : [],
     };
     if (c.f.prefix.input.value) spec.signature.prefix = c.f.prefix.input.value;
     if (c.f.tsHeader.input.value) spec.signature.timestamp_header = c.f.tsHeader.input.value;
+    if (c.f.format.input.value === 'kv') {
+      if (c.f.sigKey.input.value) spec.signature.signature_key = c.f.sigKey.input.value;
+      if (c.f.tsKey.input.value) spec.signature.timestamp_key = c.f.tsKey.input.value;
+    }
   }
   return spec;
 }

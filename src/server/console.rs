@@ -180,10 +180,17 @@ mod tests {
     fn every_script_the_page_imports_is_served() {
         for asset in ASSETS.iter().filter(|a| a.path.ends_with(".js")) {
             for line in asset.body.lines() {
-                let Some(from) = line.trim().strip_prefix("import ") else {
+                let line = line.trim();
+                let imports = line.starts_with("import ")
+                    || (line.starts_with("export ") && line.contains(" from '"));
+                if !imports {
                     continue;
-                };
-                let Some(file) = from.split('\'').nth(1) else {
+                }
+                let Some(file) = line
+                    .rsplit(" from ")
+                    .next()
+                    .and_then(|f| f.split('\'').nth(1))
+                else {
                     continue;
                 };
                 let path = format!("/console/{}", file.trim_start_matches("./"));

@@ -180,6 +180,43 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events() {
     assert!(tried.contains("HTTP 200"), "{tried}");
     assert!(tried.contains("accepted"), "{tried}");
 
+    // A custom account: the full form, then Try Out signs with its scheme.
+    b.route("#/accounts/new").await;
+    b.type_into("#account-name", "custom_api").await;
+    b.find("#provider")
+        .await
+        .select_by_value("custom")
+        .await
+        .expect("pick custom");
+    b.type_into("#secret", "k3y").await;
+    b.type_into("#custom-sig-header", "X-Signature").await;
+    b.type_into("section.wizard input[placeholder='sha256=']", "sha256=")
+        .await;
+    b.click("#create-account").await;
+    b.wait_text("#view h1", "custom_api").await;
+    let custom = gw
+        .admin_call(Method::GET, "/v1/accounts/custom_api", None)
+        .await
+        .json();
+    assert_eq!(custom["signature"]["header"], "X-Signature");
+    assert_eq!(custom["signature"]["prefix"], "sha256=");
+    b.click("#try-out").await;
+    let tried = b.wait_text("#try-result", "Audit row").await;
+    assert!(
+        tried.contains("HTTP 200") && tried.contains("accepted"),
+        "{tried}"
+    );
+    let body = r#"{"id":"c1"}"#;
+    let sig = format!("sha256={}", hmac_sha256_hex(b"k3y", body.as_bytes()));
+    let direct = gw
+        .post_hook(
+            "custom_api",
+            &[("content-type", "application/json"), ("x-signature", &sig)],
+            body,
+        )
+        .await;
+    assert_eq!(direct.json()["status"], "accepted");
+
     // A webhook signed outside the gateway is found in the events view.
     let ok = send_github(&gw, "shop", "n3w-secret", SAMPLE).await;
     assert_eq!(ok["status"], "accepted", "{ok}");
