@@ -32,14 +32,6 @@ export async function accountsView() {
       : h('p', { text: 'No accounts yet.' }));
 }
 
-// Mirrors the gateway's template rendering for a preview: {{sender}}, {{params.x}}, ...
-export function renderTemplate(template, example) {
-  return template.replace(/\{\{\s*([a-z_.0-9]+)\s*\}\}/g, (_, name) => {
-    const v = name.startsWith('params.') ? (example.params || {})[name.slice(7)] : example[name];
-    return v === undefined || v === null ? `[missing ${name}]` : String(v);
-  });
-}
-
 function section(title, ...children) {
   return h('section', { class: 'card', 'aria-label': title }, h('h2', { text: title }), ...children);
 }
@@ -96,14 +88,33 @@ async function templateSection(a, reload) {
   const send = h('input', { type: 'checkbox', id: 'send-to-user', checked: fwd.send_to_user });
   const preview = h('output', { id: 'template-preview', for: tpl.input.id });
   let example = { sender: '+255700000001', source: 'src_1', event_type: 'payment.succeeded', event_id: 'ev_1', account: a.name, params: {} };
+  // The latest accepted event, when there is one, fills the preview.
   try {
     const { events } = await api('GET', `/v1/events?account=${a.name}&status=accepted&limit=1`);
-    if (events[0]) example = { ...events[0], params: events[0].params || {} };
+    if (events[0]) example = { ...events[0], account: a.name, params: events[0].params || {} };
   } catch {
     // The preview keeps its made-up example.
   }
+  // The gateway renders the preview, so it is exactly the message a listener would send.
+  let timer = null;
+  let asked = 0;
   const draw = () => {
-    preview.textContent = renderTemplate(tpl.input.value, example);
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      const mine = ++asked;
+      try {
+        const out = await api('POST', '/v1/templates/preview', { template: tpl.input.value, event: example });
+        if (mine === asked) {
+          preview.textContent = out.text;
+          preview.className = '';
+        }
+      } catch (err) {
+        if (mine === asked) {
+          preview.textContent = err.message;
+          preview.className = 'error';
+        }
+      }
+    }, 120);
   };
   on(tpl.input, 'input', draw);
   draw();

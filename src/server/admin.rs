@@ -147,6 +147,11 @@ async fn route(
             let body = json_body(state, req).await?;
             admin_console::suggest(&body)
         }
+        (&Method::POST, ["v1", "templates", "preview"]) => {
+            require_admin(caller)?;
+            let body = json_body(state, req).await?;
+            admin_console::preview(&body)
+        }
         (&Method::GET, ["v1", "stats", "accounts"]) => {
             require_admin(caller)?;
             admin_console::account_counts(state, &query).await

@@ -58,6 +58,46 @@ pub fn suggest(body: &Value) -> Result<Response<ResBody>, Problem> {
     Ok(super::http::json(StatusCode::OK, &answer))
 }
 
+/// `POST /v1/templates/preview {"template", "event"}`: the status message `template`
+/// renders for an event (`account`, `sender`, `source`, `event_type`, `event_id`,
+/// `params`), exactly as a listener would send it; a template that would be refused when
+/// saved is refused here the same way (422, field `forward.template`).
+pub fn preview(body: &Value) -> Result<Response<ResBody>, Problem> {
+    let text = body
+        .get("template")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            bad(
+                "bad_template",
+                "give {\"template\": \"...\", \"event\": {...}}",
+            )
+        })?;
+    let template = crate::render::Template::parse(text).map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_account",
+            "Unprocessable Content",
+            e.to_string(),
+        )
+        .with("field", e.field)
+    })?;
+    let event = body.get("event").cloned().unwrap_or(Value::Null);
+    let text_of = |k: &str| event.get(k).and_then(Value::as_str);
+    let params = event.get("params").cloned().unwrap_or(Value::Null);
+    let values = crate::render::Values {
+        account: text_of("account").unwrap_or(""),
+        sender: text_of("sender"),
+        source: text_of("source"),
+        event_type: text_of("event_type"),
+        event_id: text_of("event_id"),
+        params: &params,
+    };
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"text": template.render(&values)}),
+    ))
+}
+
 /// `GET /v1/stats/accounts?hours=24`: per-account counts over the last hours and each
 /// account's newest event.
 pub async fn account_counts(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {

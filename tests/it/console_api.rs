@@ -303,6 +303,43 @@ async fn counts_and_activity_follow_what_arrived_and_try_out_signs_as_the_provid
     gw.stop().await;
 }
 
+#[tokio::test]
+async fn a_template_preview_renders_as_a_listener_would_and_refuses_a_broken_one() {
+    let gw = spawn_gateway().await;
+    let event = json!({"account": "pay", "sender": "+255", "params": {"amount": 25000}});
+    let ok = gw
+        .admin_call(
+            Method::POST,
+            "/v1/templates/preview",
+            Some(json!({"template": "{{sender}}: {{params.amount}} {{params.currency}} ({{account}})", "event": event})),
+        )
+        .await;
+    assert_eq!(ok.status, 200);
+    assert_eq!(
+        ok.json()["text"],
+        "+255: 25000 [missing params.currency] (pay)"
+    );
+    let broken = gw
+        .admin_call(
+            Method::POST,
+            "/v1/templates/preview",
+            Some(json!({"template": "{{sender", "event": event})),
+        )
+        .await;
+    assert_eq!(broken.status, 422);
+    assert_eq!(broken.json()["field"], "forward.template");
+    let auditor = gw
+        .call_as(
+            AUDITOR_TOKEN,
+            Method::POST,
+            "/v1/templates/preview",
+            Some(json!({"template": "x"})),
+        )
+        .await;
+    assert_eq!(auditor.status, 403);
+    gw.stop().await;
+}
+
 #[test]
 fn the_cli_suggests_paths_from_a_sample_file_and_refuses_bad_json() {
     let dir = tempfile::tempdir().expect("dir");
