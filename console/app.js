@@ -12,6 +12,7 @@ import { opsView } from './ops.js';
 const view = () => document.getElementById('view');
 let signinSection = null;
 let stopView = null;
+let renders = 0;
 
 async function signIn(value) {
   setToken(value);
@@ -70,8 +71,14 @@ async function render() {
     main.append(h('p', { class: 'error', text: 'There is no such page.' }));
     return;
   }
+  const mine = ++renders;
   try {
     const drawn = await route[1](hash.match(route[0]));
+    // A later navigation started while this page loaded: it draws instead.
+    if (mine !== renders) {
+      if (drawn && drawn.stop) drawn.stop();
+      return;
+    }
     if (drawn && drawn.node) {
       main.append(drawn.node);
       stopView = drawn.stop || null;
@@ -79,6 +86,7 @@ async function render() {
       main.append(drawn);
     }
   } catch (err) {
+    if (mine !== renders) return;
     showError(main, err);
   }
   document.body.dataset.view = hash.split(/[/?]/)[1] || '';

@@ -128,7 +128,9 @@ impl Browser {
         let view = hash.trim_start_matches("#/");
         let view = view.split(['/', '?']).next().unwrap_or("");
         self.js(
-            "document.body.dataset.view = ''; location.hash = arguments[0];",
+            "document.body.dataset.view = ''; \
+             if (location.hash === arguments[0]) window.dispatchEvent(new HashChangeEvent('hashchange')); \
+             else location.hash = arguments[0];",
             vec![json!(hash)],
         )
         .await;

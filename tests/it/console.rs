@@ -74,6 +74,17 @@ async fn assert_labelled(b: &Browser, page: &str) {
 }
 
 async fn wizard_creates_shop(b: &Browser, gw: &TestGateway) {
+    // A name the API refuses: the reason and the field are shown, and nothing is made.
+    b.route("#/accounts/new").await;
+    b.type_into("#account-name", "Not A Name").await;
+    b.click("#create-account").await;
+    b.wait_text("#create-result", "(name)").await;
+    let listed = gw
+        .admin_call(Method::GET, "/v1/accounts", None)
+        .await
+        .json();
+    assert_eq!(listed["accounts"], json!([]));
+
     b.route("#/accounts/new").await;
     b.type_into("#account-name", "shop").await;
     b.find("#provider")
@@ -250,6 +261,17 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events() {
     );
     b.click("#newer").await;
     b.wait_text("#events-table tbody", &newest[1]).await;
+    // The sender filter, typed into the search form.
+    b.route("#/events").await;
+    b.type_into("#event-filters input[name=sender]", "+255700000001")
+        .await;
+    b.click("#event-filters button[type=submit]").await;
+    b.wait_js(
+        "const t = document.getElementById('events-table'); return location.hash.includes('sender=') \
+         && !!t && t.querySelectorAll('tbody tr').length === 1 && t.textContent.includes(arguments[0])",
+        vec![json!(id)],
+    )
+    .await;
     b.route("#/events?account=shop").await;
     b.wait_text("#events-table", &id).await;
     b.click(&format!("a[href='#/events/{id}']")).await;
@@ -347,6 +369,19 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events() {
         .json();
     let head = api["logs"][0]["head"].as_str().expect("a head");
     assert!(b.text("#verify-table").await.contains(head));
+    b.wait_text("#changes-table", "account.created").await;
+    b.type_into("#change-filters input[name=action]", "secret.retired")
+        .await;
+    b.click("#change-filters button[type=submit]").await;
+    b.wait_js(
+        "const t = document.getElementById('changes-table'); \
+         return !!t && t.querySelectorAll('tbody tr').length === 1",
+        vec![],
+    )
+    .await;
+    assert!(b.text("#changes-table").await.contains("shop"));
+    b.type_into("#change-filters input[name=action]", "").await;
+    b.click("#change-filters button[type=submit]").await;
     b.wait_text("#changes-table", "account.created").await;
     b.screenshot("audit").await;
 
