@@ -16,7 +16,7 @@ use super::AppState;
 use super::admin::store_problem;
 use super::http::{Problem, ResBody};
 use crate::account::AuthSpec;
-use crate::clock::{format_micros, now_micros};
+use crate::clock::format_micros;
 use crate::event::Reason;
 use crate::path_suggest;
 use crate::signer::{SignInput, sign_request};
@@ -99,10 +99,10 @@ pub fn preview(body: &Value) -> Result<Response<ResBody>, Problem> {
 }
 
 /// `GET /v1/stats/accounts?hours=24`: per-account counts over the last hours and each
-/// account's newest event.
+/// account's newest event. Windows end at the gateway's clock, the one rows are timed by.
 pub async fn account_counts(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
     let hours = number(query, "hours", 24, 1..=24 * 90)?;
-    let since = now_micros() - i64::from(hours) * HOUR;
+    let since = state.clock.now_micros() - i64::from(hours) * HOUR;
     let names = state
         .registry
         .list()
@@ -137,7 +137,7 @@ pub async fn activity(state: &AppState, query: &str) -> Result<Response<ResBody>
     let minutes = number(query, "minutes", 60, 1..=24 * 60)?;
     let activity = state
         .store
-        .activity(now_micros(), minutes)
+        .activity(state.clock.now_micros(), minutes)
         .await
         .map_err(store_problem)?;
     let ready = state.store.is_healthy() || state.store.probe().await.is_ok();
@@ -240,7 +240,7 @@ pub async fn try_out(
         .public_url
         .clone()
         .unwrap_or_else(|| format!("{}/hooks/{}", state.public_url, name));
-    let now_secs = now_micros() / 1_000_000;
+    let now_secs = state.clock.now_micros() / 1_000_000;
     let id = format!("msg_{}", crate::tokens::random_hex(8));
     let signed = sign_request(SignInput {
         spec,

@@ -5,7 +5,11 @@
 use hyper::Method;
 use serde_json::json;
 
-use crate::support::{ADMIN_TOKEN, AUDITOR_TOKEN, hmac_sha256_hex, spawn_gateway};
+use hookgate::clock::Clock;
+
+use crate::support::{
+    ADMIN_TOKEN, AUDITOR_TOKEN, hmac_sha256_hex, now_secs, spawn_gateway, spawn_with_clock,
+};
 
 #[tokio::test]
 async fn the_console_is_served_at_the_root_with_a_strict_policy_and_no_token() {
@@ -337,6 +341,81 @@ async fn a_template_preview_renders_as_a_listener_would_and_refuses_a_broken_one
         )
         .await;
     assert_eq!(auditor.status, 403);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_windows_count_only_what_arrived_within_them() {
+    let start = now_secs() * 1_000_000;
+    let clock = Clock::fixed(start - 2 * 3_600_000_000);
+    let gw = spawn_with_clock(clock.clone()).await;
+    gw.create_account(json!({"name": "open", "allow_unverified": true,
+                             "paths": {"event_id": "$.id"}}))
+        .await;
+    let send = |id: &'static str| {
+        gw.post_hook(
+            "open",
+            &[("content-type", "application/json")],
+            format!(r#"{{"id":"{id}"}}"#),
+        )
+    };
+    assert_eq!(send("early").await.json()["status"], "accepted");
+    clock.set(start);
+    assert_eq!(send("now").await.json()["status"], "accepted");
+    assert_eq!(gw.post_hook("nobody", &[], "{}").await.status, 404);
+
+    let day = gw
+        .admin_call(Method::GET, "/v1/stats/accounts", None)
+        .await
+        .json();
+    assert_eq!(day["accounts"]["open"]["accepted"], 2);
+    let hour = gw
+        .admin_call(Method::GET, "/v1/stats/accounts?hours=1", None)
+        .await
+        .json();
+    assert_eq!(hour["accounts"]["open"]["accepted"], 1);
+    assert!(
+        hour["accounts"].get("nobody").is_none(),
+        "only accounts are listed"
+    );
+    let act = gw
+        .admin_call(Method::GET, "/v1/stats/activity?minutes=60", None)
+        .await
+        .json();
+    let minutes = act["minutes"].as_array().expect("minutes");
+    let accepted: Vec<u64> = minutes
+        .iter()
+        .map(|m| m["accepted"].as_u64().unwrap_or(0))
+        .collect();
+    assert_eq!(
+        accepted.iter().sum::<u64>(),
+        1,
+        "the early one is outside the hour"
+    );
+    assert_eq!(
+        accepted.last(),
+        Some(&1),
+        "the newest minute is the current one"
+    );
+    assert_eq!(
+        act["rejections"],
+        json!([{"reason": "unknown_account", "count": 1}])
+    );
+    let bad = gw
+        .admin_call(Method::GET, "/v1/stats/activity?minutes=abc", None)
+        .await;
+    assert_eq!(bad.status, 400);
+
+    // Try Out claims the gateway's time, so a timestamped scheme verifies whatever the
+    // clock says.
+    gw.create_account(json!({"name": "st", "provider": "stripe", "secret": "whsec_test123"}))
+        .await;
+    clock.set(start - 24 * 3_600_000_000);
+    let tried = gw
+        .admin_call(Method::POST, "/v1/accounts/st/try", Some(json!({})))
+        .await
+        .json();
+    assert_eq!(tried["answer"]["status"], "accepted", "{tried}");
     gw.stop().await;
 }
 
