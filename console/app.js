@@ -112,7 +112,11 @@ function start() {
   window.addEventListener('hookgate-signed-out', () => {
     if (session.role) signOut();
   });
-  window.addEventListener('hashchange', render);
+  window.addEventListener('hashchange', async () => {
+    await render();
+    // Keyboard and screen-reader users start reading the new page at its top.
+    if (!view().contains(document.activeElement)) view().focus({ preventScroll: true });
+  });
   if (token()) {
     signIn(token()).then(render, () => signOut());
   } else {

@@ -82,8 +82,11 @@ export function table(headers, rows, attrs) {
   return h('div', { class: 'scroll' }, h('table', attrs || {}, h('thead', {}, head), h('tbody', {}, body)));
 }
 
+const BADGES = ['ok', 'muted', 'accepted', 'duplicate', 'rejected', 'handshake'];
+
+// A badge; its colour comes from a closed set, whatever the server sent.
 export function status(text, kind) {
-  return h('span', { class: `badge ${kind || ''}`, text });
+  return h('span', { class: `badge ${BADGES.includes(kind) ? kind : ''}`, text });
 }
 
 export function pretty(text) {
