@@ -256,6 +256,18 @@ pub enum AccountsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Try Out: the gateway signs a test request with the account's own key and sends it
+    /// to the account's URL; prints the answer and the audit id.
+    Try {
+        /// The account name.
+        name: String,
+        /// The body to send, JSON inline or @FILE (default: a made-up test event).
+        #[arg(long)]
+        body: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `hookgate events ...`.

@@ -303,7 +303,18 @@ async fn counts_and_activity_follow_what_arrived_and_try_out_signs_as_the_provid
         )
         .await;
     assert_eq!(auditor.status, 403);
-    let _ = ADMIN_TOKEN;
+    // The CLI twin.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(["accounts", "try", "shop", "--body", r#"{"id":"from_cli"}"#])
+        .env("HOOKGATE_URL", &gw.admin)
+        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .expect("run");
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(printed["answer"]["status"], "accepted", "{printed}");
+    let row = gw.event(printed["id"].as_str().expect("id")).await;
+    assert_eq!(row["event_id"], "from_cli");
     gw.stop().await;
 }
 
