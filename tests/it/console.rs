@@ -74,6 +74,26 @@ async fn assert_labelled(b: &Browser, page: &str) {
 }
 
 async fn wizard_creates_shop(b: &Browser, gw: &TestGateway) {
+    // At phone width the wizard fits the screen.
+    b.client
+        .set_window_size(390, 844)
+        .await
+        .expect("phone size");
+    b.route("#/accounts/new").await;
+    b.find("#provider").await;
+    assert_eq!(
+        b.js(
+            "return document.documentElement.scrollWidth <= window.innerWidth",
+            vec![]
+        )
+        .await,
+        json!(true)
+    );
+    b.client
+        .set_window_size(1100, 760)
+        .await
+        .expect("laptop size");
+
     // A name the API refuses: the reason and the field are shown, and nothing is made.
     b.route("#/accounts/new").await;
     b.type_into("#account-name", "Not A Name").await;
