@@ -191,7 +191,7 @@ function deleteSection(a) {
     try {
       await api('DELETE', `/v1/accounts/${a.name}`);
       dialog.close();
-      notify(`Account ${a.name} deleted`);
+      notify(`Account ${a.name} deleted`, true);
       location.hash = '#/accounts';
     } catch (err) {
       notify(err.message);

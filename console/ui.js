@@ -102,17 +102,18 @@ export function showError(where, err) {
 }
 
 // Announces a short result to screen readers and the eye.
-export function notify(text) {
+export function notify(text, keepForNextPage) {
   const n = document.getElementById('notice');
   n.textContent = text;
-  n.dataset.at = String(Date.now());
+  n.dataset.keep = keepForNextPage ? '1' : '';
 }
 
-// A notice belongs to the page it was given on: moving on clears it, unless it was just
-// given (an action that ends by moving to another page, such as creating an account).
+// A notice belongs to the page it was given on: moving on clears it, unless the action
+// that gave it ends by moving to another page (creating or deleting an account).
 export function expireNotice() {
   const n = document.getElementById('notice');
-  if (Date.now() - Number(n.dataset.at || 0) > 1500) n.textContent = '';
+  if (n.dataset.keep === '1') n.dataset.keep = '';
+  else n.textContent = '';
 }
 
 export class ApiError extends Error {

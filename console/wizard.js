@@ -215,7 +215,7 @@ export async function newAccountView() {
     try {
       const made = await api('POST', '/v1/accounts', spec);
       secret.input.value = '';
-      notify(`Account ${made.name} created`);
+      notify(`Account ${made.name} created`, true);
       location.hash = `#/accounts/${made.name}`;
     } catch (err) {
       const where = err.problem && err.problem.field ? ` (${err.problem.field})` : '';
