@@ -174,7 +174,7 @@ export function tailView() {
     toggle.textContent = 'Pause';
     const q = account.input.value.trim() ? `?account=${encodeURIComponent(account.input.value.trim())}` : '';
     try {
-      const res = await raw('GET', `/v1/stream${q}`, undefined, lastId ? { 'Last-Event-ID': lastId, signal: controller.signal } : { signal: controller.signal });
+      const res = await raw('GET', `/v1/stream${q}`, undefined, { headers: lastId ? { 'Last-Event-ID': lastId } : {}, signal: controller.signal });
       if (!res.ok) throw new Error(`HTTP ${res.status}`);
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
       let buf = '';

@@ -124,17 +124,18 @@ export class ApiError extends Error {
   }
 }
 
-export async function raw(method, path, body, extra) {
+// One request with the token; `options` may add `headers` and an abort `signal`.
+export async function raw(method, path, body, options) {
   const headers = { Authorization: `Bearer ${token() || ''}` };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   return fetch(path, {
     method,
-    headers: { ...headers, ...(extra || {}) },
+    headers: { ...headers, ...((options && options.headers) || {}) },
     body: body === undefined ? undefined : JSON.stringify(body),
     cache: 'no-store',
     credentials: 'omit',
     redirect: 'error',
-    ...(extra && extra.signal ? { signal: extra.signal } : {}),
+    signal: options && options.signal,
   });
 }
 
