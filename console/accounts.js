@@ -8,6 +8,11 @@ import { api, button, clear, copy, field, h, localTime, notify, on, reasonInWord
 
 export { newAccountView } from './wizard.js';
 
+// A count that reached the server's cap reads as "at least".
+function count(n, capped) {
+  return `${n || 0}${capped && n >= 1000 ? '+' : ''}`;
+}
+
 export async function accountsView() {
   const [{ accounts }, counts] = await Promise.all([
     api('GET', '/v1/accounts'),
@@ -21,8 +26,8 @@ export async function accountsView() {
       status(a.active ? 'active' : 'off', a.active ? 'ok' : 'muted'),
       status(a.listening ? 'listening' : 'not listening', a.listening ? 'ok' : 'muted'),
       localTime(c.last_event_at) || 'never',
-      h('span', { class: 'num', text: String(c.accepted || 0) }),
-      h('span', { class: 'num', text: String(c.rejected || 0) }),
+      h('span', { class: 'num', text: count(c.accepted, c.capped) }),
+      h('span', { class: 'num', text: count(c.rejected, c.capped) }),
     ];
   });
   return h('section', { class: 'card' },

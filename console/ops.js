@@ -1,6 +1,6 @@
 // hookgate console: the operations dashboard — outcomes per minute and rejections by
 // reason over the last hour, drawn as SVG in the page, and the writer's health,
-// readiness and the outbox backlog.
+// readiness and the outbox (how late its oldest waiting delivery is).
 // Owns drawing these figures and refreshing them while the page is shown. Must never load
 // a chart library or anything else from another origin.
 
@@ -63,6 +63,13 @@ export function reasonChart(rejections) {
   return h('figure', {}, svg, table(['Reason', 'Rejections'], rejections.map((r) => [r.reason, String(r.count)]), { class: 'sr-table' }));
 }
 
+// The outbox in words: empty, or how long its oldest waiting delivery has been due.
+function backlog(oldestDue) {
+  if (!oldestDue) return 'empty';
+  const late = Math.round((Date.now() - new Date(oldestDue).getTime()) / 1000);
+  return late > 0 ? `waiting, oldest due ${late} s ago` : `waiting, next due at ${new Date(oldestDue).toLocaleTimeString()}`;
+}
+
 export function opsView() {
   const node = h('div', { id: 'ops' });
   let timer = null;
@@ -76,8 +83,9 @@ export function opsView() {
             h('div', { class: 'tile' }, h('span', { text: 'Readiness' }), status(a.ready ? 'ready' : 'not ready', a.ready ? 'ok' : 'rejected')),
             h('div', { class: 'tile' }, h('span', { text: 'Writer' }), status(a.writer.healthy ? 'healthy' : 'failing', a.writer.healthy ? 'ok' : 'rejected'),
               h('small', { text: `${w.groups_committed} groups, ${w.groups_failed} failed, ${w.unavailable} answered 503` })),
-            h('div', { class: 'tile' }, h('span', { text: 'Outbox backlog' }), h('strong', { id: 'outbox-backlog', text: String(a.outbox_backlog) })))),
-        h('section', { class: 'card' }, h('h2', { text: 'Per minute, last hour' }), minuteChart(a.minutes)),
+            h('div', { class: 'tile' }, h('span', { text: 'Outbox' }), h('strong', { id: 'outbox-backlog', text: backlog(a.outbox_oldest_due) })))),
+        h('section', { class: 'card' }, h('h2', { text: 'Per minute, last hour' }), minuteChart(a.minutes),
+          a.capped ? h('p', { class: 'help', text: 'A busy hour: only its newest events are counted, so the oldest minutes read low.' }) : ''),
         h('section', { class: 'card' }, h('h2', { text: 'Rejections by reason, last hour' }), reasonChart(a.rejections)));
     } catch (err) {
       showError(node, err);

@@ -59,6 +59,16 @@ pub enum Command {
     /// Print the headers (and a ready curl command) a provider would send with a body, so
     /// an account can be tried before the real provider is pointed at it.
     Sign(SignArgs),
+    /// Copy the SQLite database into a new file while the gateway runs (SQLite's online
+    /// backup): a consistent, self-contained copy that `audit verify --db` checks.
+    Backup {
+        /// The database to copy.
+        #[arg(long, env = "HOOKGATE_DB", default_value = "hookgate.db")]
+        db: PathBuf,
+        /// The new file to write; an existing file is never overwritten.
+        #[arg(long)]
+        to: PathBuf,
+    },
     /// The JSONPaths of a sample payload's fields, for an account's paths (no gateway
     /// needed).
     #[command(subcommand)]
@@ -124,7 +134,8 @@ pub enum DevCommand {
 pub enum AuditCommand {
     /// Verify both hash chains: through the admin API, or offline on a database file.
     Verify {
-        /// Verify this SQLite file directly, read-only, without a running gateway.
+        /// Verify this database directly, read-only, without a running gateway: a SQLite
+        /// file, or a postgres:// URL.
         #[arg(long)]
         db: Option<PathBuf>,
         /// A head hash noted earlier: fail unless the events chain still passes through it.
@@ -421,8 +432,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Providers(cmd) => providers::run(cmd),
         Command::Sign(args) => providers::sign(args),
+        Command::Backup { db, to } => backup(&db, &to),
         Command::Paths(cmd) => emit(&paths::run(cmd)?),
     }
+}
+
+fn backup(db: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let pages = crate::store::backup_file(db, to)
+        .with_context(|| format!("backing up {} to {}", db.display(), to.display()))?;
+    emit(&format!(
+        "backed up {} to {} ({pages} pages); check it with: hookgate audit verify --db {}\n",
+        db.display(),
+        to.display(),
+        to.display()
+    ))
 }
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -439,7 +462,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let public = listeners.public.local_addr()?;
     let admin = listeners.admin.local_addr()?;
     let base = config.public_base_url();
-    let db = config.database.display().to_string();
+    let db = crate::store::shown(&config.database);
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(

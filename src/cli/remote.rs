@@ -257,14 +257,17 @@ pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
                 ),
                 None => None,
             };
-            let reports = crate::store::verify_file(&path, expected)?;
+            let reports = crate::store::verify_database(&path, expected).await?;
             let ok = reports.iter().all(|r| r.ok);
             super::emit(&format!(
                 "{}\n",
                 serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "logs": reports}))?
             ))?;
             if !ok {
-                bail!("the audit log of {} does not verify", path.display());
+                bail!(
+                    "the audit log of {} does not verify",
+                    crate::store::shown(&path)
+                );
             }
             Ok(())
         }

@@ -121,7 +121,7 @@ pub async fn account_counts(state: &AppState, query: &str) -> Result<Response<Re
             (
                 name,
                 json!({"accepted": c.accepted, "duplicate": c.duplicate,
-                       "rejected": c.rejected, "last_event_at": last}),
+                       "rejected": c.rejected, "capped": c.capped, "last_event_at": last}),
             )
         })
         .collect();
@@ -132,7 +132,7 @@ pub async fn account_counts(state: &AppState, query: &str) -> Result<Response<Re
 }
 
 /// `GET /v1/stats/activity?minutes=60`: outcomes per minute, rejections by reason, the
-/// writer's health, readiness and the outbox backlog.
+/// writer's health, readiness and when the oldest waiting delivery is due.
 pub async fn activity(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
     let minutes = number(query, "minutes", 60, 1..=24 * 60)?;
     let activity = state
@@ -159,7 +159,8 @@ pub async fn activity(state: &AppState, query: &str) -> Result<Response<ResBody>
         &json!({
             "minutes": per_minute,
             "rejections": reasons,
-            "outbox_backlog": activity.outbox_backlog,
+            "capped": activity.capped,
+            "outbox_oldest_due": activity.outbox_oldest_due.map(format_micros),
             "ready": ready,
             "writer": {
                 "healthy": state.store.is_healthy(),

@@ -1,18 +1,27 @@
 //! Figures for the console: per-account counts, per-minute outcomes and rejections by
-//! reason over a recent window, and the outbox backlog.
+//! reason over a recent window, and the outbox's oldest waiting delivery.
 //!
-//! Owns these read-only queries: plain SQL over the `events` and `outbox` tables, run on
-//! the reader pool. The events have no index by time, so a window is first turned into a
-//! range of seqs by bisecting the primary key (`first_seq_at`), and only that range is
-//! read. An account's newest event comes from the store's own search by account. It must
-//! never write, and never read a body or headers: only counts and times leave it.
+//! Owns reading these through the engine-neutral searches every engine answers
+//! ([`Store::events`], [`Store::next_due`]) and counting them in memory ([`tally`], pure).
+//! Every read is capped, so a busy window costs a bounded number of pages, and a capped
+//! figure says so. It must never name a database driver or write anything; only counts
+//! and times leave it.
 
 use std::collections::BTreeMap;
 
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
-use super::{EventFilter, Store, StoreError};
+use super::{EventFilter, EventSummary, Store, StoreError};
+use crate::clock::parse_time;
+
+/// Rows per page read.
+const PAGE: usize = 1000;
+/// At most this many rows of a window are read for the per-minute figures.
+pub const WINDOW_CAP: usize = 20 * PAGE;
+/// At most this many events per account and status are counted.
+pub const COUNT_CAP: usize = PAGE;
+
+const MINUTE: i64 = 60_000_000;
 
 /// Counts of one account's events since a time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -23,6 +32,8 @@ pub struct AccountCounts {
     pub duplicate: u64,
     /// Rejected requests.
     pub rejected: u64,
+    /// Whether a count stopped at [`COUNT_CAP`] (there are at least that many).
+    pub capped: bool,
     /// When its newest event of any age arrived (microseconds), if it has one.
     pub last_event_at: Option<i64>,
 }
@@ -47,32 +58,87 @@ pub struct Activity {
     pub minutes: Vec<Minute>,
     /// Rejections in the window by reason, most frequent first.
     pub rejections: Vec<(String, u64)>,
-    /// Forwards waiting for delivery (pending or retrying).
-    pub outbox_backlog: u64,
+    /// Whether the window held more than [`WINDOW_CAP`] rows: then only the newest were
+    /// counted, and the oldest minutes read low.
+    pub capped: bool,
+    /// When the oldest waiting delivery (pending or retrying) is due, if any is.
+    pub outbox_oldest_due: Option<i64>,
 }
 
-const MINUTE: i64 = 60_000_000;
+/// The window of `minutes` whole minutes that ends with the one holding `now`:
+/// `(start, end)` in microseconds.
+pub fn window(now: i64, minutes: u32) -> (i64, i64) {
+    let end = now - now.rem_euclid(MINUTE) + MINUTE;
+    (end - i64::from(minutes) * MINUTE, end)
+}
 
-/// How far a row's time may fall before the time of a row logged ahead of it. The writer
-/// keeps rows within a fraction of a second of time order (and older databases within
-/// the enqueue timeout); a window's seq range starts this much earlier, and the rows in
-/// it are then filtered by their exact time, so no row of the window is missed.
-const SLACK: i64 = 10 * MINUTE;
+/// Counts rows into the minutes of the window starting at `start`, and rejections by
+/// reason. Rows outside the window are left out.
+pub fn tally(rows: &[EventSummary], start: i64, minutes: u32) -> (Vec<Minute>, Vec<(String, u64)>) {
+    let mut out: Vec<Minute> = (0..i64::from(minutes))
+        .map(|i| Minute {
+            at: start + i * MINUTE,
+            ..Minute::default()
+        })
+        .collect();
+    let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
+    for row in rows {
+        let Some(at) = parse_time(&row.received_at) else {
+            continue;
+        };
+        let Some(minute) = usize::try_from((at - start).div_euclid(MINUTE))
+            .ok()
+            .filter(|_| at >= start)
+            .and_then(|i| out.get_mut(i))
+        else {
+            continue;
+        };
+        match row.status.as_str() {
+            "accepted" => minute.accepted += 1,
+            "duplicate" => minute.duplicate += 1,
+            "rejected" => {
+                minute.rejected += 1;
+                *reasons
+                    .entry(row.reason.clone().unwrap_or_default())
+                    .or_default() += 1;
+            }
+            _ => {}
+        }
+    }
+    let mut reasons: Vec<(String, u64)> = reasons.into_iter().collect();
+    reasons.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    (out, reasons)
+}
 
 impl Store {
-    /// Per-account counts of the events received since `since` (microseconds), and each
-    /// account's newest event time, for the accounts named.
+    /// Per-account counts of the events received since `since` (microseconds), each capped
+    /// at [`COUNT_CAP`], and each account's newest event time, for the accounts named.
     pub async fn account_counts(
         &self,
         names: Vec<String>,
         since: i64,
     ) -> Result<BTreeMap<String, AccountCounts>, StoreError> {
-        let wanted = names.clone();
-        let mut out = self
-            .readers
-            .run(move |c| account_counts(c, &wanted, since))
-            .await?;
+        let mut out = BTreeMap::new();
         for name in names {
+            let mut counts = AccountCounts::default();
+            for status in ["accepted", "duplicate", "rejected"] {
+                let page = self
+                    .events(EventFilter {
+                        account: Some(name.clone()),
+                        status: Some(status.to_owned()),
+                        since: Some(since),
+                        limit: COUNT_CAP,
+                        ..Default::default()
+                    })
+                    .await?;
+                counts.capped |= page.next_cursor.is_some();
+                let n = page.items.len() as u64;
+                match status {
+                    "accepted" => counts.accepted = n,
+                    "duplicate" => counts.duplicate = n,
+                    _ => counts.rejected = n,
+                }
+            }
             let newest = self
                 .events(EventFilter {
                     account: Some(name.clone()),
@@ -80,226 +146,107 @@ impl Store {
                     ..Default::default()
                 })
                 .await?;
-            if let (Some(e), Some(counts)) = (newest.items.first(), out.get_mut(&name)) {
-                counts.last_event_at = crate::clock::parse_time(&e.received_at);
-            }
+            counts.last_event_at = newest
+                .items
+                .first()
+                .and_then(|e| parse_time(&e.received_at));
+            out.insert(name, counts);
         }
         Ok(out)
     }
 
-    /// Outcomes per minute and rejections by reason over the `minutes` before `now`, and
-    /// the outbox backlog.
+    /// Outcomes per minute and rejections by reason over the `minutes` whole minutes up
+    /// to the one holding `now`, and the outbox's oldest waiting delivery.
     pub async fn activity(&self, now: i64, minutes: u32) -> Result<Activity, StoreError> {
-        self.readers.run(move |c| activity(c, now, minutes)).await
-    }
-}
-
-/// The first seq at or after which every row received at `at` or later lies: a bisection
-/// of the primary key for the first row timed at `at - SLACK` or later. Past the last seq
-/// when there is none.
-fn first_seq_at(c: &Connection, at: i64) -> Result<i64, StoreError> {
-    let target = at.saturating_sub(SLACK);
-    let (first, last): (Option<i64>, Option<i64>) =
-        c.query_row("SELECT min(seq), max(seq) FROM events", [], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
-    let (Some(mut lo), Some(last)) = (first, last) else {
-        return Ok(i64::MAX);
-    };
-    // The first row at or after a seq (pruning leaves gaps), with its time.
-    let mut at_or_after =
-        c.prepare_cached("SELECT received_at FROM events WHERE seq >= ?1 ORDER BY seq LIMIT 1")?;
-    let mut hi = last + 1;
-    while lo < hi {
-        let mid = lo + (hi - lo) / 2;
-        let time: Option<i64> = at_or_after
-            .query_row(params![mid], |r| r.get(0))
-            .optional()?;
-        match time {
-            Some(time) if time < target => lo = mid + 1,
-            _ => hi = mid,
+        let (start, end) = window(now, minutes);
+        let mut rows: Vec<EventSummary> = Vec::new();
+        let mut before_seq = None;
+        let mut capped = false;
+        loop {
+            let page = self
+                .events(EventFilter {
+                    since: Some(start),
+                    until: Some(end),
+                    limit: PAGE,
+                    before_seq,
+                    ..Default::default()
+                })
+                .await?;
+            before_seq = page.items.last().map(|e| e.seq);
+            let more = page.next_cursor.is_some();
+            rows.extend(page.items);
+            if !more || before_seq.is_none() {
+                break;
+            }
+            if rows.len() >= WINDOW_CAP {
+                capped = true;
+                break;
+            }
         }
+        let (minutes, rejections) = tally(&rows, start, minutes);
+        Ok(Activity {
+            minutes,
+            rejections,
+            capped,
+            outbox_oldest_due: self.next_due().await?,
+        })
     }
-    Ok(lo)
-}
-
-fn account_counts(
-    c: &Connection,
-    names: &[String],
-    since: i64,
-) -> Result<BTreeMap<String, AccountCounts>, StoreError> {
-    let mut out: BTreeMap<String, AccountCounts> = names
-        .iter()
-        .map(|n| (n.clone(), AccountCounts::default()))
-        .collect();
-    let from = first_seq_at(c, since)?;
-    let mut by_status = c.prepare_cached(
-        "SELECT account, status, count(*) FROM events WHERE seq >= ?1 AND received_at >= ?2 \
-         GROUP BY account, status",
-    )?;
-    let mut rows = by_status.query(params![from, since])?;
-    while let Some(row) = rows.next()? {
-        let account: String = row.get(0)?;
-        let status: String = row.get(1)?;
-        let n = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
-        let Some(counts) = out.get_mut(&account) else {
-            continue;
-        };
-        match status.as_str() {
-            "accepted" => counts.accepted = n,
-            "duplicate" => counts.duplicate = n,
-            "rejected" => counts.rejected = n,
-            _ => {}
-        }
-    }
-    Ok(out)
-}
-
-fn activity(c: &Connection, now: i64, minutes: u32) -> Result<Activity, StoreError> {
-    let end = now - now.rem_euclid(MINUTE) + MINUTE;
-    let start = end - i64::from(minutes) * MINUTE;
-    let mut out = Activity {
-        minutes: (0..i64::from(minutes))
-            .map(|i| Minute {
-                at: start + i * MINUTE,
-                ..Minute::default()
-            })
-            .collect(),
-        ..Activity::default()
-    };
-    let from = first_seq_at(c, start)?;
-    let mut per_minute = c.prepare_cached(
-        "SELECT (received_at - ?1) / ?3, status, count(*) FROM events \
-         WHERE seq >= ?4 AND received_at >= ?1 AND received_at < ?2 GROUP BY 1, 2",
-    )?;
-    let mut rows = per_minute.query(params![start, end, MINUTE, from])?;
-    while let Some(row) = rows.next()? {
-        let index: i64 = row.get(0)?;
-        let status: String = row.get(1)?;
-        let n = u64::try_from(row.get::<_, i64>(2)?).unwrap_or(0);
-        let Some(m) = usize::try_from(index)
-            .ok()
-            .and_then(|i| out.minutes.get_mut(i))
-        else {
-            continue;
-        };
-        match status.as_str() {
-            "accepted" => m.accepted += n,
-            "duplicate" => m.duplicate += n,
-            "rejected" => m.rejected += n,
-            _ => {}
-        }
-    }
-    let mut reasons = c.prepare_cached(
-        "SELECT reason, count(*) FROM events WHERE seq >= ?3 AND received_at >= ?1 \
-         AND received_at < ?2 AND status = 'rejected' GROUP BY reason ORDER BY 2 DESC, 1",
-    )?;
-    out.rejections = reasons
-        .query_map(params![start, end, from], |r| {
-            Ok((
-                r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0),
-            ))
-        })?
-        .collect::<Result<_, _>>()?;
-    out.outbox_backlog = c.query_row(
-        "SELECT count(*) FROM outbox WHERE status IN ('pending', 'retrying')",
-        [],
-        |r| r.get::<_, i64>(0).map(|n| u64::try_from(n).unwrap_or(0)),
-    )?;
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::format_micros;
 
-    fn db(rows: &[(i64, &str, &str, Option<&str>)]) -> Connection {
-        let mut c = Connection::open_in_memory().expect("memory db");
-        super::super::schema::migrate(&mut c).expect("schema");
-        for (at, account, status, reason) in rows {
-            c.execute(
-                "INSERT INTO events (received_at, account, status, reason, method, path, query, \
-                 remote_addr, headers, body, body_size, body_truncated, handle_micros) \
-                 VALUES (?1, ?2, ?3, ?4, 'POST', '/', '', '', '[]', x'', 0, 0, 0)",
-                params![at, account, status, reason],
-            )
-            .expect("insert");
+    fn row(at: i64, status: &str, reason: Option<&str>) -> EventSummary {
+        EventSummary {
+            id: "evt_1".into(),
+            received_at: format_micros(at),
+            account: "a".into(),
+            status: status.into(),
+            reason: reason.map(str::to_owned),
+            event_id: None,
+            event_type: None,
+            sender: None,
+            source: None,
+            params: serde_json::Value::Null,
+            forward_status: None,
+            seq: 1,
         }
-        c
     }
 
-    const HOUR: i64 = 60 * MINUTE;
+    #[test]
+    fn the_window_ends_with_the_minute_holding_now() {
+        let now = 10 * 60 * MINUTE + 30 * 1_000_000;
+        let (start, end) = window(now, 60);
+        assert_eq!(end - start, 60 * MINUTE);
+        assert!(end - MINUTE <= now && now < end);
+        assert_eq!(start % MINUTE, 0);
+    }
 
     #[test]
-    fn a_window_starts_at_the_first_seq_within_the_slack_before_it() {
-        let empty = db(&[]);
-        assert_eq!(first_seq_at(&empty, 0).expect("seq"), i64::MAX);
-        let times: Vec<(i64, &str, &str, Option<&str>)> = (0..100)
-            .map(|i| (i * MINUTE, "a", "accepted", None))
+    fn rows_fall_into_their_minutes_and_rejections_are_counted_by_reason() {
+        let (start, _) = window(100 * MINUTE, 3);
+        let rows = [
+            row(start - 1, "accepted", None),
+            row(start, "accepted", None),
+            row(start + MINUTE - 1, "duplicate", None),
+            row(start + MINUTE, "rejected", Some("bad_auth")),
+            row(start + 2 * MINUTE + 5, "rejected", Some("bad_signature")),
+            row(start + 2 * MINUTE + 6, "rejected", Some("bad_signature")),
+            row(start + 2 * MINUTE + 7, "handshake", None),
+            row(start + 3 * MINUTE, "accepted", None),
+        ];
+        let (minutes, reasons) = tally(&rows, start, 3);
+        let counts: Vec<(u64, u64, u64)> = minutes
+            .iter()
+            .map(|m| (m.accepted, m.duplicate, m.rejected))
             .collect();
-        let c = db(&times);
-        // Row n (seq n + 1) is at minute n; the slack is ten minutes.
-        assert_eq!(first_seq_at(&c, 50 * MINUTE).expect("seq"), 41);
-        assert_eq!(first_seq_at(&c, 0).expect("seq"), 1);
-        assert_eq!(first_seq_at(&c, 1000 * MINUTE).expect("seq"), 101);
-        // Pruned rows leave a gap: the range starts inside it, just before row 46.
-        c.execute("DELETE FROM events WHERE seq BETWEEN 30 AND 45", [])
-            .expect("prune");
-        let from = first_seq_at(&c, 50 * MINUTE).expect("seq");
-        let first: i64 = c
-            .query_row("SELECT min(seq) FROM events WHERE seq >= ?1", [from], |r| {
-                r.get(0)
-            })
-            .expect("a row");
-        assert_eq!(first, 46);
-    }
-
-    #[test]
-    fn counts_and_minutes_take_only_the_window_even_from_rows_out_of_order() {
-        let now = 10 * HOUR + 30 * 1_000_000;
-        let c = db(&[
-            (now - 2 * HOUR, "a", "accepted", None),
-            (now - 30 * MINUTE, "a", "accepted", None),
-            // Held up: logged after a later row, but within the slack.
-            (now - 31 * MINUTE, "a", "rejected", Some("bad_signature")),
-            (now - MINUTE, "b", "duplicate", None),
-            (now, "a", "rejected", Some("bad_auth")),
-            (now, "x", "accepted", None),
-        ]);
-        let counts = account_counts(&c, &["a".into(), "b".into()], now - HOUR).expect("counts");
+        assert_eq!(counts, [(1, 1, 0), (0, 0, 1), (0, 0, 2)]);
+        assert_eq!(minutes[1].at - minutes[0].at, MINUTE);
         assert_eq!(
-            (
-                counts["a"].accepted,
-                counts["a"].rejected,
-                counts["a"].duplicate
-            ),
-            (1, 2, 0)
+            reasons,
+            [("bad_signature".to_owned(), 2), ("bad_auth".to_owned(), 1)]
         );
-        assert_eq!(counts["b"].duplicate, 1);
-        assert!(!counts.contains_key("x"), "only the accounts asked for");
-
-        let a = activity(&c, now, 60).expect("activity");
-        assert_eq!(a.minutes.len(), 60);
-        assert!(a.minutes.windows(2).all(|w| w[1].at - w[0].at == MINUTE));
-        let last = a.minutes.last().expect("a minute");
-        assert!(
-            last.at <= now && now < last.at + MINUTE,
-            "the last minute holds now"
-        );
-        assert_eq!((last.accepted, last.rejected), (1, 1));
-        let total = |f: fn(&Minute) -> u64| a.minutes.iter().map(f).sum::<u64>();
-        assert_eq!(
-            total(|m| m.accepted),
-            2,
-            "the row two hours back is outside"
-        );
-        assert_eq!(total(|m| m.duplicate), 1);
-        assert_eq!(total(|m| m.rejected), 2);
-        assert_eq!(
-            a.rejections,
-            [("bad_auth".to_owned(), 1), ("bad_signature".to_owned(), 1)]
-        );
-        assert_eq!(a.outbox_backlog, 0);
     }
 }
