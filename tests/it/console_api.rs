@@ -8,7 +8,8 @@ use serde_json::json;
 use hookgate::clock::Clock;
 
 use crate::support::{
-    ADMIN_TOKEN, AUDITOR_TOKEN, hmac_sha256_hex, now_secs, spawn_gateway, spawn_with_clock,
+    ADMIN_TOKEN, AUDITOR_TOKEN, hmac_sha256_hex, now_secs, spawn_gateway, spawn_with,
+    spawn_with_clock,
 };
 
 #[tokio::test]
@@ -431,6 +432,62 @@ async fn the_windows_count_only_what_arrived_within_them() {
         .await
         .json();
     assert_eq!(tried["answer"]["status"], "accepted", "{tried}");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn the_dashboard_shows_when_a_waiting_delivery_is_due() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a port");
+    let gw = spawn_with(move |c| {
+        c.chat.url = Some(format!("http://{closed}/messages"));
+        c.chat.max_attempts = 5;
+        c.chat.retry_base_ms = 600_000;
+        c.chat.retry_max_ms = 600_000;
+    })
+    .await;
+    gw.create_account(json!({"name": "pay", "allow_unverified": true,
+        "paths": {"sender": "$.to", "event_id": "$.id"},
+        "forward": {"send_to_user": true, "template": "Paid"}}))
+        .await;
+    gw.admin_call(
+        Method::POST,
+        "/v1/accounts/pay/listening",
+        Some(json!({"listening": true})),
+    )
+    .await;
+    let idle = gw
+        .admin_call(Method::GET, "/v1/stats/activity", None)
+        .await
+        .json();
+    assert!(idle["outbox_oldest_due"].is_null());
+    let a = gw
+        .post_hook(
+            "pay",
+            &[("content-type", "application/json")],
+            r#"{"id":"p1","to":"+255"}"#,
+        )
+        .await;
+    let id = a.json()["id"].as_str().expect("id").to_owned();
+    // The first attempt fails (nobody listens) and the next is minutes away.
+    let start = std::time::Instant::now();
+    while gw.event(&id).await["forward_status"] != "retrying" {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(15),
+            "never retried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let act = gw
+        .admin_call(Method::GET, "/v1/stats/activity", None)
+        .await
+        .json();
+    let due = act["outbox_oldest_due"]
+        .as_str()
+        .expect("a waiting delivery");
+    let due = hookgate::clock::parse_time(due).expect("a time");
+    assert!(due > now_secs() * 1_000_000, "due later, after its backoff");
     gw.stop().await;
 }
 
