@@ -248,6 +248,31 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events() {
         .await;
     assert_eq!(direct.json()["status"], "accepted");
 
+    // A preset with a further setting: Meta asks for its verify token too.
+    b.route("#/accounts/new").await;
+    b.type_into("#account-name", "wa").await;
+    b.find("#provider")
+        .await
+        .select_by_value("meta")
+        .await
+        .expect("pick meta");
+    b.wait_text("#provider-help", "App Secret").await;
+    b.type_into("#secret", "app-s3cret").await;
+    b.type_into("[data-setting='handshake.verify_token']", "vt-123")
+        .await;
+    b.click("#create-account").await;
+    b.wait_text("#view h1", "wa").await;
+    let challenge = gw
+        .send_hook(
+            Method::GET,
+            "wa?hub.mode=subscribe&hub.verify_token=vt-123&hub.challenge=42",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(challenge.status, 200);
+    assert_eq!(&challenge.body[..], b"42");
+
     // A webhook signed outside the gateway is found in the events view.
     let ok = send_github(&gw, "shop", "n3w-secret", SAMPLE).await;
     assert_eq!(ok["status"], "accepted", "{ok}");
