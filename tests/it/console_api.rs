@@ -1,6 +1,6 @@
 //! The console over plain HTTP: its files and their headers, and the admin API it added
-//! (whoami, path suggestions, per-account counts, the dashboard's figures, Try Out), plus
-//! `hookgate paths suggest`.
+//! (whoami, path suggestions, template previews, per-account counts, the dashboard's
+//! figures, Try Out and its CLI twin).
 
 use hyper::Method;
 use serde_json::json;
@@ -489,33 +489,4 @@ async fn the_dashboard_shows_when_a_waiting_delivery_is_due() {
     let due = hookgate::clock::parse_time(due).expect("a time");
     assert!(due > now_secs() * 1_000_000, "due later, after its backoff");
     gw.stop().await;
-}
-
-#[test]
-fn the_cli_suggests_paths_from_a_sample_file_and_refuses_bad_json() {
-    let dir = tempfile::tempdir().expect("dir");
-    let good = dir.path().join("sample.json");
-    std::fs::write(&good, r#"{"id":"ev_1","customer":{"phone":"+255"}}"#).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["paths", "suggest"])
-        .arg(&good)
-        .output()
-        .expect("run");
-    assert!(out.status.success());
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("$.customer.phone  \"+255\""), "{text}");
-    assert!(text.contains("sender     $.customer.phone"), "{text}");
-    let bad = dir.path().join("bad.json");
-    std::fs::write(&bad, r#"{"id": 1, "id": 2}"#).expect("write");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .args(["paths", "suggest"])
-        .arg(&bad)
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.json") && err.contains("not valid JSON"),
-        "{err}"
-    );
 }

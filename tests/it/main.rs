@@ -7,6 +7,8 @@ mod audit;
 mod browser;
 mod console;
 mod console_api;
+mod console_auditor;
+mod console_cli;
 mod console_hostile;
 mod crash;
 mod faults;
