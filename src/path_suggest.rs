@@ -45,7 +45,7 @@ pub struct Suggestions {
 
 /// Why a pasted sample could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("the sample is not valid JSON: {0}")]
+#[error("{0}")]
 pub struct SampleError(String);
 
 /// Reads a pasted sample as a sender's body would be read: strict JSON when it looks like
@@ -53,9 +53,11 @@ pub struct SampleError(String);
 pub fn parse_sample(text: &[u8]) -> Result<Value, SampleError> {
     let trimmed = text.trim_ascii_start();
     if trimmed.starts_with(b"{") || trimmed.starts_with(b"[") {
-        return crate::strict_json::from_slice(text).map_err(|e| SampleError(e.to_string()));
+        return crate::strict_json::from_slice(text)
+            .map_err(|e| SampleError(format!("the sample is not valid JSON: {e}")));
     }
-    Ok(crate::payload::decode_form(text))
+    crate::payload::decode_form(text)
+        .map_err(|e| SampleError(format!("the sample is not a valid form: {e}")))
 }
 
 /// Lists the scalar fields of `sample` with their paths, and guesses the account's paths.

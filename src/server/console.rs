@@ -11,7 +11,7 @@ use hyper::header::{
     CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, HeaderValue, REFERRER_POLICY,
     X_CONTENT_TYPE_OPTIONS, X_FRAME_OPTIONS,
 };
-use hyper::{Method, Response, StatusCode};
+use hyper::{Response, StatusCode};
 
 use super::http::{Problem, ResBody, full};
 
@@ -78,24 +78,9 @@ const ASSETS: &[Asset] = &[
     },
 ];
 
-/// Whether `path` is the console's rather than the API's.
-pub fn owns(path: &str) -> bool {
-    path == "/" || path == "/index.html" || path.starts_with("/console/")
-}
-
-/// Serves a console file (`GET`/`HEAD`), or a 404 or 405 problem.
-pub fn serve(method: &Method, path: &str) -> Response<ResBody> {
-    if method != Method::GET && method != Method::HEAD {
-        return secure(
-            Problem::new(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "Method Not Allowed",
-                "the console's files are read with GET",
-            )
-            .response(),
-        );
-    }
+/// Serves a console file (its routes are `GET`, declared in `admin::ROUTES` as open to
+/// anyone), or a 404 problem for a name that is not one.
+pub fn serve(path: &str) -> Response<ResBody> {
     let path = if path == "/index.html" { "/" } else { path };
     let Some(asset) = ASSETS.iter().find(|a| a.path == path) else {
         return secure(
@@ -108,12 +93,7 @@ pub fn serve(method: &Method, path: &str) -> Response<ResBody> {
             .response(),
         );
     };
-    let body = if method == Method::HEAD {
-        full(bytes::Bytes::new())
-    } else {
-        full(asset.body)
-    };
-    let mut res = Response::new(body);
+    let mut res = Response::new(full(asset.body));
     res.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(asset.content_type));
     // The files change with the binary; revalidating each load keeps a stale script from
