@@ -88,7 +88,19 @@ async fn an_auditor_reads_and_verifies_but_sees_no_write_controls() {
         .set_window_size(1100, 760)
         .await
         .expect("laptop size");
-    b.route("#/audit").await;
+    // The sections are links: reached and followed from the keyboard.
+    b.find("#nav a[href='#/audit']")
+        .await
+        .send_keys("\u{E007}")
+        .await
+        .expect("press Enter");
+    b.wait_js("return document.body.dataset.view === 'audit'", vec![])
+        .await;
+    b.wait_js(
+        "return document.activeElement === document.getElementById('view')",
+        vec![],
+    )
+    .await;
     b.click("#verify").await;
     b.wait_text("#verify-verdict", "Both chains verify").await;
     b.route("#/ops").await;
