@@ -20,6 +20,7 @@ pub mod extract;
 pub mod forward;
 pub mod handshake;
 pub mod metrics;
+pub mod path_suggest;
 pub mod payload;
 pub mod ratelimit;
 pub mod redact;

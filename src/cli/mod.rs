@@ -7,6 +7,7 @@
 
 mod chat_sink;
 pub mod client;
+mod paths;
 mod providers;
 mod remote;
 
@@ -78,6 +79,10 @@ pub enum Command {
         #[arg(long)]
         to: String,
     },
+    /// The JSONPaths of a sample payload's fields, for an account's paths (no gateway
+    /// needed).
+    #[command(subcommand)]
+    Paths(paths::PathsCommand),
 }
 
 /// `hookgate providers ...`.
@@ -272,6 +277,18 @@ pub enum AccountsCommand {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Try Out: the gateway signs a test request with the account's own key and sends it
+    /// to the account's URL; prints the answer and the audit id.
+    Try {
+        /// The account name.
+        name: String,
+        /// The body to send, JSON inline or @FILE (default: a made-up test event).
+        #[arg(long)]
+        body: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// `hookgate events ...`.
@@ -427,6 +444,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sign(args) => providers::sign(args),
         Command::Backup { db, to } => backup(&db, &to),
         Command::Migrate { from, to } => migrate(&from, &to).await,
+        Command::Paths(cmd) => emit(&paths::run(cmd)?),
     }
 }
 
@@ -485,7 +503,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(
-        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  database:  {db}\n",
+        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  console:   http://{admin}/   (sign in with the admin or an auditor token)\n  database:  {db}\n",
         env!("CARGO_PKG_VERSION")
     );
     banner.push_str(&match &gateway.generated_admin_token {

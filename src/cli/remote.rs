@@ -109,6 +109,19 @@ pub(super) async fn accounts(cmd: AccountsCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        A::Try { name, body, remote } => {
+            let request = match body {
+                Some(b) => serde_json::json!({"body": json_arg(&b)?}),
+                None => serde_json::json!({}),
+            };
+            call(
+                &remote,
+                Method::POST,
+                &format!("/v1/accounts/{name}/try"),
+                Some(request),
+            )
+            .await
+        }
     }
 }
 

@@ -11,9 +11,11 @@
 mod access;
 mod admin;
 mod admin_accounts;
+mod admin_console;
 mod admin_events;
 mod admin_tokens;
 mod conn_limit;
+mod console;
 pub mod http;
 mod ingest;
 mod stream;

@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod query;
 pub mod rows;
 pub mod sqlite;
+pub mod stats;
 pub mod write;
 
 pub use export::Format as ExportFormat;
