@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod account_metrics;
 pub mod chain;
 pub mod cli;
 pub mod clock;

@@ -1,7 +1,10 @@
 //! The `hookgate` binary: parse the command line, set up logging, run, map to an exit code.
 //! All behaviour lives in the library; this file must stay thin.
 
+use std::io::IsTerminal as _;
+
 use clap::Parser;
+use hookgate::cli::LogFormat;
 
 /// jemalloc instead of the C library's allocator: a request's buffers are allocated on a
 /// tokio worker and freed on the writer's thread, and glibc's malloc spent about 15 % of
@@ -12,13 +15,18 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = hookgate::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logger = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        // Colour only for a person at a terminal: a file or a journal gets plain text.
+        LogFormat::Text => logger
+            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .init(),
+        LogFormat::Json => logger.json().with_current_span(true).init(),
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let requested = std::env::var("TOKIO_WORKER_THREADS").ok();
     let workers = match hookgate::cli::async_workers(requested.as_deref(), cores) {
@@ -43,7 +51,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(hookgate::cli::exit_code(&e))
         }
     }
 }

@@ -17,8 +17,19 @@ use super::{admin_accounts, admin_events, admin_tokens};
 use crate::store::StoreError;
 use crate::tokens::{Caller, Role};
 
+/// The OpenAPI 3.1 document of the admin API and the webhook endpoint.
+pub const OPENAPI: &str = include_str!("../../openapi/hookgate.json");
+
 /// Handles one admin request.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<ResBody> {
+    // The only routes open without a token: they describe the API and hold no data.
+    if req.method() == Method::GET {
+        match req.uri().path() {
+            "/" | "/v1" | "/v1/" => return index(),
+            "/v1/openapi.json" => return openapi(),
+            _ => {}
+        }
+    }
     let caller = match authenticate(state, &req) {
         Ok(c) => c,
         Err(p) => return p.response(),
@@ -27,6 +38,41 @@ pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<ResBod
         Ok(res) => res,
         Err(p) => p.response(),
     }
+}
+
+/// `GET /`: what this listener serves and where its description is.
+fn index() -> Response<ResBody> {
+    let doc: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
+    let mut routes = Vec::new();
+    if let Some(paths) = doc["paths"].as_object() {
+        for (path, ops) in paths {
+            for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
+                if method != "parameters" && !path.starts_with("/hooks") {
+                    routes.push(format!("{} {path}", method.to_uppercase()));
+                }
+            }
+        }
+    }
+    super::http::json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "service": "hookgate admin API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "openapi": "/v1/openapi.json",
+            "authentication": "Authorization: Bearer <admin or auditor token>",
+            "routes": routes,
+        }),
+    )
+}
+
+/// `GET /v1/openapi.json`.
+fn openapi() -> Response<ResBody> {
+    let mut res = Response::new(super::http::full(OPENAPI));
+    res.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    res
 }
 
 fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Caller, Problem> {
@@ -169,10 +215,13 @@ async fn route(
         }
         (&Method::GET, ["metrics"]) => {
             require_admin(caller)?;
-            let text = state
+            let accounts = state.registry.list();
+            let mut text = state
                 .store
                 .metrics()
-                .render(state.store.is_healthy(), state.registry.list().len());
+                .render(state.store.is_healthy(), accounts.len());
+            let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
+            state.account_metrics.render(&mut text, &names);
             let mut res = Response::new(super::http::full(text));
             res.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,

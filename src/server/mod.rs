@@ -7,11 +7,13 @@
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
 //! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
 
+mod account_view;
 mod admin;
 mod admin_accounts;
 mod admin_events;
 mod admin_tokens;
 mod conn_limit;
+mod export_limit;
 pub mod http;
 mod ingest;
 mod stream;
@@ -32,6 +34,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
+use tracing::Instrument as _;
 
 use crate::account::{AccountSpec, compile};
 use crate::clock::now_micros;
@@ -75,6 +78,8 @@ pub struct AppState {
     pub rules: crate::rules::Rules,
     /// The clock the ingest path reads.
     pub clock: crate::clock::Clock,
+    /// Per-account outcome counters for `/metrics`.
+    pub account_metrics: crate::account_metrics::AccountMetrics,
 }
 
 /// The two bound listeners.
@@ -213,6 +218,7 @@ impl Gateway {
             admin_lock: tokio::sync::Mutex::new(()),
             deliveries: Arc::new(tokio::sync::Notify::new()),
             stopping: stop_rx,
+            account_metrics: Default::default(),
             rules,
             clock,
         };
@@ -355,7 +361,44 @@ async fn accept_loop(
     graceful
 }
 
+/// Answers one request inside its span (method, path, and for a webhook the account, the
+/// audit id and the outcome, which `ingest` records), and logs one line at `info` when
+/// the answer is ready.
 async fn route(
+    state: &AppState,
+    side: Side,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<ResBody> {
+    let started = std::time::Instant::now();
+    let path = req.uri().path();
+    let account = path
+        .strip_prefix("/hooks/")
+        .filter(|_| side == Side::Public)
+        .map(|a| a.chars().take(64).collect::<String>());
+    let span = tracing::info_span!(
+        "request",
+        method = %req.method(),
+        path = %path.chars().take(128).collect::<String>(),
+        account = account.as_deref(),
+        audit_id = tracing::field::Empty,
+        outcome = tracing::field::Empty,
+    );
+    let res = route_inner(state, side, peer, req)
+        .instrument(span.clone())
+        .await;
+    span.in_scope(|| {
+        tracing::info!(
+            status = res.status().as_u16(),
+            micros = started.elapsed().as_micros() as u64,
+            %peer,
+            "answered"
+        );
+    });
+    res
+}
+
+async fn route_inner(
     state: &AppState,
     side: Side,
     peer: SocketAddr,
