@@ -142,9 +142,12 @@ pub struct SignArgs {
     /// {HOOKGATE_PUBLIC_URL or http://127.0.0.1:8080}/hooks/{the account's name}.
     #[arg(long)]
     pub url: Option<String>,
-    /// Where the admin API is (with `--account`).
-    #[command(flatten)]
-    pub remote: Remote,
+    /// With `--account`: the admin API's base URL (`--url` is where the request goes).
+    #[arg(long, env = "HOOKGATE_URL", default_value = "http://127.0.0.1:8081")]
+    pub admin_url: String,
+    /// With `--account`: the admin token.
+    #[arg(long, env = "HOOKGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Also load the operator rule files in this directory.
     #[arg(long, env = "HOOKGATE_RULES_DIR")]
     pub rules_dir: Option<PathBuf>,

@@ -157,6 +157,12 @@ mod tests {
     use super::async_workers;
 
     #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
+
+    #[test]
     fn one_core_is_left_to_the_writer_unless_told_otherwise() {
         assert_eq!(async_workers(None, 1), Ok(1));
         assert_eq!(async_workers(None, 2), Ok(1));

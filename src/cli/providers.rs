@@ -156,7 +156,12 @@ async fn from_gateway(args: &SignArgs, rules: &Rules, name: &str) -> anyhow::Res
         "/v1/accounts/{}",
         form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
     );
-    let mut view = super::remote::fetch(&args.remote, hyper::Method::GET, &path, None).await?;
+    let remote = super::Remote {
+        url: args.admin_url.clone(),
+        token: args.token.clone(),
+        auditor_token: None,
+    };
+    let mut view = super::remote::fetch(&remote, hyper::Method::GET, &path, None).await?;
     let webhook_url = view["webhook_url"].as_str().unwrap_or("").to_owned();
     // The view adds what the gateway knows about the account; the spec is the rest.
     if let Some(obj) = view.as_object_mut() {

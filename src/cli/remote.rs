@@ -314,8 +314,11 @@ impl std::io::Write for DataLines {
         self.pending.extend_from_slice(buf);
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
-            if line.starts_with(b": live") {
+            if line.starts_with(b": live") && !self.live {
                 self.live = true;
+                eprintln!(
+                    "# live: printing events as they arrive (earlier ones: `hookgate events list`)"
+                );
             }
             if !self.live {
                 continue;
