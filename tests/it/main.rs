@@ -9,6 +9,7 @@ mod fixtures;
 mod forward;
 mod hostile;
 mod ingest;
+mod openapi;
 mod operator;
 mod presets;
 mod process;
