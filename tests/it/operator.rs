@@ -494,3 +494,60 @@ async fn version_completions_and_man_page_come_from_the_cli_definition() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn the_log_has_one_line_per_request_without_colour_and_as_json_when_asked() {
+    for format in ["text", "json"] {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("hookgate.db");
+        let p = crate::process::start(&db, &[("HOOKGATE_LOG_FORMAT", format)]).await;
+        p.create_account(
+            &json!({"name": "logged", "allow_unverified": true, "paths": {"event_id": "$.id"}}),
+        )
+        .await;
+        let client = hookgate::cli::client::HttpClient::default();
+        let a = client
+            .send(
+                Method::POST,
+                &format!("{}/hooks/logged", p.public),
+                &[],
+                r#"{"id":"l1"}"#,
+            )
+            .await
+            .expect("answer");
+        let id = a.json()["id"].as_str().unwrap_or_default().to_owned();
+        let index = client
+            .send(Method::GET, &format!("{}/", p.admin), &[], "")
+            .await
+            .expect("index");
+        assert_eq!(index.status, 200, "the banner's admin URL answers");
+        assert_eq!(index.json()["openapi"], "/v1/openapi.json");
+        let log = p.term(Duration::from_secs(20)).await;
+        assert!(
+            !log.contains('\u{1b}'),
+            "no colour codes in a log that is not a terminal: {log}"
+        );
+        let answered: Vec<&str> = log.lines().filter(|l| l.contains("answered")).collect();
+        // The account's creation, the webhook and the index: one line each.
+        assert_eq!(answered.len(), 3, "{log}");
+        let hook = answered
+            .iter()
+            .find(|l| l.contains(&id))
+            .copied()
+            .unwrap_or_default();
+        assert!(
+            hook.contains("logged") && hook.contains("accepted"),
+            "{hook}"
+        );
+        if format == "json" {
+            for line in log.lines() {
+                let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                assert!(v["level"].is_string(), "{line}");
+            }
+            let v: Value = serde_json::from_str(hook).unwrap_or_default();
+            assert_eq!(v["span"]["audit_id"], id.as_str(), "{hook}");
+            assert_eq!(v["span"]["outcome"], "accepted");
+            assert_eq!(v["span"]["account"], "logged");
+        }
+    }
+}
