@@ -41,6 +41,47 @@ pub fn warnings(spec: &AccountSpec) -> Vec<String> {
     out
 }
 
+/// Why an accepted event of this account was recorded with forward status `skipped`,
+/// judged from the account as it is configured now (the row itself keeps no reason).
+pub fn skipped_because(
+    spec: &AccountSpec,
+    event_type: Option<&str>,
+    sender: Option<&str>,
+) -> String {
+    let forward = &spec.forward;
+    let types = &forward.event_types;
+    let mut why = Vec::new();
+    if !types.is_empty() && !event_type.is_some_and(|t| types.iter().any(|x| x == t)) {
+        why.push(format!(
+            "its event type {} is not among forward.event_types {types:?}, so it was neither streamed nor messaged",
+            event_type.map_or("(none extracted)".to_owned(), |t| format!("{t:?}"))
+        ));
+    } else {
+        if !forward.send_to_user {
+            why.push("forward.send_to_user is off".to_owned());
+        }
+        if forward.template.is_none() {
+            why.push("forward.template is not set".to_owned());
+        }
+        if sender.is_none() {
+            why.push(if spec.paths.sender.is_none() {
+                "paths.sender is not set, so there is no chat to address".to_owned()
+            } else {
+                "paths.sender matched nothing in this event".to_owned()
+            });
+        }
+        if why.is_empty() {
+            return "the account's forwarding settings have changed since; it would be messaged now"
+                .to_owned();
+        }
+        why = vec![format!("streamed, not messaged: {}", why.join("; "))];
+    }
+    format!(
+        "{} (judged from the account's current settings)",
+        why.join("; ")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -59,6 +100,19 @@ mod tests {
         assert_eq!(url, "http://gw:8080/hooks/q?key=<token>");
         let plain = spec(json!({"name": "p", "auth": {"type": "bearer", "token": "t0ken-t0ken"}}));
         assert_eq!(webhook_url("http://gw", &plain), "http://gw/hooks/p");
+    }
+
+    #[test]
+    fn a_skipped_forward_is_explained() {
+        let s = spec(json!({"name": "k", "allow_unverified": true,
+                            "forward": {"send_to_user": true, "template": "hi", "event_types": ["paid"]}}));
+        let why = skipped_because(&s, Some("refund"), Some("+1"));
+        assert!(
+            why.contains("\"refund\" is not among forward.event_types"),
+            "{why}"
+        );
+        let why = skipped_because(&s, Some("paid"), None);
+        assert!(why.contains("paths.sender is not set"), "{why}");
     }
 
     #[test]

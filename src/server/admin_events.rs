@@ -274,6 +274,18 @@ pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Probl
     let attempts = state.store.attempts(seq).await.map_err(store_problem)?;
     let mut value = serde_json::to_value(&event).unwrap_or_default();
     value["forward_attempts"] = serde_json::to_value(attempts).unwrap_or_default();
+    if value["forward_status"] == "skipped"
+        && let Some(account) = value["account"]
+            .as_str()
+            .and_then(|a| state.registry.get(a))
+    {
+        value["forward_note"] = super::account_view::skipped_because(
+            &account.spec,
+            value["event_type"].as_str(),
+            value["sender"].as_str(),
+        )
+        .into();
+    }
     Ok(super::http::json(StatusCode::OK, &value))
 }
 

@@ -19,6 +19,7 @@ mod seal;
 mod sliced;
 mod timeline;
 mod writer;
+mod writer_queue;
 
 pub use admin_write::{AdminWrite, Change};
 pub use export::Format as ExportFormat;

@@ -551,3 +551,123 @@ async fn the_log_has_one_line_per_request_without_colour_and_as_json_when_asked(
         }
     }
 }
+
+#[tokio::test]
+async fn account_answers_guide_the_studio_and_counters_are_per_account() {
+    let gw = spawn_gateway().await;
+    // A query-token account's URL shows where the token goes, and never the token.
+    let q = gw
+        .create_account(
+            json!({"name": "qt", "auth": {"type": "query", "param": "key", "value": "tok-123456"}}),
+        )
+        .await;
+    assert_eq!(
+        q["webhook_url"],
+        format!("{}/hooks/qt?key=<token>", gw.public)
+    );
+    // send_to_user without a sender path is saved, with a warning.
+    let w = gw
+        .create_account(
+            json!({"name": "warned", "allow_unverified": true, "paths": {"event_id": "$.id"},
+                               "forward": {"send_to_user": true, "template": "paid"}}),
+        )
+        .await;
+    let warnings = w["warnings"].to_string();
+    assert!(warnings.contains("paths.sender"), "{warnings}");
+    // Provider names ignore case; a typo gets a suggestion; a Paystack public key is refused.
+    let s = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "st", "provider": "Stripe", "secret": "whsec_dGVzdA=="})),
+        )
+        .await;
+    assert_eq!(s.status, 201, "{:?}", s.json());
+    assert_eq!(s.json()["provider"], "stripe");
+    let typo = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "st2", "provider": "strpe", "secret": "x"})),
+        )
+        .await;
+    assert_eq!(typo.status, 422);
+    assert!(
+        typo.json()["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("did you mean \"stripe\"?")
+    );
+    let pk = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts",
+            Some(json!({"name": "ps", "provider": "paystack", "secret": "pk_test_abc"})),
+        )
+        .await;
+    assert_eq!(pk.status, 422);
+    assert_eq!(pk.json()["field"], "secret");
+    assert!(
+        pk.json()["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("sk_live_"),
+        "{:?}",
+        pk.json()
+    );
+    assert_eq!(
+        gw.events("").await.len(),
+        0,
+        "nothing was recorded for refused accounts"
+    );
+
+    // A skipped forward says why.
+    gw.admin_call(
+        Method::POST,
+        "/v1/accounts/warned/listening",
+        Some(json!({"listening": true, "event_types": ["paid"]})),
+    )
+    .await;
+    let id = gw
+        .post_hook("warned", &[], r#"{"id":"k1","type":"refund"}"#)
+        .await
+        .json()["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let shown = gw.event(&id).await;
+    assert_eq!(shown["forward_status"], "skipped");
+    let note = shown["forward_note"].as_str().unwrap_or_default();
+    assert!(note.contains("forward.event_types"), "{note}");
+
+    // Per-account counters, only for configured accounts; the writer's queue is shown.
+    gw.post_hook("warned", &[], r#"{"id":"k1"}"#).await;
+    gw.post_hook("no_such_account", &[], "{}").await;
+    let metrics = gw.admin_call(Method::GET, "/metrics", None).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    assert!(
+        text.contains("hookgate_account_events_total{account=\"warned\",outcome=\"accepted\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("hookgate_account_events_total{account=\"warned\",outcome=\"duplicate\"} 1"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("no_such_account"),
+        "unknown accounts make no label"
+    );
+    assert!(
+        text.contains("hookgate_writer_queue_depth ")
+            && text.contains("hookgate_writer_queue_capacity "),
+        "{text}"
+    );
+    gw.stop().await;
+}
+
+#[test]
+fn database_key_files_are_ignored_by_git() {
+    let ignore = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.gitignore"))
+        .unwrap_or_default();
+    assert!(ignore.lines().any(|l| l.trim() == "*.key"), "{ignore}");
+}
