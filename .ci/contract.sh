@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The OpenAPI contract, fuzzed: schemathesis (from PyPI, in a venv) generates requests
 # from openapi/hookgate.json against a real gateway and fails on any 5xx or any answer the
-# document does not list. Bounded to a couple of minutes. The webhook endpoint is left to
-# tests/it/openapi.rs (it lives on the other listener).
+# document does not list. Bounded to a couple of minutes: the admin API on the admin
+# listener, then the webhook endpoint on the public one (the live stream, which never
+# ends, is left to tests/it/openapi.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin="${1:-target/debug/hookgate}"
@@ -20,6 +21,7 @@ pid=$!
 for _ in $(seq 1 100); do grep -q "admin API:" "$work/out" 2>/dev/null && break; sleep 0.1; done
 admin="$(sed -n 's/^ *admin API: *//p' "$work/out" | tr -d '\n')"
 admin="${admin%/}"
+public="http://$(sed -n 's/.*(listening on \(.*\))$/\1/p' "$work/out" | tr -d '\n')"
 [ -n "$admin" ] || { cat "$work/err"; echo "the gateway did not start"; exit 1; }
 timeout 240 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \
   --url "$admin" \
@@ -27,4 +29,9 @@ timeout 240 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance \
   --exclude-path '/hooks/{account}' \
   --exclude-path '/v1/stream' \
+  --max-examples 25
+timeout 120 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \
+  --url "$public" \
+  --checks not_a_server_error,status_code_conformance \
+  --include-path '/hooks/{account}' \
   --max-examples 25

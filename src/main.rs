@@ -17,14 +17,17 @@ fn main() -> std::process::ExitCode {
     let cli = hookgate::cli::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Log lines are written by a thread of their own: a request never waits on a slow or
+    // full standard error (a stalled journal, a pipe nobody reads); past its buffer a line
+    // is dropped rather than a request held. The guard flushes what is left at exit.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let (writer, _flush_at_exit) = tracing_appender::non_blocking(std::io::stderr());
     let logger = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match cli.log_format {
         // Colour only for a person at a terminal: a file or a journal gets plain text.
-        LogFormat::Text => logger
-            .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-            .init(),
+        LogFormat::Text => logger.with_ansi(ansi).init(),
         LogFormat::Json => logger.json().with_current_span(true).init(),
     }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
