@@ -31,5 +31,6 @@ pub mod server;
 pub mod signer;
 pub mod store;
 pub mod strict_json;
+pub mod telemetry;
 pub mod tokens;
 pub mod verify;

@@ -11,6 +11,8 @@ mod hostile;
 mod ingest;
 mod openapi;
 mod operator;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod presets;
 mod process;
 mod props;
