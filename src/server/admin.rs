@@ -3,8 +3,9 @@
 //!
 //! Owns the route table of the admin API and the role each route needs: `admin` for
 //! everything; `auditor` only for reading events (list, show, export), the change log and
-//! audit verification. It must never serve a route before the token is
-//! checked, and never echo a token.
+//! audit verification; no token only for `GET /` and `GET /v1/openapi.json`, which
+//! describe the API and hold no data. It must never serve any other route before the token
+//! is checked, and never echo a token.
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;

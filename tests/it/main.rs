@@ -17,5 +17,6 @@ mod presets;
 mod process;
 mod props;
 mod secrets;
+mod service;
 mod storage;
 mod support;
