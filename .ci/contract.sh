@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 bin="${1:-target/debug/hookgate}"
 work="$(mktemp -d)"
 trap 'kill "${pid:-0}" 2>/dev/null || true; rm -rf "$work"' EXIT
-if ! command -v python3 >/dev/null || ! python3 -m venv --help >/dev/null 2>&1; then
+if ! command -v python3 >/dev/null || ! python3 -c "import ensurepip, venv" >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq python3 python3-venv >/dev/null
 fi
 python3 -m venv "$work/venv"
