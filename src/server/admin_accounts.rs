@@ -325,7 +325,7 @@ pub fn provider(state: &AppState, name: &str) -> Result<Response<ResBody>, Probl
             StatusCode::NOT_FOUND,
             "unknown_provider",
             "Not Found",
-            format!("there is no provider preset named {name:?}"),
+            state.rules.unknown(name).message,
         )
     })?;
     Ok(super::http::json(StatusCode::OK, &rules::describe(rule)))
