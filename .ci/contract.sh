@@ -26,12 +26,12 @@ public="http://$(sed -n 's/.*(listening on \(.*\))$/\1/p' "$work/out" | tr -d '\
 timeout 240 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \
   --url "$admin" \
   --header "Authorization: Bearer $token" \
-  --checks not_a_server_error,status_code_conformance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --exclude-path '/hooks/{account}' \
   --exclude-path '/v1/stream' \
   --max-examples 25
 timeout 120 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \
   --url "$public" \
-  --checks not_a_server_error,status_code_conformance \
+  --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
   --include-path '/hooks/{account}' \
   --max-examples 25
