@@ -285,7 +285,7 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
             )
             .await
             .expect("answer");
-        check(&doc, c.op, a.status.as_u16(), &a.headers, &c.path);
+        check(&doc, c.op, a.status.as_u16(), &a.headers, &a.body, &c.path);
         seen.insert((c.op.0.into(), c.op.1.into(), a.status.as_u16().to_string()));
     }
 
@@ -344,7 +344,14 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         let refs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let method = Method::from_bytes(m.to_uppercase().as_bytes()).unwrap_or(Method::GET);
         let a = gw.send_hook(method, target, &refs, body).await;
-        check(&doc, hook(m), a.status.as_u16(), &a.headers, target);
+        check(
+            &doc,
+            hook(m),
+            a.status.as_u16(),
+            &a.headers,
+            &a.body,
+            target,
+        );
         seen.insert((
             m.into(),
             "/hooks/{account}".into(),
@@ -417,8 +424,16 @@ fn closed_url() -> String {
     format!("http://{addr}/messages")
 }
 
-/// Asserts that `status` is documented for the operation, with its content type.
-fn check(doc: &Value, (m, p): (&str, &str), status: u16, headers: &hyper::HeaderMap, sent: &str) {
+/// Asserts that `status` is documented for the operation, with its content type, and that
+/// a JSON body has the shape its schema documents.
+fn check(
+    doc: &Value,
+    (m, p): (&str, &str),
+    status: u16,
+    headers: &hyper::HeaderMap,
+    body: &[u8],
+    sent: &str,
+) {
     let op = &doc["paths"][p][m];
     assert!(op.is_object(), "{m} {p} is not documented");
     let documented = &op["responses"][status.to_string()];
@@ -438,5 +453,72 @@ fn check(doc: &Value, (m, p): (&str, &str), status: u16, headers: &hyper::Header
             "{m} {sent} {status}: content type {ct:?} is not among {:?}",
             content.keys().collect::<Vec<_>>()
         );
+        if base.ends_with("json") {
+            let value: Value = serde_json::from_slice(body)
+                .unwrap_or_else(|e| panic!("{m} {sent} {status}: not JSON: {e}"));
+            if let Err(e) = conforms(doc, &content[base]["schema"], &value, "$") {
+                panic!("{m} {sent} {status}: {e}");
+            }
+        }
     }
+}
+
+/// Checks `value` against the subset of JSON Schema the document uses: `$ref`, `allOf`,
+/// `type` (one or several), `required`, `properties`, `items`, `enum`.
+fn conforms(doc: &Value, schema: &Value, value: &Value, at: &str) -> Result<(), String> {
+    if let Some(r) = schema["$ref"].as_str() {
+        let name = r.trim_start_matches("#/components/schemas/");
+        return conforms(doc, &doc["components"]["schemas"][name], value, at);
+    }
+    for part in schema["allOf"].as_array().into_iter().flatten() {
+        conforms(doc, part, value, at)?;
+    }
+    let kind = match value {
+        Value::Null => "null",
+        Value::Bool(_) => "boolean",
+        Value::Number(n) if n.is_i64() || n.is_u64() => "integer",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let types: Vec<&str> = match &schema["type"] {
+        Value::String(t) => vec![t.as_str()],
+        Value::Array(ts) => ts.iter().filter_map(Value::as_str).collect(),
+        _ => Vec::new(),
+    };
+    let fits = types.is_empty()
+        || types.contains(&kind)
+        || (kind == "integer" && types.contains(&"number"));
+    if !fits {
+        return Err(format!("{at} is {kind}, documented as {types:?}"));
+    }
+    if let Some(allowed) = schema["enum"].as_array()
+        && !allowed.contains(value)
+    {
+        return Err(format!("{at} = {value} is not among {allowed:?}"));
+    }
+    for key in schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if value.get(key).is_none() {
+            return Err(format!("{at}.{key} is required and missing"));
+        }
+    }
+    if let (Some(props), Some(obj)) = (schema["properties"].as_object(), value.as_object()) {
+        for (key, sub) in props {
+            if let Some(v) = obj.get(key) {
+                conforms(doc, sub, v, &format!("{at}.{key}"))?;
+            }
+        }
+    }
+    if let Some(items) = value.as_array() {
+        for (i, v) in items.iter().enumerate() {
+            conforms(doc, &schema["items"], v, &format!("{at}[{i}]"))?;
+        }
+    }
+    Ok(())
 }
