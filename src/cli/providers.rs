@@ -225,7 +225,7 @@ fn offline(args: &SignArgs, rules: &Rules) -> anyhow::Result<Target> {
                 .ok()
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-            format!("{}/hooks/{name}", base.trim_end_matches('/'))
+            format!("{}/hooks/{name}", super::client::base_url(&base))
         }
         (None, None) => bail!(
             "say where the request goes: --account NAME (the account's URL, read from the gateway) or --url http://HOST/hooks/NAME"

@@ -339,11 +339,11 @@ impl std::io::Write for DataLines {
 
 /// The token to send: the admin token when given, else the auditor token.
 pub(super) fn token_of(remote: &Remote) -> anyhow::Result<&str> {
-    remote
-        .token
-        .as_deref()
-        .or(remote.auditor_token.as_deref())
-        .filter(|t| !t.is_empty())
+    fn given(t: &Option<String>) -> Option<&str> {
+        t.as_deref().filter(|t| !t.trim().is_empty())
+    }
+    given(&remote.token)
+        .or_else(|| given(&remote.auditor_token))
         .ok_or_else(|| {
             anyhow::anyhow!("no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or HOOKGATE_AUDITOR_TOKEN, or pass --token")
         })
