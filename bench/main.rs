@@ -310,15 +310,8 @@ struct WriterStats {
     groups: f64,
     /// Seconds spent executing and committing groups.
     busy: f64,
-    /// Background checkpoint passes.
-    passes: f64,
-    /// Rounds the writer finished itself, and the seconds those took.
-    finishes: f64,
-    finish_secs: f64,
     /// Groups that took over 2 ms.
     slow: f64,
-    /// The dedupe filter's size in MiB (a gauge: `since` keeps the later value).
-    filter_mib: f64,
 }
 
 impl WriterStats {
@@ -328,11 +321,7 @@ impl WriterStats {
             rows: self.rows - before.rows,
             groups: self.groups - before.groups,
             busy: self.busy - before.busy,
-            passes: self.passes - before.passes,
-            finishes: self.finishes - before.finishes,
-            finish_secs: self.finish_secs - before.finish_secs,
             slow: self.slow - before.slow,
-            filter_mib: self.filter_mib,
         }
     }
 }
@@ -360,12 +349,8 @@ async fn writer_stats(client: &HttpClient, admin: SocketAddr) -> WriterStats {
         rows: get("hookgate_writer_rows_total "),
         groups: get("hookgate_writer_groups_total "),
         busy: get("hookgate_writer_seconds_total "),
-        passes: get("hookgate_checkpoints_total{by=\"background\"} "),
-        finishes: get("hookgate_checkpoints_total{by=\"writer\"} "),
-        finish_secs: get("hookgate_checkpoint_seconds_total{by=\"writer\"} "),
         slow: get("hookgate_writer_group_seconds_count ")
             - get("hookgate_writer_group_seconds_bucket{le=\"0.002\"} "),
-        filter_mib: get("hookgate_dedupe_filter_bytes ") / (1024.0 * 1024.0),
     }
 }
 
@@ -393,15 +378,12 @@ async fn measure_gateway(
     let load_cpu: cpu::Usage = [("load generator".to_owned(), own_cpu)].into();
     let note = format!(
         "writer: {:.1} rows per commit group (one fsync each), busy {:.0}% of the run, {:.1} µs per row, \
-         {:.0} groups over 2 ms; {:.0} background checkpoint passes, {:.0} rounds finished by the writer ({:.2} ms each)\n\
+         {:.0} groups over 2 ms\n\
          CPU µs per row, by thread: gateway {}; {}",
         w.rows / w.groups.max(1.0),
         100.0 * w.busy / wall.max(1e-9),
         1e6 * w.busy / w.rows.max(1.0),
         w.slow,
-        w.passes,
-        w.finishes,
-        1e3 * w.finish_secs / w.finishes.max(1.0),
         cpu::per_row(&gateway_cpu, w.rows, wall),
         cpu::per_row(&load_cpu, w.rows, wall),
     );
@@ -541,8 +523,7 @@ async fn suite(
         let start = Instant::now();
         while !soak.is_finished() {
             tokio::time::sleep(Duration::from_secs(5)).await;
-            let filter = writer_stats(&client, admin).await.filter_mib;
-            samples.push((start.elapsed().as_secs(), gw.memory_mib().1, filter));
+            samples.push((start.elapsed().as_secs(), gw.memory_mib().1));
         }
         let r = soak.await?;
         println!(
@@ -551,22 +532,13 @@ async fn suite(
         );
         let rss: Vec<String> = samples
             .iter()
-            .map(|(t, m, _)| format!("{t}s:{m:.0}"))
+            .map(|(t, m)| format!("{t}s:{m:.0}"))
             .collect();
         println!("\nRSS MiB over time: {}", rss.join(" "));
         if let (Some(first), Some(last)) = (samples.get(samples.len() / 4), samples.last()) {
             println!(
                 "RSS from the first quarter to the end: {:.1} -> {:.1} MiB",
                 first.1, last.1
-            );
-            // The dedupe filter grows with the ids in the log, up to
-            // `storage.dedupe_filter_mib`, by design; the rest must not grow at all.
-            println!(
-                "of it the dedupe filter: {:.1} -> {:.1} MiB; the rest: {:.1} -> {:.1} MiB",
-                first.2,
-                last.2,
-                first.1 - first.2,
-                last.1 - last.2
             );
         }
     }

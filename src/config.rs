@@ -22,7 +22,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin listener (`HOOKGATE_ADMIN_LISTEN`).
     pub admin_listen: SocketAddr,
-    /// The SQLite database file (`HOOKGATE_DB`).
+    /// The database (`HOOKGATE_DB`): a SQLite file, or a `postgres://user:password@host:port/db`
+    /// URL that several gateway nodes share.
     pub database: PathBuf,
     /// The base URL senders are given, without a trailing slash (`HOOKGATE_PUBLIC_URL`);
     /// by default `http://{listen}`.
@@ -167,22 +168,16 @@ pub struct Storage {
     pub busy_timeout_ms: u64,
     /// How long ingest waits for a place in the writer's queue, in milliseconds.
     pub enqueue_timeout_ms: u64,
-    /// WAL pages after which a background thread copies them into the database file (the
-    /// writer finishes each round with the last few pages). More means fewer, longer
-    /// passes, a larger WAL file, and more data in each of the database file's syncs,
-    /// which the writer's own commits then wait behind on the disk (BENCHMARKS.md).
-    pub checkpoint_pages: u32,
     /// Bytes per page of a database this start creates: a power of two from 512 to 65536.
     /// An existing database keeps the page size it was made with. Audit rows carry whole
     /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
-    /// a 4 KiB page holds two and leaves a third of itself empty (BENCHMARKS.md).
+    /// a 4 KiB page holds two and leaves a third of itself empty.
     pub page_size: u32,
-    /// Memory for the filter in front of the dedupe table, in MiB (0: none). About 1.25
-    /// bytes per accepted id in the log (up to twice that for ids since start): with it, a
-    /// new event id costs a few cache lines instead of a lookup in the table. A log with
-    /// more ids than fit is served by the table alone, as exactly and more slowly
-    /// (BENCHMARKS.md).
-    pub dedupe_filter_mib: u32,
+    /// PostgreSQL only: connections this node keeps to the database at most.
+    pub pool_size: usize,
+    /// PostgreSQL only: seconds a node's claim on an outbox delivery lasts; a node that
+    /// dies mid-delivery leaves it to another node after this long.
+    pub claim_lease_secs: u64,
     /// The key sealing account secrets at rest, base64 of 32 bytes
     /// (`HOOKGATE_SECRET_KEY`); by default a key file `<database>.key` (mode 0600),
     /// created on first start.
@@ -232,9 +227,9 @@ impl Default for Storage {
             max_batch: 1024,
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
-            checkpoint_pages: 250,
             page_size: 8192,
-            dedupe_filter_mib: 64,
+            pool_size: 16,
+            claim_lease_secs: 30,
             secret_key: None,
         }
     }

@@ -26,6 +26,7 @@ pub mod redact;
 pub mod registry;
 pub mod render;
 pub mod rules;
+pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod signer;

@@ -12,7 +12,7 @@ use crate::event::{Reason, Status};
 
 /// Upper bounds of the write-group time histogram's buckets, in microseconds (the last
 /// bucket, `+Inf`, is implicit). A request waits for its group; a group over 2 ms is a
-/// stall worth seeing (BENCHMARKS.md: the checkpoint interval).
+/// stall worth seeing.
 const GROUP_BOUNDS_MICROS: [u64; 7] = [500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000];
 
 /// The gateway's counters.
@@ -27,19 +27,8 @@ pub struct Metrics {
     rows: AtomicU64,
     failed_batches: AtomicU64,
     retried_batches: AtomicU64,
-    held_times: AtomicU64,
-    key_runs: AtomicU64,
-    keys_in_memory: AtomicU64,
-    dedupe_runs: AtomicU64,
-    dedupe_in_memory: AtomicU64,
-    dedupe_filter_bytes: AtomicU64,
-    dedupe_table_lookups: AtomicU64,
     commit_micros: AtomicU64,
     handle_micros: AtomicU64,
-    checkpoints: AtomicU64,
-    checkpoint_micros: AtomicU64,
-    writer_checkpoints: AtomicU64,
-    writer_checkpoint_micros: AtomicU64,
     streams_cut: AtomicU64,
     /// Write groups by time taken: one count per bucket of [`GROUP_BOUNDS_MICROS`], then
     /// the groups over the last bound.
@@ -86,51 +75,6 @@ impl Metrics {
     /// its first attempt.
     pub fn record_retried_group(&self) {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Counts event rows stored at the search bound because their own time was earlier.
-    pub fn record_held_times(&self, rows: u64) {
-        if rows > 0 {
-            self.held_times.fetch_add(rows, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts a run of keys (sender, source, account, event type) written to the database.
-    pub fn record_key_run(&self) {
-        self.key_runs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Sets how many keys are held in memory, waiting for their run.
-    pub fn set_keys_in_memory(&self, keys: u64) {
-        self.keys_in_memory.store(keys, Ordering::Relaxed);
-    }
-
-    /// Counts a run of dedupe ids written to the database.
-    pub fn record_dedupe_run(&self) {
-        self.dedupe_runs.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Sets how many accepted event ids are held in memory, waiting for their run.
-    pub fn set_dedupe_in_memory(&self, ids: u64) {
-        self.dedupe_in_memory.store(ids, Ordering::Relaxed);
-    }
-
-    /// Sets the dedupe filter's size and the ids looked up in the table since start.
-    pub fn set_dedupe_filter(&self, bytes: u64, table_lookups: u64) {
-        self.dedupe_filter_bytes.store(bytes, Ordering::Relaxed);
-        self.dedupe_table_lookups
-            .store(table_lookups, Ordering::Relaxed);
-    }
-
-    /// Counts one WAL checkpoint: a background pass, or one the writer ran itself.
-    pub fn record_checkpoint(&self, by_writer: bool, micros: u64) {
-        let (n, t) = if by_writer {
-            (&self.writer_checkpoints, &self.writer_checkpoint_micros)
-        } else {
-            (&self.checkpoints, &self.checkpoint_micros)
-        };
-        n.fetch_add(1, Ordering::Relaxed);
-        t.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Counts a live-stream consumer cut off for falling behind.
@@ -195,7 +139,7 @@ impl Metrics {
         }
         // Single-value families: (name, type, help, value). Counts print as integers
         // (an f64 up to 2^53 is exact and `Display` shows no fraction for it).
-        let families: [(&str, &str, &str, f64); 14] = [
+        let families: [(&str, &str, &str, f64); 7] = [
             (
                 "hookgate_handle_seconds_total",
                 "counter",
@@ -227,48 +171,6 @@ impl Metrics {
                 get(&self.retried_batches) as f64,
             ),
             (
-                "hookgate_writer_held_times_total",
-                "counter",
-                "Event rows stored at the log's latest time less 100 ms instead of their own, which was earlier (a wall clock gone back, or a row held up on its way to the writer).",
-                get(&self.held_times) as f64,
-            ),
-            (
-                "hookgate_key_runs_written_total",
-                "counter",
-                "Runs of keys (sender, source, account, event type; 32768 seqs each) written to the database since start.",
-                get(&self.key_runs) as f64,
-            ),
-            (
-                "hookgate_keys_in_memory",
-                "gauge",
-                "Sender and source keys held in memory until their run is written; it stays under about 2 x 65536.",
-                get(&self.keys_in_memory) as f64,
-            ),
-            (
-                "hookgate_dedupe_runs_written_total",
-                "counter",
-                "Runs of accepted event ids (32768 seqs each) written to the dedupe table since start.",
-                get(&self.dedupe_runs) as f64,
-            ),
-            (
-                "hookgate_dedupe_ids_in_memory",
-                "gauge",
-                "Accepted event ids held in memory until their run is written; it stays under about 65536.",
-                get(&self.dedupe_in_memory) as f64,
-            ),
-            (
-                "hookgate_dedupe_filter_bytes",
-                "gauge",
-                "Bytes of the filter in front of the dedupe table (storage.dedupe_filter_mib caps it; 0 while it is off or being built).",
-                get(&self.dedupe_filter_bytes) as f64,
-            ),
-            (
-                "hookgate_dedupe_table_lookups_total",
-                "counter",
-                "Event ids looked up in the dedupe table since start: ids the filter could not prove new.",
-                get(&self.dedupe_table_lookups) as f64,
-            ),
-            (
                 "hookgate_stream_consumers_cut_total",
                 "counter",
                 "Live-stream consumers cut off for falling behind; each resumes from the log with Last-Event-ID.",
@@ -285,31 +187,6 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
             let _ = writeln!(out, "{name} {value}");
-        }
-        let checkpoint_families = [
-            (
-                "hookgate_checkpoints_total",
-                "WAL checkpoints, by who ran them: the background thread or the writer (finishing a round).",
-                [
-                    get(&self.checkpoints) as f64,
-                    get(&self.writer_checkpoints) as f64,
-                ],
-            ),
-            (
-                "hookgate_checkpoint_seconds_total",
-                "Time spent in WAL checkpoints, by who ran them.",
-                [
-                    get(&self.checkpoint_micros) as f64 / 1e6,
-                    get(&self.writer_checkpoint_micros) as f64 / 1e6,
-                ],
-            ),
-        ];
-        for (name, help, values) in checkpoint_families {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} counter");
-            for (by, value) in ["background", "writer"].into_iter().zip(values) {
-                let _ = writeln!(out, "{name}{{by=\"{by}\"}} {value}");
-            }
         }
         let name = "hookgate_writer_group_seconds";
         let _ = writeln!(

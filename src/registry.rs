@@ -2,7 +2,8 @@
 //!
 //! Owns the map from account name to [`CompiledAccount`]. The admin API replaces an entry
 //! only after the store committed the change, so the registry never runs ahead of the
-//! database. It must never be the source of truth: it is rebuilt from the store at start.
+//! database. It must never be the source of truth: it is rebuilt from the store at start, and
+//! again whenever another gateway node sharing the database changed accounts.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -48,6 +49,19 @@ impl Registry {
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
         map.remove(name).is_some()
+    }
+
+    /// Replaces every account at once (a reload from the store): a lookup sees either the
+    /// old set or the new one, never a mix.
+    pub fn replace_all(&self, accounts: Vec<CompiledAccount>) {
+        let fresh: HashMap<String, Arc<CompiledAccount>> = accounts
+            .into_iter()
+            .map(|a| (a.name().to_owned(), Arc::new(a)))
+            .collect();
+        *self
+            .accounts
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = fresh;
     }
 
     /// Every account, sorted by name.

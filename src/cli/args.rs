@@ -69,6 +69,16 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `hookgate man > /usr/local/share/man/man1/hookgate.1`.
     Man,
+    /// Copy the SQLite database into a new file while the gateway runs (SQLite's online
+    /// backup): a consistent, self-contained copy that `audit verify --db` checks.
+    Backup {
+        /// The database to copy.
+        #[arg(long, env = "HOOKGATE_DB", default_value = "hookgate.db")]
+        db: PathBuf,
+        /// The new file to write; an existing file is never overwritten.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 /// `hookgate changes`.
@@ -172,7 +182,8 @@ pub enum DevCommand {
 pub enum AuditCommand {
     /// Verify both hash chains: through the admin API, or offline on a database file.
     Verify {
-        /// Verify this SQLite file directly, read-only, without a running gateway.
+        /// Verify this database directly, read-only, without a running gateway: a SQLite
+        /// file, or a postgres:// URL.
         #[arg(long)]
         db: Option<PathBuf>,
         /// A head hash noted earlier: fail unless the events chain still passes through it.

@@ -76,7 +76,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Providers(cmd) => providers::run(cmd),
         Command::Sign(args) => providers::sign(args).await,
+        Command::Backup { db, to } => backup(&db, &to),
     }
+}
+
+fn backup(db: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    let pages = crate::store::backup_file(db, to)
+        .with_context(|| format!("backing up {} to {}", db.display(), to.display()))?;
+    emit(&format!(
+        "backed up {} to {} ({pages} pages); check it with: hookgate audit verify --db {}\n",
+        db.display(),
+        to.display(),
+        to.display()
+    ))
 }
 
 async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
@@ -93,7 +105,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let public = listeners.public.local_addr()?;
     let admin = listeners.admin.local_addr()?;
     let base = config.public_base_url();
-    let db = config.database.display().to_string();
+    let db = crate::store::shown(&config.database);
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(

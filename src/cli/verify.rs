@@ -47,7 +47,7 @@ pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
                 Err(e) => return Err(VerifyFailure::CouldNotCheck(e).into()),
             };
             let answer = match db {
-                Some(path) => offline(&path, expected),
+                Some(path) => offline(&path, expected).await,
                 None => online(&remote, expected).await,
             };
             let value = answer.map_err(VerifyFailure::CouldNotCheck)?;
@@ -78,9 +78,10 @@ fn parse_head(text: &str) -> anyhow::Result<Hash> {
         })
 }
 
-fn offline(path: &std::path::Path, expected: Option<Hash>) -> anyhow::Result<Value> {
-    let reports = crate::store::verify_file(path, expected)
-        .with_context(|| format!("reading {}", path.display()))?;
+async fn offline(path: &std::path::Path, expected: Option<Hash>) -> anyhow::Result<Value> {
+    let reports = crate::store::verify_database(path, expected)
+        .await
+        .with_context(|| format!("reading {}", crate::store::shown(path)))?;
     let ok = reports.iter().all(|r| r.ok);
     Ok(serde_json::json!({"ok": ok, "logs": reports}))
 }

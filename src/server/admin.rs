@@ -223,10 +223,6 @@ async fn route(
                 .render(state.store.is_healthy(), accounts.len());
             let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
             state.account_metrics.render(&mut text, &names);
-            let (depth, capacity) = state.store.writer_queue();
-            text.push_str(&format!(
-                "# HELP hookgate_writer_queue_depth Jobs waiting for the writer thread now.\n# TYPE hookgate_writer_queue_depth gauge\nhookgate_writer_queue_depth {depth}\n# HELP hookgate_writer_queue_capacity The writer queue's bound (past it, requests wait, then get 503).\n# TYPE hookgate_writer_queue_capacity gauge\nhookgate_writer_queue_capacity {capacity}\n"
-            ));
             let mut res = Response::new(super::http::full(text));
             res.headers_mut().insert(
                 hyper::header::CONTENT_TYPE,

@@ -45,10 +45,6 @@ pub async fn handle(
 
     let limits = &state.config.limits;
     let body = read_body(body, limits.max_body_bytes, state.config.body_timeout()).await;
-    // A row's time is when its body has been read, or its reading ended: from then on the
-    // row reaches the writer's queue within the enqueue timeout, which searches by time
-    // rely on (`store::timeline`). A slow body cannot make its row older than its seq.
-    row.received_at = state.clock.now_micros();
     let body = match body {
         Ok(body) => body,
         Err(BodyError::TooLarge { prefix, seen }) => {
@@ -165,6 +161,7 @@ struct Row<'a> {
     state: &'a AppState,
     parts: &'a Parts,
     peer: SocketAddr,
+    /// When the request arrived: the row's time, as it happened.
     received_at: i64,
     started: Instant,
     account: Option<Arc<CompiledAccount>>,

@@ -36,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tracing::Instrument as _;
 
+use crate::account::CompiledAccount;
 use crate::account::{AccountSpec, compile};
 use crate::clock::now_micros;
 use crate::config::Config;
@@ -137,50 +138,10 @@ impl Gateway {
         clock: crate::clock::Clock,
     ) -> Result<Gateway, ServeError> {
         let rules = crate::rules::Rules::load(config.rules_dir.as_deref())?;
-        let store = {
-            let path = config.database.clone();
-            let tuning = config.storage.clone();
-            let buffer = config.stream.buffer;
-            tokio::task::spawn_blocking(move || Store::open(&path, &tuning, buffer))
-                .await
-                .map_err(|e| StoreError::Unavailable(e.to_string()))??
-        };
+        let store = Store::open(&config.database, &config.storage, config.stream.buffer).await?;
         let registry = Registry::new();
-        for stored in store.accounts().await? {
-            let parsed = serde_json::from_str(&stored.spec)
-                .map_err(|e| e.to_string())
-                .and_then(|v| AccountSpec::from_json(v).map_err(|e| e.to_string()))
-                .and_then(|spec| {
-                    compile(spec, stored.listening, stored.created_at, stored.updated_at)
-                        .map_err(|e| e.to_string())
-                });
-            match parsed {
-                Ok(account) => {
-                    registry.put(account);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "a stored account no longer compiles; it is not served")
-                }
-            }
-        }
-        let mut token_set = TokenSet::default();
-        for entry in store.tokens().await? {
-            token_set.add(entry);
-        }
-        if let Some(t) = &config.admin_token {
-            token_set.add(TokenEntry {
-                name: "config:admin".into(),
-                role: Role::Admin,
-                hash: hash_token(t.expose_str()),
-            });
-        }
-        if let Some(t) = &config.auditor_token {
-            token_set.add(TokenEntry {
-                name: "config:auditor".into(),
-                role: Role::Auditor,
-                hash: hash_token(t.expose_str()),
-            });
-        }
+        registry.replace_all(compiled_accounts(&store).await?);
+        let mut token_set = token_set(&store, &config).await?;
         let mut generated_admin_token = None;
         if !token_set.has_role(Role::Admin) {
             let token = tokens::generate(Role::Admin);
@@ -250,6 +211,7 @@ impl Gateway {
             stop_rx.clone(),
         ));
         let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
+        let follower = tokio::spawn(follow_other_nodes(Arc::clone(&self.state), stop_rx.clone()));
         let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
@@ -266,6 +228,7 @@ impl Gateway {
             }
         }
         let _ = retention.await;
+        let _ = follower.await;
         // Deliveries in flight get a moment to finish and be recorded before the writer
         // closes; the rest stay due in the outbox.
         let _ = forwarder.await;
@@ -274,6 +237,83 @@ impl Gateway {
         Ok(())
     }
 }
+
+/// Every stored account that compiles; one that no longer does is logged and not served.
+async fn compiled_accounts(store: &Store) -> Result<Vec<CompiledAccount>, StoreError> {
+    let mut out = Vec::new();
+    for stored in store.accounts().await? {
+        let parsed = serde_json::from_str(&stored.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|v| AccountSpec::from_json(v).map_err(|e| e.to_string()))
+            .and_then(|spec| {
+                compile(spec, stored.listening, stored.created_at, stored.updated_at)
+                    .map_err(|e| e.to_string())
+            });
+        match parsed {
+            Ok(account) => out.push(account),
+            Err(e) => {
+                tracing::error!(account = %stored.name, error = %e, "a stored account no longer compiles; it is not served")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored tokens and those of the configuration.
+async fn token_set(store: &Store, config: &Config) -> Result<TokenSet, StoreError> {
+    let mut set = TokenSet::default();
+    for entry in store.tokens().await? {
+        set.add(entry);
+    }
+    for (name, role, token) in [
+        ("config:admin", Role::Admin, &config.admin_token),
+        ("config:auditor", Role::Auditor, &config.auditor_token),
+    ] {
+        if let Some(t) = token {
+            set.add(TokenEntry {
+                name: name.into(),
+                role,
+                hash: hash_token(t.expose_str()),
+            });
+        }
+    }
+    Ok(set)
+}
+
+/// Reloads accounts and tokens whenever another node sharing the database changed them.
+async fn follow_other_nodes(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let mut changed = state.store.changes_by_others();
+    let mut failed = false;
+    loop {
+        // After a failed reload, try again a second later without waiting for a change.
+        let retry = tokio::time::sleep(if failed { RELOAD_RETRY } else { Duration::MAX });
+        tokio::select! {
+            c = changed.changed() => if c.is_err() { return },
+            _ = retry => {}
+            _ = stop.changed() => return,
+        }
+        // Taken like an admin write, so a reload never interleaves with one of ours.
+        let _guard = state.admin_lock.lock().await;
+        failed = match (
+            compiled_accounts(&state.store).await,
+            token_set(&state.store, &state.config).await,
+        ) {
+            (Ok(accounts), Ok(tokens)) => {
+                state.registry.replace_all(accounts);
+                *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
+                tracing::info!("accounts and tokens reloaded after a change on another node");
+                false
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::warn!(error = %e, "cannot reload accounts and tokens changed on another node; retrying");
+                true
+            }
+        };
+    }
+}
+
+/// How soon a failed reload of accounts and tokens is tried again.
+const RELOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// Prunes events older than the configured age, at start and then every interval.
 async fn retention_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {

@@ -1,15 +1,11 @@
-//! Audit-log integrity: verifying the hash chains, and pruning a prefix of the events log
-//! while leaving a checkpoint that lets the rest still verify.
+//! The audit chains as every engine reports them: which logs are chained, how a row's
+//! hash is recomputed, and what a verification found.
 //!
-//! Owns the read side of `chain` (recomputing every row's hash in seq order) and the prune
-//! step the writer runs. Verification opens nothing and writes nothing: it runs on a
-//! read-only connection it is given, so it also works offline on a copied file.
+//! Pure and engine-neutral: an engine reads its rows in seq order and recomputes each with
+//! [`Log::row_hash`]; nothing here does I/O or names a database driver.
 
-use rusqlite::types::{Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 
-use super::StoreError;
 use crate::chain::{self, CHANGE_COLUMNS, EVENT_COLUMNS, Field, Hash, Version};
 
 /// One of the two chained logs.
@@ -30,19 +26,21 @@ impl Log {
         }
     }
 
-    fn columns(self) -> &'static str {
+    /// The chained columns, in their order in the row hash.
+    pub fn columns(self) -> &'static str {
         match self {
             Log::Events => EVENT_COLUMNS,
             Log::Changes => CHANGE_COLUMNS,
         }
     }
 
-    fn width(self) -> usize {
+    /// How many chained columns a row has.
+    pub fn width(self) -> usize {
         self.columns().split(',').count()
     }
 
     /// The hash of a row read back from this log, under `version`.
-    fn row_hash(self, version: Version, prev: &Hash, fields: &[Field<'_>]) -> Hash {
+    pub fn row_hash(self, version: Version, prev: &Hash, fields: &[Field<'_>]) -> Hash {
         match (self, version) {
             (Log::Events, Version::V2) => chain::events_v2(prev, fields),
             _ => chain::row_hash(version, prev, fields),
@@ -51,7 +49,7 @@ impl Log {
 
     /// The versions a row may be in, given the version of the row before it: the events
     /// log moves from v1 to v2 once, never back; the changes log is v1 throughout.
-    fn versions_after(self, version: Version) -> &'static [Version] {
+    pub fn versions_after(self, version: Version) -> &'static [Version] {
         match (self, version) {
             (Log::Events, Version::V1) => &[Version::V1, Version::V2],
             (Log::Events, Version::V2) => &[Version::V2],
@@ -83,337 +81,214 @@ pub struct ChainReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_head_found: Option<bool>,
 }
+/// A chained column's value as an engine read it back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL.
+    Null,
+    /// An integer (booleans are 0 or 1).
+    Int(i64),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
 
-fn field(v: ValueRef<'_>) -> Field<'_> {
-    match v {
-        ValueRef::Null => Field::Null,
-        ValueRef::Integer(n) => Field::Int(n),
-        // The chained columns hold no reals; one that appears was written by someone else
-        // and is hashed by its bit pattern, so it can never match.
-        ValueRef::Real(f) => Field::Int(f.to_bits() as i64),
-        ValueRef::Text(t) => Field::Text(t),
-        ValueRef::Blob(b) => Field::Blob(b),
+impl Value {
+    /// The value as the chain encodes it.
+    pub fn field(&self) -> Field<'_> {
+        match self {
+            Value::Null => Field::Null,
+            Value::Int(n) => Field::Int(*n),
+            Value::Text(t) => Field::Text(t.as_bytes()),
+            Value::Blob(b) => Field::Blob(b),
+        }
     }
 }
 
-fn owned_field(v: &Value) -> Field<'_> {
-    match v {
-        Value::Null => Field::Null,
-        Value::Integer(n) => Field::Int(*n),
-        Value::Real(f) => Field::Int(f.to_bits() as i64),
-        Value::Text(t) => Field::Text(t.as_bytes()),
-        Value::Blob(b) => Field::Blob(b),
+/// One row of a log as stored: its chained columns in [`Log::columns`] order (the first is
+/// the seq) and the hash stored beside them.
+#[derive(Debug, Clone)]
+pub struct ChainRow {
+    /// The chained columns' values.
+    pub values: Vec<Value>,
+    /// The stored hash, when it is one.
+    pub hash: Option<Hash>,
+}
+
+impl ChainRow {
+    /// The row's seq: its first column.
+    pub fn seq(&self) -> i64 {
+        match self.values.first() {
+            Some(Value::Int(n)) => *n,
+            _ => i64::MIN,
+        }
     }
 }
 
-fn stored_hash(row: &Row<'_>, i: usize) -> rusqlite::Result<Option<Hash>> {
-    Ok(row
-        .get::<_, Option<Vec<u8>>>(i)?
-        .and_then(|b| Hash::try_from(b.as_slice()).ok()))
+/// Where a prune left a log: rows at or below `through` are gone, `pruned` of them, and
+/// `hash` is the last one's.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoint {
+    /// The last pruned seq (0: nothing pruned).
+    pub through: i64,
+    /// Rows pruned in all.
+    pub pruned: u64,
+    /// The hash of the last pruned row (the genesis hash when nothing was pruned).
+    pub hash: Hash,
 }
 
-/// The checkpoint a prune left: (last pruned seq, rows pruned, hash of that row).
-fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<(i64, u64, Hash)> {
-    let row: Option<(i64, i64, Vec<u8>)> = c
-        .query_row(
-            "SELECT through, pruned, hash FROM chain_checkpoints WHERE log = ?1",
-            [log.table()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .optional()?;
-    Ok(match row {
-        Some((through, pruned, hash)) => (
-            through,
-            pruned.max(0) as u64,
-            Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
-        ),
-        None => (0, 0, chain::GENESIS),
-    })
+impl Default for Checkpoint {
+    fn default() -> Self {
+        Checkpoint {
+            through: 0,
+            pruned: 0,
+            hash: chain::GENESIS,
+        }
+    }
 }
 
-/// Where the last prune left the events log: rows at or below this seq are gone (0 when
-/// none was pruned).
-pub(super) fn events_pruned_through(c: &Connection) -> rusqlite::Result<i64> {
-    Ok(checkpoint(c, Log::Events)?.0)
+/// What one row did to a verification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// It chains from the row before.
+    Chained,
+    /// The chain is broken here: rows are missing before this one.
+    Removed,
+    /// The row does not match its hash: edited, or moved from elsewhere (the caller looks
+    /// nearby with [`Verifier::would_chain_at`] and ends with [`Verifier::mismatch`]).
+    Mismatch,
 }
 
-/// Verifies one log from its checkpoint (or the start) to its last row.
-pub fn verify(
-    c: &Connection,
+/// Verifies one log, a row at a time in seq order, from its checkpoint. Engines feed it the
+/// rows they read; it never reads anything itself.
+#[derive(Debug)]
+pub struct Verifier {
     log: Log,
-    expected_head: Option<&Hash>,
-) -> Result<ChainReport, StoreError> {
-    let (through, pruned, start_hash) = checkpoint(c, log)?;
-    let width = log.width();
-    let mut report = ChainReport {
-        log: log.table(),
-        ok: true,
-        rows: 0,
-        pruned,
-        head: hex::encode(start_hash),
-        broken_at: None,
-        problem: None,
-        detail: None,
-        expected_head_found: expected_head.map(|h| *h == start_hash && pruned > 0),
-    };
-    let sql = format!(
-        "SELECT {}, hash FROM {} WHERE seq > ?1 ORDER BY seq",
-        log.columns(),
-        log.table()
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params![through])?;
-    let (mut prev_seq, mut prev_hash) = (through, start_hash);
-    // Rows written before encoding v2 come first (`chain`).
-    let mut version = Version::V1;
-    while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        if seq != prev_seq + 1 {
-            let missing = if seq == prev_seq + 2 {
-                format!("row {}", prev_seq + 1)
-            } else {
-                format!("rows {} to {}", prev_seq + 1, seq - 1)
-            };
-            return Ok(broken(
-                report,
-                seq,
-                "removed",
-                format!("{missing} of the {} log are missing", log.table()),
-            ));
-        }
-        let mut fields: Vec<Field<'_>> = Vec::with_capacity(width);
-        for i in 0..width {
-            fields.push(field(row.get_ref(i)?));
-        }
-        let stored = stored_hash(row, width)?;
-        let matched = log
-            .versions_after(version)
-            .iter()
-            .map(|v| (*v, log.row_hash(*v, &prev_hash, &fields)))
-            .find(|(_, computed)| stored == Some(*computed));
-        let Some((row_version, computed)) = matched else {
-            let (problem, detail) = match reordered_from(c, log, version, seq, &prev_hash)? {
-                Some(k) => (
-                    "reordered",
-                    format!(
-                        "the row stored at seq {seq} does not belong there; the content that chains here is at seq {k}"
-                    ),
-                ),
-                None => (
-                    "edited",
-                    format!(
-                        "row {seq} does not match its hash: it was edited (or row {} was rewritten together with its hash)",
-                        seq - 1
-                    ),
-                ),
-            };
-            return Ok(broken(report, seq, problem, detail));
-        };
-        version = row_version;
-        if let Some(expected) = expected_head
-            && *expected == computed
-        {
-            report.expected_head_found = Some(true);
-        }
-        prev_seq = seq;
-        prev_hash = computed;
-        report.rows += 1;
-    }
-    report.head = hex::encode(prev_hash);
-    if expected_head.is_some() && report.expected_head_found != Some(true) {
-        report.expected_head_found = Some(false);
-        report.ok = false;
-        report.problem = Some("removed");
-        report.detail = Some("the expected head is not in the chain: rows after it were removed, or the log was replaced".into());
-    }
-    Ok(report)
-}
-
-fn broken(mut report: ChainReport, seq: i64, problem: &'static str, detail: String) -> ChainReport {
-    report.ok = false;
-    report.broken_at = Some(seq);
-    report.problem = Some(problem);
-    report.detail = Some(detail);
-    report
-}
-
-/// Looks near `seq` for a row whose content, placed at `seq`, chains from `prev`: the sign
-/// that rows were moved rather than edited.
-fn reordered_from(
-    c: &Connection,
-    log: Log,
+    report: ChainReport,
+    prev_seq: i64,
+    prev_hash: Hash,
+    /// The encoding of the last row: rows written before encoding v2 come first (`chain`).
     version: Version,
-    seq: i64,
-    prev: &Hash,
-) -> Result<Option<i64>, StoreError> {
-    const WINDOW: i64 = 512;
-    let width = log.width();
-    let sql = format!(
-        "SELECT {}, hash FROM {} WHERE seq BETWEEN ?1 AND ?2 AND seq <> ?3",
-        log.columns(),
-        log.table()
-    );
-    let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params![seq - WINDOW, seq + WINDOW, seq])?;
-    while let Some(row) = rows.next()? {
-        let k: i64 = row.get(0)?;
-        let mut values: Vec<Value> = Vec::with_capacity(width);
-        for i in 0..width {
-            values.push(row.get(i)?);
+    expected: Option<Hash>,
+}
+
+impl Verifier {
+    /// Starts verifying `log` after `checkpoint`; `expected` is a head noted earlier that
+    /// the chain must pass through.
+    pub fn new(log: Log, checkpoint: Checkpoint, expected: Option<Hash>) -> Verifier {
+        Verifier {
+            log,
+            report: ChainReport {
+                log: log.table(),
+                ok: true,
+                rows: 0,
+                pruned: checkpoint.pruned,
+                head: hex::encode(checkpoint.hash),
+                broken_at: None,
+                problem: None,
+                detail: None,
+                expected_head_found: expected
+                    .map(|h| h == checkpoint.hash && checkpoint.pruned > 0),
+            },
+            prev_seq: checkpoint.through,
+            prev_hash: checkpoint.hash,
+            version: Version::V1,
+            expected,
         }
-        values[0] = Value::Integer(seq);
-        let fields: Vec<Field<'_>> = values.iter().map(owned_field).collect();
-        let stored = stored_hash(row, width)?;
-        if log
-            .versions_after(version)
+    }
+
+    /// Checks the next row in seq order.
+    pub fn push(&mut self, row: &ChainRow) -> Step {
+        let seq = row.seq();
+        if seq != self.prev_seq + 1 {
+            let missing = if seq == self.prev_seq + 2 {
+                format!("row {}", self.prev_seq + 1)
+            } else {
+                format!("rows {} to {}", self.prev_seq + 1, seq - 1)
+            };
+            let detail = format!("{missing} of the {} log are missing", self.log.table());
+            self.break_at(seq, "removed", detail);
+            return Step::Removed;
+        }
+        let fields: Vec<Field<'_>> = row.values.iter().map(Value::field).collect();
+        let matched = self
+            .log
+            .versions_after(self.version)
             .iter()
-            .any(|v| stored == Some(log.row_hash(*v, prev, &fields)))
-        {
-            return Ok(Some(k));
+            .map(|v| (*v, self.log.row_hash(*v, &self.prev_hash, &fields)))
+            .find(|(_, computed)| row.hash == Some(*computed));
+        let Some((version, computed)) = matched else {
+            return Step::Mismatch;
+        };
+        self.version = version;
+        if self.expected == Some(computed) {
+            self.report.expected_head_found = Some(true);
         }
+        self.prev_seq = seq;
+        self.prev_hash = computed;
+        self.report.rows += 1;
+        Step::Chained
     }
-    Ok(None)
-}
 
-/// Prunes events received before `before` (microseconds), at most `max_rows`, as a seq
-/// prefix; records the checkpoint. Returns (rows pruned, last pruned seq). Runs inside the
-/// writer's transaction.
-pub(super) fn prune_events(
-    tx: &Connection,
-    before: i64,
-    max_rows: i64,
-    at: i64,
-) -> rusqlite::Result<(u64, i64)> {
-    let (through, pruned, _) = checkpoint(tx, Log::Events)?;
-    // The prefix is exact: every row up to the first one not old, read in seq order. At
-    // most `max_rows` are read, as many as are then deleted.
-    let first_new: Option<i64> = tx
-        .query_row(
-            "SELECT seq FROM events WHERE seq > ?1 AND seq <= ?2 AND received_at >= ?3
-             ORDER BY seq LIMIT 1",
-            params![through, through.saturating_add(max_rows), before],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let last_old = match first_new {
-        Some(s) => s - 1,
-        None => tx.query_row("SELECT COALESCE(MAX(seq), 0) FROM events", [], |r| r.get(0))?,
-    };
-    let last = last_old.min(through + max_rows);
-    if last <= through {
-        return Ok((0, through));
-    }
-    let hash: Option<Vec<u8>> = tx
-        .query_row(
-            "SELECT hash FROM events WHERE seq = ?1",
-            params![last],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    let Some(hash) = hash else {
-        // The row that would anchor the checkpoint is missing: leave the log as it is, so
-        // verification reports the gap instead of pruning hiding it.
-        return Ok((0, through));
-    };
-    let count = tx.execute(
-        "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
-        params![through, last],
-    )? as u64;
-    tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
-    // Whole runs of keys go with their rows; a run cut in two keeps its
-    // keys until the rest of it is pruned (searches only return rows that exist).
-    tx.execute(
-        "DELETE FROM run_keys WHERE run < ?1",
-        params![super::keys::run_of(last + 1, super::keys::RUN_ROWS)],
-    )?;
-    tx.execute(
-        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', ?1, ?2, ?3, ?4)
-         ON CONFLICT(log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,
-            hash = excluded.hash, at = excluded.at",
-        params![last, pruned as i64 + count as i64, hash, at],
-    )?;
-    Ok((count, last))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A database whose events log holds one row per entry of `versions`, row i hashed in
-    /// `versions[i]` and chained from the row before, as the writer of that version would.
-    fn log_of(versions: &[Version]) -> Connection {
-        let mut c = Connection::open_in_memory().expect("open");
-        super::super::schema::migrate(&mut c).expect("migrate");
-        let read = format!("SELECT {EVENT_COLUMNS} FROM events WHERE seq = ?1");
-        let mut prev = chain::GENESIS;
-        for (i, version) in versions.iter().enumerate() {
-            let seq = i as i64 + 1;
-            let body = format!("{{\"id\":\"evt_{seq}\"}}");
-            c.execute(
-                "INSERT INTO events (seq, received_at, account, status, method, path, query,
-                    remote_addr, headers, body, body_size, body_truncated, handle_micros)
-                 VALUES (?1, ?2, 'shop', 'accepted', 'POST', '/hooks/shop', '', '127.0.0.1:9',
-                    '{}', ?3, ?4, 0, 5)",
-                params![seq, 1_000 + seq, body.as_bytes(), body.len() as i64],
-            )
-            .expect("insert");
-            let hash = c
-                .query_row(&read, [seq], |r| {
-                    let fields = (0..Log::Events.width())
-                        .map(|i| r.get_ref(i).map(field))
-                        .collect::<rusqlite::Result<Vec<_>>>()?;
-                    Ok(Log::Events.row_hash(*version, &prev, &fields))
-                })
-                .expect("hash");
-            c.execute(
-                "UPDATE events SET hash = ?1 WHERE seq = ?2",
-                params![&hash[..], seq],
-            )
-            .expect("store the hash");
-            prev = hash;
+    /// Whether `row`'s content, placed at `seq` (the row that failed), would chain there:
+    /// the sign that rows were moved rather than edited.
+    pub fn would_chain_at(&self, seq: i64, row: &ChainRow) -> bool {
+        let mut values = row.values.clone();
+        if let Some(first) = values.first_mut() {
+            *first = Value::Int(seq);
         }
-        c
+        let fields: Vec<Field<'_>> = values.iter().map(Value::field).collect();
+        self.log
+            .versions_after(self.version)
+            .iter()
+            .any(|v| row.hash == Some(self.log.row_hash(*v, &self.prev_hash, &fields)))
     }
 
-    #[test]
-    fn a_log_verifies_in_v1_then_v2_in_either_alone_and_in_both_in_that_order() {
-        use Version::{V1, V2};
-        for versions in [
-            vec![V1, V1, V1, V2, V2],
-            vec![V2, V2, V2],
-            vec![V1, V1],
-            vec![V1, V2],
-        ] {
-            let report = verify(&log_of(&versions), Log::Events, None).expect("verify");
-            assert!(report.ok, "{versions:?}: {report:?}");
-            assert_eq!(report.rows, versions.len() as u64);
+    /// Ends a verification at the row at `seq` that did not match its hash; `moved_from` is
+    /// the seq of a nearby row whose content chains there, if one was found.
+    pub fn mismatch(mut self, seq: i64, moved_from: Option<i64>) -> ChainReport {
+        let (problem, detail) = match moved_from {
+            Some(k) => (
+                "reordered",
+                format!(
+                    "the row stored at seq {seq} does not belong there; the content that chains here is at seq {k}"
+                ),
+            ),
+            None => (
+                "edited",
+                format!(
+                    "row {seq} does not match its hash: it was edited (or row {} was rewritten together with its hash)",
+                    seq - 1
+                ),
+            ),
+        };
+        self.break_at(seq, problem, detail);
+        self.report
+    }
+
+    /// The seq after which a mismatch's neighbours are looked for, and how far either way.
+    pub const REORDER_WINDOW: i64 = 512;
+
+    /// The report once every row was pushed (or the chain broke with [`Step::Removed`]).
+    pub fn finish(mut self) -> ChainReport {
+        if self.report.broken_at.is_some() {
+            return self.report;
         }
-    }
-
-    #[test]
-    fn a_v1_row_after_a_v2_row_is_an_edit() {
-        use Version::{V1, V2};
-        let report = verify(&log_of(&[V1, V2, V2, V1, V2]), Log::Events, None).expect("verify");
-        assert!(!report.ok);
-        assert_eq!(report.broken_at, Some(4));
-        assert_eq!(report.problem, Some("edited"));
-        // The changes log knows v1 only.
-        assert_eq!(Log::Changes.versions_after(V2), [V1]);
-    }
-
-    #[test]
-    fn a_v2_row_whose_body_changed_in_bytes_or_in_type_is_an_edit() {
-        use Version::V2;
-        for sql in [
-            "UPDATE events SET body = x'00' WHERE seq = 2",
-            "UPDATE events SET body = CAST(body AS TEXT) WHERE seq = 2",
-        ] {
-            let c = log_of(&[V2, V2, V2]);
-            c.execute_batch(sql).expect("tamper");
-            let report = verify(&c, Log::Events, None).expect("verify");
-            assert_eq!(report.broken_at, Some(2), "{sql}: {report:?}");
-            assert_eq!(report.problem, Some("edited"), "{sql}");
+        self.report.head = hex::encode(self.prev_hash);
+        if self.expected.is_some() && self.report.expected_head_found != Some(true) {
+            self.report.expected_head_found = Some(false);
+            self.report.ok = false;
+            self.report.problem = Some("removed");
+            self.report.detail = Some("the expected head is not in the chain: rows after it were removed, or the log was replaced".into());
         }
+        self.report
+    }
+
+    fn break_at(&mut self, seq: i64, problem: &'static str, detail: String) {
+        self.report.ok = false;
+        self.report.broken_at = Some(seq);
+        self.report.problem = Some(problem);
+        self.report.detail = Some(detail);
     }
 }

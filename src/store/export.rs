@@ -1,21 +1,18 @@
-//! Export of the audit log as NDJSON or CSV, streamed: a blocking reader pages through
-//! the matching rows oldest first and sends chunks through a bounded channel, so a
-//! million-row export runs in flat memory and stops as soon as the client goes away.
+//! Export of the audit log as NDJSON or CSV, streamed: pages of matching rows, oldest
+//! first, are asked of the engine one at a time and sent on as chunks through a bounded
+//! channel, so a million-row export runs in flat memory and stops as soon as the client
+//! goes away.
 //!
-//! Owns the export row shape and formats. It must never hold more than one page and one
-//! chunk in memory, and never keep one read transaction open for the whole export.
+//! Owns the export row shape and formats, for every engine. It must never hold more than
+//! one page and one chunk in memory, and never ask an engine for more than a page at once.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use std::sync::Arc;
+
 use bytes::Bytes;
-use rusqlite::Connection;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::StoreError;
-use super::keys::Keys;
-use super::reader::{EventFilter, EventSummary, SUMMARY_COLUMNS, select, summary};
-use super::timeline::Bound;
+use super::{Engine, EventFilter, EventSummary, StoreError};
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,25 +23,36 @@ pub enum Format {
     Csv,
 }
 
-const PAGE: usize = 1000;
+/// Rows asked of the engine at a time.
+pub const PAGE: usize = 1000;
 const CHUNK: usize = 64 * 1024;
 
 /// One exported row: the listing's fields plus what an auditor needs to check it.
 #[derive(Debug, Serialize)]
-struct ExportRow {
+pub struct ExportRow {
+    /// The listing's fields.
     #[serde(flatten)]
-    summary: EventSummary,
-    detail: Option<String>,
-    method: String,
-    path: String,
-    remote_addr: String,
-    body_size: i64,
-    body_sha256: Option<String>,
-    hash: Option<String>,
+    pub summary: EventSummary,
+    /// Why it was rejected, in words.
+    pub detail: Option<String>,
+    /// HTTP method.
+    pub method: String,
+    /// Request path.
+    pub path: String,
+    /// Peer address.
+    pub remote_addr: String,
+    /// Size of the body as received.
+    pub body_size: i64,
+    /// SHA-256 of the whole body, hex.
+    pub body_sha256: Option<String>,
+    /// The row's chain hash, hex.
+    pub hash: Option<String>,
+    /// The stored body, when asked for: text when it is UTF-8, else base64.
     #[serde(skip_serializing_if = "Option::is_none")]
-    body: Option<String>,
+    pub body: Option<String>,
+    /// `utf8` or `base64`, with the body.
     #[serde(skip_serializing_if = "Option::is_none")]
-    body_encoding: Option<&'static str>,
+    pub body_encoding: Option<&'static str>,
 }
 
 const CSV_HEADER: [&str; 17] = [
@@ -67,65 +75,52 @@ const CSV_HEADER: [&str; 17] = [
     "body_sha256",
 ];
 
-/// Streams every row matching `filter` into `out` (`bound` bounds its time range, as
-/// `timeline` says). Returns when done or when the receiver is gone.
-pub(super) fn run(
-    c: &Connection,
-    (keys, bound): (&Keys, Bound),
+/// Streams every row matching `filter`, oldest first, as chunks of `format`. The receiver
+/// ends when the export is complete; a failure arrives as an `Err` item last.
+pub fn stream(
+    engine: Arc<dyn Engine>,
+    mut filter: EventFilter,
+    format: Format,
+    include_body: bool,
+) -> mpsc::Receiver<Result<Bytes, String>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        filter.oldest_first = true;
+        filter.limit = PAGE;
+        filter.before_seq = None;
+        if let Err(e) = run(&*engine, filter, format, include_body, &tx).await {
+            tracing::warn!(error = %e, "export stopped early");
+            let _ = tx.send(Err(e.to_string())).await;
+        }
+    });
+    rx
+}
+
+async fn run(
+    engine: &dyn Engine,
     mut filter: EventFilter,
     format: Format,
     include_body: bool,
     out: &mpsc::Sender<Result<Bytes, String>>,
 ) -> Result<(), StoreError> {
-    filter.oldest_first = true;
-    filter.limit = PAGE;
-    filter.before_seq = None;
-    let columns = format!(
-        "{SUMMARY_COLUMNS}, detail, method, path, remote_addr, body_size, body_sha256, hash{}",
-        if include_body { ", body" } else { "" }
-    );
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK * 2);
     if format == Format::Csv {
-        let mut w = csv::Writer::from_writer(&mut buf);
         let mut header: Vec<&str> = CSV_HEADER.to_vec();
         header.push("hash");
         if include_body {
             header.extend(["body", "body_encoding"]);
         }
-        w.write_record(&header)
-            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        drop(w);
+        write_csv(&mut buf, &header)?;
     }
     loop {
-        let rows: Vec<ExportRow> = select(c, &filter, &columns, (keys, bound), |r| {
-            let (body, body_encoding) = if include_body {
-                let raw: Vec<u8> = r.get(18)?;
-                match String::from_utf8(raw) {
-                    Ok(t) => (Some(t), Some("utf8")),
-                    Err(e) => (Some(STANDARD.encode(e.as_bytes())), Some("base64")),
-                }
-            } else {
-                (None, None)
-            };
-            Ok(ExportRow {
-                summary: summary(r)?,
-                detail: r.get(11)?,
-                method: r.get(12)?,
-                path: r.get(13)?,
-                remote_addr: r.get(14)?,
-                body_size: r.get(15)?,
-                body_sha256: r.get::<_, Option<Vec<u8>>>(16)?.map(hex::encode),
-                hash: r.get::<_, Option<Vec<u8>>>(17)?.map(hex::encode),
-                body,
-                body_encoding,
-            })
-        })?;
+        let rows = engine.export_page(filter.clone(), include_body).await?;
         let more = rows.len() > PAGE;
         for row in rows.iter().take(PAGE) {
             write_row(&mut buf, row, format)?;
             if buf.len() >= CHUNK
                 && out
-                    .blocking_send(Ok(Bytes::from(std::mem::take(&mut buf))))
+                    .send(Ok(Bytes::from(std::mem::take(&mut buf))))
+                    .await
                     .is_err()
             {
                 return Ok(());
@@ -137,17 +132,33 @@ pub(super) fn run(
         }
     }
     if !buf.is_empty() {
-        let _ = out.blocking_send(Ok(Bytes::from(buf)));
+        let _ = out.send(Ok(Bytes::from(buf))).await;
     }
     Ok(())
 }
 
+fn fail(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(format!("export: {e}"))
+}
+
+fn write_csv<I, T>(buf: &mut Vec<u8>, record: I) -> Result<(), StoreError>
+where
+    I: IntoIterator<Item = T>,
+    T: AsRef<[u8]>,
+{
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .from_writer(&mut *buf);
+    w.write_record(record).map_err(fail)?;
+    w.flush().map_err(fail)
+}
+
 fn write_row(buf: &mut Vec<u8>, row: &ExportRow, format: Format) -> Result<(), StoreError> {
-    let fail = |e: String| StoreError::Unavailable(format!("export: {e}"));
     match format {
         Format::Ndjson => {
-            serde_json::to_writer(&mut *buf, row).map_err(|e| fail(e.to_string()))?;
+            serde_json::to_writer(&mut *buf, row).map_err(fail)?;
             buf.push(b'\n');
+            Ok(())
         }
         Format::Csv => {
             let s = &row.summary;
@@ -181,12 +192,7 @@ fn write_row(buf: &mut Vec<u8>, row: &ExportRow, format: Format) -> Result<(), S
                 record.push(body.clone());
                 record.push(enc.to_owned());
             }
-            let mut w = csv::WriterBuilder::new()
-                .has_headers(false)
-                .from_writer(&mut *buf);
-            w.write_record(&record).map_err(|e| fail(e.to_string()))?;
-            w.flush().map_err(|e| fail(e.to_string()))?;
+            write_csv(buf, &record)
         }
     }
-    Ok(())
 }

@@ -1,44 +1,40 @@
-//! Storage: the embedded SQLite audit log, accounts, change log and tokens.
+//! Storage: the seam between the gateway and its storage engines.
 //!
-//! Owns the [`Store`] handle. Writes go to the one writer thread (`writer`) through a
-//! bounded queue and are answered after their group's commit; reads run on their own
-//! read-only connections (`reader`). Nothing outside this module names `rusqlite`; that
-//! keeps a PostgreSQL implementation a matter of one more module behind the same calls.
+//! Owns the [`Engine`] trait every engine implements, the engine-neutral rows, filters and
+//! writes (`rows`, `write`), the audit chains' report (`audit`), the export formats
+//! (`export`), and [`Store`], the handle the gateway holds. `Store` keeps what belongs to
+//! the gateway and not to an engine: the counters, the live-stream broadcast and the key
+//! that seals account specs at rest. Nothing here names a database driver; each engine
+//! lives in a module of its own (`sqlite`) and nothing outside it names its driver.
 
-mod admin_write;
 pub mod audit;
-mod checkpoint;
-mod dedupe;
-mod export;
-mod filter;
-pub mod health;
-mod keys;
-mod reader;
-mod schema;
-mod seal;
-mod sliced;
-mod timeline;
-mod writer;
-mod writer_queue;
+pub mod chained;
+pub mod export;
+pub mod postgres;
+pub mod query;
+pub mod rows;
+pub mod sqlite;
+pub mod write;
 
-pub use admin_write::{AdminWrite, Change};
 pub use export::Format as ExportFormat;
-pub use reader::{
+pub use rows::{
     AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
-    StoredAccount,
+    StoredAccount, StreamItem,
 };
+pub use write::{AdminWrite, Change};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use async_trait::async_trait;
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
 use crate::metrics::Metrics;
+use crate::seal::SealKey;
 use crate::tokens::TokenEntry;
 
 /// A storage failure, mapped to an HTTP status at the edge.
@@ -58,40 +54,94 @@ pub enum StoreError {
     NotFound(String),
 }
 
-impl From<rusqlite::Error> for StoreError {
-    fn from(e: rusqlite::Error) -> Self {
-        StoreError::Unavailable(e.to_string())
-    }
+/// What the gateway lends an engine when it opens it: its counters, and the broadcast that
+/// streamed events are published on after their commit, in commit order.
+#[derive(Clone)]
+pub struct EngineContext {
+    /// The gateway's counters; an engine fills in what its writes did.
+    pub metrics: Arc<Metrics>,
+    /// Where an engine publishes each streamed event once it is committed.
+    pub stream: broadcast::Sender<Arc<StreamItem>>,
+    /// Where an engine says that accounts or tokens were changed by another gateway node
+    /// (the change log's head); the gateway then reloads them.
+    pub changed: watch::Sender<i64>,
 }
 
-/// A streamed event, as published after its group committed.
-#[derive(Debug, Clone)]
-pub struct StreamItem {
-    /// The audit seq: the stream's event id.
-    pub seq: i64,
-    /// The account.
-    pub account: String,
-    /// The event as JSON (the listing's shape).
-    pub data: String,
+/// A storage engine: everything the gateway, forwarding, the CLI and the audit code may ask
+/// of storage.
+///
+/// Every engine keeps these promises: a write is answered only after it is durably
+/// committed; every event row is chained to the one before it in one chain per log; an
+/// `event_id` is accepted at most once per account; account specs are stored exactly as
+/// given (the gateway seals them first).
+#[async_trait]
+pub trait Engine: Send + Sync + 'static {
+    /// Appends one audit row, deciding `duplicate`; returns after its commit.
+    async fn append(&self, record: EventRecord) -> Result<Committed, StoreError>;
+    /// Applies one admin write with its change-log row; returns the rows it affected.
+    async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError>;
+    /// Runs one real write that proves the database takes commits.
+    async fn probe(&self) -> Result<(), StoreError>;
+    /// True while the last write committed.
+    fn is_healthy(&self) -> bool;
+    /// Every stored account, specs as stored (sealed).
+    async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError>;
+    /// Every stored token hash.
+    async fn tokens(&self) -> Result<Vec<TokenEntry>, StoreError>;
+    /// One page of events in the filter's order.
+    async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError>;
+    /// One event with its headers and body.
+    async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError>;
+    /// Up to `filter.limit + 1` export rows in the filter's order (`export` pages them).
+    async fn export_page(
+        &self,
+        filter: EventFilter,
+        include_body: bool,
+    ) -> Result<Vec<export::ExportRow>, StoreError>;
+    /// Deliveries due at `now`, oldest due first.
+    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
+    /// When the next pending or retrying delivery is due.
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Every delivery attempt of one event.
+    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError>;
+    /// Streamed events after a seq, oldest first, as (seq, JSON).
+    async fn streamed_after(
+        &self,
+        after_seq: i64,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError>;
+    /// One page of the change log, newest first.
+    async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError>;
+    /// Verifies both hash chains, events first.
+    async fn verify(
+        &self,
+        expected_events_head: Option<chain::Hash>,
+    ) -> Result<Vec<audit::ChainReport>, StoreError>;
+    /// Finishes every queued write and stops; the engine's files are complete afterwards.
+    async fn close(&self);
 }
 
-/// The storage handle shared by the servers. Cheap to clone.
+/// The least time between two health probes.
+pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How long to wait before the next probe, given when the last one ran.
+fn wait_before_probe(last: Option<Instant>, now: Instant) -> Option<Duration> {
+    let next = last? + PROBE_INTERVAL;
+    (next > now).then(|| next - now)
+}
+
+/// The storage handle the gateway shares: an engine, and what the gateway keeps beside it.
+/// Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<writer::Job>,
-    readers: Arc<reader::Readers>,
-    healthy: Arc<AtomicBool>,
-    enqueue_timeout: Duration,
-    /// How searches by time bound each end of their range (`timeline`).
-    bound: timeline::Bound,
-    writer: Arc<std::sync::Mutex<Option<std::thread::JoinHandle<()>>>>,
+    engine: Arc<dyn Engine>,
     metrics: Arc<Metrics>,
-    stream: tokio::sync::broadcast::Sender<Arc<StreamItem>>,
-    seal: Arc<seal::SealKey>,
-    /// Sender and source keys not yet written in runs, for searches.
-    keys: Arc<keys::Keys>,
+    stream: broadcast::Sender<Arc<StreamItem>>,
+    changed: watch::Sender<i64>,
+    seal: Arc<SealKey>,
     /// When the last health probe ran: probes are paced (see `probe`).
-    last_probe: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
+    last_probe: Arc<tokio::sync::Mutex<Option<Instant>>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -100,128 +150,131 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Verifies a database file offline, read-only, without starting a gateway.
+/// Verifies a SQLite database file offline, read-only, without starting a gateway.
 pub fn verify_file(
     path: &Path,
     expected_events_head: Option<chain::Hash>,
 ) -> Result<Vec<audit::ChainReport>, StoreError> {
-    if !path.exists() {
-        return Err(StoreError::NotFound(format!(
-            "database file {}",
-            path.display()
-        )));
+    sqlite::verify_file(path, expected_events_head)
+}
+
+/// The PostgreSQL URL a database setting holds, if it is one.
+pub fn postgres_url(database: &Path) -> Option<&str> {
+    database.to_str().filter(|d| postgres::is_url(d))
+}
+
+/// The database setting as it may be shown: a URL's password is masked.
+pub fn shown(database: &Path) -> String {
+    match postgres_url(database) {
+        Some(url) => postgres::redacted_url(url),
+        None => database.display().to_string(),
     }
-    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    Ok(vec![
-        audit::verify(&c, audit::Log::Events, expected_events_head.as_ref())?,
-        audit::verify(&c, audit::Log::Changes, None)?,
-    ])
+}
+
+/// Verifies a database offline, read-only, without starting a gateway: a SQLite file, or a
+/// PostgreSQL database by its URL.
+pub async fn verify_database(
+    database: &Path,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<audit::ChainReport>, StoreError> {
+    match postgres_url(database) {
+        Some(url) => postgres::verify_url(url, expected_events_head).await,
+        None => {
+            let path = database.to_owned();
+            tokio::task::spawn_blocking(move || sqlite::verify_file(&path, expected_events_head))
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?
+        }
+    }
+}
+
+/// Copies a live SQLite database into `to` with SQLite's online backup: a consistent
+/// snapshot, taken while a gateway may be writing. Refuses to overwrite an existing file.
+pub fn backup_file(from: &Path, to: &Path) -> Result<u64, StoreError> {
+    sqlite::backup(from, to)
 }
 
 impl Store {
-    /// Opens (creating and migrating as needed) the database and starts the writer thread.
-    /// `stream_buffer` is how far a live-stream subscriber may fall behind.
-    pub fn open(path: &Path, tuning: &Storage, stream_buffer: usize) -> Result<Store, StoreError> {
-        let seal = Arc::new(seal::SealKey::load(path, tuning.secret_key.as_ref())?);
-        let mut conn = writer::open_write_connection(path, tuning)?;
-        let keys = Arc::new(keys::Keys::load(&conn, keys::RUN_ROWS)?);
-        let (dedupe, filter_build) = dedupe::Dedupe::load(&conn, keys::RUN_ROWS)?
-            .with_filter(tuning.dedupe_filter_mib as usize * 1024 * 1024);
+    /// Opens (creating and migrating as needed) the database `database` names — a
+    /// `postgres://` URL, or else a SQLite file — and starts its engine. `stream_buffer` is
+    /// how far a live-stream subscriber may fall behind.
+    pub async fn open(
+        database: &Path,
+        tuning: &Storage,
+        stream_buffer: usize,
+    ) -> Result<Store, StoreError> {
         let metrics = Arc::new(Metrics::default());
-        let checkpoints =
-            checkpoint::Checkpoints::start(&mut conn, path, tuning, Arc::clone(&metrics))?;
-        let healthy = Arc::new(AtomicBool::new(true));
-        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
-        let (stream, _) = tokio::sync::broadcast::channel(stream_buffer.max(1));
-        let shared = writer::Shared {
-            healthy: Arc::clone(&healthy),
+        let (stream, _) = broadcast::channel(stream_buffer.max(1));
+        let (changed, _) = watch::channel(0);
+        let context = EngineContext {
             metrics: Arc::clone(&metrics),
             stream: stream.clone(),
-            keys: Arc::clone(&keys),
+            changed: changed.clone(),
         };
-        let enqueue_timeout = Duration::from_millis(tuning.enqueue_timeout_ms);
-        let bound = timeline::Bound::load(&conn, enqueue_timeout)?;
-        let handle = writer::spawn(
-            conn,
-            checkpoints,
-            rx,
-            tuning.max_batch,
-            shared,
-            dedupe,
-            bound,
-        )
-        .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))?;
-        if let Some(build) = filter_build {
-            // After the load above: its snapshot holds every id written before open.
-            let (path, busy) = (PathBuf::from(path), tuning.busy_timeout_ms);
-            // A read connection of its own, read-only: the writer is not held up.
-            let started = std::thread::Builder::new()
-                .name("hookgate-filter".into())
-                .spawn(move || match reader::Readers::new(path, busy).take() {
-                    Ok(mut c) => build.run(&mut c),
-                    Err(e) => tracing::warn!(error = %e, "cannot read the dedupe table for its filter; every new id is looked up in the table"),
-                });
-            if let Err(e) = started {
-                // The writer sees the build gone and asks the table.
-                tracing::warn!(error = %e, "cannot start the dedupe filter's thread");
+        let (engine, seal): (Arc<dyn Engine>, SealKey) = match postgres_url(database) {
+            Some(url) => {
+                // Every node must open what every other node sealed: the key is configured,
+                // never a file beside one node's database.
+                let Some(key) = tuning.secret_key.as_ref() else {
+                    return Err(StoreError::Unavailable(
+                        "HOOKGATE_SECRET_KEY is required with a PostgreSQL database: every gateway node needs the same key (base64 of 32 random bytes, e.g. from `openssl rand -base64 32`) to open the accounts the others stored".into(),
+                    ));
+                };
+                let seal = SealKey::from_configured(key)?;
+                (
+                    Arc::new(postgres::Postgres::open(url, tuning, context).await?),
+                    seal,
+                )
             }
-        }
+            None => {
+                let seal = SealKey::load(database, tuning.secret_key.as_ref())?;
+                let (path, tuning) = (database.to_owned(), tuning.clone());
+                let engine = tokio::task::spawn_blocking(move || {
+                    sqlite::Sqlite::open(&path, &tuning, context)
+                })
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))??;
+                (Arc::new(engine), seal)
+            }
+        };
         Ok(Store {
-            jobs,
-            readers: Arc::new(reader::Readers::new(
-                PathBuf::from(path),
-                tuning.busy_timeout_ms,
-            )),
-            healthy,
-            enqueue_timeout,
-            bound,
-            writer: Arc::new(std::sync::Mutex::new(Some(handle))),
+            engine,
             metrics,
             stream,
-            seal,
-            keys,
+            changed,
+            seal: Arc::new(seal),
             last_probe: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
-    /// The gateway's counters (the writer fills in its part).
+    /// Changes to accounts or tokens made by other gateway nodes: the value is the change
+    /// log's head when they were noticed. It never changes with one node alone.
+    pub fn changes_by_others(&self) -> watch::Receiver<i64> {
+        self.changed.subscribe()
+    }
+
+    /// The gateway's counters (the engine fills in its part).
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// Subscribes to streamed events as they commit, in commit order.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Arc<StreamItem>> {
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<StreamItem>> {
         self.stream.subscribe()
     }
 
-    /// True while the last write batch committed.
+    /// True while the last write committed.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Relaxed)
+        self.engine.is_healthy()
     }
 
-    async fn submit<T>(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
-            Err(_) => return Err(StoreError::Busy("the write queue is full")),
-        }
-        rx.await
-            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
-    }
-
-    /// Appends one audit row; returns after the row's group is committed to disk.
+    /// Appends one audit row; returns after the row is committed.
     pub async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
-        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
-            .await
+        self.engine.append(record).await
     }
 
-    /// Applies one admin change (with its change-log row) in the writer's next group;
-    /// returns the rows it affected (rows pruned, for a prune).
+    /// Applies one admin change (with its change-log row); returns the rows it affected
+    /// (rows pruned, for a prune).
     pub async fn admin(&self, mut write: AdminWrite) -> Result<u64, StoreError> {
         // Account specs hold signing secrets: they are sealed before they are stored.
         if let AdminWrite::CreateAccount { name, spec, .. }
@@ -229,28 +282,27 @@ impl Store {
         {
             *spec = self.seal.seal(name, spec)?;
         }
-        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
-            .await
+        self.engine.admin(write).await
     }
 
-    /// Runs a real write through the writer (see `health`); a success marks the store
-    /// healthy again, so `/readyz` recovers without waiting for traffic.
+    /// Runs a real write through the engine; a success marks the store healthy again, so
+    /// `/readyz` recovers without waiting for traffic.
     ///
-    /// Probes run one at a time and at most one per [`health::PROBE_INTERVAL`]: callers
-    /// queue, so a flood of `/readyz` during an outage cannot turn into a flood of writes.
+    /// Probes run one at a time and at most one per [`PROBE_INTERVAL`]: callers queue, so a
+    /// flood of `/readyz` during an outage cannot turn into a flood of writes.
     pub async fn probe(&self) -> Result<(), StoreError> {
         let mut last = self.last_probe.lock().await;
-        if let Some(wait) = health::wait_before_probe(*last, std::time::Instant::now()) {
+        if let Some(wait) = wait_before_probe(*last, Instant::now()) {
             tokio::time::sleep(wait).await;
         }
-        let result = self.submit(writer::Job::Probe).await;
-        *last = Some(std::time::Instant::now());
+        let result = self.engine.probe().await;
+        *last = Some(Instant::now());
         result
     }
 
-    /// Every stored account.
+    /// Every stored account, specs opened.
     pub async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
-        let mut accounts = self.readers.run(reader::accounts).await?;
+        let mut accounts = self.engine.accounts().await?;
         for a in &mut accounts {
             a.spec = self.seal.open(&a.name, &a.spec)?;
         }
@@ -259,21 +311,17 @@ impl Store {
 
     /// Every stored token hash.
     pub async fn tokens(&self) -> Result<Vec<TokenEntry>, StoreError> {
-        self.readers.run(reader::tokens).await
+        self.engine.tokens().await
     }
 
     /// One page of events, newest first.
     pub async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
-        let keys = Arc::clone(&self.keys);
-        let bound = self.bound;
-        self.readers
-            .run(move |c| reader::events(c, &filter, &keys, bound))
-            .await
+        self.engine.events(filter).await
     }
 
     /// One event with its headers and body.
     pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
-        self.readers.run(move |c| reader::event(c, seq)).await
+        self.engine.event(seq).await
     }
 
     /// Deliveries due at `now`, oldest due first.
@@ -282,19 +330,17 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.readers
-            .run(move |c| reader::due_deliveries(c, now, limit))
-            .await
+        self.engine.due_deliveries(now, limit).await
     }
 
     /// When the next pending or retrying delivery is due.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.readers.run(reader::next_due).await
+        self.engine.next_due().await
     }
 
     /// Every delivery attempt of one event.
     pub async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.readers.run(move |c| reader::attempts(c, seq)).await
+        self.engine.attempts(seq).await
     }
 
     /// Streamed events after a seq, oldest first, as (seq, JSON).
@@ -304,14 +350,12 @@ impl Store {
         account: Option<String>,
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.readers
-            .run(move |c| reader::streamed_after(c, after_seq, account.as_deref(), limit))
-            .await
+        self.engine.streamed_after(after_seq, account, limit).await
     }
 
     /// One page of the change log, newest first.
     pub async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
-        self.readers.run(move |c| reader::changes(c, &filter)).await
+        self.engine.changes(filter).await
     }
 
     /// Streams the events matching `filter`, oldest first, as chunks of NDJSON or CSV. The
@@ -322,26 +366,7 @@ impl Store {
         format: ExportFormat,
         include_body: bool,
     ) -> mpsc::Receiver<Result<bytes::Bytes, String>> {
-        let (tx, rx) = mpsc::channel(4);
-        let readers = Arc::clone(&self.readers);
-        let keys = Arc::clone(&self.keys);
-        let bound = self.bound;
-        tokio::task::spawn_blocking(move || {
-            let conn = match readers.take() {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "export could not open the database");
-                    let _ = tx.blocking_send(Err(e.to_string()));
-                    return;
-                }
-            };
-            if let Err(e) = export::run(&conn, (&keys, bound), filter, format, include_body, &tx) {
-                tracing::warn!(error = %e, "export stopped early");
-                let _ = tx.blocking_send(Err(e.to_string()));
-            }
-            readers.give_back(conn);
-        });
-        rx
+        export::stream(Arc::clone(&self.engine), filter, format, include_body)
     }
 
     /// Verifies both hash chains; `expected_events_head` checks that the events chain still
@@ -350,25 +375,27 @@ impl Store {
         &self,
         expected_events_head: Option<chain::Hash>,
     ) -> Result<Vec<audit::ChainReport>, StoreError> {
-        self.readers
-            .run(move |c| {
-                Ok(vec![
-                    audit::verify(c, audit::Log::Events, expected_events_head.as_ref())?,
-                    audit::verify(c, audit::Log::Changes, None)?,
-                ])
-            })
-            .await
+        self.engine.verify(expected_events_head).await
     }
 
-    /// Asks the writer to finish every queued write and stop, then waits for it.
+    /// Finishes every queued write and stops the engine.
     pub async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
-        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
-        }
+        self.engine.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_paced() {
+        let now = Instant::now();
+        assert_eq!(wait_before_probe(None, now), None);
+        assert_eq!(
+            wait_before_probe(Some(now), now + Duration::from_millis(50)),
+            Some(Duration::from_millis(150))
+        );
+        assert_eq!(wait_before_probe(Some(now), now + PROBE_INTERVAL), None);
     }
 }

@@ -72,7 +72,7 @@ fn log<'a>(report: &'a Value, name: &str) -> &'a Value {
 
 #[tokio::test]
 async fn the_chain_verifies_and_any_edit_removal_or_swap_is_found_at_its_row() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_sqlite_with(|_| {}).await;
     fill(&gw, 20).await;
     let online = gw
         .call_as(AUDITOR_TOKEN, Method::GET, "/v1/audit/verify", None)
@@ -132,7 +132,7 @@ async fn the_chain_verifies_and_any_edit_removal_or_swap_is_found_at_its_row() {
 
 #[tokio::test]
 async fn pruning_leaves_a_checkpoint_and_the_rest_still_verifies() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_sqlite_with(|_| {}).await;
     fill(&gw, 12).await;
     let newest_old = gw.events("limit=1").await[0]["received_at"]
         .as_str()
@@ -443,7 +443,7 @@ async fn export_streams_every_matching_row_in_both_formats_and_the_cli_saves_it(
         400
     );
 
-    let out = gw.db.with_file_name("export.ndjson");
+    let out = gw.scratch("export.ndjson");
     let cli = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
         .args(["events", "export", "--format", "ndjson", "--output"])
         .arg(&out)
@@ -466,7 +466,7 @@ async fn export_streams_every_matching_row_in_both_formats_and_the_cli_saves_it(
 
 #[tokio::test]
 async fn redacted_values_appear_in_no_answer_no_export_and_not_in_the_database_file() {
-    let gw = spawn_with(|c| c.redact_headers = vec!["X-Custom-Secret".into()]).await;
+    let gw = spawn_sqlite_with(|c| c.redact_headers = vec!["X-Custom-Secret".into()]).await;
     gw.create_account(json!({"name": "red", "auth": {"type": "api_key", "header": "X-Shop-Key", "value": "shopkey-AAAA1111"},
                              "signature": {"header": "X-Sig", "secrets": ["sigsecret-BBBB2222"]}})).await;
     let body = r#"{"ok":true}"#;

@@ -81,7 +81,7 @@ impl Drop for SmallDisk {
 async fn a_full_disk_answers_503_and_recovers_by_itself_when_space_returns() {
     let disk = SmallDisk::mount("4m");
     let db = disk.dir.path().join("full.db");
-    let gw = spawn_with(|c| c.database = db.clone()).await;
+    let gw = spawn_sqlite_with(|c| c.database = db.clone()).await;
     gw.create_account(json!({"name": "full", "auth": {"type": "bearer", "token": "full-token-1"}, "paths": {"event_id": "$.id"}})).await;
     let h = [("authorization", "Bearer full-token-1")];
     let pad = "z".repeat(64 * 1024);
@@ -119,7 +119,7 @@ async fn a_full_disk_answers_503_and_recovers_by_itself_when_space_returns() {
 
 #[tokio::test]
 async fn a_locked_database_makes_readyz_unready_and_it_recovers_without_traffic() {
-    let gw = spawn_with(|c| c.storage.busy_timeout_ms = 100).await;
+    let gw = spawn_sqlite_with(|c| c.storage.busy_timeout_ms = 100).await;
     gw.create_account(json!({"name": "lk", "auth": {"type": "bearer", "token": "lk-token-1"}}))
         .await;
     let h = [("authorization", "Bearer lk-token-1")];
@@ -135,7 +135,7 @@ async fn a_locked_database_makes_readyz_unready_and_it_recovers_without_traffic(
 
 #[tokio::test]
 async fn a_write_failing_half_way_leaves_nothing_and_the_retry_is_accepted_once() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_sqlite_with(|_| {}).await;
     gw.create_account(json!({"name": "half", "auth": {"type": "bearer", "token": "half-token-1"}, "paths": {"event_id": "$.id"}})).await;
     let h = [("authorization", "Bearer half-token-1")];
     // The event row is written, then its statement fails (FAIL keeps what it changed):
@@ -208,7 +208,7 @@ impl Drop for Immutable {
 
 #[tokio::test]
 async fn a_database_that_turns_read_only_answers_503_and_recovers_when_writable_again() {
-    let gw = spawn_gateway().await;
+    let gw = spawn_sqlite_with(|_| {}).await;
     gw.create_account(json!({"name": "ro", "auth": {"type": "bearer", "token": "ro-token-1"}, "paths": {"event_id": "$.id"}})).await;
     let h = [("authorization", "Bearer ro-token-1")];
     assert_eq!(

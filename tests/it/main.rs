@@ -1,5 +1,6 @@
 //! hookgate's integration tests: one binary, each module a capability, every test against
-//! a real gateway on port 0 with a real SQLite file.
+//! a real gateway on port 0 with a real SQLite file. `pg` starts the throw-away PostgreSQL
+//! servers the tests use.
 
 mod accounts;
 mod audit;
@@ -13,6 +14,7 @@ mod openapi;
 mod operator;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod pg;
 mod presets;
 mod process;
 mod props;

@@ -1,5 +1,11 @@
-//! Test support: a real gateway on port 0 with a temporary SQLite file, an HTTP client,
-//! and signing helpers computed independently of the gateway's own code.
+//! Test support: a real gateway on port 0, an HTTP client, and signing helpers computed
+//! independently of the gateway's own code.
+//!
+//! The storage engine every test gateway runs on is chosen here and nowhere else: a
+//! temporary SQLite file, or, with `HOOKGATE_TEST_ENGINE=postgres`, a fresh database on the
+//! throw-away PostgreSQL server of `pg`. Tests reach storage only through the gateway,
+//! except those about one engine's files, which ask for that engine by name
+//! (`spawn_sqlite_with`).
 
 #![allow(dead_code)]
 
@@ -57,14 +63,39 @@ pub async fn spawn_with_clock(clock: Clock) -> TestGateway {
 /// configuration.
 pub async fn spawn_with_clock_and(clock: Clock, tweak: impl FnOnce(&mut Config)) -> TestGateway {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut config = Config {
+    let mut config = test_config(&dir);
+    if on_postgres() {
+        config.database = PathBuf::from(crate::pg::server().fresh_database());
+        config.storage.secret_key = Some(Secret::new(TEST_SECRET_KEY));
+    }
+    tweak(&mut config);
+    start(config, Some(dir), clock).await
+}
+
+/// Starts a gateway on a SQLite file whatever engine the suite runs on, for tests of that
+/// engine's files (locks, copies, backups, the file edited behind the gateway's back).
+pub async fn spawn_sqlite_with(tweak: impl FnOnce(&mut Config)) -> TestGateway {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = test_config(&dir);
+    tweak(&mut config);
+    start(config, Some(dir), Clock::system()).await
+}
+
+/// The sealing key test gateways on PostgreSQL share (base64 of 32 bytes).
+pub const TEST_SECRET_KEY: &str = "aG9va2dhdGUtdGVzdC1zZWFsLWtleS0zMi1ieXRlcyE=";
+
+/// True when the suite runs its gateways on PostgreSQL (`HOOKGATE_TEST_ENGINE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("HOOKGATE_TEST_ENGINE").is_ok_and(|e| e.eq_ignore_ascii_case("postgres"))
+}
+
+fn test_config(dir: &tempfile::TempDir) -> Config {
+    Config {
         database: dir.path().join("hookgate.db"),
         admin_token: Some(Secret::new(ADMIN_TOKEN)),
         auditor_token: Some(Secret::new(AUDITOR_TOKEN)),
         ..Config::default()
-    };
-    tweak(&mut config);
-    start(config, Some(dir), clock).await
+    }
 }
 
 async fn start(mut config: Config, dir: Option<tempfile::TempDir>, clock: Clock) -> TestGateway {
@@ -241,11 +272,29 @@ impl TestGateway {
         answer.json()
     }
 
-    /// The number of audit rows in the database file, read directly.
+    /// The number of audit rows, read from the database directly (by SQLite's library, or
+    /// by `psql`), not through the gateway.
     pub fn audit_rows(&self) -> i64 {
-        let conn = rusqlite::Connection::open(&self.db).expect("open db");
-        conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
-            .expect("count")
+        match self.db.to_str().filter(|d| d.starts_with("postgres://")) {
+            Some(url) => crate::pg::psql(url, "SELECT count(*) FROM events")
+                .unwrap_or_else(|e| panic!("count the rows: {e}"))
+                .trim()
+                .parse()
+                .expect("a count"),
+            None => {
+                let conn = rusqlite::Connection::open(&self.db).expect("open db");
+                conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+                    .expect("count")
+            }
+        }
+    }
+
+    /// A path for a scratch file of this test, in its temporary directory.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        match &self.dir {
+            Some(dir) => dir.path().join(name),
+            None => std::env::temp_dir().join(name),
+        }
     }
 }
 

@@ -18,8 +18,8 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngExt;
 
-use super::StoreError;
 use crate::secret::Secret;
+use crate::store::StoreError;
 
 const PREFIX: &str = "sealed:v1:";
 const NONCE_LEN: usize = 24;
@@ -46,10 +46,18 @@ impl SealKey {
     /// The configured key (base64 of 32 bytes), else the key file beside the database,
     /// created on first use.
     pub fn load(database: &Path, configured: Option<&Secret>) -> Result<SealKey, StoreError> {
-        let text = match configured {
-            Some(k) => k.expose_str().to_owned(),
-            None => read_or_create(&key_file_for(database))?,
-        };
+        match configured {
+            Some(k) => SealKey::from_configured(k),
+            None => SealKey::from_text(&read_or_create(&key_file_for(database))?),
+        }
+    }
+
+    /// The configured key (base64 of 32 bytes).
+    pub fn from_configured(key: &Secret) -> Result<SealKey, StoreError> {
+        SealKey::from_text(key.expose_str())
+    }
+
+    fn from_text(text: &str) -> Result<SealKey, StoreError> {
         let bytes = STANDARD
             .decode(text.trim())
             .map_err(|_| StoreError::Unavailable("the secret key is not valid base64".into()))?;

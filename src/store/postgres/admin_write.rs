@@ -1,0 +1,197 @@
+//! Admin writes on PostgreSQL: accounts, tokens, retention and delivery outcomes, each
+//! with its change-log row chained from the change log's locked head.
+//!
+//! Owns how each [`AdminWrite`] is applied inside the writer's transaction, in a savepoint
+//! the writer opens, so a refused write leaves no trace in the group. Only the writer calls
+//! [`apply`]; it must never run outside the writer's transaction.
+
+use tokio_postgres::Transaction;
+
+use super::audit;
+use super::writer::Head;
+use crate::store::chained::change_hash;
+use crate::store::{AdminWrite, Change, StoreError};
+
+/// Whether other nodes must hear of this write (they keep accounts and tokens in memory).
+pub(super) fn concerns_every_node(write: &AdminWrite) -> bool {
+    matches!(
+        write,
+        AdminWrite::CreateAccount { .. }
+            | AdminWrite::UpdateAccount { .. }
+            | AdminWrite::DeleteAccount { .. }
+            | AdminWrite::AddToken { .. }
+            | AdminWrite::RevokeToken { .. }
+    )
+}
+
+/// Applies the write and appends its change-log row after `head`; returns the rows it
+/// affected and moves `head` past the change row only when it succeeds.
+pub(super) async fn apply(
+    tx: &Transaction<'_>,
+    head: &mut Head,
+    write: &AdminWrite,
+) -> Result<u64, StoreError> {
+    let mut affected = 1;
+    let pruned_change;
+    let change = match write {
+        AdminWrite::CreateAccount { name, spec, change } => {
+            let n = tx
+                .execute(
+                    "INSERT INTO accounts (name, spec, listening, created_at, updated_at)
+                     VALUES ($1, $2, 0, $3, $3) ON CONFLICT (name) DO NOTHING",
+                    &[name, spec, &change.at],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("account {name:?}")));
+            }
+            change
+        }
+        AdminWrite::UpdateAccount {
+            name,
+            spec,
+            listening,
+            change,
+        } => {
+            let n = tx
+                .execute(
+                    "UPDATE accounts SET spec = $2, listening = $3, updated_at = $4 WHERE name = $1",
+                    &[name, spec, &i64::from(*listening), &change.at],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {name:?}")));
+            }
+            change
+        }
+        AdminWrite::DeleteAccount { name, change } => {
+            let n = tx
+                .execute("DELETE FROM accounts WHERE name = $1", &[name])
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("account {name:?}")));
+            }
+            change
+        }
+        AdminWrite::PruneEvents {
+            before,
+            max_rows,
+            change,
+        } => {
+            let (n, through) = audit::prune_events(tx, *before, *max_rows, change.at).await?;
+            if n == 0 {
+                return Ok(0);
+            }
+            affected = n;
+            pruned_change = Change {
+                action: "audit.pruned".into(),
+                detail: serde_json::json!({"pruned": n, "through_seq": through,
+                    "before": crate::clock::format_micros(*before)})
+                .to_string(),
+                ..change.clone()
+            };
+            &pruned_change
+        }
+        AdminWrite::ForwardAttempt {
+            seq,
+            attempts,
+            at,
+            status,
+            next_attempt_at,
+            http_status,
+            detail,
+        } => {
+            let last_error = (*status != "delivered").then_some(detail);
+            // The attempt is recorded, so this node's claim on the delivery ends.
+            tx.execute(
+                "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4,
+                    last_error = $5, claimed_by = NULL, claimed_until = NULL
+                 WHERE seq = $1",
+                &[
+                    seq,
+                    status,
+                    &i64::from(*attempts),
+                    next_attempt_at,
+                    &last_error,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail)
+                 VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM forward_attempts
+                              WHERE seq = $1), $2, $3, $4, $5)",
+                &[seq, at, status, &http_status.map(i64::from), detail],
+            )
+            .await?;
+            tx.execute(
+                "UPDATE events SET forward_status = $2 WHERE seq = $1",
+                &[seq, status],
+            )
+            .await?;
+            return Ok(1);
+        }
+        AdminWrite::Redeliver { seq, change } => {
+            let n = tx
+                .execute(
+                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2,
+                        claimed_by = NULL, claimed_until = NULL
+                     WHERE seq = $1 AND status IN ('dead', 'no_session')",
+                    &[seq, &change.at],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!(
+                    "a dead or no_session delivery for {}",
+                    crate::event::public_id(*seq)
+                )));
+            }
+            tx.execute(
+                "UPDATE events SET forward_status = 'pending' WHERE seq = $1",
+                &[seq],
+            )
+            .await?;
+            change
+        }
+        AdminWrite::RevokeToken { name, change } => {
+            let n = tx
+                .execute("DELETE FROM tokens WHERE name = $1", &[name])
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("token {name:?}")));
+            }
+            change
+        }
+        AdminWrite::AddToken { entry, change } => {
+            tx.execute(
+                "INSERT INTO tokens (name, role, hash, created_at) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (name) DO UPDATE SET role = excluded.role, hash = excluded.hash",
+                &[
+                    &entry.name,
+                    &entry.role.as_str(),
+                    &&entry.hash[..],
+                    &change.at,
+                ],
+            )
+            .await?;
+            change
+        }
+    };
+    let seq = head.seq + 1;
+    let hash = change_hash(seq, &head.hash, change);
+    tx.execute(
+        "INSERT INTO changes (seq, at, actor, action, account, detail, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &seq,
+            &change.at,
+            &change.actor,
+            &change.action,
+            &change.account,
+            &change.detail,
+            &&hash[..],
+        ],
+    )
+    .await?;
+    *head = Head { seq, hash };
+    Ok(affected)
+}

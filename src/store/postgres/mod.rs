@@ -1,0 +1,313 @@
+//! The PostgreSQL engine, for several stateless gateway nodes sharing one database.
+//!
+//! Owns the only names of `tokio_postgres` and `deadpool_postgres` in the crate. Each node
+//! commits in groups (`writer`); every group that writes events first locks the events
+//! log's head row, so seqs and chain hashes are assigned in one order across all nodes and
+//! that order is the commit order. Notifications (`notify`) carry committed stream events
+//! and account or token changes between nodes; outbox deliveries are claimed with a lease
+//! (`claims`) so one node sends each at a time. It must never answer a write before its
+//! commit, and never keep state that another node needs to see.
+
+mod admin_write;
+mod audit;
+mod claims;
+mod notify;
+mod reader;
+mod schema;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::NoTls;
+
+use super::audit::ChainReport;
+use super::export::ExportRow;
+use super::{
+    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
+    EventFilter, EventSummary, Page, StoreError, StoredAccount,
+};
+use crate::chain;
+use crate::config::Storage;
+use crate::event::{Committed, EventRecord};
+use crate::tokens::TokenEntry;
+
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Unavailable(postgres_message(&e))
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for StoreError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        StoreError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
+    }
+}
+
+/// The server's own message where there is one (it says what is wrong), else the
+/// client's.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("PostgreSQL: {}", db.message()),
+        None => format!("PostgreSQL: {e}"),
+    }
+}
+
+/// True for a database URL (`postgres://` or `postgresql://`), which selects this engine.
+pub fn is_url(database: &str) -> bool {
+    database.starts_with("postgres://") || database.starts_with("postgresql://")
+}
+
+/// The URL with any password replaced, for logs and messages.
+pub fn redacted_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_once('/').unwrap_or((rest, ""));
+    let shown = match authority.rsplit_once('@') {
+        Some((user, host)) => match user.split_once(':') {
+            Some((name, _)) => format!("{name}:***@{host}"),
+            None => authority.to_owned(),
+        },
+        None => authority.to_owned(),
+    };
+    format!("{scheme}://{shown}/{tail}")
+}
+
+/// How long a node's claim on a delivery lasts before another node may take it over.
+fn claim_lease(tuning: &Storage) -> Duration {
+    Duration::from_secs(tuning.claim_lease_secs.max(1))
+}
+
+/// The PostgreSQL engine: a pool, the writer's queue, and the notification listener.
+pub struct Postgres {
+    pool: Pool,
+    jobs: mpsc::Sender<writer::Job>,
+    healthy: Arc<AtomicBool>,
+    enqueue_timeout: Duration,
+    /// This node's name in the outbox's claims.
+    node: String,
+    lease: Duration,
+    writer: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    follower: tokio::task::JoinHandle<()>,
+}
+
+/// Opens a pool on `url` (connections are made as they are needed).
+fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
+        StoreError::Unavailable(format!(
+            "the database URL {} is not valid: {e}",
+            redacted_url(url)
+        ))
+    })?;
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("hookgate");
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .runtime(Runtime::Tokio1)
+        .timeouts(Timeouts {
+            wait: Some(Duration::from_secs(5)),
+            create: Some(Duration::from_secs(5)),
+            recycle: Some(Duration::from_secs(5)),
+        })
+        .build()
+        .map_err(|e| StoreError::Unavailable(format!("cannot make a connection pool: {e}")))
+}
+
+/// Verifies the chains of the database at `url` without starting a gateway.
+pub async fn verify_url(
+    url: &str,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<ChainReport>, StoreError> {
+    let pool = pool(url, 2)?;
+    let client = pool.get().await?;
+    audit::verify_both(&**client, expected_events_head).await
+}
+
+impl Postgres {
+    /// Connects, migrates (once, whichever node starts first), and starts this node's
+    /// writer and notification listener.
+    pub async fn open(
+        url: &str,
+        tuning: &Storage,
+        context: EngineContext,
+    ) -> Result<Postgres, StoreError> {
+        let pool = pool(url, tuning.pool_size.max(4))?;
+        {
+            let mut client = pool.get().await.map_err(|e| {
+                StoreError::Unavailable(format!("cannot connect to {}: {e}", redacted_url(url)))
+            })?;
+            schema::migrate(&mut client).await?;
+        }
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
+        let follower = notify::Follower::start(url, pool.clone(), context.clone()).await?;
+        let writer = tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            tuning.max_batch,
+            writer::Shared {
+                healthy: Arc::clone(&healthy),
+                metrics: context.metrics,
+                committed: follower.waker(),
+            },
+        ));
+        Ok(Postgres {
+            pool,
+            jobs,
+            healthy,
+            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
+            node: format!("{:016x}", rand::random::<u64>()),
+            lease: claim_lease(tuning),
+            writer: tokio::sync::Mutex::new(Some(writer)),
+            follower: follower.spawn(),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
+            Err(_) => return Err(StoreError::Busy("the write queue is full")),
+        }
+        rx.await
+            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        Ok(self.pool.get().await?)
+    }
+}
+
+#[async_trait]
+impl Engine for Postgres {
+    async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
+        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
+            .await
+    }
+
+    async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
+        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
+            .await
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.submit(writer::Job::Probe).await
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        reader::accounts(&**self.client().await?).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenEntry>, StoreError> {
+        reader::tokens(&**self.client().await?).await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
+        reader::events(&**self.client().await?, &filter).await
+    }
+
+    async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+        reader::event(&**self.client().await?, seq).await
+    }
+
+    async fn export_page(
+        &self,
+        filter: EventFilter,
+        include_body: bool,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        reader::export_page(&**self.client().await?, &filter, include_body).await
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        let until = now.saturating_add(self.lease.as_micros() as i64);
+        claims::claim_due(&**self.client().await?, &self.node, now, until, limit).await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        claims::next_due(&**self.client().await?).await
+    }
+
+    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        reader::attempts(&**self.client().await?, seq).await
+    }
+
+    async fn streamed_after(
+        &self,
+        after_seq: i64,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        reader::streamed_after(
+            &**self.client().await?,
+            after_seq,
+            account.as_deref(),
+            limit,
+        )
+        .await
+    }
+
+    async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
+        reader::changes(&**self.client().await?, &filter).await
+    }
+
+    async fn verify(
+        &self,
+        expected_events_head: Option<chain::Hash>,
+    ) -> Result<Vec<ChainReport>, StoreError> {
+        audit::verify_both(&**self.client().await?, expected_events_head).await
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        if let Some(writer) = self.writer.lock().await.take() {
+            let _ = writer.await;
+        }
+        self.follower.abort();
+        self.pool.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_select_the_engine_and_passwords_never_print() {
+        assert!(is_url("postgres://u:p@h:5432/db"));
+        assert!(is_url("postgresql://h/db"));
+        assert!(!is_url("hookgate.db"));
+        assert!(!is_url("/var/lib/postgres://x"));
+        assert_eq!(
+            redacted_url("postgres://hook:s3cret@db.internal:5432/hookgate"),
+            "postgres://hook:***@db.internal:5432/hookgate"
+        );
+        assert_eq!(
+            redacted_url("postgres://hook@127.0.0.1/hg"),
+            "postgres://hook@127.0.0.1/hg"
+        );
+        assert!(!redacted_url("postgres://a:b@c:d@h/x").contains("b@c"));
+    }
+}

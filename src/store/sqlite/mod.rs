@@ -1,0 +1,219 @@
+//! The embedded SQLite engine, the default: one database file in WAL mode.
+//!
+//! Owns the only names of `rusqlite` in the crate. Writes go to the one writer thread
+//! (`writer`) through a bounded queue and are answered after their group's commit; reads
+//! run on read-only connections of their own (`reader`). Every search is one statement over
+//! ordinary indexes (`schema`). It must never answer a write before its commit, and never
+//! leave the database file needing its WAL after a graceful stop.
+
+mod admin_write;
+mod audit;
+mod backup;
+mod export;
+mod health;
+mod reader;
+mod schema;
+mod writer;
+
+pub use backup::backup;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+
+use super::audit::{ChainReport, Log};
+use super::export::ExportRow;
+use super::{
+    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
+    EventFilter, EventSummary, Page, StoreError, StoredAccount,
+};
+use crate::chain;
+use crate::config::Storage;
+use crate::event::{Committed, EventRecord};
+use crate::tokens::TokenEntry;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+/// The SQLite engine: the writer's queue and the read connections.
+pub struct Sqlite {
+    jobs: mpsc::Sender<writer::Job>,
+    readers: Arc<reader::Readers>,
+    healthy: Arc<AtomicBool>,
+    enqueue_timeout: Duration,
+    writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+/// Verifies a database file offline, read-only, without starting a gateway.
+pub fn verify_file(
+    path: &Path,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<ChainReport>, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::NotFound(format!(
+            "database file {}",
+            path.display()
+        )));
+    }
+    let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
+    verify_both(&c, expected_events_head)
+}
+
+fn verify_both(
+    c: &rusqlite::Connection,
+    expected_events_head: Option<chain::Hash>,
+) -> Result<Vec<ChainReport>, StoreError> {
+    Ok(vec![
+        audit::verify(c, Log::Events, expected_events_head.as_ref())?,
+        audit::verify(c, Log::Changes, None)?,
+    ])
+}
+
+impl Sqlite {
+    /// Opens (creating and migrating as needed) the database and starts the writer thread.
+    pub fn open(
+        path: &Path,
+        tuning: &Storage,
+        context: EngineContext,
+    ) -> Result<Sqlite, StoreError> {
+        let conn = writer::open_write_connection(path, tuning)?;
+        let healthy = Arc::new(AtomicBool::new(true));
+        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
+        let shared = writer::Shared {
+            healthy: Arc::clone(&healthy),
+            metrics: context.metrics,
+            stream: context.stream,
+        };
+        let handle = writer::spawn(conn, rx, tuning.max_batch, shared)?;
+        Ok(Sqlite {
+            jobs,
+            readers: Arc::new(reader::Readers::new(
+                PathBuf::from(path),
+                tuning.busy_timeout_ms,
+            )),
+            healthy,
+            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
+            writer: std::sync::Mutex::new(Some(handle)),
+        })
+    }
+
+    async fn submit<T>(
+        &self,
+        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
+            Err(_) => return Err(StoreError::Busy("the write queue is full")),
+        }
+        rx.await
+            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
+    }
+}
+
+#[async_trait]
+impl Engine for Sqlite {
+    async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
+        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
+            .await
+    }
+
+    async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
+        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
+            .await
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.submit(writer::Job::Probe).await
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
+        self.readers.run(reader::accounts).await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenEntry>, StoreError> {
+        self.readers.run(reader::tokens).await
+    }
+
+    async fn events(&self, filter: EventFilter) -> Result<Page<EventSummary>, StoreError> {
+        self.readers.run(move |c| reader::events(c, &filter)).await
+    }
+
+    async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
+        self.readers.run(move |c| reader::event(c, seq)).await
+    }
+
+    async fn export_page(
+        &self,
+        filter: EventFilter,
+        include_body: bool,
+    ) -> Result<Vec<ExportRow>, StoreError> {
+        self.readers
+            .run(move |c| export::page(c, &filter, include_body))
+            .await
+    }
+
+    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
+        self.readers
+            .run(move |c| reader::due_deliveries(c, now, limit))
+            .await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.readers.run(reader::next_due).await
+    }
+
+    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
+        self.readers.run(move |c| reader::attempts(c, seq)).await
+    }
+
+    async fn streamed_after(
+        &self,
+        after_seq: i64,
+        account: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<(i64, String)>, StoreError> {
+        self.readers
+            .run(move |c| reader::streamed_after(c, after_seq, account.as_deref(), limit))
+            .await
+    }
+
+    async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
+        self.readers.run(move |c| reader::changes(c, &filter)).await
+    }
+
+    async fn verify(
+        &self,
+        expected_events_head: Option<chain::Hash>,
+    ) -> Result<Vec<ChainReport>, StoreError> {
+        self.readers
+            .run(move |c| verify_both(c, expected_events_head))
+            .await
+    }
+
+    async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+        // Idle read connections go too, so nothing holds the database open.
+        self.readers.close();
+    }
+}

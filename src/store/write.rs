@@ -1,0 +1,103 @@
+//! The writes an engine applies for the gateway's admin side: accounts, tokens, retention
+//! and delivery outcomes, each with the change-log row that records it.
+//!
+//! Plain data. Each engine applies a write together with its chained change-log row in one
+//! transaction; nothing here does I/O or names a database driver.
+
+use crate::tokens::TokenEntry;
+
+/// A change-log row: who did what to which account, and when.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// When, in microseconds since the epoch.
+    pub at: i64,
+    /// The token name (with its role) that made the change.
+    pub actor: String,
+    /// What was done: `account.created`, `account.updated`, `account.deleted`, ...
+    pub action: String,
+    /// The account concerned, if any.
+    pub account: Option<String>,
+    /// Secret-free JSON detail.
+    pub detail: String,
+}
+
+/// An admin write, always together with its change-log row.
+#[derive(Debug, Clone)]
+pub enum AdminWrite {
+    /// Creates an account; fails with `Conflict` when the name is taken.
+    CreateAccount {
+        /// The name.
+        name: String,
+        /// The stored spec JSON (secrets in clear).
+        spec: String,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Replaces an account's spec and listening flag; fails with `NotFound`.
+    UpdateAccount {
+        /// The name.
+        name: String,
+        /// The stored spec JSON (secrets in clear).
+        spec: String,
+        /// Whether the listener is on.
+        listening: bool,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Deletes an account (its audit rows stay); fails with `NotFound`.
+    DeleteAccount {
+        /// The name.
+        name: String,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Prunes events received before a time, as a seq prefix, leaving a chain checkpoint.
+    /// Writes a change-log row only when something was pruned.
+    PruneEvents {
+        /// Microseconds since the epoch.
+        before: i64,
+        /// The most rows pruned by this one write.
+        max_rows: i64,
+        /// Who asked, and when (`action` and `detail` are filled in by the writer).
+        change: Change,
+    },
+    /// Records one delivery attempt: the outbox row's new state, the attempt itself, and
+    /// the event's `forward_status`. Writes no change-log row.
+    ForwardAttempt {
+        /// The event's seq.
+        seq: i64,
+        /// Attempts made since the message was queued (or last redelivered).
+        attempts: u32,
+        /// When, in microseconds since the epoch.
+        at: i64,
+        /// `delivered`, `no_session`, `retrying` or `dead`.
+        status: &'static str,
+        /// When to try again (for `retrying`).
+        next_attempt_at: i64,
+        /// The connector's HTTP status, if it answered.
+        http_status: Option<u16>,
+        /// What happened, in words.
+        detail: String,
+    },
+    /// Queues a dead or no-session delivery again, with a fresh attempt budget.
+    Redeliver {
+        /// The event's seq.
+        seq: i64,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Removes a token.
+    RevokeToken {
+        /// The token's name.
+        name: String,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Stores a token's hash.
+    AddToken {
+        /// The token.
+        entry: TokenEntry,
+        /// The change-log row.
+        change: Change,
+    },
+}
