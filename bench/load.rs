@@ -66,7 +66,7 @@ pub struct LoadResult {
 
 impl LoadResult {
     /// Nothing measured yet.
-    fn empty() -> LoadResult {
+    pub fn empty() -> LoadResult {
         LoadResult {
             ok: 0,
             http_errors: 0,

@@ -8,6 +8,7 @@ mod bare;
 mod cpu;
 mod load;
 mod parse;
+mod postgres;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -51,6 +52,9 @@ enum Cmd {
         /// Rows to fill before timing audit search (0 skips it).
         #[arg(long, default_value_t = 1_000_000)]
         rows: u64,
+        /// Leave out PostgreSQL (one node and two nodes on a throw-away server).
+        #[arg(long = "no-postgres", action = clap::ArgAction::SetFalse)]
+        postgres: bool,
     },
     /// Send signed load to a URL's host and path.
     Load {
@@ -121,12 +125,14 @@ fn main() -> anyhow::Result<()> {
             secs,
             soak_secs,
             rows,
+            postgres,
         } => rt.block_on(suite(
             hookgate,
             python,
             Duration::from_secs(secs),
             soak_secs,
             rows,
+            postgres,
         ))?,
     }
     Ok(())
@@ -194,14 +200,27 @@ async fn start_gateway(
     dir: &std::path::Path,
     client: &HttpClient,
 ) -> anyhow::Result<(Proc, SocketAddr)> {
+    start_gateway_on(bin, dir.join("bench.db").as_os_str(), &[], true, client).await
+}
+
+/// Starts the gateway on `db` (a file or a `postgres://` URL) with `env` added; creates
+/// the bench account when `create` (a second node on a shared database finds it there).
+async fn start_gateway_on(
+    bin: &PathBuf,
+    db: &std::ffi::OsStr,
+    env: &[(&str, &str)],
+    create: bool,
+    client: &HttpClient,
+) -> anyhow::Result<(Proc, SocketAddr)> {
     let (public, admin) = (free_addr()?, free_addr()?);
     let child = Command::new(bin)
         .arg("serve")
         .env("HOOKGATE_LISTEN", public.to_string())
         .env("HOOKGATE_ADMIN_LISTEN", admin.to_string())
-        .env("HOOKGATE_DB", dir.join("bench.db"))
+        .env("HOOKGATE_DB", db)
         .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
         .env("HOOKGATE_LOG", "warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .with_context(|| {
@@ -216,6 +235,9 @@ async fn start_gateway(
         addr: public,
     };
     wait_until_up(client, &format!("http://{admin}/healthz")).await?;
+    if !create {
+        return Ok((proc, admin));
+    }
     let spec = json!({
         "name": "bench",
         "signature": {"header": "X-Signature", "prefix": "sha256=", "signed_content": "{timestamp}.{body}",
@@ -432,6 +454,7 @@ async fn suite(
     secs: Duration,
     soak_secs: u64,
     rows: u64,
+    with_postgres: bool,
 ) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let client = HttpClient::default();
@@ -545,6 +568,10 @@ async fn suite(
 
     if rows > 0 {
         audit_at_scale(&gw, admin, &client, rows).await?;
+    }
+    if with_postgres {
+        drop(gw);
+        postgres::suite(&bin, &client, secs, gw_1k.rate(), bare_1k.rate()).await?;
     }
     drop(baselines);
     let _ = std::fs::remove_dir_all(&dir);

@@ -145,9 +145,15 @@ pub struct Limits {
     pub body_timeout_secs: u64,
     /// Open connections per listener; more wait in the kernel's accept queue.
     pub max_connections: usize,
-    /// Open connections per client IP address and listener; more are closed at once.
-    /// 0 turns the limit off (the default: behind a proxy every client has its address).
+    /// Open connections per client IP address and listener; more are closed at once, so
+    /// one address cannot hold every slot of `max_connections`. 0 turns the limit off.
+    /// A connection from a `trusted_proxies` address is not counted; each of its requests
+    /// is counted, while it runs, against the client address its `X-Forwarded-For` names.
     pub max_connections_per_ip: usize,
+    /// Load balancers and proxies in front of hookgate, as CIDRs (`10.0.0.0/8`,
+    /// `192.0.2.7/32`), whose `X-Forwarded-For` names the client for the per-address
+    /// limit. Nobody else's `X-Forwarded-For` is believed. Empty by default.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How much of a rejected body the audit row keeps (its size and hash are always kept).
     pub rejected_body_bytes: usize,
     /// Requests per second one account may receive, sustained; 0 turns the limit off.
@@ -212,7 +218,8 @@ impl Default for Limits {
             header_timeout_secs: 10,
             body_timeout_secs: 30,
             max_connections: 1024,
-            max_connections_per_ip: 0,
+            max_connections_per_ip: 128,
+            trusted_proxies: Vec::new(),
             rejected_body_bytes: 64 * 1024,
             account_rate_per_sec: 0,
             account_burst: 100,
@@ -537,5 +544,24 @@ mod tests {
         let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_cidrs_from_the_file_or_the_environment() {
+        let text = "[limits]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::/32\"]\n";
+        let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies.len(), 2);
+        let env = |k: &str| {
+            (k == "HOOKGATE_LIMITS_TRUSTED_PROXIES").then(|| r#"["192.0.2.7/32"]"#.to_owned())
+        };
+        let c = Config::load(None, env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.limits.trusted_proxies[0].to_string(), "192.0.2.7/32");
+        let bad = Config::load(
+            Some("[limits]\ntrusted_proxies = [\"10.0.0.300/8\"]\n"),
+            no_env,
+        );
+        assert!(bad.is_err_and(|e| e.to_string().contains("trusted_proxies")));
+        assert!(Config::default().limits.trusted_proxies.is_empty());
+        assert!(Config::default().limits.max_connections_per_ip > 0);
     }
 }

@@ -72,11 +72,14 @@ pub enum Reason {
     RateLimited,
     /// The request head (request line and headers) was over the configured limit.
     HeadersTooLarge,
+    /// The client, named by a trusted proxy, had as many requests in flight as one
+    /// address may have.
+    TooManyConnections,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -90,6 +93,7 @@ impl Reason {
         Reason::IncompleteBody,
         Reason::RateLimited,
         Reason::HeadersTooLarge,
+        Reason::TooManyConnections,
     ];
 
     /// The stable snake_case name stored in the audit log.
@@ -108,6 +112,7 @@ impl Reason {
             Reason::IncompleteBody => "incomplete_body",
             Reason::RateLimited => "rate_limited",
             Reason::HeadersTooLarge => "headers_too_large",
+            Reason::TooManyConnections => "too_many_connections",
         }
     }
 

@@ -15,6 +15,7 @@ pub mod chain;
 pub mod cli;
 pub mod clock;
 pub mod config;
+pub mod csv_cell;
 pub mod event;
 pub mod extract;
 pub mod forward;

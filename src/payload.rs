@@ -4,7 +4,8 @@
 //! sends it), and `application/x-www-form-urlencoded`, whose fields become an object (a
 //! repeated key keeps every value, as an array; a field holding a JSON object or array,
 //! like Slack's `payload=`, becomes that value). JSON objects may not repeat a key
-//! (`strict_json`). It must never be given unverified bytes:
+//! (`strict_json`), in a JSON body, in a body labelled as a form that is JSON, and in a
+//! form field holding JSON. It must never be given unverified bytes:
 //! it takes a [`Verified`] request.
 
 use serde_json::{Map, Value};
@@ -92,25 +93,28 @@ fn decode_bytes(body: &[u8], content_type: Option<&str>) -> Result<Value, Payloa
     }
     match kind {
         Kind::Json => crate::strict_json::from_slice(body).map_err(malformed),
-        // A form never starts with '{' or '['; a body labelled as a form that is JSON (curl's
-        // `-d` default, and many a sender's mistake) is read as the JSON it is.
+        // A form never starts with '{' or '['; a body labelled as a form that does (curl's
+        // `-d` default, and many a sender's mistake) is read as the JSON it is, and refused
+        // as JSON is when it is not strict JSON: read as a form, a body with a duplicate
+        // key would lose its event id while a downstream JSON parser still saw one.
         Kind::Form => {
             let t = body.trim_ascii_start();
-            let json = (t.starts_with(b"{") || t.starts_with(b"["))
-                .then(|| crate::strict_json::from_slice(body).ok())
-                .flatten();
-            Ok(json.unwrap_or_else(|| decode_form(body)))
+            if t.starts_with(b"{") || t.starts_with(b"[") {
+                return crate::strict_json::from_slice(body).map_err(malformed);
+            }
+            decode_form(body)
         }
     }
 }
 
 /// Turns `a=1&b=2&b=3&payload={...}` into `{"a":"1","b":["2","3"],"payload":{...}}`.
-pub fn decode_form(body: &[u8]) -> Value {
+/// A field that is JSON but not strict JSON (a duplicate key) refuses the whole form.
+pub fn decode_form(body: &[u8]) -> Result<Value, PayloadError> {
     // Keys are indexed so that a hostile form with many keys stays linear.
     let mut fields: Vec<(String, Vec<Value>)> = Vec::new();
     let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for (key, value) in form_urlencoded::parse(body) {
-        let value = embedded_json(&value).unwrap_or_else(|| Value::String(value.into_owned()));
+        let value = field_value(&key, value)?;
         match index.get(key.as_ref()) {
             Some(&i) => fields[i].1.push(value),
             None => {
@@ -128,15 +132,38 @@ pub fn decode_form(body: &[u8]) -> Value {
         };
         map.insert(key, value);
     }
-    Value::Object(map)
+    Ok(Value::Object(map))
 }
 
-fn embedded_json(value: &str) -> Option<Value> {
+/// A form field's value: the JSON it holds when it is a JSON object or array, else its
+/// text; refused when it is JSON that strict parsing refuses.
+fn field_value(key: &str, value: std::borrow::Cow<'_, str>) -> Result<Value, PayloadError> {
+    match embedded_json(&value) {
+        Ok(Some(json)) => Ok(json),
+        Ok(None) => Ok(Value::String(value.into_owned())),
+        Err(e) => Err(PayloadError::Malformed(format!(
+            "the form field {key:?} holds JSON that is not accepted: {e}"
+        ))),
+    }
+}
+
+/// A form field's value as JSON when it is a JSON object or array; `None` when it is text
+/// (`[draft] notes` stays a string); an error when it is JSON that strict parsing refuses
+/// (a duplicate key, or nesting past the recursion limit), which a downstream parser
+/// could still read as JSON.
+fn embedded_json(value: &str) -> Result<Option<Value>, serde_json::Error> {
     let t = value.trim_start();
     if !(t.starts_with('{') || t.starts_with('[')) {
-        return None;
+        return Ok(None);
     }
-    crate::strict_json::from_slice(value.as_bytes()).ok()
+    match crate::strict_json::from_slice(value.as_bytes()) {
+        Ok(json) => Ok(Some(json)),
+        Err(strict) => match serde_json::from_str::<serde::de::IgnoredAny>(value) {
+            Ok(_) => Err(strict),
+            Err(e) if e.to_string().starts_with("recursion limit exceeded") => Err(strict),
+            Err(_) => Ok(None),
+        },
+    }
 }
 
 #[cfg(test)]
@@ -167,12 +194,12 @@ mod tests {
             decode_form(b"a=1&b=2&b=3&b=4&payload=%7B%22user%22%3A%7B%22id%22%3A%22U1%22%7D%7D&e=");
         assert_eq!(
             v,
-            json!({"a": "1", "b": ["2", "3", "4"], "payload": {"user": {"id": "U1"}}, "e": ""})
+            Ok(json!({"a": "1", "b": ["2", "3", "4"], "payload": {"user": {"id": "U1"}}, "e": ""}))
         );
     }
 
     #[test]
-    fn json_mislabelled_as_a_form_is_read_as_json() {
+    fn json_mislabelled_as_a_form_is_read_as_strict_json() {
         use crate::account::AccountSpec;
         use crate::verify::{RequestView, Verifier};
         let spec = AccountSpec::from_json(json!({"name": "t", "allow_unverified": true}))
@@ -180,9 +207,11 @@ mod tests {
         let verifier = Verifier::compile(&spec).unwrap_or_else(|e| panic!("{e}"));
         let headers = hyper::HeaderMap::new();
         for (body, want) in [
-            (r#"{"a":1}"#, json!({"a": 1})),
-            ("a=1", json!({"a": "1"})),
-            ("{broken", json!({"{broken": ""})),
+            (r#"{"a":1}"#, Ok(json!({"a": 1}))),
+            ("a=1", Ok(json!({"a": "1"}))),
+            (r#"{"id":"d9","id":"d10"}"#, Err("appears twice")),
+            (" [1,{\"k\":1,\"k\":2}]", Err("appears twice")),
+            ("{broken", Err("not valid JSON")),
         ] {
             let body = bytes::Bytes::from(body);
             let view = RequestView {
@@ -193,16 +222,42 @@ mod tests {
                 url: "u",
             };
             let verified = verifier.verify(&view, 0).unwrap_or_else(|e| panic!("{e}"));
-            assert_eq!(
-                decode(&verified, Some("application/x-www-form-urlencoded")),
-                Ok(want)
-            );
+            let got = decode(&verified, Some("application/x-www-form-urlencoded"));
+            match (got, want) {
+                (Ok(v), Ok(w)) => assert_eq!(v, w),
+                (Err(PayloadError::Malformed(m)), Err(w)) => assert!(m.contains(w), "{m}"),
+                (got, want) => panic!("{got:?} for {want:?}"),
+            }
         }
     }
 
     #[test]
     fn form_repeat_of_an_embedded_array_wraps_it() {
         let v = decode_form(b"x=%5B1%5D&x=2");
-        assert_eq!(v, json!({"x": [[1], "2"]}));
+        assert_eq!(v, Ok(json!({"x": [[1], "2"]})));
+    }
+
+    #[test]
+    fn a_form_field_of_json_with_duplicate_keys_is_refused_and_text_stays_text() {
+        let dup = decode_form(b"payload=%7B%22id%22%3A%22d9%22%2C%22id%22%3A%22d10%22%7D");
+        assert!(
+            matches!(&dup, Err(PayloadError::Malformed(m)) if m.contains("payload") && m.contains("appears twice")),
+            "{dup:?}"
+        );
+        let deep = format!("x={}", "%5B".repeat(200));
+        assert_eq!(
+            decode_form(deep.as_bytes()),
+            Ok(json!({"x": "[".repeat(200)})),
+            "not JSON at all: text"
+        );
+        let deep_json = format!("x={}{}", "%5B".repeat(200), "%5D".repeat(200));
+        assert!(
+            decode_form(deep_json.as_bytes()).is_err(),
+            "JSON nested past the limit is refused, not kept as text"
+        );
+        assert_eq!(
+            decode_form(b"subject=%5Bdraft%5D+notes&n=%7Bx"),
+            Ok(json!({"subject": "[draft] notes", "n": "{x"}))
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Redaction: what of a request may be written to the audit log.
 //!
-//! Owns the list of headers that always carry credentials, and the functions that turn a
-//! request's headers and query into the stored, redacted form. Pure. It must never let a
+//! Owns the list of headers that always carry credentials, what makes a header look like
+//! one, and the functions that turn a request's headers and query into the stored,
+//! redacted form: for a request that matched no account, every query value and every
+//! credential-looking header is redacted. Also takes input values out of serde's error
+//! messages. Pure. It must never let a
 //! credential or signature value through: a redacted value is replaced whole.
 
 use hyper::HeaderMap;
@@ -89,6 +92,106 @@ pub fn query(query: &str, params: &[&str]) -> String {
     out.finish()
 }
 
+/// Parts of a header name that mark it as carrying a credential or a signature. A request
+/// that matches no account is stored with every such header redacted: it may be a genuine
+/// sender's key sent to a slightly wrong URL.
+const CREDENTIAL_WORDS: &[&str] = &[
+    "auth",
+    "token",
+    "key",
+    "secret",
+    "sig",
+    "hmac",
+    "pass",
+    "credential",
+    "session",
+    "cookie",
+    "jwt",
+    "bearer",
+    "nonce",
+];
+
+/// Whether a header name looks like it carries a credential or a signature (any case).
+pub fn looks_like_credential(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    CREDENTIAL_WORDS.iter().any(|w| name.contains(w))
+}
+
+/// The headers of a request that matched no account, as [`headers_json`] stores them, with
+/// every credential-looking header redacted too.
+pub fn headers_json_unmatched(headers: &HeaderMap, extra: &[String]) -> String {
+    let suspicious: Vec<&str> = headers
+        .keys()
+        .map(|n| n.as_str())
+        .filter(|n| looks_like_credential(n))
+        .collect();
+    headers_json(headers, &suspicious, extra)
+}
+
+/// The query string of a request that matched no account: every value redacted (a
+/// parameter without `=` is redacted whole), since any of them may be a credential.
+pub fn query_unmatched(query: &str) -> String {
+    let mut out = form_urlencoded::Serializer::new(String::new());
+    for piece in query.split('&').filter(|p| !p.is_empty()) {
+        match piece.split_once('=') {
+            Some((key, _)) => {
+                let key: String = form_urlencoded::parse(key.as_bytes())
+                    .map(|(k, _)| k.into_owned())
+                    .collect();
+                out.append_pair(&key, REDACTED);
+            }
+            None => {
+                out.append_key_only(REDACTED);
+            }
+        }
+    }
+    out.finish()
+}
+
+/// A serde error message with the input's values taken out: `string "..."` becomes
+/// `a string`, and characters, integers and floating-point numbers lose their values the
+/// same way. The message still names the field, the expected type and the position, but
+/// never repeats a value sent, which may be a secret in the wrong place. An unknown
+/// variant's name stays: it is a choice among fixed names (an encoding, an algorithm),
+/// where a secret does not go, and naming it is what makes the message useful.
+pub fn serde_message(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    loop {
+        let next = [
+            ("string \"", '"', "a string"),
+            ("character `", '`', "a character"),
+            ("integer `", '`', "an integer"),
+            ("floating point `", '`', "a number"),
+        ]
+        .into_iter()
+        .filter_map(|(open, close, word)| rest.find(open).map(|at| (at, open, close, word)))
+        .min_by_key(|(at, ..)| *at);
+        let Some((at, open, close, word)) = next else {
+            out.push_str(rest);
+            return out;
+        };
+        out.push_str(&rest[..at]);
+        out.push_str(word);
+        rest = skip_quoted(&rest[at + open.len()..], close);
+    }
+}
+
+/// What follows a quoted value that ends at the first `close` not escaped by a backslash
+/// (serde quotes strings as Rust's `Debug` does); nothing when it never ends.
+fn skip_quoted(text: &str, close: char) -> &str {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            c if c == close => return &text[i + c.len_utf8()..],
+            _ => {}
+        }
+    }
+    ""
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,6 +245,82 @@ mod tests {
         }
         assert_eq!(headers_json(&h, &[], &[]), Value::Object(map).to_string());
         assert_eq!(headers_json(&HeaderMap::new(), &[], &[]), "{}");
+    }
+
+    #[test]
+    fn serde_messages_keep_their_shape_but_not_the_values_sent() {
+        let wrong: Result<Vec<String>, _> = serde_json::from_str(r#""s3cr\"et, expected""#);
+        let text = wrong
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(text.contains("s3cr"), "serde repeats the value: {text}");
+        let clean = serde_message(&text);
+        assert!(
+            !clean.contains("s3cr") && !clean.contains("et, expected\""),
+            "{clean}"
+        );
+        assert!(
+            clean.starts_with("invalid type: a string, expected a sequence"),
+            "{clean}"
+        );
+        assert_eq!(
+            serde_message("unknown variant `base32`, expected `hex` or `base64`"),
+            "unknown variant `base32`, expected `hex` or `base64`"
+        );
+        assert_eq!(
+            serde_message(r#"invalid value: character `x`, then string "a\\" and string "b""#),
+            "invalid value: a character, then a string and a string"
+        );
+        assert_eq!(
+            serde_message(r#"broken string "never ends"#),
+            "broken a string"
+        );
+        assert_eq!(
+            serde_message("invalid type: integer `123456`, expected a string"),
+            "invalid type: an integer, expected a string"
+        );
+        assert_eq!(
+            serde_message("invalid type: floating point `1.5`, expected a string"),
+            "invalid type: a number, expected a string"
+        );
+        assert_eq!(
+            serde_message("missing field `name`"),
+            "missing field `name`"
+        );
+    }
+
+    #[test]
+    fn a_request_matching_no_account_keeps_no_value_of_its_query_or_credential_headers() {
+        let q = query_unmatched("token=abc%20def&x=1&sk_live_bare&&a%20b=c");
+        assert!(
+            !q.contains("abc") && !q.contains("sk_live") && !q.contains("=1"),
+            "{q}"
+        );
+        assert_eq!(
+            q,
+            "token=%5Bredacted%5D&x=%5Bredacted%5D&%5Bredacted%5D&a+b=%5Bredacted%5D"
+        );
+        assert_eq!(query_unmatched(""), "");
+        let mut h = HeaderMap::new();
+        for (name, value) in [
+            ("x-shop-key", "k-123"),
+            ("x-webhook-token", "t-456"),
+            ("stripe-signature", "t=1,v1=ab"),
+            ("x-shopify-hmac-sha256", "h-789"),
+            ("x-my-password", "pw"),
+            ("authorization", "Bearer b"),
+            ("user-agent", "Stripe/1.0"),
+        ] {
+            h.insert(name, HeaderValue::from_static(value));
+        }
+        let text = headers_json_unmatched(&h, &[]);
+        for secret in ["k-123", "t-456", "v1=ab", "h-789", "\"pw\"", "Bearer b"] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.contains("Stripe/1.0"),
+            "ordinary headers are kept: {text}"
+        );
     }
 
     #[test]

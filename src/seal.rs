@@ -93,7 +93,7 @@ impl SealKey {
         };
         let wrong = || {
             StoreError::Unavailable(format!(
-                "the spec of account {name:?} cannot be opened with this secret key"
+                "the spec of account {name:?} cannot be opened with this secret key: it was sealed with another (every node needs the same HOOKGATE_SECRET_KEY; a single node keeps its key in the file <database>.key)"
             ))
         };
         let raw = STANDARD.decode(b64).map_err(|_| wrong())?;

@@ -4,6 +4,8 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let value = hookgate::payload::decode_form(data);
-    assert!(value.is_object());
+    // A form decodes to an object, or is refused for a field of non-strict JSON.
+    if let Ok(value) = hookgate::payload::decode_form(data) {
+        assert!(value.is_object());
+    }
 });

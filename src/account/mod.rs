@@ -429,7 +429,9 @@ pub fn validate_name(name: &str) -> Result<(), SpecError> {
 impl AccountSpec {
     /// Parses a spec from JSON, naming the field at fault on error.
     pub fn from_json(value: Value) -> Result<Self, SpecError> {
-        serde_json::from_value(value).map_err(|e| SpecError::new("body", e.to_string()))
+        // serde repeats a wrongly typed value in its message, and it may be a secret.
+        serde_json::from_value(value)
+            .map_err(|e| SpecError::new("body", crate::redact::serde_message(&e.to_string())))
     }
 
     /// The spec as stored in the accounts table: like the API form, but with secrets in

@@ -1,11 +1,13 @@
-//! The admin listener: bearer-token authentication, roles, and routing to the account and
-//! event handlers.
+//! The admin listener: bearer-token authentication and the admin API's route table.
 //!
-//! Owns the route table of the admin API and the role each route needs: `admin` for
-//! everything; `auditor` only for reading events (list, show, export), the change log and
-//! audit verification; no token only for `GET /` and `GET /v1/openapi.json`, which
-//! describe the API and hold no data. It must never serve any other route before the token
-//! is checked, and never echo a token.
+//! Owns [`ROUTES`], one line per route: method, path pattern, the role it needs
+//! (`server::access`) and its handler. `admin` is needed for everything but reading
+//! events (list, show, export, stream), the change log and audit verification, which the
+//! `auditor` role may do too; `GET /` (an index of the routes) and `GET /v1/openapi.json`
+//! (the API's description) are open to anyone and hold no data. A request is checked against its route's declared access
+//! before its handler runs, and a request matching no declared route is refused, so a
+//! route cannot be served without a declaration. It must never run a handler before that
+//! check, and never echo a token.
 
 use hyper::body::Incoming;
 use hyper::header::AUTHORIZATION;
@@ -13,82 +15,123 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde_json::Value;
 
 use super::AppState;
+use super::access::{self, Access, Ctx, Reply, Route};
 use super::http::{Problem, ResBody, read_body};
 use super::{admin_accounts, admin_events, admin_tokens};
 use crate::store::StoreError;
-use crate::tokens::{Caller, Role};
+use crate::tokens::Caller;
+
+use Access::{Admin, Anyone, Auditor};
 
 /// The OpenAPI 3.1 document of the admin API and the webhook endpoint.
 pub const OPENAPI: &str = include_str!("../../openapi/hookgate.json");
 
-/// Handles one admin request.
+/// Every route of the admin listener, in match order (a literal segment before a
+/// `{parameter}` in the same place). Add a route by adding its line here.
+pub const ROUTES: &[Route] = &[
+    Route::new(Method::GET, "/", Anyone, index),
+    Route::new(Method::GET, "/v1/openapi.json", Anyone, openapi),
+    Route::new(Method::GET, "/v1/accounts", Admin, accounts_list),
+    Route::new(Method::POST, "/v1/accounts", Admin, accounts_create),
+    Route::new(Method::GET, "/v1/accounts/{name}", Admin, accounts_show),
+    Route::new(Method::PATCH, "/v1/accounts/{name}", Admin, accounts_update),
+    Route::new(
+        Method::DELETE,
+        "/v1/accounts/{name}",
+        Admin,
+        accounts_delete,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/activate",
+        Admin,
+        accounts_activate,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/deactivate",
+        Admin,
+        accounts_deactivate,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/listening",
+        Admin,
+        accounts_listening,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/secrets",
+        Admin,
+        secrets_add,
+    ),
+    Route::new(
+        Method::DELETE,
+        "/v1/accounts/{name}/secrets/{index}",
+        Admin,
+        secrets_retire,
+    ),
+    Route::new(Method::GET, "/v1/events", Auditor, events_list),
+    Route::new(Method::GET, "/v1/events/export", Auditor, events_export),
+    Route::new(Method::GET, "/v1/events/{id}", Auditor, events_show),
+    Route::new(
+        Method::POST,
+        "/v1/events/{id}/redeliver",
+        Admin,
+        events_redeliver,
+    ),
+    Route::new(Method::GET, "/v1/audit/verify", Auditor, audit_verify),
+    Route::new(Method::POST, "/v1/audit/prune", Admin, audit_prune),
+    Route::new(Method::GET, "/v1/changes", Auditor, changes),
+    Route::new(Method::GET, "/v1/stream", Auditor, stream),
+    Route::new(Method::GET, "/v1/tokens", Admin, tokens_list),
+    Route::new(Method::POST, "/v1/tokens", Admin, tokens_create),
+    Route::new(Method::DELETE, "/v1/tokens/{name}", Admin, tokens_revoke),
+    Route::new(Method::GET, "/v1/providers", Admin, providers),
+    Route::new(Method::GET, "/v1/providers/{name}", Admin, provider),
+    Route::new(Method::GET, "/metrics", Admin, metrics),
+];
+
+/// Every declared route of the admin listener as (method, pattern, access), for
+/// documentation and tests.
+pub fn declared() -> Vec<(Method, &'static str, Access)> {
+    ROUTES
+        .iter()
+        .map(|r| (r.method.clone(), r.pattern, r.access))
+        .collect()
+}
+
+/// Handles one admin request: find its route, check the caller against the route's
+/// access, then run the handler.
 pub async fn handle(state: &AppState, req: Request<Incoming>) -> Response<ResBody> {
-    // The only routes open without a token: they describe the API and hold no data.
-    if req.method() == Method::GET {
-        match req.uri().path() {
-            "/" | "/v1" | "/v1/" => return index(),
-            "/v1/openapi.json" => return openapi(),
-            _ => {}
-        }
-    }
+    let path = req.uri().path().to_owned();
+    let found = access::find(ROUTES, req.method(), &access::split(&path));
     let caller = match authenticate(state, &req) {
         Ok(c) => c,
-        Err(p) => return p.response(),
+        // A token that is sent must be valid, even on a route open to anyone.
+        Err(p) if req.headers().contains_key(AUTHORIZATION) => return p.response(),
+        Err(_) => None,
     };
-    match route(state, &caller, req).await {
+    let Some((route, params)) = found else {
+        // Without a valid token nothing, not even which routes exist, is said.
+        if caller.is_none() {
+            return access::unauthorized().response();
+        }
+        return not_found(req.method(), &path).response();
+    };
+    if let Err(p) = access::permit(route.access, caller.as_ref()) {
+        return p.response();
+    }
+    match (route.handler)(Ctx::new(state, req, caller.as_ref(), params)).await {
         Ok(res) => res,
         Err(p) => p.response(),
     }
 }
 
-/// `GET /`: what this listener serves and where its description is.
-fn index() -> Response<ResBody> {
-    let doc: Value = serde_json::from_str(OPENAPI).unwrap_or(Value::Null);
-    let mut routes = Vec::new();
-    if let Some(paths) = doc["paths"].as_object() {
-        for (path, ops) in paths {
-            for method in ops.as_object().into_iter().flat_map(|o| o.keys()) {
-                if method != "parameters" && !path.starts_with("/hooks") {
-                    routes.push(format!("{} {path}", method.to_uppercase()));
-                }
-            }
-        }
-    }
-    super::http::json(
-        StatusCode::OK,
-        &serde_json::json!({
-            "service": "hookgate admin API",
-            "version": env!("CARGO_PKG_VERSION"),
-            "openapi": "/v1/openapi.json",
-            "authentication": "Authorization: Bearer <admin or auditor token>",
-            "routes": routes,
-        }),
-    )
-}
-
-/// `GET /v1/openapi.json`.
-fn openapi() -> Response<ResBody> {
-    let mut res = Response::new(super::http::full(OPENAPI));
-    res.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    res
-}
-
-fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Caller, Problem> {
-    let unauthorized = |detail: &str| {
-        Problem::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "Unauthorized",
-            detail,
-        )
-    };
+/// The caller a valid bearer token names; `None` without an `Authorization` header.
+fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Option<Caller>, Problem> {
     let Some(value) = req.headers().get(AUTHORIZATION) else {
-        return Err(unauthorized(
-            "send the admin or auditor token as Authorization: Bearer <token>",
-        ));
+        return Ok(None);
     };
     let token = value
         .to_str()
@@ -100,149 +143,206 @@ fn authenticate(state: &AppState, req: &Request<Incoming>) -> Result<Caller, Pro
         .map(str::trim)
         .unwrap_or("");
     let tokens = state.tokens.read().unwrap_or_else(|p| p.into_inner());
-    tokens
-        .authenticate(token)
-        .ok_or_else(|| unauthorized("the token is not valid"))
+    tokens.authenticate(token).map(Some).ok_or_else(|| {
+        Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "Unauthorized",
+            "the token is not valid",
+        )
+    })
 }
 
-/// Refuses a caller without the admin role.
-pub fn require_admin(caller: &Caller) -> Result<(), Problem> {
-    if caller.role == Role::Admin {
-        Ok(())
+fn not_found(method: &Method, path: &str) -> Problem {
+    let detail = if path.trim_start_matches('/').starts_with("v1") {
+        format!("no route {method} {path}")
     } else {
-        Err(Problem::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "Forbidden",
-            "this route needs the admin role; the auditor role may only read",
-        ))
-    }
+        "the admin API lives under /v1/".to_owned()
+    };
+    Problem::new(StatusCode::NOT_FOUND, "not_found", "Not Found", detail)
 }
 
-async fn route(
-    state: &AppState,
-    caller: &Caller,
-    req: Request<Incoming>,
-) -> Result<Response<ResBody>, Problem> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let query = req.uri().query().unwrap_or("").to_owned();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match (&method, segments.as_slice()) {
-        (&Method::GET, ["v1", "accounts"]) => {
-            require_admin(caller)?;
-            Ok(admin_accounts::list(state))
-        }
-        (&Method::POST, ["v1", "accounts"]) => {
-            require_admin(caller)?;
-            let body = json_body(state, req).await?;
-            admin_accounts::create(state, caller, body).await
-        }
-        (&Method::GET, ["v1", "accounts", name]) => {
-            require_admin(caller)?;
-            admin_accounts::show(state, name)
-        }
-        (&Method::PATCH, ["v1", "accounts", name]) => {
-            require_admin(caller)?;
-            let name = name.to_string();
-            let body = json_body(state, req).await?;
-            admin_accounts::update(state, caller, &name, body, "account.updated").await
-        }
-        (&Method::DELETE, ["v1", "accounts", name]) => {
-            require_admin(caller)?;
-            admin_accounts::delete(state, caller, name).await
-        }
-        (&Method::POST, ["v1", "accounts", name, action @ ("activate" | "deactivate")]) => {
-            require_admin(caller)?;
-            let patch = serde_json::json!({"active": *action == "activate"});
-            let action = if *action == "activate" {
-                "account.activated"
-            } else {
-                "account.deactivated"
-            };
-            admin_accounts::update(state, caller, name, patch, action).await
-        }
-        (&Method::POST, ["v1", "accounts", name, "listening"]) => {
-            require_admin(caller)?;
-            let name = name.to_string();
-            let body = json_body(state, req).await?;
-            admin_accounts::listening(state, caller, &name, body).await
-        }
-        (&Method::POST, ["v1", "accounts", name, "secrets"]) => {
-            require_admin(caller)?;
-            let name = name.to_string();
-            let body = json_body(state, req).await?;
-            admin_accounts::add_secret(state, caller, &name, body).await
-        }
-        (&Method::DELETE, ["v1", "accounts", name, "secrets", index]) => {
-            require_admin(caller)?;
-            admin_accounts::retire_secret(state, caller, name, index).await
-        }
-        (&Method::GET, ["v1", "events"]) => admin_events::list(state, &query).await,
-        (&Method::GET, ["v1", "events", "export"]) => admin_events::export(state, &query).await,
-        (&Method::GET, ["v1", "audit", "verify"]) => admin_events::verify(state, &query).await,
-        (&Method::POST, ["v1", "audit", "prune"]) => {
-            require_admin(caller)?;
-            let body = json_body(state, req).await?;
-            admin_events::prune(state, caller, body).await
-        }
-        (&Method::GET, ["v1", "tokens"]) => {
-            require_admin(caller)?;
-            Ok(admin_tokens::list(state))
-        }
-        (&Method::POST, ["v1", "tokens"]) => {
-            require_admin(caller)?;
-            let body = json_body(state, req).await?;
-            admin_tokens::create(state, caller, body).await
-        }
-        (&Method::DELETE, ["v1", "tokens", name]) => {
-            require_admin(caller)?;
-            admin_tokens::revoke(state, caller, name).await
-        }
-        (&Method::GET, ["v1", "events", id]) => admin_events::show(state, id).await,
-        (&Method::POST, ["v1", "events", id, "redeliver"]) => {
-            require_admin(caller)?;
-            admin_events::redeliver(state, caller, id).await
-        }
-        (&Method::GET, ["v1", "stream"]) => super::stream::open(state, &req, &query).await,
-        (&Method::GET, ["v1", "changes"]) => admin_events::changes(state, &query).await,
-        (&Method::GET, ["v1", "providers"]) => {
-            require_admin(caller)?;
-            Ok(admin_accounts::providers(state))
-        }
-        (&Method::GET, ["v1", "providers", name]) => {
-            require_admin(caller)?;
-            admin_accounts::provider(state, name)
-        }
-        (&Method::GET, ["metrics"]) => {
-            require_admin(caller)?;
-            let accounts = state.registry.list();
-            let mut text = state
-                .store
-                .metrics()
-                .render(state.store.is_healthy(), accounts.len());
-            let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
-            state.account_metrics.render(&mut text, &names);
-            let mut res = Response::new(super::http::full(text));
-            res.headers_mut().insert(
-                hyper::header::CONTENT_TYPE,
-                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
-            );
-            Ok(res)
-        }
-        (_, ["v1", ..]) => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not Found",
-            format!("no route {method} {path}"),
-        )),
-        _ => Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            "Not Found",
-            "the admin API lives under /v1/",
-        )),
-    }
+// The handlers of the table: each adapts a route's context to the function that does the
+// work. None checks a role: the table's declaration did.
+
+fn accounts_list(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { Ok(admin_accounts::list(cx.state)) })
+}
+
+fn accounts_create(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let caller = cx.caller()?;
+        let body = json_body(cx.state, cx.req).await?;
+        admin_accounts::create(cx.state, caller, body).await
+    })
+}
+
+fn accounts_show(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_accounts::show(cx.state, &cx.param(0)) })
+}
+
+fn accounts_update(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name) = (cx.caller()?, cx.param(0));
+        let body = json_body(cx.state, cx.req).await?;
+        admin_accounts::update(cx.state, caller, &name, body, "account.updated").await
+    })
+}
+
+fn accounts_delete(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_accounts::delete(cx.state, cx.caller()?, &cx.param(0)).await })
+}
+
+fn accounts_activate(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(set_active(cx, true))
+}
+
+fn accounts_deactivate(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(set_active(cx, false))
+}
+
+async fn set_active(cx: Ctx<'_>, active: bool) -> Result<Response<ResBody>, Problem> {
+    let patch = serde_json::json!({ "active": active });
+    let action = if active {
+        "account.activated"
+    } else {
+        "account.deactivated"
+    };
+    admin_accounts::update(cx.state, cx.caller()?, &cx.param(0), patch, action).await
+}
+
+fn accounts_listening(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name) = (cx.caller()?, cx.param(0));
+        let body = json_body(cx.state, cx.req).await?;
+        admin_accounts::listening(cx.state, caller, &name, body).await
+    })
+}
+
+fn secrets_add(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name) = (cx.caller()?, cx.param(0));
+        let body = json_body(cx.state, cx.req).await?;
+        admin_accounts::add_secret(cx.state, caller, &name, body).await
+    })
+}
+
+fn secrets_retire(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (name, index) = (cx.param(0), cx.param(1));
+        admin_accounts::retire_secret(cx.state, cx.caller()?, &name, &index).await
+    })
+}
+
+fn events_list(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::list(cx.state, &cx.query()).await })
+}
+
+fn events_export(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::export(cx.state, &cx.query()).await })
+}
+
+fn events_show(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::show(cx.state, &cx.param(0)).await })
+}
+
+fn events_redeliver(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::redeliver(cx.state, cx.caller()?, &cx.param(0)).await })
+}
+
+fn audit_verify(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::verify(cx.state, &cx.query()).await })
+}
+
+fn audit_prune(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let caller = cx.caller()?;
+        let body = json_body(cx.state, cx.req).await?;
+        admin_events::prune(cx.state, caller, body).await
+    })
+}
+
+fn changes(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::changes(cx.state, &cx.query()).await })
+}
+
+fn stream(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { super::stream::open(cx.state, &cx.req, &cx.query()).await })
+}
+
+fn tokens_list(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { Ok(admin_tokens::list(cx.state)) })
+}
+
+fn tokens_create(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let caller = cx.caller()?;
+        let body = json_body(cx.state, cx.req).await?;
+        admin_tokens::create(cx.state, caller, body).await
+    })
+}
+
+fn tokens_revoke(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_tokens::revoke(cx.state, cx.caller()?, &cx.param(0)).await })
+}
+
+fn providers(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { Ok(admin_accounts::providers(cx.state)) })
+}
+
+fn provider(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_accounts::provider(cx.state, &cx.param(0)) })
+}
+
+/// `GET /`: what this listener serves and where its description is.
+fn index(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let routes: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.pattern))
+            .collect();
+        Ok(super::http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "service": "hookgate admin API",
+                "version": env!("CARGO_PKG_VERSION"),
+                "openapi": "/v1/openapi.json",
+                "authentication": "Authorization: Bearer <admin or auditor token>",
+                "routes": routes,
+            }),
+        ))
+    })
+}
+
+/// `GET /v1/openapi.json`.
+fn openapi(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let mut res = Response::new(super::http::full(OPENAPI));
+        res.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        Ok(res)
+    })
+}
+
+fn metrics(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let state = cx.state;
+        let accounts = state.registry.list();
+        let mut text = state
+            .store
+            .metrics()
+            .render(state.store.is_healthy(), accounts.len());
+        let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
+        state.account_metrics.render(&mut text, &names);
+        let mut res = Response::new(super::http::full(text));
+        res.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        );
+        Ok(res)
+    })
 }
 
 /// Reads a JSON object body under the body limit.

@@ -208,6 +208,17 @@ pub fn head_too_large(size: usize, limit: usize) -> Problem {
     )
 }
 
+/// The answer to a request from a client (named by a trusted proxy) that already has
+/// `limits.max_connections_per_ip` requests in flight (429).
+pub fn too_many_connections(client: std::net::IpAddr) -> Problem {
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_connections",
+        "Too Many Requests",
+        format!("{client} has as many requests in flight as one address may have"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

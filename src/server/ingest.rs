@@ -116,12 +116,14 @@ pub async fn handle(
     row.decide(body).await
 }
 
-/// Refuses a request to `/hooks` whose head is over `limits.max_header_bytes` with
-/// `problem` (431), recording one audit row like any other refusal. The body is not read.
-pub async fn refuse_head(
+/// Refuses a request to `/hooks` before its body is read (a head over
+/// `limits.max_header_bytes`, a client over its per-address limit) with `problem`,
+/// recording one audit row with `reason` like any other refusal.
+pub async fn refuse_unread(
     state: &AppState,
     peer: SocketAddr,
     req: Request<Incoming>,
+    reason: Reason,
     problem: Problem,
 ) -> Response<ResBody> {
     let (parts, _body) = req.into_parts();
@@ -130,13 +132,8 @@ pub async fn refuse_head(
         prefix: Bytes::new(),
         size: 0,
     };
-    row.reject(
-        Reason::HeadersTooLarge,
-        problem.detail.clone(),
-        unread,
-        problem,
-    )
-    .await
+    row.reject(reason, problem.detail.clone(), unread, problem)
+        .await
 }
 
 /// The account segment of the path, as received (lossy, bounded).
@@ -535,16 +532,20 @@ impl<'a> Row<'a> {
         body_size: u64,
         whole: bool,
     ) -> EventRecord {
-        let (sensitive, query_params) = match &self.account {
-            Some(a) => (a.verifier.sensitive_headers(), a.sensitive_query_params()),
-            None => (Vec::new(), Vec::new()),
+        let raw_query = self.parts.uri.query().unwrap_or("");
+        let extra = &self.state.config.redact_headers;
+        // A request that matched no account may carry a genuine sender's credentials sent
+        // to a slightly wrong URL: nothing that could be one is kept.
+        let (query, headers) = match &self.account {
+            Some(a) => (
+                redact::query(raw_query, &a.sensitive_query_params()),
+                redact::headers_json(&self.parts.headers, &a.verifier.sensitive_headers(), extra),
+            ),
+            None => (
+                redact::query_unmatched(raw_query),
+                redact::headers_json_unmatched(&self.parts.headers, extra),
+            ),
         };
-        let query = redact::query(self.parts.uri.query().unwrap_or(""), &query_params);
-        let headers = redact::headers_json(
-            &self.parts.headers,
-            &sensitive,
-            &self.state.config.redact_headers,
-        );
         let body_sha256 = whole.then(|| Sha256::digest(&body).into());
         // An account may keep only the body's size and hash.
         let (body, hash_only) = match &self.account {

@@ -1,12 +1,14 @@
 //! The two HTTP listeners and the gateway's life cycle: open, serve, shut down gracefully.
 //!
 //! Owns [`Gateway`] (the state built at start: store, registry, tokens) and the accept
-//! loop: a connection semaphore is acquired before `accept` (backpressure), each
+//! loop: a connection semaphore is acquired before `accept` (backpressure), a connection
+//! from an address over its per-address limit is closed at once (`conn_limit`), each
 //! connection gets header-size and header-time limits (a head over the size limit is
 //! refused by `route`, or by hyper past twice it), and shutdown goes in phases: stop
 //! accepting, let in-flight requests finish (with a deadline), then flush and join the
 //! writer. It must never pick a port: callers pass bound listeners, so tests bind port 0.
 
+mod access;
 mod account_view;
 mod admin;
 mod admin_accounts;
@@ -40,10 +42,14 @@ use crate::account::CompiledAccount;
 use crate::account::{AccountSpec, compile};
 use crate::clock::now_micros;
 use crate::config::Config;
+use crate::event::Reason;
 use crate::registry::Registry;
 use crate::store::{AdminWrite, Change, Store, StoreError};
 use crate::tokens::{self, Role, TokenEntry, TokenSet, hash_token};
 use http::{Problem, ResBody};
+
+pub use access::Access;
+pub use admin::declared as admin_routes;
 
 /// How long in-flight requests get to finish after shutdown begins.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
@@ -352,8 +358,19 @@ async fn accept_loop(
 ) -> GracefulShutdown {
     let graceful = GracefulShutdown::new();
     let limits = state.config.limits.clone();
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let capacity =
+        conn_limit::listener_capacity(limits.max_connections, conn_limit::open_files_limit());
+    if capacity < limits.max_connections {
+        tracing::warn!(
+            configured = limits.max_connections,
+            capacity,
+            "the process may not open enough files for limits.max_connections; \
+             this listener holds fewer connections (raise the open-files limit)"
+        );
+    }
+    let permits = Arc::new(Semaphore::new(capacity));
     let per_ip = conn_limit::PerIp::new(limits.max_connections_per_ip);
+    let proxies = Arc::new(conn_limit::Proxies::new(&limits.trusted_proxies));
     loop {
         let permit = tokio::select! {
             p = Arc::clone(&permits).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -372,16 +389,30 @@ async fn accept_loop(
                 continue;
             }
         };
-        let Some(slot) = per_ip.acquire(peer.ip()) else {
-            // This address holds its share of the slots already: close at once.
-            tracing::debug!(%peer, "connection refused: per-address limit reached");
-            continue;
+        // A trusted proxy carries many clients: its requests are counted one by one
+        // against the client each names (`route`), not its connections.
+        let from_proxy = proxies.trusts(peer.ip());
+        let slot = if from_proxy {
+            None
+        } else {
+            let Some(slot) = per_ip.acquire(peer.ip()) else {
+                // This address holds its share of the slots already: close at once.
+                tracing::debug!(%peer, "connection refused: per-address limit reached");
+                continue;
+            };
+            Some(slot)
         };
         let _ = stream.set_nodelay(true);
+        let conn = Conn {
+            side,
+            peer,
+            proxied: from_proxy.then(|| (Arc::clone(&per_ip), Arc::clone(&proxies))),
+        };
         let state = Arc::clone(&state);
         let service = service_fn(move |req| {
             let state = Arc::clone(&state);
-            async move { Ok::<_, Infallible>(route(&state, side, peer, req).await) }
+            let conn = conn.clone();
+            async move { Ok::<_, Infallible>(route(&state, &conn, req).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
@@ -401,20 +432,25 @@ async fn accept_loop(
     graceful
 }
 
+/// What `route` knows of the connection a request came on.
+#[derive(Clone)]
+struct Conn {
+    side: Side,
+    peer: SocketAddr,
+    /// For a connection from a trusted proxy: the listener's per-address counts and the
+    /// proxies, to count each request against the client it names.
+    proxied: Option<(Arc<conn_limit::PerIp>, Arc<conn_limit::Proxies>)>,
+}
+
 /// Answers one request inside its span (method, path, and for a webhook the account, the
 /// audit id and the outcome, which `ingest` records), and logs one line at `info` when
 /// the answer is ready.
-async fn route(
-    state: &AppState,
-    side: Side,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<ResBody> {
+async fn route(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Response<ResBody> {
     let started = std::time::Instant::now();
     let path = req.uri().path();
     let account = path
         .strip_prefix("/hooks/")
-        .filter(|_| side == Side::Public)
+        .filter(|_| conn.side == Side::Public)
         .map(|a| a.chars().take(64).collect::<String>());
     let span = tracing::info_span!(
         "request",
@@ -424,28 +460,45 @@ async fn route(
         audit_id = tracing::field::Empty,
         outcome = tracing::field::Empty,
     );
-    let res = route_inner(state, side, peer, req)
-        .instrument(span.clone())
-        .await;
+    let res = route_inner(state, conn, req).instrument(span.clone()).await;
     span.in_scope(|| {
         tracing::info!(
             status = res.status().as_u16(),
             micros = started.elapsed().as_micros() as u64,
-            %peer,
+            peer = %conn.peer,
             "answered"
         );
     });
     res
 }
 
-async fn route_inner(
-    state: &AppState,
-    side: Side,
-    peer: SocketAddr,
-    req: Request<Incoming>,
-) -> Response<ResBody> {
+async fn route_inner(state: &AppState, conn: &Conn, req: Request<Incoming>) -> Response<ResBody> {
+    let (side, peer) = (conn.side, conn.peer);
     let path = req.uri().path();
     let hooks = side == Side::Public && (path == "/hooks" || path.starts_with("/hooks/"));
+    // Held until the answer is made: a proxied client's share of the per-address limit.
+    let _client_slot = match &conn.proxied {
+        None => None,
+        Some((per_ip, proxies)) => {
+            let client = proxies.client(peer.ip(), req.headers());
+            match per_ip.acquire(client) {
+                Some(slot) => Some(slot),
+                None => {
+                    tracing::debug!(%peer, %client, "request refused: per-address limit reached");
+                    let problem = http::too_many_connections(client);
+                    let mut res = if hooks {
+                        ingest::refuse_unread(state, peer, req, Reason::TooManyConnections, problem)
+                            .await
+                    } else {
+                        problem.response()
+                    };
+                    res.headers_mut()
+                        .insert(CONNECTION, HeaderValue::from_static("close"));
+                    return res;
+                }
+            }
+        }
+    };
     // hyper refuses a head far over the limit itself, before there is a request
     // (`HEAD_BUFFER_FACTOR`); one nearer is refused here, with its audit row on `/hooks`.
     let limit = state.config.limits.max_header_bytes;
@@ -453,7 +506,7 @@ async fn route_inner(
     if head > limit {
         let problem = http::head_too_large(head, limit);
         let mut res = if hooks {
-            ingest::refuse_head(state, peer, req, problem).await
+            ingest::refuse_unread(state, peer, req, Reason::HeadersTooLarge, problem).await
         } else {
             problem.response()
         };

@@ -192,7 +192,13 @@ fn write_row(buf: &mut Vec<u8>, row: &ExportRow, format: Format) -> Result<(), S
                 record.push(body.clone());
                 record.push(enc.to_owned());
             }
-            write_csv(buf, &record)
+            // A cell an auditor's spreadsheet would run as a formula is made inert.
+            write_csv(
+                buf,
+                record
+                    .iter()
+                    .map(|c| crate::csv_cell::neutralise(c).into_owned()),
+            )
         }
     }
 }

@@ -113,6 +113,9 @@ fn mac<M: Mac + KeyInit>(key: &[u8], content: &SignedContent, inputs: Inputs<'_>
     m.finalize().into_bytes().to_vec()
 }
 
+/// Prefixes that providers put before a key; a secret that is one of them alone is empty.
+const KEY_PREFIXES: &[&str] = &["", "whsec_"];
+
 /// Decodes the text of a secret into bytes: the prefix (when present) is removed, then the
 /// encoding applied.
 pub fn decode_secret(
@@ -146,6 +149,15 @@ impl Key {
         index: usize,
     ) -> Result<Key, SpecError> {
         let field = format!("signature.secrets[{index}]");
+        // A secret that is only a prefix (Stripe's and Standard Webhooks' `whsec_`, or the
+        // scheme's own) holds no key, even where the prefix is part of the key's bytes.
+        let text = secret.expose_str().trim();
+        if KEY_PREFIXES.contains(&text) || prefix.is_some_and(|p| p == text) {
+            return Err(SpecError::new(
+                field,
+                "holds only a prefix; the key after it is empty",
+            ));
+        }
         let bytes = decode_secret(secret.expose_str(), prefix, encoding)
             .map_err(|e| SpecError::new(&field, e))?;
         if bytes.is_empty() {

@@ -1,13 +1,21 @@
 //! hookgate's integration tests: one binary, each module a capability, every test against
-//! a real gateway on port 0 with a real SQLite file. `pg` starts the throw-away PostgreSQL
-//! servers the tests use.
+//! a real gateway on port 0 with a real SQLite file. `tests/pg` runs the modules that
+//! reach storage only through the gateway again on PostgreSQL, whose throw-away servers
+//! `pg` starts.
+
+/// The engine this binary's gateways run on (read by `support`); `HOOKGATE_TEST_ENGINE=postgres`
+/// moves them to PostgreSQL too.
+pub const ON_POSTGRES: bool = false;
 
 mod accounts;
+mod admission;
 mod audit;
 mod crash;
+mod export_csv;
 mod faults;
 mod fixtures;
 mod forward;
+mod hardening;
 mod hostile;
 mod ingest;
 mod openapi;
@@ -18,6 +26,7 @@ mod pg;
 mod presets;
 mod process;
 mod props;
+mod roles;
 mod secrets;
 mod service;
 mod storage;

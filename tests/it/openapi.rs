@@ -102,6 +102,8 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
     let mut walk = vec![
         call(("get", "/"), "/", None),
         call(("get", "/v1/openapi.json"), "/v1/openapi.json", None),
+        call(("get", "/"), "/", BAD),
+        call(("get", "/v1/openapi.json"), "/v1/openapi.json", BAD),
         call(("get", "/healthz"), "/healthz", None),
         call(("get", "/readyz"), "/readyz", None),
         call(("get", "/metrics"), "/metrics", A),

@@ -16,6 +16,7 @@
 //! (`setpriv --reuid --regid --clear-groups`) in a 0755 directory under `/tmp` that `nobody`
 //! owns; the client tools (`createdb`, `psql`) run as the current user over TCP.
 
+#[path = "pg/host.rs"]
 mod host;
 
 use std::env;

@@ -84,9 +84,11 @@ pub async fn spawn_sqlite_with(tweak: impl FnOnce(&mut Config)) -> TestGateway {
 /// The sealing key test gateways on PostgreSQL share (base64 of 32 bytes).
 pub const TEST_SECRET_KEY: &str = "aG9va2dhdGUtdGVzdC1zZWFsLWtleS0zMi1ieXRlcyE=";
 
-/// True when the suite runs its gateways on PostgreSQL (`HOOKGATE_TEST_ENGINE=postgres`).
+/// True when this test binary runs its gateways on PostgreSQL: `tests/pg` always does,
+/// `tests/it` with `HOOKGATE_TEST_ENGINE=postgres`.
 pub fn on_postgres() -> bool {
-    std::env::var("HOOKGATE_TEST_ENGINE").is_ok_and(|e| e.eq_ignore_ascii_case("postgres"))
+    crate::ON_POSTGRES
+        || std::env::var("HOOKGATE_TEST_ENGINE").is_ok_and(|e| e.eq_ignore_ascii_case("postgres"))
 }
 
 fn test_config(dir: &tempfile::TempDir) -> Config {
