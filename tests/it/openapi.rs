@@ -393,6 +393,21 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         seen.insert(("post".into(), "/hooks/{account}".into(), status));
     }
 
+    // Every route the admin listener declares is documented, with its access.
+    for (method, pattern, access) in hookgate::server::admin_routes() {
+        let op = &doc["paths"][pattern][method.as_str().to_lowercase()];
+        assert!(
+            op.is_object(),
+            "{method} {pattern} is routed but not documented"
+        );
+        let open = op["security"].as_array().is_some_and(|s| s.is_empty());
+        assert_eq!(
+            open,
+            access == hookgate::server::Access::Anyone,
+            "{method} {pattern}: the document and the route table disagree on whether a token is needed"
+        );
+    }
+
     // Every documented answer was seen, but 503 (a storage fault; see `faults`).
     let mut missing = Vec::new();
     for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
