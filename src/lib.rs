@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod account_metrics;
 pub mod chain;
 pub mod cli;
 pub mod clock;
@@ -33,5 +34,6 @@ pub mod server;
 pub mod signer;
 pub mod store;
 pub mod strict_json;
+pub mod telemetry;
 pub mod tokens;
 pub mod verify;

@@ -4,7 +4,8 @@
 //! (`server::access`) and its handler. `admin` is needed for everything but reading
 //! events (list, show, export, stream), the change log, audit verification, who the
 //! caller is and the operations figures, which the `auditor` role may do too; the web
-//! console's page and files (`console`) are open to anyone: they hold no data. A request is checked against its route's declared access
+//! console's page and files (`console`) and `GET /v1/openapi.json` (the API's
+//! description) are open to anyone: they hold no data. A request is checked against its route's declared access
 //! before its handler runs, and a request matching no declared route is refused, so a
 //! route cannot be served without a declaration. It must never run a handler before that
 //! check, and never echo a token.
@@ -23,9 +24,14 @@ use crate::tokens::Caller;
 
 use Access::{Admin, Anyone, Auditor};
 
+/// The OpenAPI 3.1 document of the admin API and the webhook endpoint.
+pub const OPENAPI: &str = include_str!("../../openapi/hookgate.json");
+
 /// Every route of the admin listener, in match order (a literal segment before a
 /// `{parameter}` in the same place). Add a route by adding its line here.
 pub const ROUTES: &[Route] = &[
+    Route::new(Method::GET, "/v1", Anyone, index),
+    Route::new(Method::GET, "/v1/openapi.json", Anyone, openapi),
     Route::new(Method::GET, "/v1/accounts", Admin, accounts_list),
     Route::new(Method::POST, "/v1/accounts", Admin, accounts_create),
     Route::new(Method::GET, "/v1/accounts/{name}", Admin, accounts_show),
@@ -303,13 +309,48 @@ fn provider(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { admin_accounts::provider(cx.state, &cx.param(0)) })
 }
 
+/// `GET /v1`: what this listener serves and where its description is.
+fn index(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let routes: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.pattern))
+            .collect();
+        Ok(super::http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "service": "hookgate admin API",
+                "version": env!("CARGO_PKG_VERSION"),
+                "openapi": "/v1/openapi.json",
+                "authentication": "Authorization: Bearer <admin or auditor token>",
+                "routes": routes,
+            }),
+        ))
+    })
+}
+
+/// `GET /v1/openapi.json`.
+fn openapi(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let mut res = Response::new(super::http::full(OPENAPI));
+        res.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        Ok(res)
+    })
+}
+
 fn metrics(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move {
         let state = cx.state;
-        let text = state
+        let accounts = state.registry.list();
+        let mut text = state
             .store
             .metrics()
-            .render(state.store.is_healthy(), state.registry.list().len());
+            .render(state.store.is_healthy(), accounts.len());
+        let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
+        state.account_metrics.render(&mut text, &names);
         let mut res = Response::new(super::http::full(text));
         res.headers_mut().insert(
             hyper::header::CONTENT_TYPE,

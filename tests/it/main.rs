@@ -24,11 +24,16 @@ mod forward;
 mod hardening;
 mod hostile;
 mod ingest;
+mod openapi;
+mod operator;
+#[cfg(feature = "otlp")]
+mod otlp;
 mod pg;
 mod presets;
 mod process;
 mod props;
 mod roles;
 mod secrets;
+mod service;
 mod storage;
 mod support;
