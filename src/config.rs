@@ -179,6 +179,9 @@ pub struct Storage {
     /// bodies, and a page holds only whole rows: with 1 KiB bodies (rows of about 1.4 KB)
     /// a 4 KiB page holds two and leaves a third of itself empty.
     pub page_size: u32,
+    /// SQLite: WAL pages after which the writer copies the WAL into the database file
+    /// (SQLite's automatic checkpoint) as part of a commit.
+    pub wal_autocheckpoint_pages: u32,
     /// PostgreSQL only: connections this node keeps to the database at most.
     pub pool_size: usize,
     /// PostgreSQL only: seconds a node's claim on an outbox delivery lasts; a node that
@@ -235,6 +238,7 @@ impl Default for Storage {
             busy_timeout_ms: 5000,
             enqueue_timeout_ms: 2000,
             page_size: 8192,
+            wal_autocheckpoint_pages: 1000,
             pool_size: 16,
             claim_lease_secs: 30,
             secret_key: None,

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod account;
+pub mod account_metrics;
 pub mod chain;
 pub mod cli;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod extract;
 pub mod forward;
 pub mod handshake;
 pub mod metrics;
+pub mod path_suggest;
 pub mod payload;
 pub mod ratelimit;
 pub mod redact;
@@ -33,5 +35,6 @@ pub mod server;
 pub mod signer;
 pub mod store;
 pub mod strict_json;
+pub mod telemetry;
 pub mod tokens;
 pub mod verify;

@@ -12,13 +12,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> std::process::ExitCode {
     let cli = hookgate::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOOKGATE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let _telemetry = hookgate::telemetry::init(cli.log_format);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let requested = std::env::var("TOKIO_WORKER_THREADS").ok();
     let workers = match hookgate::cli::async_workers(requested.as_deref(), cores) {
@@ -43,7 +37,7 @@ fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
+            std::process::ExitCode::from(hookgate::cli::exit_code(&e))
         }
     }
 }

@@ -35,6 +35,19 @@ pub struct Metrics {
     group_micros: [AtomicU64; GROUP_BOUNDS_MICROS.len() + 1],
 }
 
+/// The writer's counts, as [`Metrics::writer_health`] reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct WriterHealth {
+    /// Write groups committed.
+    pub groups_committed: u64,
+    /// Write groups that failed (their requests were answered 503).
+    pub groups_failed: u64,
+    /// Rows committed.
+    pub rows_committed: u64,
+    /// Webhooks answered 503 because their row could not be committed.
+    pub unavailable: u64,
+}
+
 impl Metrics {
     /// Counts one answered webhook.
     pub fn record(&self, status: Status, reason: Option<Reason>, handle_micros: i64) {
@@ -55,6 +68,17 @@ impl Metrics {
     /// Counts a webhook answered 503 because its row could not be committed.
     pub fn record_unavailable(&self) {
         self.unavailable.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The writer's groups so far, for the console: committed, failed, and webhooks
+    /// answered 503 because their row could not be committed.
+    pub fn writer_health(&self) -> WriterHealth {
+        WriterHealth {
+            groups_committed: self.batches.load(Ordering::Relaxed),
+            groups_failed: self.failed_batches.load(Ordering::Relaxed),
+            rows_committed: self.rows.load(Ordering::Relaxed),
+            unavailable: self.unavailable.load(Ordering::Relaxed),
+        }
     }
 
     /// Counts one committed (or failed) write group.

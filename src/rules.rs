@@ -35,6 +35,10 @@ pub struct Rule {
     /// Further fields the user gives (a verify token), with what they are.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub settings: Vec<Setting>,
+    /// Pasted values that are a different credential of the same provider (Paystack's
+    /// public key `pk_...` where the secret key `sk_...` belongs), refused with a message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub refuse_secret: Vec<SecretRefusal>,
     /// The account fields the preset fills in (`signature`, `auth`, `handshake`, `paths`),
     /// as they would be written in a create request, without secrets.
     pub account: toml::Table,
@@ -61,6 +65,14 @@ impl Rule {
     /// The preset's fields with `request` merged over them, and the pasted `secret` put
     /// where the preset says.
     fn apply(&self, request: &Value) -> Result<Value, SpecError> {
+        if let Some(secret) = request.get("secret").and_then(Value::as_str)
+            && let Some(refusal) = self
+                .refuse_secret
+                .iter()
+                .find(|r| secret.trim().starts_with(&r.prefix))
+        {
+            return Err(SpecError::new("secret", refusal.message.clone()));
+        }
         let mut merged = serde_json::to_value(&self.account).unwrap_or(Value::Null);
         merge_patch(&mut merged, request);
         place_secret(&mut merged, self.secret_target)?;
@@ -93,6 +105,16 @@ pub enum SecretTarget {
     /// webhook with its verify-webhook-signature API).
     #[serde(rename = "confirm.oauth.client_secret")]
     ConfirmClientSecret,
+}
+
+/// A form of pasted secret a preset refuses.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRefusal {
+    /// The prefix that marks the wrong credential, e.g. `pk_`.
+    pub prefix: String,
+    /// What the user pasted and what to paste instead, as a sentence.
+    pub message: String,
 }
 
 /// A field a preset needs besides the secret.
@@ -299,9 +321,35 @@ impl Rules {
         &self.list
     }
 
-    /// One preset.
+    /// One preset; the name is matched without regard to case (`Stripe` is `stripe`).
     pub fn get(&self, name: &str) -> Option<&Rule> {
-        self.list.iter().find(|r| r.name == name)
+        let name = name.trim();
+        self.list.iter().find(|r| r.name.eq_ignore_ascii_case(name))
+    }
+
+    /// The preset name closest to a mistyped one (`strpe` → `stripe`), if any is close.
+    pub fn suggest(&self, name: &str) -> Option<&str> {
+        let name = name.trim().to_ascii_lowercase();
+        self.list
+            .iter()
+            .map(|r| (strsim::damerau_levenshtein(&name, &r.name), r.name.as_str()))
+            .filter(|(d, n)| *d <= 2.max(n.len() / 4))
+            .min_by_key(|(d, _)| *d)
+            .map(|(_, n)| n)
+    }
+
+    /// Why `name` is not a preset, with the closest one suggested.
+    pub fn unknown(&self, name: &str) -> SpecError {
+        let hint = self
+            .suggest(name)
+            .map(|s| format!(" (did you mean {s:?}?)"))
+            .unwrap_or_default();
+        SpecError::new(
+            "provider",
+            format!(
+                "{name:?} is not a known provider{hint}; see GET /v1/providers or `hookgate providers list`"
+            ),
+        )
     }
 
     /// Turns a create request into a full account spec: for a preset, its defaults with
@@ -309,9 +357,14 @@ impl Rules {
     /// says (for a custom account, into `signature.secrets`).
     pub fn prepare(&self, mut request: Value) -> Result<Value, SpecError> {
         let provider = provider_of(&request);
-        if provider != "custom" {
-            let rule = self.get(&provider).ok_or_else(|| unknown(&provider))?;
+        if !provider.eq_ignore_ascii_case("custom") {
+            let rule = self.get(&provider).ok_or_else(|| self.unknown(&provider))?;
+            // The account keeps the preset's own spelling of its name.
+            request["provider"] = rule.name.clone().into();
             return rule.apply(&request);
+        }
+        if request.get("provider").is_some() {
+            request["provider"] = "custom".into();
         }
         place_secret(&mut request, SecretTarget::SignatureSecrets)?;
         Ok(request)
@@ -438,15 +491,6 @@ fn provider_of(request: &Value) -> String {
         .and_then(Value::as_str)
         .unwrap_or("custom")
         .to_owned()
-}
-
-fn unknown(provider: &str) -> SpecError {
-    SpecError::new(
-        "provider",
-        format!(
-            "{provider:?} is not a known provider; see GET /v1/providers or `hookgate providers list`"
-        ),
-    )
 }
 
 fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecError> {

@@ -71,6 +71,38 @@ fn meta_without_its_verify_token_names_the_field() {
 }
 
 #[test]
+fn provider_names_ignore_case_and_a_typo_gets_a_suggestion() {
+    let rules = Rules::shipped();
+    let spec = rules
+        .prepare(json!({"name": "a", "provider": "Stripe", "secret": "whsec_abc"}))
+        .unwrap_or_default();
+    assert_eq!(spec["provider"], "stripe");
+    let e = rules
+        .prepare(json!({"name": "a", "provider": "strpe", "secret": "x"}))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("did you mean \"stripe\"?"), "{e}");
+    assert_eq!(rules.suggest("zzzzzzzz"), None);
+}
+
+#[test]
+fn a_paystack_public_key_pasted_as_the_secret_is_refused_by_name() {
+    let rules = Rules::shipped();
+    let e = rules
+        .prepare(json!({"name": "a", "provider": "paystack", "secret": "pk_live_123"}))
+        .err()
+        .unwrap_or_else(|| SpecError::new("none", "accepted"));
+    assert_eq!(e.field, "secret");
+    assert!(e.to_string().contains("public key"), "{e}");
+    assert!(
+        rules
+            .prepare(json!({"name": "a", "provider": "paystack", "secret": "sk_live_123"}))
+            .is_ok()
+    );
+}
+
+#[test]
 fn unknown_provider_and_secret_without_scheme_are_refused() {
     let rules = Rules::shipped();
     assert!(

@@ -36,6 +36,14 @@ pub enum ClientError {
     /// The URL or a header was not valid.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Nothing listens at the address: the gateway is not running there.
+    #[error(
+        "cannot connect to {url}: nothing is listening there. Is the gateway running? Start it with `hookgate serve`, or point HOOKGATE_URL (or --url) at the admin listener it printed"
+    )]
+    NotRunning {
+        /// Where.
+        url: String,
+    },
     /// The gateway could not be reached or the connection broke.
     #[error("cannot reach {url}: {message}")]
     Unreachable {
@@ -71,7 +79,7 @@ fn request(
         .method(method)
         .uri(url)
         .body(Full::new(body))
-        .map_err(|e| ClientError::Invalid(e.to_string()))?;
+        .map_err(|e| ClientError::Invalid(format!("{url:?} is not a usable URL ({e})")))?;
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|e| ClientError::Invalid(e.to_string()))?;
@@ -80,6 +88,35 @@ fn request(
         req.headers_mut().append(name, value);
     }
     Ok(req)
+}
+
+/// The admin API's base URL as given (`HOOKGATE_URL`, `--url`), with `http://` added when
+/// it names no scheme (`127.0.0.1:8081`) and without a trailing slash.
+pub fn base_url(given: &str) -> String {
+    let given = given.trim().trim_end_matches('/');
+    if given.contains("://") {
+        given.to_owned()
+    } else {
+        format!("http://{given}")
+    }
+}
+
+/// Describes a failed request with every cause, not just hyper's outermost "client error".
+fn failed(url: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    let mut message = e.to_string();
+    while let Some(cause) = source {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && io.kind() == std::io::ErrorKind::ConnectionRefused
+        {
+            return ClientError::NotRunning {
+                url: url.to_owned(),
+            };
+        }
+        message = format!("{message}: {cause}");
+        source = cause.source();
+    }
+    unreachable(url, message)
 }
 
 fn unreachable(url: &str, message: String) -> ClientError {
@@ -96,10 +133,7 @@ impl HttpClient {
         url: &str,
         req: Request<Full<Bytes>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        self.inner
-            .request(req)
-            .await
-            .map_err(|e| unreachable(url, e.to_string()))
+        self.inner.request(req).await.map_err(|e| failed(url, &e))
     }
 
     /// Sends one request and reads the whole answer.
@@ -125,7 +159,8 @@ impl HttpClient {
     }
 
     /// Sends a GET with a bearer token and writes the answer's body to `out` as it arrives,
-    /// in flat memory. Returns the status; a body that breaks off is an error.
+    /// in flat memory. Returns the status; a body that breaks off is an error. A reader
+    /// that went away (`| head -1`) ends the download quietly: it has what it wanted.
     pub async fn download(
         &self,
         url: &str,
@@ -141,8 +176,11 @@ impl HttpClient {
             let frame =
                 frame.map_err(|e| unreachable(url, format!("the answer broke off: {e}")))?;
             if let Ok(data) = frame.into_data() {
-                out.write_all(&data)
-                    .map_err(|e| unreachable(url, format!("writing the output: {e}")))?;
+                match out.write_all(&data) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(status),
+                    Err(e) => return Err(unreachable(url, format!("writing the output: {e}"))),
+                }
             }
         }
         Ok(status)

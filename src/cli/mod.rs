@@ -1,392 +1,39 @@
-//! The command line: `hookgate serve`, `accounts ...`, `events ...`, `providers ...`,
-//! `sign`.
+//! The command line: `hookgate serve`, `accounts ...`, `events ...`, `audit ...`,
+//! `changes`, `providers ...`, `sign`, `completions`, `man`.
 //!
-//! Owns the clap definitions, dispatch, and `serve`. The commands that talk to a running
-//! gateway's admin API live in `remote`; `providers` and `sign` in `providers`; the
-//! stand-in chat platform in `chat_sink`. It must never print a token or secret.
+//! Owns dispatch and `serve`. The clap definitions live in `args`; the commands that talk
+//! to a running gateway's admin API in `remote`, `audit` in `verify` (with its exit
+//! codes); `providers` and `sign` in `providers`; the stand-in chat platform in
+//! `chat_sink`. It must never print a token or secret.
 
+mod args;
 mod chat_sink;
 pub mod client;
+mod paths;
 mod providers;
 mod remote;
+mod verify;
 
 use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::CommandFactory as _;
 
 use crate::config::Config;
 use crate::server::{Gateway, Listeners};
 
-/// hookgate: a self-hosted receiving-side webhook gateway.
-#[derive(Debug, Parser)]
-#[command(name = "hookgate", version, about)]
-pub struct Cli {
-    /// What to do.
-    #[command(subcommand)]
-    pub command: Command,
-}
+pub use args::*;
+pub use verify::{VerifyFailure, exit_code};
 
-/// The commands.
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Run the gateway (public and admin listeners) on the configured SQLite file.
-    Serve {
-        /// A TOML config file (see hookgate.example.toml); environment variables override it.
-        #[arg(long, env = "HOOKGATE_CONFIG")]
-        config: Option<PathBuf>,
-    },
-    /// Manage accounts through the admin API.
-    #[command(subcommand)]
-    Accounts(AccountsCommand),
-    /// Search and show the audit log through the admin API.
-    #[command(subcommand)]
-    Events(Box<EventsCommand>),
-    /// Check the audit log's hash chains, or prune old events.
-    #[command(subcommand)]
-    Audit(AuditCommand),
-    /// Manage named admin and auditor tokens.
-    #[command(subcommand)]
-    Tokens(TokensCommand),
-    /// Tools for trying hookgate locally.
-    #[command(subcommand)]
-    Dev(DevCommand),
-    /// The provider presets: what each needs and checks (no gateway needed).
-    #[command(subcommand)]
-    Providers(ProvidersCommand),
-    /// Print the headers (and a ready curl command) a provider would send with a body, so
-    /// an account can be tried before the real provider is pointed at it.
-    Sign(SignArgs),
-    /// Copy the SQLite database into a new file while the gateway runs (SQLite's online
-    /// backup): a consistent, self-contained copy that `audit verify --db` checks.
-    Backup {
-        /// The database to copy.
-        #[arg(long, env = "HOOKGATE_DB", default_value = "hookgate.db")]
-        db: PathBuf,
-        /// The new file to write; an existing file is never overwritten.
-        #[arg(long)]
-        to: PathBuf,
-    },
-}
-
-/// `hookgate providers ...`.
-#[derive(Debug, Subcommand)]
-pub enum ProvidersCommand {
-    /// List the presets.
-    List {
-        /// Also load the operator rule files in this directory.
-        #[arg(long, env = "HOOKGATE_RULES_DIR")]
-        rules_dir: Option<PathBuf>,
-    },
-    /// Show one preset: what to paste, further settings, headers checked, default paths.
-    Show {
-        /// The preset's name, e.g. stripe.
-        name: String,
-        /// Also load the operator rule files in this directory.
-        #[arg(long, env = "HOOKGATE_RULES_DIR")]
-        rules_dir: Option<PathBuf>,
-    },
-}
-
-/// `hookgate sign`.
-#[derive(Debug, Args)]
-pub struct SignArgs {
-    /// The preset, e.g. stripe; `custom` signs with the scheme of `--spec`.
-    #[arg(long)]
-    pub provider: String,
-    /// For `custom` (or to override a preset's fields): a JSON file with the account's
-    /// fields as the account API takes them, e.g. {"signature": {"header": "X-Sig", ...}}.
-    #[arg(long)]
-    pub spec: Option<PathBuf>,
-    /// The secret as pasted into the account; for discord and sendgrid, the private key
-    /// (the public key to configure is printed).
-    #[arg(long, env = "HOOKGATE_SIGN_SECRET", hide_env_values = true)]
-    pub secret: String,
-    /// The file with the body to send.
-    #[arg(long)]
-    pub body: PathBuf,
-    /// The URL to send to; by default {HOOKGATE_PUBLIC_URL or http://127.0.0.1:8080}/hooks/{provider}.
-    #[arg(long)]
-    pub url: Option<String>,
-    /// Also load the operator rule files in this directory.
-    #[arg(long, env = "HOOKGATE_RULES_DIR")]
-    pub rules_dir: Option<PathBuf>,
-}
-
-/// `hookgate dev ...`.
-#[derive(Debug, Subcommand)]
-pub enum DevCommand {
-    /// A stand-in chat platform that prints every status message it receives.
-    ChatSink {
-        /// Where to listen.
-        #[arg(long, default_value = "127.0.0.1:9000")]
-        listen: std::net::SocketAddr,
-        /// The status to answer (try 404 for no_session, 503 for retries).
-        #[arg(long, default_value_t = 200)]
-        status: u16,
-    },
-}
-
-/// `hookgate audit ...`.
-#[derive(Debug, Subcommand)]
-pub enum AuditCommand {
-    /// Verify both hash chains: through the admin API, or offline on a database file.
-    Verify {
-        /// Verify this database directly, read-only, without a running gateway: a SQLite
-        /// file, or a postgres:// URL.
-        #[arg(long)]
-        db: Option<PathBuf>,
-        /// A head hash noted earlier: fail unless the events chain still passes through it.
-        #[arg(long)]
-        expect_head: Option<String>,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Prune events received before a time (RFC 3339), leaving a chain checkpoint.
-    Prune {
-        /// e.g. 2026-01-01T00:00:00Z
-        #[arg(long)]
-        before: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-/// `hookgate tokens ...`.
-#[derive(Debug, Subcommand)]
-pub enum TokensCommand {
-    /// Create a named token; it is printed once and stored only as a hash.
-    Create {
-        /// A name for the change log.
-        #[arg(long)]
-        name: String,
-        /// admin or auditor.
-        #[arg(long)]
-        role: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// List token names and roles.
-    List {
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Revoke a named token.
-    Revoke {
-        /// The token's name.
-        name: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-/// Where the admin API is and how to authenticate.
-#[derive(Debug, Args, Clone)]
-pub struct Remote {
-    /// The admin API's base URL.
-    #[arg(
-        long,
-        env = "HOOKGATE_URL",
-        default_value = "http://127.0.0.1:8081",
-        global = true
-    )]
-    pub url: String,
-    /// The admin (or auditor) token.
-    #[arg(
-        long,
-        env = "HOOKGATE_ADMIN_TOKEN",
-        hide_env_values = true,
-        global = true
-    )]
-    pub token: Option<String>,
-}
-
-/// `hookgate accounts ...`.
-#[derive(Debug, Subcommand)]
-pub enum AccountsCommand {
-    /// Create an account from JSON (the admin API's contract), given inline or as @FILE.
-    Create {
-        /// JSON text, or @path/to/file.json.
-        spec: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// List accounts.
-    List {
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Show one account (secrets masked).
-    Show {
-        /// The account name.
-        name: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Change an account with a JSON merge patch, inline or as @FILE.
-    Update {
-        /// The account name.
-        name: String,
-        /// JSON text, or @path/to/file.json.
-        patch: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Delete an account (its audit rows stay).
-    Delete {
-        /// The account name.
-        name: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Let an account's URL accept traffic again.
-    Activate {
-        /// The account name.
-        name: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Make an account's URL refuse traffic (requests are still audited).
-    Deactivate {
-        /// The account name.
-        name: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-/// `hookgate events ...`.
-#[derive(Debug, Subcommand)]
-pub enum EventsCommand {
-    /// List events, newest first.
-    List {
-        /// The search filters.
-        #[command(flatten)]
-        filter: EventFilterArgs,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Export every matching event, oldest first, streamed (NDJSON or CSV).
-    Export {
-        /// ndjson or csv.
-        #[arg(long, default_value = "ndjson")]
-        format: String,
-        /// Include each event's stored body.
-        #[arg(long)]
-        include_body: bool,
-        /// Write to this file instead of standard output.
-        #[arg(long)]
-        output: Option<PathBuf>,
-        /// The search filters.
-        #[command(flatten)]
-        filter: EventFilterArgs,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Queue a dead or no-session delivery of an event again.
-    Redeliver {
-        /// The event id (`evt_...`).
-        id: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Follow the live stream of accepted events of listening accounts (one JSON per line).
-    Tail {
-        /// Only this account.
-        #[arg(long)]
-        account: Option<String>,
-        /// Resume after this stream id.
-        #[arg(long)]
-        after: Option<i64>,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-    /// Show one event with its (redacted) headers and body.
-    Show {
-        /// The event id (`evt_...`).
-        id: String,
-        /// Where the admin API is.
-        #[command(flatten)]
-        remote: Remote,
-    },
-}
-
-/// Filters of `hookgate events list`.
-#[derive(Debug, Args, Clone)]
-pub struct EventFilterArgs {
-    /// Account name.
-    #[arg(long)]
-    pub account: Option<String>,
-    /// accepted, duplicate, rejected or handshake.
-    #[arg(long)]
-    pub status: Option<String>,
-    /// Rejection reason, e.g. bad_signature.
-    #[arg(long)]
-    pub reason: Option<String>,
-    /// Extracted sender.
-    #[arg(long)]
-    pub sender: Option<String>,
-    /// Extracted source.
-    #[arg(long)]
-    pub source: Option<String>,
-    /// Extracted event type.
-    #[arg(long)]
-    pub event_type: Option<String>,
-    /// Received at or after (RFC 3339).
-    #[arg(long)]
-    pub since: Option<String>,
-    /// Received before (RFC 3339).
-    #[arg(long)]
-    pub until: Option<String>,
-    /// Page size (1 to 1000).
-    #[arg(long)]
-    pub limit: Option<u32>,
-    /// The next_cursor of a previous page.
-    #[arg(long)]
-    pub cursor: Option<String>,
-}
-
-impl EventFilterArgs {
-    fn query(&self) -> String {
-        let mut q = form_urlencoded::Serializer::new(String::new());
-        let limit = self.limit.map(|l| l.to_string());
-        let pairs = [
-            ("account", &self.account),
-            ("status", &self.status),
-            ("reason", &self.reason),
-            ("sender", &self.sender),
-            ("source", &self.source),
-            ("event_type", &self.event_type),
-            ("since", &self.since),
-            ("until", &self.until),
-            ("limit", &limit),
-            ("cursor", &self.cursor),
-        ];
-        for (k, v) in pairs {
-            if let Some(v) = v {
-                q.append_pair(k, v);
-            }
-        }
-        q.finish()
-    }
-}
+/// The version `--version` prints: the package's, and the commit it was built from when
+/// the build could ask git.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("HOOKGATE_COMMIT"),
+    ")"
+);
 
 /// How many async worker threads to run on a machine with `cores` cores: `requested`
 /// (the `TOKIO_WORKER_THREADS` variable) when set, else one fewer than the cores, and at
@@ -412,15 +59,54 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve { config } => serve(config).await,
         Command::Accounts(cmd) => remote::accounts(cmd).await,
         Command::Events(cmd) => remote::events(*cmd).await,
-        Command::Audit(cmd) => remote::audit(cmd).await,
+        Command::Audit(cmd) => verify::audit(cmd).await,
+        Command::Changes(args) => remote::changes(args).await,
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "hookgate", &mut out);
+            emit(&String::from_utf8_lossy(&out))
+        }
+        Command::Man => {
+            let mut out = Vec::new();
+            clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+            emit(&String::from_utf8_lossy(&out))
+        }
         Command::Tokens(cmd) => remote::tokens(cmd).await,
         Command::Dev(DevCommand::ChatSink { listen, status }) => {
             chat_sink::run(listen, status).await
         }
         Command::Providers(cmd) => providers::run(cmd),
-        Command::Sign(args) => providers::sign(args),
+        Command::Sign(args) => providers::sign(args).await,
         Command::Backup { db, to } => backup(&db, &to),
+        Command::Migrate { from, to } => migrate(&from, &to).await,
+        Command::Paths(cmd) => emit(&paths::run(cmd)?),
     }
+}
+
+async fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
+    if crate::store::postgres_url(std::path::Path::new(to)).is_none() {
+        anyhow::bail!("--to must be a postgres:// URL (the database to move into)");
+    }
+    let shown = crate::store::shown(std::path::Path::new(to));
+    let moved = crate::store::migrate::sqlite_to_postgres(from, to)
+        .await
+        .with_context(|| format!("moving {} into {shown}", from.display()))?;
+    let mut out = format!("moved {} into {shown}:\n", from.display());
+    for (table, rows) in &moved.copied {
+        out.push_str(&format!("  {table}: {rows} rows\n"));
+    }
+    for r in &moved.target {
+        out.push_str(&format!(
+            "  {} log verifies: {} rows, head {}\n",
+            r.log, r.rows, r.head
+        ));
+    }
+    let key = crate::seal::key_file_for(from);
+    out.push_str(&format!(
+        "Every node on the new database needs the key that sealed these accounts:\n  export HOOKGATE_SECRET_KEY=\"$(cat {})\"\n",
+        key.display()
+    ));
+    emit(&out)
 }
 
 fn backup(db: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
@@ -452,7 +138,7 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
     let mut banner = format!(
-        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  database:  {db}\n",
+        "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  console:   http://{admin}/   (sign in with the admin or an auditor token)\n  database:  {db}\n",
         env!("CARGO_PKG_VERSION")
     );
     banner.push_str(&match &gateway.generated_admin_token {
@@ -510,6 +196,12 @@ fn emit(out: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::async_workers;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory as _;
+        super::Cli::command().debug_assert();
+    }
 
     #[test]
     fn one_core_is_left_to_the_writer_unless_told_otherwise() {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{ProvidersCommand, SignArgs};
 use crate::account::AccountSpec;
@@ -50,9 +50,7 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
         ProvidersCommand::Show { name, rules_dir } => {
             let rules = Rules::load(rules_dir.as_deref())?;
             let Some(rule) = rules.get(&name) else {
-                bail!(
-                    "there is no provider preset named {name:?}; `hookgate providers list` shows them"
-                );
+                bail!("{}", rules.unknown(&name).message);
             };
             let d = rules::describe(rule);
             say!(out, "{} ({})", rule.title, rule.name);
@@ -91,83 +89,37 @@ pub fn run(cmd: ProvidersCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `hookgate sign`.
-pub fn sign(args: SignArgs) -> anyhow::Result<()> {
-    let rules = Rules::load(args.rules_dir.as_deref())?;
-    let fields: Value = match &args.spec {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the account fields from {}", path.display()))?;
-            serde_json::from_str(&text).with_context(|| {
-                format!("{} is not a JSON object of account fields", path.display())
-            })?
-        }
-        None if args.provider == "custom" => {
-            bail!(
-                "a custom account is signed with its scheme: give --spec FILE with its fields (signature, auth, jwt)"
-            )
-        }
-        None => json!({}),
-    };
-    if args.provider == "custom" {
-        return sign_with(&rules, "custom", "Your sender", fields, &args);
-    }
-    let Some(rule) = rules.get(&args.provider) else {
-        bail!(
-            "there is no provider preset named {:?}; `hookgate providers list` shows them",
-            args.provider
-        );
-    };
-    let mut request = json!({"name": "sign", "provider": rule.name, "secret": args.secret});
-    rule.fill_required_settings(&mut request, "unused-when-signing");
-    crate::account::merge_patch(&mut request, &fields);
-    sign_with(&rules, &rule.name, &rule.title, request, &args)
+/// The account to sign for: its spec, where it receives, and who sends to it.
+struct Target {
+    spec: AccountSpec,
+    url: String,
+    title: String,
 }
 
-/// Signs `args.body` for the account `request` describes and prints the headers and a curl.
-fn sign_with(
-    rules: &Rules,
-    name: &str,
-    title: &str,
-    mut request: Value,
-    args: &SignArgs,
-) -> anyhow::Result<()> {
-    let mut out = String::new();
-    if name == "custom" {
-        request["name"] = json!("sign");
-        request["provider"] = json!("custom");
-        if request.get("secret").is_none()
-            && request.pointer("/signature/secrets").is_none()
-            && request.get("signature").is_some()
-        {
-            request["secret"] = json!(args.secret);
-        }
-    }
+/// Runs `hookgate sign`.
+pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let rules = Rules::load(args.rules_dir.as_deref())?;
+    let target = match &args.account {
+        Some(name) => from_gateway(&args, &rules, name).await?,
+        None => offline(&args, &rules)?,
+    };
     let body = std::fs::read(&args.body)
         .with_context(|| format!("reading the body from {}", args.body.display()))?;
-    let url = args.url.clone().unwrap_or_else(|| {
-        let base = std::env::var("HOOKGATE_PUBLIC_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        format!("{}/hooks/{}", base.trim_end_matches('/'), name)
-    });
-    let prepared = rules.prepare(request).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let spec = AccountSpec::from_json(prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = crate::clock::now_micros() / 1_000_000;
     let id = format!("msg_{}", crate::tokens::random_hex(12));
     let signed = sign_request(SignInput {
-        spec: &spec,
+        spec: &target.spec,
         key: &args.secret,
         body: &body,
-        url: &url,
+        url: &target.url,
         now_secs: now,
         id: &id,
     })?;
+    let mut out = String::new();
     say!(
         out,
         "# What {} would send (signed now, {}):",
-        title,
+        target.title,
         crate::clock::format_micros(now * 1_000_000)
     );
     for (k, v) in &signed.headers {
@@ -195,6 +147,91 @@ fn sign_with(
     }
     say!(out, "{curl}");
     super::emit(&out)
+}
+
+/// Reads the account's scheme and URL from the running gateway (secrets are masked there;
+/// the key given on the command line signs).
+async fn from_gateway(args: &SignArgs, rules: &Rules, name: &str) -> anyhow::Result<Target> {
+    let path = format!(
+        "/v1/accounts/{}",
+        form_urlencoded::byte_serialize(name.as_bytes()).collect::<String>()
+    );
+    let remote = super::Remote {
+        url: args.admin_url.clone(),
+        token: args.token.clone(),
+        auditor_token: None,
+    };
+    let mut view = super::remote::fetch(&remote, hyper::Method::GET, &path, None).await?;
+    let webhook_url = view["webhook_url"].as_str().unwrap_or("").to_owned();
+    // The view adds what the gateway knows about the account; the spec is the rest.
+    if let Some(obj) = view.as_object_mut() {
+        for key in [
+            "webhook_url",
+            "listening",
+            "created_at",
+            "updated_at",
+            "warnings",
+        ] {
+            obj.remove(key);
+        }
+    }
+    let spec = AccountSpec::from_json(view).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let title = rules
+        .get(&spec.provider)
+        .map_or_else(|| "the sender".to_owned(), |r| r.title.clone());
+    let url = match &args.url {
+        Some(u) => u.clone(),
+        // The sign-up URL of a query-token account shows where the token goes; signing
+        // sends to the account's path.
+        None => webhook_url.split('?').next().unwrap_or_default().to_owned(),
+    };
+    Ok(Target { spec, url, title })
+}
+
+/// Builds the account from a preset (or `custom` with `--spec`) without a gateway.
+fn offline(args: &SignArgs, rules: &Rules) -> anyhow::Result<Target> {
+    let provider = args.provider.as_deref().unwrap_or("custom");
+    let (mut request, title) = if provider.eq_ignore_ascii_case("custom") {
+        let Some(spec) = &args.spec else {
+            bail!(
+                "--provider custom needs --spec (the account's JSON, inline or @FILE), or use --account NAME to read it from the gateway"
+            );
+        };
+        (super::remote::json_arg(spec)?, "the sender".to_owned())
+    } else {
+        let Some(rule) = rules.get(provider) else {
+            bail!("{}", rules.unknown(provider).message);
+        };
+        let mut request = json!({"provider": rule.name});
+        rule.fill_required_settings(&mut request, "unused-when-signing");
+        (request, rule.title.clone())
+    };
+    if request.get("name").is_none() {
+        request["name"] = "sign".into();
+    }
+    let has_secrets = request["signature"]["secrets"]
+        .as_array()
+        .is_some_and(|s| !s.is_empty());
+    if request.get("signature").is_some() && !has_secrets || request.get("provider").is_some() {
+        request["secret"] = args.secret.clone().into();
+    }
+    let name = request["name"].as_str().unwrap_or("sign").to_owned();
+    let prepared = rules.prepare(request).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let spec = AccountSpec::from_json(prepared).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let url = match (&args.url, &args.spec) {
+        (Some(u), _) => u.clone(),
+        (None, Some(_)) => {
+            let base = std::env::var("HOOKGATE_PUBLIC_URL")
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+            format!("{}/hooks/{name}", super::client::base_url(&base))
+        }
+        (None, None) => bail!(
+            "say where the request goes: --account NAME (the account's URL, read from the gateway) or --url http://HOST/hooks/NAME"
+        ),
+    };
+    Ok(Target { spec, url, title })
 }
 
 /// Quotes for a POSIX shell.

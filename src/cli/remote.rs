@@ -1,9 +1,9 @@
 //! The commands that talk to a running gateway's admin API: `accounts`, `events`,
-//! `audit`, `tokens` (and `audit verify --db`, which checks a database file offline).
+//! `audit prune`, `tokens` and `changes`.
 //!
 //! Owns turning each subcommand into admin-API calls at `HOOKGATE_URL` with
-//! `HOOKGATE_ADMIN_TOKEN` (or the auditor token) and printing the answers. It must never
-//! print a token or secret: answers are printed as the API gave them (masked).
+//! `HOOKGATE_ADMIN_TOKEN` (or `HOOKGATE_AUDITOR_TOKEN`) and printing the answers. It must
+//! never print a token or secret: answers are printed as the API gave them (masked).
 
 use std::io::Write as _;
 
@@ -11,11 +11,11 @@ use anyhow::{Context, bail};
 use hyper::Method;
 use serde_json::Value;
 
-use super::client::HttpClient;
-use super::{AccountsCommand, AuditCommand, EventsCommand, Remote, TokensCommand};
+use super::client::{HttpClient, base_url};
+use super::{AccountsCommand, ChangesArgs, EventsCommand, Remote, TokensCommand};
 
 /// Reads inline JSON or `@file`.
-fn json_arg(arg: &str) -> anyhow::Result<Value> {
+pub(super) fn json_arg(arg: &str) -> anyhow::Result<Value> {
     let text = match arg.strip_prefix('@') {
         Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {path}"))?,
         None => arg.to_owned(),
@@ -23,34 +23,56 @@ fn json_arg(arg: &str) -> anyhow::Result<Value> {
     serde_json::from_str(&text).context("the argument is not valid JSON")
 }
 
+/// Calls the admin API and returns the JSON answer of a 2xx; any other answer is an error
+/// carrying the status and the problem's detail.
+pub(super) async fn fetch(
+    remote: &Remote,
+    method: Method,
+    path: &str,
+    body: Option<Value>,
+) -> anyhow::Result<Value> {
+    let token = token_of(remote)?;
+    let url = format!("{}{path}", base_url(&remote.url));
+    let answer = HttpClient::default()
+        .admin(method, &url, token, body.as_ref())
+        .await?;
+    let value = answer.json();
+    if answer.status.is_success() {
+        return Ok(value);
+    }
+    bail!("{}", problem_text(answer.status, &value))
+}
+
+/// A refused answer in one line: the status, the problem's detail and field.
+pub(super) fn problem_text(status: hyper::StatusCode, value: &Value) -> String {
+    let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
+    let field = value
+        .get("field")
+        .and_then(Value::as_str)
+        .map(|f| format!(" (field {f})"))
+        .unwrap_or_default();
+    let hint = match status.as_u16() {
+        401 => ": check HOOKGATE_ADMIN_TOKEN / HOOKGATE_AUDITOR_TOKEN (or --token)",
+        403 => ": this needs an admin token",
+        _ => "",
+    };
+    format!("{status}: {detail}{field}{hint}")
+}
+
+/// Calls the admin API and prints the answer.
 async fn call(
     remote: &Remote,
     method: Method,
     path: &str,
     body: Option<Value>,
 ) -> anyhow::Result<()> {
-    let Some(token) = remote.token.as_deref() else {
-        bail!(
-            "no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or pass --token"
-        );
-    };
-    let url = format!("{}{path}", remote.url.trim_end_matches('/'));
-    let answer = HttpClient::default()
-        .admin(method, &url, token, body.as_ref())
-        .await?;
-    let value = answer.json();
-    if answer.status.is_success() {
-        super::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-        Ok(())
-    } else {
-        let detail = value.get("detail").and_then(Value::as_str).unwrap_or("");
-        let field = value
-            .get("field")
-            .and_then(Value::as_str)
-            .map(|f| format!(" (field {f})"))
-            .unwrap_or_default();
-        bail!("{}: {detail}{field}", answer.status)
-    }
+    let value = fetch(remote, method, path, body).await?;
+    super::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))
+}
+
+/// Encodes one path segment (an account or token name typed by a person).
+fn seg(name: &str) -> String {
+    form_urlencoded::byte_serialize(name.as_bytes()).collect()
 }
 
 pub(super) async fn accounts(cmd: AccountsCommand) -> anyhow::Result<()> {
@@ -109,7 +131,94 @@ pub(super) async fn accounts(cmd: AccountsCommand) -> anyhow::Result<()> {
             )
             .await
         }
+        A::Try { name, body, remote } => {
+            let request = match body {
+                Some(b) => serde_json::json!({"body": json_arg(&b)?}),
+                None => serde_json::json!({}),
+            };
+            call(
+                &remote,
+                Method::POST,
+                &format!("/v1/accounts/{name}/try"),
+                Some(request),
+            )
+            .await
+        }
+        A::Listen {
+            name,
+            off,
+            event_types,
+            all_types,
+            remote,
+        } => {
+            let mut body = serde_json::json!({"listening": !off});
+            if all_types || !event_types.is_empty() {
+                body["event_types"] = event_types.into();
+            }
+            let path = format!("/v1/accounts/{}/listening", seg(&name));
+            call(&remote, Method::POST, &path, Some(body)).await
+        }
+        A::AddSecret {
+            name,
+            secret,
+            remote,
+        } => {
+            let secret = match secret {
+                Some(s) => s,
+                None => read_secret_from_stdin()?,
+            };
+            let path = format!("/v1/accounts/{}/secrets", seg(&name));
+            let body = serde_json::json!({"secret": secret});
+            call(&remote, Method::POST, &path, Some(body)).await
+        }
+        A::RetireSecret {
+            name,
+            index,
+            remote,
+        } => {
+            let path = format!("/v1/accounts/{}/secrets/{index}", seg(&name));
+            call(&remote, Method::DELETE, &path, None).await
+        }
     }
+}
+
+/// Reads a secret from standard input: the first line, without its line ending.
+fn read_secret_from_stdin() -> anyhow::Result<String> {
+    use std::io::IsTerminal as _;
+    if std::io::stdin().is_terminal() {
+        eprintln!("paste the new secret and press Enter:");
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the secret from standard input")?;
+    let secret = line.trim_end_matches(['\r', '\n']).to_owned();
+    if secret.is_empty() {
+        bail!(
+            "no secret given: pass it on standard input (echo \"$SECRET\" | hookgate accounts add-secret NAME)"
+        );
+    }
+    Ok(secret)
+}
+
+/// `hookgate changes`.
+pub(super) async fn changes(args: ChangesArgs) -> anyhow::Result<()> {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    let limit = args.limit.map(|l| l.to_string());
+    for (k, v) in [
+        ("account", &args.account),
+        ("action", &args.action),
+        ("since", &args.since),
+        ("until", &args.until),
+        ("limit", &limit),
+        ("cursor", &args.cursor),
+    ] {
+        if let Some(v) = v {
+            q.append_pair(k, v);
+        }
+    }
+    let path = format!("/v1/changes?{}", q.finish());
+    call(&args.remote, Method::GET, &path, None).await
 }
 
 pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
@@ -138,6 +247,7 @@ pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
         EventsCommand::Tail {
             account,
             after,
+            from_now,
             remote,
         } => {
             let token = token_of(&remote)?;
@@ -148,20 +258,20 @@ pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             if let Some(a) = after {
                 q.append_pair("last_event_id", &a.to_string());
             }
-            let url = format!(
-                "{}/v1/stream?{}",
-                remote.url.trim_end_matches('/'),
-                q.finish()
-            );
+            let url = format!("{}/v1/stream?{}", base_url(&remote.url), q.finish());
             let mut out = DataLines {
                 pending: Vec::new(),
                 out: std::io::stdout(),
+                live: !from_now,
             };
             let status = HttpClient::default()
                 .download(&url, token, &mut out)
                 .await?;
             if !status.is_success() {
-                bail!("{status}: the stream was refused");
+                bail!(
+                    "{}: the stream was refused",
+                    problem_text(status, &Value::Null)
+                );
             }
             Ok(())
         }
@@ -175,7 +285,7 @@ pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             let token = token_of(&remote)?;
             let url = format!(
                 "{}/v1/events/export?format={format}&include_body={include_body}&{}",
-                remote.url.trim_end_matches('/'),
+                base_url(&remote.url),
                 filter.query()
             );
             let mut out: Box<dyn std::io::Write + Send> = match &output {
@@ -188,9 +298,15 @@ pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
             let status = HttpClient::default()
                 .download(&url, token, &mut *out)
                 .await?;
-            out.flush()?;
+            match out.flush() {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e.into()),
+                _ => {}
+            }
             if !status.is_success() {
-                bail!("{status}: the export was refused (see the answer above)");
+                bail!(
+                    "{}: the export was refused (see the answer above)",
+                    problem_text(status, &Value::Null)
+                );
             }
             Ok(())
         }
@@ -201,6 +317,9 @@ pub(super) async fn events(cmd: EventsCommand) -> anyhow::Result<()> {
 struct DataLines {
     pending: Vec<u8>,
     out: std::io::Stdout,
+    /// Whether the replay is over or wanted: until the stream's `: live` comment, which
+    /// ends the replay from the log, `--from-now` prints nothing.
+    live: bool,
 }
 
 impl std::io::Write for DataLines {
@@ -208,6 +327,15 @@ impl std::io::Write for DataLines {
         self.pending.extend_from_slice(buf);
         while let Some(end) = self.pending.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = self.pending.drain(..=end).collect();
+            if line.starts_with(b": live") && !self.live {
+                self.live = true;
+                eprintln!(
+                    "# live: printing events as they arrive (earlier ones: `hookgate events list`)"
+                );
+            }
+            if !self.live {
+                continue;
+            }
             if let Some(data) = line.strip_prefix(b"data: ") {
                 let mut out = self.out.lock();
                 out.write_all(data)?;
@@ -222,75 +350,16 @@ impl std::io::Write for DataLines {
     }
 }
 
-fn token_of(remote: &Remote) -> anyhow::Result<&str> {
-    remote.token.as_deref().ok_or_else(|| {
-        anyhow::anyhow!("no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or pass --token")
-    })
-}
-
-pub(super) async fn audit(cmd: AuditCommand) -> anyhow::Result<()> {
-    match cmd {
-        AuditCommand::Verify {
-            db: Some(path),
-            expect_head,
-            ..
-        } => {
-            let expected = match &expect_head {
-                Some(h) => Some(
-                    hex::decode(h.trim())
-                        .ok()
-                        .and_then(|b| crate::chain::Hash::try_from(b.as_slice()).ok())
-                        .context("--expect-head must be 64 hex digits")?,
-                ),
-                None => None,
-            };
-            let reports = crate::store::verify_database(&path, expected).await?;
-            let ok = reports.iter().all(|r| r.ok);
-            super::emit(&format!(
-                "{}\n",
-                serde_json::to_string_pretty(&serde_json::json!({"ok": ok, "logs": reports}))?
-            ))?;
-            if !ok {
-                bail!(
-                    "the audit log of {} does not verify",
-                    crate::store::shown(&path)
-                );
-            }
-            Ok(())
-        }
-        AuditCommand::Verify {
-            db: None,
-            expect_head,
-            remote,
-        } => {
-            let token = token_of(&remote)?;
-            let query = expect_head
-                .map(|h| format!("?expect_head={h}"))
-                .unwrap_or_default();
-            let url = format!(
-                "{}/v1/audit/verify{query}",
-                remote.url.trim_end_matches('/')
-            );
-            let answer = HttpClient::default()
-                .admin(Method::GET, &url, token, None)
-                .await?;
-            let value = answer.json();
-            super::emit(&format!("{}\n", serde_json::to_string_pretty(&value)?))?;
-            if !answer.status.is_success() || value["ok"] != true {
-                bail!("the audit log does not verify");
-            }
-            Ok(())
-        }
-        AuditCommand::Prune { before, remote } => {
-            call(
-                &remote,
-                Method::POST,
-                "/v1/audit/prune",
-                Some(serde_json::json!({"before": before})),
-            )
-            .await
-        }
+/// The token to send: the admin token when given, else the auditor token.
+pub(super) fn token_of(remote: &Remote) -> anyhow::Result<&str> {
+    fn given(t: &Option<String>) -> Option<&str> {
+        t.as_deref().filter(|t| !t.trim().is_empty())
     }
+    given(&remote.token)
+        .or_else(|| given(&remote.auditor_token))
+        .ok_or_else(|| {
+            anyhow::anyhow!("no token: set HOOKGATE_ADMIN_TOKEN (printed by `hookgate serve` on first start) or HOOKGATE_AUDITOR_TOKEN, or pass --token")
+        })
 }
 
 pub(super) async fn tokens(cmd: TokensCommand) -> anyhow::Result<()> {

@@ -2,8 +2,10 @@
 //!
 //! Owns [`ROUTES`], one line per route: method, path pattern, the role it needs
 //! (`server::access`) and its handler. `admin` is needed for everything but reading
-//! events (list, show, export, stream), the change log and audit verification, which the
-//! `auditor` role may do too. A request is checked against its route's declared access
+//! events (list, show, export, stream), the change log, audit verification, who the
+//! caller is and the operations figures, which the `auditor` role may do too; the web
+//! console's page and files (`console`) and `GET /v1/openapi.json` (the API's
+//! description) are open to anyone: they hold no data. A request is checked against its route's declared access
 //! before its handler runs, and a request matching no declared route is refused, so a
 //! route cannot be served without a declaration. It must never run a handler before that
 //! check, and never echo a token.
@@ -16,15 +18,20 @@ use serde_json::Value;
 use super::AppState;
 use super::access::{self, Access, Ctx, Reply, Route};
 use super::http::{Problem, ResBody, read_body};
-use super::{admin_accounts, admin_events, admin_tokens};
+use super::{admin_accounts, admin_console, admin_events, admin_tokens, console};
 use crate::store::StoreError;
 use crate::tokens::Caller;
 
-use Access::{Admin, Auditor};
+use Access::{Admin, Anyone, Auditor};
+
+/// The OpenAPI 3.1 document of the admin API and the webhook endpoint.
+pub const OPENAPI: &str = include_str!("../../openapi/hookgate.json");
 
 /// Every route of the admin listener, in match order (a literal segment before a
 /// `{parameter}` in the same place). Add a route by adding its line here.
 pub const ROUTES: &[Route] = &[
+    Route::new(Method::GET, "/v1", Anyone, index),
+    Route::new(Method::GET, "/v1/openapi.json", Anyone, openapi),
     Route::new(Method::GET, "/v1/accounts", Admin, accounts_list),
     Route::new(Method::POST, "/v1/accounts", Admin, accounts_create),
     Route::new(Method::GET, "/v1/accounts/{name}", Admin, accounts_show),
@@ -65,6 +72,7 @@ pub const ROUTES: &[Route] = &[
         Admin,
         secrets_retire,
     ),
+    Route::new(Method::POST, "/v1/accounts/{name}/try", Admin, try_out),
     Route::new(Method::GET, "/v1/events", Auditor, events_list),
     Route::new(Method::GET, "/v1/events/export", Auditor, events_export),
     Route::new(Method::GET, "/v1/events/{id}", Auditor, events_show),
@@ -84,6 +92,19 @@ pub const ROUTES: &[Route] = &[
     Route::new(Method::GET, "/v1/providers", Admin, providers),
     Route::new(Method::GET, "/v1/providers/{name}", Admin, provider),
     Route::new(Method::GET, "/metrics", Admin, metrics),
+    Route::new(Method::GET, "/v1/whoami", Auditor, whoami),
+    Route::new(Method::POST, "/v1/paths/suggest", Admin, paths_suggest),
+    Route::new(
+        Method::POST,
+        "/v1/templates/preview",
+        Admin,
+        template_preview,
+    ),
+    Route::new(Method::GET, "/v1/stats/accounts", Admin, stats_accounts),
+    Route::new(Method::GET, "/v1/stats/activity", Auditor, stats_activity),
+    Route::new(Method::GET, "/", Anyone, console_file),
+    Route::new(Method::GET, "/index.html", Anyone, console_file),
+    Route::new(Method::GET, "/console/{file}", Anyone, console_file),
 ];
 
 /// Every declared route of the admin listener as (method, pattern, access), for
@@ -288,13 +309,48 @@ fn provider(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { admin_accounts::provider(cx.state, &cx.param(0)) })
 }
 
+/// `GET /v1`: what this listener serves and where its description is.
+fn index(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let routes: Vec<String> = ROUTES
+            .iter()
+            .map(|r| format!("{} {}", r.method, r.pattern))
+            .collect();
+        Ok(super::http::json(
+            StatusCode::OK,
+            &serde_json::json!({
+                "service": "hookgate admin API",
+                "version": env!("CARGO_PKG_VERSION"),
+                "openapi": "/v1/openapi.json",
+                "authentication": "Authorization: Bearer <admin or auditor token>",
+                "routes": routes,
+            }),
+        ))
+    })
+}
+
+/// `GET /v1/openapi.json`.
+fn openapi(_cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let mut res = Response::new(super::http::full(OPENAPI));
+        res.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static("application/json"),
+        );
+        Ok(res)
+    })
+}
+
 fn metrics(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move {
         let state = cx.state;
-        let text = state
+        let accounts = state.registry.list();
+        let mut text = state
             .store
             .metrics()
-            .render(state.store.is_healthy(), state.registry.list().len());
+            .render(state.store.is_healthy(), accounts.len());
+        let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
+        state.account_metrics.render(&mut text, &names);
         let mut res = Response::new(super::http::full(text));
         res.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
@@ -302,6 +358,44 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
         );
         Ok(res)
     })
+}
+
+fn try_out(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let name = cx.param(0);
+        let body = json_body(cx.state, cx.req).await?;
+        admin_console::try_out(cx.state, &name, &body).await
+    })
+}
+
+fn whoami(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { Ok(admin_console::whoami(cx.caller()?)) })
+}
+
+fn paths_suggest(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let body = json_body(cx.state, cx.req).await?;
+        admin_console::suggest(&body)
+    })
+}
+
+fn template_preview(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let body = json_body(cx.state, cx.req).await?;
+        admin_console::preview(&body)
+    })
+}
+
+fn stats_accounts(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_console::account_counts(cx.state, &cx.query()).await })
+}
+
+fn stats_activity(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_console::activity(cx.state, &cx.query()).await })
+}
+
+fn console_file(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { Ok(console::serve(cx.req.uri().path())) })
 }
 
 /// Reads a JSON object body under the body limit.

@@ -20,7 +20,11 @@ use crate::tokens::Caller;
 /// The account as the admin API shows it: secrets masked, URL and state added.
 fn view(state: &AppState, a: &CompiledAccount) -> Value {
     let mut v = a.spec.to_public_json();
-    v["webhook_url"] = format!("{}/hooks/{}", state.public_url, a.name()).into();
+    v["webhook_url"] = super::account_view::webhook_url(&state.public_url, &a.spec).into();
+    let warnings = super::account_view::warnings(&a.spec);
+    if !warnings.is_empty() {
+        v["warnings"] = warnings.into();
+    }
     v["listening"] = a.listening.into();
     v["created_at"] = format_micros(a.created_at).into();
     v["updated_at"] = format_micros(a.updated_at).into();
@@ -112,6 +116,14 @@ pub async fn update(
 ) -> Result<Response<ResBody>, Problem> {
     let _guard = state.admin_lock.lock().await;
     let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    if patch.get("listening").is_some() {
+        return Err(invalid(SpecError::new(
+            "listening",
+            format!(
+                "the listener is switched on its own route: POST /v1/accounts/{name}/listening {{\"listening\": true}} (CLI: hookgate accounts listen {name}; --off to stop)"
+            ),
+        )));
+    }
     if let Some(given) = patch.get("name")
         && given.as_str() != Some(name)
     {
@@ -313,7 +325,7 @@ pub fn provider(state: &AppState, name: &str) -> Result<Response<ResBody>, Probl
             StatusCode::NOT_FOUND,
             "unknown_provider",
             "Not Found",
-            format!("there is no provider preset named {name:?}"),
+            state.rules.unknown(name).message,
         )
     })?;
     Ok(super::http::json(StatusCode::OK, &rules::describe(rule)))

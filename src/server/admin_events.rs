@@ -134,8 +134,21 @@ pub async fn list(state: &AppState, query: &str) -> Result<Response<ResBody>, Pr
 /// `GET /v1/events/export?format=ndjson|csv&include_body=true&...filters`: every matching
 /// event, oldest first, streamed.
 pub async fn export(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
-    let f = event_filter(query, &["format", "include_body"])?;
     let pairs = pairs(query);
+    // An export's `limit` caps the whole export (the N oldest), not a page.
+    let limit = match pairs.iter().find(|(k, _)| k == "limit") {
+        Some((_, v)) => Some(
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or_else(|| bad(format!("limit={v:?}; give a whole number above 0")))?,
+        ),
+        None => None,
+    };
+    let rest: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter().filter(|(k, _)| k != "limit"))
+        .finish();
+    let f = event_filter(&rest, &["format", "include_body"])?;
     let get = |k: &str| {
         pairs
             .iter()
@@ -152,7 +165,11 @@ pub async fn export(state: &AppState, query: &str) -> Result<Response<ResBody>, 
         "false" | "0" => false,
         other => return Err(bad(format!("include_body={other:?}; use true or false"))),
     };
-    let rx = state.store.export(f, format, include_body);
+    let mut rx = state.store.export(f, format, include_body);
+    if let Some(n) = limit {
+        let csv = matches!(format, ExportFormat::Csv);
+        rx = super::export_limit::limited(rx, super::export_limit::RecordLimit::new(n, csv));
+    }
     let mut res = Response::new(super::http::channel_body(rx));
     res.headers_mut().insert(
         hyper::header::CONTENT_TYPE,
@@ -257,6 +274,18 @@ pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Probl
     let attempts = state.store.attempts(seq).await.map_err(store_problem)?;
     let mut value = serde_json::to_value(&event).unwrap_or_default();
     value["forward_attempts"] = serde_json::to_value(attempts).unwrap_or_default();
+    if value["forward_status"] == "skipped"
+        && let Some(account) = value["account"]
+            .as_str()
+            .and_then(|a| state.registry.get(a))
+    {
+        value["forward_note"] = super::account_view::skipped_because(
+            &account.spec,
+            value["event_type"].as_str(),
+            value["sender"].as_str(),
+        )
+        .into();
+    }
     Ok(super::http::json(StatusCode::OK, &value))
 }
 

@@ -24,7 +24,7 @@ use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
-use crate::event::{EventRecord, Extracted, Forward, Reason, Status, public_id};
+use crate::event::{Committed, EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::handshake::{Answer, GetOutcome};
 use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
@@ -439,6 +439,7 @@ impl<'a> Row<'a> {
         match self.state.store.append(record).await {
             Ok(c) => {
                 metrics.record(c.status, None, handled);
+                self.committed(&c, None);
                 if deliver && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
                 }
@@ -498,6 +499,7 @@ impl<'a> Row<'a> {
         match self.state.store.append(record).await {
             Ok(c) => {
                 metrics.record(c.status, None, handled);
+                self.committed(&c, None);
                 let mut res = Response::new(full(answer.body));
                 res.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
@@ -512,6 +514,22 @@ impl<'a> Row<'a> {
                 metrics.record_unavailable();
                 storage_failed(&e)
             }
+        }
+    }
+
+    /// Notes a committed row on the request's span and in the account's counters (only
+    /// for a configured account, so the label set stays bounded).
+    fn committed(&self, c: &Committed, reason: Option<Reason>) {
+        let span = tracing::Span::current();
+        span.record("audit_id", public_id(c.seq).as_str());
+        match reason {
+            Some(r) => span.record("outcome", format!("rejected:{}", r.as_str()).as_str()),
+            None => span.record("outcome", c.status.as_str()),
+        };
+        if let Some(account) = &self.account {
+            self.state
+                .account_metrics
+                .record(account.name(), c.status, reason);
         }
     }
 
@@ -578,6 +596,7 @@ impl<'a> Row<'a> {
         match self.state.store.append(record).await {
             Ok(c) => {
                 metrics.record(c.status, reason, handled);
+                self.committed(&c, reason);
                 problem.with("id", public_id(c.seq)).response()
             }
             Err(e) => {

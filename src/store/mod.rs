@@ -10,10 +10,12 @@
 pub mod audit;
 pub mod chained;
 pub mod export;
+pub mod migrate;
 pub mod postgres;
 pub mod query;
 pub mod rows;
 pub mod sqlite;
+pub mod stats;
 pub mod write;
 
 pub use export::Format as ExportFormat;

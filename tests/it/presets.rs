@@ -340,7 +340,7 @@ async fn hookgate_providers_lists_every_preset_and_shows_what_one_needs() {
     let unknown = run(&["providers", "show", "nope"]).await;
     assert!(!unknown.status.success());
     let err = String::from_utf8_lossy(&unknown.stderr).into_owned();
-    assert!(err.contains("no provider preset named \"nope\""), "{err}");
+    assert!(err.contains("\"nope\" is not a known provider"), "{err}");
 }
 
 #[test]

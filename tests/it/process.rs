@@ -62,7 +62,11 @@ pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
                 public = Some(format!("http://{}", rest.trim_end_matches(')')));
             }
             if let Some(rest) = line.trim().strip_prefix("admin API: ") {
-                admin = Some(rest.trim_end_matches("/v1/").to_owned());
+                admin = Some(
+                    rest.trim_end_matches("/v1/")
+                        .trim_end_matches('/')
+                        .to_owned(),
+                );
             }
             if line.trim_start().starts_with("admin token") {
                 break;

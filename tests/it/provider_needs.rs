@@ -157,7 +157,7 @@ async fn hookgate_sign_signs_for_a_custom_account_from_its_fields() {
         .arg(format!("{}/hooks/acme", gw.public))
         .env_remove("HOOKGATE_RULES_DIR");
         if with_spec {
-            cmd.arg("--spec").arg(&spec_file);
+            cmd.arg("--spec").arg(format!("@{}", spec_file.display()));
         }
         cmd.output()
     };

@@ -172,6 +172,13 @@ impl TestGateway {
             .expect("connect to the public listener")
     }
 
+    /// A raw TCP connection to the admin listener.
+    pub async fn raw_connection_admin(&self) -> tokio::net::TcpStream {
+        tokio::net::TcpStream::connect(self.admin.trim_start_matches("http://"))
+            .await
+            .expect("connect to the admin listener")
+    }
+
     /// A counter's value from the gateway's `/metrics` (0 when absent).
     pub async fn metric(&self, name: &str) -> f64 {
         let text = self.admin_call(Method::GET, "/metrics", None).await.body;

@@ -11,6 +11,8 @@ mod accounts;
 #[path = "../it/audit.rs"]
 mod audit;
 mod cluster;
+#[path = "../it/console_api.rs"]
+mod console_api;
 #[path = "../it/export_csv.rs"]
 mod export_csv;
 #[path = "../it/fixtures.rs"]
@@ -23,6 +25,7 @@ mod hardening;
 mod hostile;
 #[path = "../it/ingest.rs"]
 mod ingest;
+mod migrate;
 #[path = "../it/pg.rs"]
 mod pg;
 #[path = "../it/presets.rs"]

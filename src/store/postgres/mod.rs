@@ -11,6 +11,7 @@
 mod admin_write;
 mod audit;
 mod claims;
+pub(super) mod load;
 mod notify;
 mod reader;
 mod schema;

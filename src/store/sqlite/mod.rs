@@ -9,6 +9,7 @@
 mod admin_write;
 mod audit;
 mod backup;
+pub(super) mod dump;
 mod export;
 mod health;
 mod reader;

@@ -214,6 +214,11 @@ const MIGRATIONS: &[&str] = &[
     ",
 ];
 
+/// How many migrations this build knows: the version of a current database.
+pub fn latest() -> i64 {
+    MIGRATIONS.len() as i64
+}
+
 /// Applies every migration the database has not seen yet, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;

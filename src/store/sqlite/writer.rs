@@ -122,6 +122,10 @@ pub(super) fn open_write_connection(
         .map_err(cannot)?;
     conn.pragma_update(None, "cache_size", -64 * 1024)
         .map_err(cannot)?;
+    // SQLite copies the WAL into the database file itself, in the committing writer, each
+    // time the WAL passes this many pages.
+    conn.pragma_update(None, "wal_autocheckpoint", tuning.wal_autocheckpoint_pages)
+        .map_err(cannot)?;
     conn.set_prepared_statement_cache_capacity(32);
     schema::migrate(&mut conn).map_err(cannot)?;
     Ok(conn)

@@ -1,0 +1,114 @@
+//! The process's log and traces: the `HOOKGATE_LOG` filter, text (colour only on a
+//! terminal) or JSON lines on standard error written by a thread of their own, and, in a
+//! build with the `otlp` feature, spans exported over OTLP/HTTP when
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set.
+//!
+//! Owns setting up the global subscriber once, from `main`. It must never hold up a
+//! request on a slow standard error or collector (both are written in the background,
+//! dropping rather than blocking), and never fail start-up because a collector is away.
+
+use std::io::IsTerminal as _;
+
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+use crate::cli::LogFormat;
+
+/// Keeps the background writers alive; dropping it at exit flushes what is left.
+pub struct Guard {
+    _log: tracing_appender::non_blocking::WorkerGuard,
+    #[cfg(feature = "otlp")]
+    _otlp: Option<otlp::Guard>,
+}
+
+type Boxed = Box<dyn Layer<Registry> + Send + Sync>;
+
+fn filter() -> EnvFilter {
+    EnvFilter::try_from_env("HOOKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
+}
+
+/// Installs the global subscriber. A second call leaves the first in place.
+pub fn init(format: LogFormat) -> Guard {
+    // Log lines are written by a thread of their own: a request never waits on a slow or
+    // full standard error (a stalled journal, a pipe nobody reads); past its buffer a line
+    // is dropped rather than a request held.
+    let (writer, log_guard) = tracing_appender::non_blocking(std::io::stderr());
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
+    let fmt: Boxed = match format {
+        LogFormat::Text => fmt.with_ansi(ansi).with_filter(filter()).boxed(),
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_filter(filter())
+            .boxed(),
+    };
+    #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+    let mut layers: Vec<Boxed> = vec![fmt];
+    #[cfg(feature = "otlp")]
+    let otlp_guard = match otlp::layer() {
+        Ok(Some((layer, guard))) => {
+            layers.push(layer.with_filter(filter()).boxed());
+            Some(guard)
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("warning: OTLP export is off: {e}");
+            None
+        }
+    };
+    let _ = tracing_subscriber::registry().with(layers).try_init();
+    Guard {
+        _log: log_guard,
+        #[cfg(feature = "otlp")]
+        _otlp: otlp_guard,
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    //! Spans to an OpenTelemetry collector over OTLP/HTTP (protobuf), batched on a thread
+    //! of the SDK's own.
+
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_sdk::Resource;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use tracing_subscriber::Registry;
+
+    /// Shuts the exporter down (sending what is batched) when dropped.
+    pub struct Guard(SdkTracerProvider);
+
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.shutdown();
+        }
+    }
+
+    type OtelLayer =
+        tracing_opentelemetry::OpenTelemetryLayer<Registry, opentelemetry_sdk::trace::Tracer>;
+
+    /// The export layer, when an endpoint is configured in the standard variables.
+    pub fn layer() -> Result<Option<(OtelLayer, Guard)>, String> {
+        let configured = [
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        ]
+        .iter()
+        .any(|k| std::env::var_os(k).is_some_and(|v| !v.is_empty()));
+        if !configured {
+            return Ok(None);
+        }
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let provider = SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(Resource::builder().with_service_name("hookgate").build())
+            .build();
+        let tracer = provider.tracer("hookgate");
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer);
+        Ok(Some((layer, Guard(provider))))
+    }
+}

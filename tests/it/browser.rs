@@ -1,0 +1,253 @@
+//! Browser support for the console tests: ChromeDriver started on a free port, one
+//! headless Chromium session with a fresh profile and download directory, and waits for
+//! the page to reach a state (polled with a deadline, never slept on).
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// How long any wait for the page lasts before the test fails.
+const DEADLINE: Duration = Duration::from_secs(15);
+
+/// A headless Chromium driven through ChromeDriver; both end when it is dropped.
+pub struct Browser {
+    /// The WebDriver session.
+    pub client: Client,
+    /// Where downloads land.
+    pub downloads: PathBuf,
+    driver: Child,
+    _profile: tempfile::TempDir,
+    _downloads: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts ChromeDriver and a Chromium session.
+pub async fn launch() -> Browser {
+    let port = free_port();
+    let mut driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver runs (Debian package chromium-driver; .ci/run installs it)");
+    // ChromeDriver says when it listens; wait for that line rather than for a guess.
+    let stdout = driver.stdout.take().expect("chromedriver stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    tokio::time::timeout(DEADLINE, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains("started successfully") {
+                return;
+            }
+        }
+        panic!("chromedriver exited before it listened");
+    })
+    .await
+    .expect("chromedriver starts");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+
+    let profile = tempfile::tempdir().expect("profile dir");
+    let downloads = tempfile::tempdir().expect("downloads dir");
+    let args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--window-size=1100,760",
+        &format!("--user-data-dir={}", profile.path().display()),
+    ];
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "args": args,
+            "prefs": {
+                "download.default_directory": downloads.path(),
+                "download.prompt_for_download": false,
+            },
+        }),
+    );
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("a Chromium session");
+    Browser {
+        client,
+        downloads: downloads.path().to_path_buf(),
+        driver,
+        _profile: profile,
+        _downloads: downloads,
+    }
+}
+
+impl Browser {
+    /// Ends the session (Chromium exits) and ChromeDriver.
+    pub async fn close(mut self) {
+        let _ = self.client.clone().close().await;
+        let _ = self.driver.kill().await;
+    }
+
+    /// Opens the console and signs in with `token`; waits until the role is shown.
+    pub async fn sign_in(&self, base: &str, token: &str, role: &str) {
+        self.client.goto(&format!("{base}/")).await.expect("goto");
+        self.find("#token")
+            .await
+            .send_keys(token)
+            .await
+            .expect("type");
+        self.find("#signin-form button[type=submit]")
+            .await
+            .click()
+            .await
+            .expect("submit");
+        self.wait_text("#who", &format!("({role})")).await;
+    }
+
+    /// Goes to a console route (`#/events`) and waits until it is drawn.
+    pub async fn route(&self, hash: &str) {
+        let view = hash.trim_start_matches("#/");
+        let view = view.split(['/', '?']).next().unwrap_or("");
+        self.js(
+            "document.body.dataset.view = ''; \
+             if (location.hash === arguments[0]) window.dispatchEvent(new HashChangeEvent('hashchange')); \
+             else location.hash = arguments[0];",
+            vec![json!(hash)],
+        )
+        .await;
+        self.wait_js(
+            "return document.body.dataset.view === arguments[0]",
+            vec![json!(view)],
+        )
+        .await;
+    }
+
+    /// Runs a script in the page.
+    pub async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.client
+            .execute(script, args)
+            .await
+            .expect("script runs")
+    }
+
+    /// Waits until a script returns true.
+    pub async fn wait_js(&self, script: &str, args: Vec<Value>) {
+        let start = Instant::now();
+        loop {
+            if self.js(script, args.clone()).await == Value::Bool(true) {
+                return;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the page never reached: {script} {args:?}\nnotice: {:?}",
+                self.js(
+                    "return document.getElementById('notice').textContent + ' | ' + document.getElementById('view').textContent.slice(0, 600)",
+                    vec![]
+                )
+                .await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for an element.
+    pub async fn find(&self, css: &str) -> Element {
+        self.client
+            .wait()
+            .at_most(DEADLINE)
+            .for_element(Locator::Css(css))
+            .await
+            .unwrap_or_else(|e| panic!("no element {css}: {e}"))
+    }
+
+    /// Waits until an element's text contains `text`; returns the whole text.
+    pub async fn wait_text(&self, css: &str, text: &str) -> String {
+        self.wait_js(
+            "const e = document.querySelector(arguments[0]); return !!e && e.textContent.includes(arguments[1])",
+            vec![json!(css), json!(text)],
+        )
+        .await;
+        self.text(css).await
+    }
+
+    /// An element's text content.
+    pub async fn text(&self, css: &str) -> String {
+        self.js(
+            "const e = document.querySelector(arguments[0]); return e ? e.textContent : null",
+            vec![json!(css)],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    /// Clicks an element once it exists.
+    pub async fn click(&self, css: &str) {
+        self.find(css).await.click().await.expect("click");
+    }
+
+    /// Replaces an input's value by typing it.
+    pub async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        e.clear().await.expect("clear");
+        e.send_keys(text).await.expect("type");
+    }
+
+    /// Sets a field's value directly (for long text such as a pasted payload) and tells
+    /// the page it changed.
+    pub async fn paste(&self, css: &str, text: &str) {
+        self.find(css).await;
+        self.js(
+            "const e = document.querySelector(arguments[0]); e.value = arguments[1]; \
+             e.dispatchEvent(new Event('input', {bubbles: true}));",
+            vec![json!(css), json!(text)],
+        )
+        .await;
+    }
+
+    /// Saves a screenshot of the page to `docs/console/{name}.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
+        std::fs::create_dir_all(&dir).expect("docs/console");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    /// Waits for a finished download whose name ends with `suffix`; returns its bytes.
+    pub async fn downloaded(&self, suffix: &str) -> Vec<u8> {
+        let start = Instant::now();
+        loop {
+            let found = std::fs::read_dir(&self.downloads)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+                .find(|p| p.to_string_lossy().ends_with(suffix));
+            if let Some(path) = found {
+                return std::fs::read(path).expect("read download");
+            }
+            assert!(start.elapsed() < DEADLINE, "no download *{suffix}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
