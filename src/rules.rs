@@ -75,6 +75,13 @@ impl Rule {
         }
         let mut merged = serde_json::to_value(&self.account).unwrap_or(Value::Null);
         merge_patch(&mut merged, request);
+        // A user who names the event id names the dedupe key: the preset's own key yields.
+        if request.pointer("/paths/event_id").is_some()
+            && request.get("dedupe_key").is_none()
+            && let Some(obj) = merged.as_object_mut()
+        {
+            obj.remove("dedupe_key");
+        }
         place_secret(&mut merged, self.secret_target)?;
         Ok(merged)
     }

@@ -224,3 +224,17 @@ fn a_file_error_names_a_field_and_the_line_it_is_on() {
     assert_eq!(err.field, "colour");
     assert!(err.message.ends_with("(line 3)"), "{}", err.message);
 }
+
+#[test]
+fn an_event_id_the_user_names_replaces_the_presets_dedupe_key() {
+    let rules = Rules::shipped();
+    let own = rules
+        .prepare(json!({"name": "gh", "provider": "github", "secret": "s",
+                        "paths": {"event_id": "$.id"}}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(own.get("dedupe_key").is_none(), "{own}");
+    let preset = rules
+        .prepare(json!({"name": "gh", "provider": "github", "secret": "s"}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(preset["dedupe_key"], json!(["body_sha256"]));
+}
