@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
         query: Some("t=1"),
         body: &body,
         url: "http://x",
+        origin: Default::default(),
     };
     if let Ok(verified) = account.verifier.verify(&view, 0) {
         let payload = json!({"a": {"b": [1, {"c": "d"}]}, "id": "x"});

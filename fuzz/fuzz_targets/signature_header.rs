@@ -50,6 +50,7 @@ fuzz_target!(|data: &[u8]| {
             query: Some("bodySHA256=00"),
             body: &body,
             url: "http://x/hooks/fuzz?bodySHA256=00",
+            origin: Default::default(),
         };
         assert!(account.verifier.verify(&view, 1_700_000_000).is_err());
     }
