@@ -86,6 +86,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn probe(&self) -> Result<(), StoreError>;
     /// True while the last write committed.
     fn is_healthy(&self) -> bool;
+    /// Writes waiting in this node's writer queue, and the queue's capacity.
+    fn queue_depth(&self) -> (usize, usize);
     /// Every stored account, specs as stored (sealed).
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError>;
     /// Every stored token hash.
@@ -268,6 +270,11 @@ impl Store {
     /// True while the last write committed.
     pub fn is_healthy(&self) -> bool {
         self.engine.is_healthy()
+    }
+
+    /// Writes waiting for the engine's writer, and how many may wait.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        self.engine.queue_depth()
     }
 
     /// Appends one audit row; returns after the row is committed.

@@ -237,3 +237,41 @@ async fn a_database_that_turns_read_only_answers_503_and_recovers_when_writable_
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn writes_waiting_on_a_locked_database_show_in_the_queue_depth_and_all_commit_after() {
+    let gw = std::sync::Arc::new(spawn_sqlite_with(|c| c.storage.busy_timeout_ms = 20_000).await);
+    gw.create_account(json!({"name": "q", "auth": {"type": "bearer", "token": "q-token-1"}, "paths": {"event_id": "$.id"}}))
+        .await;
+    let locker = rusqlite::Connection::open(&gw.db).expect("open");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    // The writer waits on the lock with its first group; the rest queue behind it.
+    let mut senders = Vec::new();
+    for i in 0..12 {
+        let gw = std::sync::Arc::clone(&gw);
+        senders.push(tokio::spawn(async move {
+            gw.post_hook(
+                "q",
+                &[("authorization", "Bearer q-token-1")],
+                format!(r#"{{"id":"q{i}"}}"#),
+            )
+            .await
+            .status
+        }));
+    }
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.metric("hookgate_writer_queue_depth").await < 1.0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write ever queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    for s in senders {
+        assert_eq!(s.await.expect("sender"), 200);
+    }
+    assert_eq!(gw.metric("hookgate_writer_queue_depth").await, 0.0);
+    assert_eq!(gw.events("account=q&limit=50").await.len(), 12);
+}

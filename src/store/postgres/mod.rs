@@ -215,6 +215,11 @@ impl Engine for Postgres {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    fn queue_depth(&self) -> (usize, usize) {
+        let most = self.jobs.max_capacity();
+        (most - self.jobs.capacity(), most)
+    }
+
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
         reader::accounts(&**self.client().await?).await
     }

@@ -141,6 +141,11 @@ impl Engine for Sqlite {
         self.healthy.load(Ordering::Relaxed)
     }
 
+    fn queue_depth(&self) -> (usize, usize) {
+        let most = self.jobs.max_capacity();
+        (most - self.jobs.capacity(), most)
+    }
+
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
         self.readers.run(reader::accounts).await
     }
