@@ -13,6 +13,7 @@ pub mod export;
 pub mod migrate;
 pub mod postgres;
 pub mod query;
+pub mod queue;
 pub mod rows;
 pub mod sqlite;
 pub mod stats;
