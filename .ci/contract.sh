@@ -21,6 +21,7 @@ pid=$!
 for _ in $(seq 1 100); do grep -q "admin API:" "$work/out" 2>/dev/null && break; sleep 0.1; done
 admin="$(sed -n 's/^ *admin API: *//p' "$work/out" | tr -d '\n')"
 admin="${admin%/}"
+admin="${admin%/v1}"   # the banner names the API at /v1/; the paths below are absolute
 public="http://$(sed -n 's/.*(listening on \(.*\))$/\1/p' "$work/out" | tr -d '\n')"
 [ -n "$admin" ] || { cat "$work/err"; echo "the gateway did not start"; exit 1; }
 timeout 240 "$work/venv/bin/schemathesis" run "$admin/v1/openapi.json" \

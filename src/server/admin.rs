@@ -349,6 +349,13 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
             .store
             .metrics()
             .render(state.store.is_healthy(), accounts.len());
+        let (waiting, capacity) = state.store.queue_depth();
+        text.push_str(&format!(
+            "# HELP hookgate_writer_queue_depth Writes waiting for the writer (a full queue answers 503).\n\
+             # TYPE hookgate_writer_queue_depth gauge\nhookgate_writer_queue_depth {waiting}\n\
+             # HELP hookgate_writer_queue_capacity Writes that may wait for the writer (storage.queue_capacity).\n\
+             # TYPE hookgate_writer_queue_capacity gauge\nhookgate_writer_queue_capacity {capacity}\n"
+        ));
         let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
         state.account_metrics.render(&mut text, &names);
         let mut res = Response::new(super::http::full(text));

@@ -13,6 +13,7 @@ pub mod export;
 pub mod migrate;
 pub mod postgres;
 pub mod query;
+pub mod queue;
 pub mod rows;
 pub mod sqlite;
 pub mod stats;
@@ -86,6 +87,8 @@ pub trait Engine: Send + Sync + 'static {
     async fn probe(&self) -> Result<(), StoreError>;
     /// True while the last write committed.
     fn is_healthy(&self) -> bool;
+    /// Writes waiting in this node's writer queue, and the queue's capacity.
+    fn queue_depth(&self) -> (usize, usize);
     /// Every stored account, specs as stored (sealed).
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError>;
     /// Every stored token hash.
@@ -268,6 +271,11 @@ impl Store {
     /// True while the last write committed.
     pub fn is_healthy(&self) -> bool {
         self.engine.is_healthy()
+    }
+
+    /// Writes waiting for the engine's writer, and how many may wait.
+    pub fn queue_depth(&self) -> (usize, usize) {
+        self.engine.queue_depth()
     }
 
     /// Appends one audit row; returns after the row is committed.

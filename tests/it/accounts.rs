@@ -575,6 +575,8 @@ async fn metrics_count_outcomes_and_write_groups() {
         "hookgate_rejections_total{reason=\"bad_auth\"} 1",
         "hookgate_ready 1",
         "hookgate_accounts 1",
+        "hookgate_writer_queue_depth 0",
+        "hookgate_writer_queue_capacity 8192",
     ] {
         assert!(text.lines().any(|l| l == line), "{line} not in\n{text}");
     }

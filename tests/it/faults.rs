@@ -237,3 +237,42 @@ async fn a_database_that_turns_read_only_answers_503_and_recovers_when_writable_
     );
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn writes_waiting_on_a_locked_database_show_in_the_queue_depth_and_all_commit_after() {
+    let gw = std::sync::Arc::new(spawn_sqlite_with(|c| c.storage.busy_timeout_ms = 20_000).await);
+    gw.create_account(json!({"name": "q", "auth": {"type": "bearer", "token": "q-token-1"}, "paths": {"event_id": "$.id"}}))
+        .await;
+    let locker = rusqlite::Connection::open(&gw.db).expect("open");
+    locker.execute_batch("BEGIN EXCLUSIVE").expect("lock");
+    // The writer takes what is queued into its first group and waits on the lock; from
+    // then on every write queues behind it. Send one at a time until one is seen waiting.
+    let mut senders = Vec::new();
+    for i in 0..200 {
+        let gw2 = std::sync::Arc::clone(&gw);
+        senders.push(tokio::spawn(async move {
+            gw2.post_hook(
+                "q",
+                &[("authorization", "Bearer q-token-1")],
+                format!(r#"{{"id":"q{i}"}}"#),
+            )
+            .await
+            .status
+        }));
+        if gw.metric("hookgate_writer_queue_depth").await >= 1.0 {
+            break;
+        }
+    }
+    assert!(
+        gw.metric("hookgate_writer_queue_depth").await >= 1.0,
+        "no write ever queued"
+    );
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    let senders_sent = senders.len();
+    for s in senders {
+        assert_eq!(s.await.expect("sender"), 200);
+    }
+    assert_eq!(gw.metric("hookgate_writer_queue_depth").await, 0.0);
+    assert_eq!(gw.events("account=q&limit=500").await.len(), senders_sent);
+}

@@ -69,8 +69,10 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
     let sig = |b: &str| format!("sha256={}", hmac_sha256_hex(b"s3cret", b.as_bytes()));
     gw.create_account(json!({"name": "shop", "signature": {"header": "X-Signature", "prefix": "sha256=", "secrets": ["s3cret"]},
         "paths": {"event_id": "$.id"}})).await;
-    // Try Out's own account, so its test request leaves shop's rate budget alone.
+    // Try Out's own account, so its test request leaves shop's rate budget alone, and one
+    // whose key it cannot sign with.
     gw.create_account(json!({"name": "trial", "signature": {"header": "X-Signature", "prefix": "sha256=", "secrets": ["s3cret"]}})).await;
+    gw.create_account(json!({"name": "basic_acct", "auth": {"type": "basic", "username": "u", "password": "p-0123456789"}})).await;
     gw.create_account(json!({"name": "meta_acct", "provider": "meta", "secret": "app-secret", "handshake": {"verify_token": "vt-123"}})).await;
     let ok_body = r#"{"id":"x1"}"#;
     gw.post_hook("shop", &[("x-signature", &sig(ok_body))], ok_body)
@@ -185,6 +187,22 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
             call(
                 ("post", "/v1/accounts/{name}/try"),
                 "/v1/accounts/nobody/try",
+                A,
+            ),
+            json!({}),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/try"),
+                "/v1/accounts/trial/try",
+                A,
+            ),
+            json!([null]),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/try"),
+                "/v1/accounts/basic_acct/try",
                 A,
             ),
             json!({}),

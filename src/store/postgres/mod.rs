@@ -23,11 +23,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 
 use super::audit::ChainReport;
 use super::export::ExportRow;
+use super::queue::{Job, Queue};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
@@ -87,9 +87,8 @@ fn claim_lease(tuning: &Storage) -> Duration {
 /// The PostgreSQL engine: a pool, the writer's queue, and the notification listener.
 pub struct Postgres {
     pool: Pool,
-    jobs: mpsc::Sender<writer::Job>,
+    queue: Queue,
     healthy: Arc<AtomicBool>,
-    enqueue_timeout: Duration,
     /// This node's name in the outbox's claims.
     node: String,
     lease: Duration,
@@ -152,7 +151,10 @@ impl Postgres {
             schema::migrate(&mut client).await?;
         }
         let healthy = Arc::new(AtomicBool::new(true));
-        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
+        let (queue, rx) = Queue::new(
+            tuning.queue_capacity,
+            Duration::from_millis(tuning.enqueue_timeout_ms),
+        );
         let follower = notify::Follower::start(url, pool.clone(), context.clone()).await?;
         let writer = tokio::spawn(writer::run(
             pool.clone(),
@@ -166,28 +168,13 @@ impl Postgres {
         ));
         Ok(Postgres {
             pool,
-            jobs,
+            queue,
             healthy,
-            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             node: format!("{:016x}", rand::random::<u64>()),
             lease: claim_lease(tuning),
             writer: tokio::sync::Mutex::new(Some(writer)),
             follower: follower.spawn(),
         })
-    }
-
-    async fn submit<T>(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
-            Err(_) => return Err(StoreError::Busy("the write queue is full")),
-        }
-        rx.await
-            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
@@ -198,21 +185,27 @@ impl Postgres {
 #[async_trait]
 impl Engine for Postgres {
     async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
-        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
+        self.queue
+            .submit(|reply| Job::Event(Box::new(record), reply))
             .await
     }
 
     async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
-        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
+        self.queue
+            .submit(|reply| Job::Admin(Box::new(write), reply))
             .await
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
-        self.submit(writer::Job::Probe).await
+        self.queue.submit(Job::Probe).await
     }
 
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn queue_depth(&self) -> (usize, usize) {
+        self.queue.depth()
     }
 
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
@@ -279,10 +272,7 @@ impl Engine for Postgres {
     }
 
     async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.queue.shut_down().await;
         if let Some(writer) = self.writer.lock().await.take() {
             let _ = writer.await;
         }

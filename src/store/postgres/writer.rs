@@ -20,20 +20,9 @@ use super::admin_write;
 use crate::chain::{self, Hash};
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
+use crate::store::StoreError;
 use crate::store::chained::EventRow;
-use crate::store::{AdminWrite, StoreError};
-
-/// One unit of work for the writer.
-pub(super) enum Job {
-    Event(
-        Box<EventRecord>,
-        oneshot::Sender<Result<Committed, StoreError>>,
-    ),
-    Admin(Box<AdminWrite>, oneshot::Sender<Result<u64, StoreError>>),
-    /// A health probe: a real write committed with the group.
-    Probe(oneshot::Sender<Result<(), StoreError>>),
-    Shutdown(oneshot::Sender<()>),
-}
+use crate::store::queue::Job;
 
 /// What the writer shares with the rest of the engine.
 pub(super) struct Shared {

@@ -24,10 +24,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{mpsc, oneshot};
 
 use super::audit::{ChainReport, Log};
 use super::export::ExportRow;
+use super::queue::{Job, Queue};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
@@ -45,10 +45,9 @@ impl From<rusqlite::Error> for StoreError {
 
 /// The SQLite engine: the writer's queue and the read connections.
 pub struct Sqlite {
-    jobs: mpsc::Sender<writer::Job>,
+    queue: Queue,
     readers: Arc<reader::Readers>,
     healthy: Arc<AtomicBool>,
-    enqueue_timeout: Duration,
     writer: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -87,7 +86,10 @@ impl Sqlite {
     ) -> Result<Sqlite, StoreError> {
         let conn = writer::open_write_connection(path, tuning)?;
         let healthy = Arc::new(AtomicBool::new(true));
-        let (jobs, rx) = mpsc::channel(tuning.queue_capacity);
+        let (queue, rx) = Queue::new(
+            tuning.queue_capacity,
+            Duration::from_millis(tuning.enqueue_timeout_ms),
+        );
         let shared = writer::Shared {
             healthy: Arc::clone(&healthy),
             metrics: context.metrics,
@@ -95,50 +97,41 @@ impl Sqlite {
         };
         let handle = writer::spawn(conn, rx, tuning.max_batch, shared)?;
         Ok(Sqlite {
-            jobs,
+            queue,
             readers: Arc::new(reader::Readers::new(
                 PathBuf::from(path),
                 tuning.busy_timeout_ms,
             )),
             healthy,
-            enqueue_timeout: Duration::from_millis(tuning.enqueue_timeout_ms),
             writer: std::sync::Mutex::new(Some(handle)),
         })
-    }
-
-    async fn submit<T>(
-        &self,
-        job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> writer::Job,
-    ) -> Result<T, StoreError> {
-        let (tx, rx) = oneshot::channel();
-        match tokio::time::timeout(self.enqueue_timeout, self.jobs.send(job(tx))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(StoreError::Busy("the writer has stopped")),
-            Err(_) => return Err(StoreError::Busy("the write queue is full")),
-        }
-        rx.await
-            .unwrap_or(Err(StoreError::Busy("the writer stopped before answering")))
     }
 }
 
 #[async_trait]
 impl Engine for Sqlite {
     async fn append(&self, record: EventRecord) -> Result<Committed, StoreError> {
-        self.submit(|reply| writer::Job::Event(Box::new(record), reply))
+        self.queue
+            .submit(|reply| Job::Event(Box::new(record), reply))
             .await
     }
 
     async fn admin(&self, write: AdminWrite) -> Result<u64, StoreError> {
-        self.submit(|reply| writer::Job::Admin(Box::new(write), reply))
+        self.queue
+            .submit(|reply| Job::Admin(Box::new(write), reply))
             .await
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
-        self.submit(writer::Job::Probe).await
+        self.queue.submit(Job::Probe).await
     }
 
     fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    fn queue_depth(&self) -> (usize, usize) {
+        self.queue.depth()
     }
 
     async fn accounts(&self) -> Result<Vec<StoredAccount>, StoreError> {
@@ -206,10 +199,7 @@ impl Engine for Sqlite {
     }
 
     async fn close(&self) {
-        let (tx, rx) = oneshot::channel();
-        if self.jobs.send(writer::Job::Shutdown(tx)).await.is_ok() {
-            let _ = rx.await;
-        }
+        self.queue.shut_down().await;
         let handle = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(handle) = handle {
             let _ = tokio::task::spawn_blocking(move || handle.join()).await;

@@ -19,19 +19,8 @@ use crate::config::Storage;
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
 use crate::store::chained::EventRow;
-use crate::store::{AdminWrite, StoreError, StreamItem};
-
-/// One unit of work for the writer.
-pub(super) enum Job {
-    Event(
-        Box<EventRecord>,
-        oneshot::Sender<Result<Committed, StoreError>>,
-    ),
-    Admin(Box<AdminWrite>, oneshot::Sender<Result<u64, StoreError>>),
-    /// A health probe: a real write (see `super::health`) committed with the group.
-    Probe(oneshot::Sender<Result<(), StoreError>>),
-    Shutdown(oneshot::Sender<()>),
-}
+use crate::store::queue::Job;
+use crate::store::{StoreError, StreamItem};
 
 /// What the writer keeps in memory between groups: the next sequence numbers and the head
 /// of each hash chain. Put back as it was before a group that fails.
