@@ -18,7 +18,7 @@ use super::{HEADER, Proc, SECRET, WARM_UP, line, start_gateway_on, tag};
 mod pg;
 
 /// The seal key every bench node shares (base64 of 32 bytes).
-const KEY: &str = "aG9va2dhdGUtYmVuY2gtc2VhbC1rZXktMzItYnl0ZXMhISE=";
+const KEY: &str = "aG9va2dhdGUtYmVuY2gtc2VhbC1rZXktMzItYnl0ZXM=";
 
 fn spec(p: &Proc, connections: usize, secs: Duration, rate: Option<f64>) -> LoadSpec {
     LoadSpec {
