@@ -246,7 +246,7 @@ impl Default for Storage {
     }
 }
 
-/// The short environment names of DESIGN.md and the field each sets.
+/// The short environment names (`HOOKGATE_DB`, ...) and the field each sets.
 const ALIASES: &[(&str, &str)] = &[
     ("HOOKGATE_DB", "database"),
     ("HOOKGATE_LISTEN", "listen"),
@@ -334,7 +334,7 @@ impl Config {
     /// Every field can be set from the environment: `HOOKGATE_` + its TOML path in upper
     /// case with `_` between parts (`HOOKGATE_LIMITS_MAX_BODY_BYTES`,
     /// `HOOKGATE_STORAGE_BUSY_TIMEOUT_MS`); values are read as TOML (`["a", "b"]` for a
-    /// list) or else as a string. The short names of DESIGN.md are aliases:
+    /// list) or else as a string. The short names (`ALIASES`) are aliases:
     /// `HOOKGATE_DB`, `HOOKGATE_LISTEN`, `HOOKGATE_ADMIN_LISTEN`, `HOOKGATE_PUBLIC_URL`,
     /// `HOOKGATE_ADMIN_TOKEN`, `HOOKGATE_AUDITOR_TOKEN`, `HOOKGATE_MAX_BODY_BYTES`.
     pub fn load(

@@ -4,8 +4,8 @@
 use clap::Parser;
 
 /// jemalloc instead of the C library's allocator: a request's buffers are allocated on a
-/// tokio worker and freed on the writer's thread, and glibc's malloc spent about 15 % of
-/// the front's time in its arenas. Measured: 13 % less CPU per request (BENCHMARKS.md).
+/// tokio worker and freed on the writer's thread, where glibc's malloc spends much of
+/// the front's time in its arenas (BENCHMARKS.md has the measurement).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

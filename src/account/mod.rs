@@ -1,6 +1,6 @@
 //! Accounts: the admin API's account contract, its validation, and merging of presets.
 //!
-//! Owns [`AccountSpec`], the JSON shape of DESIGN.md that the studio codes against, the
+//! Owns [`AccountSpec`], the JSON shape of the admin API that the studio codes against, the
 //! name rule, and the fail-closed checks that refuse an unverifiable account. A spec is
 //! turned into the hot-path form by [`compile`]. This module must never do I/O, and must
 //! never serialise a secret except through [`AccountSpec::to_stored_json`], which the

@@ -38,9 +38,8 @@ pub const VERSION: &str = concat!(
 /// How many async worker threads to run on a machine with `cores` cores: `requested`
 /// (the `TOKIO_WORKER_THREADS` variable) when set, else one fewer than the cores, and at
 /// least one. The writer is a thread of its own that every event waits on: a worker per
-/// core left it waiting for a core, and the workers woke one another to share tasks. On
-/// the 2-core benchmark machine one worker took 4-9 % less CPU per request
-/// (BENCHMARKS.md).
+/// core left it waiting for a core, and the workers woke one another to share tasks
+/// (BENCHMARKS.md has the measurement).
 pub fn async_workers(requested: Option<&str>, cores: usize) -> Result<usize, String> {
     match requested.map(str::trim) {
         None | Some("") => Ok(cores.saturating_sub(1).max(1)),
