@@ -109,6 +109,12 @@ async fn migrate(from: &std::path::Path, to: &str) -> anyhow::Result<()> {
 }
 
 fn backup(db: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+    if crate::store::postgres_url(db).is_some() {
+        anyhow::bail!(
+            "{} is a PostgreSQL database: back it up with PostgreSQL's own tools (pg_dump, or continuous archiving); `hookgate backup` copies a SQLite file",
+            crate::store::shown(db)
+        );
+    }
     let pages = crate::store::backup_file(db, to)
         .with_context(|| format!("backing up {} to {}", db.display(), to.display()))?;
     emit(&format!(

@@ -168,6 +168,21 @@ async fn a_backup_taken_under_load_is_consistent_and_an_existing_file_is_never_o
     assert_ne!(code, 0);
     assert!(err.contains("not found"), "{err}");
     assert!(!other.exists());
+    // A PostgreSQL URL is pointed at PostgreSQL's own tools, its password never shown.
+    let url = [
+        std::ffi::OsStr::new("backup"),
+        "--db".as_ref(),
+        "postgres://hook:s3cret-pass@127.0.0.1:1/hookgate".as_ref(),
+        "--to".as_ref(),
+        other.as_os_str(),
+    ];
+    let (code, _, err) = hookgate(&url).await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("pg_dump") && !err.contains("s3cret-pass"),
+        "{err}"
+    );
+    assert!(!other.exists());
     unwrap_gateway(gw).stop().await;
 }
 
