@@ -101,3 +101,17 @@ pub enum AdminWrite {
         change: Change,
     },
 }
+
+impl Change {
+    /// The change-log row of a prune that removed `pruned` rows through seq `through`,
+    /// asked for as `self` with rows received before `before`.
+    pub fn pruned(&self, pruned: u64, through: i64, before: i64) -> Change {
+        Change {
+            action: "audit.pruned".into(),
+            detail: serde_json::json!({"pruned": pruned, "through_seq": through,
+                "before": crate::clock::format_micros(before)})
+            .to_string(),
+            ..self.clone()
+        }
+    }
+}

@@ -119,8 +119,9 @@ fn rows_with(url: &str, id: &str, status: &str) -> i64 {
     .expect("a count")
 }
 
-#[tokio::test]
-async fn the_same_ids_sent_to_two_nodes_at_once_are_accepted_once() {
+/// Two nodes on a fresh database, the account `shop` created on the first and known to the
+/// second.
+async fn two_nodes_with_shop() -> (String, Proc, Proc) {
     let url = pg::server().fresh_database();
     let (a, b) = tokio::join!(node(&url, &[]), node(&url, &[]));
     admin(&a, Method::POST, "/v1/accounts", Some(shop(json!({})))).await;
@@ -135,6 +136,12 @@ async fn the_same_ids_sent_to_two_nodes_at_once_are_accepted_once() {
         },
     )
     .await;
+    (url, a, b)
+}
+
+#[tokio::test]
+async fn the_same_ids_sent_to_two_nodes_at_once_are_accepted_once() {
+    let (url, a, b) = two_nodes_with_shop().await;
     let ids: Vec<String> = (0..60).map(|i| format!("twice-{i}")).collect();
     let mut tasks = Vec::new();
     for id in &ids {
@@ -340,20 +347,7 @@ async fn the_stream_on_one_node_carries_every_nodes_events_in_commit_order_and_r
 
 #[tokio::test]
 async fn sigkill_of_one_node_under_load_loses_no_acknowledged_event() {
-    let url = pg::server().fresh_database();
-    let (a, b) = tokio::join!(node(&url, &[]), node(&url, &[]));
-    admin(&a, Method::POST, "/v1/accounts", Some(shop(json!({})))).await;
-    until(
-        Duration::from_secs(1),
-        "the account reaches node b",
-        || async {
-            admin(&b, Method::GET, "/v1/accounts/shop", None)
-                .await
-                .status
-                == 200
-        },
-    )
-    .await;
+    let (url, a, b) = two_nodes_with_shop().await;
     let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut senders = Vec::new();
     for s in 0..6 {
@@ -417,43 +411,35 @@ async fn nodes_starting_together_migrate_once_and_a_node_needs_the_shared_key() 
         p.term(Duration::from_secs(15)).await;
     }
     // Without the key: refused at start, with the reason.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("serve")
-        .env_clear()
-        .env("HOOKGATE_DB", &url)
-        .env("HOOKGATE_LISTEN", "127.0.0.1:0")
-        .env("HOOKGATE_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .await
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
+    let err = refused_start(&url, None).await;
     assert!(err.contains("HOOKGATE_SECRET_KEY is required"), "{err}");
     // With another key: the stored account cannot be opened, and the node refuses to start.
-    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
-        .arg("serve")
-        .env_clear()
-        .env("HOOKGATE_DB", &url)
-        .env(
-            "HOOKGATE_SECRET_KEY",
-            "b3RoZXIta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXMtISE=",
-        )
-        .env("HOOKGATE_LISTEN", "127.0.0.1:0")
-        .env("HOOKGATE_ADMIN_LISTEN", "127.0.0.1:0")
-        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
-        .output()
-        .await
-        .expect("run");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !out.status.success(),
-        "a node with the wrong key must not start"
-    );
+    let err = refused_start(&url, Some("b3RoZXIta2V5LW9mLXRoaXJ0eS10d28tYnl0ZXMtISE=")).await;
     assert!(
         err.contains("HOOKGATE_SECRET_KEY") && err.contains("shop"),
         "{err}"
     );
+}
+
+/// Runs `hookgate serve` on `url` with the seal key `key`; asserts that it refuses to
+/// start, and returns what it said.
+async fn refused_start(url: &str, key: Option<&str>) -> String {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"));
+    cmd.arg("serve")
+        .env_clear()
+        .env("HOOKGATE_DB", url)
+        .env("HOOKGATE_LISTEN", "127.0.0.1:0")
+        .env("HOOKGATE_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN);
+    if let Some(key) = key {
+        cmd.env("HOOKGATE_SECRET_KEY", key);
+    }
+    let out = cmd.output().await.expect("run");
+    assert!(
+        !out.status.success(),
+        "a node without the shared key must not start"
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// A chat platform that holds the first request it gets without answering and answers

@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 use super::audit;
 use super::writer::Head;
 use crate::store::chained::change_hash;
-use crate::store::{AdminWrite, Change, StoreError};
+use crate::store::{AdminWrite, StoreError};
 
 /// Whether other nodes must hear of this write (they keep accounts and tokens in memory).
 pub(super) fn concerns_every_node(write: &AdminWrite) -> bool {
@@ -83,13 +83,7 @@ pub(super) async fn apply(
                 return Ok(0);
             }
             affected = n;
-            pruned_change = Change {
-                action: "audit.pruned".into(),
-                detail: serde_json::json!({"pruned": n, "through_seq": through,
-                    "before": crate::clock::format_micros(*before)})
-                .to_string(),
-                ..change.clone()
-            };
+            pruned_change = change.pruned(n, through, *before);
             &pruned_change
         }
         AdminWrite::ForwardAttempt {

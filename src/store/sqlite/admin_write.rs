@@ -10,7 +10,7 @@ use rusqlite::params;
 use super::writer::Heads;
 use crate::chain::Hash;
 use crate::store::chained::change_hash;
-use crate::store::{AdminWrite, Change, StoreError};
+use crate::store::{AdminWrite, StoreError};
 
 /// Applies an admin write inside a savepoint, so a refused write leaves no trace while the
 /// rest of the group still commits.
@@ -89,13 +89,7 @@ fn apply_admin_inner(
                 return Ok((0, None));
             }
             affected = n;
-            pruned_change = Change {
-                action: "audit.pruned".into(),
-                detail: serde_json::json!({"pruned": n, "through_seq": through,
-                    "before": crate::clock::format_micros(*before)})
-                .to_string(),
-                ..change.clone()
-            };
+            pruned_change = change.pruned(n, through, *before);
             &pruned_change
         }
         AdminWrite::ForwardAttempt {
