@@ -49,6 +49,8 @@ pub struct Config {
     pub storage: Storage,
     /// How long the audit log keeps events.
     pub retention: Retention,
+    /// Where the signed heads of the audit chains are published.
+    pub audit: Audit,
     /// The chat connector that status messages are delivered through.
     pub chat: Chat,
     /// The live stream of accepted events.
@@ -120,6 +122,10 @@ pub struct Retention {
     pub max_age_days: u64,
     /// How often the background pruning runs, in seconds.
     pub interval_secs: u64,
+    /// How many days an accepted event id stays a duplicate after its event was pruned,
+    /// counted from the event's arrival: the replay horizon. 0 remembers every id forever;
+    /// otherwise at least `max_age_days`.
+    pub dedupe_days: u64,
 }
 
 impl Default for Retention {
@@ -127,6 +133,29 @@ impl Default for Retention {
         Retention {
             max_age_days: 0,
             interval_secs: 3600,
+            dedupe_days: 0,
+        }
+    }
+}
+
+/// The signed heads of both audit chains, published for auditors to keep
+/// (`GET /v1/audit/heads`, the log, and a file).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Audit {
+    /// The file the signed heads are written to (replaced whole each time). Unset: the
+    /// database's path with `.heads.json` added on SQLite; no file on PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heads_file: Option<PathBuf>,
+    /// Seconds between two publications of the signed heads.
+    pub heads_interval_secs: u64,
+}
+
+impl Default for Audit {
+    fn default() -> Self {
+        Audit {
+            heads_file: None,
+            heads_interval_secs: 300,
         }
     }
 }
@@ -207,6 +236,7 @@ impl Default for Config {
             limits: Limits::default(),
             storage: Storage::default(),
             retention: Retention::default(),
+            audit: Audit::default(),
             chat: Chat::default(),
             stream: Stream::default(),
         }
@@ -411,6 +441,16 @@ impl Config {
         }
         if self.retention.interval_secs == 0 {
             return invalid("retention.interval_secs must be positive");
+        }
+        let r = &self.retention;
+        if r.dedupe_days != 0 && r.max_age_days != 0 && r.dedupe_days < r.max_age_days {
+            return invalid(&format!(
+                "retention.dedupe_days ({}) is shorter than retention.max_age_days ({}): an event id must stay a duplicate at least as long as its event is kept (0 keeps ids forever)",
+                r.dedupe_days, r.max_age_days
+            ));
+        }
+        if self.audit.heads_interval_secs == 0 {
+            return invalid("audit.heads_interval_secs must be positive");
         }
         if self.storage.queue_capacity == 0 || self.storage.max_batch == 0 {
             return invalid("storage.queue_capacity and storage.max_batch must be positive");

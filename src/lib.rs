@@ -11,6 +11,7 @@
 
 pub mod account;
 pub mod account_metrics;
+pub mod anchor;
 pub mod chain;
 pub mod cli;
 pub mod clock;

@@ -18,6 +18,7 @@ use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use rand::RngExt;
 
+use crate::anchor::AuditKey;
 use crate::secret::Secret;
 use crate::store::StoreError;
 
@@ -27,6 +28,7 @@ const NONCE_LEN: usize = 24;
 /// The key that seals account specs.
 pub struct SealKey {
     cipher: XChaCha20Poly1305,
+    audit: std::sync::Arc<AuditKey>,
 }
 
 impl std::fmt::Debug for SealKey {
@@ -64,7 +66,35 @@ impl SealKey {
         let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| {
             StoreError::Unavailable("the secret key must be 32 bytes (base64)".into())
         })?;
-        Ok(SealKey { cipher })
+        Ok(SealKey {
+            cipher,
+            audit: std::sync::Arc::new(AuditKey::derive(&bytes)),
+        })
+    }
+
+    /// The audit signing key derived from this key (`anchor`).
+    pub fn audit_key(&self) -> std::sync::Arc<AuditKey> {
+        std::sync::Arc::clone(&self.audit)
+    }
+
+    /// The audit signing key of the secret key a database already has — the configured
+    /// one, else its key file when that exists — without creating a key file.
+    pub fn existing_audit_key(
+        database: &Path,
+        configured: Option<&Secret>,
+    ) -> Result<Option<std::sync::Arc<AuditKey>>, StoreError> {
+        if let Some(k) = configured {
+            return Ok(Some(SealKey::from_configured(k)?.audit_key()));
+        }
+        let path = key_file_for(database);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(SealKey::from_text(&text)?.audit_key())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Unavailable(format!(
+                "secret key file {}: {e}",
+                path.display()
+            ))),
+        }
     }
 
     /// Seals a spec for the row `name`.

@@ -203,6 +203,26 @@ pub enum AuditCommand {
         /// A head hash noted earlier: fail unless the events chain still passes through it.
         #[arg(long)]
         expect_head: Option<String>,
+        /// A change-log head hash noted earlier: fail unless the change log still passes
+        /// through it.
+        #[arg(long)]
+        expect_changes_head: Option<String>,
+        /// A head file kept earlier (`hookgate audit heads`, `GET /v1/audit/heads`, or the
+        /// file the gateway publishes): fail unless both logs still pass through its heads.
+        #[arg(long)]
+        heads: Option<PathBuf>,
+        /// The audit public key (64 hex digits) that checkpoints, the anchor row and heads
+        /// must be signed with. Without it: the head file's key, else the key derived from
+        /// HOOKGATE_SECRET_KEY or the database's key file.
+        #[arg(long)]
+        public_key: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Print both logs' heads, signed, with the public key: the file to keep for a later
+    /// `audit verify --heads`.
+    Heads {
         /// Where the admin API is.
         #[command(flatten)]
         remote: Remote,

@@ -83,6 +83,7 @@ pub const ROUTES: &[Route] = &[
         events_redeliver,
     ),
     Route::new(Method::GET, "/v1/audit/verify", Auditor, audit_verify),
+    Route::new(Method::GET, "/v1/audit/heads", Auditor, audit_heads),
     Route::new(Method::POST, "/v1/audit/prune", Admin, audit_prune),
     Route::new(Method::GET, "/v1/changes", Auditor, changes),
     Route::new(Method::GET, "/v1/stream", Auditor, stream),
@@ -267,6 +268,10 @@ fn events_redeliver(cx: Ctx<'_>) -> Reply<'_> {
 
 fn audit_verify(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { admin_events::verify(cx.state, &cx.query()).await })
+}
+
+fn audit_heads(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_events::heads(cx.state).await })
 }
 
 fn audit_prune(cx: Ctx<'_>) -> Reply<'_> {

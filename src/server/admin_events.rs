@@ -12,6 +12,7 @@ use super::admin::store_problem;
 use super::http::{Problem, ResBody};
 use crate::clock::parse_time;
 use crate::event::{Reason, Status, parse_public_id};
+use crate::store::audit::{Expected, KeptHead};
 use crate::store::{ChangeFilter, EventFilter, ExportFormat};
 
 const DEFAULT_LIMIT: usize = 50;
@@ -178,13 +179,31 @@ pub async fn export(state: &AppState, query: &str) -> Result<Response<ResBody>, 
     Ok(res)
 }
 
-/// `GET /v1/audit/verify[?expect_head=HEX]`: both hash chains, checked row by row.
+/// `GET /v1/audit/verify[?expect_head=HEX][&expect_changes_head=HEX]`: both hash chains,
+/// checked row by row, and their anchors (`store::anchoring`) with the gateway's own key.
 pub async fn verify(state: &AppState, query: &str) -> Result<Response<ResBody>, Problem> {
-    let expected = match pairs(query).into_iter().find(|(k, _)| k == "expect_head") {
-        Some((_, v)) => {
-            Some(parse_hash(&v).ok_or_else(|| bad("expect_head must be 64 hex digits".into()))?)
+    let pairs = pairs(query);
+    let kept = |name: &str| -> Result<Option<KeptHead>, Problem> {
+        match pairs.iter().find(|(k, _)| k == name) {
+            Some((_, v)) => {
+                let hash =
+                    parse_hash(v).ok_or_else(|| bad(format!("{name} must be 64 hex digits")))?;
+                let seq_name = format!("{name}_seq");
+                let seq = match pairs.iter().find(|(k, _)| *k == seq_name) {
+                    Some((_, n)) => Some(
+                        n.parse::<i64>()
+                            .map_err(|_| bad(format!("{seq_name} must be a row number")))?,
+                    ),
+                    None => None,
+                };
+                Ok(Some(KeptHead { seq, hash }))
+            }
+            None => Ok(None),
         }
-        None => None,
+    };
+    let expected = Expected {
+        events: kept("expect_head")?,
+        changes: kept("expect_changes_head")?,
     };
     let reports = state.store.verify(expected).await.map_err(store_problem)?;
     let ok = reports.iter().all(|r| r.ok);
@@ -192,6 +211,13 @@ pub async fn verify(state: &AppState, query: &str) -> Result<Response<ResBody>, 
         StatusCode::OK,
         &json!({"ok": ok, "logs": reports}),
     ))
+}
+
+/// `GET /v1/audit/heads`: both logs' heads, signed now, with the public key: the file an
+/// auditor keeps and later gives to `hookgate audit verify --heads`.
+pub async fn heads(state: &AppState) -> Result<Response<ResBody>, Problem> {
+    let file = state.store.signed_heads().await.map_err(store_problem)?;
+    Ok(super::http::json(StatusCode::OK, &file))
 }
 
 /// Parses a hex chain hash.
@@ -226,11 +252,18 @@ pub async fn prune(
 }
 
 /// Prunes in steps of 10,000 rows so the writer is never held long; returns the total.
+/// Dedupe ids of pruned events older than the replay horizon (`retention.dedupe_days`, by
+/// the gateway's clock) are forgotten in the same writes.
 pub async fn prune_before(
     state: &AppState,
     actor: &str,
     before: i64,
 ) -> Result<u64, crate::store::StoreError> {
+    let days = state.config.retention.dedupe_days;
+    let dedupe_before = (days > 0).then(|| {
+        let horizon = i64::try_from(days.saturating_mul(86_400_000_000)).unwrap_or(i64::MAX);
+        state.clock.now_micros().saturating_sub(horizon)
+    });
     let mut total = 0;
     loop {
         let n = state
@@ -238,6 +271,8 @@ pub async fn prune_before(
             .admin(crate::store::AdminWrite::PruneEvents {
                 before,
                 max_rows: 10_000,
+                dedupe_before,
+                key: state.store.audit_key(),
                 change: crate::store::Change {
                     at: crate::clock::now_micros(),
                     actor: actor.to_owned(),

@@ -18,9 +18,11 @@ mod admin_tokens;
 mod conn_limit;
 mod console;
 mod export_limit;
+pub mod heads;
 pub mod http;
 mod ingest;
 mod stream;
+pub mod supervise;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -110,7 +112,7 @@ impl Listeners {
     }
 }
 
-/// Why the gateway could not start.
+/// Why the gateway could not start, or stopped on its own.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     /// The database could not be opened or read.
@@ -122,6 +124,9 @@ pub enum ServeError {
     /// An operator rule file is invalid.
     #[error("rule file {0}")]
     Rules(#[from] crate::rules::RuleError),
+    /// The running gateway met a fault it cannot recover from by itself.
+    #[error("stopped, unable to recover: {0}")]
+    Unrecoverable(String),
 }
 
 /// A gateway whose state is loaded, ready to serve.
@@ -198,7 +203,12 @@ impl Gateway {
         })
     }
 
-    /// Serves both listeners until `shutdown` completes, then shuts down in phases.
+    /// Serves both listeners until `shutdown` completes, then shuts down in phases. The
+    /// long-running tasks are supervised (`supervise`): one that fails is started again.
+    /// When the gateway cannot recover — storage that cannot be written again (the
+    /// database file gone or corrupt), a listener lost, a task that keeps failing — it
+    /// shuts down the same way and returns [`ServeError::Unrecoverable`], so the process
+    /// exits non-zero and its supervisor starts it afresh: it never lingers half-alive.
     pub async fn run(
         self,
         listeners: Listeners,
@@ -206,26 +216,68 @@ impl Gateway {
     ) -> Result<(), ServeError> {
         let stop_tx = self.stop;
         let stop_rx = stop_tx.subscribe();
-        let public = tokio::spawn(accept_loop(
+        let (fatal_tx, mut fatal_rx) = tokio::sync::mpsc::channel::<String>(4);
+        let mut public = tokio::spawn(accept_loop(
             listeners.public,
             Arc::clone(&self.state),
             Side::Public,
             stop_rx.clone(),
         ));
-        let admin = tokio::spawn(accept_loop(
+        let mut admin = tokio::spawn(accept_loop(
             listeners.admin,
             Arc::clone(&self.state),
             Side::Admin,
             stop_rx.clone(),
         ));
-        let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
-        let follower = tokio::spawn(follow_other_nodes(Arc::clone(&self.state), stop_rx.clone()));
-        let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx));
-        shutdown.await;
-        tracing::info!("shutting down: no new connections; finishing in-flight requests");
+        let task = |name: &'static str, run: fn(Arc<AppState>, watch::Receiver<bool>) -> Task| {
+            let state = Arc::clone(&self.state);
+            tokio::spawn(supervise::supervise(
+                name,
+                stop_rx.clone(),
+                fatal_tx.clone(),
+                move |stop| run(Arc::clone(&state), stop),
+            ))
+        };
+        let retention = task("retention", |s, stop| Box::pin(retention_loop(s, stop)));
+        let follower = task("node follower", |s, stop| {
+            Box::pin(follow_other_nodes(s, stop))
+        });
+        let heads = task("heads publisher", |s, stop| {
+            Box::pin(heads::publish(s, stop))
+        });
+        let forwarder = task("delivery", |s, stop| Box::pin(crate::forward::run(s, stop)));
+        let mut storage = self.state.store.unrecoverable();
+        let mut public_done = None;
+        let mut admin_done = None;
+        let unrecoverable = tokio::select! {
+            () = shutdown => None,
+            Some(reason) = fatal_rx.recv() => Some(reason),
+            reason = storage.wait_for(Option::is_some) => {
+                Some(reason.map_or_else(|_| "storage stopped".into(), |r| r.clone().unwrap_or_default()))
+            }
+            done = &mut public => { public_done = Some(done); Some("the public listener stopped".into()) }
+            done = &mut admin => { admin_done = Some(done); Some("the admin listener stopped".into()) }
+        };
+        match &unrecoverable {
+            None => {
+                tracing::info!("shutting down: no new connections; finishing in-flight requests")
+            }
+            Some(reason) => tracing::error!(
+                reason = %reason,
+                "hookgate cannot recover by itself and stops, to be restarted by its supervisor: {reason}"
+            ),
+        }
         let _ = stop_tx.send(true);
+        let public = match public_done {
+            Some(done) => done,
+            None => public.await,
+        };
+        let admin = match admin_done {
+            Some(done) => done,
+            None => admin.await,
+        };
         for loop_task in [public, admin] {
-            if let Ok(graceful) = loop_task.await
+            if let Ok(graceful) = loop_task
                 && tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
                     .await
                     .is_err()
@@ -237,14 +289,23 @@ impl Gateway {
         }
         let _ = retention.await;
         let _ = follower.await;
+        let _ = heads.await;
         // Deliveries in flight get a moment to finish and be recorded before the writer
         // closes; the rest stay due in the outbox.
         let _ = forwarder.await;
         self.state.store.close().await;
-        tracing::info!("stopped; every acknowledged event is committed");
-        Ok(())
+        match unrecoverable {
+            None => {
+                tracing::info!("stopped; every acknowledged event is committed");
+                Ok(())
+            }
+            Some(reason) => Err(ServeError::Unrecoverable(reason)),
+        }
     }
 }
+
+/// A supervised task's future.
+type Task = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// Every stored account that compiles; one that no longer does is logged and not served.
 async fn compiled_accounts(store: &Store) -> Result<Vec<CompiledAccount>, StoreError> {
@@ -296,7 +357,11 @@ async fn follow_other_nodes(state: Arc<AppState>, mut stop: watch::Receiver<bool
         // After a failed reload, try again a second later without waiting for a change.
         let retry = tokio::time::sleep(if failed { RELOAD_RETRY } else { Duration::MAX });
         tokio::select! {
-            c = changed.changed() => if c.is_err() { return },
+            c = changed.changed() => if c.is_err() {
+                // The store no longer reports changes (it is closing): wait for the stop.
+                let _ = stop.changed().await;
+                return;
+            },
             _ = retry => {}
             _ = stop.changed() => return,
         }
@@ -327,6 +392,8 @@ const RELOAD_RETRY: Duration = Duration::from_secs(1);
 async fn retention_loop(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let days = state.config.retention.max_age_days;
     if days == 0 {
+        // Nothing to prune; the task stays until the gateway stops.
+        let _ = stop.changed().await;
         return;
     }
     let mut tick = tokio::time::interval(Duration::from_secs(state.config.retention.interval_secs));

@@ -80,6 +80,71 @@ pub struct ChainReport {
     /// When an expected head was given: whether the chain passes through it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expected_head_found: Option<bool>,
+    /// Where the log starts: the checkpoint its last prune left.
+    #[serde(skip)]
+    pub checkpoint: Checkpoint,
+    /// The change log's rows that anchor the chains (`audit.anchored`, `audit.pruned`), in
+    /// seq order; empty for the events log.
+    #[serde(skip)]
+    pub marks: Vec<Mark>,
+}
+
+/// A change-log row that the anchoring checks read (`store::anchoring`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// Its seq.
+    pub seq: i64,
+    /// Its time, microseconds.
+    pub at: i64,
+    /// `audit.anchored` or `audit.pruned`.
+    pub action: String,
+    /// Its JSON detail.
+    pub detail: String,
+}
+
+/// The change-log actions that anchor the chains.
+pub const MARK_ACTIONS: [&str; 2] = ["audit.anchored", "audit.pruned"];
+
+/// A head an auditor kept: the log must still pass through `hash` (at `seq`, when known).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeptHead {
+    /// The row's seq, when the auditor kept it (a signed head has it).
+    pub seq: Option<i64>,
+    /// The row's hash.
+    pub hash: Hash,
+}
+
+/// The heads a verification must find, per log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Expected {
+    /// The events log's kept head.
+    pub events: Option<KeptHead>,
+    /// The change log's kept head.
+    pub changes: Option<KeptHead>,
+}
+
+impl From<Option<Hash>> for Expected {
+    fn from(hash: Option<Hash>) -> Self {
+        Expected::events_hash(hash)
+    }
+}
+
+impl Expected {
+    /// The events head only, as `--expect-head` gives it (a hash without its seq).
+    pub fn events_hash(hash: Option<Hash>) -> Expected {
+        Expected {
+            events: hash.map(|hash| KeptHead { seq: None, hash }),
+            changes: None,
+        }
+    }
+
+    /// The kept head of `log`.
+    pub fn of(&self, log: Log) -> Option<KeptHead> {
+        match log {
+            Log::Events => self.events,
+            Log::Changes => self.changes,
+        }
+    }
 }
 /// A chained column's value as an engine read it back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,8 +192,8 @@ impl ChainRow {
 }
 
 /// Where a prune left a log: rows at or below `through` are gone, `pruned` of them, and
-/// `hash` is the last one's.
-#[derive(Debug, Clone, Copy)]
+/// `hash` is the last one's, signed (`anchor`) by the prune that left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The last pruned seq (0: nothing pruned).
     pub through: i64,
@@ -136,6 +201,8 @@ pub struct Checkpoint {
     pub pruned: u64,
     /// The hash of the last pruned row (the genesis hash when nothing was pruned).
     pub hash: Hash,
+    /// The audit key's signature over the checkpoint, when it has one.
+    pub signature: Option<Vec<u8>>,
 }
 
 impl Default for Checkpoint {
@@ -144,6 +211,7 @@ impl Default for Checkpoint {
             through: 0,
             pruned: 0,
             hash: chain::GENESIS,
+            signature: None,
         }
     }
 }
@@ -173,10 +241,23 @@ pub struct Verifier {
     expected: Option<Hash>,
 }
 
+/// The positions of `at`, `action` and `detail` in [`CHANGE_COLUMNS`].
+const CHANGE_AT: usize = 1;
+const CHANGE_ACTION: usize = 3;
+const CHANGE_DETAIL: usize = 5;
+
 impl Verifier {
     /// Starts verifying `log` after `checkpoint`; `expected` is a head noted earlier that
-    /// the chain must pass through.
-    pub fn new(log: Log, checkpoint: Checkpoint, expected: Option<Hash>) -> Verifier {
+    /// the chain must pass through. A kept head older than the checkpoint was pruned since:
+    /// the checkpoint stands for it (its signature is checked by `store::anchoring`).
+    pub fn new(log: Log, checkpoint: Checkpoint, expected: Option<KeptHead>) -> Verifier {
+        let pruned_past = expected
+            .and_then(|k| k.seq)
+            .is_some_and(|seq| seq < checkpoint.through);
+        let (through, hash) = (checkpoint.through, checkpoint.hash);
+        let expected_found =
+            expected.map(|k| pruned_past || (k.hash == checkpoint.hash && checkpoint.pruned > 0));
+        let expected = expected.filter(|_| !pruned_past).map(|k| k.hash);
         Verifier {
             log,
             report: ChainReport {
@@ -188,11 +269,12 @@ impl Verifier {
                 broken_at: None,
                 problem: None,
                 detail: None,
-                expected_head_found: expected
-                    .map(|h| h == checkpoint.hash && checkpoint.pruned > 0),
+                expected_head_found: expected_found,
+                checkpoint,
+                marks: Vec::new(),
             },
-            prev_seq: checkpoint.through,
-            prev_hash: checkpoint.hash,
+            prev_seq: through,
+            prev_hash: hash,
             version: Version::V1,
             expected,
         }
@@ -222,6 +304,9 @@ impl Verifier {
             return Step::Mismatch;
         };
         self.version = version;
+        if self.log == Log::Changes {
+            self.mark(row);
+        }
         if self.expected == Some(computed) {
             self.report.expected_head_found = Some(true);
         }
@@ -229,6 +314,28 @@ impl Verifier {
         self.prev_hash = computed;
         self.report.rows += 1;
         Step::Chained
+    }
+
+    /// Keeps a change row that anchors the chains.
+    fn mark(&mut self, row: &ChainRow) {
+        let text = |i: usize| match row.values.get(i) {
+            Some(Value::Text(t)) => t.as_str(),
+            _ => "",
+        };
+        let action = text(CHANGE_ACTION);
+        if !MARK_ACTIONS.contains(&action) {
+            return;
+        }
+        let at = match row.values.get(CHANGE_AT) {
+            Some(Value::Int(n)) => *n,
+            _ => 0,
+        };
+        self.report.marks.push(Mark {
+            seq: row.seq(),
+            at,
+            action: action.to_owned(),
+            detail: text(CHANGE_DETAIL).to_owned(),
+        });
     }
 
     /// Whether `row`'s content, placed at `seq` (the row that failed), would chain there:

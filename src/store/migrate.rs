@@ -69,7 +69,7 @@ pub async fn sqlite_to_postgres(from: &Path, to: &str) -> Result<Moved, StoreErr
     // A failed read ends the batches early: the write must not count as complete.
     read?;
     let copied = written?;
-    let target = postgres::verify_url(to, None).await?;
+    let target = postgres::verify_url(to, super::audit::Expected::default()).await?;
     for (s, t) in source.iter().zip(&target) {
         if !t.ok || s.head != t.head || s.rows != t.rows {
             return Err(StoreError::Unavailable(format!(

@@ -7,6 +7,7 @@
 //! that seals account specs at rest. Nothing here names a database driver; each engine
 //! lives in a module of its own (`sqlite`) and nothing outside it names its driver.
 
+pub mod anchoring;
 pub mod audit;
 pub mod chained;
 pub mod export;
@@ -68,6 +69,9 @@ pub struct EngineContext {
     /// Where an engine says that accounts or tokens were changed by another gateway node
     /// (the change log's head); the gateway then reloads them.
     pub changed: watch::Sender<i64>,
+    /// Where an engine says that it cannot write again by itself (the database file gone
+    /// or corrupt); the gateway then stops, to be restarted by its supervisor.
+    pub unrecoverable: watch::Sender<Option<String>>,
 }
 
 /// A storage engine: everything the gateway, forwarding, the CLI and the audit code may ask
@@ -121,8 +125,10 @@ pub trait Engine: Send + Sync + 'static {
     /// Verifies both hash chains, events first.
     async fn verify(
         &self,
-        expected_events_head: Option<chain::Hash>,
+        expected: audit::Expected,
     ) -> Result<Vec<audit::ChainReport>, StoreError>;
+    /// The last row of each log: (seq, hash), events first; (0, genesis) for an empty log.
+    async fn heads(&self) -> Result<[(i64, chain::Hash); 2], StoreError>;
     /// Finishes every queued write and stops; the engine's files are complete afterwards.
     async fn close(&self);
 }
@@ -144,6 +150,7 @@ pub struct Store {
     metrics: Arc<Metrics>,
     stream: broadcast::Sender<Arc<StreamItem>>,
     changed: watch::Sender<i64>,
+    unrecoverable: watch::Sender<Option<String>>,
     seal: Arc<SealKey>,
     /// When the last health probe ran: probes are paced (see `probe`).
     last_probe: Arc<tokio::sync::Mutex<Option<Instant>>>,
@@ -158,9 +165,9 @@ impl std::fmt::Debug for Store {
 /// Verifies a SQLite database file offline, read-only, without starting a gateway.
 pub fn verify_file(
     path: &Path,
-    expected_events_head: Option<chain::Hash>,
+    expected: impl Into<audit::Expected>,
 ) -> Result<Vec<audit::ChainReport>, StoreError> {
-    sqlite::verify_file(path, expected_events_head)
+    sqlite::verify_file(path, expected.into())
 }
 
 /// The PostgreSQL URL a database setting holds, if it is one.
@@ -180,13 +187,13 @@ pub fn shown(database: &Path) -> String {
 /// PostgreSQL database by its URL.
 pub async fn verify_database(
     database: &Path,
-    expected_events_head: Option<chain::Hash>,
+    expected: audit::Expected,
 ) -> Result<Vec<audit::ChainReport>, StoreError> {
     match postgres_url(database) {
-        Some(url) => postgres::verify_url(url, expected_events_head).await,
+        Some(url) => postgres::verify_url(url, expected).await,
         None => {
             let path = database.to_owned();
-            tokio::task::spawn_blocking(move || sqlite::verify_file(&path, expected_events_head))
+            tokio::task::spawn_blocking(move || sqlite::verify_file(&path, expected))
                 .await
                 .map_err(|e| StoreError::Unavailable(e.to_string()))?
         }
@@ -211,10 +218,12 @@ impl Store {
         let metrics = Arc::new(Metrics::default());
         let (stream, _) = broadcast::channel(stream_buffer.max(1));
         let (changed, _) = watch::channel(0);
+        let (unrecoverable, _) = watch::channel(None);
         let context = EngineContext {
             metrics: Arc::clone(&metrics),
             stream: stream.clone(),
             changed: changed.clone(),
+            unrecoverable: unrecoverable.clone(),
         };
         let (engine, seal): (Arc<dyn Engine>, SealKey) = match postgres_url(database) {
             Some(url) => {
@@ -242,14 +251,22 @@ impl Store {
                 (Arc::new(engine), seal)
             }
         };
-        Ok(Store {
+        let store = Store {
             engine,
             metrics,
             stream,
             changed,
+            unrecoverable,
             seal: Arc::new(seal),
             last_probe: Arc::new(tokio::sync::Mutex::new(None)),
-        })
+        };
+        store.anchor().await?;
+        Ok(store)
+    }
+
+    /// Set when the engine cannot write again by itself: the reason.
+    pub fn unrecoverable(&self) -> watch::Receiver<Option<String>> {
+        self.unrecoverable.subscribe()
     }
 
     /// Changes to accounts or tokens made by other gateway nodes: the value is the change
@@ -383,9 +400,62 @@ impl Store {
     /// passes through a head noted earlier.
     pub async fn verify(
         &self,
-        expected_events_head: Option<chain::Hash>,
+        expected: audit::Expected,
     ) -> Result<Vec<audit::ChainReport>, StoreError> {
-        self.engine.verify(expected_events_head).await
+        let mut reports = self.engine.verify(expected).await?;
+        anchoring::check(&mut reports, Some(&self.audit_key().public()));
+        Ok(reports)
+    }
+
+    /// The key that signs checkpoints, the anchor row and heads.
+    pub fn audit_key(&self) -> Arc<crate::anchor::AuditKey> {
+        self.seal.audit_key()
+    }
+
+    /// Both logs' heads, signed now: the file an auditor keeps.
+    pub async fn signed_heads(&self) -> Result<crate::anchor::HeadFile, StoreError> {
+        let key = self.audit_key();
+        let at = crate::clock::now_micros();
+        let [events, changes] = self.engine.heads().await?;
+        Ok(crate::anchor::HeadFile {
+            public_key: key.public_hex(),
+            heads: vec![
+                key.sign_head("events", events.0, &events.1, at),
+                key.sign_head("changes", changes.0, &changes.1, at),
+            ],
+        })
+    }
+
+    /// Writes the change log's signed anchor row when it has none (a new database, or one
+    /// from before anchoring), so a change log deleted whole no longer verifies.
+    async fn anchor(&self) -> Result<(), StoreError> {
+        let anchored = self
+            .engine
+            .changes(ChangeFilter {
+                action: Some("audit.anchored".into()),
+                limit: 1,
+                ..ChangeFilter::default()
+            })
+            .await?;
+        if !anchored.items.is_empty() {
+            return Ok(());
+        }
+        let key = self.audit_key();
+        let at = crate::clock::now_micros();
+        self.engine
+            .admin(AdminWrite::Anchor {
+                change: Change {
+                    at,
+                    actor: "hookgate:start".into(),
+                    action: "audit.anchored".into(),
+                    account: None,
+                    detail: serde_json::json!({"public_key": key.public_hex(),
+                        "signature": hex::encode(key.sign_anchor(at))})
+                    .to_string(),
+                },
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Finishes every queued write and stops the engine.

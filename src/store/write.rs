@@ -58,7 +58,17 @@ pub enum AdminWrite {
         before: i64,
         /// The most rows pruned by this one write.
         max_rows: i64,
+        /// Dedupe ids of pruned events received before this time (microseconds) are
+        /// forgotten; `None` keeps every id.
+        dedupe_before: Option<i64>,
+        /// Signs the checkpoint the prune leaves.
+        key: std::sync::Arc<crate::anchor::AuditKey>,
         /// Who asked, and when (`action` and `detail` are filled in by the writer).
+        change: Change,
+    },
+    /// Writes the change log's anchor row (`audit.anchored`, signed), and nothing else.
+    Anchor {
+        /// The change-log row.
         change: Change,
     },
     /// Records one delivery attempt: the outbox row's new state, the attempt itself, and
@@ -102,15 +112,45 @@ pub enum AdminWrite {
     },
 }
 
+/// What one prune did, as the engine reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Events rows removed.
+    pub rows: u64,
+    /// The first seq removed (when `rows` > 0).
+    pub from: i64,
+    /// The checkpoint's seq: the last seq pruned so far.
+    pub through: i64,
+    /// The checkpoint's hash.
+    pub hash: crate::chain::Hash,
+    /// Dedupe ids forgotten (their events were pruned and are older than the horizon).
+    pub dedupe_expired: u64,
+}
+
+impl Pruned {
+    /// Whether the prune changed anything, and so is recorded.
+    pub fn changed(&self) -> bool {
+        self.rows > 0 || self.dedupe_expired > 0
+    }
+}
+
 impl Change {
-    /// The change-log row of a prune that removed `pruned` rows through seq `through`,
-    /// asked for as `self` with rows received before `before`.
-    pub fn pruned(&self, pruned: u64, through: i64, before: i64) -> Change {
+    /// The change-log row of a prune, asked for as `self` with rows received before
+    /// `before`: the log, the range pruned and the checkpoint it left, which verification
+    /// checks against the checkpoint (`store::anchoring`).
+    pub fn pruned(&self, p: &Pruned, before: i64) -> Change {
+        let mut detail = serde_json::json!({"log": "events", "pruned": p.rows,
+            "through_seq": p.through, "checkpoint_hash": hex::encode(p.hash),
+            "before": crate::clock::format_micros(before)});
+        if p.rows > 0 {
+            detail["from_seq"] = p.from.into();
+        }
+        if p.dedupe_expired > 0 {
+            detail["dedupe_expired"] = p.dedupe_expired.into();
+        }
         Change {
             action: "audit.pruned".into(),
-            detail: serde_json::json!({"pruned": pruned, "through_seq": through,
-                "before": crate::clock::format_micros(before)})
-            .to_string(),
+            detail: detail.to_string(),
             ..self.clone()
         }
     }

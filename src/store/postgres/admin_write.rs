@@ -76,16 +76,20 @@ pub(super) async fn apply(
         AdminWrite::PruneEvents {
             before,
             max_rows,
+            dedupe_before,
+            key,
             change,
         } => {
-            let (n, through) = audit::prune_events(tx, *before, *max_rows, change.at).await?;
-            if n == 0 {
+            let p =
+                audit::prune_events(tx, *before, *max_rows, change.at, key, *dedupe_before).await?;
+            if !p.changed() {
                 return Ok(0);
             }
-            affected = n;
-            pruned_change = change.pruned(n, through, *before);
+            affected = p.rows;
+            pruned_change = change.pruned(&p, *before);
             &pruned_change
         }
+        AdminWrite::Anchor { change } => change,
         AdminWrite::ForwardAttempt {
             seq,
             attempts,

@@ -7,9 +7,13 @@
 use tokio_postgres::types::Type;
 use tokio_postgres::{GenericClient, Row};
 
+use crate::anchor::{AuditKey, CheckpointClaim};
 use crate::chain::{self, Hash};
 use crate::store::StoreError;
-use crate::store::audit::{ChainReport, ChainRow, Checkpoint, Log, Step, Value, Verifier};
+use crate::store::audit::{
+    ChainReport, ChainRow, Checkpoint, Expected, KeptHead, Log, Step, Value, Verifier,
+};
+use crate::store::write::Pruned;
 
 /// Rows read per statement while verifying.
 const PAGE: i64 = 5_000;
@@ -17,11 +21,11 @@ const PAGE: i64 = 5_000;
 /// Verifies both logs, events first.
 pub(super) async fn verify_both(
     c: &impl GenericClient,
-    expected_events_head: Option<Hash>,
+    expected: Expected,
 ) -> Result<Vec<ChainReport>, StoreError> {
     Ok(vec![
-        verify(c, Log::Events, expected_events_head).await?,
-        verify(c, Log::Changes, None).await?,
+        verify(c, Log::Events, expected.events).await?,
+        verify(c, Log::Changes, expected.changes).await?,
     ])
 }
 
@@ -48,7 +52,7 @@ fn chain_row(row: &Row, width: usize) -> ChainRow {
 async fn checkpoint(c: &impl GenericClient, log: Log) -> Result<Checkpoint, StoreError> {
     let row = c
         .query_opt(
-            "SELECT through, pruned, hash FROM chain_checkpoints WHERE log = $1",
+            "SELECT through, pruned, hash, signature FROM chain_checkpoints WHERE log = $1",
             &[&log.table()],
         )
         .await?;
@@ -59,9 +63,36 @@ async fn checkpoint(c: &impl GenericClient, log: Log) -> Result<Checkpoint, Stor
                 through: r.get(0),
                 pruned: r.get::<_, i64>(1).max(0) as u64,
                 hash: Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
+                signature: r.get(3),
             }
         }
         None => Checkpoint::default(),
+    })
+}
+
+/// The last row of a log as (seq, hash): its last row, else its checkpoint, else
+/// (0, genesis).
+pub(super) async fn head(c: &impl GenericClient, log: Log) -> Result<(i64, Hash), StoreError> {
+    let last = c
+        .query_opt(
+            &format!(
+                "SELECT seq, hash FROM {} ORDER BY seq DESC LIMIT 1",
+                log.table()
+            ),
+            &[],
+        )
+        .await?;
+    Ok(match last {
+        Some(r) => (
+            r.get(0),
+            r.get::<_, Option<Vec<u8>>>(1)
+                .and_then(|h| Hash::try_from(h.as_slice()).ok())
+                .unwrap_or(chain::GENESIS),
+        ),
+        None => {
+            let c = checkpoint(c, log).await?;
+            (c.through, c.hash)
+        }
     })
 }
 
@@ -69,9 +100,10 @@ async fn checkpoint(c: &impl GenericClient, log: Log) -> Result<Checkpoint, Stor
 pub(super) async fn verify(
     c: &impl GenericClient,
     log: Log,
-    expected_head: Option<Hash>,
+    expected_head: Option<KeptHead>,
 ) -> Result<ChainReport, StoreError> {
     let start = checkpoint(c, log).await?;
+    let through = start.through;
     let width = log.width();
     let mut verifier = Verifier::new(log, start, expected_head);
     let sql = format!(
@@ -80,7 +112,7 @@ pub(super) async fn verify(
         log.table()
     );
     let stmt = c.prepare(&sql).await?;
-    let mut after = start.through;
+    let mut after = through;
     loop {
         let rows = c.query(&stmt, &[&after, &PAGE]).await?;
         let Some(last) = rows.last() else {
@@ -131,24 +163,42 @@ async fn moved_from(
 const PRUNE_LOCK: i64 = 0x686f_6f6b_7072_756e;
 
 /// Prunes events received before `before` (microseconds), at most `max_rows`, as a seq
-/// prefix; records the checkpoint. Returns (rows pruned, last pruned seq). Runs inside the
-/// writer's transaction; a prune already running on another node makes this one prune
-/// nothing.
+/// prefix; records the checkpoint, signed with `key`. The dedupe ids of pruned events are
+/// kept (stamped with their event's arrival time) and forgotten only once older than
+/// `dedupe_before`. Runs inside the writer's transaction; a prune already running on
+/// another node makes this one prune nothing.
 pub(super) async fn prune_events(
     tx: &impl GenericClient,
     before: i64,
     max_rows: i64,
     at: i64,
-) -> Result<(u64, i64), StoreError> {
+    key: &AuditKey,
+    dedupe_before: Option<i64>,
+) -> Result<Pruned, StoreError> {
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
         .await?
         .get(0);
     let Checkpoint {
-        through, pruned, ..
+        through,
+        pruned,
+        hash: checkpoint_hash,
+        ..
     } = checkpoint(tx, Log::Events).await?;
+    let mut unchanged = Pruned {
+        rows: 0,
+        from: through + 1,
+        through,
+        hash: checkpoint_hash,
+        dedupe_expired: 0,
+    };
     if !locked {
-        return Ok((0, through));
+        return Ok(unchanged);
+    }
+    if let Some(t) = dedupe_before {
+        unchanged.dedupe_expired = tx
+            .execute("DELETE FROM dedupe WHERE received_at < $1", &[&t])
+            .await?;
     }
     // The prefix is exact: every row up to the first one not old, read in seq order.
     let first_new: Option<i64> = tx
@@ -168,31 +218,51 @@ pub(super) async fn prune_events(
     };
     let last = last_old.min(through + max_rows);
     if last <= through {
-        return Ok((0, through));
+        return Ok(unchanged);
     }
     let hash: Option<Vec<u8>> = tx
         .query_opt("SELECT hash FROM events WHERE seq = $1", &[&last])
         .await?
         .and_then(|r| r.get(0));
-    let Some(hash) = hash else {
+    let Some(hash) = hash.and_then(|h| Hash::try_from(h.as_slice()).ok()) else {
         // The row that would anchor the checkpoint is missing: leave the log as it is, so
         // verification reports the gap instead of pruning hiding it.
-        return Ok((0, through));
+        return Ok(unchanged);
     };
+    // The ids stay duplicates past their events: each keeps its event's arrival time.
+    tx.execute(
+        "UPDATE dedupe SET received_at = e.received_at FROM events e
+         WHERE e.seq > $1 AND e.seq <= $2 AND e.status = 'accepted' AND e.event_id IS NOT NULL
+           AND dedupe.account = e.account AND dedupe.event_id = e.event_id AND dedupe.seq = e.seq",
+        &[&through, &last],
+    )
+    .await?;
     let count = tx
         .execute(
             "DELETE FROM events WHERE seq > $1 AND seq <= $2",
             &[&through, &last],
         )
         .await?;
-    tx.execute("DELETE FROM dedupe WHERE seq <= $1", &[&last])
-        .await?;
+    let total = pruned + count;
+    let signature = key.sign_checkpoint(&CheckpointClaim {
+        log: "events",
+        through: last,
+        pruned: total,
+        hash: &hash,
+    });
     tx.execute(
-        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', $1, $2, $3, $4)
+        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at, signature)
+         VALUES ('events', $1, $2, $3, $4, $5)
          ON CONFLICT (log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,
-            hash = excluded.hash, at = excluded.at",
-        &[&last, &(pruned as i64 + count as i64), &hash, &at],
+            hash = excluded.hash, at = excluded.at, signature = excluded.signature",
+        &[&last, &(total as i64), &&hash[..], &at, &signature],
     )
     .await?;
-    Ok((count, last))
+    Ok(Pruned {
+        rows: count,
+        from: through + 1,
+        through: last,
+        hash,
+        dedupe_expired: unchanged.dedupe_expired,
+    })
 }

@@ -25,7 +25,7 @@ use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
 use tokio_postgres::NoTls;
 
-use super::audit::ChainReport;
+use super::audit::{ChainReport, Expected, Log};
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
 use super::{
@@ -126,13 +126,10 @@ fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
 }
 
 /// Verifies the chains of the database at `url` without starting a gateway.
-pub async fn verify_url(
-    url: &str,
-    expected_events_head: Option<chain::Hash>,
-) -> Result<Vec<ChainReport>, StoreError> {
+pub async fn verify_url(url: &str, expected: Expected) -> Result<Vec<ChainReport>, StoreError> {
     let pool = pool(url, 2)?;
     let client = pool.get().await?;
-    audit::verify_both(&**client, expected_events_head).await
+    audit::verify_both(&**client, expected).await
 }
 
 impl Postgres {
@@ -264,11 +261,16 @@ impl Engine for Postgres {
         reader::changes(&**self.client().await?, &filter).await
     }
 
-    async fn verify(
-        &self,
-        expected_events_head: Option<chain::Hash>,
-    ) -> Result<Vec<ChainReport>, StoreError> {
-        audit::verify_both(&**self.client().await?, expected_events_head).await
+    async fn verify(&self, expected: Expected) -> Result<Vec<ChainReport>, StoreError> {
+        audit::verify_both(&**self.client().await?, expected).await
+    }
+
+    async fn heads(&self) -> Result<[(i64, chain::Hash); 2], StoreError> {
+        let client = self.client().await?;
+        Ok([
+            audit::head(&**client, Log::Events).await?,
+            audit::head(&**client, Log::Changes).await?,
+        ])
     }
 
     async fn close(&self) {

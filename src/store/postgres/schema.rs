@@ -131,6 +131,14 @@ const MIGRATIONS: &[&str] = &[
         pad BYTEA NOT NULL
     );
     ",
+    // 2: a checkpoint carries the audit key's signature; a dedupe id outlives its pruned
+    // event, stamped with the event's arrival time (NULL while the event is kept), and is
+    // forgotten past the replay horizon.
+    "
+    ALTER TABLE chain_checkpoints ADD COLUMN signature BYTEA;
+    ALTER TABLE dedupe ADD COLUMN received_at BIGINT;
+    CREATE INDEX dedupe_expiry ON dedupe (received_at) WHERE received_at IS NOT NULL;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, under the migration lock, each

@@ -82,16 +82,20 @@ fn apply_admin_inner(
         AdminWrite::PruneEvents {
             before,
             max_rows,
+            dedupe_before,
+            key,
             change,
         } => {
-            let (n, through) = super::audit::prune_events(tx, *before, *max_rows, change.at)?;
-            if n == 0 {
+            let p =
+                super::audit::prune_events(tx, *before, *max_rows, change.at, key, *dedupe_before)?;
+            if !p.changed() {
                 return Ok((0, None));
             }
-            affected = n;
-            pruned_change = change.pruned(n, through, *before);
+            affected = p.rows;
+            pruned_change = change.pruned(&p, *before);
             &pruned_change
         }
+        AdminWrite::Anchor { change } => change,
         AdminWrite::ForwardAttempt {
             seq,
             attempts,

@@ -8,9 +8,13 @@
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use crate::anchor::{AuditKey, CheckpointClaim};
 use crate::chain::{self, Hash};
 use crate::store::StoreError;
-use crate::store::audit::{ChainReport, ChainRow, Checkpoint, Log, Step, Value, Verifier};
+use crate::store::audit::{
+    ChainReport, ChainRow, Checkpoint, KeptHead, Log, Step, Value, Verifier,
+};
+use crate::store::write::Pruned;
 
 /// A chained column as read back. The chained columns hold no reals; one that appears was
 /// written by someone else and is taken by its bit pattern, so it can never match.
@@ -37,20 +41,48 @@ fn chain_row(row: &Row<'_>, width: usize) -> rusqlite::Result<ChainRow> {
 
 /// The checkpoint a prune left.
 fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<Checkpoint> {
-    let row: Option<(i64, i64, Vec<u8>)> = c
+    type Stored = (i64, i64, Vec<u8>, Option<Vec<u8>>);
+    let row: Option<Stored> = c
         .query_row(
-            "SELECT through, pruned, hash FROM chain_checkpoints WHERE log = ?1",
+            "SELECT through, pruned, hash, signature FROM chain_checkpoints WHERE log = ?1",
             [log.table()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
     Ok(match row {
-        Some((through, pruned, hash)) => Checkpoint {
+        Some((through, pruned, hash, signature)) => Checkpoint {
             through,
             pruned: pruned.max(0) as u64,
             hash: Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
+            signature,
         },
         None => Checkpoint::default(),
+    })
+}
+
+/// The last row of a log as (seq, hash): its last row, else its checkpoint, else
+/// (0, genesis).
+pub fn head(c: &Connection, log: Log) -> Result<(i64, Hash), StoreError> {
+    let last: Option<(i64, Option<Vec<u8>>)> = c
+        .query_row(
+            &format!(
+                "SELECT seq, hash FROM {} ORDER BY seq DESC LIMIT 1",
+                log.table()
+            ),
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match last {
+        Some((seq, hash)) => (
+            seq,
+            hash.and_then(|h| Hash::try_from(h.as_slice()).ok())
+                .unwrap_or(chain::GENESIS),
+        ),
+        None => {
+            let c = checkpoint(c, log)?;
+            (c.through, c.hash)
+        }
     })
 }
 
@@ -58,18 +90,19 @@ fn checkpoint(c: &Connection, log: Log) -> rusqlite::Result<Checkpoint> {
 pub fn verify(
     c: &Connection,
     log: Log,
-    expected_head: Option<&Hash>,
+    expected_head: Option<KeptHead>,
 ) -> Result<ChainReport, StoreError> {
     let start = checkpoint(c, log)?;
+    let through = start.through;
     let width = log.width();
-    let mut verifier = Verifier::new(log, start, expected_head.copied());
+    let mut verifier = Verifier::new(log, start, expected_head);
     let sql = format!(
         "SELECT {}, hash FROM {} WHERE seq > ?1 ORDER BY seq",
         log.columns(),
         log.table()
     );
     let mut stmt = c.prepare(&sql)?;
-    let mut rows = stmt.query(params![start.through])?;
+    let mut rows = stmt.query(params![through])?;
     while let Some(row) = rows.next()? {
         let row = chain_row(row, width)?;
         match verifier.push(&row) {
@@ -110,17 +143,34 @@ fn moved_from(
 }
 
 /// Prunes events received before `before` (microseconds), at most `max_rows`, as a seq
-/// prefix; records the checkpoint. Returns (rows pruned, last pruned seq). Runs inside the
-/// writer's transaction.
+/// prefix; records the checkpoint, signed with `key`. The dedupe ids of pruned events are
+/// kept (stamped with their event's arrival time) and forgotten only once older than
+/// `dedupe_before`. Runs inside the writer's transaction.
 pub(super) fn prune_events(
     tx: &Connection,
     before: i64,
     max_rows: i64,
     at: i64,
-) -> rusqlite::Result<(u64, i64)> {
+    key: &AuditKey,
+    dedupe_before: Option<i64>,
+) -> rusqlite::Result<Pruned> {
     let Checkpoint {
-        through, pruned, ..
+        through,
+        pruned,
+        hash: checkpoint_hash,
+        ..
     } = checkpoint(tx, Log::Events)?;
+    let dedupe_expired = match dedupe_before {
+        Some(t) => tx.execute("DELETE FROM dedupe WHERE received_at < ?1", params![t])? as u64,
+        None => 0,
+    };
+    let unchanged = Pruned {
+        rows: 0,
+        from: through + 1,
+        through,
+        hash: checkpoint_hash,
+        dedupe_expired,
+    };
     // The prefix is exact: every row up to the first one not old, read in seq order. At
     // most `max_rows` are read, as many as are then deleted.
     let first_new: Option<i64> = tx
@@ -137,7 +187,7 @@ pub(super) fn prune_events(
     };
     let last = last_old.min(through + max_rows);
     if last <= through {
-        return Ok((0, through));
+        return Ok(unchanged);
     }
     let hash: Option<Vec<u8>> = tx
         .query_row(
@@ -147,23 +197,43 @@ pub(super) fn prune_events(
         )
         .optional()?
         .flatten();
-    let Some(hash) = hash else {
+    let Some(hash) = hash.and_then(|h| Hash::try_from(h.as_slice()).ok()) else {
         // The row that would anchor the checkpoint is missing: leave the log as it is, so
         // verification reports the gap instead of pruning hiding it.
-        return Ok((0, through));
+        return Ok(unchanged);
     };
+    // The ids stay duplicates past their events: each keeps its event's arrival time.
+    tx.execute(
+        "UPDATE dedupe SET received_at = e.received_at FROM events e
+         WHERE e.seq > ?1 AND e.seq <= ?2 AND e.status = 'accepted' AND e.event_id IS NOT NULL
+           AND dedupe.account = e.account AND dedupe.event_id = e.event_id AND dedupe.seq = e.seq",
+        params![through, last],
+    )?;
     let count = tx.execute(
         "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
         params![through, last],
     )? as u64;
-    tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
+    let total = pruned + count;
+    let signature = key.sign_checkpoint(&CheckpointClaim {
+        log: "events",
+        through: last,
+        pruned: total,
+        hash: &hash,
+    });
     tx.execute(
-        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', ?1, ?2, ?3, ?4)
+        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at, signature)
+         VALUES ('events', ?1, ?2, ?3, ?4, ?5)
          ON CONFLICT(log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,
-            hash = excluded.hash, at = excluded.at",
-        params![last, pruned as i64 + count as i64, hash, at],
+            hash = excluded.hash, at = excluded.at, signature = excluded.signature",
+        params![last, total as i64, &hash[..], at, signature],
     )?;
-    Ok((count, last))
+    Ok(Pruned {
+        rows: count,
+        from: through + 1,
+        through: last,
+        hash,
+        dedupe_expired,
+    })
 }
 
 #[cfg(test)]

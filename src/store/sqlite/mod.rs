@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::audit::{ChainReport, Log};
+use super::audit::{ChainReport, Expected, Log};
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
 use super::{
@@ -52,10 +52,7 @@ pub struct Sqlite {
 }
 
 /// Verifies a database file offline, read-only, without starting a gateway.
-pub fn verify_file(
-    path: &Path,
-    expected_events_head: Option<chain::Hash>,
-) -> Result<Vec<ChainReport>, StoreError> {
+pub fn verify_file(path: &Path, expected: Expected) -> Result<Vec<ChainReport>, StoreError> {
     if !path.exists() {
         return Err(StoreError::NotFound(format!(
             "database file {}",
@@ -64,16 +61,16 @@ pub fn verify_file(
     }
     let c = rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::Unavailable(format!("cannot open {}: {e}", path.display())))?;
-    verify_both(&c, expected_events_head)
+    verify_both(&c, expected)
 }
 
 fn verify_both(
     c: &rusqlite::Connection,
-    expected_events_head: Option<chain::Hash>,
+    expected: Expected,
 ) -> Result<Vec<ChainReport>, StoreError> {
     Ok(vec![
-        audit::verify(c, Log::Events, expected_events_head.as_ref())?,
-        audit::verify(c, Log::Changes, None)?,
+        audit::verify(c, Log::Events, expected.events)?,
+        audit::verify(c, Log::Changes, expected.changes)?,
     ])
 }
 
@@ -94,6 +91,9 @@ impl Sqlite {
             healthy: Arc::clone(&healthy),
             metrics: context.metrics,
             stream: context.stream,
+            unrecoverable: context.unrecoverable,
+            path: path.to_owned(),
+            tuning: tuning.clone(),
         };
         let handle = writer::spawn(conn, rx, tuning.max_batch, shared)?;
         Ok(Sqlite {
@@ -189,12 +189,13 @@ impl Engine for Sqlite {
         self.readers.run(move |c| reader::changes(c, &filter)).await
     }
 
-    async fn verify(
-        &self,
-        expected_events_head: Option<chain::Hash>,
-    ) -> Result<Vec<ChainReport>, StoreError> {
+    async fn verify(&self, expected: Expected) -> Result<Vec<ChainReport>, StoreError> {
+        self.readers.run(move |c| verify_both(c, expected)).await
+    }
+
+    async fn heads(&self) -> Result<[(i64, chain::Hash); 2], StoreError> {
         self.readers
-            .run(move |c| verify_both(c, expected_events_head))
+            .run(|c| Ok([audit::head(c, Log::Events)?, audit::head(c, Log::Changes)?]))
             .await
     }
 

@@ -212,6 +212,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_type ON events(event_type, seq) WHERE event_type IS NOT NULL;
     CREATE INDEX events_by_received ON events(received_at);
     ",
+    // 13: a checkpoint carries the audit key's signature; a dedupe id outlives its pruned
+    // event, stamped with the event's arrival time (NULL while the event is kept), and is
+    // forgotten past the replay horizon.
+    "
+    ALTER TABLE chain_checkpoints ADD COLUMN signature BLOB;
+    ALTER TABLE dedupe ADD COLUMN received_at INTEGER;
+    CREATE INDEX dedupe_expiry ON dedupe(received_at) WHERE received_at IS NOT NULL;
+    ",
 ];
 
 /// How many migrations this build knows: the version of a current database.

@@ -6,12 +6,12 @@
 //! so two copies in one group are caught too. It must never answer a job before its
 //! commit, and nothing else may write to the database.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use super::schema;
 use crate::chain::{self, Hash};
@@ -128,6 +128,12 @@ pub(super) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Streamed events, published in commit order after their group commits.
     pub stream: broadcast::Sender<Arc<StreamItem>>,
+    /// Set, with the reason, when the writer cannot write again by itself.
+    pub unrecoverable: watch::Sender<Option<String>>,
+    /// The database file, to reopen it after a panic and to notice it gone.
+    pub path: PathBuf,
+    /// The storage settings it was opened with.
+    pub tuning: Storage,
 }
 
 /// Starts the writer thread; `heads` are read from `conn` first, so a database whose
@@ -139,19 +145,159 @@ pub(super) fn spawn(
     shared: Shared,
 ) -> Result<std::thread::JoinHandle<()>, StoreError> {
     let heads = Heads::load(&conn)?;
+    let file = FileId::of(&shared.path)
+        .ok_or_else(|| StoreError::Unavailable(format!("cannot read {}", shared.path.display())))?;
     std::thread::Builder::new()
         .name("hookgate-writer".into())
-        .spawn(move || run(conn, rx, max_batch, &shared, heads))
+        .spawn(move || supervise(conn, rx, max_batch, &shared, heads, file))
         .map_err(|e| StoreError::Unavailable(format!("cannot start the writer thread: {e}")))
 }
 
-fn run(
-    mut conn: Connection,
+/// Which file a path names: its device and inode. A database file deleted or replaced
+/// under the gateway names another (or none), while the open connection goes on writing
+/// to the old one, which nobody will ever read again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    #[cfg(unix)]
+    fn of(path: &Path) -> Option<FileId> {
+        use std::os::unix::fs::MetadataExt as _;
+        let m = std::fs::metadata(path).ok()?;
+        Some(FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+
+    #[cfg(not(unix))]
+    fn of(path: &Path) -> Option<FileId> {
+        std::fs::metadata(path)
+            .ok()
+            .map(|_| FileId { dev: 0, ino: 0 })
+    }
+}
+
+/// How a run of the writer ended.
+enum Ended {
+    /// The queue closed, or a shutdown was asked for (its reply, sent once the file is
+    /// complete).
+    Stopped(Option<oneshot::Sender<()>>),
+    /// The database cannot be written again by this process.
+    Unrecoverable(String),
+}
+
+/// Runs the writer; a panic inside a group is caught, its jobs are answered with an error
+/// (their replies dropped), and the writer goes on with a fresh connection and heads read
+/// back from the database. A database that cannot be written again ends it: the gateway
+/// is told (`Shared::unrecoverable`) and every later job is refused until shutdown.
+fn supervise(
+    conn: Connection,
     mut rx: mpsc::Receiver<Job>,
     max_batch: usize,
     shared: &Shared,
-    mut heads: Heads,
+    heads: Heads,
+    file: FileId,
 ) {
+    let mut opened = Some((conn, heads));
+    let mut panics = 0u32;
+    let reason = loop {
+        let (mut conn, mut heads) = match opened.take() {
+            Some(o) => o,
+            None => match reopen(shared, file) {
+                Ok(o) => o,
+                Err(reason) => break reason,
+            },
+        };
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(&mut conn, &mut rx, max_batch, shared, &mut heads, file)
+        }));
+        match ran {
+            Ok(Ended::Stopped(done)) => {
+                leave_self_contained(&conn);
+                drop(conn);
+                if let Some(done) = done {
+                    let _ = done.send(());
+                }
+                return;
+            }
+            Ok(Ended::Unrecoverable(reason)) => break reason,
+            Err(_) => {
+                shared.healthy.store(false, Ordering::Relaxed);
+                panics += 1;
+                if panics > MAX_PANICS {
+                    break format!("the writer panicked {panics} times");
+                }
+                tracing::error!(
+                    "the writer panicked in a write group (its requests were answered 503); reopening the database and going on"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100 << panics.min(6)));
+            }
+        }
+    };
+    shared.healthy.store(false, Ordering::Relaxed);
+    tracing::error!(reason = %reason, "the writer cannot write to the database again: {reason}");
+    shared.unrecoverable.send_replace(Some(reason.clone()));
+    refuse(&mut rx, &reason);
+}
+
+/// Panics the writer survives before it gives up.
+const MAX_PANICS: u32 = 8;
+
+/// A fresh write connection and the heads as the database holds them, after a panic.
+fn reopen(shared: &Shared, file: FileId) -> Result<(Connection, Heads), String> {
+    if FileId::of(&shared.path) != Some(file) {
+        return Err(gone(&shared.path));
+    }
+    let conn = open_write_connection(&shared.path, &shared.tuning).map_err(|e| e.to_string())?;
+    let heads = Heads::load(&conn).map_err(|e| format!("cannot read the chains' heads: {e}"))?;
+    Ok((conn, heads))
+}
+
+fn gone(path: &Path) -> String {
+    format!(
+        "the database file {} was removed or replaced while the gateway had it open",
+        path.display()
+    )
+}
+
+/// Answers every job with `reason` until a shutdown (answered) or the queue closes.
+fn refuse(rx: &mut mpsc::Receiver<Job>, reason: &str) {
+    while let Some(job) = rx.blocking_recv() {
+        let stop = matches!(job, Job::Shutdown(_));
+        answer_failed(job, reason);
+        if stop {
+            return;
+        }
+    }
+}
+
+/// Whether a failed write means the database itself is unusable: corrupt, not a
+/// database, or moved away under the open connection.
+fn is_unrecoverable(e: &rusqlite::Error) -> bool {
+    use rusqlite::ffi;
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => {
+            matches!(
+                f.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) || f.extended_code == ffi::SQLITE_READONLY_DBMOVED
+        }
+        _ => false,
+    }
+}
+
+fn run(
+    conn: &mut Connection,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
+    shared: &Shared,
+    heads: &mut Heads,
+    file: FileId,
+) -> Ended {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.blocking_recv() {
         batch.push(first);
@@ -161,16 +307,46 @@ fn run(
                 Err(_) => break,
             }
         }
-        if let Some(done) = commit_batch(
-            &mut conn, &mut batch, &mut rx, max_batch, shared, &mut heads,
-        ) {
-            leave_self_contained(&conn);
-            drop(conn);
-            let _ = done.send(());
-            return;
+        // A group written to a file nobody will open again would be acknowledged and
+        // lost: the file is checked before each group (one stat).
+        if FileId::of(&shared.path) != Some(file) {
+            let reason = gone(&shared.path);
+            for job in batch.drain(..) {
+                answer_failed(job, &reason);
+            }
+            return Ended::Unrecoverable(reason);
+        }
+        let (done, fatal) = commit_batch(conn, &mut batch, rx, max_batch, shared, heads);
+        if let Some(reason) = fatal {
+            if let Some(done) = done {
+                let _ = done.send(());
+            }
+            return Ended::Unrecoverable(reason);
+        }
+        if done.is_some() {
+            return Ended::Stopped(done);
         }
     }
-    leave_self_contained(&conn);
+    Ended::Stopped(None)
+}
+
+/// Answers one job of a group that was not written.
+fn answer_failed(job: Job, reason: &str) {
+    let err = StoreError::Unavailable(reason.to_owned());
+    match job {
+        Job::Event(_, reply) => {
+            let _ = reply.send(Err(err));
+        }
+        Job::Admin(_, reply) => {
+            let _ = reply.send(Err(err));
+        }
+        Job::Probe(reply) => {
+            let _ = reply.send(Err(err));
+        }
+        Job::Shutdown(reply) => {
+            let _ = reply.send(());
+        }
+    }
 }
 
 /// Copies every WAL frame into the database file and empties the WAL, so that the file
@@ -238,7 +414,8 @@ enum Attempt {
 }
 
 /// Commits one group, counts it, and answers its jobs; returns the shutdown reply if one
-/// was queued (the jobs before it are committed first).
+/// was queued (the jobs before it are committed first), and the reason when the group
+/// failed in a way the database cannot recover from.
 ///
 /// Jobs that arrive while the group's rows are being inserted join the group before the
 /// commit, so one fsync covers them too: the group grows with the load, at no idle cost.
@@ -249,7 +426,7 @@ fn commit_batch(
     max_batch: usize,
     shared: &Shared,
     heads: &mut Heads,
-) -> Option<oneshot::Sender<()>> {
+) -> (Option<oneshot::Sender<()>>, Option<String>) {
     let (healthy, metrics) = (&shared.healthy, &shared.metrics);
     let started = std::time::Instant::now();
     let start_heads = *heads;
@@ -260,9 +437,15 @@ fn commit_batch(
         metrics.record_retried_group();
         attempt = write_group(conn, batch, rx, max_batch, heads, Guard::PerEvent);
     }
+    let mut fatal = None;
     let (outcomes, failure) = match attempt {
         Attempt::Committed(outcomes) => (outcomes, None),
-        Attempt::Failed(e) => (Vec::new(), Some(e.to_string())),
+        Attempt::Failed(e) => {
+            if is_unrecoverable(&e) {
+                fatal = Some(format!("the database is unusable: {e}"));
+            }
+            (Vec::new(), Some(e.to_string()))
+        }
         // A guarded attempt goes on past a failed event; it never abandons.
         Attempt::Abandoned => (Vec::new(), Some("the write group was abandoned".into())),
     };
@@ -326,7 +509,7 @@ fn commit_batch(
             }
         }
     }
-    shutdown
+    (shutdown, fatal)
 }
 
 /// The answer for a job whose outcome is missing, which `write_group` never leaves.
