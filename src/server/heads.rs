@@ -1,4 +1,5 @@
-//! Publishing the signed heads of both audit chains, every `audit.heads_interval_secs`:
+//! Publishing the signed heads of both audit chains, at start, every
+//! `audit.heads_interval_secs` and at stop:
 //! one log line with the whole head file, and the file itself (`audit.heads_file`, or
 //! `<database>.heads.json` on SQLite), replaced whole by a rename so a reader never sees
 //! half of it.
@@ -28,18 +29,22 @@ pub fn file_for(config: &Config) -> Option<PathBuf> {
     Some(PathBuf::from(name))
 }
 
-/// Signs and publishes the heads at start and then every interval, until `stop`.
+/// Signs and publishes the heads at start, then every interval, and once more when the
+/// gateway stops (the heads it leaves the database with).
 pub async fn publish(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let file = file_for(&state.config);
     let every = Duration::from_secs(state.config.audit.heads_interval_secs);
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
+        let stopping = tokio::select! {
+            _ = tick.tick() => false,
+            _ = stop.changed() => true,
+        };
         publish_once(&state, file.as_deref()).await;
+        if stopping {
+            return;
+        }
     }
 }
 

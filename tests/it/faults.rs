@@ -276,3 +276,147 @@ async fn writes_waiting_on_a_locked_database_show_in_the_queue_depth_and_all_com
     assert_eq!(gw.metric("hookgate_writer_queue_depth").await, 0.0);
     assert_eq!(gw.events("account=q&limit=500").await.len(), senders_sent);
 }
+
+/// Posts `body` to the real process's account `name` with its bearer token; the status.
+async fn post_to(client: &HttpClient, p: &crate::process::Proc, name: &str, body: &str) -> u16 {
+    let auth = format!("Bearer {name}-token-1");
+    client
+        .send(
+            Method::POST,
+            &format!("{}/hooks/{name}", p.public),
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            body.to_owned(),
+        )
+        .await
+        .expect("reachable")
+        .status
+        .as_u16()
+}
+
+async fn bearer_account(p: &crate::process::Proc, name: &str) {
+    p.create_account(
+        &json!({"name": name, "auth": {"type": "bearer", "token": format!("{name}-token-1")},
+        "paths": {"event_id": "$.id"}}),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_its_stderr_a_closed_pipe_the_real_gateway_heals_from_a_held_lock_without_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("h.db");
+    // A log shipper that died: the read end of the gateway's standard error is closed.
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let mut p = crate::process::start_with_stderr(
+        &db,
+        &[
+            ("HOOKGATE_STORAGE_BUSY_TIMEOUT_MS", "100"),
+            ("HOOKGATE_LOG", "debug"),
+        ],
+        std::process::Stdio::from(writer),
+    )
+    .await;
+    let client = HttpClient::default();
+    bearer_account(&p, "pipe").await;
+    // Many log lines, each a failed write to a closed pipe.
+    for i in 0..200 {
+        let body = format!("{{\"id\":\"warm-{i}\"}}");
+        assert_eq!(post_to(&client, &p, "pipe", &body).await, 200);
+    }
+    // Another process holds the write lock past the busy timeout.
+    let locker = rusqlite::Connection::open(&db).expect("open");
+    locker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    assert_eq!(post_to(&client, &p, "pipe", "{\"id\":\"held\"}").await, 503);
+    assert_eq!(
+        status_of(&client, &format!("{}/readyz", p.public)).await,
+        503
+    );
+    locker.execute_batch("ROLLBACK").expect("unlock");
+    drop(locker);
+    // Ready again with no webhook and no restart; the refused event is accepted now.
+    assert_eq!(
+        status_of(&client, &format!("{}/readyz", p.public)).await,
+        200
+    );
+    assert_eq!(post_to(&client, &p, "pipe", "{\"id\":\"held\"}").await, 200);
+    assert!(p.is_running(), "a closed stderr never stops the gateway");
+    p.term(std::time::Duration::from_secs(30)).await;
+}
+
+#[tokio::test]
+async fn with_its_log_and_database_on_a_full_disk_the_real_gateway_heals_when_space_returns() {
+    let disk = SmallDisk::mount("4m");
+    let db = disk.dir.path().join("full.db");
+    let log = std::fs::File::create(disk.dir.path().join("hookgate.log")).expect("log file");
+    let mut p = crate::process::start_with_stderr(
+        &db,
+        &[("HOOKGATE_LOG", "debug")],
+        std::process::Stdio::from(log),
+    )
+    .await;
+    let client = HttpClient::default();
+    bearer_account(&p, "disk").await;
+    let pad = "z".repeat(64 * 1024);
+    let event = |id: &str| format!("{{\"id\":\"{id}\",\"pad\":\"{pad}\"}}");
+    assert_eq!(post_to(&client, &p, "disk", &event("before")).await, 200);
+
+    // The disk fills: every log line and every write now fails with ENOSPC.
+    let filler = disk.fill();
+    for i in 0..3 {
+        let status = post_to(&client, &p, "disk", &event(&format!("full-{i}"))).await;
+        assert_eq!(status, 503, "never 2xx on a full disk");
+    }
+    assert_eq!(
+        status_of(&client, &format!("{}/readyz", p.public)).await,
+        503
+    );
+
+    std::fs::remove_file(&filler).expect("free the space");
+    assert_eq!(
+        status_of(&client, &format!("{}/readyz", p.public)).await,
+        200
+    );
+    assert_eq!(post_to(&client, &p, "disk", &event("full-0")).await, 200);
+    assert!(p.is_running(), "a full log disk never stops the gateway");
+    p.term(std::time::Duration::from_secs(30)).await;
+    drop(disk);
+}
+
+#[tokio::test]
+async fn a_database_file_removed_under_the_real_gateway_stops_it_non_zero_with_a_clear_last_line() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("gone.db");
+    let p = crate::process::start(&db, &[]).await;
+    let client = HttpClient::default();
+    bearer_account(&p, "gone").await;
+    assert_eq!(post_to(&client, &p, "gone", "{\"id\":\"kept\"}").await, 200);
+    // The connection could go on writing to the unlinked file, which nobody would read
+    // again: every acknowledgement after this would be a lost event.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+    assert_eq!(
+        post_to(&client, &p, "gone", "{\"id\":\"lost\"}").await,
+        503,
+        "never acknowledged into a removed file"
+    );
+    let (status, log) = p.wait_end(std::time::Duration::from_secs(30)).await;
+    assert_eq!(
+        status.code(),
+        Some(1),
+        "a non-zero exit for the supervisor: {log}"
+    );
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("");
+    assert!(
+        last.contains("unable to recover") && last.contains("removed or replaced"),
+        "the last line says why: {last:?}\n{log}"
+    );
+}

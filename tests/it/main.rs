@@ -41,3 +41,4 @@ mod service;
 mod status_api;
 mod storage;
 mod support;
+mod tamper;

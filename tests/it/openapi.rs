@@ -345,6 +345,8 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         "/v1/audit/verify?expect_head=zz",
         A,
     ));
+    walk.push(call(("get", "/v1/audit/heads"), "/v1/audit/heads", R));
+    walk.push(call(("get", "/v1/audit/heads"), "/v1/audit/heads", None));
     walk.push(call(("get", "/v1/stream"), "/v1/stream?nope=1", A));
     walk.push(call(("get", "/v1/stream"), "/v1/stream", None));
     walk.push(call(("get", "/v1/events/{id}"), "/v1/events/evt_1", R));

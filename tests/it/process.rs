@@ -45,13 +45,22 @@ fn command(db: &Path, extra_env: &[(&str, &str)]) -> Command {
 
 /// Starts the binary on `db` with extra `HOOKGATE_*` variables; waits for its banner.
 pub async fn start(db: &Path, extra_env: &[(&str, &str)]) -> Proc {
+    start_with_stderr(db, extra_env, Stdio::piped()).await
+}
+
+/// Starts the binary on `db` with its standard error sent to `stderr` (a closed pipe, a
+/// file on a full disk); waits for its banner. The log is read back only when piped.
+pub async fn start_with_stderr(db: &Path, extra_env: &[(&str, &str)], stderr: Stdio) -> Proc {
     let mut cmd = command(db, extra_env);
+    cmd.stderr(stderr);
     let mut child = cmd.spawn().expect("spawn hookgate");
     let stdout = child.stdout.take().expect("stdout");
-    let mut stderr = child.stderr.take().expect("stderr");
+    let piped = child.stderr.take();
     let stderr = tokio::spawn(async move {
         let mut all = String::new();
-        let _ = stderr.read_to_string(&mut all).await;
+        if let Some(mut piped) = piped {
+            let _ = piped.read_to_string(&mut all).await;
+        }
         all
     });
     let mut lines = BufReader::new(stdout).lines();
@@ -170,6 +179,21 @@ impl Proc {
     pub async fn term(self, deadline: Duration) -> String {
         self.signal_term();
         self.wait_exit(deadline).await
+    }
+
+    /// Waits up to `deadline` for the process to end by itself; returns its exit status
+    /// and log output.
+    pub async fn wait_end(mut self, deadline: Duration) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(deadline, self.child.wait())
+            .await
+            .expect("ended within the deadline")
+            .expect("wait");
+        (status, self.stderr.await.unwrap_or_default())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// Waits up to `deadline` for a clean exit; returns the log output.

@@ -44,3 +44,5 @@ mod roles;
 mod secrets;
 #[path = "../it/support.rs"]
 mod support;
+#[path = "../it/tamper.rs"]
+mod tamper;
