@@ -545,6 +545,25 @@ mod tests {
     }
 
     #[test]
+    fn a_replay_horizon_shorter_than_retention_is_refused() {
+        let load = |text: &str| Config::load(Some(text), no_env).map(|c| c.retention.dedupe_days);
+        let err = load("[retention]\nmax_age_days = 30\ndedupe_days = 7")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("retention.dedupe_days") && err.contains("30"),
+            "{err}"
+        );
+        assert_eq!(
+            load("[retention]\nmax_age_days = 30\ndedupe_days = 30").ok(),
+            Some(30)
+        );
+        assert_eq!(load("[retention]\nmax_age_days = 30").ok(), Some(0));
+        assert_eq!(load("[retention]\ndedupe_days = 1").ok(), Some(1));
+    }
+
+    #[test]
     fn every_field_has_an_environment_name() {
         let names: Vec<String> = env_names().into_iter().map(|(n, _)| n).collect();
         for expected in [

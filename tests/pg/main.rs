@@ -13,6 +13,8 @@ mod audit;
 mod cluster;
 #[path = "../it/console_api.rs"]
 mod console_api;
+#[path = "../it/dedupe_horizon.rs"]
+mod dedupe_horizon;
 #[path = "../it/export_csv.rs"]
 mod export_csv;
 #[path = "../it/fixtures.rs"]
