@@ -29,6 +29,7 @@ pub mod ratelimit;
 pub mod redact;
 pub mod registry;
 pub mod render;
+pub mod restart;
 pub mod rules;
 pub mod seal;
 pub mod secret;

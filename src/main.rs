@@ -18,7 +18,7 @@ fn main() -> std::process::ExitCode {
     let workers = match hookgate::cli::async_workers(requested.as_deref(), cores) {
         Ok(n) => n,
         Err(e) => {
-            eprintln!("error: {e}");
+            say(&format!("error: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
@@ -29,15 +29,22 @@ fn main() -> std::process::ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            say(&format!("error: cannot start the async runtime: {e}"));
             return std::process::ExitCode::FAILURE;
         }
     };
     match runtime.block_on(hookgate::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say(&format!("error: {e:#}"));
             std::process::ExitCode::from(hookgate::cli::exit_code(&e))
         }
     }
+}
+
+/// Writes a line to standard error; a standard error that is gone (a closed pipe) loses
+/// the line, never the exit code (`eprintln!` would panic and exit 101).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }

@@ -89,7 +89,21 @@ pub(super) async fn apply(
             pruned_change = change.pruned(&p, *before);
             &pruned_change
         }
-        AdminWrite::Anchor { change } => change,
+        AdminWrite::Anchor { change } => {
+            // Nodes starting together may each ask; the change log's head is locked here,
+            // so the first anchor is the only one.
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM changes WHERE action = 'audit.anchored' LIMIT 1",
+                    &[],
+                )
+                .await?
+                .is_some()
+            {
+                return Ok(0);
+            }
+            change
+        }
         AdminWrite::ForwardAttempt {
             seq,
             attempts,

@@ -153,14 +153,29 @@ impl Postgres {
             Duration::from_millis(tuning.enqueue_timeout_ms),
         );
         let follower = notify::Follower::start(url, pool.clone(), context.clone()).await?;
-        let writer = tokio::spawn(writer::run(
-            pool.clone(),
-            rx,
-            tuning.max_batch,
-            writer::Shared {
-                healthy: Arc::clone(&healthy),
-                metrics: context.metrics,
-                committed: follower.waker(),
+        let shared = writer::Shared {
+            healthy: Arc::clone(&healthy),
+            metrics: Arc::clone(&context.metrics),
+            committed: follower.waker(),
+        };
+        // The writer outlives its panics: the queue stays, and a group that panicked is
+        // answered with an error (its replies dropped) before the writer starts again.
+        let rx = Arc::new(tokio::sync::Mutex::new(rx));
+        let (max_batch, write_pool) = (tuning.max_batch, pool.clone());
+        let unrecoverable = context.unrecoverable.clone();
+        let unhealthy = Arc::clone(&healthy);
+        let writer = tokio::spawn(crate::restart::restarting(
+            "writer",
+            move || {
+                let (pool, rx, shared) = (write_pool.clone(), Arc::clone(&rx), shared.clone());
+                async move {
+                    let mut rx = rx.lock().await;
+                    writer::run(pool, &mut rx, max_batch, &shared).await;
+                }
+            },
+            move |why| {
+                unhealthy.store(false, Ordering::Relaxed);
+                unrecoverable.send_replace(Some(why));
             },
         ));
         Ok(Postgres {

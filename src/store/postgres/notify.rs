@@ -73,12 +73,24 @@ impl Follower {
         Arc::clone(&self.waker)
     }
 
-    /// Runs the follower until the engine closes.
+    /// Runs the follower until the engine closes, starting it again after a panic from
+    /// where it stood (`restart`).
     pub(super) fn spawn(self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run())
+        let unrecoverable = self.context.unrecoverable.clone();
+        let follower = Arc::new(tokio::sync::Mutex::new(self));
+        tokio::spawn(crate::restart::restarting(
+            "notification follower",
+            move || {
+                let follower = Arc::clone(&follower);
+                async move { follower.lock().await.run().await }
+            },
+            move |why| {
+                unrecoverable.send_replace(Some(why));
+            },
+        ))
     }
 
-    async fn run(mut self) {
+    async fn run(&mut self) {
         let mut backoff = Duration::from_millis(200);
         loop {
             if let Err(e) = self.listen(&mut backoff).await {

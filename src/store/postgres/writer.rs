@@ -25,6 +25,7 @@ use crate::store::chained::EventRow;
 use crate::store::queue::Job;
 
 /// What the writer shares with the rest of the engine.
+#[derive(Clone)]
 pub(super) struct Shared {
     /// False after a failed group, until one commits.
     pub healthy: Arc<AtomicBool>,
@@ -66,7 +67,12 @@ async fn store_head(tx: &Transaction<'_>, log: &str, head: Head) -> Result<(), S
 }
 
 /// Runs until the queue closes or a shutdown job arrives.
-pub(super) async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usize, shared: Shared) {
+pub(super) async fn run(
+    pool: Pool,
+    rx: &mut mpsc::Receiver<Job>,
+    max_batch: usize,
+    shared: &Shared,
+) {
     let mut batch: Vec<Job> = Vec::with_capacity(max_batch);
     while let Some(first) = rx.recv().await {
         batch.push(first);
@@ -76,7 +82,7 @@ pub(super) async fn run(pool: Pool, mut rx: mpsc::Receiver<Job>, max_batch: usiz
                 Err(_) => break,
             }
         }
-        if let Some(done) = commit_batch(&pool, &mut batch, &shared).await {
+        if let Some(done) = commit_batch(&pool, &mut batch, shared).await {
             let _ = done.send(());
             return;
         }

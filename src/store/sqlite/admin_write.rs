@@ -5,7 +5,7 @@
 //! savepoint, so a refused write leaves no trace in the group). Only the writer calls
 //! [`apply`]; it must never run outside the writer's transaction.
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::writer::Heads;
 use crate::chain::Hash;
@@ -95,7 +95,20 @@ fn apply_admin_inner(
             pruned_change = change.pruned(&p, *before);
             &pruned_change
         }
-        AdminWrite::Anchor { change } => change,
+        AdminWrite::Anchor { change } => {
+            if tx
+                .query_row(
+                    "SELECT 1 FROM changes WHERE action = 'audit.anchored' LIMIT 1",
+                    [],
+                    |_| Ok(()),
+                )
+                .optional()?
+                .is_some()
+            {
+                return Ok((0, None));
+            }
+            change
+        }
         AdminWrite::ForwardAttempt {
             seq,
             attempts,
