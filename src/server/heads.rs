@@ -90,8 +90,10 @@ mod tests {
 
     #[test]
     fn the_file_sits_beside_a_sqlite_database_and_nowhere_by_default_on_postgres() {
-        let mut c = Config::default();
-        c.database = PathBuf::from("/var/lib/hookgate/h.db");
+        let mut c = Config {
+            database: PathBuf::from("/var/lib/hookgate/h.db"),
+            ..Config::default()
+        };
         assert_eq!(
             file_for(&c),
             Some(PathBuf::from("/var/lib/hookgate/h.db.heads.json"))

@@ -192,11 +192,9 @@ async fn removed_or_replaced_history_fails_verification_given_the_public_key_or_
     let hash4 = one(&forged, "SELECT HEX(hash) FROM events WHERE seq = 4");
     tamper(
         &forged,
-        &format!(
-            "INSERT INTO chain_checkpoints (log, through, pruned, hash, at)
-             SELECT 'events', seq, seq, hash, 0 FROM events WHERE seq = 4;
-             DELETE FROM events WHERE seq <= 4;"
-        ),
+        "INSERT INTO chain_checkpoints (log, through, pruned, hash, at)
+         SELECT 'events', seq, seq, hash, 0 FROM events WHERE seq = 4;
+         DELETE FROM events WHERE seq <= 4;",
     );
     append_change(
         &forged,
