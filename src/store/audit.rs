@@ -251,9 +251,10 @@ impl Verifier {
     /// the chain must pass through. A kept head older than the checkpoint was pruned since:
     /// the checkpoint stands for it (its signature is checked by `store::anchoring`).
     pub fn new(log: Log, checkpoint: Checkpoint, expected: Option<KeptHead>) -> Verifier {
+        // A head of an empty log (seq 0) is passed through by every log.
         let pruned_past = expected
             .and_then(|k| k.seq)
-            .is_some_and(|seq| seq < checkpoint.through);
+            .is_some_and(|seq| seq < checkpoint.through || seq == 0);
         let (through, hash) = (checkpoint.through, checkpoint.hash);
         let expected_found =
             expected.map(|k| pruned_past || (k.hash == checkpoint.hash && checkpoint.pruned > 0));
@@ -397,5 +398,39 @@ impl Verifier {
         self.report.broken_at = Some(seq);
         self.report.problem = Some(problem);
         self.report.detail = Some(detail);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kept_head_of_an_empty_log_or_older_than_the_checkpoint_is_passed_through() {
+        let empty = KeptHead {
+            seq: Some(0),
+            hash: chain::GENESIS,
+        };
+        let report = Verifier::new(Log::Events, Checkpoint::default(), Some(empty)).finish();
+        assert!(report.ok, "{report:?}");
+        let checkpoint = Checkpoint {
+            through: 10,
+            pruned: 10,
+            hash: [7; 32],
+            signature: None,
+        };
+        let older = KeptHead {
+            seq: Some(4),
+            hash: [1; 32],
+        };
+        let report = Verifier::new(Log::Events, checkpoint.clone(), Some(older)).finish();
+        assert!(report.ok, "{report:?}");
+        let newer = KeptHead {
+            seq: Some(12),
+            hash: [1; 32],
+        };
+        let report = Verifier::new(Log::Events, checkpoint, Some(newer)).finish();
+        assert!(!report.ok, "a head past the end of the log is not in it");
+        assert_eq!(report.expected_head_found, Some(false));
     }
 }

@@ -101,6 +101,30 @@ async fn audit_verify_exits_0_1_or_2_and_never_calls_a_failed_check_a_broken_log
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("does not verify"), "{}", stderr(&out));
 
+    // Signed heads kept with `audit heads`, then checked online against the gateway.
+    let out = cli(&["audit", "heads"], &auditor, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let kept = tempfile::tempdir().expect("dir");
+    let heads = kept.path().join("heads.json");
+    std::fs::write(&heads, &out.stdout).expect("keep the heads");
+    let heads_arg = heads.display().to_string();
+    let out = cli(&["audit", "verify", "--heads", &heads_arg], &auditor, "").await;
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // A gateway that signs with another key than the one trusted does not verify.
+    let stranger = hookgate::anchor::AuditKey::derive(b"someone else").public_hex();
+    let out = cli(
+        &["audit", "verify", "--public-key", &stranger],
+        &auditor,
+        "",
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("another key") || stderr(&out).contains("not the key"),
+        "{}",
+        stderr(&out)
+    );
+
     // Checks that could not run: 2, and never "does not verify".
     let wrong = [
         ("HOOKGATE_URL", gw.admin.as_str()),

@@ -686,3 +686,48 @@ fn insert_event(
         row.stream_item(r),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: std::ffi::c_int) -> rusqlite::Error {
+        rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None)
+    }
+
+    #[test]
+    fn a_corrupt_or_moved_database_is_unrecoverable_and_a_busy_or_full_one_is_not() {
+        use rusqlite::ffi;
+        for code in [
+            ffi::SQLITE_CORRUPT,
+            ffi::SQLITE_NOTADB,
+            ffi::SQLITE_READONLY_DBMOVED,
+        ] {
+            assert!(is_unrecoverable(&failure(code)), "{code}");
+        }
+        for code in [
+            ffi::SQLITE_BUSY,
+            ffi::SQLITE_FULL,
+            ffi::SQLITE_IOERR,
+            ffi::SQLITE_READONLY,
+        ] {
+            assert!(!is_unrecoverable(&failure(code)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_removed_or_replaced_file_is_another_file() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("db");
+        std::fs::write(&path, b"one").expect("write");
+        let id = FileId::of(&path);
+        assert!(id.is_some());
+        assert_eq!(FileId::of(&path), id);
+        let other = dir.path().join("other");
+        std::fs::write(&other, b"two").expect("write");
+        std::fs::rename(&other, &path).expect("replace");
+        assert_ne!(FileId::of(&path), id);
+        std::fs::remove_file(&path).expect("remove");
+        assert_eq!(FileId::of(&path), None);
+    }
+}
