@@ -660,6 +660,7 @@ impl<'a> Row<'a> {
             body_truncated: hash_only,
             handle_micros: self.started.elapsed().as_micros() as i64,
             forward: Forward::None,
+            destinations: Vec::new(),
         }
     }
 }
