@@ -249,7 +249,7 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         tokio::select! {
-            _ = state.deliveries.notified() => {}
+            _ = state.destination_wake.notified() => {}
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => break,
@@ -335,7 +335,7 @@ impl Attempt {
             tracing::warn!(error = %e, delivery = d.id, "could not record a delivery attempt");
         }
         self.state.lanes.lock().in_flight.remove(&d.id);
-        self.state.deliveries.notify_one();
+        self.state.destination_wake.notify_one();
     }
 
     /// Builds the request from the stored event and sends it.

@@ -13,6 +13,7 @@ mod account_view;
 mod admin;
 mod admin_accounts;
 mod admin_console;
+mod admin_destinations;
 mod admin_events;
 mod admin_tokens;
 mod conn_limit;
@@ -95,6 +96,8 @@ pub struct AppState {
     pub egress: Arc<crate::destination::egress::Policy>,
     /// The destinations' delivery lanes on this node (breakers, counters).
     pub lanes: crate::forward::http::Lanes,
+    /// Wakes the destinations' delivery worker when a delivery was queued or redriven.
+    pub destination_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The two bound listeners.
@@ -208,6 +211,7 @@ impl Gateway {
             destinations,
             egress,
             lanes: Default::default(),
+            destination_wake: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(Gateway {
             state: Arc::new(state),
