@@ -521,17 +521,33 @@ fn console_file(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { Ok(console::serve(cx.req.uri().path())) })
 }
 
-/// Reads a JSON object body, or an empty one as `{}`.
+/// Reads a JSON object body, or no body as `{}`.
 async fn optional_json_body(state: &AppState, req: Request<Incoming>) -> Result<Value, Problem> {
-    let empty = req
-        .headers()
-        .get(hyper::header::CONTENT_LENGTH)
-        .is_some_and(|v| v.as_bytes() == b"0")
-        || !req.headers().contains_key(hyper::header::CONTENT_TYPE);
-    if empty {
+    let limit = state.config.limits.max_body_bytes;
+    let bytes = read_body(req.into_body(), limit, state.config.body_timeout())
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "Bad Request",
+                format!(
+                    "the body could not be read whole within {limit} bytes and the read timeout"
+                ),
+            )
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Value::Object(Default::default()));
     }
-    json_body(state, req).await
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Bad Request",
+            "the body must be a JSON object, or empty",
+        )),
+    }
 }
 
 /// Reads a JSON object body under the body limit.

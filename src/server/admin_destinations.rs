@@ -213,10 +213,7 @@ pub async fn delete(
     });
     state.store.admin(write).await.map_err(store_problem)?;
     state.destinations.remove(account, name);
-    Ok(Response::builder()
-        .status(StatusCode::NO_CONTENT)
-        .body(super::http::full(""))
-        .unwrap_or_default())
+    Ok(super::http::json(StatusCode::OK, &json!({"deleted": name})))
 }
 
 /// `POST /v1/accounts/{name}/destinations/{dest}/rotate-secret`: `{"overlap_secs"}`
