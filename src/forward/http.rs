@@ -256,6 +256,13 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         }
     }
     let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    // What is still in flight was not recorded: it stays due, and another node (or this
+    // one after its restart) need not wait for this node's claims to run out.
+    let unfinished: Vec<i64> = state.lanes.lock().in_flight.drain().collect();
+    if let Err(e) = state.store.release_deliveries(unfinished).await {
+        tracing::warn!(error = %e, "cannot give back claims at shutdown; their lease runs out");
+    }
 }
 
 /// One attempt and what it needs.
