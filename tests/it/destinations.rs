@@ -21,7 +21,7 @@ use crate::support::*;
 
 /// How the test endpoint answers one request.
 #[derive(Debug, Clone, Copy)]
-enum Reply {
+pub(crate) enum Reply {
     Status(u16),
     RetryAfter(u16, &'static str),
     Hang,
@@ -29,14 +29,14 @@ enum Reply {
 
 /// A request the endpoint received.
 #[derive(Debug, Clone)]
-struct Received {
+pub(crate) struct Received {
     headers: HashMap<String, String>,
     body: Bytes,
     at: Instant,
 }
 
 impl Received {
-    fn header(&self, name: &str) -> &str {
+    pub(crate) fn header(&self, name: &str) -> &str {
         self.headers.get(name).map(String::as_str).unwrap_or("")
     }
 
@@ -47,8 +47,8 @@ impl Received {
 
 /// The account's endpoint: answers from a script, then with a default; reports every
 /// request as it arrives.
-struct Endpoint {
-    url: String,
+pub(crate) struct Endpoint {
+    pub(crate) url: String,
     port: u16,
     received: mpsc::UnboundedReceiver<Received>,
     script: Arc<Mutex<VecDeque<Reply>>>,
@@ -56,7 +56,7 @@ struct Endpoint {
 }
 
 impl Endpoint {
-    async fn start() -> Endpoint {
+    pub(crate) async fn start() -> Endpoint {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind endpoint");
@@ -130,7 +130,7 @@ impl Endpoint {
         }
     }
 
-    fn script(&self, replies: &[Reply]) {
+    pub(crate) fn script(&self, replies: &[Reply]) {
         self.script.lock().expect("script").extend(replies);
     }
 
@@ -138,7 +138,7 @@ impl Endpoint {
         *self.default.lock().expect("default") = reply;
     }
 
-    async fn next(&mut self) -> Received {
+    pub(crate) async fn next(&mut self) -> Received {
         tokio::time::timeout(Duration::from_secs(20), self.received.recv())
             .await
             .expect("the endpoint received a delivery in time")
