@@ -134,7 +134,7 @@ impl Endpoint {
         self.script.lock().expect("script").extend(replies);
     }
 
-    fn answer_with(&self, reply: Reply) {
+    pub(crate) fn answer_with(&self, reply: Reply) {
         *self.default.lock().expect("default") = reply;
     }
 
@@ -145,7 +145,7 @@ impl Endpoint {
             .expect("endpoint running")
     }
 
-    async fn nothing_within(&mut self, wait: Duration) {
+    pub(crate) async fn nothing_within(&mut self, wait: Duration) {
         if let Ok(Some(r)) = tokio::time::timeout(wait, self.received.recv()).await {
             panic!("the endpoint received a request it should not have: {r:?}");
         }
