@@ -669,3 +669,59 @@ async fn destinations_are_managed_and_bad_input_is_named() {
     assert_eq!(listed.json()["destinations"][0]["name"], "again");
     gw.stop().await;
 }
+
+/// Runs the real CLI against the gateway's admin API.
+async fn cli(gw: &TestGateway, args: &[&str]) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_hookgate"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOOKGATE_URL", &gw.admin)
+        .env("HOOKGATE_ADMIN_TOKEN", ADMIN_TOKEN)
+        .output()
+        .await
+        .expect("run the CLI")
+}
+
+#[tokio::test]
+async fn the_cli_adds_lists_edits_rotates_redrives_and_removes() {
+    let gw = gateway(|_| {}).await;
+    account(&gw).await;
+    let ep = Endpoint::start().await;
+    let out = cli(
+        &gw,
+        &["destinations", "add", "shop", "backend", &ep.url,
+          "--spec", r#"{"event_types": ["paid"]}"#],
+    )
+    .await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let added: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert!(added["secret"].as_str().unwrap_or("").starts_with("whsec_"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
+    let out = cli(&gw, &["destinations", "list", "shop"]).await;
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(listed["destinations"][0]["event_types"], json!(["paid"]));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("whsec_"));
+    let out = cli(&gw, &["destinations", "edit", "shop", "backend", r#"{"max_in_flight": 4}"#]).await;
+    assert!(out.status.success());
+    let out = cli(&gw, &["destinations", "show", "shop", "backend"]).await;
+    let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(shown["max_in_flight"], 4);
+    let out = cli(&gw, &["destinations", "rotate", "shop", "backend", "--overlap-secs", "60"]).await;
+    let rotated: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_ne!(rotated["secret"], added["secret"]);
+    let out = cli(&gw, &["destinations", "redrive", "shop", "--status", "dead", "--status", "delivered"]).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let redriven: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(redriven["requeued"], 0);
+    // A refusal names the field and exits non-zero.
+    let out = cli(&gw, &["destinations", "add", "shop", "inside", "http://10.1.1.1/"]).await;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("(field url)"));
+    let out = cli(&gw, &["destinations", "remove", "shop", "backend"]).await;
+    assert!(out.status.success());
+    let out = cli(&gw, &["destinations", "list", "shop"]).await;
+    let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(listed["destinations"], json!([]));
+    gw.stop().await;
+}
