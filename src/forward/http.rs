@@ -134,7 +134,10 @@ fn client(settings: &Settings, policy: Arc<egress::Policy>) -> HttpsClient {
     http.enforce_http(false);
     http.set_connect_timeout(Some(Duration::from_millis(settings.connect_timeout_ms)));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
+        // Fails only for a provider without the default protocol versions; aws-lc-rs has
+        // both (the admin client's test builds one the same way).
+        .expect("the aws-lc-rs provider supports TLS 1.2 and 1.3")
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
