@@ -725,3 +725,34 @@ async fn the_cli_adds_lists_edits_rotates_redrives_and_removes() {
     assert_eq!(listed["destinations"], json!([]));
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_https_destination_is_reached_over_tls() {
+    use tokio::io::AsyncReadExt as _;
+    // A listener that records the first bytes a client sends: a TLS ClientHello begins
+    // with a handshake record (0x16, then the version's major byte 0x03).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let mut first = [0u8; 3];
+            if s.read_exact(&mut first).await.is_ok() {
+                let _ = tx.send(first);
+            }
+        }
+    });
+    let gw = gateway(|c| c.delivery.max_attempts = 1).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "secure", "url": format!("https://127.0.0.1:{port}/in")})).await;
+    let id = post(&gw, json!({"type": "paid", "id": "tls"})).await;
+    let hello = tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("the gateway connected")
+        .expect("bytes");
+    assert_eq!(&hello[..2], &[0x16, 0x03], "a TLS handshake, not plain HTTP");
+    // The listener speaks no TLS: the attempt fails and is recorded, nothing delivered.
+    let d = delivery_becomes(&gw, &id, "secure", "dead").await;
+    assert_eq!(d["history"][0]["http_status"], Value::Null);
+    gw.stop().await;
+}
