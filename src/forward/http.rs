@@ -383,6 +383,12 @@ impl Attempt {
             event_id: s.event_id.clone(),
             params: (!s.params.is_null()).then(|| s.params.to_string()),
         };
+        if event.body_truncated && self.dest.mapping.is_none() {
+            return broken(
+                "the account keeps no whole body (store_body is off): give the destination a mapping of event fields"
+                    .into(),
+            );
+        }
         let gateway_id = public_id(d.seq);
         let (payload_bytes, content_type) = match &self.dest.mapping {
             None => (
@@ -393,8 +399,12 @@ impl Attempt {
                     .unwrap_or_else(|| "application/octet-stream".into()),
             ),
             Some(mapping) => {
-                let payload = crate::payload::decode_unverified(&body, event.content_type.as_deref())
-                    .unwrap_or(Value::Null);
+                let payload = if event.body_truncated {
+                    Value::Null
+                } else {
+                    crate::payload::decode_unverified(&body, event.content_type.as_deref())
+                        .unwrap_or(Value::Null)
+                };
                 let view = event_view(&d.account, &extracted, Some(&gateway_id), Some(&s.received_at));
                 let rendered = mapping.render(&payload, &view);
                 (rendered.to_string().into_bytes(), "application/json".into())

@@ -135,7 +135,7 @@ pub async fn create(
     let now = now_micros();
     let keys = sign::rotate(&[], now, 0);
     let secret = keys.first().map(|k| k.secret.clone()).unwrap_or_default();
-    let compiled = destination::compile(account, &name, spec, keys, &state.egress, (now, now))
+    let compiled = destination::compile(account, &name, spec, keys, Some(&state.egress), (now, now))
         .map_err(invalid)?;
     let write = AdminWrite::Destination(DestinationWrite::Create {
         row: stored(&compiled),
@@ -180,7 +180,7 @@ pub async fn update(
         name,
         spec,
         current.keys.clone(),
-        &state.egress,
+        Some(&state.egress),
         (current.created_at, now),
     )
     .map_err(invalid)?;
@@ -247,7 +247,7 @@ pub async fn rotate(
         current.spec.clone(),
         keys,
         // The URL was judged when it was saved; a rotation does not move it.
-        &destination::egress::Policy::new(&["0.0.0.0/0".into(), "::/0".into()]).unwrap_or_default(),
+        None,
         (current.created_at, now),
     )
     .map_err(invalid)?;

@@ -297,8 +297,6 @@ async fn compiled_accounts(store: &Store) -> Result<Vec<CompiledAccount>, StoreE
 pub(crate) async fn compiled_destinations(
     store: &Store,
 ) -> Result<Vec<crate::destination::CompiledDestination>, StoreError> {
-    let open = crate::destination::egress::Policy::new(&["0.0.0.0/0".into(), "::/0".into()])
-        .unwrap_or_default();
     let mut out = Vec::new();
     for stored in store.destinations().await? {
         let parsed = serde_json::from_str(&stored.spec)
@@ -311,7 +309,7 @@ pub(crate) async fn compiled_destinations(
                     &stored.name,
                     spec,
                     keys,
-                    &open,
+                    None,
                     (stored.created_at, stored.updated_at),
                 )
                 .map_err(|e| e.message)

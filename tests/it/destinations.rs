@@ -544,17 +544,20 @@ async fn a_failing_destination_is_paused_probed_and_resumed() {
     account(&gw).await;
     add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
     let id = post(&gw, json!({"type": "paid", "id": "b1"})).await;
-    for _ in 0..3 {
-        ep.next().await;
-    }
-    // Open: nothing goes until the probe interval has passed.
+    ep.next().await;
+    ep.next().await;
+    let third = ep.next().await;
+    // Open: nothing goes until the probe interval has passed since the third failure.
     let view = gw
         .admin_call(Method::GET, "/v1/accounts/shop/destinations/backend", None)
         .await;
     assert_ne!(view.json()["breaker"]["state"], "closed", "{:?}", view.json());
-    let opened = Instant::now();
     let probe = ep.next().await;
-    assert!(probe.at - opened >= Duration::from_millis(200), "probed too soon");
+    assert!(
+        probe.at - third.at >= Duration::from_millis(300),
+        "probed {:?} after opening, before the interval",
+        probe.at - third.at
+    );
     // The probe failed: open again; then the destination recovers and a probe closes it.
     ep.answer_with(Reply::Status(200));
     ep.next().await;
@@ -667,6 +670,38 @@ async fn destinations_are_managed_and_bad_input_is_named() {
         .admin_call(Method::GET, "/v1/accounts/shop/destinations", None)
         .await;
     assert_eq!(listed.json()["destinations"][0]["name"], "again");
+    // Deleting the account deletes its destinations: a new account of that name has none.
+    let gone = gw.admin_call(Method::DELETE, "/v1/accounts/shop", None).await;
+    assert_eq!(gone.status, 200);
+    account(&gw).await;
+    let listed = gw
+        .admin_call(Method::GET, "/v1/accounts/shop/destinations", None)
+        .await;
+    assert_eq!(listed.json()["destinations"], json!([]));
+    let gw = gw.restart().await;
+    let listed = gw
+        .admin_call(Method::GET, "/v1/accounts/shop/destinations", None)
+        .await;
+    assert_eq!(listed.json()["destinations"], json!([]));
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_account_that_keeps_no_body_delivers_only_through_a_mapping() {
+    let mut ep = Endpoint::start().await;
+    let gw = gateway(|c| c.delivery.max_attempts = 1).await;
+    gw.create_account(json!({"name": "shop", "allow_unverified": true, "store_body": false,
+        "paths": {"event_type": "$.type", "event_id": "$.id"}}))
+        .await;
+    add_destination(&gw, json!({"name": "raw", "url": ep.url})).await;
+    add_destination(&gw, json!({"name": "fields", "url": ep.url,
+        "mapping": {"type": "{{event.type}}", "id": "{{event.id}}", "amount": "{{$.amount}}"}})).await;
+    let id = post(&gw, json!({"type": "paid", "id": "nb", "amount": 3})).await;
+    let r = ep.next().await;
+    assert_eq!(r.json(), json!({"type": "paid", "id": "nb", "amount": null}));
+    let d = delivery_becomes(&gw, &id, "raw", "dead").await;
+    assert!(d["history"][0]["detail"].as_str().unwrap_or("").contains("store_body"), "{d}");
+    ep.nothing_within(Duration::from_millis(200)).await;
     gw.stop().await;
 }
 

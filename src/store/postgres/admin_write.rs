@@ -76,6 +76,16 @@ pub(super) async fn apply(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
+            // Its destinations go with it; what waited for them is cancelled.
+            tx.execute("DELETE FROM destinations WHERE account = $1", &[name])
+                .await?;
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled', claimed_by = NULL,
+                    claimed_until = NULL
+                 WHERE account = $1 AND status IN ('pending', 'retrying')",
+                &[name],
+            )
+            .await?;
             change
         }
         AdminWrite::PruneEvents {

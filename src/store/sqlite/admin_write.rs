@@ -77,6 +77,13 @@ fn apply_admin_inner(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
+            // Its destinations go with it; what waited for them is cancelled.
+            tx.execute("DELETE FROM destinations WHERE account = ?1", params![name])?;
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled'
+                 WHERE account = ?1 AND status IN ('pending', 'retrying')",
+                params![name],
+            )?;
             change
         }
         AdminWrite::PruneEvents {
