@@ -92,7 +92,12 @@ pub(super) async fn run(cmd: D) -> anyhow::Result<()> {
             if !status.is_empty() {
                 body["status"] = status.into();
             }
-            (remote, Method::POST, "/v1/deliveries/redrive".into(), Some(body))
+            (
+                remote,
+                Method::POST,
+                "/v1/deliveries/redrive".into(),
+                Some(body),
+            )
         }
         D::Redeliver { id, remote } => (
             remote,

@@ -8,8 +8,8 @@
 
 mod args;
 mod chat_sink;
-mod destinations;
 pub mod client;
+mod destinations;
 mod paths;
 mod providers;
 mod remote;

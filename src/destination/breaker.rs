@@ -130,10 +130,7 @@ mod tests {
         b.record(true, 0, S);
         b.record(false, 0, S);
         assert_eq!(b, State::Closed { failures: 1 });
-        let never = Settings {
-            threshold: 0,
-            ..S
-        };
+        let never = Settings { threshold: 0, ..S };
         for _ in 0..10 {
             b.record(false, 0, never);
         }

@@ -73,7 +73,7 @@ impl Policy {
     /// True when the operator allowed this host name.
     pub fn allows_host(&self, host: &str) -> bool {
         let host = host.trim_end_matches('.').to_ascii_lowercase();
-        self.hosts.iter().any(|h| *h == host)
+        self.hosts.contains(&host)
     }
 
     /// `Ok` when `addr`, reached as `host`, may be connected to.
@@ -164,9 +164,17 @@ fn in4(a: Ipv4Addr, net: [u8; 4], bits: u32) -> bool {
 
 fn special_v4(a: Ipv4Addr) -> Option<&'static str> {
     const RANGES: &[([u8; 4], u32, &str)] = &[
-        ([0, 0, 0, 0], 8, "an unspecified or \"this network\" address"),
+        (
+            [0, 0, 0, 0],
+            8,
+            "an unspecified or \"this network\" address",
+        ),
         ([127, 0, 0, 0], 8, "a loopback address"),
-        ([169, 254, 0, 0], 16, "a link-local address (cloud metadata lives here)"),
+        (
+            [169, 254, 0, 0],
+            16,
+            "a link-local address (cloud metadata lives here)",
+        ),
         ([10, 0, 0, 0], 8, "a private address"),
         ([172, 16, 0, 0], 12, "a private address"),
         ([192, 168, 0, 0], 16, "a private address"),
@@ -212,13 +220,8 @@ fn special_v6(a: Ipv6Addr) -> Option<&'static str> {
     }
     if first == 0x0064 && s[1] == 0xff9b {
         // NAT64: judged by the IPv4 address it carries.
-        let v4 = Ipv4Addr::new(
-            (s[6] >> 8) as u8,
-            s[6] as u8,
-            (s[7] >> 8) as u8,
-            s[7] as u8,
-        );
-        return special_v4(v4).or(None);
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+        return special_v4(v4);
     }
     if first == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0 {
         return Some("a discard-only address");
@@ -284,11 +287,7 @@ impl tower_service::Service<Name> for Resolver {
 
     fn call(&mut self, name: Name) -> Self::Future {
         let policy = Arc::clone(&self.policy);
-        Box::pin(async move {
-            resolve(&policy, name.as_str())
-                .await
-                .map(|v| v.into_iter())
-        })
+        Box::pin(async move { resolve(&policy, name.as_str()).await.map(|v| v.into_iter()) })
     }
 }
 
@@ -340,8 +339,12 @@ mod tests {
 
     #[test]
     fn the_allowlist_opens_ranges_and_names() {
-        let p = Policy::new(&["127.0.0.0/8".into(), "fd00::/8".into(), "Internal.Example".into()])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let p = Policy::new(&[
+            "127.0.0.0/8".into(),
+            "fd00::/8".into(),
+            "Internal.Example".into(),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(p.check_url("http://127.0.0.1:1/").is_ok());
         assert!(p.check_url("http://[fd00::5]/").is_ok());
         assert!(refused(&p, "http://10.0.0.1/"));
@@ -360,13 +363,22 @@ mod tests {
             ("not a url", "not a URL"),
             ("/relative", "https://"),
         ] {
-            let e = p.check_url(url).err().map(|e| e.to_string()).unwrap_or_default();
+            let e = p
+                .check_url(url)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.contains(says), "{url}: {e}");
         }
-        let e = p.check_url("http://127.0.0.1/").err().map(|e| e.to_string());
+        let e = p
+            .check_url("http://127.0.0.1/")
+            .err()
+            .map(|e| e.to_string());
         assert_eq!(
             e.as_deref(),
-            Some("127.0.0.1 is a loopback address (127.0.0.1); destinations there are refused unless the operator allows them in [egress] allow (HOOKGATE_EGRESS_ALLOW)")
+            Some(
+                "127.0.0.1 is a loopback address (127.0.0.1); destinations there are refused unless the operator allows them in [egress] allow (HOOKGATE_EGRESS_ALLOW)"
+            )
         );
     }
 
@@ -374,7 +386,8 @@ mod tests {
     async fn the_resolver_refuses_a_name_that_resolves_to_loopback() {
         let e = resolve(&Policy::default(), "localhost").await.err();
         assert!(e.is_some_and(|e| e.to_string().contains("egress refused")));
-        let p = Policy::new(&["127.0.0.0/8".into(), "::1/128".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let p = Policy::new(&["127.0.0.0/8".into(), "::1/128".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(resolve(&p, "localhost").await.is_ok_and(|a| !a.is_empty()));
     }
 }

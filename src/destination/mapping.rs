@@ -99,7 +99,12 @@ impl Mapping {
     }
 }
 
-fn select<'v>(is_event: bool, path: &JsonPath, payload: &'v Value, event: &'v Value) -> Option<&'v Value> {
+fn select<'v>(
+    is_event: bool,
+    path: &JsonPath,
+    payload: &'v Value,
+    event: &'v Value,
+) -> Option<&'v Value> {
     path.value(if is_event { event } else { payload })
 }
 
@@ -129,7 +134,9 @@ fn render(node: &Node, payload: &Value, event: &Value) -> Value {
                 .map(|(k, n)| (k.clone(), render(n, payload, event)))
                 .collect::<Map<_, _>>(),
         ),
-        Node::Array(items) => Value::Array(items.iter().map(|n| render(n, payload, event)).collect()),
+        Node::Array(items) => {
+            Value::Array(items.iter().map(|n| render(n, payload, event)).collect())
+        }
     }
 }
 

@@ -97,10 +97,7 @@ impl DestinationSpec {
     /// Reads a spec from JSON, naming the field that is wrong.
     pub fn from_json(v: Value) -> Result<DestinationSpec, SpecError> {
         serde_json::from_value(v).map_err(|e| {
-            SpecError::new(
-                "destination",
-                crate::redact::serde_message(&e.to_string()),
-            )
+            SpecError::new("destination", crate::redact::serde_message(&e.to_string()))
         })
     }
 }
@@ -258,7 +255,10 @@ impl Registry {
     pub fn replace_all(&self, all: Vec<CompiledDestination>) {
         let mut fresh: HashMap<String, Vec<Arc<CompiledDestination>>> = HashMap::new();
         for d in all {
-            fresh.entry(d.account.clone()).or_default().push(Arc::new(d));
+            fresh
+                .entry(d.account.clone())
+                .or_default()
+                .push(Arc::new(d));
         }
         for list in fresh.values_mut() {
             list.sort_by(|a, b| a.name.cmp(&b.name));
@@ -274,8 +274,15 @@ mod tests {
     fn dest(name: &str, spec: Value) -> Arc<CompiledDestination> {
         let spec = DestinationSpec::from_json(spec).unwrap_or_else(|e| panic!("{}", e.message));
         Arc::new(
-            compile("shop", name, spec, Vec::new(), Some(&egress::Policy::default()), (0, 0))
-                .unwrap_or_else(|e| panic!("{}", e.message)),
+            compile(
+                "shop",
+                name,
+                spec,
+                Vec::new(),
+                Some(&egress::Policy::default()),
+                (0, 0),
+            )
+            .unwrap_or_else(|e| panic!("{}", e.message)),
         )
     }
 
@@ -283,17 +290,32 @@ mod tests {
     fn plan_keeps_enabled_listed_and_matching_destinations() {
         let dests = vec![
             dest("all", json!({"url": "https://a.example/"})),
-            dest("paid", json!({"url": "https://a.example/", "event_types": ["paid"]})),
-            dest("big", json!({"url": "https://a.example/",
-                "filter": [{"path": "$.amount", "op": "gt", "value": 100}]})),
-            dest("off", json!({"url": "https://a.example/", "enabled": false})),
+            dest(
+                "paid",
+                json!({"url": "https://a.example/", "event_types": ["paid"]}),
+            ),
+            dest(
+                "big",
+                json!({"url": "https://a.example/",
+                "filter": [{"path": "$.amount", "op": "gt", "value": 100}]}),
+            ),
+            dest(
+                "off",
+                json!({"url": "https://a.example/", "enabled": false}),
+            ),
         ];
         let e = Extracted {
             event_type: Some("paid".into()),
             ..Extracted::default()
         };
-        assert_eq!(plan(&dests, "shop", &e, &json!({"amount": 500})), ["all", "paid", "big"]);
-        assert_eq!(plan(&dests, "shop", &e, &json!({"amount": 5})), ["all", "paid"]);
+        assert_eq!(
+            plan(&dests, "shop", &e, &json!({"amount": 500})),
+            ["all", "paid", "big"]
+        );
+        assert_eq!(
+            plan(&dests, "shop", &e, &json!({"amount": 5})),
+            ["all", "paid"]
+        );
         let other = Extracted::default();
         assert_eq!(plan(&dests, "shop", &other, &json!({})), ["all"]);
     }
@@ -302,12 +324,39 @@ mod tests {
     fn compile_names_the_bad_field() {
         let spec = |v| DestinationSpec::from_json(v).unwrap_or_else(|e| panic!("{}", e.message));
         let p = egress::Policy::default();
-        let e = compile("shop", "x", spec(json!({"url": "http://10.0.0.1/"})), vec![], Some(&p), (0, 0)).err();
+        let e = compile(
+            "shop",
+            "x",
+            spec(json!({"url": "http://10.0.0.1/"})),
+            vec![],
+            Some(&p),
+            (0, 0),
+        )
+        .err();
         assert_eq!(e.map(|e| e.field), Some("url".into()));
-        let e = compile("shop", "x", spec(json!({"url": "https://a.example/", "max_in_flight": 0})), vec![], Some(&p), (0, 0)).err();
+        let e = compile(
+            "shop",
+            "x",
+            spec(json!({"url": "https://a.example/", "max_in_flight": 0})),
+            vec![],
+            Some(&p),
+            (0, 0),
+        )
+        .err();
         assert_eq!(e.map(|e| e.field), Some("max_in_flight".into()));
-        let e = compile("shop", "Bad Name", spec(json!({"url": "https://a.example/"})), vec![], Some(&p), (0, 0)).err();
+        let e = compile(
+            "shop",
+            "Bad Name",
+            spec(json!({"url": "https://a.example/"})),
+            vec![],
+            Some(&p),
+            (0, 0),
+        )
+        .err();
         assert_eq!(e.map(|e| e.field), Some("name".into()));
-        assert!(DestinationSpec::from_json(json!({"url": "https://a.example/", "secret": "x"})).is_err());
+        assert!(
+            DestinationSpec::from_json(json!({"url": "https://a.example/", "secret": "x"}))
+                .is_err()
+        );
     }
 }

@@ -70,7 +70,10 @@ pub fn signature(keys: &[Key], id: &str, timestamp_secs: i64, body: &[u8], now: 
             mac.update(timestamp_secs.to_string().as_bytes());
             mac.update(b".");
             mac.update(body);
-            Some(format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes())))
+            Some(format!(
+                "v1,{}",
+                STANDARD.encode(mac.finalize().into_bytes())
+            ))
         })
         .collect::<Vec<_>>()
         .join(" ")

@@ -71,6 +71,8 @@ struct LanesInner {
     in_flight: HashSet<i64>,
     /// Attempts by (destination key, outcome).
     attempts: HashMap<(String, &'static str), u64>,
+    /// The destinations named in `attempts` (at most `METRIC_DESTINATIONS`).
+    named: HashSet<String>,
 }
 
 fn key(account: &str, name: &str) -> String {
@@ -114,15 +116,13 @@ impl Lanes {
 
     fn count(&self, k: &str, outcome: &'static str) {
         let mut inner = self.lock();
-        let named = inner.attempts.keys().any(|(x, _)| x == k)
-            || inner
-                .attempts
-                .keys()
-                .map(|(x, _)| x)
-                .collect::<HashSet<_>>()
-                .len()
-                < METRIC_DESTINATIONS;
-        let label = if named { k.to_owned() } else { "other".to_owned() };
+        let named = inner.named.contains(k) || inner.named.len() < METRIC_DESTINATIONS;
+        let label = if named {
+            inner.named.insert(k.to_owned());
+            k.to_owned()
+        } else {
+            "other".to_owned()
+        };
         *inner.attempts.entry((label, outcome)).or_default() += 1;
     }
 }
@@ -243,7 +243,9 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             Duration::ZERO
         } else {
             match state.store.next_due_to_destinations().await {
-                Ok(Some(at)) => Duration::from_micros(u64::try_from(at - now_micros()).unwrap_or(0)),
+                Ok(Some(at)) => {
+                    Duration::from_micros(u64::try_from(at - now_micros()).unwrap_or(0))
+                }
                 _ => Duration::from_secs(60),
             }
             .clamp(Duration::from_millis(20), Duration::from_secs(5))
@@ -321,7 +323,8 @@ impl Attempt {
             if let Some(lane) = inner.lanes.get_mut(&self.key) {
                 lane.in_flight = lane.in_flight.saturating_sub(1);
                 if outcome.destination_failed || status == "delivered" {
-                    lane.breaker.record(status == "delivered", now, self.breaker);
+                    lane.breaker
+                        .record(status == "delivered", now, self.breaker);
                 } else if lane.breaker == breaker::State::Probing {
                     // A probe that says nothing about the destination probes again soon.
                     lane.breaker = breaker::State::Open { until: now };
@@ -405,7 +408,12 @@ impl Attempt {
                     crate::payload::decode_unverified(&body, event.content_type.as_deref())
                         .unwrap_or(Value::Null)
                 };
-                let view = event_view(&d.account, &extracted, Some(&gateway_id), Some(&s.received_at));
+                let view = event_view(
+                    &d.account,
+                    &extracted,
+                    Some(&gateway_id),
+                    Some(&s.received_at),
+                );
                 let rendered = mapping.render(&payload, &view);
                 (rendered.to_string().into_bytes(), "application/json".into())
             }
@@ -435,7 +443,10 @@ impl Attempt {
         let timestamp_text = timestamp.to_string();
         let headers = [
             ("content-type", content_type.as_str()),
-            ("user-agent", concat!("hookgate/", env!("CARGO_PKG_VERSION"))),
+            (
+                "user-agent",
+                concat!("hookgate/", env!("CARGO_PKG_VERSION")),
+            ),
             ("webhook-id", msg_id.as_str()),
             ("webhook-timestamp", timestamp_text.as_str()),
             ("webhook-signature", signature.as_str()),
@@ -453,7 +464,10 @@ impl Attempt {
             ("hookgate-source", s.source.clone()),
         ]);
         for (k, v) in headers {
-            if let (Some(v), Ok(name)) = (v.as_deref().and_then(header_text), HeaderName::from_bytes(k.as_bytes())) {
+            if let (Some(v), Ok(name)) = (
+                v.as_deref().and_then(header_text),
+                HeaderName::from_bytes(k.as_bytes()),
+            ) {
                 req.headers_mut().insert(name, v);
             }
         }
@@ -507,7 +521,10 @@ impl Attempt {
                 }
             }
             Ok(Ok((code, retry_after, read))) => {
-                let excerpt: String = String::from_utf8_lossy(&read).chars().take(EXCERPT_CHARS).collect();
+                let excerpt: String = String::from_utf8_lossy(&read)
+                    .chars()
+                    .take(EXCERPT_CHARS)
+                    .collect();
                 let detail = if excerpt.is_empty() {
                     format!("HTTP {code}")
                 } else {

@@ -347,9 +347,9 @@ fn deliveries_redrive(cx: Ctx<'_>) -> Reply<'_> {
 }
 
 fn deliveries_redeliver(cx: Ctx<'_>) -> Reply<'_> {
-    Box::pin(async move {
-        admin_destinations::redeliver(cx.state, cx.caller()?, &cx.param(0)).await
-    })
+    Box::pin(
+        async move { admin_destinations::redeliver(cx.state, cx.caller()?, &cx.param(0)).await },
+    )
 }
 
 fn events_list(cx: Ctx<'_>) -> Reply<'_> {
@@ -462,9 +462,9 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
         let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
         state.account_metrics.render(&mut text, &names);
         if let Ok(outbox) = state.store.outbox_stats().await {
-            let age = outbox
-                .oldest_queued
-                .map_or(0.0, |t| (crate::clock::now_micros() - t).max(0) as f64 / 1e6);
+            let age = outbox.oldest_queued.map_or(0.0, |t| {
+                (crate::clock::now_micros() - t).max(0) as f64 / 1e6
+            });
             text.push_str(&format!(
                 "# HELP hookgate_destination_backlog Deliveries to destinations pending or retrying.\n\
                  # TYPE hookgate_destination_backlog gauge\nhookgate_destination_backlog {}\n\

@@ -97,19 +97,28 @@ fn stored(d: &CompiledDestination) -> StoredDestination {
 
 /// `GET /v1/accounts/{name}/destinations`.
 pub fn list(state: &AppState, account: &str) -> Result<Response<ResBody>, Problem> {
-    state.registry.get(account).ok_or_else(|| no_account(account))?;
+    state
+        .registry
+        .get(account)
+        .ok_or_else(|| no_account(account))?;
     let all: Vec<Value> = state
         .destinations
         .of(account)
         .iter()
         .map(|d| view(state, d))
         .collect();
-    Ok(super::http::json(StatusCode::OK, &json!({"destinations": all})))
+    Ok(super::http::json(
+        StatusCode::OK,
+        &json!({"destinations": all}),
+    ))
 }
 
 /// `GET /v1/accounts/{name}/destinations/{dest}`.
 pub fn show(state: &AppState, account: &str, name: &str) -> Result<Response<ResBody>, Problem> {
-    state.registry.get(account).ok_or_else(|| no_account(account))?;
+    state
+        .registry
+        .get(account)
+        .ok_or_else(|| no_account(account))?;
     let d = state
         .destinations
         .get(account, name)
@@ -126,20 +135,34 @@ pub async fn create(
     mut body: Value,
 ) -> Result<Response<ResBody>, Problem> {
     let _guard = state.admin_lock.lock().await;
-    state.registry.get(account).ok_or_else(|| no_account(account))?;
+    state
+        .registry
+        .get(account)
+        .ok_or_else(|| no_account(account))?;
     let name = match body.as_object_mut().and_then(|o| o.remove("name")) {
         Some(Value::String(n)) => n,
-        _ => return Err(invalid(SpecError::new("name", "a destination needs a name"))),
+        _ => {
+            return Err(invalid(SpecError::new(
+                "name",
+                "a destination needs a name",
+            )));
+        }
     };
     let spec = DestinationSpec::from_json(body).map_err(invalid)?;
     let now = now_micros();
     let keys = sign::rotate(&[], now, 0);
     let secret = keys.first().map(|k| k.secret.clone()).unwrap_or_default();
-    let compiled = destination::compile(account, &name, spec, keys, Some(&state.egress), (now, now))
-        .map_err(invalid)?;
+    let compiled =
+        destination::compile(account, &name, spec, keys, Some(&state.egress), (now, now))
+            .map_err(invalid)?;
     let write = AdminWrite::Destination(DestinationWrite::Create {
         row: stored(&compiled),
-        change: change(caller, "destination.created", Some(account), change_detail(&compiled)),
+        change: change(
+            caller,
+            "destination.created",
+            Some(account),
+            change_detail(&compiled),
+        ),
     });
     state.store.admin(write).await.map_err(store_problem)?;
     let mut v = view(state, &compiled);
@@ -186,7 +209,12 @@ pub async fn update(
     .map_err(invalid)?;
     let write = AdminWrite::Destination(DestinationWrite::Update {
         row: stored(&compiled),
-        change: change(caller, "destination.updated", Some(account), change_detail(&compiled)),
+        change: change(
+            caller,
+            "destination.updated",
+            Some(account),
+            change_detail(&compiled),
+        ),
     });
     state.store.admin(write).await.map_err(store_problem)?;
     let v = view(state, &compiled);
@@ -209,7 +237,12 @@ pub async fn delete(
     let write = AdminWrite::Destination(DestinationWrite::Delete {
         account: account.to_owned(),
         name: name.to_owned(),
-        change: change(caller, "destination.deleted", Some(account), json!({"destination": name})),
+        change: change(
+            caller,
+            "destination.deleted",
+            Some(account),
+            json!({"destination": name}),
+        ),
     });
     state.store.admin(write).await.map_err(store_problem)?;
     state.destinations.remove(account, name);
@@ -234,7 +267,10 @@ pub async fn rotate(
     let overlap_secs = match body.get("overlap_secs") {
         None | Some(Value::Null) => state.config.delivery.rotation_overlap_secs,
         Some(v) => v.as_u64().ok_or_else(|| {
-            invalid(SpecError::new("overlap_secs", "must be a whole number of seconds"))
+            invalid(SpecError::new(
+                "overlap_secs",
+                "must be a whole number of seconds",
+            ))
         })?,
     };
     let now = now_micros();
@@ -300,7 +336,10 @@ pub async fn redrive(
             .transpose()
     };
     let account = text("account")?.ok_or_else(|| bad("account", "a redrive names its account"))?;
-    state.registry.get(&account).ok_or_else(|| no_account(&account))?;
+    state
+        .registry
+        .get(&account)
+        .ok_or_else(|| no_account(&account))?;
     let destination = text("destination")?;
     if let Some(d) = &destination
         && state.destinations.get(&account, d).is_none()
@@ -354,7 +393,12 @@ async fn requeue(
 ) -> Result<Response<ResBody>, Problem> {
     let detail = serde_json::to_value(&filter).unwrap_or_default();
     let write = AdminWrite::Destination(DestinationWrite::Redrive {
-        change: change(caller, "deliveries.redriven", filter.account.as_deref(), detail),
+        change: change(
+            caller,
+            "deliveries.redriven",
+            filter.account.as_deref(),
+            detail,
+        ),
         filter,
     });
     let n = state.store.admin(write).await.map_err(store_problem)?;

@@ -242,8 +242,12 @@ impl Gateway {
         ));
         let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
         let follower = tokio::spawn(follow_other_nodes(Arc::clone(&self.state), stop_rx.clone()));
-        let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx.clone()));
-        let destinations = tokio::spawn(crate::forward::http::run(Arc::clone(&self.state), stop_rx));
+        let forwarder = tokio::spawn(crate::forward::run(
+            Arc::clone(&self.state),
+            stop_rx.clone(),
+        ));
+        let destinations =
+            tokio::spawn(crate::forward::http::run(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stop_tx.send(true);

@@ -380,8 +380,10 @@ async fn sigkill_mid_delivery_delivers_everything_again_with_the_same_webhook_id
     let mut ep = Endpoint::start().await;
     ep.script(&[Reply::Hang]);
     let p = process::start(&db, &env).await;
-    p.create_account(&json!({"name": "shop", "allow_unverified": true, "paths": {"event_id": "$.id"}}))
-        .await;
+    p.create_account(
+        &json!({"name": "shop", "allow_unverified": true, "paths": {"event_id": "$.id"}}),
+    )
+    .await;
     let client = HttpClient::default();
     let made = client
         .admin(

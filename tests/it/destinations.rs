@@ -183,7 +183,11 @@ async fn add_destination(gw: &TestGateway, spec: Value) -> Value {
 
 async fn post(gw: &TestGateway, body: Value) -> String {
     let a = gw
-        .post_hook("shop", &[("content-type", "application/json")], body.to_string())
+        .post_hook(
+            "shop",
+            &[("content-type", "application/json")],
+            body.to_string(),
+        )
         .await;
     assert_eq!(a.status, 200, "{:?}", a.json());
     a.json()["id"].as_str().expect("id").to_owned()
@@ -279,7 +283,10 @@ async fn deliveries_verify_with_the_reference_library_and_a_rotation_overlaps() 
     let gw = gateway(|_| {}).await;
     account(&gw).await;
     let created = add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
-    let secret = created["secret"].as_str().expect("secret shown once").to_owned();
+    let secret = created["secret"]
+        .as_str()
+        .expect("secret shown once")
+        .to_owned();
     assert!(secret.starts_with("whsec_"));
     // Never again: not in the view, the list or the change log.
     let shown = gw
@@ -352,7 +359,10 @@ async fn failures_retry_then_die_and_a_bulk_redrive_delivers_with_the_same_id() 
         .collect();
     assert_eq!(outcomes, ["retrying", "retrying", "dead"]);
     assert_eq!(dead_a["history"][2]["detail"], "HTTP 500: answer 500");
-    assert_eq!(ids.iter().filter(|i| **i == format!("{a}_backend")).count(), 3);
+    assert_eq!(
+        ids.iter().filter(|i| **i == format!("{a}_backend")).count(),
+        3
+    );
 
     // Bulk redrive of everything dead for the destination.
     ep.answer_with(Reply::Status(204));
@@ -386,13 +396,28 @@ async fn failures_retry_then_die_and_a_bulk_redrive_delivers_with_the_same_id() 
     assert_eq!(r.json()["requeued"], 0);
     // One delivery again, by its id.
     let one = gw
-        .admin_call(Method::POST, &format!("/v1/deliveries/{}/redeliver", d["id"].as_str().unwrap_or("")), None)
+        .admin_call(
+            Method::POST,
+            &format!(
+                "/v1/deliveries/{}/redeliver",
+                d["id"].as_str().unwrap_or("")
+            ),
+            None,
+        )
         .await;
     assert_eq!(one.json()["requeued"], 1);
     assert_eq!(ep.next().await.header("webhook-id"), format!("{a}_backend"));
-    let changes = gw.admin_call(Method::GET, "/v1/changes?action=deliveries.redriven", None).await;
+    let changes = gw
+        .admin_call(Method::GET, "/v1/changes?action=deliveries.redriven", None)
+        .await;
     assert_eq!(changes.json()["changes"].as_array().map(Vec::len), Some(3));
-    assert!(gw.metric("hookgate_destination_attempts_total{destination=\"shop/backend\",outcome=\"dead\"}").await >= 2.0);
+    assert!(
+        gw.metric(
+            "hookgate_destination_attempts_total{destination=\"shop/backend\",outcome=\"dead\"}"
+        )
+        .await
+            >= 2.0
+    );
     gw.stop().await;
 }
 
@@ -435,14 +460,31 @@ async fn event_types_filters_and_mappings_choose_and_shape_what_is_sent() {
                            "ref": "{{event.gateway_id}}"}}),
     )
     .await;
-    let small = post(&gw, json!({"type": "paid", "id": "1", "customer": "c", "amount": 5})).await;
-    let refund = post(&gw, json!({"type": "refund", "id": "2", "customer": "c", "amount": 500})).await;
-    let large = post(&gw, json!({"type": "paid", "id": "3", "customer": "c", "amount": 500})).await;
+    let small = post(
+        &gw,
+        json!({"type": "paid", "id": "1", "customer": "c", "amount": 5}),
+    )
+    .await;
+    let refund = post(
+        &gw,
+        json!({"type": "refund", "id": "2", "customer": "c", "amount": 500}),
+    )
+    .await;
+    let large = post(
+        &gw,
+        json!({"type": "paid", "id": "3", "customer": "c", "amount": 500}),
+    )
+    .await;
     // Only the large payment passes the filter.
     let r = big.next().await;
     assert_eq!(r.header("hookgate-event-id"), large);
     big.nothing_within(Duration::from_millis(300)).await;
-    assert_eq!(gw.event(&small).await["deliveries"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        gw.event(&small).await["deliveries"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     // The mapping shapes every event's body.
     let mut bodies = Vec::new();
     for _ in 0..3 {
@@ -451,8 +493,12 @@ async fn event_types_filters_and_mappings_choose_and_shape_what_is_sent() {
         bodies.push(r.json());
     }
     bodies.sort_by_key(|b| b["ref"].as_str().unwrap_or("").to_owned());
-    assert!(bodies.contains(&json!({"kind": "refund", "amount": 500, "text": "Paid 500 by c", "ref": refund})));
-    assert!(bodies.contains(&json!({"kind": "paid", "amount": 5, "text": "Paid 5 by c", "ref": small})));
+    assert!(bodies.contains(
+        &json!({"kind": "refund", "amount": 500, "text": "Paid 500 by c", "ref": refund})
+    ));
+    assert!(
+        bodies.contains(&json!({"kind": "paid", "amount": 5, "text": "Paid 5 by c", "ref": small}))
+    );
     // A bad filter is refused with its place named; nothing changed.
     let bad = gw
         .admin_call(
@@ -495,7 +541,12 @@ async fn egress_is_refused_at_save_and_at_connect() {
             .await;
         assert_eq!(a.status, 422, "{url}: {:?}", a.json());
         assert_eq!(a.json()["field"], "url");
-        assert!(a.json()["detail"].as_str().unwrap_or("").contains("[egress] allow"));
+        assert!(
+            a.json()["detail"]
+                .as_str()
+                .unwrap_or("")
+                .contains("[egress] allow")
+        );
     }
     let listed = gw
         .admin_call(Method::GET, "/v1/accounts/shop/destinations", None)
@@ -524,7 +575,13 @@ async fn egress_is_refused_at_save_and_at_connect() {
     let gw = gw.restart().await;
     let id = post(&gw, json!({"type": "paid", "id": "y"})).await;
     let d = delivery_becomes(&gw, &id, "literal", "dead").await;
-    assert!(d["history"][0]["detail"].as_str().unwrap_or("").contains("egress refused"), "{d}");
+    assert!(
+        d["history"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("egress refused"),
+        "{d}"
+    );
     ep.nothing_within(Duration::from_millis(200)).await;
     gw.stop().await;
 }
@@ -551,7 +608,12 @@ async fn a_failing_destination_is_paused_probed_and_resumed() {
     let view = gw
         .admin_call(Method::GET, "/v1/accounts/shop/destinations/backend", None)
         .await;
-    assert_ne!(view.json()["breaker"]["state"], "closed", "{:?}", view.json());
+    assert_ne!(
+        view.json()["breaker"]["state"],
+        "closed",
+        "{:?}",
+        view.json()
+    );
     let probe = ep.next().await;
     assert!(
         probe.at - third.at >= Duration::from_millis(300),
@@ -568,7 +630,10 @@ async fn a_failing_destination_is_paused_probed_and_resumed() {
     assert_eq!(view.json()["breaker"]["state"], "closed");
     // The waiting deliveries kept their budget: far fewer attempts than while it failed.
     let e = gw.event(&id).await;
-    assert!(e["deliveries"][0]["attempts"].as_i64().unwrap_or(99) <= 6, "{e}");
+    assert!(
+        e["deliveries"][0]["attempts"].as_i64().unwrap_or(99) <= 6,
+        "{e}"
+    );
     gw.stop().await;
 }
 
@@ -624,12 +689,25 @@ async fn destinations_are_managed_and_bad_input_is_named() {
     for (spec, field) in [
         (json!({"url": ep.url}), "name"),
         (json!({"name": "x", "url": "ftp://a.example/"}), "url"),
-        (json!({"name": "x", "url": ep.url, "max_in_flight": 0}), "max_in_flight"),
-        (json!({"name": "x", "url": ep.url, "mapping": {"a": "{{$.b"}}), "mapping.a"),
-        (json!({"name": "x", "url": ep.url, "secret": "mine"}), "destination"),
+        (
+            json!({"name": "x", "url": ep.url, "max_in_flight": 0}),
+            "max_in_flight",
+        ),
+        (
+            json!({"name": "x", "url": ep.url, "mapping": {"a": "{{$.b"}}),
+            "mapping.a",
+        ),
+        (
+            json!({"name": "x", "url": ep.url, "secret": "mine"}),
+            "destination",
+        ),
     ] {
         let a = gw
-            .admin_call(Method::POST, "/v1/accounts/shop/destinations", Some(spec.clone()))
+            .admin_call(
+                Method::POST,
+                "/v1/accounts/shop/destinations",
+                Some(spec.clone()),
+            )
             .await;
         assert_eq!(a.status, 422, "{spec}");
         assert_eq!(a.json()["field"], field, "{spec}: {:?}", a.json());
@@ -648,7 +726,11 @@ async fn destinations_are_managed_and_bad_input_is_named() {
     let id = post(&gw, json!({"type": "paid", "id": "d"})).await;
     assert_eq!(gw.event(&id).await["deliveries"], json!([]));
     let gone = gw
-        .admin_call(Method::DELETE, "/v1/accounts/shop/destinations/backend", None)
+        .admin_call(
+            Method::DELETE,
+            "/v1/accounts/shop/destinations/backend",
+            None,
+        )
         .await;
     assert_eq!(gone.status, 200);
     let actions: Vec<String> = gw
@@ -660,7 +742,11 @@ async fn destinations_are_managed_and_bad_input_is_named() {
         .flatten()
         .map(|c| c["action"].as_str().unwrap_or("").to_owned())
         .collect();
-    for a in ["destination.created", "destination.updated", "destination.deleted"] {
+    for a in [
+        "destination.created",
+        "destination.updated",
+        "destination.deleted",
+    ] {
         assert!(actions.iter().any(|x| x == a), "{a} in {actions:?}");
     }
     // A restart loads what is stored.
@@ -671,7 +757,9 @@ async fn destinations_are_managed_and_bad_input_is_named() {
         .await;
     assert_eq!(listed.json()["destinations"][0]["name"], "again");
     // Deleting the account deletes its destinations: a new account of that name has none.
-    let gone = gw.admin_call(Method::DELETE, "/v1/accounts/shop", None).await;
+    let gone = gw
+        .admin_call(Method::DELETE, "/v1/accounts/shop", None)
+        .await;
     assert_eq!(gone.status, 200);
     account(&gw).await;
     let listed = gw
@@ -690,17 +778,32 @@ async fn destinations_are_managed_and_bad_input_is_named() {
 async fn an_account_that_keeps_no_body_delivers_only_through_a_mapping() {
     let mut ep = Endpoint::start().await;
     let gw = gateway(|c| c.delivery.max_attempts = 1).await;
-    gw.create_account(json!({"name": "shop", "allow_unverified": true, "store_body": false,
-        "paths": {"event_type": "$.type", "event_id": "$.id"}}))
-        .await;
+    gw.create_account(
+        json!({"name": "shop", "allow_unverified": true, "store_body": false,
+        "paths": {"event_type": "$.type", "event_id": "$.id"}}),
+    )
+    .await;
     add_destination(&gw, json!({"name": "raw", "url": ep.url})).await;
-    add_destination(&gw, json!({"name": "fields", "url": ep.url,
-        "mapping": {"type": "{{event.type}}", "id": "{{event.id}}", "amount": "{{$.amount}}"}})).await;
+    add_destination(
+        &gw,
+        json!({"name": "fields", "url": ep.url,
+        "mapping": {"type": "{{event.type}}", "id": "{{event.id}}", "amount": "{{$.amount}}"}}),
+    )
+    .await;
     let id = post(&gw, json!({"type": "paid", "id": "nb", "amount": 3})).await;
     let r = ep.next().await;
-    assert_eq!(r.json(), json!({"type": "paid", "id": "nb", "amount": null}));
+    assert_eq!(
+        r.json(),
+        json!({"type": "paid", "id": "nb", "amount": null})
+    );
     let d = delivery_becomes(&gw, &id, "raw", "dead").await;
-    assert!(d["history"][0]["detail"].as_str().unwrap_or("").contains("store_body"), "{d}");
+    assert!(
+        d["history"][0]["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains("store_body"),
+        "{d}"
+    );
     ep.nothing_within(Duration::from_millis(200)).await;
     gw.stop().await;
 }
@@ -725,11 +828,22 @@ async fn the_cli_adds_lists_edits_rotates_redrives_and_removes() {
     let ep = Endpoint::start().await;
     let out = cli(
         &gw,
-        &["destinations", "add", "shop", "backend", &ep.url,
-          "--spec", r#"{"event_types": ["paid"]}"#],
+        &[
+            "destinations",
+            "add",
+            "shop",
+            "backend",
+            &ep.url,
+            "--spec",
+            r#"{"event_types": ["paid"]}"#,
+        ],
     )
     .await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let added: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert!(added["secret"].as_str().unwrap_or("").starts_with("whsec_"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("shown this once"));
@@ -737,20 +851,61 @@ async fn the_cli_adds_lists_edits_rotates_redrives_and_removes() {
     let listed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(listed["destinations"][0]["event_types"], json!(["paid"]));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("whsec_"));
-    let out = cli(&gw, &["destinations", "edit", "shop", "backend", r#"{"max_in_flight": 4}"#]).await;
+    let out = cli(
+        &gw,
+        &[
+            "destinations",
+            "edit",
+            "shop",
+            "backend",
+            r#"{"max_in_flight": 4}"#,
+        ],
+    )
+    .await;
     assert!(out.status.success());
     let out = cli(&gw, &["destinations", "show", "shop", "backend"]).await;
     let shown: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(shown["max_in_flight"], 4);
-    let out = cli(&gw, &["destinations", "rotate", "shop", "backend", "--overlap-secs", "60"]).await;
+    let out = cli(
+        &gw,
+        &[
+            "destinations",
+            "rotate",
+            "shop",
+            "backend",
+            "--overlap-secs",
+            "60",
+        ],
+    )
+    .await;
     let rotated: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_ne!(rotated["secret"], added["secret"]);
-    let out = cli(&gw, &["destinations", "redrive", "shop", "--status", "dead", "--status", "delivered"]).await;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = cli(
+        &gw,
+        &[
+            "destinations",
+            "redrive",
+            "shop",
+            "--status",
+            "dead",
+            "--status",
+            "delivered",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let redriven: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(redriven["requeued"], 0);
     // A refusal names the field and exits non-zero.
-    let out = cli(&gw, &["destinations", "add", "shop", "inside", "http://10.1.1.1/"]).await;
+    let out = cli(
+        &gw,
+        &["destinations", "add", "shop", "inside", "http://10.1.1.1/"],
+    )
+    .await;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("(field url)"));
     let out = cli(&gw, &["destinations", "remove", "shop", "backend"]).await;
@@ -766,7 +921,9 @@ async fn an_https_destination_is_reached_over_tls() {
     use tokio::io::AsyncReadExt as _;
     // A listener that records the first bytes a client sends: a TLS ClientHello begins
     // with a handshake record (0x16, then the version's major byte 0x03).
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = listener.local_addr().expect("addr").port();
     let (tx, mut rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -779,13 +936,21 @@ async fn an_https_destination_is_reached_over_tls() {
     });
     let gw = gateway(|c| c.delivery.max_attempts = 1).await;
     account(&gw).await;
-    add_destination(&gw, json!({"name": "secure", "url": format!("https://127.0.0.1:{port}/in")})).await;
+    add_destination(
+        &gw,
+        json!({"name": "secure", "url": format!("https://127.0.0.1:{port}/in")}),
+    )
+    .await;
     let id = post(&gw, json!({"type": "paid", "id": "tls"})).await;
     let hello = tokio::time::timeout(Duration::from_secs(20), rx.recv())
         .await
         .expect("the gateway connected")
         .expect("bytes");
-    assert_eq!(&hello[..2], &[0x16, 0x03], "a TLS handshake, not plain HTTP");
+    assert_eq!(
+        &hello[..2],
+        &[0x16, 0x03],
+        "a TLS handshake, not plain HTTP"
+    );
     // The listener speaks no TLS: the attempt fails and is recorded, nothing delivered.
     let d = delivery_becomes(&gw, &id, "secure", "dead").await;
     assert_eq!(d["history"][0]["http_status"], Value::Null);

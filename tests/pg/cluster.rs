@@ -603,16 +603,27 @@ async fn each_delivery_to_a_destination_is_claimed_by_one_node() {
     )
     .await;
     assert_eq!(made.status, 201, "{:?}", made.json());
-    until(Duration::from_secs(2), "the destination reaches node b", || async {
-        admin(&b, Method::GET, "/v1/accounts/shop/destinations/backend", None)
+    until(
+        Duration::from_secs(2),
+        "the destination reaches node b",
+        || async {
+            admin(
+                &b,
+                Method::GET,
+                "/v1/accounts/shop/destinations/backend",
+                None,
+            )
             .await
             .status
-            == 200
-    })
+                == 200
+        },
+    )
     .await;
     let mut ids = Vec::new();
     for (i, p) in [&a, &b, &a].into_iter().enumerate() {
-        let r = post(&p.public, &format!("claim-{i}")).await.expect("answered");
+        let r = post(&p.public, &format!("claim-{i}"))
+            .await
+            .expect("answered");
         ids.push(format!("{}_backend", r.json()["id"].as_str().expect("id")));
     }
     // Both nodes poll the outbox; the two oldest are held open, each sent once; the third

@@ -225,7 +225,14 @@ async fn destination<'w>(
                     "INSERT INTO destinations (account, name, spec, keys, max_in_flight,
                         created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
                      ON CONFLICT (account, name) DO NOTHING",
-                    &[&row.account, &row.name, &row.spec, &row.keys, &row.max_in_flight, &change.at],
+                    &[
+                        &row.account,
+                        &row.name,
+                        &row.spec,
+                        &row.keys,
+                        &row.max_in_flight,
+                        &change.at,
+                    ],
                 )
                 .await?;
             if n == 0 {
@@ -238,7 +245,14 @@ async fn destination<'w>(
                 .execute(
                     "UPDATE destinations SET spec = $3, keys = $4, max_in_flight = $5,
                         updated_at = $6 WHERE account = $1 AND name = $2",
-                    &[&row.account, &row.name, &row.spec, &row.keys, &row.max_in_flight, &change.at],
+                    &[
+                        &row.account,
+                        &row.name,
+                        &row.spec,
+                        &row.keys,
+                        &row.max_in_flight,
+                        &change.at,
+                    ],
                 )
                 .await?;
             if n == 0 {
@@ -285,7 +299,13 @@ async fn destination<'w>(
                 "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
                     last_error = $5, claimed_by = NULL, claimed_until = NULL
                  WHERE id = $1",
-                &[id, status, &i64::from(*attempts), next_attempt_at, &last_error],
+                &[
+                    id,
+                    status,
+                    &i64::from(*attempts),
+                    next_attempt_at,
+                    &last_error,
+                ],
             )
             .await?;
             tx.execute(
@@ -293,7 +313,14 @@ async fn destination<'w>(
                     latency_ms, detail)
                  VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM delivery_attempts
                               WHERE delivery_id = $1), $2, $3, $4, $5, $6)",
-                &[id, at, status, &http_status.map(i64::from), latency_ms, detail],
+                &[
+                    id,
+                    at,
+                    status,
+                    &http_status.map(i64::from),
+                    latency_ms,
+                    detail,
+                ],
             )
             .await?;
             (1, None)

@@ -33,8 +33,7 @@ use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
 };
-use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination
-};
+use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};

@@ -196,7 +196,14 @@ fn destination<'w>(
                 "INSERT INTO destinations (account, name, spec, keys, max_in_flight, created_at,
                     updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
                  ON CONFLICT(account, name) DO NOTHING",
-                params![row.account, row.name, row.spec, row.keys, row.max_in_flight, change.at],
+                params![
+                    row.account,
+                    row.name,
+                    row.spec,
+                    row.keys,
+                    row.max_in_flight,
+                    change.at
+                ],
             )?;
             if n == 0 {
                 return Err(StoreError::Conflict(format!("destination {:?}", row.name)));
@@ -207,7 +214,14 @@ fn destination<'w>(
             let n = tx.execute(
                 "UPDATE destinations SET spec = ?3, keys = ?4, max_in_flight = ?5,
                     updated_at = ?6 WHERE account = ?1 AND name = ?2",
-                params![row.account, row.name, row.spec, row.keys, row.max_in_flight, change.at],
+                params![
+                    row.account,
+                    row.name,
+                    row.spec,
+                    row.keys,
+                    row.max_in_flight,
+                    change.at
+                ],
             )?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("destination {:?}", row.name)));
@@ -246,7 +260,13 @@ fn destination<'w>(
             tx.execute(
                 "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
                     last_error = ?5 WHERE id = ?1",
-                params![id, status, attempts, next_attempt_at, (*status != "delivered").then_some(detail)],
+                params![
+                    id,
+                    status,
+                    attempts,
+                    next_attempt_at,
+                    (*status != "delivered").then_some(detail)
+                ],
             )?;
             tx.execute(
                 "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status,

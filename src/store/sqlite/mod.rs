@@ -33,8 +33,7 @@ use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
 };
-use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination
-};
+use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
@@ -203,7 +202,9 @@ impl Engine for Sqlite {
     }
 
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
-        self.readers.run(move |c| deliveries::of_event(c, seq)).await
+        self.readers
+            .run(move |c| deliveries::of_event(c, seq))
+            .await
     }
 
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
