@@ -15,6 +15,8 @@ mod cluster;
 mod console_api;
 #[path = "../it/dedupe_horizon.rs"]
 mod dedupe_horizon;
+#[path = "../it/destinations.rs"]
+mod destinations;
 #[path = "../it/export_csv.rs"]
 mod export_csv;
 #[path = "../it/fixtures.rs"]
