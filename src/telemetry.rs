@@ -5,9 +5,12 @@
 //!
 //! Owns setting up the global subscriber once, from `main`. It must never hold up a
 //! request on a slow standard error or collector (both are written in the background,
-//! dropping rather than blocking), and never fail start-up because a collector is away.
+//! dropping rather than blocking), never let a failed log write reach anything but a
+//! counter (`lost_lines`, in `/metrics`), and never fail start-up because a collector is
+//! away.
 
 use std::io::IsTerminal as _;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
@@ -28,12 +31,51 @@ fn filter() -> EnvFilter {
     EnvFilter::try_from_env("HOOKGATE_LOG").unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Log writes that failed (a closed standard error, a full disk): counted, never raised.
+static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+/// How many lines the background writer dropped because its buffer was full.
+static DROPPED: std::sync::OnceLock<Box<dyn Fn() -> u64 + Send + Sync>> =
+    std::sync::OnceLock::new();
+
+/// Log lines lost so far: (writes that failed, lines dropped behind a slow standard error).
+pub fn lost_lines() -> (u64, u64) {
+    (
+        WRITE_ERRORS.load(Ordering::Relaxed),
+        DROPPED.get().map_or(0, |f| f()),
+    )
+}
+
+/// Standard error as the log writer sees it: a write that fails (`EPIPE` from a log
+/// shipper that died, `ENOSPC` from a full disk) is counted and reported as written, so the
+/// failure stops at the log and never reaches a request or the writer.
+struct Lossy<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Lossy<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.0.write(buf) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(_) => {
+                WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+                Ok(buf.len())
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
 /// Installs the global subscriber. A second call leaves the first in place.
 pub fn init(format: LogFormat) -> Guard {
     // Log lines are written by a thread of their own: a request never waits on a slow or
     // full standard error (a stalled journal, a pipe nobody reads); past its buffer a line
     // is dropped rather than a request held.
-    let (writer, log_guard) = tracing_appender::non_blocking(std::io::stderr());
+    let (writer, log_guard) = tracing_appender::non_blocking(Lossy(std::io::stderr()));
+    let dropped = writer.error_counter();
+    let _ = DROPPED.set(Box::new(move || dropped.dropped_lines() as u64));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let fmt = tracing_subscriber::fmt::layer().with_writer(writer);
     let fmt: Boxed = match format {
@@ -110,5 +152,32 @@ mod otlp {
         let tracer = provider.tracer("hookgate");
         let layer = tracing_opentelemetry::layer().with_tracer(tracer);
         Ok(Some((layer, Guard(provider))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write as _;
+
+    struct Broken;
+
+    impl std::io::Write for Broken {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+        }
+    }
+
+    #[test]
+    fn a_failed_log_write_is_counted_and_never_an_error() {
+        let before = lost_lines().0;
+        let mut w = Lossy(Broken);
+        assert_eq!(w.write(b"line\n").ok(), Some(5));
+        assert!(w.write_all(b"another line\n").is_ok());
+        assert!(w.flush().is_ok());
+        assert!(lost_lines().0 >= before + 2);
     }
 }

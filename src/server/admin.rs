@@ -457,6 +457,13 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
             .store
             .metrics()
             .render(state.store.is_healthy(), accounts.len());
+        let (failed, dropped) = crate::telemetry::lost_lines();
+        text.push_str(&format!(
+            "# HELP hookgate_log_lines_lost_total Log lines lost: writes that failed (standard error closed or its disk full), or dropped behind a slow standard error.\n\
+             # TYPE hookgate_log_lines_lost_total counter\n\
+             hookgate_log_lines_lost_total{{cause=\"write_failed\"}} {failed}\n\
+             hookgate_log_lines_lost_total{{cause=\"dropped\"}} {dropped}\n"
+        ));
         let (waiting, capacity) = state.store.queue_depth();
         text.push_str(&format!(
             "# HELP hookgate_writer_queue_depth Writes waiting for the writer (a full queue answers 503).\n\

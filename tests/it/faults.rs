@@ -296,6 +296,23 @@ async fn post_to(client: &HttpClient, p: &crate::process::Proc, name: &str, body
         .as_u16()
 }
 
+/// The real process's count of log lines whose write failed.
+async fn failed_log_writes(client: &HttpClient, p: &crate::process::Proc) -> f64 {
+    let text = client
+        .admin(
+            Method::GET,
+            &format!("{}/metrics", p.admin),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .expect("admin reachable");
+    counter(
+        &String::from_utf8_lossy(&text.body),
+        "hookgate_log_lines_lost_total{cause=\"write_failed\"}",
+    )
+}
+
 async fn bearer_account(p: &crate::process::Proc, name: &str) {
     p.create_account(
         &json!({"name": name, "auth": {"type": "bearer", "token": format!("{name}-token-1")},
@@ -344,6 +361,10 @@ async fn with_its_stderr_a_closed_pipe_the_real_gateway_heals_from_a_held_lock_w
     );
     assert_eq!(post_to(&client, &p, "pipe", "{\"id\":\"held\"}").await, 200);
     assert!(p.is_running(), "a closed stderr never stops the gateway");
+    assert!(
+        failed_log_writes(&client, &p).await > 0.0,
+        "every log line failed to be written, and was counted"
+    );
     p.term(std::time::Duration::from_secs(30)).await;
 }
 
@@ -370,10 +391,11 @@ async fn with_its_log_and_database_on_a_full_disk_the_real_gateway_heals_when_sp
         let status = post_to(&client, &p, "disk", &event(&format!("full-{i}"))).await;
         assert_eq!(status, 503, "never 2xx on a full disk");
     }
-    assert_eq!(
-        status_of(&client, &format!("{}/readyz", p.public)).await,
-        503
-    );
+    // Readiness asked again and again: each answer is a log line the full disk refuses.
+    for _ in 0..50 {
+        let ready = status_of(&client, &format!("{}/readyz", p.public)).await;
+        assert_eq!(ready, 503);
+    }
 
     std::fs::remove_file(&filler).expect("free the space");
     assert_eq!(
@@ -382,6 +404,10 @@ async fn with_its_log_and_database_on_a_full_disk_the_real_gateway_heals_when_sp
     );
     assert_eq!(post_to(&client, &p, "disk", &event("full-0")).await, 200);
     assert!(p.is_running(), "a full log disk never stops the gateway");
+    assert!(
+        failed_log_writes(&client, &p).await > 0.0,
+        "log lines were lost to the full disk, and counted"
+    );
     p.term(std::time::Duration::from_secs(30)).await;
     drop(disk);
 }
