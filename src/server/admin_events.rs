@@ -209,7 +209,8 @@ pub async fn verify(state: &AppState, query: &str) -> Result<Response<ResBody>, 
     let ok = reports.iter().all(|r| r.ok);
     Ok(super::http::json(
         StatusCode::OK,
-        &json!({"ok": ok, "logs": reports}),
+        &json!({"ok": ok, "logs": reports,
+            "public_key": state.store.audit_key().public_hex(), "signatures_checked": true}),
     ))
 }
 
