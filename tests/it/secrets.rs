@@ -210,7 +210,10 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
     assert_no_secret("API answers and CLI output", seen.as_bytes());
     seen += &cli(&p.admin, ADMIN_TOKEN, &["destinations", "list", "signed"]);
     assert!(seen.contains("hooks.example.com"), "{seen}");
-    assert!(!seen.contains(&whsec_key), "the destination's secret was shown again");
+    assert!(
+        !seen.contains(&whsec_key),
+        "the destination's secret was shown again"
+    );
 
     // While running (the WAL holds recent writes) and after a clean stop.
     assert_files_hold_no_secret(dir.path());
@@ -221,7 +224,10 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         "log output captured: {log}"
     );
     assert_no_secret("the gateway's log output", log.as_bytes());
-    assert!(!log.contains(&whsec_key), "the destination's secret in the log");
+    assert!(
+        !log.contains(&whsec_key),
+        "the destination's secret in the log"
+    );
     assert_files_hold_no_secret(dir.path());
     assert_files_lack(dir.path(), &whsec_key);
 }
