@@ -210,13 +210,20 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in(kind
     b.type_into("#dest-url", "http://10.0.0.1/in").await;
     b.click("#add-destination").await;
     b.wait_text("#notice", "[egress] allow").await;
-    b.type_into("#dest-url", "https://hooks.example.com/in").await;
+    b.type_into("#dest-url", "https://hooks.example.com/in")
+        .await;
     b.click("#add-destination").await;
     b.wait_text("#notice", "Destination backend added").await;
     let secret = b
-        .js("return document.getElementById('dest-secret-value').value", vec![])
+        .js(
+            "return document.getElementById('dest-secret-value').value",
+            vec![],
+        )
         .await;
-    assert!(secret.as_str().unwrap_or("").starts_with("whsec_"), "{secret}");
+    assert!(
+        secret.as_str().unwrap_or("").starts_with("whsec_"),
+        "{secret}"
+    );
     b.wait_text("#destinations", "breaker closed").await;
     b.click("[aria-label='Remove destination backend']").await;
     b.wait_text("#notice", "Destination backend removed").await;
