@@ -1017,3 +1017,51 @@ async fn metrics_show_the_backlog_and_its_oldest_age() {
     );
     gw.stop().await;
 }
+
+/// Rows of a table, read from the database directly (SQLite's library, or `psql`).
+fn rows_in(gw: &TestGateway, table: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match gw.db.to_str().filter(|d| d.starts_with("postgres://")) {
+        Some(url) => crate::pg::psql(url, &sql)
+            .unwrap_or_else(|e| panic!("count: {e}"))
+            .trim()
+            .parse()
+            .expect("a count"),
+        None => rusqlite::Connection::open(&gw.db)
+            .expect("open db")
+            .query_row(&sql, [], |r| r.get(0))
+            .expect("count"),
+    }
+}
+
+#[tokio::test]
+async fn pruning_takes_finished_deliveries_with_their_events_and_leaves_waiting_ones() {
+    let mut ep = Endpoint::start().await;
+    let gw = gateway(|_| {}).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    let done = post(&gw, json!({"type": "paid", "id": "p1"})).await;
+    ep.next().await;
+    delivery_becomes(&gw, &done, "backend", "delivered").await;
+    ep.answer_with(Reply::Hang);
+    let waiting = post(&gw, json!({"type": "paid", "id": "p2"})).await;
+    ep.next().await;
+    assert_eq!(rows_in(&gw, "deliveries"), 2);
+    assert_eq!(rows_in(&gw, "delivery_attempts"), 1);
+    let later = gw.event(&waiting).await["received_at"].clone();
+    let pruned = gw
+        .admin_call(
+            Method::POST,
+            "/v1/audit/prune",
+            Some(json!({"before": later})),
+        )
+        .await;
+    assert!(pruned.status.is_success(), "{:?}", pruned.json());
+    assert_eq!(
+        rows_in(&gw, "deliveries"),
+        1,
+        "the finished one went with its event"
+    );
+    assert_eq!(rows_in(&gw, "delivery_attempts"), 0);
+    gw.stop().await;
+}
