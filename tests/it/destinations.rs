@@ -984,7 +984,7 @@ async fn a_rate_limit_spaces_attempts_and_a_long_answer_is_read_only_up_to_the_c
     }
     for pair in times.windows(2) {
         assert!(
-            pair[1] - pair[0] >= Duration::from_millis(150),
+            pair[1] - pair[0] >= Duration::from_millis(100),
             "attempts {:?} apart at 5 a second",
             pair[1] - pair[0]
         );
