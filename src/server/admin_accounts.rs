@@ -87,6 +87,7 @@ pub async fn create(
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let now = now_micros();
     let account = compile(spec, false, now, now).map_err(invalid)?;
+    crate::forward::channel::check_account(&state.config.chat, &account.spec).map_err(invalid)?;
     let _guard = state.admin_lock.lock().await;
     let name = account.name().to_owned();
     let detail = json!({"provider": account.spec.provider, "active": account.spec.active});
@@ -166,6 +167,12 @@ async fn commit_update(
 ) -> Result<Response<ResBody>, Problem> {
     let name = current.name().to_owned();
     let account = compile(spec, listening, current.created_at, now_micros()).map_err(invalid)?;
+    // Forwarding settings are checked against this gateway's channels when they change, so
+    // an unrelated edit is not refused for a channel the configuration has since lost.
+    if account.spec.forward != current.spec.forward {
+        crate::forward::channel::check_account(&state.config.chat, &account.spec)
+            .map_err(invalid)?;
+    }
     state
         .store
         .admin(AdminWrite::UpdateAccount {
