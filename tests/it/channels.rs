@@ -699,6 +699,38 @@ async fn unconfigured_channels_and_bad_templates_are_refused_and_a_waiting_messa
         .admin_call(Method::POST, "/v1/templates/preview", Some(json!({"template": "Paid {{params.amount | default: \"your payment\"}}", "event": {}})))
         .await;
     assert_eq!(preview.json()["text"], "Paid your payment");
+    let by_type = |event_type: &str| {
+        let gw = &gw;
+        let event = json!({"event_type": event_type, "params": {"amount": "5 TZS"}});
+        async move {
+            let a = gw
+                .admin_call(
+                    Method::POST,
+                    "/v1/templates/preview",
+                    Some(json!({"templates": {"payment.failed": "{{params.amount}} failed"}, "event": event})),
+                )
+                .await;
+            assert_eq!(a.status, 200, "{:?}", a.json());
+            a.json()["text"].clone()
+        }
+    };
+    assert_eq!(by_type("payment.failed").await, "5 TZS failed");
+    assert_eq!(
+        by_type("payment.succeeded").await,
+        Value::Null,
+        "no template applies"
+    );
+    let broken = gw
+        .admin_call(
+            Method::POST,
+            "/v1/templates/preview",
+            Some(json!({"templates": {"a": "{{x}}"}})),
+        )
+        .await;
+    assert_eq!(
+        (broken.status.as_u16(), broken.json()["field"].as_str()),
+        (422, Some("forward.templates.a"))
+    );
     tg.nothing_more();
     gw.stop().await;
 }
