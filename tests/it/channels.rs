@@ -396,6 +396,33 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
     assert_eq!(outcomes(&e), ["retrying", "retrying", "delivered"]);
     tg.nothing_more();
 
+    // The change log names the forwarding fields changed, never their values.
+    let patch = json!({"forward": {"templates": {"payment.refunded": "Refunded {{params.amount | default: \"your payment\"}}"}}});
+    let a = gw
+        .admin_call(Method::PATCH, "/v1/accounts/tg", Some(patch))
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.json());
+    assert_eq!(
+        a.json()["forward"]["templates"]
+            .as_object()
+            .map(|t| t.len()),
+        Some(3)
+    );
+    let changes = String::from_utf8_lossy(
+        &gw.admin_call(Method::GET, "/v1/changes?account=tg", None)
+            .await
+            .body,
+    )
+    .into_owned();
+    assert!(
+        changes.contains("\"forward.templates\"") && changes.contains("\"channel\":\"telegram\""),
+        "{changes}"
+    );
+    assert!(
+        !changes.contains("Refunded"),
+        "values stay out of the change log: {changes}"
+    );
+
     let shown = everything_shown(&gw, &[&ok, &blocked, &flooded]).await;
     no_credentials("the admin API", &shown);
     gw.stop().await;
