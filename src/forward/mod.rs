@@ -195,6 +195,10 @@ impl Attempt {
                 Next::Dead => ("dead", now),
                 Next::RetryAt(at) => ("retrying", at),
             };
+        self.state
+            .store
+            .metrics()
+            .record_chat_attempt(out.label(), status);
         let write = AdminWrite::ForwardAttempt {
             seq: d.seq,
             attempts: attempt,
@@ -216,9 +220,13 @@ impl Attempt {
     /// retry delay, and records why on the event (no attempt is counted).
     async fn wait(self, d: Delivery, why: channel::Unavailable) {
         tracing::warn!(account = %d.account, seq = d.seq, reason = %why, "a status message waits");
+        self.state
+            .store
+            .metrics()
+            .record_chat_attempt(channel::label_of(&self.state, &d.account), "waiting");
         let now = now_micros();
-        let next =
-            now.saturating_add(i64::try_from(self.policy.max_ms).unwrap_or(i64::MAX / 2000) * 1000);
+        let wait_ms = i64::try_from(self.policy.max_ms).unwrap_or(i64::MAX);
+        let next = now.saturating_add(wait_ms.saturating_mul(1000));
         let write = AdminWrite::ForwardAttempt {
             seq: d.seq,
             attempts: d.attempts,

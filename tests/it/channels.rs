@@ -423,6 +423,13 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
         "values stay out of the change log: {changes}"
     );
 
+    let metric = |outcome: &str| {
+        format!("hookgate_chat_attempts_total{{channel=\"telegram\",outcome=\"{outcome}\"}}")
+    };
+    assert_eq!(gw.metric(&metric("delivered")).await, 4.0);
+    assert_eq!(gw.metric(&metric("no_session")).await, 2.0);
+    assert_eq!(gw.metric(&metric("retrying")).await, 2.0);
+
     let shown = everything_shown(&gw, &[&ok, &blocked, &flooded]).await;
     no_credentials("the admin API", &shown);
     gw.stop().await;
@@ -720,6 +727,8 @@ async fn unconfigured_channels_and_bad_templates_are_refused_and_a_waiting_messa
             && detail.contains("HOOKGATE_CHAT_URL"),
         "{detail}"
     );
+    let waiting = "hookgate_chat_attempts_total{channel=\"connector\",outcome=\"waiting\"}";
+    assert!(gw.metric(waiting).await >= 1.0);
 
     // The template preview knows the fallback syntax.
     let preview = gw

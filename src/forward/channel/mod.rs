@@ -109,6 +109,17 @@ pub enum Unavailable {
 }
 
 impl Outgoing {
+    /// Its channel's name as `/metrics` labels it (`connector`, `telegram`, ...).
+    pub fn label(&self) -> &'static str {
+        match self.kind {
+            Kind::Connector => "connector",
+            Kind::Telegram => ChannelKind::Telegram.name(),
+            Kind::WhatsApp => ChannelKind::Whatsapp.name(),
+            Kind::TwilioSms => ChannelKind::TwilioSms.name(),
+            Kind::TwilioWhatsApp => ChannelKind::TwilioWhatsapp.name(),
+        }
+    }
+
     /// The headers as the HTTP client takes them.
     pub fn header_pairs(&self) -> Vec<(&str, &str)> {
         self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -285,6 +296,15 @@ pub fn check_account(chat: &Chat, spec: &AccountSpec) -> Result<(), SpecError> {
             format!("{:?} cannot send: {e}", channel.name()).replace("; the message waits", ""),
         )),
     }
+}
+
+/// The `/metrics` label of the account's connector or channel.
+pub fn label_of(state: &AppState, account: &str) -> &'static str {
+    state
+        .registry
+        .get(account)
+        .and_then(|a| a.spec.forward.channel)
+        .map_or("connector", ChannelKind::name)
 }
 
 /// The edge: reads the account's channel from the registry (and, for a WhatsApp template,
