@@ -1,9 +1,11 @@
 //! Listeners: what an accepted event of a listening account does on the way out, and the
-//! delivery worker that posts status messages to the chat connector.
+//! delivery worker that posts status messages to the chat connector or the account's chat
+//! channel ([`channel`]).
 //!
 //! Owns [`plan`] (pure: account + extracted fields → [`Forward`]) and [`run`], the worker:
-//! it reads due deliveries from the durable outbox, posts them with bounded concurrency and
-//! an idempotency key, and records every attempt through the writer. The outbox row is
+//! it reads due deliveries from the durable outbox, posts them with bounded concurrency
+//! (to the connector with an idempotency key), and records every attempt through the
+//! writer. The outbox row is
 //! written in the same transaction as the event, so nothing accepted is lost on the way
 //! out. The worker must never mark a message delivered without a 2xx, and never hold a
 //! delivery only in memory.
