@@ -443,6 +443,19 @@ impl Config {
                 "chat.max_attempts, chat.concurrency and stream.buffer must be positive",
             );
         }
+        for (field, url) in [
+            ("chat.telegram.base_url", &self.chat.telegram.base_url),
+            ("chat.whatsapp.base_url", &self.chat.whatsapp.base_url),
+            ("chat.twilio.base_url", &self.chat.twilio.base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(['?', '#'])
+            {
+                return invalid(&format!(
+                    "{field} must be an http:// or https:// URL without a query or fragment"
+                ));
+            }
+        }
         if self.stream.heartbeat_secs == 0 {
             return invalid("stream.heartbeat_secs must be positive");
         }
@@ -623,6 +636,14 @@ mod tests {
             .map(|e| e.to_string())
             .unwrap_or_default();
         assert!(err.contains("tokn"), "{err}");
+        let err = Config::load(
+            Some("[chat.twilio]\nbase_url = \"api.twilio.com\"\n"),
+            no_env,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("chat.twilio.base_url"), "{err}");
     }
 
     #[test]
