@@ -26,8 +26,8 @@ pub struct CompiledAccount {
     pub extractor: Extractor,
     /// Its status-message templates: by event type and a default.
     pub templates: crate::status_templates::StatusTemplates,
-    /// The approved WhatsApp template its messages are sent as, when it has one.
-    pub whatsapp_template: Option<crate::forward::channel::whatsapp::ApprovedTemplate>,
+    /// The approved WhatsApp templates its messages are sent as: by event type, a default.
+    pub whatsapp_templates: crate::forward::channel::whatsapp::ApprovedTemplates,
     /// Its provider's set-up handshake, when it has one.
     pub handshake: Option<Handshake>,
     /// Its dedupe key, when it is more than `paths.event_id`.
@@ -122,12 +122,10 @@ pub fn compile(
              forward.templates by event type)",
         ));
     }
-    let whatsapp_template = spec
-        .forward
-        .whatsapp_template
-        .as_ref()
-        .map(crate::forward::channel::whatsapp::ApprovedTemplate::compile)
-        .transpose()?;
+    let whatsapp_templates = crate::forward::channel::whatsapp::ApprovedTemplates::compile(
+        spec.forward.whatsapp_template.as_ref(),
+        &spec.forward.whatsapp_templates,
+    )?;
     Ok(CompiledAccount {
         spec,
         listening,
@@ -136,7 +134,7 @@ pub fn compile(
         verifier,
         extractor,
         templates,
-        whatsapp_template,
+        whatsapp_templates,
         handshake,
         dedupe,
         confirm,

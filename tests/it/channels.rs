@@ -441,7 +441,9 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
     let gw = gateway(None, Some(&wa), None).await;
     listening(&gw, spec("wa_text", json!("whatsapp"), json!({}))).await;
     let template = json!({"forward": {"whatsapp_template": {"name": "payment_update", "language": "en_US",
-        "params": ["{{params.amount | default: \"your payment\"}}", "{{event_type}}"]}}});
+        "params": ["{{params.amount | default: \"your payment\"}}", "{{event_type}}"]},
+        "whatsapp_templates": {"payment.succeeded": {"name": "payment_received", "language": "sw",
+            "params": ["{{params.amount | default: \"malipo yako\"}}"]}}}});
     listening(&gw, spec("wa_tpl", json!("whatsapp"), template)).await;
 
     let text = pay(
@@ -480,6 +482,19 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
     );
     let e = settled(&gw, &tpl, "delivered").await;
     assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(1));
+    let own = pay(
+        &gw,
+        "wa_tpl",
+        json!({"id": "w2b", "type": "payment.succeeded", "to": "+255700000009", "amount": "7 TZS"}),
+    )
+    .await;
+    assert_eq!(
+        wa.next().await.json()["template"],
+        json!({"name": "payment_received", "language": {"code": "sw"}, "components": [{"type": "body", "parameters": [
+            {"type": "text", "text": "7 TZS"}]}]}),
+        "the event type's own approved template"
+    );
+    settled(&gw, &own, "delivered").await;
 
     let meta_error = |status: u16, code: i64, details: &str| {
         reply(

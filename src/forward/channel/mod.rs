@@ -268,11 +268,20 @@ pub fn any_configured(chat: &Chat) -> bool {
 /// whose channel is not `whatsapp`.
 pub fn check_account(chat: &Chat, spec: &AccountSpec) -> Result<(), SpecError> {
     let forward = &spec.forward;
-    if forward.whatsapp_template.is_some() && forward.channel != Some(ChannelKind::Whatsapp) {
-        return Err(SpecError::new(
-            "forward.whatsapp_template",
-            "is sent only through forward.channel \"whatsapp\"",
-        ));
+    if forward.channel != Some(ChannelKind::Whatsapp) {
+        let field = if forward.whatsapp_template.is_some() {
+            Some("forward.whatsapp_template")
+        } else if !forward.whatsapp_templates.is_empty() {
+            Some("forward.whatsapp_templates")
+        } else {
+            None
+        };
+        if let Some(field) = field {
+            return Err(SpecError::new(
+                field,
+                "is sent only through forward.channel \"whatsapp\"",
+            ));
+        }
     }
     let Some(channel) = forward.channel else {
         return Ok(());
@@ -314,7 +323,7 @@ pub async fn prepare(state: &AppState, d: &Delivery) -> Result<Outgoing, Unavail
     let channel = account.as_ref().and_then(|a| a.spec.forward.channel);
     let approved = account
         .as_ref()
-        .and_then(|a| a.whatsapp_template.as_ref())
+        .and_then(|a| a.whatsapp_templates.select(d.event_type.as_deref()))
         .filter(|_| channel == Some(ChannelKind::Whatsapp));
     let message = match approved {
         None => None,
@@ -438,6 +447,12 @@ mod tests {
         spec.forward.whatsapp_template = Some(whatsapp::TemplateSpec::default());
         let e = check_account(&chat, &spec).err().map(|e| e.field);
         assert_eq!(e.as_deref(), Some("forward.whatsapp_template"));
+        spec.forward.whatsapp_template = None;
+        spec.forward
+            .whatsapp_templates
+            .insert("a".into(), whatsapp::TemplateSpec::default());
+        let e = check_account(&chat, &spec).err().map(|e| e.field);
+        assert_eq!(e.as_deref(), Some("forward.whatsapp_templates"));
         let bad: Result<ChannelKind, _> = serde_json::from_value(json!("signal"));
         assert!(bad.is_err());
     }

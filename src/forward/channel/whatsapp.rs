@@ -6,6 +6,8 @@
 //! the account is saved), the request for one status message and the mapping of an answer
 //! to an [`Answer`]. Pure. The access token goes only into the `Authorization` header.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -67,9 +69,14 @@ pub struct ApprovedTemplate {
 }
 
 impl ApprovedTemplate {
-    /// Checks the names and parses every parameter; errors name the field.
+    /// Checks the names and parses every parameter; errors name the field
+    /// (`forward.whatsapp_template.name`).
     pub fn compile(spec: &TemplateSpec) -> Result<ApprovedTemplate, SpecError> {
-        let field = "forward.whatsapp_template";
+        ApprovedTemplate::compile_at(spec, "forward.whatsapp_template")
+    }
+
+    /// Like [`ApprovedTemplate::compile`], errors named under `field`.
+    pub fn compile_at(spec: &TemplateSpec, field: &str) -> Result<ApprovedTemplate, SpecError> {
         let valid_name = !spec.name.is_empty()
             && spec.name.len() <= 512
             && spec
@@ -113,6 +120,39 @@ impl ApprovedTemplate {
             language: self.language.clone(),
             params: self.params.iter().map(|t| t.render(v)).collect(),
         }
+    }
+}
+
+/// An account's approved templates: one per event type (`forward.whatsapp_templates`)
+/// and a default (`forward.whatsapp_template`). An event type with neither is sent as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApprovedTemplates {
+    default: Option<ApprovedTemplate>,
+    by_type: BTreeMap<String, ApprovedTemplate>,
+}
+
+impl ApprovedTemplates {
+    /// Compiles the default and every per-type template; errors name the field.
+    pub fn compile(
+        default: Option<&TemplateSpec>,
+        by_type: &BTreeMap<String, TemplateSpec>,
+    ) -> Result<ApprovedTemplates, SpecError> {
+        let default = default.map(ApprovedTemplate::compile).transpose()?;
+        let by_type = by_type
+            .iter()
+            .map(|(t, spec)| {
+                let field = format!("forward.whatsapp_templates.{t}");
+                Ok((t.clone(), ApprovedTemplate::compile_at(spec, &field)?))
+            })
+            .collect::<Result<_, SpecError>>()?;
+        Ok(ApprovedTemplates { default, by_type })
+    }
+
+    /// The template for an event of this type: its own, else the default.
+    pub fn select(&self, event_type: Option<&str>) -> Option<&ApprovedTemplate> {
+        event_type
+            .and_then(|t| self.by_type.get(t))
+            .or(self.default.as_ref())
     }
 }
 
@@ -307,6 +347,36 @@ mod tests {
         assert_eq!(
             bad("ok", "en", &["x", "{{nope}}"]),
             "forward.whatsapp_template.params[1]"
+        );
+        let spec = |name: &str| TemplateSpec {
+            name: name.into(),
+            language: "en".into(),
+            params: vec![],
+        };
+        let by_type = BTreeMap::from([("payment.failed".to_owned(), spec("payment_failed"))]);
+        let all = ApprovedTemplates::compile(Some(&spec("payment_update")), &by_type)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let name = |t: Option<&str>| all.select(t).map(|a| a.name.clone());
+        assert_eq!(
+            name(Some("payment.failed")).as_deref(),
+            Some("payment_failed")
+        );
+        assert_eq!(
+            name(Some("payment.reversed")).as_deref(),
+            Some("payment_update")
+        );
+        let only = ApprovedTemplates::compile(None, &by_type).unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            only.select(Some("payment.reversed")).is_none(),
+            "sent as text"
+        );
+        let broken = BTreeMap::from([("payment.failed".to_owned(), spec("Bad Name"))]);
+        let e = ApprovedTemplates::compile(None, &broken)
+            .err()
+            .map(|e| e.field);
+        assert_eq!(
+            e.as_deref(),
+            Some("forward.whatsapp_templates.payment.failed.name")
         );
     }
 
