@@ -181,7 +181,7 @@ impl Attempt {
                     retry_after_ms: None,
                 },
                 None,
-                out.redact(&e.to_string()),
+                out.failure(&e),
             ),
             Ok(Ok(a)) => {
                 let code = a.status.as_u16();

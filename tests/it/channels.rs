@@ -865,7 +865,7 @@ async fn the_real_binary_never_logs_or_records_a_channel_credential() {
         .unwrap_or("")
         .to_owned();
     assert!(
-        detail.contains("bot********/sendMessage"),
+        detail.contains("bot********/sendMessage: connection refused"),
         "the URL is shown masked: {detail}"
     );
     let mut shown = event.to_string();

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::account::{AccountSpec, SpecError};
+use crate::cli::client::ClientError;
 use crate::config::Chat;
 use crate::forward::retry::{self, Answer};
 use crate::render::Values;
@@ -131,6 +132,18 @@ impl Outgoing {
             .iter()
             .filter(|s| !s.is_empty())
             .fold(text.to_owned(), |t, s| t.replace(s.as_str(), MASK))
+    }
+
+    /// A detail to record for a request that got no answer (redacted): a refused
+    /// connection in plain words, not the CLI's hint about a gateway that is not running.
+    pub fn failure(&self, e: &ClientError) -> String {
+        let text = match e {
+            ClientError::NotRunning { url } => {
+                format!("cannot connect to {url}: connection refused")
+            }
+            other => other.to_string(),
+        };
+        self.redact(&text)
     }
 
     /// What an answer means for the retry policy, and a detail to record (redacted).
@@ -400,6 +413,13 @@ mod tests {
         );
         assert_eq!(out.classify(400, &none, b"", 0).0, Answer::Refused);
         assert_eq!(out.redact("Bearer conn-secret"), "Bearer ********");
+        let refused = ClientError::NotRunning {
+            url: out.url.clone(),
+        };
+        assert_eq!(
+            out.failure(&refused),
+            "cannot connect to http://127.0.0.1:9/messages: connection refused"
+        );
     }
 
     #[test]
