@@ -118,6 +118,14 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Vec<(i64, String)>, StoreError>;
     /// One page of the change log, newest first.
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError>;
+    /// Exact counts of the events received in `[since, until)` (microseconds), grouped
+    /// `by` ([`stats::count_sql`]).
+    async fn counts(
+        &self,
+        by: stats::CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<stats::CountRow>, StoreError>;
     /// Verifies both hash chains, events first.
     async fn verify(
         &self,
@@ -361,6 +369,16 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<(i64, String)>, StoreError> {
         self.engine.streamed_after(after_seq, account, limit).await
+    }
+
+    /// Exact counts of the events received in `[since, until)`, grouped `by`.
+    pub async fn counts(
+        &self,
+        by: stats::CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<stats::CountRow>, StoreError> {
+        self.engine.counts(by, since, until).await
     }
 
     /// One page of the change log, newest first.

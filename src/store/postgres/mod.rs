@@ -28,6 +28,7 @@ use tokio_postgres::NoTls;
 use super::audit::ChainReport;
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
+use super::stats::{CountBy, CountRow};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
@@ -262,6 +263,15 @@ impl Engine for Postgres {
 
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         reader::changes(&**self.client().await?, &filter).await
+    }
+
+    async fn counts(
+        &self,
+        by: CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        reader::counts(&**self.client().await?, by, since, until).await
     }
 
     async fn verify(

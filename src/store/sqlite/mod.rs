@@ -28,6 +28,7 @@ use async_trait::async_trait;
 use super::audit::{ChainReport, Log};
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
+use super::stats::{CountBy, CountRow};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
@@ -187,6 +188,17 @@ impl Engine for Sqlite {
 
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         self.readers.run(move |c| reader::changes(c, &filter)).await
+    }
+
+    async fn counts(
+        &self,
+        by: CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        self.readers
+            .run(move |c| reader::counts(c, by, since, until))
+            .await
     }
 
     async fn verify(
