@@ -73,11 +73,13 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Runs the delivery worker until `stop` flips.
 pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let chat = state.config.chat.clone();
-    if !channel::any_configured(&chat) {
+    let routes = channel::configured(&chat);
+    if routes.is_empty() {
         // Messages wait in the outbox until a connector or a channel is configured.
         let _ = stop.changed().await;
         return;
     }
+    tracing::info!(through = ?routes, "status messages are delivered");
     let policy = Policy {
         max_attempts: chat.max_attempts,
         base_ms: chat.retry_base_ms,

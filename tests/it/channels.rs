@@ -874,6 +874,16 @@ async fn the_real_binary_never_logs_or_records_a_channel_credential() {
     }
     no_credentials("the admin API", &shown);
     let log = p.term(Duration::from_secs(10)).await;
-    assert!(log.contains("listening"), "the log was captured: {log}");
+    let routes = log
+        .lines()
+        .find(|l| l.contains("status messages are delivered"))
+        .unwrap_or_else(|| panic!("the start names what delivers: {log}"));
+    for name in ["telegram", "whatsapp", "twilio_sms"] {
+        assert!(routes.contains(name), "{routes}");
+    }
+    assert!(
+        !routes.contains("connector"),
+        "no connector is configured: {routes}"
+    );
     no_credentials("the gateway's log", &log);
 }

@@ -254,8 +254,9 @@ pub fn build(
     }
 }
 
-/// Whether anything can deliver at all: the connector or at least one channel.
-pub fn any_configured(chat: &Chat) -> bool {
+/// What can deliver on this gateway: `connector` and the channels configured, by name
+/// (never a credential); empty when nothing can.
+pub fn configured(chat: &Chat) -> Vec<&'static str> {
     let probe = Delivery {
         seq: 0,
         account: String::new(),
@@ -273,7 +274,12 @@ pub fn any_configured(chat: &Chat) -> bool {
         Some(ChannelKind::TwilioWhatsapp),
     ]
     .into_iter()
-    .any(|c| build(chat, c, &probe, None).is_ok())
+    .filter_map(|c| {
+        build(chat, c, &probe, None)
+            .ok()
+            .map(|_| c.map_or("connector", ChannelKind::name))
+    })
+    .collect()
 }
 
 /// Refuses (422) an account that sends status messages through a channel this gateway
@@ -382,10 +388,10 @@ mod tests {
     fn the_connector_keeps_its_request_and_its_answers() {
         let mut chat = Chat::default();
         assert!(build(&chat, None, &delivery(), None).is_err());
-        assert!(!any_configured(&chat));
+        assert!(configured(&chat).is_empty());
         chat.url = Some("http://127.0.0.1:9/messages".into());
         chat.token = Some(Secret::new("conn-secret"));
-        assert!(any_configured(&chat));
+        assert_eq!(configured(&chat), ["connector"]);
         let out = build(&chat, None, &delivery(), None).unwrap_or_else(|e| panic!("{e}"));
         assert!(
             out.headers
@@ -432,7 +438,7 @@ mod tests {
             assert!(build(&chat, Some(kind), &delivery(), None).is_err(), "{c}");
         }
         chat.telegram.token = Some(Secret::new("1:tg"));
-        assert!(any_configured(&chat));
+        assert_eq!(configured(&chat), ["telegram"]);
         let out = build(&chat, Some(ChannelKind::Telegram), &delivery(), None)
             .unwrap_or_else(|e| panic!("{e}"));
         let detail = out.classify(
