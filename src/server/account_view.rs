@@ -38,6 +38,13 @@ pub fn warnings(spec: &AccountSpec) -> Vec<String> {
                 .to_owned(),
         );
     }
+    if let Some(channel) = forward.channel.filter(|_| !forward.send_to_user) {
+        out.push(format!(
+            "forward.channel is {:?} but forward.send_to_user is off: no message is sent; \
+             switch forward.send_to_user on",
+            channel.name()
+        ));
+    }
     if forward.send_to_user && forward.template.is_none() && !forward.templates.is_empty() {
         let types: Vec<&String> = forward.templates.keys().collect();
         out.push(format!(

@@ -702,6 +702,16 @@ async fn unconfigured_channels_and_bad_templates_are_refused_and_a_waiting_messa
     ))
     .await;
     assert_eq!(p["field"], "forward.whatsapp_template");
+    // Without send_to_user the channel is not needed, and the answer warns that nothing
+    // is sent.
+    let quiet = spec(
+        "quiet",
+        json!("whatsapp"),
+        json!({"forward": {"send_to_user": false}}),
+    );
+    let saved = gw.create_account(quiet).await;
+    let warned = saved["warnings"].to_string();
+    assert!(warned.contains("forward.send_to_user is off"), "{warned}");
     for name in ["wa", "sig", "bad"] {
         let a = gw
             .admin_call(Method::GET, &format!("/v1/accounts/{name}"), None)
