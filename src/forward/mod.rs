@@ -5,12 +5,12 @@
 //! Owns [`plan`] (pure: account + extracted fields → [`Forward`]) and [`run`], the worker:
 //! it reads due deliveries from the durable outbox, posts them with bounded concurrency
 //! (to the connector with an idempotency key), and records every attempt through the
-//! writer. The outbox row is
-//! written in the same transaction as the event, so nothing accepted is lost on the way
-//! out. The worker must never mark a message delivered without a 2xx, and never hold a
-//! delivery only in memory.
+//! writer. The outbox row is written in the same transaction as the event, so nothing
+//! accepted is lost on the way out. The worker must never mark a message delivered without
+//! a 2xx, and never hold a delivery only in memory.
 
 pub mod channel;
+pub mod http;
 pub mod retry;
 
 use std::collections::HashSet;

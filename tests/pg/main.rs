@@ -15,6 +15,8 @@ mod channels;
 mod cluster;
 #[path = "../it/console_api.rs"]
 mod console_api;
+#[path = "../it/destinations.rs"]
+mod destinations;
 #[path = "../it/export_csv.rs"]
 mod export_csv;
 #[path = "../it/fixtures.rs"]
