@@ -134,7 +134,12 @@ async function templateSection(a, reload) {
       notify(err.message);
     }
   };
-  return section('Status message', tpl.row, h('p', {}, 'Preview: ', preview),
+  // Templates by event type and the channel are set through the API; the console names them.
+  const types = Object.keys(fwd.templates || {});
+  const more = [];
+  if (types.length) more.push(h('p', { id: 'templates-by-type' }, `Own templates (API: forward.templates) for: ${types.join(', ')}; other event types get the template above.`));
+  if (fwd.channel) more.push(h('p', { id: 'forward-channel' }, `Sent through the ${fwd.channel} channel (forward.channel).`));
+  return section('Status message', tpl.row, h('p', {}, 'Preview: ', preview), ...more,
     h('div', { class: 'switch' }, send, h('label', { for: 'send-to-user', text: "Send it to the sender's chat" })),
     button('Save template', save, { id: 'save-template' }));
 }
