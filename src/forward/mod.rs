@@ -85,7 +85,7 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         base_ms: chat.retry_base_ms,
         max_ms: chat.retry_max_ms,
     };
-    let client = HttpClient::default();
+    let client = HttpClient::outbound();
     let permits = Arc::new(Semaphore::new(chat.concurrency));
     let inflight: Arc<Mutex<HashSet<i64>>> = Arc::default();
     let mut tasks = JoinSet::new();
