@@ -61,6 +61,9 @@ pub enum ClientError {
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Whether a refused connection means "the gateway is not running" (the CLI's calls to
+    /// the admin API) or is just a refused connection (the gateway's own outbound calls).
+    to_gateway: bool,
 }
 
 impl Default for HttpClient {
@@ -75,6 +78,7 @@ impl Default for HttpClient {
             .build();
         HttpClient {
             inner: Client::builder(TokioExecutor::new()).build(connector),
+            to_gateway: true,
         }
     }
 }
@@ -113,13 +117,16 @@ pub fn base_url(given: &str) -> String {
 }
 
 /// Describes a failed request with every cause, not just hyper's outermost "client error".
-fn failed(url: &str, e: &hyper_util::client::legacy::Error) -> ClientError {
+fn failed(url: &str, e: &hyper_util::client::legacy::Error, to_gateway: bool) -> ClientError {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     let mut message = e.to_string();
     while let Some(cause) = source {
         if let Some(io) = cause.downcast_ref::<std::io::Error>()
             && io.kind() == std::io::ErrorKind::ConnectionRefused
         {
+            if !to_gateway {
+                return unreachable(url, "connection refused".to_owned());
+            }
             return ClientError::NotRunning {
                 url: url.to_owned(),
             };
@@ -138,13 +145,25 @@ fn unreachable(url: &str, message: String) -> ClientError {
 }
 
 impl HttpClient {
+    /// A client for the gateway's own outbound calls (providers' status APIs, the chat
+    /// connector): a refused connection is reported as such, without the CLI's hint.
+    pub fn outbound() -> HttpClient {
+        HttpClient {
+            to_gateway: false,
+            ..HttpClient::default()
+        }
+    }
+
     /// Sends a request and waits for the answer's head.
     async fn answer(
         &self,
         url: &str,
         req: Request<Full<Bytes>>,
     ) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
-        self.inner.request(req).await.map_err(|e| failed(url, &e))
+        self.inner
+            .request(req)
+            .await
+            .map_err(|e| failed(url, &e, self.to_gateway))
     }
 
     /// Sends one request and reads the whole answer.
@@ -241,6 +260,27 @@ mod tests {
             }
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_hints_at_the_gateway_only_for_admin_calls() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let url = format!("http://127.0.0.1:{port}/");
+        let admin = HttpClient::default()
+            .send(Method::GET, &url, &[], "")
+            .await
+            .expect_err("nothing listens");
+        assert!(matches!(admin, ClientError::NotRunning { .. }), "{admin}");
+        let outbound = HttpClient::outbound()
+            .send(Method::GET, &url, &[], "")
+            .await
+            .expect_err("nothing listens");
+        let text = outbound.to_string();
+        assert!(text.ends_with("connection refused"), "{text}");
+        assert!(!text.contains("hookgate serve"), "{text}");
     }
 
     #[tokio::test]

@@ -147,7 +147,7 @@ impl Confirmer {
             conditions,
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
             token: spec.oauth.as_ref().map(TokenCache::compile).transpose()?,
-            client: HttpClient::default(),
+            client: HttpClient::outbound(),
         })
     }
 

@@ -243,6 +243,18 @@ pub(super) async fn prune_events(
             &[&through, &last],
         )
         .await?;
+    // Finished deliveries go with their events; waiting ones stay (and die, their event gone).
+    tx.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries
+            WHERE seq <= $1 AND status NOT IN ('pending', 'retrying'))",
+        &[&last],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE seq <= $1 AND status NOT IN ('pending', 'retrying')",
+        &[&last],
+    )
+    .await?;
     let total = pruned + count;
     let signature = key.sign_checkpoint(&CheckpointClaim {
         log: "events",

@@ -213,6 +213,16 @@ pub(super) fn prune_events(
         "DELETE FROM events WHERE seq > ?1 AND seq <= ?2",
         params![through, last],
     )? as u64;
+    // Finished deliveries go with their events; waiting ones stay (and die, their event gone).
+    tx.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries
+            WHERE seq <= ?1 AND status NOT IN ('pending', 'retrying'))",
+        params![last],
+    )?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE seq <= ?1 AND status NOT IN ('pending', 'retrying')",
+        params![last],
+    )?;
     let total = pruned + count;
     let signature = key.sign_checkpoint(&CheckpointClaim {
         log: "events",
