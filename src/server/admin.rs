@@ -484,6 +484,16 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
                  # TYPE hookgate_destination_oldest_pending_seconds gauge\nhookgate_destination_oldest_pending_seconds {age}\n",
                 outbox.backlog
             ));
+            let chat_age = outbox.chat_oldest_queued.map_or(0.0, |t| {
+                (crate::clock::now_micros() - t).max(0) as f64 / 1e6
+            });
+            text.push_str(&format!(
+                "# HELP hookgate_chat_backlog Status messages in the chat outbox pending or retrying.\n\
+                 # TYPE hookgate_chat_backlog gauge\nhookgate_chat_backlog {}\n\
+                 # HELP hookgate_chat_oldest_pending_seconds Age of the oldest status message still pending or retrying.\n\
+                 # TYPE hookgate_chat_oldest_pending_seconds gauge\nhookgate_chat_oldest_pending_seconds {chat_age}\n",
+                outbox.chat_backlog
+            ));
         }
         state.lanes.render_metrics(&mut text);
         let mut res = Response::new(super::http::full(text));

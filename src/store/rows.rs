@@ -311,4 +311,8 @@ pub struct OutboxStats {
     pub backlog: i64,
     /// When the oldest of them was queued (microseconds since the epoch).
     pub oldest_queued: Option<i64>,
+    /// Status messages in the chat outbox pending or retrying.
+    pub chat_backlog: i64,
+    /// When the oldest of them was accepted (microseconds since the epoch).
+    pub chat_oldest_queued: Option<i64>,
 }

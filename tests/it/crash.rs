@@ -243,12 +243,31 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_nothing() {
     let mut s = tokio::net::TcpStream::connect(&addr)
         .await
         .expect("connect");
+    // `Expect: 100-continue`: the interim answer shows the gateway has accepted the
+    // connection and is reading this request's body, so SIGTERM finds it in flight (not
+    // still waiting in the listener's backlog, which closes with the listener).
     let head = format!(
         "POST /hooks/crash HTTP/1.1\r\nhost: x\r\nx-signature: {sig}\r\nx-timestamp: {ts}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\n\r\n",
+         content-type: application/json\r\nexpect: 100-continue\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.expect("write head");
+    let mut interim = Vec::new();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        let mut byte = [0u8; 1];
+        while !interim.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut byte).await.expect("read the interim answer");
+            assert!(n > 0, "closed before 100 Continue");
+            interim.push(byte[0]);
+        }
+    })
+    .await
+    .expect("100 Continue");
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
     s.write_all(&body.as_bytes()[..10])
         .await
         .expect("write part");

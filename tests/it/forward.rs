@@ -685,3 +685,26 @@ async fn a_consumer_that_stops_reading_is_cut_off_and_resumes_from_the_log_missi
         Err(_) => panic!("a sender task still holds the gateway"),
     }
 }
+
+#[tokio::test]
+async fn metrics_show_the_chat_outbox_backlog_and_its_oldest_age() {
+    // No connector configured: status messages wait in the outbox.
+    let gw = spawn_gateway().await;
+    listening_account(&gw, "pay", json!({})).await;
+    assert_eq!(gw.metric("hookgate_chat_backlog").await, 0.0);
+    pay(&gw, "pay", "w1").await;
+    pay(&gw, "pay", "w2").await;
+    assert_eq!(gw.metric("hookgate_chat_backlog").await, 2.0);
+    assert!(gw.metric("hookgate_chat_oldest_pending_seconds").await >= 0.0);
+    gw.stop().await;
+
+    // Delivered messages leave the backlog.
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    let id = pay(&gw, "pay", "d1").await;
+    chat.next().await;
+    settled(&gw, &id, "delivered").await;
+    assert_eq!(gw.metric("hookgate_chat_backlog").await, 0.0);
+    gw.stop().await;
+}

@@ -87,8 +87,17 @@ pub(super) async fn stats(c: &impl GenericClient) -> Result<OutboxStats, StoreEr
             &[],
         )
         .await?;
+    let chat = c
+        .query_one(
+            "SELECT COUNT(*), MIN(e.received_at) FROM outbox o JOIN events e ON e.seq = o.seq
+             WHERE o.status IN ('pending', 'retrying')",
+            &[],
+        )
+        .await?;
     Ok(OutboxStats {
         backlog: r.get(0),
         oldest_queued: r.get(1),
+        chat_backlog: chat.get(0),
+        chat_oldest_queued: chat.get(1),
     })
 }

@@ -123,14 +123,21 @@ pub(super) fn of_event(c: &Connection, seq: i64) -> Result<Vec<DeliveryRow>, Sto
 }
 
 pub(super) fn stats(c: &Connection) -> Result<OutboxStats, StoreError> {
-    Ok(c.query_row(
+    let (backlog, oldest_queued) = c.query_row(
         "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying')",
         [],
-        |r| {
-            Ok(OutboxStats {
-                backlog: r.get(0)?,
-                oldest_queued: r.get(1)?,
-            })
-        },
-    )?)
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let (chat_backlog, chat_oldest_queued) = c.query_row(
+        "SELECT COUNT(*), MIN(e.received_at) FROM outbox o JOIN events e ON e.seq = o.seq
+             WHERE o.status IN ('pending', 'retrying')",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok(OutboxStats {
+        backlog,
+        oldest_queued,
+        chat_backlog,
+        chat_oldest_queued,
+    })
 }
