@@ -154,6 +154,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "africas_talking",
         include_str!("../rules/africas_talking.toml"),
     ),
+    ("adyen", include_str!("../rules/adyen.toml")),
     ("airtable", include_str!("../rules/airtable.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),

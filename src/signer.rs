@@ -169,6 +169,9 @@ fn sign_signature(
 ) -> Result<(), SignError> {
     let content =
         SignedContent::parse(&sig.signed_content).map_err(|e| SignError(e.to_string()))?;
+    if let Some(fields) = &sig.signed_fields {
+        return sign_items(sig, fields, &content, input, signed);
+    }
     let timestamp = match sig.timestamp_format {
         TimestampFormat::Unix => input.now_secs.to_string(),
         TimestampFormat::UnixMs => (input.now_secs * 1000).to_string(),
@@ -252,6 +255,68 @@ fn sign_signature(
         Some(v) => serde_json::to_vec(&v).map_err(|e| SignError(e.to_string()))?,
         None => body_for_mac,
     };
+    Ok(())
+}
+
+/// A scheme over chosen fields of each item (Adyen): every item gets its own signature,
+/// written at the signature's path inside it.
+fn sign_items(
+    sig: &SignatureSpec,
+    spec: &crate::account::SignedFieldsSpec,
+    content: &SignedContent,
+    input: SignInput<'_>,
+    signed: &mut Signed,
+) -> Result<(), SignError> {
+    let fields =
+        crate::verify::SignedFields::compile(spec).map_err(|e| SignError(e.to_string()))?;
+    let Some(path) = &sig.signature_path else {
+        return Err(SignError("the scheme names no signature path".into()));
+    };
+    let mut body: Value = serde_json::from_slice(input.body).map_err(|e| {
+        SignError(format!(
+            "this scheme signs fields of a JSON body, and the body is not JSON: {e}"
+        ))
+    })?;
+    let mut values = Vec::new();
+    let count = fields.items(&body).map_or(0, |items| items.len());
+    if count == 0 {
+        return Err(SignError(
+            "the body holds no items to sign (the scheme's items path finds no array)".into(),
+        ));
+    }
+    for item in fields.items(&body).unwrap_or_default() {
+        let text = fields.content(item);
+        let raw = mac_or_signature(sig, input.key, content, Inputs::body(&text), signed)?;
+        values.push(match sig.encoding {
+            Encoding::Hex => hex::encode(raw),
+            Encoding::Base64 => STANDARD.encode(raw),
+        });
+    }
+    let items_path = spec.items.as_deref();
+    let mut targets: Vec<&mut Value> = match items_path {
+        None => vec![&mut body],
+        Some(p) => {
+            let steps = simple_keys(p).ok_or_else(|| {
+                SignError(format!(
+                    "cannot write into the items at {p}: only member paths"
+                ))
+            })?;
+            let mut node = &mut body;
+            for key in &steps {
+                node = node
+                    .get_mut(key)
+                    .ok_or_else(|| SignError(format!("{p} names no member")))?;
+            }
+            match node {
+                Value::Array(list) => list.iter_mut().collect(),
+                _ => return Err(SignError(format!("{p} is not an array"))),
+            }
+        }
+    };
+    for (target, value) in targets.iter_mut().zip(values) {
+        set_path(target, path, Value::String(value))?;
+    }
+    signed.body = serde_json::to_vec(&body).map_err(|e| SignError(e.to_string()))?;
     Ok(())
 }
 
@@ -377,6 +442,7 @@ mod tests {
                 Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()),
             ),
             "sendgrid" => (STANDARD.encode([7u8; 32]), None),
+            "adyen" => (hex::encode([9u8; 32]).to_uppercase(), None),
             _ => ("a-shared-secret".into(), None),
         }
     }
@@ -387,6 +453,7 @@ mod tests {
             "mandrill" => b"mandrill_events=%5B%7B%22_id%22%3A%22e1%22%7D%5D",
             "mailgun" => br#"{"event-data":{"id":"ev1","event":"delivered"}}"#,
             "hubspot" | "sendgrid" => br#"[{"eventId":1}]"#,
+            "adyen" => br#"{"live":"false","notificationItems":[{"NotificationRequestItem":{"pspReference":"p1","eventCode":"AUTHORISATION","amount":{"value":100,"currency":"EUR"},"success":"true"}},{"NotificationRequestItem":{"pspReference":"p2","eventCode":"CAPTURE","success":"true"}}]}"#,
             _ => br#"{"id":"evt_1","type":"t"}"#,
         }
     }

@@ -173,6 +173,27 @@ pub struct JwtSpec {
     pub secrets: Vec<Secret>,
 }
 
+/// A signature over chosen fields of the payload instead of its bytes (Adyen): each item
+/// of a batch is signed on its own, over its fields' values joined by `separator`; the
+/// signature's `signature_path` is then a path inside each item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignedFieldsSpec {
+    /// A JSONPath to the array of items, each signed on its own (Adyen's
+    /// `$.notificationItems`); absent: the body is one item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// JSONPaths inside an item, in the order the provider signs them; a missing value is
+    /// signed as the empty text.
+    pub fields: Vec<String>,
+    /// What joins the values.
+    #[serde(default = "colon")]
+    pub separator: String,
+}
+
+fn colon() -> String {
+    ":".to_owned()
+}
 fn get_method() -> String {
     "GET".to_owned()
 }

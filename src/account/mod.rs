@@ -14,7 +14,7 @@ mod kinds;
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
     AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
-    OAuthStyle,
+    OAuthStyle, SignedFieldsSpec,
 };
 
 use std::collections::BTreeMap;
@@ -293,6 +293,11 @@ pub struct SignatureSpec {
     /// (Mailgun's `parent-signature`). Every signature found in any of them is tried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<String>,
+    /// For a sender that signs chosen fields of each item rather than the body's bytes
+    /// (Adyen): the items and their fields; `signature_path` is then a path inside each
+    /// item, and every item must carry a valid signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_fields: Option<SignedFieldsSpec>,
     /// Every secret currently valid; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<Secret>,

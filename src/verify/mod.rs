@@ -13,6 +13,7 @@ mod jwt;
 mod keys;
 mod signature;
 mod signed_content;
+mod signed_fields;
 
 pub use allowlist::IpAllowlist;
 pub use auth::AuthCheck;
@@ -23,6 +24,7 @@ pub use signature::{
     SignatureCheck, parse_timestamp, sorted_form_params, with_default_port, without_port,
 };
 pub use signed_content::{Part, SignedContent};
+pub use signed_fields::SignedFields;
 
 use bytes::Bytes;
 use hyper::HeaderMap;
