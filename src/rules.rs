@@ -214,6 +214,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("mux", include_str!("../rules/mux.toml")),
     ("netlify", include_str!("../rules/netlify.toml")),
     ("notion", include_str!("../rules/notion.toml")),
+    ("okta", include_str!("../rules/okta.toml")),
     ("orb", include_str!("../rules/orb.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
     ("pagerduty", include_str!("../rules/pagerduty.toml")),
@@ -247,6 +248,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "terraform_cloud",
         include_str!("../rules/terraform_cloud.toml"),
     ),
+    ("trello", include_str!("../rules/trello.toml")),
     ("twilio", include_str!("../rules/twilio.toml")),
     (
         "twilio_shared_key",

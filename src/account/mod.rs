@@ -364,6 +364,18 @@ pub enum HandshakeSpec {
         /// The JSONPath of the token to answer.
         challenge: String,
     },
+    /// A `GET` carrying the challenge in a header, answered `{"<reply_key>": challenge}`
+    /// once the request passes the account's verification (Okta's one-time
+    /// `X-Okta-Verification-Challenge`, sent with the authorization header).
+    HeaderEcho {
+        /// The header carrying the challenge.
+        header: String,
+        /// The member of the JSON answer that holds it.
+        reply_key: String,
+    },
+    /// A `HEAD` request answered 200 with no body (Trello checks the callback URL this
+    /// way when a webhook is created). It carries nothing and is recorded as a handshake.
+    Head,
     /// A request whose `when` path equals `equals` (or is present, when `equals` is not
     /// given) is answered with the fixed JSON `reply` (Discord's PING). `unsigned` lets
     /// it through without a signature (WooCommerce's creation ping), but only when the

@@ -25,7 +25,7 @@ use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
 use crate::event::{Committed, EventRecord, Extracted, Forward, Reason, Status, public_id};
-use crate::handshake::{Answer, GetOutcome};
+use crate::handshake::{Answer, GetOutcome, Handshake};
 use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
 use crate::redact;
@@ -224,6 +224,53 @@ impl<'a> Row<'a> {
                     not_found(),
                 )
                 .await;
+        }
+        // Trello checks a callback URL with a bare HEAD when a webhook is created.
+        if self.parts.method == Method::HEAD
+            && account.handshake.as_ref().is_some_and(|h| h.answers_head())
+        {
+            return self
+                .handshake(Handshake::head_answer(), body, Extracted::default())
+                .await;
+        }
+        // A challenge in a header (Okta): answered only once the request passes the
+        // account's verification, like any event.
+        if self.parts.method == Method::GET
+            && let Some(answer) = account
+                .handshake
+                .as_ref()
+                .and_then(|h| h.on_get_headers(&self.parts.headers))
+        {
+            let url = self.public_url();
+            let verdict = account
+                .verifier
+                .verify(
+                    &RequestView {
+                        method: self.parts.method.as_str(),
+                        headers: &self.parts.headers,
+                        query: self.parts.uri.query(),
+                        body: &body,
+                        url: &url,
+                        origin: Origin {
+                            path_token: self.path_token.as_deref(),
+                            peer: Some(self.peer.ip()),
+                        },
+                    },
+                    self.received_at / 1_000_000,
+                )
+                .map(|_| ());
+            if let Err(rejection) = verdict {
+                let problem = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Unauthorized",
+                    "the request could not be verified; the reason is recorded in the gateway's audit log",
+                );
+                return self
+                    .reject_whole(rejection.reason, rejection.detail, body, problem)
+                    .await;
+            }
+            return self.handshake(answer, body, Extracted::default()).await;
         }
         if self.parts.method == Method::GET
             && let Some(h) = account.handshake.as_ref().filter(|h| h.is_get())
