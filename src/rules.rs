@@ -159,6 +159,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("alchemy", include_str!("../rules/alchemy.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),
     ("box", include_str!("../rules/box.toml")),
+    ("braintree", include_str!("../rules/braintree.toml")),
     ("brex", include_str!("../rules/brex.toml")),
     ("buildkite", include_str!("../rules/buildkite.toml")),
     ("cal_com", include_str!("../rules/cal_com.toml")),
@@ -677,7 +678,9 @@ fn example_secret(rule: &Rule) -> String {
         _ => b"hookgate-rule-check-key-material".to_vec(),
     };
     let encoded = match encoding {
-        SecretEncoding::Text => String::from_utf8_lossy(&bytes).into_owned(),
+        SecretEncoding::Text | SecretEncoding::Sha1Digest => {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
         SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
         SecretEncoding::Hex => hex::encode(&bytes),
     };

@@ -203,6 +203,9 @@ pub enum SecretEncoding {
     Base64,
     /// Hexadecimal.
     Hex,
+    /// The SHA-1 digest of the text, as typed (Braintree keys its HMAC with the SHA-1 of
+    /// the private key).
+    Sha1Digest,
 }
 
 /// How a sender writes its timestamp; reading accepts all of them, signing uses this one.
