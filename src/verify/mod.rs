@@ -16,7 +16,7 @@ mod signed_content;
 mod signed_fields;
 
 pub use allowlist::IpAllowlist;
-pub use auth::AuthCheck;
+pub use auth::{AuthCheck, generate_path_token};
 pub use grammar::Layout;
 pub use jwt::{Claims, JwtCheck};
 pub use keys::{Inputs, Key, decode_secret, sign};
