@@ -1,13 +1,16 @@
-//! A small HTTP/1 client for talking to a running gateway: the CLI's admin calls, and the
-//! integration tests' requests.
+//! A small HTTP/1 client, plain or over TLS: the CLI's admin calls, the gateway's outbound
+//! calls (providers' status APIs, the chat connector), and the integration tests' requests.
 //!
-//! Owns one request function over hyper's client. It must never print a token; callers
-//! pass it in and it goes only into the Authorization header.
+//! Owns one request function over hyper's client. `https://` URLs are checked against the
+//! Mozilla root certificates compiled into the binary (no system store is needed, none is
+//! trusted beyond them). It must never print a token; callers pass it in and it goes only
+//! into the Authorization header.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -57,13 +60,21 @@ pub enum ClientError {
 /// A reusable client (keeps connections alive).
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
 }
 
 impl Default for HttpClient {
     fn default() -> Self {
+        let connector = HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::aws_lc_rs::default_provider())
+            // Fails only for a provider without the default protocol versions; aws-lc-rs has
+            // both, and `the_client_speaks_tls` below builds one.
+            .expect("the aws-lc-rs provider supports TLS 1.2 and 1.3")
+            .https_or_http()
+            .enable_http1()
+            .build();
         HttpClient {
-            inner: Client::builder(TokioExecutor::new()).build_http(),
+            inner: Client::builder(TokioExecutor::new()).build(connector),
         }
     }
 }
@@ -206,5 +217,52 @@ impl HttpClient {
             body,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// A server that answers every connection with a plain HTTP response.
+    async fn plain_server() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn the_client_speaks_plain_http_and_tls() {
+        let addr = plain_server().await;
+        let client = HttpClient::default();
+        let plain = client
+            .send(Method::GET, &format!("http://{addr}/"), &[], "")
+            .await
+            .expect("plain http");
+        assert_eq!(plain.status, StatusCode::OK);
+        assert_eq!(&plain.body[..], b"ok");
+        // The same server under https: the client opens a TLS handshake, which a server
+        // answering in plain text cannot complete.
+        let tls = client
+            .send(Method::GET, &format!("https://{addr}/"), &[], "")
+            .await
+            .expect_err("no TLS server there");
+        let message = tls.to_string();
+        assert!(
+            matches!(tls, ClientError::Unreachable { .. }) && message.contains("corrupt message"),
+            "{message}"
+        );
     }
 }
