@@ -112,6 +112,13 @@ pub enum SecretTarget {
     /// webhook with its verify-webhook-signature API).
     #[serde(rename = "confirm.oauth.client_secret")]
     ConfirmClientSecret,
+    /// The API secret that fetches the token keys (Plaid's verification-key API).
+    #[serde(rename = "jwt.remote_keys.secret")]
+    RemoteKeysSecret,
+    /// The audience the token must carry (Google Pub/Sub push: the subscription's
+    /// audience, not a secret, but the one value the user must give).
+    #[serde(rename = "jwt.audience")]
+    JwtAudience,
 }
 
 /// A form of pasted secret a preset refuses.
@@ -189,6 +196,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("gocardless", include_str!("../rules/gocardless.toml")),
     ("gogs", include_str!("../rules/gogs.toml")),
     ("helpscout", include_str!("../rules/helpscout.toml")),
+    ("google_pubsub", include_str!("../rules/google_pubsub.toml")),
     ("heroku", include_str!("../rules/heroku.toml")),
     ("hubspot", include_str!("../rules/hubspot.toml")),
     ("intercom", include_str!("../rules/intercom.toml")),
@@ -223,6 +231,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("paystack", include_str!("../rules/paystack.toml")),
     ("persona", include_str!("../rules/persona.toml")),
     ("pesapal", include_str!("../rules/pesapal.toml")),
+    ("plaid", include_str!("../rules/plaid.toml")),
     ("postmark", include_str!("../rules/postmark.toml")),
     ("pusher", include_str!("../rules/pusher.toml")),
     ("razorpay", include_str!("../rules/razorpay.toml")),
@@ -423,6 +432,8 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::AuthToken => "auth.token",
             SecretTarget::AuthPassword => "auth.password",
             SecretTarget::ConfirmClientSecret => "confirm.oauth.client_secret",
+            SecretTarget::RemoteKeysSecret => "jwt.remote_keys.secret",
+            SecretTarget::JwtAudience => "jwt.audience",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -541,6 +552,28 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
             };
             oauth.insert("client_secret".into(), secret);
         }
+        SecretTarget::RemoteKeysSecret => {
+            let Some(keys) = obj
+                .get_mut("jwt")
+                .and_then(|j| j.get_mut("remote_keys"))
+                .and_then(Value::as_object_mut)
+            else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in jwt.remote_keys.secret, but the account has no jwt.remote_keys",
+                ));
+            };
+            keys.insert("secret".into(), secret);
+        }
+        SecretTarget::JwtAudience => {
+            let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in jwt.audience, but the account has no jwt",
+                ));
+            };
+            jwt.insert("audience".into(), secret);
+        }
         SecretTarget::JwtSecrets => {
             let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
@@ -631,6 +664,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::JwtSecrets => "account.jwt",
             SecretTarget::AuthToken | SecretTarget::AuthPassword => "account.auth",
             SecretTarget::ConfirmClientSecret => "account.confirm.oauth",
+            SecretTarget::RemoteKeysSecret | SecretTarget::JwtAudience => "account.jwt",
         };
         err(field, e.message)
     })?;

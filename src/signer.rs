@@ -143,6 +143,18 @@ fn sign_jwt(jwt: &JwtSpec, input: SignInput<'_>) -> Result<String, SignError> {
     if let Some(iss) = &jwt.issuer {
         claims.insert("iss".into(), iss.clone().into());
     }
+    if let Some(aud) = &jwt.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    for (name, value) in &jwt.claims {
+        // "true" is written as the boolean providers send (Google's email_verified).
+        let v = match value.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(value.clone()),
+        };
+        claims.insert(name.clone(), v);
+    }
     let bad_key = |e: jsonwebtoken::errors::Error| SignError(format!("the key cannot sign: {e}"));
     let (alg, key) = match jwt.algorithm {
         JwtAlgorithm::Hs256 => (
@@ -443,6 +455,8 @@ mod tests {
             ),
             "sendgrid" => (STANDARD.encode([7u8; 32]), None),
             "adyen" => (hex::encode([9u8; 32]).to_uppercase(), None),
+            "plaid" => (crate::verify::test_keys::EC_PRIVATE.into(), None),
+            "google_pubsub" => (crate::verify::test_keys::RSA_PRIVATE.into(), None),
             _ => ("a-shared-secret".into(), None),
         }
     }
@@ -464,8 +478,14 @@ mod tests {
         for rule in rules.all() {
             let (private, expected_public) = keys_for(rule);
             let url = "https://hooks.example.com/hooks/acct?x=1";
-            let mut request =
-                json!({"name": "acct", "provider": rule.name, "secret": private.clone()});
+            // Where the pasted secret is not the signing key (Plaid's API secret, Google's
+            // audience), the key is the test key and the secret a value of its own.
+            let pasted = match rule.secret_target {
+                crate::rules::SecretTarget::RemoteKeysSecret
+                | crate::rules::SecretTarget::JwtAudience => "a-pasted-value".to_owned(),
+                _ => private.clone(),
+            };
+            let mut request = json!({"name": "acct", "provider": rule.name, "secret": pasted});
             rule.fill_required_settings(&mut request, "a-required-setting");
             let prepared = rules
                 .prepare(request)
@@ -488,6 +508,15 @@ mod tests {
                     assert_eq!(public, e, "{}", rule.name);
                 }
                 stored["signature"]["secrets"] = json!([public]);
+            }
+            // A token whose keys the provider publishes is tried here with the test key's
+            // public half configured instead.
+            match rule.name.as_str() {
+                "plaid" => stored["jwt"]["secrets"] = json!([crate::verify::test_keys::EC_PUBLIC]),
+                "google_pubsub" => {
+                    stored["jwt"]["secrets"] = json!([crate::verify::test_keys::RSA_PUBLIC]);
+                }
+                _ => {}
             }
             stored["public_url"] = json!("https://hooks.example.com/hooks/acct");
             let spec =

@@ -34,6 +34,8 @@ pub struct CompiledAccount {
     pub confirm: Option<crate::confirm::Confirmer>,
     /// The answer its provider expects to a delivered event, when it is not hookgate's.
     pub answer: Option<crate::account::answer::ProviderAnswer>,
+    /// Where its token's keys are fetched from, when the provider publishes them.
+    pub remote_keys: Option<crate::confirm::KeyFetcher>,
 }
 
 impl CompiledAccount {
@@ -104,6 +106,12 @@ pub fn compile(
         .as_ref()
         .map(crate::confirm::Confirmer::compile)
         .transpose()?;
+    let remote_keys = spec
+        .jwt
+        .as_ref()
+        .and_then(|j| j.remote_keys.as_ref())
+        .map(crate::confirm::KeyFetcher::compile)
+        .transpose()?;
     let answer = spec
         .answer
         .as_ref()
@@ -136,5 +144,6 @@ pub fn compile(
         dedupe,
         confirm,
         answer,
+        remote_keys,
     })
 }

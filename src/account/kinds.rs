@@ -168,9 +168,67 @@ pub struct JwtSpec {
     /// be, in seconds; 0 turns the time checks off.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
+    /// How far `iat` may be from now, when a sender reuses a token for its whole lifetime
+    /// (Google's push tokens live an hour); absent: `tolerance_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_tolerance_secs: Option<u64>,
+    /// Further issuers accepted besides `issuer` (Google writes `accounts.google.com` with
+    /// and without `https://`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_issuers: Vec<String>,
+    /// The `aud` the token must carry (a string, or one of a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Claims that must equal the given text (Google Pub/Sub's `email`: the push
+    /// subscription's service account).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// Keys fetched from the provider by the token's `kid` instead of (or besides)
+    /// `secrets`: Google's JWKS, Plaid's verification-key API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_keys: Option<RemoteKeysSpec>,
     /// Every secret (HS256) or public key (ES256, RS256) currently valid.
     #[serde(default)]
     pub secrets: Vec<Secret>,
+}
+
+/// How a provider publishes the keys its tokens are signed with.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteKeysStyle {
+    /// A JSON Web Key Set at `url` (`GET`), every key with its `kid` (Google).
+    #[default]
+    Jwks,
+    /// `POST url` with `{"client_id", "secret", "key_id"}` answering `{"key": JWK}`; a key
+    /// with a non-null `expired_at` is not used (Plaid's `/webhook_verification_key/get`).
+    Plaid,
+}
+
+/// Where a token's verification keys come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysSpec {
+    /// How the keys are published.
+    #[serde(default)]
+    pub style: RemoteKeysStyle,
+    /// The keys' URL; its scheme and host are fixed by the account, never by a request.
+    pub url: String,
+    /// The API client id (Plaid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The API secret (Plaid), write-only like every secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// How long a fetched key is kept, in seconds.
+    #[serde(default = "hour")]
+    pub cache_secs: u64,
+    /// How long to wait for the provider's answer.
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+fn hour() -> u64 {
+    3600
 }
 
 /// A signature over chosen fields of the payload instead of its bytes (Adyen): each item

@@ -14,7 +14,7 @@ mod kinds;
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
     AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
-    OAuthStyle, SignedFieldsSpec,
+    OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec,
 };
 
 use std::collections::BTreeMap;
@@ -545,6 +545,14 @@ impl AccountSpec {
                     v["confirm"]["oauth"]["secret_headers"][name] = Value::from(value.expose_str());
                 }
             }
+        }
+        if let Some(secret) = self
+            .jwt
+            .as_ref()
+            .and_then(|j| j.remote_keys.as_ref())
+            .and_then(|r| r.secret.as_ref())
+        {
+            v["jwt"]["remote_keys"]["secret"] = Value::from(secret.expose_str());
         }
         if let Some(jwt) = &self.jwt {
             let secrets: Vec<Value> = jwt

@@ -339,7 +339,40 @@ impl<'a> Row<'a> {
                 .handshake(answer, body.clone(), Extracted::default())
                 .await;
         }
-        let verified = match account.verifier.verify(&view, self.received_at / 1_000_000) {
+        // A token whose key the provider publishes (Google, Plaid): the key is fetched by
+        // the token's kid first; a provider that cannot be asked is a 503, never a forgery.
+        let fetched = match (&account.remote_keys, account.verifier.jwt_key_id(&view)) {
+            (Some(keys), Some(kid)) => match keys.key(&kid).await {
+                Ok(key) => key,
+                Err(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "confirmation_unavailable",
+                        "Service Unavailable",
+                        "the provider's signing keys could not be fetched now; nothing was accepted, please retry",
+                    );
+                    let mut res = self
+                        .reject_whole(
+                            Reason::ConfirmationUnavailable,
+                            format!("the provider's keys could not be fetched: {detail}"),
+                            body.clone(),
+                            problem,
+                        )
+                        .await;
+                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        res.headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+                    }
+                    return res;
+                }
+            },
+            _ => None,
+        };
+        let verified = match account.verifier.verify_with(
+            &view,
+            self.received_at / 1_000_000,
+            fetched.as_deref(),
+        ) {
             Ok(v) => v,
             Err(rejection) => {
                 let problem = Problem::new(

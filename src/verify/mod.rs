@@ -10,6 +10,8 @@ mod allowlist;
 mod auth;
 mod grammar;
 mod jwt;
+#[cfg(test)]
+pub(crate) use jwt::test_keys;
 mod keys;
 mod signature;
 mod signed_content;
@@ -148,6 +150,23 @@ impl Verifier {
         request: &'a RequestView<'a>,
         now_secs: i64,
     ) -> Result<Verified<'a>, Rejection> {
+        self.verify_with(request, now_secs, None)
+    }
+
+    /// The `kid` of the request's token, for an account whose token keys are fetched
+    /// from the provider.
+    pub fn jwt_key_id(&self, request: &RequestView<'_>) -> Option<String> {
+        self.jwt.as_ref().and_then(|j| j.key_id(request))
+    }
+
+    /// Like [`verify`](Self::verify), with the key fetched from the provider for the
+    /// token's `kid` tried besides the account's own.
+    pub fn verify_with<'a>(
+        &self,
+        request: &'a RequestView<'a>,
+        now_secs: i64,
+        fetched: Option<&jsonwebtoken::DecodingKey>,
+    ) -> Result<Verified<'a>, Rejection> {
         if let Some(allowlist) = &self.allowlist {
             allowlist.check(request)?;
         }
@@ -156,7 +175,7 @@ impl Verifier {
             sig.check(request, now_secs)?;
         }
         let claims = match &self.jwt {
-            Some(jwt) => Some(jwt.check(request, now_secs)?),
+            Some(jwt) => Some(jwt.check_with(request, now_secs, fetched)?),
             None => None,
         };
         Ok(Verified { request, claims })

@@ -34,6 +34,7 @@ mod presets;
 mod process;
 mod props;
 mod provider_needs;
+mod remote_keys;
 mod replay;
 mod roles;
 mod secrets;

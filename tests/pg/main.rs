@@ -36,6 +36,8 @@ mod presets;
 mod process;
 #[path = "../it/props.rs"]
 mod props;
+#[path = "../it/remote_keys.rs"]
+mod remote_keys;
 #[path = "../it/replay.rs"]
 mod replay;
 #[path = "../it/roles.rs"]
