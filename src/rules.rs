@@ -119,6 +119,10 @@ pub enum SecretTarget {
     /// audience, not a secret, but the one value the user must give).
     #[serde(rename = "jwt.audience")]
     JwtAudience,
+    /// The first of `sns.topic_arns` (AWS SNS: the topic, not a secret, but the one value
+    /// that says whose messages these are).
+    #[serde(rename = "sns.topic_arns")]
+    SnsTopicArns,
 }
 
 /// A form of pasted secret a preset refuses.
@@ -164,6 +168,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("adyen", include_str!("../rules/adyen.toml")),
     ("airtable", include_str!("../rules/airtable.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
+    ("aws_sns", include_str!("../rules/aws_sns.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),
     ("box", include_str!("../rules/box.toml")),
     ("braintree", include_str!("../rules/braintree.toml")),
@@ -434,6 +439,7 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::ConfirmClientSecret => "confirm.oauth.client_secret",
             SecretTarget::RemoteKeysSecret => "jwt.remote_keys.secret",
             SecretTarget::JwtAudience => "jwt.audience",
+            SecretTarget::SnsTopicArns => "sns.topic_arns",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -565,6 +571,27 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
             };
             keys.insert("secret".into(), secret);
         }
+        SecretTarget::SnsTopicArns => {
+            let Some(sns) = obj.get_mut("sns").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in sns.topic_arns, but the account has no sns",
+                ));
+            };
+            match sns
+                .entry("topic_arns")
+                .or_insert_with(|| Value::Array(Vec::new()))
+                .as_array_mut()
+            {
+                Some(list) => list.insert(0, secret),
+                None => {
+                    return Err(SpecError::new(
+                        "sns.topic_arns",
+                        "must be a list of strings",
+                    ));
+                }
+            }
+        }
         SecretTarget::JwtAudience => {
             let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
@@ -665,6 +692,7 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::AuthToken | SecretTarget::AuthPassword => "account.auth",
             SecretTarget::ConfirmClientSecret => "account.confirm.oauth",
             SecretTarget::RemoteKeysSecret | SecretTarget::JwtAudience => "account.jwt",
+            SecretTarget::SnsTopicArns => "account.sns",
         };
         err(field, e.message)
     })?;

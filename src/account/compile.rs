@@ -36,6 +36,8 @@ pub struct CompiledAccount {
     pub answer: Option<crate::account::answer::ProviderAnswer>,
     /// Where its token's keys are fetched from, when the provider publishes them.
     pub remote_keys: Option<crate::confirm::KeyFetcher>,
+    /// The signing certificates its SNS messages name, fetched and cached.
+    pub sns_certs: Option<crate::confirm::CertFetcher>,
 }
 
 impl CompiledAccount {
@@ -112,6 +114,7 @@ pub fn compile(
         .and_then(|j| j.remote_keys.as_ref())
         .map(crate::confirm::KeyFetcher::compile)
         .transpose()?;
+    let sns_certs = spec.sns.as_ref().map(crate::confirm::CertFetcher::compile);
     let answer = spec
         .answer
         .as_ref()
@@ -145,5 +148,6 @@ pub fn compile(
         confirm,
         answer,
         remote_keys,
+        sns_certs,
     })
 }

@@ -227,6 +227,26 @@ pub struct RemoteKeysSpec {
     pub timeout_secs: u64,
 }
 
+/// AWS SNS's signed messages: the topics this endpoint is subscribed to, and where the
+/// signing certificate may come from besides Amazon's SNS hosts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnsSpec {
+    /// The TopicArns whose messages are accepted.
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// Further certificate hosts (`host:port`) besides `sns.<region>.amazonaws.com`: a
+    /// local mirror, the tests; http only to a loopback address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_hosts: Vec<String>,
+    /// How long a fetched certificate is kept, in seconds.
+    #[serde(default = "hour")]
+    pub cache_secs: u64,
+    /// How long to wait for the certificate.
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
 fn hour() -> u64 {
     3600
 }

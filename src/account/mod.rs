@@ -14,7 +14,7 @@ mod kinds;
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
     AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
-    OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec,
+    OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec, SnsSpec,
 };
 
 use std::collections::BTreeMap;
@@ -49,6 +49,9 @@ pub struct AccountSpec {
     /// MessageBird, Netlify): checked like a signature, with a claim over the body's hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtSpec>,
+    /// AWS SNS's signed messages, checked with the certificate each names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns: Option<SnsSpec>,
     /// The provider's set-up handshake, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<HandshakeSpec>,

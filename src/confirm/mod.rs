@@ -11,6 +11,7 @@
 //! extracted value choose the host it asks (the scheme and host of the URL are fixed text),
 //! never treat "could not ask" as "forged", and never log a credential.
 
+mod certs;
 mod keys;
 mod oauth;
 
@@ -27,6 +28,7 @@ use crate::extract::JsonPath;
 use crate::render::{Template, Values};
 use crate::secret::Secret;
 
+pub use certs::CertFetcher;
 pub use keys::{KeyFetcher, MIN_REFETCH};
 pub use oauth::TokenCache;
 

@@ -30,7 +30,7 @@ use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
 use crate::redact;
 use crate::store::StoreError;
-use crate::verify::{Origin, RequestView};
+use crate::verify::{Fetched, Origin, RequestView};
 
 /// The longest account label stored for a request to an unknown account.
 const MAX_LABEL: usize = 128;
@@ -368,10 +368,43 @@ impl<'a> Row<'a> {
             },
             _ => None,
         };
+        // An SNS message names its signing certificate: fetched (cached) only from an
+        // allowlisted host; an off-list URL is a forgery, an unreachable host a 503.
+        let certificate = match (&account.sns_certs, account.verifier.sns_cert_url(&view)) {
+            (Some(certs), Some(Ok(url))) => match certs.get(&url).await {
+                Ok(pem) => Some(pem),
+                Err(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "confirmation_unavailable",
+                        "Service Unavailable",
+                        "the provider's signing certificate could not be fetched now; nothing was accepted, please retry",
+                    );
+                    let mut res = self
+                        .reject_whole(
+                            Reason::ConfirmationUnavailable,
+                            format!("the signing certificate could not be fetched: {detail}"),
+                            body.clone(),
+                            problem,
+                        )
+                        .await;
+                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        res.headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+                    }
+                    return res;
+                }
+            },
+            _ => None,
+        };
+        let fetched_parts = Fetched {
+            jwt_key: fetched.as_deref(),
+            certificate: certificate.as_deref().map(|c| c.as_slice()),
+        };
         let verified = match account.verifier.verify_with(
             &view,
             self.received_at / 1_000_000,
-            fetched.as_deref(),
+            fetched_parts,
         ) {
             Ok(v) => v,
             Err(rejection) => {

@@ -16,6 +16,7 @@ mod keys;
 mod signature;
 mod signed_content;
 mod signed_fields;
+mod sns;
 
 pub use allowlist::IpAllowlist;
 pub use auth::{AuthCheck, generate_path_token};
@@ -27,6 +28,7 @@ pub use signature::{
 };
 pub use signed_content::{Part, SignedContent};
 pub use signed_fields::SignedFields;
+pub use sns::{SnsCheck, canonical as sns_canonical, cert_url_allowed};
 
 use bytes::Bytes;
 use hyper::HeaderMap;
@@ -59,6 +61,16 @@ pub struct Origin<'a> {
     pub path_token: Option<&'a str>,
     /// The peer address of the connection.
     pub peer: Option<std::net::IpAddr>,
+}
+
+/// What was fetched from the provider for one request before it is verified: the key a
+/// token names (Google, Plaid), the certificate an SNS message names.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fetched<'a> {
+    /// The key for the token's `kid`.
+    pub jwt_key: Option<&'a jsonwebtoken::DecodingKey>,
+    /// The PEM certificate at the message's SigningCertURL.
+    pub certificate: Option<&'a [u8]>,
 }
 
 /// Proof that a request passed its account's verifier.
@@ -106,6 +118,7 @@ pub struct Verifier {
     auth: AuthCheck,
     signature: Option<SignatureCheck>,
     jwt: Option<JwtCheck>,
+    sns: Option<SnsCheck>,
 }
 
 impl Verifier {
@@ -118,6 +131,7 @@ impl Verifier {
             .map(SignatureCheck::compile)
             .transpose()?;
         let jwt = spec.jwt.as_ref().map(JwtCheck::compile).transpose()?;
+        let sns = spec.sns.as_ref().map(SnsCheck::compile).transpose()?;
         let allowlist = spec
             .ip_allowlist
             .as_ref()
@@ -126,6 +140,7 @@ impl Verifier {
         if auth.is_none()
             && signature.is_none()
             && jwt.is_none()
+            && sns.is_none()
             && allowlist.is_none()
             && spec.confirm.is_none()
             && !spec.allow_unverified
@@ -141,6 +156,7 @@ impl Verifier {
             auth,
             signature,
             jwt,
+            sns,
         })
     }
 
@@ -150,7 +166,13 @@ impl Verifier {
         request: &'a RequestView<'a>,
         now_secs: i64,
     ) -> Result<Verified<'a>, Rejection> {
-        self.verify_with(request, now_secs, None)
+        self.verify_with(request, now_secs, Fetched::default())
+    }
+
+    /// The SigningCertURL of an SNS message, when the account checks SNS messages: `Ok`
+    /// only for a URL on the allowlist.
+    pub fn sns_cert_url(&self, request: &RequestView<'_>) -> Option<Result<String, Rejection>> {
+        self.sns.as_ref().map(|s| s.cert_url(request))
     }
 
     /// The `kid` of the request's token, for an account whose token keys are fetched
@@ -165,7 +187,7 @@ impl Verifier {
         &self,
         request: &'a RequestView<'a>,
         now_secs: i64,
-        fetched: Option<&jsonwebtoken::DecodingKey>,
+        fetched: Fetched<'_>,
     ) -> Result<Verified<'a>, Rejection> {
         if let Some(allowlist) = &self.allowlist {
             allowlist.check(request)?;
@@ -175,9 +197,18 @@ impl Verifier {
             sig.check(request, now_secs)?;
         }
         let claims = match &self.jwt {
-            Some(jwt) => Some(jwt.check_with(request, now_secs, fetched)?),
+            Some(jwt) => Some(jwt.check_with(request, now_secs, fetched.jwt_key)?),
             None => None,
         };
+        if let Some(sns) = &self.sns {
+            let Some(cert) = fetched.certificate else {
+                return Err(Rejection::new(
+                    Reason::BadSignature,
+                    "the message's signing certificate was not fetched",
+                ));
+            };
+            sns.check(request, cert)?;
+        }
         Ok(Verified { request, claims })
     }
 

@@ -39,6 +39,7 @@ mod replay;
 mod roles;
 mod secrets;
 mod service;
+mod sns;
 mod status_api;
 mod storage;
 mod support;

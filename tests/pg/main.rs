@@ -44,5 +44,7 @@ mod replay;
 mod roles;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/sns.rs"]
+mod sns;
 #[path = "../it/support.rs"]
 mod support;
