@@ -19,12 +19,15 @@ const MAX_CERTS: usize = 16;
 /// The largest certificate accepted.
 const MAX_CERT_BYTES: usize = 16 * 1024;
 
+/// Fetched PEM certificates by URL, each with the time it is kept until.
+type Cache = HashMap<String, (Arc<Vec<u8>>, Instant)>;
+
 /// One account's fetched certificates.
 pub struct CertFetcher {
     keep: Duration,
     timeout: Duration,
     client: HttpClient,
-    cache: Mutex<HashMap<String, (Arc<Vec<u8>>, Instant)>>,
+    cache: Mutex<Cache>,
 }
 
 impl std::fmt::Debug for CertFetcher {
@@ -40,7 +43,7 @@ impl CertFetcher {
             keep: Duration::from_secs(spec.cache_secs.max(1)),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
             client: HttpClient::default(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(Cache::new()),
         }
     }
 

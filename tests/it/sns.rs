@@ -126,10 +126,13 @@ fn signed(s: &Signer, mut m: Value, version: &str) -> String {
     m.to_string()
 }
 
+/// The certificates served, by path, and the requests answered.
+type Served = Arc<Mutex<(Vec<(String, Vec<u8>)>, u32)>>;
+
 /// Serves certificates by path; counts requests; a path it does not hold is a 500.
 struct CertHost {
     authority: String,
-    certs: Arc<Mutex<(Vec<(String, Vec<u8>)>, u32)>>,
+    certs: Served,
 }
 
 impl CertHost {
@@ -138,7 +141,7 @@ impl CertHost {
             .await
             .expect("bind cert host");
         let authority = listener.local_addr().expect("addr").to_string();
-        let certs: Arc<Mutex<(Vec<(String, Vec<u8>)>, u32)>> = Arc::default();
+        let certs: Served = Arc::default();
         let shared = Arc::clone(&certs);
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
