@@ -230,6 +230,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("notion", include_str!("../rules/notion.toml")),
     ("okta", include_str!("../rules/okta.toml")),
     ("orb", include_str!("../rules/orb.toml")),
+    ("ozow", include_str!("../rules/ozow.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
     ("pagerduty", include_str!("../rules/pagerduty.toml")),
     ("paypal", include_str!("../rules/paypal.toml")),

@@ -305,7 +305,13 @@ fn sign_items(
     }
     for item in fields.items(&body).unwrap_or_default() {
         let text = fields.content(item);
-        let raw = mac_or_signature(sig, input.key, content, Inputs::body(&text), signed)?;
+        let raw = if fields.is_digest() {
+            let key = decode_secret(input.key, sig.secret_prefix.as_deref(), sig.secret_encoding)
+                .map_err(|e| SignError(format!("the key {e}")))?;
+            fields.digest(&text, &key)
+        } else {
+            mac_or_signature(sig, input.key, content, Inputs::body(&text), signed)?
+        };
         values.push(match sig.encoding {
             Encoding::Hex => hex::encode(raw),
             Encoding::Base64 => STANDARD.encode(raw),
@@ -600,11 +606,10 @@ mod tests {
                     .map(|_| ())
             };
             assert_eq!(verify(&body, NOW), Ok(()), "{}: {:?}", rule.name, signed);
-            let signs_body = account
-                .spec
-                .signature
-                .as_ref()
-                .is_some_and(|s| s.signed_content.contains("{body}"));
+            let signs_body =
+                account.spec.signature.as_ref().is_some_and(|s| {
+                    s.signed_content.contains("{body}") && s.signed_fields.is_none()
+                });
             if !signs_body {
                 continue;
             }

@@ -267,6 +267,18 @@ pub struct SignedFieldsSpec {
     /// What joins the values.
     #[serde(default = "colon")]
     pub separator: String,
+    /// Instead of an HMAC: the signature is a plain digest of the joined values with the
+    /// secret appended (Ozow: `sha512_lowercase`, the hex SHA-512 of that text lower-cased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<FieldsDigest>,
+}
+
+/// A plain digest over signed fields and the secret, for senders that do not use an HMAC.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldsDigest {
+    /// SHA-512 of the values joined, then the secret, the whole text lower-cased (Ozow).
+    Sha512Lowercase,
 }
 
 fn colon() -> String {

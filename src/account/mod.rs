@@ -13,8 +13,8 @@ mod kinds;
 
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
-    AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
-    OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec, SnsSpec,
+    AnswerSpec, ConditionSpec, ConfirmSpec, FieldsDigest, IpAllowlistSpec, JwtAlgorithm, JwtSpec,
+    OAuthSpec, OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec, SnsSpec,
 };
 
 use std::collections::BTreeMap;

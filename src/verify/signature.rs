@@ -422,7 +422,12 @@ impl SignatureCheck {
             let content = fields.content(item);
             let mut matched = false;
             for key in &self.keys {
-                matched |= key.verify(&self.content, Inputs::body(&content), &decoded);
+                matched |= match key {
+                    Key::Mac(_, secret) if fields.is_digest() => {
+                        fields.digest_matches(&content, secret, &decoded)
+                    }
+                    _ => key.verify(&self.content, Inputs::body(&content), &decoded),
+                };
             }
             if !matched {
                 return Err(bad(format!(

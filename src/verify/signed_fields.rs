@@ -9,8 +9,11 @@
 
 use serde_json::Value;
 
-use crate::account::{SignedFieldsSpec, SpecError};
+use sha2::Digest;
+
+use crate::account::{FieldsDigest, SignedFieldsSpec, SpecError};
 use crate::extract::JsonPath;
+use crate::secret::ct_eq;
 
 /// A compiled field-signature layout.
 #[derive(Debug)]
@@ -18,6 +21,7 @@ pub struct SignedFields {
     items: Option<JsonPath>,
     fields: Vec<JsonPath>,
     separator: String,
+    digest: Option<FieldsDigest>,
 }
 
 impl SignedFields {
@@ -44,7 +48,36 @@ impl SignedFields {
             items,
             fields,
             separator: spec.separator.clone(),
+            digest: spec.digest,
         })
+    }
+
+    /// Whether the signature is a plain digest with the secret appended, not an HMAC.
+    pub fn is_digest(&self) -> bool {
+        self.digest.is_some()
+    }
+
+    /// The digest of one item's content under one secret (for a `digest` scheme).
+    pub fn digest(&self, content: &[u8], secret: &[u8]) -> Vec<u8> {
+        match self.digest {
+            Some(FieldsDigest::Sha512Lowercase) => {
+                let mut text = content.to_vec();
+                text.extend_from_slice(secret);
+                sha2::Sha512::digest(text.to_ascii_lowercase()).to_vec()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// Whether any presented signature is the digest of the content under the secret,
+    /// compared in constant time, every one looked at.
+    pub fn digest_matches(&self, content: &[u8], secret: &[u8], presented: &[Vec<u8>]) -> bool {
+        let expected = self.digest(content, secret);
+        let mut matched = false;
+        for sig in presented {
+            matched |= !expected.is_empty() && ct_eq(&expected, sig);
+        }
+        matched
     }
 
     /// The items of a payload, each signed on its own: the elements of the array at
@@ -115,6 +148,7 @@ mod tests {
             .map(String::from)
             .to_vec(),
             separator: ":".into(),
+            digest: None,
         })
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -156,7 +190,8 @@ mod tests {
             SignedFields::compile(&SignedFieldsSpec {
                 items: None,
                 fields: vec![],
-                separator: ":".into()
+                separator: ":".into(),
+                digest: None,
             })
             .is_err()
         );
