@@ -633,6 +633,14 @@ async fn audit_at_scale(
             "/v1/events?since=2000-01-01T00:00:00Z&until=2000-01-02T00:00:00Z".to_owned(),
         ),
         ("one second inside the log", second),
+        (
+            "console: per-account counts, 24 h",
+            "/v1/stats/accounts?hours=24".to_owned(),
+        ),
+        (
+            "console: per-minute activity, 1 h",
+            "/v1/stats/activity?minutes=60".to_owned(),
+        ),
     ];
     for (name, path) in queries {
         let mut times = Vec::new();
@@ -651,7 +659,12 @@ async fn audit_at_scale(
                 bail!("{path}: {}", a.status);
             }
             times.push(t.elapsed().as_secs_f64() * 1000.0);
-            found = a.json()["events"].as_array().map_or(0, Vec::len);
+            let body = a.json();
+            found = ["events", "minutes"]
+                .iter()
+                .find_map(|k| body[*k].as_array().map(Vec::len))
+                .or_else(|| body["accounts"].as_object().map(|o| o.len()))
+                .unwrap_or(0);
         }
         times.sort_by(|a, b| a.total_cmp(b));
         println!("| {name} | {:.1} | {found} |", times[2]);

@@ -8,9 +8,8 @@ import { api, button, clear, copy, field, h, localTime, notify, on, reasonInWord
 
 export { newAccountView } from './wizard.js';
 
-// A count that reached the server's cap reads as "at least".
-function count(n, capped) {
-  return `${n || 0}${capped && n >= 1000 ? '+' : ''}`;
+function count(n) {
+  return `${n || 0}`;
 }
 
 export async function accountsView() {
@@ -26,8 +25,8 @@ export async function accountsView() {
       status(a.active ? 'active' : 'off', a.active ? 'ok' : 'muted'),
       status(a.listening ? 'listening' : 'not listening', a.listening ? 'ok' : 'muted'),
       localTime(c.last_event_at) || 'never',
-      h('span', { class: 'num', text: count(c.accepted, c.capped) }),
-      h('span', { class: 'num', text: count(c.rejected, c.capped) }),
+      h('span', { class: 'num', text: count(c.accepted) }),
+      h('span', { class: 'num', text: count(c.rejected) }),
     ];
   });
   return h('section', { class: 'card' },

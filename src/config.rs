@@ -53,6 +53,65 @@ pub struct Config {
     pub chat: Chat,
     /// The live stream of accepted events.
     pub stream: Stream,
+    /// Which addresses destinations may be reached at.
+    pub egress: Egress,
+    /// How events are delivered to destinations.
+    pub delivery: Delivery,
+}
+
+/// Egress safety: destinations on loopback, link-local, private and other special-use
+/// addresses are refused unless allowed here.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Egress {
+    /// CIDRs (`127.0.0.0/8`), addresses and host names destinations may be reached at
+    /// even though they are special-use (`HOOKGATE_EGRESS_ALLOW='["10.0.0.0/8"]'`).
+    pub allow: Vec<String>,
+}
+
+/// Delivery to destinations: timeouts, retries, the circuit breaker.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Delivery {
+    /// Time allowed to connect (and finish TLS), in milliseconds.
+    pub connect_timeout_ms: u64,
+    /// Time allowed for one attempt, from connecting to the end of the answer read, in
+    /// milliseconds.
+    pub timeout_ms: u64,
+    /// Bytes of a destination's answer read at most; the rest is not read.
+    pub max_response_bytes: usize,
+    /// Attempts before a delivery is `dead`.
+    pub max_attempts: u32,
+    /// The first retry delay, doubled each attempt, in milliseconds.
+    pub retry_base_ms: u64,
+    /// The longest retry delay (and the cap on a `Retry-After`), in milliseconds.
+    pub retry_max_ms: u64,
+    /// Deliveries in flight at once on one node, over every destination.
+    pub concurrency: usize,
+    /// Consecutive failed attempts that pause a destination (its circuit breaker opens);
+    /// 0 never pauses.
+    pub breaker_failures: u32,
+    /// Time between probes of a paused destination, in milliseconds.
+    pub breaker_probe_ms: u64,
+    /// How long a rotated secret keeps signing beside the new one, in seconds.
+    pub rotation_overlap_secs: u64,
+}
+
+impl Default for Delivery {
+    fn default() -> Self {
+        Delivery {
+            connect_timeout_ms: 5_000,
+            timeout_ms: 15_000,
+            max_response_bytes: 65_536,
+            max_attempts: 10,
+            retry_base_ms: 5_000,
+            retry_max_ms: 3_600_000,
+            concurrency: 32,
+            breaker_failures: 10,
+            breaker_probe_ms: 30_000,
+            rotation_overlap_secs: 86_400,
+        }
+    }
 }
 
 /// The chat platform's endpoint and the delivery policy.
@@ -209,6 +268,8 @@ impl Default for Config {
             retention: Retention::default(),
             chat: Chat::default(),
             stream: Stream::default(),
+            egress: Egress::default(),
+            delivery: Delivery::default(),
         }
     }
 }

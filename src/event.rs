@@ -185,6 +185,8 @@ pub struct EventRecord {
     pub handle_micros: i64,
     /// What a listening account does with this event if it is accepted.
     pub forward: Forward,
+    /// The account's destinations this event is delivered to if it is a first acceptance.
+    pub destinations: Vec<String>,
 }
 
 /// What happens to an accepted event on the way out.

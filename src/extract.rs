@@ -157,11 +157,14 @@ impl Selected<'_> {
     }
 
     /// The selection as column text: strings as they are, other scalars and structures as
-    /// JSON text, no match as `None`.
+    /// JSON text, no match as `None`. A string holding a NUL character, which not every
+    /// engine's text columns can hold, is written as its JSON text too (`"a\u0000b"`,
+    /// quotes included), the same on every engine, so it is recorded and deduplicated
+    /// like any other value.
     fn into_text(self) -> Option<String> {
         let one = |v: &Value| match v {
             Value::Null => None,
-            Value::String(s) => Some(s.clone()),
+            Value::String(s) if !s.contains('\0') => Some(s.clone()),
             other => Some(other.to_string()),
         };
         match self {
@@ -525,6 +528,17 @@ mod tests {
         ] {
             assert_eq!(simple_steps(path), None, "{path}");
         }
+    }
+
+    #[test]
+    fn a_nul_character_in_a_string_is_kept_as_its_json_text() {
+        let e = extract(
+            json!({"sender": "$.s", "event_id": "$.id", "source": "$.plain"}),
+            json!({"s": "+255\u{0}700", "id": "\u{0}", "plain": "ok"}),
+        );
+        assert_eq!(e.sender.as_deref(), Some(r#""+255\u0000700""#));
+        assert_eq!(e.event_id.as_deref(), Some(r#""\u0000""#));
+        assert_eq!(e.source.as_deref(), Some("ok"));
     }
 
     #[test]

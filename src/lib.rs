@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod confirm;
 pub mod csv_cell;
+pub mod destination;
 pub mod event;
 pub mod extract;
 pub mod forward;

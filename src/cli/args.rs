@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage named admin and auditor tokens.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Manage an account's destinations (its own HTTP endpoints) and redrive deliveries.
+    #[command(subcommand)]
+    Destinations(DestinationsCommand),
     /// Tools for trying hookgate locally.
     #[command(subcommand)]
     Dev(DevCommand),
@@ -212,6 +215,110 @@ pub enum AuditCommand {
         /// e.g. 2026-01-01T00:00:00Z
         #[arg(long)]
         before: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// `hookgate destinations ...`.
+#[derive(Debug, Subcommand)]
+pub enum DestinationsCommand {
+    /// Add a destination; its signing secret (whsec_...) is printed this once.
+    Add {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// Its URL (https://...).
+        target: String,
+        /// More of the spec as JSON (event_types, filter, mapping, max_in_flight,
+        /// rate_per_sec, enabled), inline or @FILE.
+        #[arg(long)]
+        spec: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// List an account's destinations.
+    List {
+        /// The account.
+        account: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Show one destination with its circuit breaker.
+    Show {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Change a destination with a JSON merge patch, inline or @FILE.
+    Edit {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// The patch.
+        patch: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove a destination; its waiting deliveries are cancelled.
+    Remove {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Rotate the signing secret; the new one is printed this once, the old one keeps
+    /// signing beside it during the overlap.
+    Rotate {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// Seconds the old secret keeps signing (default: the gateway's
+        /// delivery.rotation_overlap_secs).
+        #[arg(long)]
+        overlap_secs: Option<u64>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Queue again every delivery of an account matching the filter (dead ones by default).
+    Redrive {
+        /// The account.
+        account: String,
+        /// Only this destination.
+        #[arg(long)]
+        destination: Option<String>,
+        /// Statuses to take: dead, delivered, cancelled (repeatable).
+        #[arg(long)]
+        status: Vec<String>,
+        /// Deliveries queued at or after (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Deliveries queued before (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Where the admin API is.
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Queue one delivery again by its id (dlv_N, shown with the event).
+    Redeliver {
+        /// The delivery's id.
+        id: String,
         /// Where the admin API is.
         #[command(flatten)]
         remote: Remote,

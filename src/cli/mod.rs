@@ -9,6 +9,7 @@
 mod args;
 mod chat_sink;
 pub mod client;
+mod destinations;
 mod paths;
 mod providers;
 mod remote;
@@ -71,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             emit(&String::from_utf8_lossy(&out))
         }
         Command::Tokens(cmd) => remote::tokens(cmd).await,
+        Command::Destinations(cmd) => destinations::run(cmd).await,
         Command::Dev(DevCommand::ChatSink { listen, status }) => {
             chat_sink::run(listen, status).await
         }

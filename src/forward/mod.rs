@@ -8,6 +8,7 @@
 //! out. The worker must never mark a message delivered without a 2xx, and never hold a
 //! delivery only in memory.
 
+pub mod http;
 pub mod retry;
 
 use std::collections::HashSet;

@@ -18,7 +18,9 @@ use serde_json::Value;
 use super::AppState;
 use super::access::{self, Access, Ctx, Reply, Route};
 use super::http::{Problem, ResBody, read_body};
-use super::{admin_accounts, admin_console, admin_events, admin_tokens, console};
+use super::{
+    admin_accounts, admin_console, admin_destinations, admin_events, admin_tokens, console,
+};
 use crate::store::StoreError;
 use crate::tokens::Caller;
 
@@ -79,6 +81,54 @@ pub const ROUTES: &[Route] = &[
         path_token_rotate,
     ),
     Route::new(Method::POST, "/v1/accounts/{name}/try", Admin, try_out),
+    Route::new(
+        Method::GET,
+        "/v1/accounts/{name}/destinations",
+        Admin,
+        destinations_list,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/destinations",
+        Admin,
+        destinations_create,
+    ),
+    Route::new(
+        Method::GET,
+        "/v1/accounts/{name}/destinations/{dest}",
+        Admin,
+        destinations_show,
+    ),
+    Route::new(
+        Method::PATCH,
+        "/v1/accounts/{name}/destinations/{dest}",
+        Admin,
+        destinations_update,
+    ),
+    Route::new(
+        Method::DELETE,
+        "/v1/accounts/{name}/destinations/{dest}",
+        Admin,
+        destinations_delete,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+        Admin,
+        destinations_rotate,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/deliveries/redrive",
+        Admin,
+        deliveries_redrive,
+    ),
+    Route::new(
+        Method::POST,
+        "/v1/deliveries/{id}/redeliver",
+        Admin,
+        deliveries_redeliver,
+    ),
     Route::new(Method::GET, "/v1/events", Auditor, events_list),
     Route::new(Method::GET, "/v1/events/export", Auditor, events_export),
     Route::new(Method::GET, "/v1/events/{id}", Auditor, events_show),
@@ -262,6 +312,59 @@ fn secrets_retire(cx: Ctx<'_>) -> Reply<'_> {
     })
 }
 
+fn destinations_list(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_destinations::list(cx.state, &cx.param(0)) })
+}
+
+fn destinations_create(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name) = (cx.caller()?, cx.param(0));
+        let body = json_body(cx.state, cx.req).await?;
+        admin_destinations::create(cx.state, caller, &name, body).await
+    })
+}
+
+fn destinations_show(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move { admin_destinations::show(cx.state, &cx.param(0), &cx.param(1)) })
+}
+
+fn destinations_update(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name, dest) = (cx.caller()?, cx.param(0), cx.param(1));
+        let body = json_body(cx.state, cx.req).await?;
+        admin_destinations::update(cx.state, caller, &name, &dest, body).await
+    })
+}
+
+fn destinations_delete(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (name, dest) = (cx.param(0), cx.param(1));
+        admin_destinations::delete(cx.state, cx.caller()?, &name, &dest).await
+    })
+}
+
+fn destinations_rotate(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let (caller, name, dest) = (cx.caller()?, cx.param(0), cx.param(1));
+        let body = optional_json_body(cx.state, cx.req).await?;
+        admin_destinations::rotate(cx.state, caller, &name, &dest, body).await
+    })
+}
+
+fn deliveries_redrive(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let caller = cx.caller()?;
+        let body = json_body(cx.state, cx.req).await?;
+        admin_destinations::redrive(cx.state, caller, body).await
+    })
+}
+
+fn deliveries_redeliver(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(
+        async move { admin_destinations::redeliver(cx.state, cx.caller()?, &cx.param(0)).await },
+    )
+}
+
 fn events_list(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { admin_events::list(cx.state, &cx.query()).await })
 }
@@ -371,6 +474,19 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
         ));
         let names: Vec<&str> = accounts.iter().map(|a| a.name()).collect();
         state.account_metrics.render(&mut text, &names);
+        if let Ok(outbox) = state.store.outbox_stats().await {
+            let age = outbox.oldest_queued.map_or(0.0, |t| {
+                (crate::clock::now_micros() - t).max(0) as f64 / 1e6
+            });
+            text.push_str(&format!(
+                "# HELP hookgate_destination_backlog Deliveries to destinations pending or retrying.\n\
+                 # TYPE hookgate_destination_backlog gauge\nhookgate_destination_backlog {}\n\
+                 # HELP hookgate_destination_oldest_pending_seconds Age of the oldest delivery to a destination still pending or retrying.\n\
+                 # TYPE hookgate_destination_oldest_pending_seconds gauge\nhookgate_destination_oldest_pending_seconds {age}\n",
+                outbox.backlog
+            ));
+        }
+        state.lanes.render_metrics(&mut text);
         let mut res = Response::new(super::http::full(text));
         res.headers_mut().insert(
             hyper::header::CONTENT_TYPE,
@@ -416,6 +532,35 @@ fn stats_activity(cx: Ctx<'_>) -> Reply<'_> {
 
 fn console_file(cx: Ctx<'_>) -> Reply<'_> {
     Box::pin(async move { Ok(console::serve(cx.req.uri().path())) })
+}
+
+/// Reads a JSON object body, or no body as `{}`.
+async fn optional_json_body(state: &AppState, req: Request<Incoming>) -> Result<Value, Problem> {
+    let limit = state.config.limits.max_body_bytes;
+    let bytes = read_body(req.into_body(), limit, state.config.body_timeout())
+        .await
+        .map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unreadable_body",
+                "Bad Request",
+                format!(
+                    "the body could not be read whole within {limit} bytes and the read timeout"
+                ),
+            )
+        })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(v) if v.is_object() => Ok(v),
+        _ => Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            "Bad Request",
+            "the body must be a JSON object, or empty",
+        )),
+    }
 }
 
 /// Reads a JSON object body under the body limit.

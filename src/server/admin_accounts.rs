@@ -276,6 +276,7 @@ pub async fn delete(
         .await
         .map_err(store_problem)?;
     state.registry.remove(name);
+    state.destinations.remove_account(name);
     Ok(super::http::json(StatusCode::OK, &json!({"deleted": name})))
 }
 

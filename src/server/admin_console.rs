@@ -121,7 +121,7 @@ pub async fn account_counts(state: &AppState, query: &str) -> Result<Response<Re
             (
                 name,
                 json!({"accepted": c.accepted, "duplicate": c.duplicate,
-                       "rejected": c.rejected, "capped": c.capped, "last_event_at": last}),
+                       "rejected": c.rejected, "last_event_at": last}),
             )
         })
         .collect();
@@ -159,7 +159,6 @@ pub async fn activity(state: &AppState, query: &str) -> Result<Response<ResBody>
         &json!({
             "minutes": per_minute,
             "rejections": reasons,
-            "capped": activity.capped,
             "outbox_oldest_due": activity.outbox_oldest_due.map(format_micros),
             "ready": ready,
             "writer": {

@@ -274,6 +274,12 @@ pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Probl
     let attempts = state.store.attempts(seq).await.map_err(store_problem)?;
     let mut value = serde_json::to_value(&event).unwrap_or_default();
     value["forward_attempts"] = serde_json::to_value(attempts).unwrap_or_default();
+    let deliveries = state
+        .store
+        .deliveries_of(seq)
+        .await
+        .map_err(store_problem)?;
+    value["deliveries"] = serde_json::to_value(deliveries).unwrap_or_default();
     if value["forward_status"] == "skipped"
         && let Some(account) = value["account"]
             .as_str()

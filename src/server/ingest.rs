@@ -447,6 +447,8 @@ impl<'a> Row<'a> {
         // paths, only where they lead.
         let keep = match (&account.handshake, &account.dedupe) {
             (Some(_), _) => None,
+            // A destination's filter may read anywhere in the payload.
+            _ if self.state.destinations.reads_payload(account.name()) => None,
             (None, Some(d)) if d.reads_payload() => None,
             (None, _) => account.extractor.keep(),
         };
@@ -547,6 +549,13 @@ impl<'a> Row<'a> {
         let answered = extracted.clone();
         let mut record = self.record(Status::Accepted, None, detail, extracted, body, size, true);
         record.forward = forward;
+        record.destinations = crate::destination::plan(
+            &self.state.destinations.of(account.name()),
+            account.name(),
+            &record.extracted,
+            &payload,
+        );
+        let to_destinations = !record.destinations.is_empty();
         let handled = record.handle_micros;
         let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
@@ -555,6 +564,9 @@ impl<'a> Row<'a> {
                 self.committed(&c, None);
                 if deliver && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
+                }
+                if to_destinations && c.status == Status::Accepted {
+                    self.state.destination_wake.notify_one();
                 }
                 if let Some(own) = &account.answer {
                     return provider_answer(own, own.body(&answered, account.name()));
@@ -773,6 +785,7 @@ impl<'a> Row<'a> {
             body_truncated: hash_only,
             handle_micros: self.started.elapsed().as_micros() as i64,
             forward: Forward::None,
+            destinations: Vec::new(),
         }
     }
 }

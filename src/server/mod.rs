@@ -13,6 +13,7 @@ mod account_view;
 mod admin;
 mod admin_accounts;
 mod admin_console;
+mod admin_destinations;
 mod admin_events;
 mod admin_tokens;
 mod conn_limit;
@@ -89,6 +90,14 @@ pub struct AppState {
     pub clock: crate::clock::Clock,
     /// Per-account outcome counters for `/metrics`.
     pub account_metrics: crate::account_metrics::AccountMetrics,
+    /// Compiled destinations by account.
+    pub destinations: crate::destination::Registry,
+    /// The egress policy destinations are checked against (`[egress] allow`).
+    pub egress: Arc<crate::destination::egress::Policy>,
+    /// The destinations' delivery lanes on this node (breakers, counters).
+    pub lanes: crate::forward::http::Lanes,
+    /// Wakes the destinations' delivery worker when a delivery was queued or redriven.
+    pub destination_wake: Arc<tokio::sync::Notify>,
 }
 
 /// The two bound listeners.
@@ -122,6 +131,9 @@ pub enum ServeError {
     /// An operator rule file is invalid.
     #[error("rule file {0}")]
     Rules(#[from] crate::rules::RuleError),
+    /// A setting is unusable.
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A gateway whose state is loaded, ready to serve.
@@ -149,6 +161,12 @@ impl Gateway {
         let store = Store::open(&config.database, &config.storage, config.stream.buffer).await?;
         let registry = Registry::new();
         registry.replace_all(compiled_accounts(&store).await?);
+        let egress = Arc::new(
+            crate::destination::egress::Policy::new(&config.egress.allow)
+                .map_err(ServeError::Config)?,
+        );
+        let destinations = crate::destination::Registry::default();
+        destinations.replace_all(compiled_destinations(&store).await?);
         let mut token_set = token_set(&store, &config).await?;
         let mut generated_admin_token = None;
         if !token_set.has_role(Role::Admin) {
@@ -190,6 +208,10 @@ impl Gateway {
             account_metrics: Default::default(),
             rules,
             clock,
+            destinations,
+            egress,
+            lanes: Default::default(),
+            destination_wake: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(Gateway {
             state: Arc::new(state),
@@ -220,7 +242,12 @@ impl Gateway {
         ));
         let retention = tokio::spawn(retention_loop(Arc::clone(&self.state), stop_rx.clone()));
         let follower = tokio::spawn(follow_other_nodes(Arc::clone(&self.state), stop_rx.clone()));
-        let forwarder = tokio::spawn(crate::forward::run(Arc::clone(&self.state), stop_rx));
+        let forwarder = tokio::spawn(crate::forward::run(
+            Arc::clone(&self.state),
+            stop_rx.clone(),
+        ));
+        let destinations =
+            tokio::spawn(crate::forward::http::run(Arc::clone(&self.state), stop_rx));
         shutdown.await;
         tracing::info!("shutting down: no new connections; finishing in-flight requests");
         let _ = stop_tx.send(true);
@@ -240,6 +267,7 @@ impl Gateway {
         // Deliveries in flight get a moment to finish and be recorded before the writer
         // closes; the rest stay due in the outbox.
         let _ = forwarder.await;
+        let _ = destinations.await;
         self.state.store.close().await;
         tracing::info!("stopped; every acknowledged event is committed");
         Ok(())
@@ -261,6 +289,39 @@ async fn compiled_accounts(store: &Store) -> Result<Vec<CompiledAccount>, StoreE
             Ok(account) => out.push(account),
             Err(e) => {
                 tracing::error!(account = %stored.name, error = %e, "a stored account no longer compiles; it is not served")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every stored destination that compiles; one that no longer does is logged and not
+/// served (its deliveries wait). Its URL is judged at connect time, so one saved under an
+/// allowlist since narrowed still loads, and is refused there.
+pub(crate) async fn compiled_destinations(
+    store: &Store,
+) -> Result<Vec<crate::destination::CompiledDestination>, StoreError> {
+    let mut out = Vec::new();
+    for stored in store.destinations().await? {
+        let parsed = serde_json::from_str(&stored.spec)
+            .map_err(|e| e.to_string())
+            .and_then(|v| crate::destination::DestinationSpec::from_json(v).map_err(|e| e.message))
+            .and_then(|spec| {
+                let keys = serde_json::from_str(&stored.keys).map_err(|e| e.to_string())?;
+                crate::destination::compile(
+                    &stored.account,
+                    &stored.name,
+                    spec,
+                    keys,
+                    None,
+                    (stored.created_at, stored.updated_at),
+                )
+                .map_err(|e| e.message)
+            });
+        match parsed {
+            Ok(d) => out.push(d),
+            Err(e) => {
+                tracing::error!(account = %stored.account, destination = %stored.name, error = %e, "a stored destination no longer compiles; it is not served")
             }
         }
     }
@@ -305,14 +366,16 @@ async fn follow_other_nodes(state: Arc<AppState>, mut stop: watch::Receiver<bool
         failed = match (
             compiled_accounts(&state.store).await,
             token_set(&state.store, &state.config).await,
+            compiled_destinations(&state.store).await,
         ) {
-            (Ok(accounts), Ok(tokens)) => {
+            (Ok(accounts), Ok(tokens), Ok(destinations)) => {
                 state.registry.replace_all(accounts);
+                state.destinations.replace_all(destinations);
                 *state.tokens.write().unwrap_or_else(|p| p.into_inner()) = tokens;
                 tracing::info!("accounts and tokens reloaded after a change on another node");
                 false
             }
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::warn!(error = %e, "cannot reload accounts and tokens changed on another node; retrying");
                 true
             }

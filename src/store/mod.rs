@@ -21,10 +21,11 @@ pub mod write;
 
 pub use export::Format as ExportFormat;
 pub use rows::{
-    AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
-    StoredAccount, StreamItem,
+    AttemptRow, ChangeFilter, ChangeRow, Delivery, DeliveryAttemptRow, DeliveryRow, DueDelivery,
+    EventDetail, EventFilter, EventSummary, OutboxStats, Page, RedriveFilter, StoredAccount,
+    StoredDestination, StreamItem,
 };
-pub use write::{AdminWrite, Change};
+pub use write::{AdminWrite, Change, DestinationWrite};
 
 use std::path::Path;
 use std::sync::Arc;
@@ -109,6 +110,27 @@ pub trait Engine: Send + Sync + 'static {
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
     /// Every delivery attempt of one event.
     async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError>;
+    /// Every destination, keys as stored (sealed).
+    async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError>;
+    /// Deliveries to destinations due at `now`: per destination the oldest by seq, as
+    /// many as its `max_in_flight` less those in flight; none of a destination in
+    /// `paused` (`account/name`) nor a delivery in `in_flight`. On an engine shared by
+    /// several nodes each is claimed for this node.
+    async fn due_to_destinations(
+        &self,
+        now: i64,
+        limit: usize,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Gives back claims on deliveries this node took but will not attempt now.
+    async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError>;
+    /// When the next delivery to a destination is due.
+    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError>;
+    /// Every delivery of one event to its destinations, with their attempts.
+    async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError>;
+    /// The destinations' outbox backlog.
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
     /// Streamed events after a seq, oldest first, as (seq, JSON).
     async fn streamed_after(
         &self,
@@ -118,6 +140,14 @@ pub trait Engine: Send + Sync + 'static {
     ) -> Result<Vec<(i64, String)>, StoreError>;
     /// One page of the change log, newest first.
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError>;
+    /// Exact counts of the events received in `[since, until)` (microseconds), grouped
+    /// `by` ([`stats::count_sql`]).
+    async fn counts(
+        &self,
+        by: stats::CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<stats::CountRow>, StoreError>;
     /// Verifies both hash chains, events first.
     async fn verify(
         &self,
@@ -292,7 +322,56 @@ impl Store {
         {
             *spec = self.seal.seal(name, spec)?;
         }
+        // So are a destination's signing keys.
+        if let AdminWrite::Destination(
+            DestinationWrite::Create { row, .. } | DestinationWrite::Update { row, .. },
+        ) = &mut write
+        {
+            row.keys = self.seal.seal(&destination_seal_name(row), &row.keys)?;
+        }
         self.engine.admin(write).await
+    }
+
+    /// Every destination, keys opened.
+    pub async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError> {
+        let mut all = self.engine.destinations().await?;
+        for d in &mut all {
+            d.keys = self.seal.open(&destination_seal_name(d), &d.keys)?;
+        }
+        Ok(all)
+    }
+
+    /// Deliveries to destinations due at `now` (see [`Engine::due_to_destinations`]).
+    pub async fn due_to_destinations(
+        &self,
+        now: i64,
+        limit: usize,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.engine
+            .due_to_destinations(now, limit, paused, in_flight)
+            .await
+    }
+
+    /// Gives back claims on deliveries this node will not attempt now.
+    pub async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        self.engine.release_deliveries(ids).await
+    }
+
+    /// When the next delivery to a destination is due.
+    pub async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
+        self.engine.next_due_to_destinations().await
+    }
+
+    /// Every delivery of one event to its destinations.
+    pub async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.engine.deliveries_of(seq).await
+    }
+
+    /// The destinations' outbox backlog.
+    pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.engine.outbox_stats().await
     }
 
     /// Runs a real write through the engine; a success marks the store healthy again, so
@@ -363,6 +442,16 @@ impl Store {
         self.engine.streamed_after(after_seq, account, limit).await
     }
 
+    /// Exact counts of the events received in `[since, until)`, grouped `by`.
+    pub async fn counts(
+        &self,
+        by: stats::CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<stats::CountRow>, StoreError> {
+        self.engine.counts(by, since, until).await
+    }
+
     /// One page of the change log, newest first.
     pub async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         self.engine.changes(filter).await
@@ -392,6 +481,12 @@ impl Store {
     pub async fn close(&self) {
         self.engine.close().await;
     }
+}
+
+/// The name a destination's keys are sealed under (bound to it: keys moved to another
+/// row do not open).
+fn destination_seal_name(d: &StoredDestination) -> String {
+    format!("destination:{}/{}", d.account, d.name)
 }
 
 #[cfg(test)]

@@ -217,3 +217,98 @@ pub struct AttemptRow {
     /// What happened.
     pub detail: Option<String>,
 }
+
+/// A destination as stored: its spec JSON (no secret) and its signing keys (sealed).
+#[derive(Debug, Clone)]
+pub struct StoredDestination {
+    /// The account.
+    pub account: String,
+    /// The destination's name.
+    pub name: String,
+    /// The spec JSON.
+    pub spec: String,
+    /// The signing keys' JSON, sealed at rest (opened by `Store`).
+    pub keys: String,
+    /// Deliveries in flight at once (from the spec; the due query reads it).
+    pub max_in_flight: i64,
+    /// Microseconds since the epoch.
+    pub created_at: i64,
+    /// Microseconds since the epoch.
+    pub updated_at: i64,
+}
+
+/// A delivery to a destination that is due.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    /// The delivery's id.
+    pub id: i64,
+    /// The event's seq.
+    pub seq: i64,
+    /// The account.
+    pub account: String,
+    /// The destination's name.
+    pub destination: String,
+    /// Attempts made so far (since queued or redriven).
+    pub attempts: u32,
+}
+
+/// One delivery of an event to a destination, as shown with the event.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryRow {
+    /// `dlv_{id}`.
+    pub id: String,
+    /// The destination's name.
+    pub destination: String,
+    /// pending, retrying, delivered, dead or cancelled.
+    pub status: String,
+    /// Attempts since queued or redriven.
+    pub attempts: i64,
+    /// When the next attempt is due (pending and retrying only).
+    pub next_attempt_at: Option<String>,
+    /// Every attempt, oldest first.
+    pub history: Vec<DeliveryAttemptRow>,
+}
+
+/// One attempt of a delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryAttemptRow {
+    /// 1, 2, ... over the delivery's whole life.
+    pub attempt: i64,
+    /// RFC 3339.
+    pub at: String,
+    /// delivered, retrying or dead.
+    pub outcome: String,
+    /// The destination's HTTP status, if it answered.
+    pub http_status: Option<i64>,
+    /// Milliseconds from sending to the end of the answer (or the failure).
+    pub latency_ms: i64,
+    /// What happened, with the start of the answer's body (capped).
+    pub detail: Option<String>,
+}
+
+/// Which deliveries a redrive queues again.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RedriveFilter {
+    /// The account.
+    pub account: Option<String>,
+    /// The destination's name.
+    pub destination: Option<String>,
+    /// One delivery by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<i64>,
+    /// The statuses taken (`dead` when none is given; `delivered` may be sent again).
+    pub statuses: Vec<String>,
+    /// Deliveries queued at or after (microseconds since the epoch).
+    pub since: Option<i64>,
+    /// Deliveries queued before.
+    pub until: Option<i64>,
+}
+
+/// The destinations' outbox at a glance.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OutboxStats {
+    /// Deliveries pending or retrying.
+    pub backlog: i64,
+    /// When the oldest of them was queued (microseconds since the epoch).
+    pub oldest_queued: Option<i64>,
+}

@@ -1,27 +1,62 @@
 //! Figures for the console: per-account counts, per-minute outcomes and rejections by
 //! reason over a recent window, and the outbox's oldest waiting delivery.
 //!
-//! Owns reading these through the engine-neutral searches every engine answers
-//! ([`Store::events`], [`Store::next_due`]) and counting them in memory ([`tally`], pure).
-//! Every read is capped, so a busy window costs a bounded number of pages, and a capped
-//! figure says so. It must never name a database driver or write anything; only counts
-//! and times leave it.
+//! Owns the counting statement every engine runs ([`count_sql`]: one `GROUP BY` over the
+//! window's range of the `received_at` index, exact) and folding its rows into figures
+//! ([`tally`], [`per_account`], pure). It must never name a database driver or write
+//! anything; only counts and times leave it.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{EventFilter, EventSummary, Store, StoreError};
+use super::{EventFilter, Store, StoreError};
 use crate::clock::parse_time;
 
-/// Rows per page read.
-const PAGE: usize = 1000;
-/// At most this many rows of a window are read for the per-minute figures.
-pub const WINDOW_CAP: usize = 20 * PAGE;
-/// At most this many events per account and status are counted.
-pub const COUNT_CAP: usize = PAGE;
-
 const MINUTE: i64 = 60_000_000;
+
+/// How a count groups the window's events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountBy {
+    /// By account and outcome.
+    Account,
+    /// By minute, outcome and reason.
+    Minute,
+}
+
+/// One group of a count: `key` is the account ([`CountBy::Account`]) or the minute's start
+/// in microseconds, as text ([`CountBy::Minute`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountRow {
+    /// The account, or the minute's start.
+    pub key: String,
+    /// The outcome.
+    pub status: String,
+    /// The rejection's reason (per minute only).
+    pub reason: Option<String>,
+    /// How many events.
+    pub n: u64,
+}
+
+/// The statement counting the events received in `[$1, $2)`, grouped `by`, with the
+/// engine's placeholder prefix (`?` or `$`). Every column comes back as text or an integer:
+/// the group's key (text), the outcome, the reason (null per account), the count.
+pub fn count_sql(by: CountBy, placeholder: char) -> String {
+    let p = placeholder;
+    match by {
+        CountBy::Account => format!(
+            "SELECT account, status, NULL, count(*) FROM events
+             WHERE received_at >= {p}1 AND received_at < {p}2
+             GROUP BY account, status"
+        ),
+        CountBy::Minute => format!(
+            "SELECT CAST(received_at - (received_at - {p}1) % {MINUTE} AS TEXT), status, reason,
+                    count(*)
+             FROM events WHERE received_at >= {p}1 AND received_at < {p}2
+             GROUP BY 1, status, reason"
+        ),
+    }
+}
 
 /// Counts of one account's events since a time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -32,8 +67,6 @@ pub struct AccountCounts {
     pub duplicate: u64,
     /// Rejected requests.
     pub rejected: u64,
-    /// Whether a count stopped at [`COUNT_CAP`] (there are at least that many).
-    pub capped: bool,
     /// When its newest event of any age arrived (microseconds), if it has one.
     pub last_event_at: Option<i64>,
 }
@@ -58,9 +91,6 @@ pub struct Activity {
     pub minutes: Vec<Minute>,
     /// Rejections in the window by reason, most frequent first.
     pub rejections: Vec<(String, u64)>,
-    /// Whether the window held more than [`WINDOW_CAP`] rows: then only the newest were
-    /// counted, and the oldest minutes read low.
-    pub capped: bool,
     /// When the oldest waiting delivery (pending or retrying) is due, if any is.
     pub outbox_oldest_due: Option<i64>,
 }
@@ -72,9 +102,9 @@ pub fn window(now: i64, minutes: u32) -> (i64, i64) {
     (end - i64::from(minutes) * MINUTE, end)
 }
 
-/// Counts rows into the minutes of the window starting at `start`, and rejections by
-/// reason. Rows outside the window are left out.
-pub fn tally(rows: &[EventSummary], start: i64, minutes: u32) -> (Vec<Minute>, Vec<(String, u64)>) {
+/// Folds per-minute counts into the minutes of the window starting at `start`, and
+/// rejections by reason. Groups outside the window are left out.
+pub fn tally(rows: &[CountRow], start: i64, minutes: u32) -> (Vec<Minute>, Vec<(String, u64)>) {
     let mut out: Vec<Minute> = (0..i64::from(minutes))
         .map(|i| Minute {
             at: start + i * MINUTE,
@@ -83,7 +113,7 @@ pub fn tally(rows: &[EventSummary], start: i64, minutes: u32) -> (Vec<Minute>, V
         .collect();
     let mut reasons: BTreeMap<String, u64> = BTreeMap::new();
     for row in rows {
-        let Some(at) = parse_time(&row.received_at) else {
+        let Ok(at) = row.key.parse::<i64>() else {
             continue;
         };
         let Some(minute) = usize::try_from((at - start).div_euclid(MINUTE))
@@ -94,13 +124,13 @@ pub fn tally(rows: &[EventSummary], start: i64, minutes: u32) -> (Vec<Minute>, V
             continue;
         };
         match row.status.as_str() {
-            "accepted" => minute.accepted += 1,
-            "duplicate" => minute.duplicate += 1,
+            "accepted" => minute.accepted += row.n,
+            "duplicate" => minute.duplicate += row.n,
             "rejected" => {
-                minute.rejected += 1;
+                minute.rejected += row.n;
                 *reasons
                     .entry(row.reason.clone().unwrap_or_default())
-                    .or_default() += 1;
+                    .or_default() += row.n;
             }
             _ => {}
         }
@@ -110,35 +140,38 @@ pub fn tally(rows: &[EventSummary], start: i64, minutes: u32) -> (Vec<Minute>, V
     (out, reasons)
 }
 
+/// Folds per-account counts into each named account's figures; accounts without events
+/// in the window count zero.
+pub fn per_account(rows: &[CountRow], names: &[String]) -> BTreeMap<String, AccountCounts> {
+    let mut out: BTreeMap<String, AccountCounts> = names
+        .iter()
+        .map(|n| (n.clone(), AccountCounts::default()))
+        .collect();
+    for row in rows {
+        let Some(c) = out.get_mut(&row.key) else {
+            continue;
+        };
+        match row.status.as_str() {
+            "accepted" => c.accepted += row.n,
+            "duplicate" => c.duplicate += row.n,
+            "rejected" => c.rejected += row.n,
+            _ => {}
+        }
+    }
+    out
+}
+
 impl Store {
-    /// Per-account counts of the events received since `since` (microseconds), each capped
-    /// at [`COUNT_CAP`], and each account's newest event time, for the accounts named.
+    /// Per-account counts of the events received since `since` (microseconds), exact, and
+    /// each account's newest event time, for the accounts named.
     pub async fn account_counts(
         &self,
         names: Vec<String>,
         since: i64,
     ) -> Result<BTreeMap<String, AccountCounts>, StoreError> {
-        let mut out = BTreeMap::new();
-        for name in names {
-            let mut counts = AccountCounts::default();
-            for status in ["accepted", "duplicate", "rejected"] {
-                let page = self
-                    .events(EventFilter {
-                        account: Some(name.clone()),
-                        status: Some(status.to_owned()),
-                        since: Some(since),
-                        limit: COUNT_CAP,
-                        ..Default::default()
-                    })
-                    .await?;
-                counts.capped |= page.next_cursor.is_some();
-                let n = page.items.len() as u64;
-                match status {
-                    "accepted" => counts.accepted = n,
-                    "duplicate" => counts.duplicate = n,
-                    _ => counts.rejected = n,
-                }
-            }
+        let rows = self.counts(CountBy::Account, since, i64::MAX).await?;
+        let mut out = per_account(&rows, &names);
+        for (name, counts) in &mut out {
             let newest = self
                 .events(EventFilter {
                     account: Some(name.clone()),
@@ -150,44 +183,19 @@ impl Store {
                 .items
                 .first()
                 .and_then(|e| parse_time(&e.received_at));
-            out.insert(name, counts);
         }
         Ok(out)
     }
 
     /// Outcomes per minute and rejections by reason over the `minutes` whole minutes up
-    /// to the one holding `now`, and the outbox's oldest waiting delivery.
+    /// to the one holding `now`, exact, and the outbox's oldest waiting delivery.
     pub async fn activity(&self, now: i64, minutes: u32) -> Result<Activity, StoreError> {
         let (start, end) = window(now, minutes);
-        let mut rows: Vec<EventSummary> = Vec::new();
-        let mut before_seq = None;
-        let mut capped = false;
-        loop {
-            let page = self
-                .events(EventFilter {
-                    since: Some(start),
-                    until: Some(end),
-                    limit: PAGE,
-                    before_seq,
-                    ..Default::default()
-                })
-                .await?;
-            before_seq = page.items.last().map(|e| e.seq);
-            let more = page.next_cursor.is_some();
-            rows.extend(page.items);
-            if !more || before_seq.is_none() {
-                break;
-            }
-            if rows.len() >= WINDOW_CAP {
-                capped = true;
-                break;
-            }
-        }
+        let rows = self.counts(CountBy::Minute, start, end).await?;
         let (minutes, rejections) = tally(&rows, start, minutes);
         Ok(Activity {
             minutes,
             rejections,
-            capped,
             outbox_oldest_due: self.next_due().await?,
         })
     }
@@ -196,22 +204,13 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::format_micros;
 
-    fn row(at: i64, status: &str, reason: Option<&str>) -> EventSummary {
-        EventSummary {
-            id: "evt_1".into(),
-            received_at: format_micros(at),
-            account: "a".into(),
+    fn row(key: i64, status: &str, reason: Option<&str>, n: u64) -> CountRow {
+        CountRow {
+            key: key.to_string(),
             status: status.into(),
             reason: reason.map(str::to_owned),
-            event_id: None,
-            event_type: None,
-            sender: None,
-            source: None,
-            params: serde_json::Value::Null,
-            forward_status: None,
-            seq: 1,
+            n,
         }
     }
 
@@ -225,28 +224,68 @@ mod tests {
     }
 
     #[test]
-    fn rows_fall_into_their_minutes_and_rejections_are_counted_by_reason() {
+    fn counts_fall_into_their_minutes_and_rejections_are_summed_by_reason() {
         let (start, _) = window(100 * MINUTE, 3);
         let rows = [
-            row(start - 1, "accepted", None),
-            row(start, "accepted", None),
-            row(start + MINUTE - 1, "duplicate", None),
-            row(start + MINUTE, "rejected", Some("bad_auth")),
-            row(start + 2 * MINUTE + 5, "rejected", Some("bad_signature")),
-            row(start + 2 * MINUTE + 6, "rejected", Some("bad_signature")),
-            row(start + 2 * MINUTE + 7, "handshake", None),
-            row(start + 3 * MINUTE, "accepted", None),
+            row(start - MINUTE, "accepted", None, 7),
+            row(start, "accepted", None, 2),
+            row(start, "duplicate", None, 1),
+            row(start + MINUTE, "rejected", Some("bad_auth"), 1),
+            row(start + 2 * MINUTE, "rejected", Some("bad_signature"), 2),
+            row(start + MINUTE, "rejected", Some("bad_signature"), 3),
+            row(start + 2 * MINUTE, "handshake", None, 4),
+            row(start + 3 * MINUTE, "accepted", None, 9),
         ];
         let (minutes, reasons) = tally(&rows, start, 3);
         let counts: Vec<(u64, u64, u64)> = minutes
             .iter()
             .map(|m| (m.accepted, m.duplicate, m.rejected))
             .collect();
-        assert_eq!(counts, [(1, 1, 0), (0, 0, 1), (0, 0, 2)]);
+        assert_eq!(counts, [(2, 1, 0), (0, 0, 4), (0, 0, 2)]);
         assert_eq!(minutes[1].at - minutes[0].at, MINUTE);
         assert_eq!(
             reasons,
-            [("bad_signature".to_owned(), 2), ("bad_auth".to_owned(), 1)]
+            [("bad_signature".to_owned(), 5), ("bad_auth".to_owned(), 1)]
         );
+    }
+
+    #[test]
+    fn per_account_counts_name_every_account_asked_for_and_no_other() {
+        let rows = [
+            CountRow {
+                key: "shop".into(),
+                status: "accepted".into(),
+                reason: None,
+                n: 1500,
+            },
+            CountRow {
+                key: "shop".into(),
+                status: "rejected".into(),
+                reason: None,
+                n: 3,
+            },
+            CountRow {
+                key: "deleted".into(),
+                status: "accepted".into(),
+                reason: None,
+                n: 5,
+            },
+        ];
+        let out = per_account(&rows, &["shop".into(), "quiet".into()]);
+        assert_eq!(out.len(), 2);
+        assert_eq!((out["shop"].accepted, out["shop"].rejected), (1500, 3));
+        assert_eq!(out["quiet"], AccountCounts::default());
+    }
+
+    #[test]
+    fn the_count_statements_bind_the_window_only() {
+        for by in [CountBy::Account, CountBy::Minute] {
+            let sql = count_sql(by, '$');
+            assert!(
+                sql.contains("received_at >= $1 AND received_at < $2"),
+                "{sql}"
+            );
+            assert!(!sql.contains('?'), "{sql}");
+        }
     }
 }

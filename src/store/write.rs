@@ -93,6 +93,8 @@ pub enum AdminWrite {
         /// The change-log row.
         change: Change,
     },
+    /// A destination change or a delivery outcome.
+    Destination(DestinationWrite),
     /// Stores a token's hash.
     AddToken {
         /// The token.
@@ -114,4 +116,59 @@ impl Change {
             ..self.clone()
         }
     }
+}
+
+/// The destination writes, each with its change-log row (never a secret in it).
+#[derive(Debug, Clone)]
+pub enum DestinationWrite {
+    /// Creates a destination; `Conflict` when the name is taken in the account.
+    Create {
+        /// The stored row (keys in clear here; `Store` seals them).
+        row: crate::store::rows::StoredDestination,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Replaces a destination's spec and keys; `NotFound` when it does not exist.
+    Update {
+        /// The stored row (keys in clear here; `Store` seals them).
+        row: crate::store::rows::StoredDestination,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Deletes a destination; its waiting deliveries become `cancelled`.
+    Delete {
+        /// The account.
+        account: String,
+        /// The destination's name.
+        name: String,
+        /// The change-log row.
+        change: Change,
+    },
+    /// Records one attempt of a delivery and its new state. Writes no change-log row.
+    Attempt {
+        /// The delivery's id.
+        id: i64,
+        /// Attempts since queued or redriven.
+        attempts: u32,
+        /// When, in microseconds since the epoch.
+        at: i64,
+        /// `delivered`, `retrying` or `dead`.
+        status: &'static str,
+        /// When to try again (for `retrying`).
+        next_attempt_at: i64,
+        /// The destination's HTTP status, if it answered.
+        http_status: Option<u16>,
+        /// Milliseconds the attempt took.
+        latency_ms: i64,
+        /// What happened.
+        detail: String,
+    },
+    /// Queues every delivery matching the filter again with a fresh attempt budget;
+    /// answers how many.
+    Redrive {
+        /// Which deliveries.
+        filter: crate::store::rows::RedriveFilter,
+        /// The change-log row (its detail is the filter).
+        change: Change,
+    },
 }

@@ -157,6 +157,9 @@ impl Key {
         // A secret that is only a prefix (Stripe's and Standard Webhooks' `whsec_`, or the
         // scheme's own) holds no key, even where the prefix is part of the key's bytes.
         let text = secret.expose_str().trim();
+        if text.is_empty() {
+            return Err(SpecError::new(field, "a secret must not be empty or blank"));
+        }
         if KEY_PREFIXES.contains(&text) || prefix.is_some_and(|p| p == text) {
             return Err(SpecError::new(
                 field,

@@ -1,6 +1,7 @@
-//! Browser support for the console tests: ChromeDriver started on a free port, one
-//! headless Chromium session with a fresh profile and download directory, and waits for
-//! the page to reach a state (polled with a deadline, never slept on).
+//! Browser support for the console tests: a WebDriver server (ChromeDriver or geckodriver)
+//! started on a free port, one headless Chromium or Firefox session with a fresh profile
+//! and download directory, and waits for the page to reach a state (polled with a
+//! deadline, never slept on).
 
 #![allow(dead_code)]
 
@@ -11,16 +12,26 @@ use std::time::{Duration, Instant};
 use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 /// How long any wait for the page lasts before the test fails.
 const DEADLINE: Duration = Duration::from_secs(15);
 
-/// A headless Chromium driven through ChromeDriver; both end when it is dropped.
+/// Which browser a test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Debian's `chromium`, through `chromium-driver`.
+    Chromium,
+    /// Debian's `firefox-esr`, through geckodriver (`cargo install geckodriver`).
+    Firefox,
+}
+
+/// A headless browser driven through its WebDriver server; both end when it is dropped.
 pub struct Browser {
     /// The WebDriver session.
     pub client: Client,
+    /// Which browser it is.
+    pub kind: Kind,
     /// Where downloads land.
     pub downloads: PathBuf,
     driver: Child,
@@ -37,67 +48,120 @@ fn free_port() -> u16 {
 
 /// Starts ChromeDriver and a Chromium session.
 pub async fn launch() -> Browser {
+    launch_in(Kind::Chromium).await
+}
+
+/// Starts the WebDriver server of `kind` and a session in it.
+pub async fn launch_in(kind: Kind) -> Browser {
     let port = free_port();
-    let mut driver = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("chromedriver runs (Debian package chromium-driver; .ci/run installs it)");
-    // ChromeDriver says when it listens; wait for that line rather than for a guess.
-    let stdout = driver.stdout.take().expect("chromedriver stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    tokio::time::timeout(DEADLINE, async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("started successfully") {
-                return;
-            }
-        }
-        panic!("chromedriver exited before it listened");
-    })
-    .await
-    .expect("chromedriver starts");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let driver = match kind {
+        Kind::Chromium => Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver runs (Debian package chromium-driver; .ci/run installs it)"),
+        Kind::Firefox => Command::new(geckodriver())
+            .args(["--port", &port.to_string(), "--log", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect(
+                "geckodriver runs (`cargo install --locked geckodriver`, with Debian's \
+                 firefox-esr; .ci/run installs both)",
+            ),
+    };
+    // The driver listens once it is ready: wait for its port to accept.
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{kind:?}'s WebDriver never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let profile = tempfile::tempdir().expect("profile dir");
     let downloads = tempfile::tempdir().expect("downloads dir");
-    let args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--window-size=1100,760",
-        &format!("--user-data-dir={}", profile.path().display()),
-    ];
     let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "args": args,
-            "prefs": {
-                "download.default_directory": downloads.path(),
-                "download.prompt_for_download": false,
-            },
-        }),
-    );
+    match kind {
+        Kind::Chromium => {
+            let args = [
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+                "--window-size=1100,760",
+                &format!("--user-data-dir={}", profile.path().display()),
+            ];
+            caps.insert(
+                "goog:chromeOptions".into(),
+                json!({
+                    "args": args,
+                    "prefs": {
+                        "download.default_directory": downloads.path(),
+                        "download.prompt_for_download": false,
+                    },
+                }),
+            );
+        }
+        Kind::Firefox => {
+            let mut options = json!({
+                "args": ["-headless", "--width=1100", "--height=760"],
+                "prefs": {
+                    "browser.download.folderList": 2,
+                    "browser.download.dir": downloads.path(),
+                    "browser.download.useDownloadDir": true,
+                    "browser.download.always_ask_before_handling_new_types": false,
+                    "browser.helperApps.neverAsk.saveToDisk":
+                        "text/csv,application/x-ndjson,application/json,text/plain",
+                },
+            });
+            if let Some(bin) = ["/usr/bin/firefox-esr", "/usr/bin/firefox"]
+                .iter()
+                .find(|p| std::path::Path::new(p).exists())
+            {
+                options["binary"] = json!(bin);
+            }
+            caps.insert("moz:firefoxOptions".into(), options);
+        }
+    }
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
-        .expect("a Chromium session");
+        .unwrap_or_else(|e| panic!("a {kind:?} session: {e}"));
     Browser {
         client,
+        kind,
         downloads: downloads.path().to_path_buf(),
         driver,
         _profile: profile,
         _downloads: downloads,
     }
+}
+
+/// geckodriver: `$GECKODRIVER`, else the one `cargo install` puts in `~/.cargo/bin`, else
+/// the PATH's.
+fn geckodriver() -> PathBuf {
+    if let Some(p) = std::env::var_os("GECKODRIVER") {
+        return PathBuf::from(p);
+    }
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    home.map(|h| h.join("bin/geckodriver"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("geckodriver"))
 }
 
 impl Browser {
@@ -225,9 +289,14 @@ impl Browser {
         .await;
     }
 
-    /// Saves a screenshot of the page to `docs/console/{name}.png`.
+    /// Saves a screenshot of the page to `docs/console/{name}.png` (Chromium's; another
+    /// browser's is taken and checked to be a PNG, and left out of the docs).
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
+        if self.kind != Kind::Chromium {
+            assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+            return;
+        }
         let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
         std::fs::create_dir_all(&dir).expect("docs/console");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");

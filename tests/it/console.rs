@@ -7,7 +7,7 @@
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, launch};
+use crate::browser::{Browser, Kind, launch_in};
 use crate::support::{ADMIN_TOKEN, TestGateway, hmac_sha256_hex, spawn_with};
 
 /// A payment event, as the tests send it.
@@ -157,8 +157,17 @@ async fn wizard_creates_shop(b: &Browser, gw: &TestGateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events() {
+    an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in_firefox() {
+    an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in(Kind::Firefox).await;
+}
+
+async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in(kind: Kind) {
     let gw = gateway_with_a_dead_chat().await;
-    let b = launch().await;
+    let b = launch_in(kind).await;
     b.client
         .goto(&format!("{}/", gw.admin))
         .await

@@ -6,12 +6,21 @@
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::browser::launch;
+use crate::browser::{Kind, launch_in};
 use crate::console::{SAMPLE, forward_settles, gateway_with_a_dead_chat, send_github};
 use crate::support::AUDITOR_TOKEN;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_auditor_reads_and_verifies_but_sees_no_write_controls() {
+    an_auditor_reads_and_verifies_but_sees_no_write_controls_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auditor_reads_and_verifies_but_sees_no_write_controls_in_firefox() {
+    an_auditor_reads_and_verifies_but_sees_no_write_controls_in(Kind::Firefox).await;
+}
+
+async fn an_auditor_reads_and_verifies_but_sees_no_write_controls_in(kind: Kind) {
     let gw = gateway_with_a_dead_chat().await;
     gw.create_account(
         json!({"name": "shop", "provider": "github", "secret": "s3cret",
@@ -29,7 +38,7 @@ async fn an_auditor_reads_and_verifies_but_sees_no_write_controls() {
     let id = ok["id"].as_str().expect("an id").to_owned();
     // A dead delivery, which an admin could redeliver.
     forward_settles(&gw, &id, "dead").await;
-    let b = launch().await;
+    let b = launch_in(kind).await;
 
     // A wrong token is refused and nothing is shown.
     b.client
@@ -45,8 +54,10 @@ async fn an_auditor_reads_and_verifies_but_sees_no_write_controls() {
         json!(true)
     );
 
-    // Signing in by keyboard alone: type the token, press Enter.
-    b.type_into("#token", &format!("{AUDITOR_TOKEN}\n")).await;
+    // Signing in by keyboard alone: type the token, press Enter (WebDriver's Enter key).
+    let enter = char::from(fantoccini::key::Key::Enter);
+    b.type_into("#token", &format!("{AUDITOR_TOKEN}{enter}"))
+        .await;
     b.wait_text("#who", "(auditor)").await;
     // The token is in this tab's session storage, never in the address.
     let url = b.client.current_url().await.expect("url");

@@ -5,7 +5,7 @@
 use hyper::Method;
 use serde_json::{Value, json};
 
-use crate::browser::{Browser, launch};
+use crate::browser::{Browser, Kind, launch_in};
 use crate::support::{ADMIN_TOKEN, TestGateway, spawn_gateway};
 
 /// Whether anything hostile ran or was built in the page.
@@ -53,6 +53,15 @@ async fn unknown_account_label(gw: &TestGateway, label: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_bodies_headers_senders_and_labels_stay_inert() {
+    hostile_bodies_headers_senders_and_labels_stay_inert_in(Kind::Chromium).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_bodies_headers_senders_and_labels_stay_inert_in_firefox() {
+    hostile_bodies_headers_senders_and_labels_stay_inert_in(Kind::Firefox).await;
+}
+
+async fn hostile_bodies_headers_senders_and_labels_stay_inert_in(kind: Kind) {
     let gw = spawn_gateway().await;
     gw.create_account(json!({
         "name": "open", "allow_unverified": true,
@@ -93,7 +102,7 @@ async fn hostile_bodies_headers_senders_and_labels_stay_inert() {
     )
     .await;
 
-    let b = launch().await;
+    let b = launch_in(kind).await;
     b.sign_in(&gw.admin, ADMIN_TOKEN, "admin").await;
     b.route("#/tail").await;
     b.wait_text("#tail-list", &hostile_id).await;

@@ -364,3 +364,62 @@ async fn a_gateway_whose_standard_output_is_gone_keeps_serving() {
     let log = p.term(Duration::from_secs(15)).await;
     assert!(!log.contains("panicked"), "{log}");
 }
+
+/// A destination holds the first delivery open; the gateway is killed with SIGKILL and
+/// started again: every event is delivered at least once, each with its own stable
+/// `webhook-id`, the held one again with the same id.
+#[tokio::test]
+async fn sigkill_mid_delivery_delivers_everything_again_with_the_same_webhook_id() {
+    use crate::destinations::{Endpoint, Reply};
+    let dir = tempfile::tempdir().expect("dir");
+    let db = dir.path().join("hookgate.db");
+    let env = [
+        ("HOOKGATE_EGRESS_ALLOW", r#"["127.0.0.0/8"]"#),
+        ("HOOKGATE_DELIVERY_RETRY_BASE_MS", "20"),
+    ];
+    let mut ep = Endpoint::start().await;
+    ep.script(&[Reply::Hang]);
+    let p = process::start(&db, &env).await;
+    p.create_account(
+        &json!({"name": "shop", "allow_unverified": true, "paths": {"event_id": "$.id"}}),
+    )
+    .await;
+    let client = HttpClient::default();
+    let made = client
+        .admin(
+            Method::POST,
+            &format!("{}/v1/accounts/shop/destinations", p.admin),
+            ADMIN_TOKEN,
+            Some(&json!({"name": "backend", "url": ep.url})),
+        )
+        .await
+        .expect("admin");
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let a = client
+            .send(
+                Method::POST,
+                &format!("{}/hooks/shop", p.public),
+                &[("content-type", "application/json")],
+                format!("{{\"id\":\"k{i}\"}}"),
+            )
+            .await
+            .expect("accepted");
+        assert_eq!(a.status, 200);
+        ids.push(format!("{}_backend", a.json()["id"].as_str().expect("id")));
+    }
+    // The first delivery is held open: the gateway is mid-delivery.
+    let held = ep.next().await.header("webhook-id").to_owned();
+    assert_eq!(held, ids[0]);
+    p.kill9().await;
+    let p = process::start(&db, &env).await;
+    let mut seen = HashSet::new();
+    while seen.len() < ids.len() {
+        let id = ep.next().await.header("webhook-id").to_owned();
+        assert!(ids.contains(&id), "an unknown webhook-id {id}");
+        seen.insert(id);
+    }
+    assert!(seen.contains(&held));
+    p.term(Duration::from_secs(10)).await;
+}

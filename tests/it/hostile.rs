@@ -502,3 +502,36 @@ async fn forged_requests_do_not_use_up_a_senders_rate_limit() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn nul_characters_in_a_payload_are_recorded_on_every_engine() {
+    let gw = spawn_gateway().await;
+    gw.create_account(json!({"name": "nul", "allow_unverified": true,
+        "paths": {"event_id": "$.id", "sender": "$.from", "event_type": "$.type",
+                  "params": {"note": "$.note"}}}))
+        .await;
+    let body = r#"{"id":"ev\u0000","from":"+255\u0000700","type":"\u0000","note":"a\u0000b"}"#;
+    let json = [("content-type", "application/json")];
+    let first = gw.post_hook("nul", &json, body).await;
+    assert_eq!(first.status, 200, "{:?}", first.json());
+    assert_eq!(first.json()["status"], "accepted");
+    let row = gw.event(first.json()["id"].as_str().unwrap_or("")).await;
+    assert_eq!(row["event_id"], r#""ev\u0000""#);
+    assert_eq!(row["sender"], r#""+255\u0000700""#);
+    assert_eq!(row["params"]["note"], "a\u{0}b");
+    // The same id again is a duplicate, as any other id would be.
+    let again = gw.post_hook("nul", &json, body).await;
+    assert_eq!(again.json()["status"], "duplicate");
+    // A key holding a NUL, repeated: refused as ambiguous, and the refusal is recorded.
+    let before = gw.audit_rows();
+    let dup = gw
+        .post_hook("nul", &json, r#"{"\u0000":1,"\u0000":2}"#)
+        .await;
+    assert_eq!(dup.status, 400, "{:?}", dup.json());
+    assert_eq!(gw.audit_rows() - before, 1);
+    let verify = gw
+        .admin_call(hyper::Method::GET, "/v1/audit/verify", None)
+        .await;
+    assert_eq!(verify.status, 200, "{:?}", verify.json());
+    gw.stop().await;
+}

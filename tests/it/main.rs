@@ -18,6 +18,7 @@ mod console_auditor;
 mod console_cli;
 mod console_hostile;
 mod crash;
+mod destinations;
 mod export_csv;
 mod faults;
 mod fixtures;

@@ -106,7 +106,202 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
     }
 
     let acc = ("get", "/v1/accounts");
+    let dest_url = json!({"name": "backend", "url": "https://hooks.example.com/in"});
     let mut walk = vec![
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/destinations"),
+                "/v1/accounts/shop/destinations",
+                A,
+            ),
+            dest_url.clone(),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/destinations"),
+                "/v1/accounts/shop/destinations",
+                A,
+            ),
+            dest_url.clone(),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/destinations"),
+                "/v1/accounts/shop/destinations",
+                A,
+            ),
+            json!({"name": "inside", "url": "http://169.254.169.254/latest"}),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/destinations"),
+                "/v1/accounts/nobody/destinations",
+                A,
+            ),
+            dest_url.clone(),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/accounts/{name}/destinations"),
+                "/v1/accounts/shop/destinations",
+                None,
+            ),
+            dest_url,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations"),
+            "/v1/accounts/shop/destinations",
+            A,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations"),
+            "/v1/accounts/nobody/destinations",
+            A,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations"),
+            "/v1/accounts/shop/destinations",
+            None,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+            A,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/nothing",
+            A,
+        ),
+        call(
+            ("get", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+            None,
+        ),
+        with_body(
+            call(
+                ("patch", "/v1/accounts/{name}/destinations/{dest}"),
+                "/v1/accounts/shop/destinations/backend",
+                A,
+            ),
+            json!({"event_types": ["paid"]}),
+        ),
+        with_body(
+            call(
+                ("patch", "/v1/accounts/{name}/destinations/{dest}"),
+                "/v1/accounts/shop/destinations/nothing",
+                A,
+            ),
+            json!({}),
+        ),
+        with_body(
+            call(
+                ("patch", "/v1/accounts/{name}/destinations/{dest}"),
+                "/v1/accounts/shop/destinations/backend",
+                A,
+            ),
+            json!({"filter": [{"path": "$.a", "op": "in", "value": 1}]}),
+        ),
+        with_body(
+            call(
+                ("patch", "/v1/accounts/{name}/destinations/{dest}"),
+                "/v1/accounts/shop/destinations/backend",
+                None,
+            ),
+            json!({}),
+        ),
+        call(
+            (
+                "post",
+                "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+            ),
+            "/v1/accounts/shop/destinations/backend/rotate-secret",
+            A,
+        ),
+        call(
+            (
+                "post",
+                "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+            ),
+            "/v1/accounts/shop/destinations/nothing/rotate-secret",
+            A,
+        ),
+        with_body(
+            call(
+                (
+                    "post",
+                    "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+                ),
+                "/v1/accounts/shop/destinations/backend/rotate-secret",
+                A,
+            ),
+            json!({"overlap_secs": "soon"}),
+        ),
+        call(
+            (
+                "post",
+                "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+            ),
+            "/v1/accounts/shop/destinations/backend/rotate-secret",
+            None,
+        ),
+        with_body(
+            call(
+                ("post", "/v1/deliveries/redrive"),
+                "/v1/deliveries/redrive",
+                A,
+            ),
+            json!({"account": "shop"}),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/deliveries/redrive"),
+                "/v1/deliveries/redrive",
+                A,
+            ),
+            json!({"account": "nobody"}),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/deliveries/redrive"),
+                "/v1/deliveries/redrive",
+                A,
+            ),
+            json!({"account": "shop", "status": ["pending"]}),
+        ),
+        with_body(
+            call(
+                ("post", "/v1/deliveries/redrive"),
+                "/v1/deliveries/redrive",
+                None,
+            ),
+            json!({}),
+        ),
+        call(
+            ("post", "/v1/deliveries/{id}/redeliver"),
+            "/v1/deliveries/dlv_1/redeliver",
+            A,
+        ),
+        call(
+            ("post", "/v1/deliveries/{id}/redeliver"),
+            "/v1/deliveries/dlv_1/redeliver",
+            None,
+        ),
+        call(
+            ("delete", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+            A,
+        ),
+        call(
+            ("delete", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+            A,
+        ),
+        call(
+            ("delete", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+            None,
+        ),
         call(("get", "/v1"), "/v1", None),
         call(("get", "/v1/openapi.json"), "/v1/openapi.json", None),
         call(("get", "/v1"), "/v1", BAD),

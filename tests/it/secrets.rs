@@ -124,6 +124,22 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         json!({"name": "query", "auth": {"type": "query", "param": "token", "value": QUERY_TOKEN}});
     seen += &answer_text(&admin(Method::POST, "/v1/accounts", ADMIN_TOKEN, Some(q)).await);
 
+    // A destination: its signing secret is generated and shown once, in this answer only.
+    let made = admin(
+        Method::POST,
+        "/v1/accounts/signed/destinations",
+        ADMIN_TOKEN,
+        Some(json!({"name": "backend", "url": "https://hooks.example.com/in"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let whsec = made.json()["secret"]
+        .as_str()
+        .expect("the secret, shown once")
+        .to_owned();
+    let whsec_key = whsec.trim_start_matches("whsec_").to_owned();
+    assert!(whsec_key.len() >= 32);
+
     // Traffic: good and bad credentials, every account.
     let body = r#"{"id":"s1"}"#;
     let ts = now_secs().to_string();
@@ -169,6 +185,8 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
             "/v1/events?limit=100",
             "/v1/changes",
             "/v1/providers",
+            "/v1/accounts/signed/destinations",
+            "/v1/accounts/signed/destinations/backend",
         ] {
             seen += &answer_text(&admin(Method::GET, path, token, None).await);
         }
@@ -190,16 +208,44 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         "{seen}"
     );
     assert_no_secret("API answers and CLI output", seen.as_bytes());
+    seen += &cli(&p.admin, ADMIN_TOKEN, &["destinations", "list", "signed"]);
+    assert!(seen.contains("hooks.example.com"), "{seen}");
+    assert!(
+        !seen.contains(&whsec_key),
+        "the destination's secret was shown again"
+    );
 
     // While running (the WAL holds recent writes) and after a clean stop.
     assert_files_hold_no_secret(dir.path());
+    assert_files_lack(dir.path(), &whsec_key);
     let log = p.term(Duration::from_secs(15)).await;
     assert!(
         log.contains("INFO") || log.contains("info"),
         "log output captured: {log}"
     );
     assert_no_secret("the gateway's log output", log.as_bytes());
+    assert!(
+        !log.contains(&whsec_key),
+        "the destination's secret in the log"
+    );
     assert_files_hold_no_secret(dir.path());
+    assert_files_lack(dir.path(), &whsec_key);
+}
+
+/// Asserts that no file of `dir` but the key file holds `text`.
+fn assert_files_lack(dir: &Path, text: &str) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|e| e == "key") {
+            continue;
+        }
+        let bytes = std::fs::read(&path).expect("read file");
+        assert!(
+            !bytes.windows(text.len()).any(|w| w == text.as_bytes()),
+            "{} holds a destination's secret in clear",
+            path.display()
+        );
+    }
 }
 
 fn assert_files_hold_no_secret(dir: &Path) {

@@ -580,3 +580,63 @@ async fn a_database_outage_answers_503_and_the_node_recovers_by_itself() {
     assert_chains(&a, &url).await;
     a.term(Duration::from_secs(15)).await;
 }
+
+/// Two nodes share the destinations' outbox: each delivery is claimed by one node at a
+/// time, and a destination's `max_in_flight` holds across the nodes.
+#[tokio::test]
+async fn each_delivery_to_a_destination_is_claimed_by_one_node() {
+    use crate::destinations::{Endpoint, Reply};
+    let url = pg::server().fresh_database();
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Hang);
+    let env = [
+        ("HOOKGATE_EGRESS_ALLOW", r#"["127.0.0.0/8"]"#),
+        ("HOOKGATE_DELIVERY_TIMEOUT_MS", "60000"),
+    ];
+    let (a, b) = tokio::join!(node(&url, &env), node(&url, &env));
+    admin(&a, Method::POST, "/v1/accounts", Some(shop(json!({})))).await;
+    let made = admin(
+        &a,
+        Method::POST,
+        "/v1/accounts/shop/destinations",
+        Some(json!({"name": "backend", "url": ep.url, "max_in_flight": 2})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    until(
+        Duration::from_secs(2),
+        "the destination reaches node b",
+        || async {
+            admin(
+                &b,
+                Method::GET,
+                "/v1/accounts/shop/destinations/backend",
+                None,
+            )
+            .await
+            .status
+                == 200
+        },
+    )
+    .await;
+    let mut ids = Vec::new();
+    for (i, p) in [&a, &b, &a].into_iter().enumerate() {
+        let r = post(&p.public, &format!("claim-{i}"))
+            .await
+            .expect("answered");
+        ids.push(format!("{}_backend", r.json()["id"].as_str().expect("id")));
+    }
+    // Both nodes poll the outbox; the two oldest are held open, each sent once; the third
+    // waits, since two are in flight across the nodes.
+    let first = ep.next().await.header("webhook-id").to_owned();
+    let second = ep.next().await.header("webhook-id").to_owned();
+    assert_ne!(first, second, "one delivery sent by two nodes");
+    let mut got = vec![first, second];
+    got.sort();
+    let mut want = ids[..2].to_vec();
+    want.sort();
+    assert_eq!(got, want);
+    ep.nothing_within(Duration::from_millis(1500)).await;
+    a.kill9().await;
+    b.kill9().await;
+}

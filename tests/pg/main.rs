@@ -13,6 +13,8 @@ mod audit;
 mod cluster;
 #[path = "../it/console_api.rs"]
 mod console_api;
+#[path = "../it/destinations.rs"]
+mod destinations;
 #[path = "../it/export_csv.rs"]
 mod export_csv;
 #[path = "../it/fixtures.rs"]

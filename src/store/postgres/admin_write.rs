@@ -10,7 +10,7 @@ use tokio_postgres::Transaction;
 use super::audit;
 use super::writer::Head;
 use crate::store::chained::change_hash;
-use crate::store::{AdminWrite, StoreError};
+use crate::store::{AdminWrite, Change, DestinationWrite, StoreError};
 
 /// Whether other nodes must hear of this write (they keep accounts and tokens in memory).
 pub(super) fn concerns_every_node(write: &AdminWrite) -> bool {
@@ -21,6 +21,11 @@ pub(super) fn concerns_every_node(write: &AdminWrite) -> bool {
             | AdminWrite::DeleteAccount { .. }
             | AdminWrite::AddToken { .. }
             | AdminWrite::RevokeToken { .. }
+            | AdminWrite::Destination(
+                DestinationWrite::Create { .. }
+                    | DestinationWrite::Update { .. }
+                    | DestinationWrite::Delete { .. }
+            )
     )
 }
 
@@ -71,6 +76,16 @@ pub(super) async fn apply(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
+            // Its destinations go with it; what waited for them is cancelled.
+            tx.execute("DELETE FROM destinations WHERE account = $1", &[name])
+                .await?;
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled', claimed_by = NULL,
+                    claimed_until = NULL
+                 WHERE account = $1 AND status IN ('pending', 'retrying')",
+                &[name],
+            )
+            .await?;
             change
         }
         AdminWrite::PruneEvents {
@@ -169,6 +184,13 @@ pub(super) async fn apply(
             .await?;
             change
         }
+        AdminWrite::Destination(w) => match destination(tx, w).await? {
+            (n, Some(change)) => {
+                affected = n;
+                change
+            }
+            (n, None) => return Ok(n),
+        },
     };
     let seq = head.seq + 1;
     let hash = change_hash(seq, &head.hash, change);
@@ -188,4 +210,145 @@ pub(super) async fn apply(
     .await?;
     *head = Head { seq, hash };
     Ok(affected)
+}
+
+/// Applies a destination write; returns the rows affected and the change-log row to
+/// append, if any.
+async fn destination<'w>(
+    tx: &Transaction<'_>,
+    write: &'w DestinationWrite,
+) -> Result<(u64, Option<&'w Change>), StoreError> {
+    Ok(match write {
+        DestinationWrite::Create { row, change } => {
+            let n = tx
+                .execute(
+                    "INSERT INTO destinations (account, name, spec, keys, max_in_flight,
+                        created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $6)
+                     ON CONFLICT (account, name) DO NOTHING",
+                    &[
+                        &row.account,
+                        &row.name,
+                        &row.spec,
+                        &row.keys,
+                        &row.max_in_flight,
+                        &change.at,
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("destination {:?}", row.name)));
+            }
+            (1, Some(change))
+        }
+        DestinationWrite::Update { row, change } => {
+            let n = tx
+                .execute(
+                    "UPDATE destinations SET spec = $3, keys = $4, max_in_flight = $5,
+                        updated_at = $6 WHERE account = $1 AND name = $2",
+                    &[
+                        &row.account,
+                        &row.name,
+                        &row.spec,
+                        &row.keys,
+                        &row.max_in_flight,
+                        &change.at,
+                    ],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("destination {:?}", row.name)));
+            }
+            (1, Some(change))
+        }
+        DestinationWrite::Delete {
+            account,
+            name,
+            change,
+        } => {
+            let n = tx
+                .execute(
+                    "DELETE FROM destinations WHERE account = $1 AND name = $2",
+                    &[account, name],
+                )
+                .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("destination {name:?}")));
+            }
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled', claimed_by = NULL,
+                    claimed_until = NULL
+                 WHERE account = $1 AND destination = $2 AND status IN ('pending', 'retrying')",
+                &[account, name],
+            )
+            .await?;
+            (1, Some(change))
+        }
+        DestinationWrite::Attempt {
+            id,
+            attempts,
+            at,
+            status,
+            next_attempt_at,
+            http_status,
+            latency_ms,
+            detail,
+        } => {
+            let last_error = (*status != "delivered").then_some(detail);
+            // The attempt is recorded, so this node's claim on the delivery ends.
+            tx.execute(
+                "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
+                    last_error = $5, claimed_by = NULL, claimed_until = NULL
+                 WHERE id = $1",
+                &[
+                    id,
+                    status,
+                    &i64::from(*attempts),
+                    next_attempt_at,
+                    &last_error,
+                ],
+            )
+            .await?;
+            tx.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status,
+                    latency_ms, detail)
+                 VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM delivery_attempts
+                              WHERE delivery_id = $1), $2, $3, $4, $5, $6)",
+                &[
+                    id,
+                    at,
+                    status,
+                    &http_status.map(i64::from),
+                    latency_ms,
+                    detail,
+                ],
+            )
+            .await?;
+            (1, None)
+        }
+        DestinationWrite::Redrive { filter, change } => {
+            let n = tx
+                .execute(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0,
+                        next_attempt_at = $1, last_error = NULL, claimed_by = NULL,
+                        claimed_until = NULL
+                     WHERE status = ANY($2)
+                       AND ($3::text IS NULL OR account = $3)
+                       AND ($4::text IS NULL OR destination = $4)
+                       AND ($5::bigint IS NULL OR id = $5)
+                       AND ($6::bigint IS NULL OR created_at >= $6)
+                       AND ($7::bigint IS NULL OR created_at < $7)",
+                    &[
+                        &change.at,
+                        &filter.statuses,
+                        &filter.account,
+                        &filter.destination,
+                        &filter.id,
+                        &filter.since,
+                        &filter.until,
+                    ],
+                )
+                .await?;
+            (n, Some(change))
+        }
+    })
 }

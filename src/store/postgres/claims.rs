@@ -8,7 +8,7 @@
 
 use tokio_postgres::GenericClient;
 
-use crate::store::{Delivery, StoreError};
+use crate::store::{Delivery, DueDelivery, StoreError};
 
 /// Claims up to `limit` deliveries due at `now` for `node` until `until`; oldest due first.
 pub(super) async fn claim_due(
@@ -59,6 +59,88 @@ pub(super) async fn next_due(c: &impl GenericClient) -> Result<Option<i64>, Stor
     Ok(c.query_one(
         "SELECT MIN(GREATEST(next_attempt_at, COALESCE(claimed_until + 1, 0)))::BIGINT
              FROM outbox WHERE status IN ('pending', 'retrying')",
+        &[],
+    )
+    .await?
+    .get(0))
+}
+
+/// Claims deliveries to destinations due at `now` for `node` until `until`: per
+/// destination the lowest seqs among its due and its claimed (in flight anywhere)
+/// deliveries, up to its `max_in_flight`, less those claimed; none of a destination in
+/// `paused`. The oldest due first.
+pub(super) async fn claim_due_to_destinations(
+    c: &impl GenericClient,
+    node: &str,
+    now: i64,
+    until: i64,
+    limit: usize,
+    paused: &[String],
+) -> Result<Vec<DueDelivery>, StoreError> {
+    let rows = c
+        .query(
+            "UPDATE deliveries SET claimed_by = $1, claimed_until = $3
+             WHERE id IN (
+                 SELECT id FROM (
+                     SELECT d.id, d.seq, d.next_attempt_at, d.claimed_until,
+                         x.max_in_flight AS cap,
+                         ROW_NUMBER() OVER (PARTITION BY d.account, d.destination
+                             ORDER BY d.seq) AS rn
+                     FROM deliveries d
+                     JOIN destinations x ON x.account = d.account AND x.name = d.destination
+                     WHERE d.status IN ('pending', 'retrying')
+                       AND (d.next_attempt_at <= $2 OR d.claimed_until >= $2)
+                       AND NOT ((d.account || '/' || d.destination) = ANY($5))
+                 ) w
+                 WHERE rn <= cap AND (claimed_until IS NULL OR claimed_until < $2)
+                 ORDER BY next_attempt_at, seq LIMIT $4)
+               AND status IN ('pending', 'retrying')
+               AND (claimed_until IS NULL OR claimed_until < $2)
+             RETURNING id, seq, account, destination, attempts, next_attempt_at",
+            &[&node, &now, &until, &(limit as i64), &paused],
+        )
+        .await?;
+    let mut due: Vec<(i64, DueDelivery)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.get(5),
+                DueDelivery {
+                    id: r.get(0),
+                    seq: r.get(1),
+                    account: r.get(2),
+                    destination: r.get(3),
+                    attempts: u32::try_from(r.get::<_, i64>(4)).unwrap_or(u32::MAX),
+                },
+            )
+        })
+        .collect();
+    due.sort_by_key(|(at, d)| (*at, d.seq));
+    Ok(due.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Ends this node's claims on deliveries it took but will not attempt now.
+pub(super) async fn release(
+    c: &impl GenericClient,
+    node: &str,
+    ids: &[i64],
+) -> Result<(), StoreError> {
+    c.execute(
+        "UPDATE deliveries SET claimed_by = NULL, claimed_until = NULL
+         WHERE id = ANY($1) AND claimed_by = $2",
+        &[&ids, &node],
+    )
+    .await?;
+    Ok(())
+}
+
+/// When the next delivery to a destination may be claimed.
+pub(super) async fn next_due_to_destinations(
+    c: &impl GenericClient,
+) -> Result<Option<i64>, StoreError> {
+    Ok(c.query_one(
+        "SELECT MIN(GREATEST(next_attempt_at, COALESCE(claimed_until + 1, 0)))::BIGINT
+             FROM deliveries WHERE status IN ('pending', 'retrying')",
         &[],
     )
     .await?

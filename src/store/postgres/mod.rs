@@ -11,6 +11,7 @@
 mod admin_write;
 mod audit;
 mod claims;
+mod deliveries;
 pub(super) mod load;
 mod notify;
 mod reader;
@@ -28,10 +29,12 @@ use tokio_postgres::NoTls;
 use super::audit::ChainReport;
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
+use super::stats::{CountBy, CountRow};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
 };
+use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
@@ -245,6 +248,49 @@ impl Engine for Postgres {
         reader::attempts(&**self.client().await?, seq).await
     }
 
+    async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError> {
+        deliveries::destinations(&**self.client().await?).await
+    }
+
+    async fn due_to_destinations(
+        &self,
+        now: i64,
+        limit: usize,
+        paused: Vec<String>,
+        _in_flight: Vec<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        // What is in flight is claimed, and the claim query counts it.
+        let until = now.saturating_add(self.lease.as_micros() as i64);
+        claims::claim_due_to_destinations(
+            &**self.client().await?,
+            &self.node,
+            now,
+            until,
+            limit,
+            &paused,
+        )
+        .await
+    }
+
+    async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        claims::release(&**self.client().await?, &self.node, &ids).await
+    }
+
+    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
+        claims::next_due_to_destinations(&**self.client().await?).await
+    }
+
+    async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        deliveries::of_event(&**self.client().await?, seq).await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        deliveries::stats(&**self.client().await?).await
+    }
+
     async fn streamed_after(
         &self,
         after_seq: i64,
@@ -262,6 +308,15 @@ impl Engine for Postgres {
 
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         reader::changes(&**self.client().await?, &filter).await
+    }
+
+    async fn counts(
+        &self,
+        by: CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        reader::counts(&**self.client().await?, by, since, until).await
     }
 
     async fn verify(

@@ -19,6 +19,7 @@ use crate::store::rows::{
     AttemptRow, ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page,
     StoredAccount, into_page,
 };
+use crate::store::stats::{self, CountBy, CountRow};
 use crate::tokens::{Role, TokenEntry};
 
 const DIALECT: Dialect = Dialect {
@@ -284,5 +285,26 @@ pub(super) async fn streamed_after(
         .await?
         .into_iter()
         .map(|(seq, _, json)| (seq, json))
+        .collect())
+}
+
+/// Exact counts of the events received in `[since, until)`, grouped `by`.
+pub(super) async fn counts(
+    c: &impl GenericClient,
+    by: CountBy,
+    since: i64,
+    until: i64,
+) -> Result<Vec<CountRow>, StoreError> {
+    let rows = c
+        .query(&stats::count_sql(by, '$'), &[&since, &until])
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| CountRow {
+            key: r.get(0),
+            status: r.get(1),
+            reason: r.get(2),
+            n: u64::try_from(r.get::<_, i64>(3)).unwrap_or(0),
+        })
         .collect())
 }

@@ -131,6 +131,48 @@ const MIGRATIONS: &[&str] = &[
         pad BYTEA NOT NULL
     );
     ",
+    // Destinations: an account's own HTTP endpoints (spec without secrets, signing keys
+    // sealed), one delivery row per (event, destination) written with the event, claimed
+    // by one node at a time, and every attempt.
+    "
+    CREATE TABLE destinations (
+        account       TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        keys          TEXT NOT NULL,
+        max_in_flight BIGINT NOT NULL,
+        created_at    BIGINT NOT NULL,
+        updated_at    BIGINT NOT NULL,
+        PRIMARY KEY (account, name)
+    );
+    CREATE TABLE deliveries (
+        id              BIGSERIAL PRIMARY KEY,
+        seq             BIGINT NOT NULL,
+        account         TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        BIGINT NOT NULL DEFAULT 0,
+        next_attempt_at BIGINT NOT NULL,
+        created_at      BIGINT NOT NULL,
+        last_error      TEXT,
+        claimed_by      TEXT,
+        claimed_until   BIGINT,
+        UNIQUE (seq, destination)
+    );
+    CREATE INDEX deliveries_due ON deliveries (account, destination, seq)
+        WHERE status IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_destination ON deliveries (account, destination, created_at);
+    CREATE TABLE delivery_attempts (
+        delivery_id BIGINT NOT NULL,
+        attempt     BIGINT NOT NULL,
+        at          BIGINT NOT NULL,
+        outcome     TEXT NOT NULL,
+        http_status BIGINT,
+        latency_ms  BIGINT NOT NULL,
+        detail      TEXT,
+        PRIMARY KEY (delivery_id, attempt)
+    );
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, under the migration lock, each

@@ -429,6 +429,10 @@ struct Columns<'a> {
     outbox_event_id: Vec<Option<&'a str>>,
     outbox_event_type: Vec<Option<&'a str>>,
     outbox_due: Vec<i64>,
+    delivery_seq: Vec<i64>,
+    delivery_account: Vec<&'a str>,
+    delivery_destination: Vec<&'a str>,
+    delivery_due: Vec<i64>,
 }
 
 impl<'a> Columns<'a> {
@@ -474,6 +478,14 @@ impl<'a> Columns<'a> {
             self.outbox_event_id.push(e.event_id.as_deref());
             self.outbox_event_type.push(e.event_type.as_deref());
             self.outbox_due.push(r.received_at);
+        }
+        if row.status == crate::event::Status::Accepted {
+            for d in &r.destinations {
+                self.delivery_seq.push(row.seq);
+                self.delivery_account.push(&r.account);
+                self.delivery_destination.push(d);
+                self.delivery_due.push(r.received_at);
+            }
         }
     }
 
@@ -540,6 +552,21 @@ impl<'a> Columns<'a> {
                     &self.outbox_event_id,
                     &self.outbox_event_type,
                     &self.outbox_due,
+                ],
+            )
+            .await?;
+        }
+        if !self.delivery_seq.is_empty() {
+            tx.execute(
+                "INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
+                    created_at)
+                 SELECT s, a, d, 'pending', t, t FROM unnest($1::bigint[], $2::text[],
+                    $3::text[], $4::bigint[]) AS o(s, a, d, t)",
+                &[
+                    &self.delivery_seq,
+                    &self.delivery_account,
+                    &self.delivery_destination,
+                    &self.delivery_due,
                 ],
             )
             .await?;

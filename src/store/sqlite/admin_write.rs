@@ -10,7 +10,7 @@ use rusqlite::params;
 use super::writer::Heads;
 use crate::chain::Hash;
 use crate::store::chained::change_hash;
-use crate::store::{AdminWrite, StoreError};
+use crate::store::{AdminWrite, Change, DestinationWrite, StoreError};
 
 /// Applies an admin write inside a savepoint, so a refused write leaves no trace while the
 /// rest of the group still commits.
@@ -77,6 +77,13 @@ fn apply_admin_inner(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
+            // Its destinations go with it; what waited for them is cancelled.
+            tx.execute("DELETE FROM destinations WHERE account = ?1", params![name])?;
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled'
+                 WHERE account = ?1 AND status IN ('pending', 'retrying')",
+                params![name],
+            )?;
             change
         }
         AdminWrite::PruneEvents {
@@ -151,6 +158,13 @@ fn apply_admin_inner(
             )?;
             change
         }
+        AdminWrite::Destination(w) => match destination(tx, w)? {
+            (n, Some(change)) => {
+                affected = n;
+                change
+            }
+            (n, None) => return Ok((n, None)),
+        },
     };
     let (seq, prev) = heads.next_change();
     let hash = change_hash(seq, &prev, change);
@@ -168,4 +182,121 @@ fn apply_admin_inner(
         ],
     )?;
     Ok((affected, Some(hash)))
+}
+
+/// Applies a destination write; returns the rows affected and the change-log row to
+/// append, if any.
+fn destination<'w>(
+    tx: &rusqlite::Savepoint<'_>,
+    write: &'w DestinationWrite,
+) -> Result<(u64, Option<&'w Change>), StoreError> {
+    Ok(match write {
+        DestinationWrite::Create { row, change } => {
+            let n = tx.execute(
+                "INSERT INTO destinations (account, name, spec, keys, max_in_flight, created_at,
+                    updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT(account, name) DO NOTHING",
+                params![
+                    row.account,
+                    row.name,
+                    row.spec,
+                    row.keys,
+                    row.max_in_flight,
+                    change.at
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict(format!("destination {:?}", row.name)));
+            }
+            (1, Some(change))
+        }
+        DestinationWrite::Update { row, change } => {
+            let n = tx.execute(
+                "UPDATE destinations SET spec = ?3, keys = ?4, max_in_flight = ?5,
+                    updated_at = ?6 WHERE account = ?1 AND name = ?2",
+                params![
+                    row.account,
+                    row.name,
+                    row.spec,
+                    row.keys,
+                    row.max_in_flight,
+                    change.at
+                ],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("destination {:?}", row.name)));
+            }
+            (1, Some(change))
+        }
+        DestinationWrite::Delete {
+            account,
+            name,
+            change,
+        } => {
+            let n = tx.execute(
+                "DELETE FROM destinations WHERE account = ?1 AND name = ?2",
+                params![account, name],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("destination {name:?}")));
+            }
+            tx.execute(
+                "UPDATE deliveries SET status = 'cancelled'
+                 WHERE account = ?1 AND destination = ?2 AND status IN ('pending', 'retrying')",
+                params![account, name],
+            )?;
+            (1, Some(change))
+        }
+        DestinationWrite::Attempt {
+            id,
+            attempts,
+            at,
+            status,
+            next_attempt_at,
+            http_status,
+            latency_ms,
+            detail,
+        } => {
+            tx.execute(
+                "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
+                    last_error = ?5 WHERE id = ?1",
+                params![
+                    id,
+                    status,
+                    attempts,
+                    next_attempt_at,
+                    (*status != "delivered").then_some(detail)
+                ],
+            )?;
+            tx.execute(
+                "INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status,
+                    latency_ms, detail)
+                 VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM delivery_attempts
+                              WHERE delivery_id = ?1), ?2, ?3, ?4, ?5, ?6)",
+                params![id, at, status, http_status, latency_ms, detail],
+            )?;
+            (1, None)
+        }
+        DestinationWrite::Redrive { filter, change } => {
+            let statuses = serde_json::to_string(&filter.statuses).unwrap_or_default();
+            let n = tx.execute(
+                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1,
+                    last_error = NULL
+                 WHERE status IN (SELECT value FROM json_each(?2))
+                   AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR destination = ?4)
+                   AND (?5 IS NULL OR id = ?5) AND (?6 IS NULL OR created_at >= ?6)
+                   AND (?7 IS NULL OR created_at < ?7)",
+                params![
+                    change.at,
+                    statuses,
+                    filter.account,
+                    filter.destination,
+                    filter.id,
+                    filter.since,
+                    filter.until
+                ],
+            )?;
+            (n as u64, Some(change))
+        }
+    })
 }

@@ -9,6 +9,7 @@
 mod admin_write;
 mod audit;
 mod backup;
+mod deliveries;
 pub(super) mod dump;
 mod export;
 mod health;
@@ -28,10 +29,12 @@ use async_trait::async_trait;
 use super::audit::{ChainReport, Log};
 use super::export::ExportRow;
 use super::queue::{Job, Queue};
+use super::stats::{CountBy, CountRow};
 use super::{
     AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
     EventFilter, EventSummary, Page, StoreError, StoredAccount,
 };
+use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
 use crate::config::Storage;
 use crate::event::{Committed, EventRecord};
@@ -174,6 +177,41 @@ impl Engine for Sqlite {
         self.readers.run(move |c| reader::attempts(c, seq)).await
     }
 
+    async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError> {
+        self.readers.run(deliveries::destinations).await
+    }
+
+    async fn due_to_destinations(
+        &self,
+        now: i64,
+        limit: usize,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        self.readers
+            .run(move |c| deliveries::due(c, now, limit, &paused, &in_flight))
+            .await
+    }
+
+    async fn release_deliveries(&self, _ids: Vec<i64>) -> Result<(), StoreError> {
+        // One node: nothing is claimed.
+        Ok(())
+    }
+
+    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
+        self.readers.run(deliveries::next_due).await
+    }
+
+    async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
+        self.readers
+            .run(move |c| deliveries::of_event(c, seq))
+            .await
+    }
+
+    async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
+        self.readers.run(deliveries::stats).await
+    }
+
     async fn streamed_after(
         &self,
         after_seq: i64,
@@ -187,6 +225,17 @@ impl Engine for Sqlite {
 
     async fn changes(&self, filter: ChangeFilter) -> Result<Page<ChangeRow>, StoreError> {
         self.readers.run(move |c| reader::changes(c, &filter)).await
+    }
+
+    async fn counts(
+        &self,
+        by: CountBy,
+        since: i64,
+        until: i64,
+    ) -> Result<Vec<CountRow>, StoreError> {
+        self.readers
+            .run(move |c| reader::counts(c, by, since, until))
+            .await
     }
 
     async fn verify(

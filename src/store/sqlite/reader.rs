@@ -22,6 +22,7 @@ use crate::store::rows::{
     AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
     StoredAccount, into_page,
 };
+use crate::store::stats::{self, CountBy, CountRow};
 use crate::tokens::{Role, TokenEntry};
 
 /// The read connections.
@@ -311,4 +312,25 @@ pub(super) fn streamed_after(
         Ok((e.seq, serde_json::to_string(&e).unwrap_or_default()))
     })?;
     Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Exact counts of the events received in `[since, until)`, grouped `by`.
+pub(super) fn counts(
+    c: &Connection,
+    by: CountBy,
+    since: i64,
+    until: i64,
+) -> Result<Vec<CountRow>, StoreError> {
+    let mut stmt = c.prepare_cached(&stats::count_sql(by, '?'))?;
+    let rows = stmt
+        .query_map(params![since, until], |r| {
+            Ok(CountRow {
+                key: r.get(0)?,
+                status: r.get(1)?,
+                reason: r.get(2)?,
+                n: u64::try_from(r.get::<_, i64>(3)?).unwrap_or(0),
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    Ok(rows)
 }

@@ -212,6 +212,46 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX events_by_type ON events(event_type, seq) WHERE event_type IS NOT NULL;
     CREATE INDEX events_by_received ON events(received_at);
     ",
+    // 13: destinations: an account's own HTTP endpoints (spec without secrets, signing keys
+    // sealed), one delivery row per (event, destination) written with the event, and
+    // every attempt.
+    "
+    CREATE TABLE destinations (
+        account       TEXT NOT NULL,
+        name          TEXT NOT NULL,
+        spec          TEXT NOT NULL,
+        keys          TEXT NOT NULL,
+        max_in_flight INTEGER NOT NULL,
+        created_at    INTEGER NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (account, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE deliveries (
+        id              INTEGER PRIMARY KEY,
+        seq             INTEGER NOT NULL,
+        account         TEXT NOT NULL,
+        destination     TEXT NOT NULL,
+        status          TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        created_at      INTEGER NOT NULL,
+        last_error      TEXT,
+        UNIQUE (seq, destination)
+    );
+    CREATE INDEX deliveries_due ON deliveries(account, destination, seq)
+        WHERE status IN ('pending', 'retrying');
+    CREATE INDEX deliveries_by_destination ON deliveries(account, destination, created_at);
+    CREATE TABLE delivery_attempts (
+        delivery_id INTEGER NOT NULL,
+        attempt     INTEGER NOT NULL,
+        at          INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        http_status INTEGER,
+        latency_ms  INTEGER NOT NULL,
+        detail      TEXT,
+        PRIMARY KEY (delivery_id, attempt)
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// How many migrations this build knows: the version of a current database.

@@ -492,6 +492,15 @@ fn insert_event(
             r.received_at
         ])?;
     }
+    if row.status == Status::Accepted {
+        for d in &r.destinations {
+            tx.prepare_cached(
+                "INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
+                    created_at) VALUES (?1, ?2, ?3, 'pending', ?4, ?4)",
+            )?
+            .execute(params![seq, r.account, d, r.received_at])?;
+        }
+    }
     heads.next_event = seq + 1;
     heads.event_head = row.hash;
     Ok((
