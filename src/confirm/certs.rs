@@ -1,11 +1,12 @@
 //! Signing certificates fetched from the provider (AWS SNS's SigningCertURL): fetched once
-//! per URL, kept for a bounded time in a bounded cache, and handed to `verify`.
+//! per URL, kept for a bounded time in one bounded cache for the process, and handed to
+//! `verify`.
 //!
 //! Owns [`CertFetcher`]. It fetches only URLs `verify` has already found on the allowlist,
 //! and must never treat "could not fetch" as "forged".
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -14,7 +15,7 @@ use tokio::sync::Mutex;
 use crate::account::SnsSpec;
 use crate::cli::client::HttpClient;
 
-/// The most certificates kept for one account.
+/// The most certificates kept.
 const MAX_CERTS: usize = 16;
 /// The largest certificate accepted.
 const MAX_CERT_BYTES: usize = 16 * 1024;
@@ -22,12 +23,19 @@ const MAX_CERT_BYTES: usize = 16 * 1024;
 /// Fetched PEM certificates by URL, each with the time it is kept until.
 type Cache = HashMap<String, (Arc<Vec<u8>>, Instant)>;
 
-/// One account's fetched certificates.
+/// Fetched certificates, by URL, for the whole process: they are public, and an account
+/// compiled again (an update, another node's change heard) keeps them.
+fn shared_cache() -> Arc<Mutex<Cache>> {
+    static CACHE: OnceLock<Arc<Mutex<Cache>>> = OnceLock::new();
+    CACHE.get_or_init(Default::default).clone()
+}
+
+/// An account's way to its messages' certificates.
 pub struct CertFetcher {
     keep: Duration,
     timeout: Duration,
     client: HttpClient,
-    cache: Mutex<Cache>,
+    cache: Arc<Mutex<Cache>>,
 }
 
 impl std::fmt::Debug for CertFetcher {
@@ -43,7 +51,7 @@ impl CertFetcher {
             keep: Duration::from_secs(spec.cache_secs.max(1)),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
             client: HttpClient::default(),
-            cache: Mutex::new(Cache::new()),
+            cache: shared_cache(),
         }
     }
 

@@ -8,7 +8,7 @@
 //! not know), never treat "could not fetch" as "forged", and never log the API secret.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use hyper::Method;
@@ -35,8 +35,23 @@ pub struct KeyFetcher {
     keep: Duration,
     timeout: Duration,
     client: HttpClient,
-    cache: Mutex<Cache>,
+    cache: Arc<Mutex<Cache>>,
 }
+
+/// The caches of every key source in the process, by style, URL and client: an account
+/// compiled again (an update, another node's change heard) keeps the keys it had.
+fn shared_cache(source: String) -> Arc<Mutex<Cache>> {
+    static CACHES: OnceLock<std::sync::Mutex<HashMap<String, Arc<Mutex<Cache>>>>> = OnceLock::new();
+    let caches = CACHES.get_or_init(Default::default);
+    let mut map = caches.lock().unwrap_or_else(|e| e.into_inner());
+    if map.len() >= MAX_SOURCES && !map.contains_key(&source) {
+        map.clear();
+    }
+    map.entry(source).or_default().clone()
+}
+
+/// The most key sources whose caches are kept.
+const MAX_SOURCES: usize = 1024;
 
 #[derive(Default)]
 struct Cache {
@@ -57,6 +72,7 @@ impl KeyFetcher {
     pub fn compile(spec: &RemoteKeysSpec) -> Result<Self, SpecError> {
         allowed_url(&spec.url)?;
         let client_id = spec.client_id.clone().unwrap_or_default();
+        let source = format!("{:?} {} {client_id}", spec.style, spec.url);
         if spec.style == RemoteKeysStyle::Plaid
             && (client_id.is_empty() || spec.secret.as_ref().is_none_or(Secret::is_empty))
         {
@@ -73,7 +89,7 @@ impl KeyFetcher {
             keep: Duration::from_secs(spec.cache_secs.max(1)),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
             client: HttpClient::default(),
-            cache: Mutex::new(Cache::default()),
+            cache: shared_cache(source),
         })
     }
 

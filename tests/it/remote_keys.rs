@@ -305,14 +305,14 @@ async fn a_pubsub_push_is_accepted_only_under_googles_published_key_and_its_clai
         "unknown kids are not a stream of fetches"
     );
 
-    // Google rotates: a new kid is fetched and accepted (on an account whose last fetch
-    // was not a moment ago).
+    // Google rotates: a new kid is fetched and accepted (from a key set URL whose last
+    // fetch was not a moment ago).
     let rotated = rsa_pair("k2");
     server.state.lock().expect("keys").jwks = vec![google.jwk.clone(), rotated.jwk.clone()];
     gw.create_account(
         json!({"name": "ps2", "provider": "google_pubsub", "secret": AUDIENCE,
         "jwt": {"claims": {"email": SERVICE_ACCOUNT},
-                "remote_keys": {"url": format!("{}/oauth2/v3/certs", server.base)}}}),
+                "remote_keys": {"url": format!("{}/oauth2/v3/certs?set=2", server.base)}}}),
     )
     .await;
     let auth = format!(
@@ -431,12 +431,13 @@ async fn a_plaid_webhook_is_accepted_under_plaids_key_for_its_body_while_fresh()
         401,
         "another key under Plaid's kid"
     );
-    // A key Plaid reports expired is not used (asked on an account of its own, whose
-    // first fetch this is).
+    // A key Plaid reports expired is not used (asked at a URL of its own, whose first
+    // fetch this is).
+    let before = server.fetches();
     gw.create_account(
         json!({"name": "pl2", "provider": "plaid", "secret": PLAID_SECRET,
         "jwt": {"remote_keys": {"client_id": PLAID_CLIENT,
-                                "url": format!("{}/webhook_verification_key/get", server.base)}}}),
+                                "url": format!("{}/webhook_verification_key/get?n=2", server.base)}}}),
     )
     .await;
     let old_kid = "6c5516e1-92dc-479e-a8ff-5a51992e0000";
@@ -452,5 +453,6 @@ async fn a_plaid_webhook_is_accepted_under_plaids_key_for_its_body_while_fresh()
         )
         .await;
     assert_eq!(res.status, 401, "an expired key is not used");
+    assert_eq!(server.fetches(), before + 1, "Plaid was asked for the key");
     gw.stop().await;
 }
