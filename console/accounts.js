@@ -1,8 +1,11 @@
 // hookgate console: the accounts list and one account's page.
 // Owns the list with its counts, and on an account's page: the webhook URL with copy,
 // Try Out, activate/deactivate, the listener switch, the status-message template with a
-// live preview, secret rotation, editing the paths and deleting with confirmation.
-// Admin only: the server refuses an auditor regardless. Must never show a secret.
+// live preview, secret rotation, the destinations (add, remove, the circuit breaker's
+// state), editing the paths and deleting with confirmation.
+// Admin only: the server refuses an auditor regardless. Must never show a secret, but for
+// a new destination's signing secret, which the server answers once and which is shown
+// once, until the page changes.
 
 import { api, button, clear, copy, field, h, localTime, notify, on, reasonInWords, status, table } from './ui.js';
 
@@ -131,7 +134,12 @@ async function templateSection(a, reload) {
       notify(err.message);
     }
   };
-  return section('Status message', tpl.row, h('p', {}, 'Preview: ', preview),
+  // Templates by event type and the channel are set through the API; the console names them.
+  const types = Object.keys(fwd.templates || {});
+  const more = [];
+  if (types.length) more.push(h('p', { id: 'templates-by-type' }, `Own templates (API: forward.templates) for: ${types.join(', ')}; other event types get the template above.`));
+  if (fwd.channel) more.push(h('p', { id: 'forward-channel' }, `Sent through the ${fwd.channel} channel (forward.channel).`));
+  return section('Status message', tpl.row, h('p', {}, 'Preview: ', preview), ...more,
     h('div', { class: 'switch' }, send, h('label', { for: 'send-to-user', text: "Send it to the sender's chat" })),
     button('Save template', save, { id: 'save-template' }));
 }
@@ -161,6 +169,48 @@ function secretsSection(a, reload) {
   };
   return section('Secrets (rotation)', rows.length ? table(['#', 'Secret', ''], rows) : h('p', { text: 'This account has no signing secret.' }),
     add.row, button('Add secret', addIt, { id: 'add-secret' }));
+}
+
+async function destinationsSection(a, reload) {
+  let list;
+  try {
+    list = (await api('GET', `/v1/accounts/${a.name}/destinations`)).destinations || [];
+  } catch (err) {
+    return section('Destinations', h('p', { text: err.message }));
+  }
+  const rows = list.map((d) => [d.name, h('code', { text: String(d.url) }),
+    status(d.enabled ? 'on' : 'off', d.enabled ? 'ok' : 'muted'),
+    status(`breaker ${d.breaker && d.breaker.state}`, d.breaker && d.breaker.state === 'closed' ? 'ok' : 'rejected'),
+    button('Remove', async () => {
+      try {
+        await api('DELETE', `/v1/accounts/${a.name}/destinations/${d.name}`);
+        notify(`Destination ${d.name} removed`);
+        reload();
+      } catch (err) {
+        notify(err.message);
+      }
+    }, { 'aria-label': `Remove destination ${d.name}` })]);
+  const name = field('Destination name', { id: 'dest-name', autocomplete: 'off', spellcheck: 'false' });
+  const url = field('Destination URL', { id: 'dest-url', autocomplete: 'off', spellcheck: 'false', placeholder: 'https://' });
+  const add = async () => {
+    try {
+      const d = await api('POST', `/v1/accounts/${a.name}/destinations`, { name: name.input.value.trim(), url: url.input.value.trim() });
+      await reload();
+      const place = document.getElementById('dest-secret');
+      if (place) {
+        const shown = h('input', { readonly: true, value: d.secret, id: 'dest-secret-value', 'aria-label': 'Signing secret' });
+        clear(place).append(h('p', { text: `Signing secret of ${d.name}: shown this once, give it to the receiver now.` }),
+          h('div', { class: 'row' }, shown, button('Copy', () => copy(d.secret), { id: 'copy-dest-secret' })));
+      }
+      notify(`Destination ${d.name} added`);
+    } catch (err) {
+      notify(err.message);
+    }
+  };
+  return section('Destinations',
+    rows.length ? table(['Name', 'URL', '', '', ''], rows, { id: 'destinations' }) : h('p', { text: 'Events go to no endpoint of the account\'s own yet.' }),
+    h('div', { id: 'dest-secret' }),
+    name.row, url.row, button('Add destination', add, { id: 'add-destination' }));
 }
 
 function editSection(a, reload) {
@@ -229,6 +279,7 @@ export async function accountView(name) {
       listenerSection(a, reload),
       await templateSection(a, reload),
       secretsSection(a, reload),
+      await destinationsSection(a, reload),
       editSection(a, reload),
       deleteSection(a));
   };

@@ -134,6 +134,12 @@ pub struct Chat {
     pub retry_max_ms: u64,
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// The Telegram Bot API channel.
+    pub telegram: crate::forward::channel::telegram::Settings,
+    /// The WhatsApp Cloud API channel.
+    pub whatsapp: crate::forward::channel::whatsapp::Settings,
+    /// The Twilio Messages channel (SMS and WhatsApp).
+    pub twilio: crate::forward::channel::twilio::Settings,
 }
 
 impl Default for Chat {
@@ -146,6 +152,9 @@ impl Default for Chat {
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
             concurrency: 16,
+            telegram: Default::default(),
+            whatsapp: Default::default(),
+            twilio: Default::default(),
         }
     }
 }
@@ -320,6 +329,26 @@ const ALIASES: &[(&str, &str)] = &[
     ("HOOKGATE_CHAT_TOKEN", "chat.token"),
     ("HOOKGATE_SECRET_KEY", "storage.secret_key"),
     ("HOOKGATE_RULES_DIR", "rules_dir"),
+    ("HOOKGATE_CHAT_TELEGRAM_TOKEN", "chat.telegram.token"),
+    ("HOOKGATE_CHAT_WHATSAPP_TOKEN", "chat.whatsapp.token"),
+    (
+        "HOOKGATE_CHAT_WHATSAPP_PHONE_NUMBER_ID",
+        "chat.whatsapp.phone_number_id",
+    ),
+    (
+        "HOOKGATE_CHAT_TWILIO_ACCOUNT_SID",
+        "chat.twilio.account_sid",
+    ),
+    ("HOOKGATE_CHAT_TWILIO_AUTH_TOKEN", "chat.twilio.auth_token"),
+    ("HOOKGATE_CHAT_TWILIO_FROM", "chat.twilio.from"),
+    (
+        "HOOKGATE_CHAT_TWILIO_WHATSAPP_FROM",
+        "chat.twilio.whatsapp_from",
+    ),
+    (
+        "HOOKGATE_CHAT_TWILIO_MESSAGING_SERVICE_SID",
+        "chat.twilio.messaging_service_sid",
+    ),
 ];
 
 /// Every field of the default configuration as (`HOOKGATE_...` name, TOML path).
@@ -431,6 +460,14 @@ impl Config {
                         | "url"
                         | "token"
                         | "secret_key"
+                        | "base_url"
+                        | "api_version"
+                        | "phone_number_id"
+                        | "account_sid"
+                        | "auth_token"
+                        | "from"
+                        | "whatsapp_from"
+                        | "messaging_service_sid"
                 )
             );
             let value = if textual {
@@ -466,6 +503,19 @@ impl Config {
             return invalid(
                 "chat.max_attempts, chat.concurrency and stream.buffer must be positive",
             );
+        }
+        for (field, url) in [
+            ("chat.telegram.base_url", &self.chat.telegram.base_url),
+            ("chat.whatsapp.base_url", &self.chat.whatsapp.base_url),
+            ("chat.twilio.base_url", &self.chat.twilio.base_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(['?', '#'])
+            {
+                return invalid(&format!(
+                    "{field} must be an http:// or https:// URL without a query or fragment"
+                ));
+            }
         }
         if self.stream.heartbeat_secs == 0 {
             return invalid("stream.heartbeat_secs must be positive");
@@ -609,6 +659,52 @@ mod tests {
         let c = Config::load(Some(text), no_env).unwrap_or_else(|e| panic!("{e}"));
         let d = Config::default();
         assert_eq!(format!("{c:?}"), format!("{d:?}"));
+    }
+
+    #[test]
+    fn chat_channels_come_from_the_file_or_the_environment_and_never_print() {
+        let file = "[chat.telegram]\ntoken = \"123:tg-file\"\nbase_url = \"http://127.0.0.1:1\"\n";
+        let env = |k: &str| match k {
+            "HOOKGATE_CHAT_WHATSAPP_TOKEN" => Some("wa-secret".to_owned()),
+            "HOOKGATE_CHAT_WHATSAPP_PHONE_NUMBER_ID" => Some("105512345".to_owned()),
+            "HOOKGATE_CHAT_TWILIO_ACCOUNT_SID" => Some("AC1".to_owned()),
+            "HOOKGATE_CHAT_TWILIO_AUTH_TOKEN" => Some("tw-secret".to_owned()),
+            "HOOKGATE_CHAT_TWILIO_FROM" => Some("+15550001111".to_owned()),
+            "HOOKGATE_CHAT_TWILIO_BASE_URL" => Some("http://127.0.0.1:2".to_owned()),
+            _ => None,
+        };
+        let c = Config::load(Some(file), env).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.chat.telegram.base_url, "http://127.0.0.1:1");
+        assert_eq!(
+            c.chat.whatsapp.phone_number_id.as_deref(),
+            Some("105512345")
+        );
+        assert_eq!(c.chat.twilio.from.as_deref(), Some("+15550001111"));
+        assert_eq!(c.chat.twilio.base_url, "http://127.0.0.1:2");
+        assert!(
+            c.chat
+                .twilio
+                .auth_token
+                .as_ref()
+                .is_some_and(|t| t.expose() == b"tw-secret")
+        );
+        let shown = format!("{c:?}");
+        for secret in ["tg-file", "wa-secret", "tw-secret"] {
+            assert!(!shown.contains(secret), "{secret} printed");
+        }
+        let err = Config::load(Some("[chat.telegram]\ntokn = \"x\"\n"), no_env)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("tokn"), "{err}");
+        let err = Config::load(
+            Some("[chat.twilio]\nbase_url = \"api.twilio.com\"\n"),
+            no_env,
+        )
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+        assert!(err.contains("chat.twilio.base_url"), "{err}");
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod seal;
 pub mod secret;
 pub mod server;
 pub mod signer;
+pub mod status_templates;
 pub mod store;
 pub mod strict_json;
 pub mod telemetry;

@@ -15,9 +15,24 @@ use crate::event::{Reason, Status};
 /// stall worth seeing.
 const GROUP_BOUNDS_MICROS: [u64; 7] = [500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000];
 
+/// Where status messages go: the label values of `hookgate_chat_attempts_total{channel}`.
+pub const CHAT_CHANNELS: [&str; 5] = [
+    "connector",
+    "telegram",
+    "whatsapp",
+    "twilio_sms",
+    "twilio_whatsapp",
+];
+
+/// What became of a status-message attempt: `hookgate_chat_attempts_total{outcome}`;
+/// `waiting` is a message whose connector or channel is not configured.
+pub const CHAT_OUTCOMES: [&str; 5] = ["delivered", "no_session", "retrying", "dead", "waiting"];
+
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Status-message attempts by [`CHAT_CHANNELS`] and [`CHAT_OUTCOMES`].
+    chat_attempts: [[AtomicU64; CHAT_OUTCOMES.len()]; CHAT_CHANNELS.len()],
     accepted: AtomicU64,
     duplicate: AtomicU64,
     handshake: AtomicU64,
@@ -99,6 +114,16 @@ impl Metrics {
     /// its first attempt.
     pub fn record_retried_group(&self) {
         self.retried_batches.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one status-message attempt; a channel or outcome outside the closed sets is
+    /// not counted.
+    pub fn record_chat_attempt(&self, channel: &str, outcome: &str) {
+        let c = CHAT_CHANNELS.iter().position(|x| *x == channel);
+        let o = CHAT_OUTCOMES.iter().position(|x| *x == outcome);
+        if let (Some(c), Some(o)) = (c, o) {
+            self.chat_attempts[c][o].fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Counts a live-stream consumer cut off for falling behind.
@@ -228,6 +253,21 @@ impl Metrics {
         }
         let _ = writeln!(out, "{name}_sum {}", get(&self.commit_micros) as f64 / 1e6);
         let _ = writeln!(out, "{name}_count {count}");
+        let name = "hookgate_chat_attempts_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Status-message attempts, by connector or channel and outcome."
+        );
+        let _ = writeln!(out, "# TYPE {name} counter");
+        for (channel, row) in CHAT_CHANNELS.iter().zip(&self.chat_attempts) {
+            for (outcome, n) in CHAT_OUTCOMES.iter().zip(row) {
+                let _ = writeln!(
+                    out,
+                    "{name}{{channel=\"{channel}\",outcome=\"{outcome}\"}} {}",
+                    get(n)
+                );
+            }
+        }
         let _ = writeln!(
             out,
             "# HELP hookgate_ready 1 when the last write group committed."

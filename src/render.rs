@@ -1,9 +1,11 @@
-//! Status-message templates: `Payment of {{params.amount}} {{params.currency}} received`.
+//! Status-message templates: `Payment of {{params.amount | default: "your payment"}} received`.
 //!
 //! Owns parsing a template once, when the account is saved (so a broken template is a 422,
 //! never a failure at delivery time), and rendering it against one event. Pure. It must
-//! never panic on a missing value: a value the event does not have renders visibly as
-//! `[missing params.amount]`, so the user sees what was wrong instead of a silent blank.
+//! never panic on a missing value: a value the event does not have (absent, null or empty)
+//! renders as the placeholder's fallback (`| default: "..."`) when it has one, and
+//! otherwise visibly as `[missing params.amount]`, so the user sees what was wrong instead
+//! of a silent blank.
 
 use serde_json::Value;
 
@@ -18,7 +20,8 @@ pub struct Template {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
     Text(String),
-    Var(Var),
+    /// A placeholder and the text it falls back to when the event lacks the value.
+    Var(Var, Option<String>),
 }
 
 /// What a placeholder may name.
@@ -51,9 +54,17 @@ pub struct Values<'a> {
 
 impl Template {
     /// Parses `text`; placeholders are `{{sender}}`, `{{source}}`, `{{event_type}}`,
-    /// `{{event_id}}`, `{{account}}` and `{{params.NAME}}`.
+    /// `{{event_id}}`, `{{account}}` and `{{params.NAME}}`, each optionally with a
+    /// fallback: `{{params.amount | default: "your payment"}}`. Errors name
+    /// `forward.template`.
     pub fn parse(text: &str) -> Result<Template, SpecError> {
-        let err = |m: String| SpecError::new("forward.template", m);
+        Template::parse_at(text, "forward.template")
+    }
+
+    /// Parses `text` like [`Template::parse`]; errors name `field` (the template's path in
+    /// the account, `forward.templates.payment.failed`).
+    pub fn parse_at(text: &str, field: &str) -> Result<Template, SpecError> {
+        let err = |m: String| SpecError::new(field, m);
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
@@ -64,7 +75,10 @@ impl Template {
             let Some(end) = after.find("}}") else {
                 return Err(err("has a '{{' that is never closed with '}}'".into()));
             };
-            let name = after[..end].trim();
+            let (name, fallback) = match after[..end].split_once('|') {
+                None => (after[..end].trim(), None),
+                Some((name, filter)) => (name.trim(), Some(fallback(filter).map_err(err)?)),
+            };
             let var = match name {
                 "sender" => Var::Sender,
                 "source" => Var::Source,
@@ -80,7 +94,7 @@ impl Template {
                     )));
                 }
             };
-            parts.push(Part::Var(var));
+            parts.push(Part::Var(var, fallback));
             rest = &after[end + 2..];
         }
         if !rest.is_empty() {
@@ -98,7 +112,7 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(var) => {
+                Part::Var(var, fallback) => {
                     let (name, value): (String, Option<String>) = match var {
                         Var::Sender => ("sender".into(), v.sender.map(str::to_owned)),
                         Var::Source => ("source".into(), v.source.map(str::to_owned)),
@@ -109,14 +123,16 @@ impl Template {
                             format!("params.{p}"),
                             match v.params.get(p) {
                                 None | Some(Value::Null) => None,
+                                Some(Value::String(s)) if s.trim().is_empty() => None,
                                 Some(Value::String(s)) => Some(s.clone()),
                                 Some(other) => Some(other.to_string()),
                             },
                         ),
                     };
-                    match value {
-                        Some(text) => out.push_str(&text),
-                        None => {
+                    match (value.filter(|t| !t.trim().is_empty()), fallback) {
+                        (Some(text), _) => out.push_str(&text),
+                        (None, Some(text)) => out.push_str(text),
+                        (None, None) => {
                             out.push_str("[missing ");
                             out.push_str(&name);
                             out.push(']');
@@ -127,6 +143,40 @@ impl Template {
         }
         out
     }
+}
+
+/// Reads the filter after a placeholder's `|`: `default: "text"`, the text in double
+/// quotes (`\"` and `\\` escape a quote and a backslash).
+fn fallback(filter: &str) -> Result<String, String> {
+    let usage = "a placeholder's filter must be default: \"text\" (in double quotes)";
+    let Some(rest) = filter.trim().strip_prefix("default") else {
+        return Err(format!(
+            "has an unknown filter {:?}; {usage}",
+            filter.trim()
+        ));
+    };
+    let Some(quoted) = rest.trim_start().strip_prefix(':') else {
+        return Err(usage.to_owned());
+    };
+    let quoted = quoted.trim();
+    let inner = quoted
+        .strip_prefix('"')
+        .and_then(|q| q.strip_suffix('"'))
+        .filter(|_| quoted.len() >= 2)
+        .ok_or_else(|| usage.to_owned())?;
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next() {
+                Some(e @ ('"' | '\\')) => out.push(e),
+                _ => return Err(format!("{usage}; only \\\" and \\\\ are escapes")),
+            },
+            '"' => return Err(format!("{usage}; write a quote inside the text as \\\"")),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -164,6 +214,49 @@ mod tests {
             t.render(&values(&Value::Null)),
             "[missing params.amount] from [missing source]"
         );
+    }
+
+    #[test]
+    fn fallbacks_stand_in_for_missing_null_or_empty_values() {
+        let t = Template::parse(
+            r#"Payment of {{params.amount | default: "your payment"}} {{ params.currency|default:"" }} from {{source | default: "the \"shop\""}}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            t.render(&values(&Value::Null)),
+            r#"Payment of your payment  from the "shop""#
+        );
+        let params = json!({"amount": "", "currency": null});
+        assert_eq!(
+            t.render(&values(&params)),
+            r#"Payment of your payment  from the "shop""#
+        );
+        let params = json!({"amount": 5, "currency": "TZS"});
+        assert_eq!(
+            t.render(&values(&params)),
+            r#"Payment of 5 TZS from the "shop""#
+        );
+    }
+
+    #[test]
+    fn bad_filters_name_the_field() {
+        for bad in [
+            "{{params.a | upper}}",
+            "{{params.a | default}}",
+            "{{params.a | default: text}}",
+            r#"{{params.a | default: "a"b"}}"#,
+            r#"{{params.a | default: "a\n"}}"#,
+            r#"{{params.a | default: "}}"#,
+        ] {
+            let e = Template::parse_at(bad, "forward.templates.payment.failed")
+                .err()
+                .map(|e| e.field);
+            assert_eq!(
+                e.as_deref(),
+                Some("forward.templates.payment.failed"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -24,8 +24,10 @@ pub struct CompiledAccount {
     pub verifier: Verifier,
     /// Its extraction paths.
     pub extractor: Extractor,
-    /// Its status-message template, when it has one.
-    pub template: Option<crate::render::Template>,
+    /// Its status-message templates: by event type and a default.
+    pub templates: crate::status_templates::StatusTemplates,
+    /// The approved WhatsApp templates its messages are sent as: by event type, a default.
+    pub whatsapp_templates: crate::forward::channel::whatsapp::ApprovedTemplates,
     /// Its provider's set-up handshake, when it has one.
     pub handshake: Option<Handshake>,
     /// Its dedupe key, when it is more than `paths.event_id`.
@@ -123,18 +125,18 @@ pub fn compile(
     if spec.max_body_bytes == Some(0) {
         return Err(SpecError::new("max_body_bytes", "must be positive"));
     }
-    let template = spec
-        .forward
-        .template
-        .as_deref()
-        .map(crate::render::Template::parse)
-        .transpose()?;
-    if spec.forward.send_to_user && template.is_none() {
+    let templates = crate::status_templates::StatusTemplates::compile(&spec.forward)?;
+    if spec.forward.send_to_user && templates.is_empty() {
         return Err(SpecError::new(
             "forward.template",
-            "send_to_user needs a template for the status message",
+            "send_to_user needs a template for the status message (forward.template, or \
+             forward.templates by event type)",
         ));
     }
+    let whatsapp_templates = crate::forward::channel::whatsapp::ApprovedTemplates::compile(
+        spec.forward.whatsapp_template.as_ref(),
+        &spec.forward.whatsapp_templates,
+    )?;
     Ok(CompiledAccount {
         spec,
         listening,
@@ -142,7 +144,8 @@ pub fn compile(
         updated_at,
         verifier,
         extractor,
-        template,
+        templates,
+        whatsapp_templates,
         handshake,
         dedupe,
         confirm,

@@ -435,6 +435,19 @@ pub struct ForwardSpec {
     /// Only these event types are forwarded; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub event_types: Vec<String>,
+    /// Status-message templates by event type; an event type without one gets `template`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub templates: BTreeMap<String, String>,
+    /// The chat channel the status message goes through; absent: the chat connector.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<crate::forward::channel::ChannelKind>,
+    /// The approved WhatsApp template the message is sent as (channel `whatsapp` only), for
+    /// event types without one in `whatsapp_templates`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp_template: Option<crate::forward::channel::whatsapp::TemplateSpec>,
+    /// Approved WhatsApp templates by event type (channel `whatsapp` only).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub whatsapp_templates: BTreeMap<String, crate::forward::channel::whatsapp::TemplateSpec>,
 }
 
 fn is_default<T: Default + PartialEq>(v: &T) -> bool {

@@ -43,6 +43,9 @@ const EXCERPT_CHARS: usize = 512;
 /// Destinations named in the attempt counters; the rest are counted as `other`.
 const METRIC_DESTINATIONS: usize = 200;
 
+/// How long a delivery whose attempt could not be recorded waits before it is due again.
+const RECORD_FAILED_PAUSE: Duration = Duration::from_secs(1);
+
 /// How long in-flight deliveries get to finish at shutdown; the rest are resent after the
 /// restart, with the same `webhook-id`.
 const DRAIN: Duration = Duration::from_secs(2);
@@ -346,6 +349,9 @@ impl Attempt {
             // It may have been delivered; it stays due and goes again with the same
             // webhook-id, which lets the destination drop the repeat.
             tracing::warn!(error = %e, delivery = d.id, "could not record a delivery attempt");
+            // Held a moment as in flight, so a database that takes no writes does not turn
+            // into a stream of resends.
+            tokio::time::sleep(RECORD_FAILED_PAUSE).await;
         }
         self.state.lanes.lock().in_flight.remove(&d.id);
         self.state.destination_wake.notify_one();

@@ -1,13 +1,15 @@
 //! Listeners: what an accepted event of a listening account does on the way out, and the
-//! delivery worker that posts status messages to the chat connector.
+//! delivery worker that posts status messages to the chat connector or the account's chat
+//! channel ([`channel`]).
 //!
 //! Owns [`plan`] (pure: account + extracted fields → [`Forward`]) and [`run`], the worker:
-//! it reads due deliveries from the durable outbox, posts them with bounded concurrency and
-//! an idempotency key, and records every attempt through the writer. The outbox row is
-//! written in the same transaction as the event, so nothing accepted is lost on the way
-//! out. The worker must never mark a message delivered without a 2xx, and never hold a
-//! delivery only in memory.
+//! it reads due deliveries from the durable outbox, posts them with bounded concurrency
+//! (to the connector with an idempotency key), and records every attempt through the
+//! writer. The outbox row is written in the same transaction as the event, so nothing
+//! accepted is lost on the way out. The worker must never mark a message delivered without
+//! a 2xx, and never hold a delivery only in memory.
 
+pub mod channel;
 pub mod http;
 pub mod retry;
 
@@ -16,7 +18,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hyper::Method;
-use serde_json::json;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
@@ -39,7 +40,8 @@ pub fn plan(account: &CompiledAccount, e: &Extracted) -> Forward {
     if !types.is_empty() && !e.event_type.as_ref().is_some_and(|t| types.contains(t)) {
         return Forward::Skipped;
     }
-    let (Some(template), Some(to)) = (&account.template, &e.sender) else {
+    let template = account.templates.select(e.event_type.as_deref());
+    let (Some(template), Some(to)) = (template, &e.sender) else {
         return Forward::StreamOnly;
     };
     if !account.spec.forward.send_to_user {
@@ -71,11 +73,13 @@ const DRAIN: Duration = Duration::from_secs(2);
 /// Runs the delivery worker until `stop` flips.
 pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let chat = state.config.chat.clone();
-    let Some(url) = chat.url.clone() else {
-        // Messages wait in the outbox until a connector is configured.
+    let routes = channel::configured(&chat);
+    if routes.is_empty() {
+        // Messages wait in the outbox until a connector or a channel is configured.
         let _ = stop.changed().await;
         return;
-    };
+    }
+    tracing::info!(through = ?routes, "status messages are delivered");
     let policy = Policy {
         max_attempts: chat.max_attempts,
         base_ms: chat.retry_base_ms,
@@ -114,7 +118,6 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             let job = Attempt {
                 state: Arc::clone(&state),
                 client: client.clone(),
-                url: url.clone(),
                 policy,
                 inflight: Arc::clone(&inflight),
             };
@@ -142,7 +145,6 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
 struct Attempt {
     state: Arc<AppState>,
     client: HttpClient,
-    url: String,
     policy: Policy,
     inflight: Arc<Mutex<HashSet<i64>>>,
 }
@@ -150,31 +152,21 @@ struct Attempt {
 impl Attempt {
     async fn deliver(self, d: Delivery) {
         let attempt = d.attempts + 1;
-        let body = json!({
-            "account": d.account, "to": d.recipient, "text": d.text,
-            "event_id": d.event_id, "event_type": d.event_type,
-            "id": crate::event::public_id(d.seq),
-        })
-        .to_string();
-        let key = format!("hookgate-{}-{}", d.account, d.seq);
-        let auth = self
-            .state
-            .config
-            .chat
-            .token
-            .as_ref()
-            .map(|t| format!("Bearer {}", t.expose_str()));
-        let mut headers = vec![
-            ("content-type", "application/json"),
-            ("idempotency-key", key.as_str()),
-        ];
-        if let Some(a) = &auth {
-            headers.push(("authorization", a.as_str()));
-        }
+        // The connector or the account's channel; one that is not configured leaves the
+        // message waiting, its attempt budget untouched.
+        let out = match channel::prepare(&self.state, &d).await {
+            Ok(out) => out,
+            Err(why) => return self.wait(d, why).await,
+        };
         let timeout = Duration::from_millis(self.state.config.chat.timeout_ms);
         let sent = tokio::time::timeout(
             timeout,
-            self.client.send(Method::POST, &self.url, &headers, body),
+            self.client.send(
+                Method::POST,
+                &out.url,
+                &out.header_pairs(),
+                out.body.clone(),
+            ),
         )
         .await;
         let now = now_micros();
@@ -191,23 +183,12 @@ impl Attempt {
                     retry_after_ms: None,
                 },
                 None,
-                e.to_string(),
+                out.failure(&e),
             ),
             Ok(Ok(a)) => {
                 let code = a.status.as_u16();
-                let answer = match code {
-                    200..=299 => Answer::Delivered,
-                    404 | 410 => Answer::NoSession,
-                    429 | 500..=599 => Answer::Retryable {
-                        retry_after_ms: a
-                            .headers
-                            .get(hyper::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| retry::parse_retry_after(v, now)),
-                    },
-                    _ => Answer::Refused,
-                };
-                (answer, Some(code), format!("HTTP {code}"))
+                let (answer, detail) = out.classify(code, &a.headers, &a.body, now);
+                (answer, Some(code), detail)
             }
         };
         let jitter = rand::random::<f64>();
@@ -218,6 +199,10 @@ impl Attempt {
                 Next::Dead => ("dead", now),
                 Next::RetryAt(at) => ("retrying", at),
             };
+        self.state
+            .store
+            .metrics()
+            .record_chat_attempt(out.label(), status);
         let write = AdminWrite::ForwardAttempt {
             seq: d.seq,
             attempts: attempt,
@@ -232,10 +217,40 @@ impl Attempt {
             // idempotency key, which lets the connector drop the repeat.
             tracing::warn!(error = %e, seq = d.seq, "could not record a delivery attempt");
         }
+        self.done(d.seq);
+    }
+
+    /// Leaves a message that cannot be sent now in the outbox, due again after the longest
+    /// retry delay, and records why on the event (no attempt is counted).
+    async fn wait(self, d: Delivery, why: channel::Unavailable) {
+        tracing::warn!(account = %d.account, seq = d.seq, reason = %why, "a status message waits");
+        self.state
+            .store
+            .metrics()
+            .record_chat_attempt(channel::label_of(&self.state, &d.account), "waiting");
+        let now = now_micros();
+        let wait_ms = i64::try_from(self.policy.max_ms).unwrap_or(i64::MAX);
+        let next = now.saturating_add(wait_ms.saturating_mul(1000));
+        let write = AdminWrite::ForwardAttempt {
+            seq: d.seq,
+            attempts: d.attempts,
+            at: now,
+            status: "pending",
+            next_attempt_at: next,
+            http_status: None,
+            detail: why.to_string(),
+        };
+        if let Err(e) = self.state.store.admin(write).await {
+            tracing::warn!(error = %e, seq = d.seq, "could not record a waiting delivery");
+        }
+        self.done(d.seq);
+    }
+
+    fn done(&self, seq: i64) {
         self.inflight
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&d.seq);
+            .remove(&seq);
         self.state.deliveries.notify_one();
     }
 }

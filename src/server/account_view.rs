@@ -31,12 +31,26 @@ pub fn warnings(spec: &AccountSpec) -> Vec<String> {
                 .to_owned(),
         );
     }
-    if forward.send_to_user && forward.template.is_none() {
+    if forward.send_to_user && forward.template.is_none() && forward.templates.is_empty() {
         out.push(
             "forward.send_to_user is on but forward.template is not set: there is no message to \
              send, so accepted events are streamed only; set forward.template"
                 .to_owned(),
         );
+    }
+    if let Some(channel) = forward.channel.filter(|_| !forward.send_to_user) {
+        out.push(format!(
+            "forward.channel is {:?} but forward.send_to_user is off: no message is sent; \
+             switch forward.send_to_user on",
+            channel.name()
+        ));
+    }
+    if forward.send_to_user && forward.template.is_none() && !forward.templates.is_empty() {
+        let types: Vec<&String> = forward.templates.keys().collect();
+        out.push(format!(
+            "forward.template (the default) is not set: only events of the types in \
+             forward.templates {types:?} are messaged, the rest are streamed only"
+        ));
     }
     out
 }
@@ -60,8 +74,15 @@ pub fn skipped_because(
         if !forward.send_to_user {
             why.push("forward.send_to_user is off".to_owned());
         }
-        if forward.template.is_none() {
-            why.push("forward.template is not set".to_owned());
+        let own = event_type.is_some_and(|t| forward.templates.contains_key(t));
+        if forward.template.is_none() && !own {
+            why.push(if forward.templates.is_empty() {
+                "forward.template is not set".to_owned()
+            } else {
+                "forward.templates has none for its event type and forward.template (the \
+                 default) is not set"
+                    .to_owned()
+            });
         }
         if sender.is_none() {
             why.push(if spec.paths.sender.is_none() {

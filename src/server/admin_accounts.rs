@@ -89,9 +89,13 @@ pub async fn create(
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let now = now_micros();
     let account = compile(spec, false, now, now).map_err(invalid)?;
+    crate::forward::channel::check_account(&state.config.chat, &account.spec).map_err(invalid)?;
     let _guard = state.admin_lock.lock().await;
     let name = account.name().to_owned();
-    let detail = json!({"provider": account.spec.provider, "active": account.spec.active});
+    let mut detail = json!({"provider": account.spec.provider, "active": account.spec.active});
+    if let Some(channel) = account.spec.forward.channel {
+        detail["channel"] = json!(channel.name());
+    }
     state
         .store
         .admin(AdminWrite::CreateAccount {
@@ -203,9 +207,20 @@ pub async fn update(
         .prepare_update(stored, &patch)
         .map_err(invalid)?;
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
-    let fields: Vec<&String> = patch
+    // The fields changed, never their values; forwarding settings by name
+    // (`forward.channel`, `forward.templates`), as they change the messages customers get.
+    let fields: Vec<String> = patch
         .as_object()
-        .map(|o| o.keys().collect())
+        .map(|o| {
+            o.iter()
+                .flat_map(|(k, v)| match (k.as_str(), v.as_object()) {
+                    ("forward", Some(f)) if !f.is_empty() => {
+                        f.keys().map(|sub| format!("forward.{sub}")).collect()
+                    }
+                    _ => vec![k.clone()],
+                })
+                .collect()
+        })
         .unwrap_or_default();
     let detail = json!({"fields": fields});
     commit_update(
@@ -244,6 +259,12 @@ async fn commit(
 ) -> Result<std::sync::Arc<CompiledAccount>, Problem> {
     let name = current.name().to_owned();
     let account = compile(spec, listening, current.created_at, now_micros()).map_err(invalid)?;
+    // Forwarding settings are checked against this gateway's channels when they change, so
+    // an unrelated edit is not refused for a channel the configuration has since lost.
+    if account.spec.forward != current.spec.forward {
+        crate::forward::channel::check_account(&state.config.chat, &account.spec)
+            .map_err(invalid)?;
+    }
     state
         .store
         .admin(AdminWrite::UpdateAccount {

@@ -58,21 +58,37 @@ pub fn suggest(body: &Value) -> Result<Response<ResBody>, Problem> {
     Ok(super::http::json(StatusCode::OK, &answer))
 }
 
-/// `POST /v1/templates/preview {"template", "event"}`: the status message `template`
-/// renders for an event (`account`, `sender`, `source`, `event_type`, `event_id`,
-/// `params`), exactly as a listener would send it; a template that would be refused when
-/// saved is refused here the same way (422, field `forward.template`).
+/// `POST /v1/templates/preview {"template", "templates", "event"}`: the status message
+/// an account with these templates (the default `template`, `templates` by event type)
+/// sends for an event (`account`, `sender`, `source`, `event_type`, `event_id`, `params`),
+/// exactly as a listener would; `text` is null when no template applies to the event's
+/// type. A template that would be refused when saved is refused here the same way (422,
+/// with its field).
 pub fn preview(body: &Value) -> Result<Response<ResBody>, Problem> {
-    let text = body
-        .get("template")
-        .and_then(Value::as_str)
-        .ok_or_else(|| {
-            bad(
-                "bad_template",
-                "give {\"template\": \"...\", \"event\": {...}}",
-            )
-        })?;
-    let template = crate::render::Template::parse(text).map_err(|e| {
+    let usage = || {
+        bad(
+            "bad_template",
+            "give {\"template\": \"...\", \"event\": {...}}, or \"templates\" by event type",
+        )
+    };
+    let template = match body.get("template") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(usage()),
+    };
+    let templates: BTreeMap<String, String> = match body.get("templates") {
+        None | Some(Value::Null) => BTreeMap::new(),
+        Some(t) => serde_json::from_value(t.clone()).map_err(|_| usage())?,
+    };
+    if template.is_none() && templates.is_empty() {
+        return Err(usage());
+    }
+    let forward = crate::account::ForwardSpec {
+        template,
+        templates,
+        ..Default::default()
+    };
+    let compiled = crate::status_templates::StatusTemplates::compile(&forward).map_err(|e| {
         Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "invalid_account",
@@ -92,10 +108,10 @@ pub fn preview(body: &Value) -> Result<Response<ResBody>, Problem> {
         event_id: text_of("event_id"),
         params: &params,
     };
-    Ok(super::http::json(
-        StatusCode::OK,
-        &json!({"text": template.render(&values)}),
-    ))
+    let text = compiled
+        .select(values.event_type)
+        .map(|t| t.render(&values));
+    Ok(super::http::json(StatusCode::OK, &json!({"text": text})))
 }
 
 /// `GET /v1/stats/accounts?hours=24`: per-account counts over the last hours and each

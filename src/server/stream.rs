@@ -126,8 +126,15 @@ async fn pump(
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             },
             _ = beat.tick() => {
-                if tx.send(Ok(Bytes::from_static(b": heartbeat\n\n"))).await.is_err() {
-                    return Ok(());
+                // Never waits on a full buffer: a consumer that has stopped reading is cut
+                // here too, instead of holding this task until it disconnects.
+                match tx.try_send(Ok(Bytes::from_static(b": heartbeat\n\n"))) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        store.metrics().record_stream_cut();
+                        return Ok(());
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
                 }
             }
             _ = tx.closed() => return Ok(()),

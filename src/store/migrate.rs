@@ -13,7 +13,7 @@ use super::audit::{ChainReport, Value};
 use super::{StoreError, postgres, sqlite};
 
 /// The tables a move copies, each with the order its rows are read in.
-pub const TABLES: [(&str, &str); 8] = [
+pub const TABLES: [(&str, &str); 11] = [
     ("accounts", "name"),
     ("tokens", "name"),
     ("changes", "seq"),
@@ -22,6 +22,9 @@ pub const TABLES: [(&str, &str); 8] = [
     ("dedupe", "account, event_id"),
     ("outbox", "seq"),
     ("forward_attempts", "seq, attempt"),
+    ("destinations", "account, name"),
+    ("deliveries", "id"),
+    ("delivery_attempts", "delivery_id, attempt"),
 ];
 
 /// Rows of one table on their way from one engine to the other.

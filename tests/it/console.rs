@@ -205,6 +205,34 @@ async fn an_admin_builds_an_account_in_the_wizard_and_follows_its_events_in(kind
     assert_eq!(old["code"], "unauthorized", "{old}");
     let old_id = old["id"].as_str().expect("an id").to_owned();
 
+    // A destination: added with its URL checked, its secret shown this once, removed.
+    b.type_into("#dest-name", "backend").await;
+    b.type_into("#dest-url", "http://10.0.0.1/in").await;
+    b.click("#add-destination").await;
+    b.wait_text("#notice", "[egress] allow").await;
+    b.type_into("#dest-url", "https://hooks.example.com/in")
+        .await;
+    b.click("#add-destination").await;
+    b.wait_text("#notice", "Destination backend added").await;
+    let secret = b
+        .js(
+            "return document.getElementById('dest-secret-value').value",
+            vec![],
+        )
+        .await;
+    assert!(
+        secret.as_str().unwrap_or("").starts_with("whsec_"),
+        "{secret}"
+    );
+    b.wait_text("#destinations", "breaker closed").await;
+    b.click("[aria-label='Remove destination backend']").await;
+    b.wait_text("#notice", "Destination backend removed").await;
+    let none = gw
+        .admin_call(Method::GET, "/v1/accounts/shop/destinations", None)
+        .await
+        .json();
+    assert_eq!(none["destinations"], json!([]));
+
     // Edit a path.
     b.type_into("[data-edit=event_type]", "$.kind").await;
     b.click("#save-paths").await;

@@ -25,6 +25,8 @@ pub(crate) enum Reply {
     Status(u16),
     RetryAfter(u16, &'static str),
     Hang,
+    /// 200 with a body of this many bytes.
+    Big(usize),
 }
 
 /// A request the endpoint received.
@@ -99,13 +101,17 @@ impl Endpoint {
                             let (status, retry_after) = match reply {
                                 Reply::Status(c) => (c, None),
                                 Reply::RetryAfter(c, r) => (c, Some(r)),
+                                Reply::Big(_) => (200, None),
                                 Reply::Hang => {
                                     std::future::pending::<()>().await;
                                     (500, None)
                                 }
                             };
-                            let mut res =
-                                Response::new(Full::new(Bytes::from(format!("answer {status}"))));
+                            let text = match reply {
+                                Reply::Big(n) => "x".repeat(n),
+                                _ => format!("answer {status}"),
+                            };
+                            let mut res = Response::new(Full::new(Bytes::from(text)));
                             *res.status_mut() =
                                 hyper::StatusCode::from_u16(status).expect("status");
                             if let Some(r) = retry_after {
@@ -954,5 +960,108 @@ async fn an_https_destination_is_reached_over_tls() {
     // The listener speaks no TLS: the attempt fails and is recorded, nothing delivered.
     let d = delivery_becomes(&gw, &id, "secure", "dead").await;
     assert_eq!(d["history"][0]["http_status"], Value::Null);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_spaces_attempts_and_a_long_answer_is_read_only_up_to_the_cap() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Big(4 * 1024 * 1024));
+    let gw = gateway(|c| c.delivery.max_response_bytes = 1024).await;
+    account(&gw).await;
+    add_destination(
+        &gw,
+        json!({"name": "backend", "url": ep.url, "max_in_flight": 4, "rate_per_sec": 5}),
+    )
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        ids.push(post(&gw, json!({"type": "paid", "id": format!("rl{i}")})).await);
+    }
+    let mut times = Vec::new();
+    for _ in 0..4 {
+        times.push(ep.next().await.at);
+    }
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] >= Duration::from_millis(100),
+            "attempts {:?} apart at 5 a second",
+            pair[1] - pair[0]
+        );
+    }
+    // A 4 MiB answer: judged by its status, and only its start kept.
+    let d = delivery_becomes(&gw, &ids[0], "backend", "delivered").await;
+    let detail = d["history"][0]["detail"].as_str().unwrap_or("");
+    assert!(detail.starts_with("HTTP 200: xxx"), "{detail}");
+    assert!(detail.len() < 600, "{} characters kept", detail.len());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn metrics_show_the_backlog_and_its_oldest_age() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Hang);
+    let gw = gateway(|_| {}).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    assert_eq!(gw.metric("hookgate_destination_backlog").await, 0.0);
+    for i in 0..3 {
+        post(&gw, json!({"type": "paid", "id": format!("m{i}")})).await;
+    }
+    ep.next().await;
+    assert_eq!(gw.metric("hookgate_destination_backlog").await, 3.0);
+    assert!(
+        gw.metric("hookgate_destination_oldest_pending_seconds")
+            .await
+            >= 0.0
+    );
+    gw.stop().await;
+}
+
+/// Rows of a table, read from the database directly (SQLite's library, or `psql`).
+fn rows_in(gw: &TestGateway, table: &str) -> i64 {
+    let sql = format!("SELECT count(*) FROM {table}");
+    match gw.db.to_str().filter(|d| d.starts_with("postgres://")) {
+        Some(url) => crate::pg::psql(url, &sql)
+            .unwrap_or_else(|e| panic!("count: {e}"))
+            .trim()
+            .parse()
+            .expect("a count"),
+        None => rusqlite::Connection::open(&gw.db)
+            .expect("open db")
+            .query_row(&sql, [], |r| r.get(0))
+            .expect("count"),
+    }
+}
+
+#[tokio::test]
+async fn pruning_takes_finished_deliveries_with_their_events_and_leaves_waiting_ones() {
+    let mut ep = Endpoint::start().await;
+    let gw = gateway(|_| {}).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    let done = post(&gw, json!({"type": "paid", "id": "p1"})).await;
+    ep.next().await;
+    delivery_becomes(&gw, &done, "backend", "delivered").await;
+    ep.answer_with(Reply::Hang);
+    let waiting = post(&gw, json!({"type": "paid", "id": "p2"})).await;
+    ep.next().await;
+    assert_eq!(rows_in(&gw, "deliveries"), 2);
+    assert_eq!(rows_in(&gw, "delivery_attempts"), 1);
+    let later = gw.event(&waiting).await["received_at"].clone();
+    let pruned = gw
+        .admin_call(
+            Method::POST,
+            "/v1/audit/prune",
+            Some(json!({"before": later})),
+        )
+        .await;
+    assert!(pruned.status.is_success(), "{:?}", pruned.json());
+    assert_eq!(
+        rows_in(&gw, "deliveries"),
+        1,
+        "the finished one went with its event"
+    );
+    assert_eq!(rows_in(&gw, "delivery_attempts"), 0);
     gw.stop().await;
 }

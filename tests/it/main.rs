@@ -11,6 +11,7 @@ mod accounts;
 mod admission;
 mod audit;
 mod browser;
+mod channels;
 mod confirmation;
 mod console;
 mod console_api;

@@ -1,6 +1,7 @@
 //! Property tests (proptest) at the trust boundary, on the library's own API: signatures
 //! computed independently verify and any tampering fails; strict JSON agrees with
-//! serde_json; extraction finds what was put at a random nested path.
+//! serde_json; extraction finds what was put at a random nested path; status templates
+//! never panic and their fallbacks stand in for every missing value.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -142,5 +143,45 @@ proptest! {
         let verified = account.verifier.verify(&view, NOW).expect("unverified account");
         let extracted = account.extractor.extract(&verified, &value);
         prop_assert_eq!(extracted.event_id, Some(leaf));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Any template text parses or is refused without a panic, and renders against any
+    /// params; a placeholder with a fallback never shows `[missing ...]`: it shows the
+    /// value when the event has a non-blank one, else the fallback.
+    #[test]
+    fn status_templates_never_panic_and_fallbacks_hide_missing_values(
+        text in "[ -~]{0,60}",
+        name in "[a-z_]{1,8}",
+        fallback in "[a-zA-Z0-9 ,.!]{0,20}",
+        value in prop::option::of("[ -~]{0,12}"),
+    ) {
+        let params = match &value {
+            Some(v) => json!({ name.clone(): v }),
+            None => Value::Null,
+        };
+        let values = hookgate::render::Values {
+            account: "shop",
+            sender: None,
+            source: None,
+            event_type: None,
+            event_id: None,
+            params: &params,
+        };
+        if let Ok(t) = hookgate::render::Template::parse(&text) {
+            let _ = t.render(&values);
+        }
+        let source = format!("<{{{{params.{name} | default: \"{fallback}\"}}}}>");
+        let t = hookgate::render::Template::parse(&source)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let shown = t.render(&values);
+        let want = match value.as_deref() {
+            Some(v) if !v.trim().is_empty() => v.to_owned(),
+            _ => fallback.clone(),
+        };
+        prop_assert_eq!(shown, format!("<{want}>"));
     }
 }

@@ -10,6 +10,8 @@ pub const ON_POSTGRES: bool = true;
 mod accounts;
 #[path = "../it/audit.rs"]
 mod audit;
+#[path = "../it/channels.rs"]
+mod channels;
 mod cluster;
 #[path = "../it/console_api.rs"]
 mod console_api;

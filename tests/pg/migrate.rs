@@ -86,6 +86,23 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
         )
         .await;
     assert_eq!(token.status, 201);
+    // A destination (its signing key sealed with the file's key) and a delivery to it.
+    let made = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/shop/destinations",
+            Some(json!({"name": "backend", "url": "https://hooks.example.com/in"})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let queued = gw.post_hook("shop", &h, r#"{"id":"to-backend"}"#).await;
+    let queued = queued.json()["id"].as_str().expect("id").to_owned();
+    assert_eq!(
+        gw.event(&queued).await["deliveries"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
     let db = gw.db.clone();
     let dir = gw.stop().await;
     let source = db.to_str().expect("path");
@@ -94,7 +111,9 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
     let url = pg::server().fresh_database();
     let (ok, out, err) = hookgate(&["migrate", "--from", source, "--to", &url]).await;
     assert!(ok, "{out}{err}");
-    assert!(out.contains("events: 27 rows"), "{out}");
+    assert!(out.contains("events: 28 rows"), "{out}");
+    assert!(out.contains("destinations: 1 rows"), "{out}");
+    assert!(out.contains("deliveries: 1 rows"), "{out}");
     assert!(out.contains("HOOKGATE_SECRET_KEY"), "{out}");
     assert_eq!(
         heads(&url).await,
@@ -126,6 +145,37 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
         .await
         .expect("answered");
     assert_eq!(new.json()["status"], "accepted");
+    // The destination came along, its key opened with the old key; a new event queues a
+    // delivery numbered after the moved ones.
+    let dest = client
+        .admin(
+            Method::GET,
+            &format!("{}/v1/accounts/shop/destinations/backend", node.admin),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .expect("destination");
+    assert_eq!(dest.status, 200, "{:?}", dest.json());
+    let shown = client
+        .admin(
+            Method::GET,
+            &format!(
+                "{}/v1/events/{}",
+                node.admin,
+                new.json()["id"].as_str().unwrap_or("")
+            ),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .expect("event");
+    assert_eq!(
+        shown.json()["deliveries"][0]["id"],
+        "dlv_2",
+        "{:?}",
+        shown.json()
+    );
     let found = client
         .admin(
             Method::GET,

@@ -187,6 +187,18 @@ pub(super) async fn prune_events(
         .await?;
     tx.execute("DELETE FROM dedupe WHERE seq <= $1", &[&last])
         .await?;
+    // Finished deliveries go with their events; waiting ones stay (and die, their event gone).
+    tx.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries
+            WHERE seq <= $1 AND status NOT IN ('pending', 'retrying'))",
+        &[&last],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE seq <= $1 AND status NOT IN ('pending', 'retrying')",
+        &[&last],
+    )
+    .await?;
     tx.execute(
         "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', $1, $2, $3, $4)
          ON CONFLICT (log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,

@@ -63,6 +63,13 @@ pub(crate) async fn load(
         )
         .await?;
     }
+    // Deliveries keep their ids; the next one numbers after them.
+    tx.execute(
+        "SELECT setval(pg_get_serial_sequence('deliveries', 'id'),
+             COALESCE((SELECT MAX(id) FROM deliveries), 0) + 1, false)",
+        &[],
+    )
+    .await?;
     tx.commit().await?;
     Ok(copied)
 }

@@ -52,6 +52,11 @@ impl From<deadpool_postgres::PoolError> for StoreError {
     }
 }
 
+/// The schema version this build migrates a database to.
+pub fn schema_version() -> i32 {
+    schema::latest()
+}
+
 /// The server's own message where there is one (it says what is wrong), else the
 /// client's.
 fn postgres_message(e: &tokio_postgres::Error) -> String {

@@ -157,6 +157,16 @@ pub(super) fn prune_events(
         params![through, last],
     )? as u64;
     tx.execute("DELETE FROM dedupe WHERE seq <= ?1", params![last])?;
+    // Finished deliveries go with their events; waiting ones stay (and die, their event gone).
+    tx.execute(
+        "DELETE FROM delivery_attempts WHERE delivery_id IN (SELECT id FROM deliveries
+            WHERE seq <= ?1 AND status NOT IN ('pending', 'retrying'))",
+        params![last],
+    )?;
+    tx.execute(
+        "DELETE FROM deliveries WHERE seq <= ?1 AND status NOT IN ('pending', 'retrying')",
+        params![last],
+    )?;
     tx.execute(
         "INSERT INTO chain_checkpoints (log, through, pruned, hash, at) VALUES ('events', ?1, ?2, ?3, ?4)
          ON CONFLICT(log) DO UPDATE SET through = excluded.through, pruned = excluded.pruned,
