@@ -40,11 +40,15 @@ mod presets;
 mod process;
 #[path = "../it/props.rs"]
 mod props;
+#[path = "../it/remote_keys.rs"]
+mod remote_keys;
 #[path = "../it/replay.rs"]
 mod replay;
 #[path = "../it/roles.rs"]
 mod roles;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/sns.rs"]
+mod sns;
 #[path = "../it/support.rs"]
 mod support;
