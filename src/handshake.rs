@@ -57,6 +57,16 @@ pub enum Handshake {
         /// Answer `{"plainToken", "encryptedToken"}` instead of the text.
         hmac: bool,
     },
+    /// A `GET` whose header `header` is answered `{"<reply_key>": value}` (Okta), after
+    /// verification.
+    HeaderEcho {
+        /// The header carrying the challenge.
+        header: hyper::header::HeaderName,
+        /// The member of the JSON answer.
+        reply_key: String,
+    },
+    /// A `HEAD` answered 200 with no body (Trello's creation check).
+    Head,
     /// Answer a fixed JSON text.
     Reply {
         /// Identifies the handshake.
@@ -142,6 +152,13 @@ impl Handshake {
                     param: param.clone(),
                 }
             }
+            HandshakeSpec::HeaderEcho { header, reply_key } => Handshake::HeaderEcho {
+                header: hyper::header::HeaderName::from_bytes(header.trim().as_bytes()).map_err(
+                    |_| SpecError::new("handshake.header", "is not a valid header name"),
+                )?,
+                reply_key: reply_key.clone(),
+            },
+            HandshakeSpec::Head => Handshake::Head,
             HandshakeSpec::Echo {
                 when,
                 equals,
@@ -210,6 +227,37 @@ impl Handshake {
                 | Handshake::QueryEcho { .. }
                 | Handshake::QueryHmac { .. }
         )
+    }
+
+    /// True for a handshake that is a `HEAD` request (Trello).
+    pub fn answers_head(&self) -> bool {
+        matches!(self, Handshake::Head)
+    }
+
+    /// The answer to a `HEAD` handshake: 200, no body.
+    pub fn head_answer() -> Answer {
+        Answer {
+            content_type: TEXT,
+            body: String::new(),
+            detail: "handshake: HEAD answered (the callback URL check)".into(),
+        }
+    }
+
+    /// Whether a `GET` with these headers is a header-challenge handshake (Okta), and its
+    /// answer; the caller verifies the request before sending it.
+    pub fn on_get_headers(&self, headers: &hyper::HeaderMap) -> Option<Answer> {
+        let Handshake::HeaderEcho { header, reply_key } = self else {
+            return None;
+        };
+        let value = headers.get(header)?;
+        let challenge = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        let mut body = serde_json::Map::new();
+        body.insert(reply_key.clone(), Value::String(challenge));
+        Some(Answer {
+            content_type: JSON,
+            body: Value::Object(body).to_string(),
+            detail: format!("handshake: {header} echoed"),
+        })
     }
 
     /// True for a handshake that may arrive unsigned.
@@ -313,7 +361,9 @@ impl Handshake {
         match self {
             Handshake::QueryChallenge { .. }
             | Handshake::QueryEcho { .. }
-            | Handshake::QueryHmac { .. } => None,
+            | Handshake::QueryHmac { .. }
+            | Handshake::HeaderEcho { .. }
+            | Handshake::Head => None,
             Handshake::Echo {
                 when,
                 equals,
@@ -389,6 +439,30 @@ mod tests {
     fn compile(v: Value) -> Handshake {
         let spec: HandshakeSpec = serde_json::from_value(v).unwrap_or_else(|e| panic!("{e}"));
         Handshake::compile(&spec, true).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn header_echo_answers_the_header_as_json_and_head_has_no_body() {
+        let okta = compile(json!({"type": "header_echo",
+            "header": "X-Okta-Verification-Challenge", "reply_key": "verification"}));
+        assert!(!okta.is_get() && !okta.answers_head());
+        let mut headers = hyper::HeaderMap::new();
+        assert_eq!(okta.on_get_headers(&headers), None);
+        headers.insert(
+            "x-okta-verification-challenge",
+            hyper::header::HeaderValue::from_static("c\"q"),
+        );
+        let answer = okta.on_get_headers(&headers).map(|a| a.body);
+        assert_eq!(answer.as_deref(), Some(r#"{"verification":"c\"q"}"#));
+        let trello = compile(json!({"type": "head"}));
+        assert!(trello.answers_head());
+        assert_eq!(trello.on_get_headers(&headers), None);
+        assert_eq!(Handshake::head_answer().body, "");
+        let bad: HandshakeSpec = serde_json::from_value(
+            json!({"type": "header_echo", "header": "bad header", "reply_key": "v"}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(Handshake::compile(&bad, false).is_err());
     }
 
     #[test]

@@ -112,6 +112,17 @@ pub enum SecretTarget {
     /// webhook with its verify-webhook-signature API).
     #[serde(rename = "confirm.oauth.client_secret")]
     ConfirmClientSecret,
+    /// The API secret that fetches the token keys (Plaid's verification-key API).
+    #[serde(rename = "jwt.remote_keys.secret")]
+    RemoteKeysSecret,
+    /// The audience the token must carry (Google Pub/Sub push: the subscription's
+    /// audience, not a secret, but the one value the user must give).
+    #[serde(rename = "jwt.audience")]
+    JwtAudience,
+    /// The first of `sns.topic_arns` (AWS SNS: the topic, not a secret, but the one value
+    /// that says whose messages these are).
+    #[serde(rename = "sns.topic_arns")]
+    SnsTopicArns,
 }
 
 /// A form of pasted secret a preset refuses.
@@ -154,10 +165,13 @@ const SHIPPED: &[(&str, &str)] = &[
         "africas_talking",
         include_str!("../rules/africas_talking.toml"),
     ),
+    ("adyen", include_str!("../rules/adyen.toml")),
     ("airtable", include_str!("../rules/airtable.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
+    ("aws_sns", include_str!("../rules/aws_sns.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),
     ("box", include_str!("../rules/box.toml")),
+    ("braintree", include_str!("../rules/braintree.toml")),
     ("brex", include_str!("../rules/brex.toml")),
     ("buildkite", include_str!("../rules/buildkite.toml")),
     ("cal_com", include_str!("../rules/cal_com.toml")),
@@ -187,6 +201,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("gocardless", include_str!("../rules/gocardless.toml")),
     ("gogs", include_str!("../rules/gogs.toml")),
     ("helpscout", include_str!("../rules/helpscout.toml")),
+    ("google_pubsub", include_str!("../rules/google_pubsub.toml")),
     ("heroku", include_str!("../rules/heroku.toml")),
     ("hubspot", include_str!("../rules/hubspot.toml")),
     ("intercom", include_str!("../rules/intercom.toml")),
@@ -213,13 +228,16 @@ const SHIPPED: &[(&str, &str)] = &[
     ("mux", include_str!("../rules/mux.toml")),
     ("netlify", include_str!("../rules/netlify.toml")),
     ("notion", include_str!("../rules/notion.toml")),
+    ("okta", include_str!("../rules/okta.toml")),
     ("orb", include_str!("../rules/orb.toml")),
+    ("ozow", include_str!("../rules/ozow.toml")),
     ("paddle", include_str!("../rules/paddle.toml")),
     ("pagerduty", include_str!("../rules/pagerduty.toml")),
     ("paypal", include_str!("../rules/paypal.toml")),
     ("paystack", include_str!("../rules/paystack.toml")),
     ("persona", include_str!("../rules/persona.toml")),
     ("pesapal", include_str!("../rules/pesapal.toml")),
+    ("plaid", include_str!("../rules/plaid.toml")),
     ("postmark", include_str!("../rules/postmark.toml")),
     ("pusher", include_str!("../rules/pusher.toml")),
     ("razorpay", include_str!("../rules/razorpay.toml")),
@@ -246,6 +264,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "terraform_cloud",
         include_str!("../rules/terraform_cloud.toml"),
     ),
+    ("trello", include_str!("../rules/trello.toml")),
     ("twilio", include_str!("../rules/twilio.toml")),
     (
         "twilio_shared_key",
@@ -419,6 +438,9 @@ pub fn describe(rule: &Rule) -> Value {
             SecretTarget::AuthToken => "auth.token",
             SecretTarget::AuthPassword => "auth.password",
             SecretTarget::ConfirmClientSecret => "confirm.oauth.client_secret",
+            SecretTarget::RemoteKeysSecret => "jwt.remote_keys.secret",
+            SecretTarget::JwtAudience => "jwt.audience",
+            SecretTarget::SnsTopicArns => "sns.topic_arns",
         },
     })];
     settings.extend(rule.settings.iter().map(|s| json!(s)));
@@ -537,6 +559,49 @@ fn place_secret(request: &mut Value, target: SecretTarget) -> Result<(), SpecErr
             };
             oauth.insert("client_secret".into(), secret);
         }
+        SecretTarget::RemoteKeysSecret => {
+            let Some(keys) = obj
+                .get_mut("jwt")
+                .and_then(|j| j.get_mut("remote_keys"))
+                .and_then(Value::as_object_mut)
+            else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in jwt.remote_keys.secret, but the account has no jwt.remote_keys",
+                ));
+            };
+            keys.insert("secret".into(), secret);
+        }
+        SecretTarget::SnsTopicArns => {
+            let Some(sns) = obj.get_mut("sns").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in sns.topic_arns, but the account has no sns",
+                ));
+            };
+            match sns
+                .entry("topic_arns")
+                .or_insert_with(|| Value::Array(Vec::new()))
+                .as_array_mut()
+            {
+                Some(list) => list.insert(0, secret),
+                None => {
+                    return Err(SpecError::new(
+                        "sns.topic_arns",
+                        "must be a list of strings",
+                    ));
+                }
+            }
+        }
+        SecretTarget::JwtAudience => {
+            let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
+                return Err(SpecError::new(
+                    "secret",
+                    "the preset puts the secret in jwt.audience, but the account has no jwt",
+                ));
+            };
+            jwt.insert("audience".into(), secret);
+        }
         SecretTarget::JwtSecrets => {
             let Some(jwt) = obj.get_mut("jwt").and_then(Value::as_object_mut) else {
                 return Err(SpecError::new(
@@ -627,6 +692,8 @@ pub fn parse(file: &str, stem: &str, text: &str) -> Result<Rule, RuleError> {
             SecretTarget::JwtSecrets => "account.jwt",
             SecretTarget::AuthToken | SecretTarget::AuthPassword => "account.auth",
             SecretTarget::ConfirmClientSecret => "account.confirm.oauth",
+            SecretTarget::RemoteKeysSecret | SecretTarget::JwtAudience => "account.jwt",
+            SecretTarget::SnsTopicArns => "account.sns",
         };
         err(field, e.message)
     })?;
@@ -674,7 +741,9 @@ fn example_secret(rule: &Rule) -> String {
         _ => b"hookgate-rule-check-key-material".to_vec(),
     };
     let encoded = match encoding {
-        SecretEncoding::Text => String::from_utf8_lossy(&bytes).into_owned(),
+        SecretEncoding::Text | SecretEncoding::Sha1Digest => {
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
         SecretEncoding::Base64 => base64::engine::general_purpose::STANDARD.encode(&bytes),
         SecretEncoding::Hex => hex::encode(&bytes),
     };

@@ -114,6 +114,13 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
             .headers
             .push((path.trim().to_owned(), input.id.to_owned()));
     }
+    if spec.sns.is_some() {
+        return Err(SignError(
+            "AWS SNS signs with Amazon's own key and certificate, which hookgate cannot sign \
+             with: publish to the topic (aws sns publish) to try the account"
+                .into(),
+        ));
+    }
     if let Some(sig) = &spec.signature {
         sign_signature(sig, input, looks_json, &mut signed)?;
     }
@@ -143,6 +150,18 @@ fn sign_jwt(jwt: &JwtSpec, input: SignInput<'_>) -> Result<String, SignError> {
     if let Some(iss) = &jwt.issuer {
         claims.insert("iss".into(), iss.clone().into());
     }
+    if let Some(aud) = &jwt.audience {
+        claims.insert("aud".into(), aud.clone().into());
+    }
+    for (name, value) in &jwt.claims {
+        // "true" is written as the boolean providers send (Google's email_verified).
+        let v = match value.as_str() {
+            "true" => Value::Bool(true),
+            "false" => Value::Bool(false),
+            _ => Value::String(value.clone()),
+        };
+        claims.insert(name.clone(), v);
+    }
     let bad_key = |e: jsonwebtoken::errors::Error| SignError(format!("the key cannot sign: {e}"));
     let (alg, key) = match jwt.algorithm {
         JwtAlgorithm::Hs256 => (
@@ -169,6 +188,9 @@ fn sign_signature(
 ) -> Result<(), SignError> {
     let content =
         SignedContent::parse(&sig.signed_content).map_err(|e| SignError(e.to_string()))?;
+    if let Some(fields) = &sig.signed_fields {
+        return sign_items(sig, fields, &content, input, signed);
+    }
     let timestamp = match sig.timestamp_format {
         TimestampFormat::Unix => input.now_secs.to_string(),
         TimestampFormat::UnixMs => (input.now_secs * 1000).to_string(),
@@ -252,6 +274,74 @@ fn sign_signature(
         Some(v) => serde_json::to_vec(&v).map_err(|e| SignError(e.to_string()))?,
         None => body_for_mac,
     };
+    Ok(())
+}
+
+/// A scheme over chosen fields of each item (Adyen): every item gets its own signature,
+/// written at the signature's path inside it.
+fn sign_items(
+    sig: &SignatureSpec,
+    spec: &crate::account::SignedFieldsSpec,
+    content: &SignedContent,
+    input: SignInput<'_>,
+    signed: &mut Signed,
+) -> Result<(), SignError> {
+    let fields =
+        crate::verify::SignedFields::compile(spec).map_err(|e| SignError(e.to_string()))?;
+    let Some(path) = &sig.signature_path else {
+        return Err(SignError("the scheme names no signature path".into()));
+    };
+    let mut body: Value = serde_json::from_slice(input.body).map_err(|e| {
+        SignError(format!(
+            "this scheme signs fields of a JSON body, and the body is not JSON: {e}"
+        ))
+    })?;
+    let mut values = Vec::new();
+    let count = fields.items(&body).map_or(0, |items| items.len());
+    if count == 0 {
+        return Err(SignError(
+            "the body holds no items to sign (the scheme's items path finds no array)".into(),
+        ));
+    }
+    for item in fields.items(&body).unwrap_or_default() {
+        let text = fields.content(item);
+        let raw = if fields.is_digest() {
+            let key = decode_secret(input.key, sig.secret_prefix.as_deref(), sig.secret_encoding)
+                .map_err(|e| SignError(format!("the key {e}")))?;
+            fields.digest(&text, &key)
+        } else {
+            mac_or_signature(sig, input.key, content, Inputs::body(&text), signed)?
+        };
+        values.push(match sig.encoding {
+            Encoding::Hex => hex::encode(raw),
+            Encoding::Base64 => STANDARD.encode(raw),
+        });
+    }
+    let items_path = spec.items.as_deref();
+    let mut targets: Vec<&mut Value> = match items_path {
+        None => vec![&mut body],
+        Some(p) => {
+            let steps = simple_keys(p).ok_or_else(|| {
+                SignError(format!(
+                    "cannot write into the items at {p}: only member paths"
+                ))
+            })?;
+            let mut node = &mut body;
+            for key in &steps {
+                node = node
+                    .get_mut(key)
+                    .ok_or_else(|| SignError(format!("{p} names no member")))?;
+            }
+            match node {
+                Value::Array(list) => list.iter_mut().collect(),
+                _ => return Err(SignError(format!("{p} is not an array"))),
+            }
+        }
+    };
+    for (target, value) in targets.iter_mut().zip(values) {
+        set_path(target, path, Value::String(value))?;
+    }
+    signed.body = serde_json::to_vec(&body).map_err(|e| SignError(e.to_string()))?;
     Ok(())
 }
 
@@ -377,6 +467,9 @@ mod tests {
                 Some("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a".into()),
             ),
             "sendgrid" => (STANDARD.encode([7u8; 32]), None),
+            "adyen" => (hex::encode([9u8; 32]).to_uppercase(), None),
+            "plaid" => (crate::verify::test_keys::EC_PRIVATE.into(), None),
+            "google_pubsub" => (crate::verify::test_keys::RSA_PRIVATE.into(), None),
             _ => ("a-shared-secret".into(), None),
         }
     }
@@ -387,18 +480,52 @@ mod tests {
             "mandrill" => b"mandrill_events=%5B%7B%22_id%22%3A%22e1%22%7D%5D",
             "mailgun" => br#"{"event-data":{"id":"ev1","event":"delivered"}}"#,
             "hubspot" | "sendgrid" => br#"[{"eventId":1}]"#,
+            "adyen" => br#"{"live":"false","notificationItems":[{"NotificationRequestItem":{"pspReference":"p1","eventCode":"AUTHORISATION","amount":{"value":100,"currency":"EUR"},"success":"true"}},{"NotificationRequestItem":{"pspReference":"p2","eventCode":"CAPTURE","success":"true"}}]}"#,
             _ => br#"{"id":"evt_1","type":"t"}"#,
         }
+    }
+
+    #[test]
+    fn sns_cannot_be_signed_and_says_why() {
+        let rules = Rules::shipped();
+        let prepared = rules
+            .prepare(json!({"name": "acct", "provider": "aws_sns",
+                            "secret": "arn:aws:sns:us-east-1:1:t"}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = AccountSpec::from_json(prepared).unwrap_or_else(|e| panic!("{e}"));
+        let err = sign_request(SignInput {
+            spec: &spec,
+            key: "k",
+            body: b"{}",
+            url: "https://h/hooks/acct",
+            now_secs: NOW,
+            id: "m",
+        })
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+        assert!(err.contains("Amazon's own key"), "{err}");
     }
 
     #[test]
     fn what_sign_writes_verifies_for_every_shipped_preset() {
         let rules = Rules::shipped();
         for rule in rules.all() {
+            // SNS is signed with Amazon's key; sign_request says so (checked below), and the
+            // SNS tests sign with a certificate of their own.
+            if rule.name == "aws_sns" {
+                continue;
+            }
             let (private, expected_public) = keys_for(rule);
             let url = "https://hooks.example.com/hooks/acct?x=1";
-            let mut request =
-                json!({"name": "acct", "provider": rule.name, "secret": private.clone()});
+            // Where the pasted secret is not the signing key (Plaid's API secret, Google's
+            // audience), the key is the test key and the secret a value of its own.
+            let pasted = match rule.secret_target {
+                crate::rules::SecretTarget::RemoteKeysSecret
+                | crate::rules::SecretTarget::JwtAudience => "a-pasted-value".to_owned(),
+                _ => private.clone(),
+            };
+            let mut request = json!({"name": "acct", "provider": rule.name, "secret": pasted});
             rule.fill_required_settings(&mut request, "a-required-setting");
             let prepared = rules
                 .prepare(request)
@@ -421,6 +548,15 @@ mod tests {
                     assert_eq!(public, e, "{}", rule.name);
                 }
                 stored["signature"]["secrets"] = json!([public]);
+            }
+            // A token whose keys the provider publishes is tried here with the test key's
+            // public half configured instead.
+            match rule.name.as_str() {
+                "plaid" => stored["jwt"]["secrets"] = json!([crate::verify::test_keys::EC_PUBLIC]),
+                "google_pubsub" => {
+                    stored["jwt"]["secrets"] = json!([crate::verify::test_keys::RSA_PUBLIC]);
+                }
+                _ => {}
             }
             stored["public_url"] = json!("https://hooks.example.com/hooks/acct");
             let spec =
@@ -470,11 +606,10 @@ mod tests {
                     .map(|_| ())
             };
             assert_eq!(verify(&body, NOW), Ok(()), "{}: {:?}", rule.name, signed);
-            let signs_body = account
-                .spec
-                .signature
-                .as_ref()
-                .is_some_and(|s| s.signed_content.contains("{body}"));
+            let signs_body =
+                account.spec.signature.as_ref().is_some_and(|s| {
+                    s.signed_content.contains("{body}") && s.signed_fields.is_none()
+                });
             if !signs_body {
                 continue;
             }

@@ -36,6 +36,10 @@ pub struct CompiledAccount {
     pub confirm: Option<crate::confirm::Confirmer>,
     /// The answer its provider expects to a delivered event, when it is not hookgate's.
     pub answer: Option<crate::account::answer::ProviderAnswer>,
+    /// Where its token's keys are fetched from, when the provider publishes them.
+    pub remote_keys: Option<crate::confirm::KeyFetcher>,
+    /// The signing certificates its SNS messages name, fetched and cached.
+    pub sns_certs: Option<crate::confirm::CertFetcher>,
 }
 
 impl CompiledAccount {
@@ -106,6 +110,13 @@ pub fn compile(
         .as_ref()
         .map(crate::confirm::Confirmer::compile)
         .transpose()?;
+    let remote_keys = spec
+        .jwt
+        .as_ref()
+        .and_then(|j| j.remote_keys.as_ref())
+        .map(crate::confirm::KeyFetcher::compile)
+        .transpose()?;
+    let sns_certs = spec.sns.as_ref().map(crate::confirm::CertFetcher::compile);
     let answer = spec
         .answer
         .as_ref()
@@ -139,5 +150,7 @@ pub fn compile(
         dedupe,
         confirm,
         answer,
+        remote_keys,
+        sns_certs,
     })
 }

@@ -128,6 +128,10 @@ impl DedupeKey {
 /// (`query:`), or it is `signed_sha256`.
 pub fn covered(sig: &SignatureSpec, part: &str) -> bool {
     let part = part.trim();
+    // A scheme over chosen fields (Adyen) covers exactly those fields of each item.
+    if sig.signed_fields.is_some() {
+        return part == "signed_sha256";
+    }
     let content = sig.signed_content.as_str();
     let uses = |placeholder: &str| content.contains(placeholder);
     let body = uses("{body}");

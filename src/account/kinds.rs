@@ -168,11 +168,122 @@ pub struct JwtSpec {
     /// be, in seconds; 0 turns the time checks off.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
+    /// How far `iat` may be from now, when a sender reuses a token for its whole lifetime
+    /// (Google's push tokens live an hour); absent: `tolerance_secs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat_tolerance_secs: Option<u64>,
+    /// Further issuers accepted besides `issuer` (Google writes `accounts.google.com` with
+    /// and without `https://`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub other_issuers: Vec<String>,
+    /// The `aud` the token must carry (a string, or one of a list).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Claims that must equal the given text (Google Pub/Sub's `email`: the push
+    /// subscription's service account).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub claims: BTreeMap<String, String>,
+    /// Keys fetched from the provider by the token's `kid` instead of (or besides)
+    /// `secrets`: Google's JWKS, Plaid's verification-key API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_keys: Option<RemoteKeysSpec>,
     /// Every secret (HS256) or public key (ES256, RS256) currently valid.
     #[serde(default)]
     pub secrets: Vec<Secret>,
 }
 
+/// How a provider publishes the keys its tokens are signed with.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RemoteKeysStyle {
+    /// A JSON Web Key Set at `url` (`GET`), every key with its `kid` (Google).
+    #[default]
+    Jwks,
+    /// `POST url` with `{"client_id", "secret", "key_id"}` answering `{"key": JWK}`; a key
+    /// with a non-null `expired_at` is not used (Plaid's `/webhook_verification_key/get`).
+    Plaid,
+}
+
+/// Where a token's verification keys come from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteKeysSpec {
+    /// How the keys are published.
+    #[serde(default)]
+    pub style: RemoteKeysStyle,
+    /// The keys' URL; its scheme and host are fixed by the account, never by a request.
+    pub url: String,
+    /// The API client id (Plaid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The API secret (Plaid), write-only like every secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<Secret>,
+    /// How long a fetched key is kept, in seconds.
+    #[serde(default = "hour")]
+    pub cache_secs: u64,
+    /// How long to wait for the provider's answer.
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+/// AWS SNS's signed messages: the topics this endpoint is subscribed to, and where the
+/// signing certificate may come from besides Amazon's SNS hosts.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SnsSpec {
+    /// The TopicArns whose messages are accepted.
+    #[serde(default)]
+    pub topic_arns: Vec<String>,
+    /// Further certificate hosts (`host:port`) besides `sns.<region>.amazonaws.com`: a
+    /// local mirror, the tests; http only to a loopback address.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cert_hosts: Vec<String>,
+    /// How long a fetched certificate is kept, in seconds.
+    #[serde(default = "hour")]
+    pub cache_secs: u64,
+    /// How long to wait for the certificate.
+    #[serde(default = "ten")]
+    pub timeout_secs: u64,
+}
+
+fn hour() -> u64 {
+    3600
+}
+
+/// A signature over chosen fields of the payload instead of its bytes (Adyen): each item
+/// of a batch is signed on its own, over its fields' values joined by `separator`; the
+/// signature's `signature_path` is then a path inside each item.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SignedFieldsSpec {
+    /// A JSONPath to the array of items, each signed on its own (Adyen's
+    /// `$.notificationItems`); absent: the body is one item.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<String>,
+    /// JSONPaths inside an item, in the order the provider signs them; a missing value is
+    /// signed as the empty text.
+    pub fields: Vec<String>,
+    /// What joins the values.
+    #[serde(default = "colon")]
+    pub separator: String,
+    /// Instead of an HMAC: the signature is a plain digest of the joined values with the
+    /// secret appended (Ozow: `sha512_lowercase`, the hex SHA-512 of that text lower-cased).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<FieldsDigest>,
+}
+
+/// A plain digest over signed fields and the secret, for senders that do not use an HMAC.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldsDigest {
+    /// SHA-512 of the values joined, then the secret, the whole text lower-cased (Ozow).
+    Sha512Lowercase,
+}
+
+fn colon() -> String {
+    ":".to_owned()
+}
 fn get_method() -> String {
     "GET".to_owned()
 }

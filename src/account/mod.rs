@@ -13,8 +13,8 @@ mod kinds;
 
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
-    AnswerSpec, ConditionSpec, ConfirmSpec, IpAllowlistSpec, JwtAlgorithm, JwtSpec, OAuthSpec,
-    OAuthStyle,
+    AnswerSpec, ConditionSpec, ConfirmSpec, FieldsDigest, IpAllowlistSpec, JwtAlgorithm, JwtSpec,
+    OAuthSpec, OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec, SnsSpec,
 };
 
 use std::collections::BTreeMap;
@@ -49,6 +49,9 @@ pub struct AccountSpec {
     /// MessageBird, Netlify): checked like a signature, with a claim over the body's hash.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtSpec>,
+    /// AWS SNS's signed messages, checked with the certificate each names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sns: Option<SnsSpec>,
     /// The provider's set-up handshake, if it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handshake: Option<HandshakeSpec>,
@@ -203,6 +206,9 @@ pub enum SecretEncoding {
     Base64,
     /// Hexadecimal.
     Hex,
+    /// The SHA-1 digest of the text, as typed (Braintree keys its HMAC with the SHA-1 of
+    /// the private key).
+    Sha1Digest,
 }
 
 /// How a sender writes its timestamp; reading accepts all of them, signing uses this one.
@@ -293,6 +299,11 @@ pub struct SignatureSpec {
     /// (Mailgun's `parent-signature`). Every signature found in any of them is tried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alternatives: Vec<String>,
+    /// For a sender that signs chosen fields of each item rather than the body's bytes
+    /// (Adyen): the items and their fields; `signature_path` is then a path inside each
+    /// item, and every item must carry a valid signature.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_fields: Option<SignedFieldsSpec>,
     /// Every secret currently valid; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -359,6 +370,18 @@ pub enum HandshakeSpec {
         /// The JSONPath of the token to answer.
         challenge: String,
     },
+    /// A `GET` carrying the challenge in a header, answered `{"<reply_key>": challenge}`
+    /// once the request passes the account's verification (Okta's one-time
+    /// `X-Okta-Verification-Challenge`, sent with the authorization header).
+    HeaderEcho {
+        /// The header carrying the challenge.
+        header: String,
+        /// The member of the JSON answer that holds it.
+        reply_key: String,
+    },
+    /// A `HEAD` request answered 200 with no body (Trello checks the callback URL this
+    /// way when a webhook is created). It carries nothing and is recorded as a handshake.
+    Head,
     /// A request whose `when` path equals `equals` (or is present, when `equals` is not
     /// given) is answered with the fixed JSON `reply` (Discord's PING). `unsigned` lets
     /// it through without a signature (WooCommerce's creation ping), but only when the
@@ -538,6 +561,14 @@ impl AccountSpec {
                     v["confirm"]["oauth"]["secret_headers"][name] = Value::from(value.expose_str());
                 }
             }
+        }
+        if let Some(secret) = self
+            .jwt
+            .as_ref()
+            .and_then(|j| j.remote_keys.as_ref())
+            .and_then(|r| r.secret.as_ref())
+        {
+            v["jwt"]["remote_keys"]["secret"] = Value::from(secret.expose_str());
         }
         if let Some(jwt) = &self.jwt {
             let secrets: Vec<Value> = jwt

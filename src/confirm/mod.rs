@@ -11,6 +11,8 @@
 //! extracted value choose the host it asks (the scheme and host of the URL are fixed text),
 //! never treat "could not ask" as "forged", and never log a credential.
 
+mod certs;
+mod keys;
 mod oauth;
 
 use std::collections::BTreeMap;
@@ -26,6 +28,8 @@ use crate::extract::JsonPath;
 use crate::render::{Template, Values};
 use crate::secret::Secret;
 
+pub use certs::CertFetcher;
+pub use keys::{KeyFetcher, MIN_REFETCH};
 pub use oauth::TokenCache;
 
 /// The longest part of the provider's answer kept with the audit row.

@@ -74,6 +74,12 @@ pub const ROUTES: &[Route] = &[
         Admin,
         secrets_retire,
     ),
+    Route::new(
+        Method::POST,
+        "/v1/accounts/{name}/path_token",
+        Admin,
+        path_token_rotate,
+    ),
     Route::new(Method::POST, "/v1/accounts/{name}/try", Admin, try_out),
     Route::new(
         Method::GET,
@@ -290,6 +296,13 @@ fn secrets_add(cx: Ctx<'_>) -> Reply<'_> {
         let (caller, name) = (cx.caller()?, cx.param(0));
         let body = json_body(cx.state, cx.req).await?;
         admin_accounts::add_secret(cx.state, caller, &name, body).await
+    })
+}
+
+fn path_token_rotate(cx: Ctx<'_>) -> Reply<'_> {
+    Box::pin(async move {
+        let name = cx.param(0);
+        admin_accounts::rotate_path_token(cx.state, cx.caller()?, &name).await
     })
 }
 

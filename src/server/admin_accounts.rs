@@ -83,7 +83,9 @@ pub async fn create(
     caller: &Caller,
     body: Value,
 ) -> Result<Response<ResBody>, Problem> {
-    let prepared = state.rules.prepare(body).map_err(invalid)?;
+    let mut prepared = state.rules.prepare(body).map_err(invalid)?;
+    // A path-token account created without its token gets one, shown in this answer only.
+    let generated = fill_path_token(&mut prepared);
     let spec = AccountSpec::from_json(prepared).map_err(invalid)?;
     let now = now_micros();
     let account = compile(spec, false, now, now).map_err(invalid)?;
@@ -104,10 +106,73 @@ pub async fn create(
         .await
         .map_err(store_problem)?;
     let account = state.registry.put(account);
-    Ok(super::http::json(
-        StatusCode::CREATED,
-        &view(state, &account),
-    ))
+    let mut answer = view(state, &account);
+    if let Some(token) = generated {
+        shown_once(&mut answer, &token);
+    }
+    Ok(super::http::json(StatusCode::CREATED, &answer))
+}
+
+/// Puts a generated token into a prepared path-token spec that has none; gives it back.
+fn fill_path_token(prepared: &mut Value) -> Option<String> {
+    let auth = prepared.get_mut("auth")?.as_object_mut()?;
+    if auth.get("type").and_then(Value::as_str) != Some("path_token") {
+        return None;
+    }
+    if auth
+        .get("token")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty())
+    {
+        return None;
+    }
+    let token = crate::verify::generate_path_token();
+    auth.insert("token".into(), Value::String(token.clone()));
+    Some(token)
+}
+
+/// Adds a generated path token to an answer: the only time it is shown.
+fn shown_once(answer: &mut Value, token: &str) {
+    answer["path_token"] = token.into();
+    if let Some(url) = answer["webhook_url"].as_str() {
+        answer["webhook_url"] = format!("{}/{token}", url.trim_end_matches('/')).into();
+    }
+    answer["path_token_note"] =
+        "the generated path token is shown this once; it is stored like any secret and never shown again (rotate it to get a new one)"
+            .into();
+}
+
+/// `POST /v1/accounts/{name}/path_token`: a new generated path token replaces the
+/// account's, and is shown in this answer only.
+pub async fn rotate_path_token(
+    state: &AppState,
+    caller: &Caller,
+    name: &str,
+) -> Result<Response<ResBody>, Problem> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state.registry.get(name).ok_or_else(|| not_found(name))?;
+    let mut spec = current.spec.clone();
+    let crate::account::AuthSpec::PathToken { token } = &mut spec.auth else {
+        return Err(invalid(SpecError::new(
+            "auth",
+            "the account is not reached with a path token (auth.type path_token)",
+        )));
+    };
+    let fresh = crate::verify::generate_path_token();
+    *token = crate::secret::Secret::new(&fresh);
+    let account = commit(
+        state,
+        caller,
+        &current,
+        spec,
+        current.listening,
+        "path_token.rotated",
+        json!({}),
+    )
+    .await?;
+    let mut answer = view(state, &account);
+    shown_once(&mut answer, &fresh);
+    Ok(super::http::json(StatusCode::OK, &answer))
 }
 
 /// `PATCH /v1/accounts/{name}` (JSON Merge Patch), and activate/deactivate.
@@ -179,6 +244,19 @@ async fn commit_update(
     action: &str,
     detail: Value,
 ) -> Result<Response<ResBody>, Problem> {
+    let account = commit(state, caller, current, spec, listening, action, detail).await?;
+    Ok(super::http::json(StatusCode::OK, &view(state, &account)))
+}
+
+async fn commit(
+    state: &AppState,
+    caller: &Caller,
+    current: &CompiledAccount,
+    spec: AccountSpec,
+    listening: bool,
+    action: &str,
+    detail: Value,
+) -> Result<std::sync::Arc<CompiledAccount>, Problem> {
     let name = current.name().to_owned();
     let account = compile(spec, listening, current.created_at, now_micros()).map_err(invalid)?;
     // Forwarding settings are checked against this gateway's channels when they change, so
@@ -197,8 +275,7 @@ async fn commit_update(
         })
         .await
         .map_err(store_problem)?;
-    let account = state.registry.put(account);
-    Ok(super::http::json(StatusCode::OK, &view(state, &account)))
+    Ok(state.registry.put(account))
 }
 
 /// `DELETE /v1/accounts/{name}`: the account goes, its audit rows stay.

@@ -25,12 +25,12 @@ use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
 use crate::event::{Committed, EventRecord, Extracted, Forward, Reason, Status, public_id};
-use crate::handshake::{Answer, GetOutcome};
+use crate::handshake::{Answer, GetOutcome, Handshake};
 use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
 use crate::redact;
 use crate::store::StoreError;
-use crate::verify::{Origin, RequestView};
+use crate::verify::{Fetched, Origin, RequestView};
 
 /// The longest account label stored for a request to an unknown account.
 const MAX_LABEL: usize = 128;
@@ -225,6 +225,53 @@ impl<'a> Row<'a> {
                 )
                 .await;
         }
+        // Trello checks a callback URL with a bare HEAD when a webhook is created.
+        if self.parts.method == Method::HEAD
+            && account.handshake.as_ref().is_some_and(|h| h.answers_head())
+        {
+            return self
+                .handshake(Handshake::head_answer(), body, Extracted::default())
+                .await;
+        }
+        // A challenge in a header (Okta): answered only once the request passes the
+        // account's verification, like any event.
+        if self.parts.method == Method::GET
+            && let Some(answer) = account
+                .handshake
+                .as_ref()
+                .and_then(|h| h.on_get_headers(&self.parts.headers))
+        {
+            let url = self.public_url();
+            let verdict = account
+                .verifier
+                .verify(
+                    &RequestView {
+                        method: self.parts.method.as_str(),
+                        headers: &self.parts.headers,
+                        query: self.parts.uri.query(),
+                        body: &body,
+                        url: &url,
+                        origin: Origin {
+                            path_token: self.path_token.as_deref(),
+                            peer: Some(self.peer.ip()),
+                        },
+                    },
+                    self.received_at / 1_000_000,
+                )
+                .map(|_| ());
+            if let Err(rejection) = verdict {
+                let problem = Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Unauthorized",
+                    "the request could not be verified; the reason is recorded in the gateway's audit log",
+                );
+                return self
+                    .reject_whole(rejection.reason, rejection.detail, body, problem)
+                    .await;
+            }
+            return self.handshake(answer, body, Extracted::default()).await;
+        }
         if self.parts.method == Method::GET
             && let Some(h) = account.handshake.as_ref().filter(|h| h.is_get())
         {
@@ -292,7 +339,73 @@ impl<'a> Row<'a> {
                 .handshake(answer, body.clone(), Extracted::default())
                 .await;
         }
-        let verified = match account.verifier.verify(&view, self.received_at / 1_000_000) {
+        // A token whose key the provider publishes (Google, Plaid): the key is fetched by
+        // the token's kid first; a provider that cannot be asked is a 503, never a forgery.
+        let fetched = match (&account.remote_keys, account.verifier.jwt_key_id(&view)) {
+            (Some(keys), Some(kid)) => match keys.key(&kid).await {
+                Ok(key) => key,
+                Err(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "confirmation_unavailable",
+                        "Service Unavailable",
+                        "the provider's signing keys could not be fetched now; nothing was accepted, please retry",
+                    );
+                    let mut res = self
+                        .reject_whole(
+                            Reason::ConfirmationUnavailable,
+                            format!("the provider's keys could not be fetched: {detail}"),
+                            body.clone(),
+                            problem,
+                        )
+                        .await;
+                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        res.headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+                    }
+                    return res;
+                }
+            },
+            _ => None,
+        };
+        // An SNS message names its signing certificate: fetched (cached) only from an
+        // allowlisted host; an off-list URL is a forgery, an unreachable host a 503.
+        let certificate = match (&account.sns_certs, account.verifier.sns_cert_url(&view)) {
+            (Some(certs), Some(Ok(url))) => match certs.get(&url).await {
+                Ok(pem) => Some(pem),
+                Err(detail) => {
+                    let problem = Problem::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "confirmation_unavailable",
+                        "Service Unavailable",
+                        "the provider's signing certificate could not be fetched now; nothing was accepted, please retry",
+                    );
+                    let mut res = self
+                        .reject_whole(
+                            Reason::ConfirmationUnavailable,
+                            format!("the signing certificate could not be fetched: {detail}"),
+                            body.clone(),
+                            problem,
+                        )
+                        .await;
+                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+                        res.headers_mut()
+                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+                    }
+                    return res;
+                }
+            },
+            _ => None,
+        };
+        let fetched_parts = Fetched {
+            jwt_key: fetched.as_deref(),
+            certificate: certificate.as_deref().map(|c| c.as_slice()),
+        };
+        let verified = match account.verifier.verify_with(
+            &view,
+            self.received_at / 1_000_000,
+            fetched_parts,
+        ) {
             Ok(v) => v,
             Err(rejection) => {
                 let problem = Problem::new(

@@ -40,6 +40,14 @@ pub enum AuthCheck {
     PathToken(Secret),
 }
 
+/// A fresh path token, for an account of the path-token kind created without one: 32
+/// random bytes (256 bits) as unpadded base64url, 43 characters of A-Z a-z 0-9 - _.
+pub fn generate_path_token() -> String {
+    use rand::RngExt;
+    let bytes: [u8; 32] = rand::rng().random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
 /// The shortest path token accepted: a token in a URL is a bearer secret, and a short one
 /// can be guessed.
 pub const MIN_PATH_TOKEN_LEN: usize = 16;

@@ -30,8 +30,12 @@ pub struct JwtCheck {
     algorithm: JwtAlg,
     keys: Vec<DecodingKey>,
     body_hash_claim: Option<String>,
-    issuer: Option<String>,
+    /// The accepted issuers; empty: any.
+    issuers: Vec<String>,
+    audience: Option<String>,
+    claims: Vec<(String, String)>,
     tolerance_secs: u64,
+    iat_tolerance_secs: u64,
 }
 
 impl std::fmt::Debug for JwtCheck {
@@ -49,7 +53,7 @@ impl JwtCheck {
     /// Compiles a spec, refusing one that could not be checked.
     pub fn compile(spec: &JwtSpec) -> Result<Self, SpecError> {
         let header = parse_header_name("jwt.header", &spec.header)?;
-        if spec.secrets.is_empty() {
+        if spec.secrets.is_empty() && spec.remote_keys.is_none() {
             return Err(SpecError::new(
                 "jwt.secrets",
                 "a JWT scheme needs at least one secret or public key (for a preset, give \"secret\")",
@@ -72,8 +76,20 @@ impl JwtCheck {
             algorithm,
             keys,
             body_hash_claim: spec.body_hash_claim.clone().filter(|c| !c.is_empty()),
-            issuer: spec.issuer.clone(),
+            issuers: spec
+                .issuer
+                .iter()
+                .chain(&spec.other_issuers)
+                .cloned()
+                .collect(),
+            audience: spec.audience.clone().filter(|a| !a.is_empty()),
+            claims: spec
+                .claims
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             tolerance_secs: spec.tolerance_secs,
+            iat_tolerance_secs: spec.iat_tolerance_secs.unwrap_or(spec.tolerance_secs),
         })
     }
 
@@ -82,9 +98,8 @@ impl JwtCheck {
         self.header.as_str()
     }
 
-    /// Checks the token against every key, then its issuer, times and body claim; gives
-    /// the verified claims.
-    pub fn check(&self, req: &RequestView<'_>, now_secs: i64) -> Result<Claims, Rejection> {
+    /// The token's text, after the prefix.
+    fn token(&self, req: &RequestView<'_>) -> Result<String, Rejection> {
         let bad = |detail: String| Rejection::new(Reason::BadSignature, detail);
         let Some(raw) = req.headers.get(&self.header) else {
             return Err(bad(format!(
@@ -93,13 +108,39 @@ impl JwtCheck {
             )));
         };
         let text = String::from_utf8_lossy(raw.as_bytes());
-        let token = match &self.prefix {
+        match &self.prefix {
             Some(p) => match text.get(..p.len()) {
-                Some(head) if head.eq_ignore_ascii_case(p) => text[p.len()..].trim(),
-                _ => return Err(bad(format!("the token does not start with {p:?}"))),
+                Some(head) if head.eq_ignore_ascii_case(p) => Ok(text[p.len()..].trim().to_owned()),
+                _ => Err(bad(format!("the token does not start with {p:?}"))),
             },
-            None => text.trim(),
-        };
+            None => Ok(text.trim().to_owned()),
+        }
+    }
+
+    /// The `kid` in the token's (unverified) header, to look its key up with the provider;
+    /// `None` when there is no token or no `kid`.
+    pub fn key_id(&self, req: &RequestView<'_>) -> Option<String> {
+        let token = self.token(req).ok()?;
+        jsonwebtoken::decode_header(&token).ok()?.kid
+    }
+
+    /// Checks the token against every key, then its issuer, times and body claim; gives
+    /// the verified claims.
+    pub fn check(&self, req: &RequestView<'_>, now_secs: i64) -> Result<Claims, Rejection> {
+        self.check_with(req, now_secs, None)
+    }
+
+    /// Like [`check`](Self::check), with one more key: the one fetched from the provider
+    /// for the token's `kid`.
+    pub fn check_with(
+        &self,
+        req: &RequestView<'_>,
+        now_secs: i64,
+        fetched: Option<&DecodingKey>,
+    ) -> Result<Claims, Rejection> {
+        let bad = |detail: String| Rejection::new(Reason::BadSignature, detail);
+        let token = self.token(req)?;
+        let token = token.as_str();
         let mut validation = Validation::new(self.algorithm);
         // Times are checked below against the gateway's clock, not the system's.
         validation.validate_exp = false;
@@ -108,7 +149,7 @@ impl JwtCheck {
         validation.required_spec_claims.clear();
         let mut claims = None;
         // Every key is tried, so the time taken does not say which one matched.
-        for key in &self.keys {
+        for key in self.keys.iter().chain(fetched) {
             if let Ok(data) = jsonwebtoken::decode::<Claims>(token, key, &validation)
                 && claims.is_none()
             {
@@ -122,10 +163,31 @@ impl JwtCheck {
                     .into(),
             ));
         };
-        if let Some(iss) = &self.issuer
-            && claims.get("iss").and_then(Value::as_str) != Some(iss.as_str())
-        {
-            return Err(bad(format!("the token's issuer is not {iss:?}")));
+        if !self.issuers.is_empty() {
+            let iss = claims.get("iss").and_then(Value::as_str).unwrap_or("");
+            if !self.issuers.iter().any(|i| i == iss) {
+                return Err(bad(format!("the token's issuer is not {:?}", self.issuers)));
+            }
+        }
+        if let Some(aud) = &self.audience {
+            let ok = match claims.get("aud") {
+                Some(Value::String(a)) => a == aud,
+                Some(Value::Array(list)) => list.iter().any(|a| a.as_str() == Some(aud)),
+                _ => false,
+            };
+            if !ok {
+                return Err(bad(format!("the token's audience is not {aud:?}")));
+            }
+        }
+        for (name, want) in &self.claims {
+            let got = match claims.get(name) {
+                Some(Value::String(v)) => Some(v.clone()),
+                Some(Value::Null) | None => None,
+                Some(other) => Some(other.to_string()),
+            };
+            if got.as_deref() != Some(want.as_str()) {
+                return Err(bad(format!("the token's {name} claim is not {want:?}")));
+            }
         }
         if let Some(claim) = &self.body_hash_claim {
             let claimed = claims.get(claim).and_then(Value::as_str).unwrap_or("");
@@ -147,11 +209,12 @@ impl JwtCheck {
         let tol = i64::try_from(self.tolerance_secs).unwrap_or(i64::MAX);
         let stale = |detail: String| Rejection::new(Reason::StaleTimestamp, detail);
         let at = |name: &str| claims.get(name).and_then(Value::as_i64);
+        let iat_tol = i64::try_from(self.iat_tolerance_secs).unwrap_or(i64::MAX);
         if let Some(iat) = at("iat")
-            && now_secs.saturating_sub(iat).abs() > tol
+            && now_secs.saturating_sub(iat).abs() > iat_tol
         {
             return Err(stale(format!(
-                "the token was issued {}s from now; the tolerance is {tol}s",
+                "the token was issued {}s from now; the tolerance is {iat_tol}s",
                 now_secs.saturating_sub(iat).abs()
             )));
         }
@@ -195,28 +258,22 @@ fn key(algorithm: JwtAlgorithm, text: &str, i: usize) -> Result<DecodingKey, Spe
     }
 }
 
+/// Key pairs made for the tests alone (P-256 and RSA-2048), shared with `signer`'s tests.
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secret::Secret;
-    use bytes::Bytes;
-    use hyper::HeaderMap;
-    use jsonwebtoken::{EncodingKey, Header};
-    use serde_json::json;
-
+pub(crate) mod test_keys {
     // Test keys made for these tests alone (P-256 and RSA-2048).
-    const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+    pub(crate) const EC_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
 MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgv/7BBMDn8L5iuPxO
 VS3v2fMQro4jKD+crT1/XjjYyPShRANCAARlBIEB0awnJ/RGyAZCNLKsdXANp4Wk
 /XwyLTQF7zCs3MAlyKw57LnELcOMbadnl/xsEIWghm27n+p8f3wsWf97
 -----END PRIVATE KEY-----
 ";
-    const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+    pub(crate) const EC_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
 MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEZQSBAdGsJyf0RsgGQjSyrHVwDaeF
 pP18Mi00Be8wrNzAJcisOey5xC3DjG2nZ5f8bBCFoIZtu5/qfH98LFn/ew==
 -----END PUBLIC KEY-----
 ";
-    const RSA_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+    pub(crate) const RSA_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
 MIIEvAIBADANBgkqhkiG9w0BAQEFAASCBKYwggSiAgEAAoIBAQCeLR1f5oRkll1i
 qEdyzr81X7n4Aeljzep7aKV7hIHIVcKgcYnbJ8hgRH5Lg7UF/7249mY8sJTrCmtv
 QphC/FzQayP2X3lc7Khaq7WTB5Si7pJofx0YAMbxEEPOdJxJZT9Jdle16o4DTENX
@@ -245,7 +302,7 @@ F6oejYf5p6pdJF8xr2r8NjoZiJkXsfcAGXrnBzT9+n5Vd7ZLhls4KXEe1Qa+8Rlp
 mt0izY6PXIifn9nc7eZm8A==
 -----END PRIVATE KEY-----
 ";
-    const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+    pub(crate) const RSA_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
 MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAni0dX+aEZJZdYqhHcs6/
 NV+5+AHpY83qe2ile4SByFXCoHGJ2yfIYER+S4O1Bf+9uPZmPLCU6wprb0KYQvxc
 0Gsj9l95XOyoWqu1kweUou6SaH8dGADG8RBDznScSWU/SXZXteqOA0xDVwHmVhyH
@@ -255,6 +312,19 @@ mwTnSIFmI9la2mgEH4DkUN8PJP9cQONAkctNcytMAKKqWWo6l9EK7Io3mY6an034
 vwIDAQAB
 -----END PUBLIC KEY-----
 ";
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secret::Secret;
+    use bytes::Bytes;
+    use hyper::HeaderMap;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    use super::test_keys::*;
+
     const NOW: i64 = 1_700_000_000;
     const BODY: &[u8] = br#"{"status":"delivered"}"#;
 
@@ -265,6 +335,11 @@ vwIDAQAB
             algorithm,
             body_hash_claim: Some("payload_hash".into()),
             issuer: Some("Sender".into()),
+            other_issuers: Vec::new(),
+            audience: None,
+            claims: Default::default(),
+            remote_keys: None,
+            iat_tolerance_secs: None,
             tolerance_secs: 300,
             secrets: vec![Secret::new(key)],
         }

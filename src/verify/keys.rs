@@ -137,6 +137,10 @@ pub fn decode_secret(
         SecretEncoding::Hex => {
             hex::decode(text.trim()).map_err(|_| "is not valid hexadecimal".to_owned())
         }
+        SecretEncoding::Sha1Digest => {
+            use sha1::Digest;
+            Ok(sha1::Sha1::digest(text.as_bytes()).to_vec())
+        }
     }
 }
 

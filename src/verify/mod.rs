@@ -10,12 +10,16 @@ mod allowlist;
 mod auth;
 mod grammar;
 mod jwt;
+#[cfg(test)]
+pub(crate) use jwt::test_keys;
 mod keys;
 mod signature;
 mod signed_content;
+mod signed_fields;
+mod sns;
 
 pub use allowlist::IpAllowlist;
-pub use auth::AuthCheck;
+pub use auth::{AuthCheck, generate_path_token};
 pub use grammar::Layout;
 pub use jwt::{Claims, JwtCheck};
 pub use keys::{Inputs, Key, decode_secret, sign};
@@ -23,6 +27,8 @@ pub use signature::{
     SignatureCheck, parse_timestamp, sorted_form_params, with_default_port, without_port,
 };
 pub use signed_content::{Part, SignedContent};
+pub use signed_fields::SignedFields;
+pub use sns::{SnsCheck, canonical as sns_canonical, cert_url_allowed};
 
 use bytes::Bytes;
 use hyper::HeaderMap;
@@ -55,6 +61,16 @@ pub struct Origin<'a> {
     pub path_token: Option<&'a str>,
     /// The peer address of the connection.
     pub peer: Option<std::net::IpAddr>,
+}
+
+/// What was fetched from the provider for one request before it is verified: the key a
+/// token names (Google, Plaid), the certificate an SNS message names.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Fetched<'a> {
+    /// The key for the token's `kid`.
+    pub jwt_key: Option<&'a jsonwebtoken::DecodingKey>,
+    /// The PEM certificate at the message's SigningCertURL.
+    pub certificate: Option<&'a [u8]>,
 }
 
 /// Proof that a request passed its account's verifier.
@@ -102,6 +118,7 @@ pub struct Verifier {
     auth: AuthCheck,
     signature: Option<SignatureCheck>,
     jwt: Option<JwtCheck>,
+    sns: Option<SnsCheck>,
 }
 
 impl Verifier {
@@ -114,6 +131,7 @@ impl Verifier {
             .map(SignatureCheck::compile)
             .transpose()?;
         let jwt = spec.jwt.as_ref().map(JwtCheck::compile).transpose()?;
+        let sns = spec.sns.as_ref().map(SnsCheck::compile).transpose()?;
         let allowlist = spec
             .ip_allowlist
             .as_ref()
@@ -122,6 +140,7 @@ impl Verifier {
         if auth.is_none()
             && signature.is_none()
             && jwt.is_none()
+            && sns.is_none()
             && allowlist.is_none()
             && spec.confirm.is_none()
             && !spec.allow_unverified
@@ -137,6 +156,7 @@ impl Verifier {
             auth,
             signature,
             jwt,
+            sns,
         })
     }
 
@@ -146,6 +166,29 @@ impl Verifier {
         request: &'a RequestView<'a>,
         now_secs: i64,
     ) -> Result<Verified<'a>, Rejection> {
+        self.verify_with(request, now_secs, Fetched::default())
+    }
+
+    /// The SigningCertURL of an SNS message, when the account checks SNS messages: `Ok`
+    /// only for a URL on the allowlist.
+    pub fn sns_cert_url(&self, request: &RequestView<'_>) -> Option<Result<String, Rejection>> {
+        self.sns.as_ref().map(|s| s.cert_url(request))
+    }
+
+    /// The `kid` of the request's token, for an account whose token keys are fetched
+    /// from the provider.
+    pub fn jwt_key_id(&self, request: &RequestView<'_>) -> Option<String> {
+        self.jwt.as_ref().and_then(|j| j.key_id(request))
+    }
+
+    /// Like [`verify`](Self::verify), with the key fetched from the provider for the
+    /// token's `kid` tried besides the account's own.
+    pub fn verify_with<'a>(
+        &self,
+        request: &'a RequestView<'a>,
+        now_secs: i64,
+        fetched: Fetched<'_>,
+    ) -> Result<Verified<'a>, Rejection> {
         if let Some(allowlist) = &self.allowlist {
             allowlist.check(request)?;
         }
@@ -154,9 +197,18 @@ impl Verifier {
             sig.check(request, now_secs)?;
         }
         let claims = match &self.jwt {
-            Some(jwt) => Some(jwt.check(request, now_secs)?),
+            Some(jwt) => Some(jwt.check_with(request, now_secs, fetched.jwt_key)?),
             None => None,
         };
+        if let Some(sns) = &self.sns {
+            let Some(cert) = fetched.certificate else {
+                return Err(Rejection::new(
+                    Reason::BadSignature,
+                    "the message's signing certificate was not fetched",
+                ));
+            };
+            sns.check(request, cert)?;
+        }
         Ok(Verified { request, claims })
     }
 

@@ -18,6 +18,7 @@ use super::auth::parse_header_name;
 use super::grammar::Layout;
 use super::keys::{Inputs, Key};
 use super::signed_content::{Part, SignedContent};
+use super::signed_fields::SignedFields;
 use super::{Rejection, RequestView};
 use crate::account::{Algorithm, Encoding, SignatureSpec, SpecError, TimestampFormat};
 use crate::event::Reason;
@@ -52,6 +53,9 @@ pub struct SignatureCheck {
     url_port_variants: bool,
     /// More places of the same kind as `location` that may carry signatures.
     alternatives: Vec<Source>,
+    /// For a scheme that signs chosen fields of each item (Adyen): the items and fields;
+    /// `location` is then a path inside each item.
+    fields: Option<SignedFields>,
 }
 
 impl SignatureCheck {
@@ -85,6 +89,31 @@ impl SignatureCheck {
             .collect::<Result<Vec<_>, _>>()?;
         let layout = Layout::compile(spec)?;
         let content = SignedContent::parse(&spec.signed_content)?;
+        let fields = spec
+            .signed_fields
+            .as_ref()
+            .map(SignedFields::compile)
+            .transpose()?;
+        if fields.is_some() {
+            if !matches!(location, Source::Body(_)) {
+                return Err(SpecError::new(
+                    "signature.signature_path",
+                    "signed_fields needs the signature's path inside each item (signature_path)",
+                ));
+            }
+            if content.parts() != [Part::Body]
+                || spec.timestamp_header.is_some()
+                || spec.timestamp_path.is_some()
+                || spec.id_header.is_some()
+                || spec.id_path.is_some()
+            {
+                return Err(SpecError::new(
+                    "signature.signed_fields",
+                    "with signed_fields the fields are what is signed: leave signed_content, \
+                     timestamp and id unset",
+                ));
+            }
+        }
         let timestamp = source(
             "signature.timestamp",
             spec.timestamp_header.as_deref(),
@@ -144,6 +173,7 @@ impl SignatureCheck {
             body_digest_param: spec.body_digest_param.clone().filter(|p| !p.is_empty()),
             url_port_variants: spec.url_port_variants,
             alternatives,
+            fields,
         })
     }
 
@@ -169,9 +199,14 @@ impl SignatureCheck {
             Source::Body(_) => body_fields(req),
             _ => None,
         };
+        let scopes: Vec<&Value> = match (&self.fields, &json) {
+            (Some(f), Some(j)) => f.items(j).unwrap_or_default(),
+            (None, Some(j)) => vec![j],
+            (_, None) => Vec::new(),
+        };
         self.locations().any(|src| match src {
             Source::Header(h) => req.headers.contains_key(h),
-            Source::Body(path) => json.as_ref().is_some_and(|j| path.value(j).is_some()),
+            Source::Body(path) => scopes.iter().any(|j| path.value(j).is_some()),
             Source::SignatureHeader => false,
         })
     }
@@ -180,6 +215,12 @@ impl SignatureCheck {
     /// says, with the URL as received: the same request always hashes the same, and
     /// anything the signature does not cover does not change it.
     pub fn signed_sha256(&self, req: &RequestView<'_>) -> [u8; 32] {
+        if let Some(fields) = &self.fields {
+            let content = body_fields(req)
+                .map(|j| fields.all_content(&j))
+                .unwrap_or_default();
+            return Sha256::digest(content).into();
+        }
         let json = if self.reads_body() {
             body_fields(req)
         } else {
@@ -248,6 +289,9 @@ impl SignatureCheck {
         } else {
             None
         };
+        if let (Some(fields), Some(json)) = (&self.fields, &json) {
+            return self.check_items(fields, json);
+        }
         let raws: Vec<Cow<'_, [u8]>> = self
             .locations()
             .filter_map(|src| self.read(src, req, json.as_ref(), None))
@@ -345,6 +389,59 @@ impl SignatureCheck {
             self.check_freshness(&ts, now_secs)?;
         }
         Ok(())
+    }
+
+    /// Checks a scheme that signs chosen fields of each item: every item must carry a
+    /// signature that matches its own fields under one of the keys.
+    fn check_items(&self, fields: &SignedFields, json: &Value) -> Result<(), Rejection> {
+        let bad = |detail: String| Rejection::new(Reason::BadSignature, detail);
+        let Some(items) = fields.items(json) else {
+            return Err(bad("the body holds no items to verify".into()));
+        };
+        for (i, item) in items.into_iter().enumerate() {
+            let decoded: Vec<Vec<u8>> = self
+                .locations()
+                .filter_map(|src| match src {
+                    Source::Body(path) => path.text(item),
+                    _ => None,
+                })
+                .flat_map(|raw| {
+                    self.layout
+                        .split(raw.as_bytes())
+                        .signatures
+                        .iter()
+                        .filter_map(|s| self.decode(s))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            if decoded.is_empty() {
+                return Err(bad(format!(
+                    "item {i} carries no signature in the expected form"
+                )));
+            }
+            let content = fields.content(item);
+            let mut matched = false;
+            for key in &self.keys {
+                matched |= match key {
+                    Key::Mac(_, secret) if fields.is_digest() => {
+                        fields.digest_matches(&content, secret, &decoded)
+                    }
+                    _ => key.verify(&self.content, Inputs::body(&content), &decoded),
+                };
+            }
+            if !matched {
+                return Err(bad(format!(
+                    "item {i}'s signature does not match its signed fields under any of the \
+                     account's secrets"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The field layout, for a scheme that signs chosen fields of each item.
+    pub fn signed_fields(&self) -> Option<&SignedFields> {
+        self.fields.as_ref()
     }
 
     fn reads_body(&self) -> bool {

@@ -30,6 +30,7 @@ fn spec(content: &str, secrets: &[&str]) -> SignatureSpec {
         body_digest_param: None,
         url_port_variants: false,
         alternatives: Vec::new(),
+        signed_fields: None,
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
     }
 }

@@ -675,3 +675,85 @@ async fn time_range_and_outcome_filters_are_exact() {
     assert!(!duplicates.is_empty() && rejected.len() == 5);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_path_token_made_by_the_gateway_is_shown_once_works_and_rotates() {
+    let gw = spawn_gateway().await;
+    let f = crate::fixtures::Fixture::load("africas_talking", "delivery_report");
+    let headers: Vec<(&str, &str)> = f
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let created = gw
+        .create_account(json!({"name": "at", "provider": "africas_talking"}))
+        .await;
+    let token = created["path_token"]
+        .as_str()
+        .expect("a generated token in the create answer")
+        .to_owned();
+    assert!(
+        token.len() >= 43
+            && token
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+        "{token}"
+    );
+    assert!(
+        created["webhook_url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with(&format!("/hooks/at/{token}"))),
+        "{created}"
+    );
+    // Never shown again: not by the account, the list or the change log.
+    for path in ["/v1/accounts/at", "/v1/accounts", "/v1/changes?account=at"] {
+        let shown = gw.admin_call(Method::GET, path, None).await;
+        assert_eq!(shown.status, 200, "{path}");
+        assert!(
+            !String::from_utf8_lossy(&shown.body).contains(&token),
+            "{path} shows the token"
+        );
+    }
+    let hook = |t: &str| format!("at/{t}");
+    let ok = gw.post_hook(&hook(&token), &headers, f.body.clone()).await;
+    assert_eq!(ok.status, 200, "{:?}", ok.json());
+    let wrong = gw
+        .post_hook(
+            &hook("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            &headers,
+            f.body.clone(),
+        )
+        .await;
+    assert_eq!(wrong.status, 401);
+
+    let rotated = gw
+        .admin_call(Method::POST, "/v1/accounts/at/path_token", None)
+        .await;
+    assert_eq!(rotated.status, 200, "{:?}", rotated.json());
+    let fresh = rotated.json()["path_token"]
+        .as_str()
+        .expect("the new token in the rotate answer")
+        .to_owned();
+    assert_ne!(fresh, token);
+    let old = gw.post_hook(&hook(&token), &headers, f.body.clone()).await;
+    assert_eq!(old.status, 401, "the old token no longer works");
+    let new = gw.post_hook(&hook(&fresh), &headers, f.body.clone()).await;
+    assert_eq!(new.status, 200, "{:?}", new.json());
+    let shown = gw.admin_call(Method::GET, "/v1/accounts/at", None).await;
+    assert!(!String::from_utf8_lossy(&shown.body).contains(&fresh));
+    // A token given at creation is the user's, and is not echoed back.
+    let given = gw
+        .create_account(json!({"name": "at2", "provider": "africas_talking",
+                               "secret": "a-token-of-my-own-choosing"}))
+        .await;
+    assert!(given.get("path_token").is_none(), "{given}");
+    // Only a path-token account has one to rotate.
+    gw.create_account(json!({"name": "signed", "provider": "github", "secret": "s"}))
+        .await;
+    let refused = gw
+        .admin_call(Method::POST, "/v1/accounts/signed/path_token", None)
+        .await;
+    assert_eq!(refused.status, 422);
+    assert_eq!(refused.json()["field"], "auth");
+    gw.stop().await;
+}

@@ -303,16 +303,28 @@ impl Browser {
     }
 
     /// Waits for a finished download whose name ends with `suffix`; returns its bytes.
+    /// Finished means no partial file is left beside it: Chromium writes to
+    /// `*.crdownload` and renames it; Firefox creates the name empty at once and writes to
+    /// `*.part` until it moves that over it. Every export has at least a line, so an empty
+    /// file is not finished either.
     pub async fn downloaded(&self, suffix: &str) -> Vec<u8> {
         let start = Instant::now();
         loop {
-            let found = std::fs::read_dir(&self.downloads)
+            let files: Vec<PathBuf> = std::fs::read_dir(&self.downloads)
                 .into_iter()
                 .flatten()
                 .flatten()
                 .map(|e| e.path())
-                .find(|p| p.to_string_lossy().ends_with(suffix));
-            if let Some(path) = found {
+                .collect();
+            let partial = files.iter().any(|p| {
+                let name = p.to_string_lossy();
+                name.ends_with(".part") || name.ends_with(".crdownload")
+            });
+            let found = files.iter().find(|p| p.to_string_lossy().ends_with(suffix));
+            // An export is never empty, so an empty file is one still being written.
+            let complete =
+                |p: &&PathBuf| !partial && std::fs::metadata(p).is_ok_and(|m| m.len() > 0);
+            if let Some(path) = found.filter(complete) {
                 return std::fs::read(path).expect("read download");
             }
             assert!(start.elapsed() < DEADLINE, "no download *{suffix}");

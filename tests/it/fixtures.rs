@@ -253,6 +253,20 @@ async fn every_fixture_gets_its_verdict_row_and_fields_over_real_http() {
         if rule.account.contains_key("confirm") {
             continue;
         }
+        // AWS SNS is proven against a local certificate host in `sns`.
+        if rule.account.contains_key("sns") {
+            continue;
+        }
+        // A token whose keys the provider publishes (Google, Plaid) is proven against a
+        // local key server in `remote_keys`.
+        if rule
+            .account
+            .get("jwt")
+            .and_then(|j| j.get("remote_keys"))
+            .is_some()
+        {
+            continue;
+        }
         let (good, bad) = seen.get(&rule.name).copied().unwrap_or_default();
         assert!(
             good >= 1 && bad >= 3,

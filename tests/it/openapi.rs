@@ -519,6 +519,24 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         "/v1/accounts/shop/secrets/0",
         A,
     ));
+    // A generated path token, rotated: on a path-token account, on none, without a token,
+    // as the auditor, and on an account that has no path token.
+    gw.create_account(json!({"name": "by_path", "provider": "africas_talking"}))
+        .await;
+    let rotate = ("post", "/v1/accounts/{name}/path_token");
+    for (name, token) in [
+        ("by_path", A),
+        ("nope", A),
+        ("by_path", None),
+        ("by_path", R),
+        ("shop", A),
+    ] {
+        walk.push(call(
+            rotate,
+            &format!("/v1/accounts/{name}/path_token"),
+            token,
+        ));
+    }
     walk.push(call(
         ("delete", "/v1/accounts/{name}"),
         "/v1/accounts/made",

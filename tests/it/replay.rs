@@ -245,3 +245,28 @@ async fn zoom_and_calendly_retries_are_duplicates() {
     }
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn an_adyen_batch_resent_is_a_duplicate_and_an_edited_unsigned_field_changes_nothing() {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    let genuine = Fixture::load("adyen", "published_vector");
+    let edited = Fixture::load("adyen", "unsigned_field_changed");
+    let batch = Fixture::load("adyen", "two_item_batch");
+    gw.create_account(genuine.spec("adyen", "ad")).await;
+    clock.set(genuine.now * 1_000_000);
+    let first = send(&gw, "ad", &pairs(&genuine), &genuine.body).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    // Adyen's retry resends the same batch.
+    let retry = send(&gw, "ad", &pairs(&genuine), &genuine.body).await;
+    assert_eq!(retry["status"], "duplicate", "{retry}");
+    // A copy with an unsigned field edited is not a new event.
+    let copy = send(&gw, "ad", &pairs(&edited), &edited.body).await;
+    assert_eq!(copy["status"], "duplicate", "{copy}");
+    assert_eq!(copy["event_id"], first["event_id"]);
+    // A batch that adds an event about the same payment (a CAPTURE) is new.
+    let more = send(&gw, "ad", &pairs(&batch), &batch.body).await;
+    assert_eq!(more["status"], "accepted", "{more}");
+    assert_ne!(more["event_id"], first["event_id"]);
+    gw.stop().await;
+}

@@ -42,12 +42,16 @@ mod presets;
 mod process;
 #[path = "../it/props.rs"]
 mod props;
+#[path = "../it/remote_keys.rs"]
+mod remote_keys;
 #[path = "../it/replay.rs"]
 mod replay;
 #[path = "../it/roles.rs"]
 mod roles;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/sns.rs"]
+mod sns;
 #[path = "../it/support.rs"]
 mod support;
 #[path = "../it/tamper.rs"]
