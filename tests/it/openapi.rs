@@ -105,6 +105,30 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    let mut not_json = Vec::new();
+    // Bodies that are not JSON: 400, before anything is looked up.
+    for (op, path) in [
+        (
+            ("post", "/v1/accounts/{name}/destinations"),
+            "/v1/accounts/shop/destinations",
+        ),
+        (
+            ("patch", "/v1/accounts/{name}/destinations/{dest}"),
+            "/v1/accounts/shop/destinations/backend",
+        ),
+        (
+            (
+                "post",
+                "/v1/accounts/{name}/destinations/{dest}/rotate-secret",
+            ),
+            "/v1/accounts/shop/destinations/backend/rotate-secret",
+        ),
+        (("post", "/v1/deliveries/redrive"), "/v1/deliveries/redrive"),
+    ] {
+        let mut c = call(op, path, A);
+        c.body = Some("not json".into());
+        not_json.push(c);
+    }
     let acc = ("get", "/v1/accounts");
     let dest_url = json!({"name": "backend", "url": "https://hooks.example.com/in"});
     let mut walk = vec![
@@ -288,6 +312,11 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
             None,
         ),
         call(
+            ("post", "/v1/deliveries/{id}/redeliver"),
+            "/v1/deliveries/0/redeliver",
+            A,
+        ),
+        call(
             ("delete", "/v1/accounts/{name}/destinations/{dest}"),
             "/v1/accounts/shop/destinations/backend",
             A,
@@ -449,6 +478,7 @@ async fn every_route_and_documented_answer_holds_against_the_running_gateway() {
         call(("post", "/v1/accounts"), "/v1/accounts", None),
         with_body(call(("post", "/v1/accounts"), "/v1/accounts", R), json!({})),
     ];
+    walk.append(&mut not_json);
     let name_ops: [(&str, &str, Option<Value>); 9] = [
         ("get", "/v1/accounts/{name}", None),
         (
