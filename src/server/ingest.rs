@@ -345,25 +345,13 @@ impl<'a> Row<'a> {
             (Some(keys), Some(kid)) => match keys.key(&kid).await {
                 Ok(key) => key,
                 Err(detail) => {
-                    let problem = Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "confirmation_unavailable",
-                        "Service Unavailable",
-                        "the provider's signing keys could not be fetched now; nothing was accepted, please retry",
-                    );
-                    let mut res = self
-                        .reject_whole(
-                            Reason::ConfirmationUnavailable,
+                    return self
+                        .provider_unavailable(
+                            "the provider's signing keys could not be fetched now",
                             format!("the provider's keys could not be fetched: {detail}"),
                             body.clone(),
-                            problem,
                         )
                         .await;
-                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-                        res.headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-                    }
-                    return res;
                 }
             },
             _ => None,
@@ -374,25 +362,13 @@ impl<'a> Row<'a> {
             (Some(certs), Some(Ok(url))) => match certs.get(&url).await {
                 Ok(pem) => Some(pem),
                 Err(detail) => {
-                    let problem = Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "confirmation_unavailable",
-                        "Service Unavailable",
-                        "the provider's signing certificate could not be fetched now; nothing was accepted, please retry",
-                    );
-                    let mut res = self
-                        .reject_whole(
-                            Reason::ConfirmationUnavailable,
+                    return self
+                        .provider_unavailable(
+                            "the provider's signing certificate could not be fetched now",
                             format!("the signing certificate could not be fetched: {detail}"),
                             body.clone(),
-                            problem,
                         )
                         .await;
-                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-                        res.headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-                    }
-                    return res;
                 }
             },
             _ => None,
@@ -517,26 +493,13 @@ impl<'a> Row<'a> {
                         .await;
                 }
                 Outcome::Unavailable(detail) => {
-                    let problem = Problem::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "confirmation_unavailable",
-                        "Service Unavailable",
-                        "the event could not be confirmed with its provider now; nothing was accepted, please retry",
-                    );
-                    let detail = format!("the provider could not be asked: {detail}");
-                    let mut res = self
-                        .reject_whole(
-                            Reason::ConfirmationUnavailable,
-                            detail,
+                    return self
+                        .provider_unavailable(
+                            "the event could not be confirmed with its provider now",
+                            format!("the provider could not be asked: {detail}"),
                             body.clone(),
-                            problem,
                         )
                         .await;
-                    if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-                        res.headers_mut()
-                            .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-                    }
-                    return res;
                 }
             }
         }
@@ -666,6 +629,31 @@ impl<'a> Row<'a> {
     }
 
     /// Rejects a request whose whole body was read.
+    /// The provider could not be asked (its status API, its keys, its certificate): a
+    /// recorded 503 with `Retry-After`, so the sender comes back; never read as a forgery.
+    /// `what` says what failed, in the answer; `detail` goes into the row.
+    async fn provider_unavailable(
+        &mut self,
+        what: &str,
+        detail: String,
+        body: Bytes,
+    ) -> Response<ResBody> {
+        let problem = Problem::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "confirmation_unavailable",
+            "Service Unavailable",
+            format!("{what}; nothing was accepted, please retry"),
+        );
+        let mut res = self
+            .reject_whole(Reason::ConfirmationUnavailable, detail, body, problem)
+            .await;
+        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
+            res.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+        }
+        res
+    }
+
     async fn reject_whole(
         &mut self,
         reason: Reason,
