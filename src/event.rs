@@ -80,11 +80,14 @@ pub enum Reason {
     /// The provider's status API could not be asked (down, slow, refused the token): the
     /// sender is answered 503 and retries.
     ConfirmationUnavailable,
+    /// A single-use key (Mailgun's signed token) came back with other content than it was
+    /// first accepted with: a captured signature carrying forged data.
+    ReplayedToken,
 }
 
 impl Reason {
     /// Every reason, for documentation and tests.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::UnknownAccount,
         Reason::InactiveAccount,
         Reason::MethodNotAllowed,
@@ -101,6 +104,7 @@ impl Reason {
         Reason::TooManyConnections,
         Reason::Unconfirmed,
         Reason::ConfirmationUnavailable,
+        Reason::ReplayedToken,
     ];
 
     /// The stable snake_case name stored in the audit log.
@@ -122,6 +126,7 @@ impl Reason {
             Reason::TooManyConnections => "too_many_connections",
             Reason::Unconfirmed => "unconfirmed",
             Reason::ConfirmationUnavailable => "confirmation_unavailable",
+            Reason::ReplayedToken => "replayed_token",
         }
     }
 
@@ -153,7 +158,8 @@ pub struct EventRecord {
     pub received_at: i64,
     /// The account segment of the URL as received (lossy UTF-8, bounded in length).
     pub account: String,
-    /// Accepted or rejected; the writer may turn `Accepted` into `Duplicate`.
+    /// Accepted or rejected; the writer may turn `Accepted` into `Duplicate` (or, for a
+    /// single-use key that came back with other content, into `Rejected`).
     pub status: Status,
     /// Set when `status` is `Rejected`.
     pub reason: Option<Reason>,
@@ -187,6 +193,10 @@ pub struct EventRecord {
     pub forward: Forward,
     /// The account's destinations this event is delivered to if it is a first acceptance.
     pub destinations: Vec<String>,
+    /// For an account whose dedupe key is single-use (`dedupe_single_use`), the SHA-256
+    /// of the body: the one content the key may come back with (an honest retry). The
+    /// writer stores it with the key and refuses the key with any other.
+    pub dedupe_content: Option<[u8; 32]>,
 }
 
 /// What happens to an accepted event on the way out.
@@ -216,8 +226,11 @@ pub struct Committed {
     pub seq: i64,
     /// The final status (the writer decides `Duplicate`).
     pub status: Status,
-    /// For a duplicate, the sequence number of the event first accepted with that id.
+    /// For a duplicate (or a replayed single-use key), the sequence number of the event
+    /// first accepted with that id.
     pub original_seq: Option<i64>,
+    /// Set when the writer refused the record (`Reason::ReplayedToken`).
+    pub reason: Option<Reason>,
 }
 
 /// Formats an audit row's public id.

@@ -105,6 +105,12 @@ pub fn compile(
         .transpose()?;
     let extractor = Extractor::compile(&spec.paths)?;
     let dedupe = DedupeKey::compile(&spec)?;
+    if spec.dedupe_single_use && spec.dedupe_key.is_empty() && spec.paths.event_id.is_none() {
+        return Err(SpecError::new(
+            "dedupe_single_use",
+            "a single-use key needs a key: set dedupe_key or paths.event_id",
+        ));
+    }
     let confirm = spec
         .confirm
         .as_ref()

@@ -81,6 +81,12 @@ pub struct AccountSpec {
     /// event's `event_id`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dedupe_key: Vec<String>,
+    /// The dedupe key is a single-use token that must not carry other content (Mailgun's
+    /// signed token, whose signature does not cover the event data): the same key with
+    /// the same body is a retry (`duplicate`); with any other body it is refused
+    /// `replayed_token` (401), never accepted.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dedupe_single_use: bool,
     /// The answer the provider expects to an accepted (or duplicate) event, when it is not
     /// hookgate's JSON.
     #[serde(default, skip_serializing_if = "Option::is_none")]

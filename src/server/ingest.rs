@@ -518,10 +518,29 @@ impl<'a> Row<'a> {
             &record.extracted,
             &payload,
         );
+        // A single-use key may come back only with the body it was first accepted with.
+        if account.spec.dedupe_single_use {
+            record.dedupe_content = record.body_sha256;
+        }
         let to_destinations = !record.destinations.is_empty();
         let handled = record.handle_micros;
         let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
+            Ok(c) if c.status == Status::Rejected => {
+                // The writer refused a single-use key that came back with other content.
+                metrics.record(c.status, c.reason, handled);
+                self.committed(&c, c.reason);
+                // Answered as any request that could not be verified: the reason is the
+                // audit row's, not the sender's to learn.
+                Problem::new(
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    "Unauthorized",
+                    "the request could not be verified; the reason is recorded in the gateway's audit log",
+                )
+                .with("id", public_id(c.seq))
+                .response()
+            }
             Ok(c) => {
                 metrics.record(c.status, None, handled);
                 self.committed(&c, None);
@@ -774,6 +793,7 @@ impl<'a> Row<'a> {
             handle_micros: self.started.elapsed().as_micros() as i64,
             forward: Forward::None,
             destinations: Vec::new(),
+            dedupe_content: None,
         }
     }
 }

@@ -6,7 +6,7 @@
 //! another verifies unchanged. It must never read a clock or do I/O.
 
 use crate::chain::{self, Field, Hash};
-use crate::event::{EventRecord, Forward, Status};
+use crate::event::{EventRecord, Forward, Reason, Status};
 use crate::store::{Change, StreamItem};
 
 /// An event row ready to store.
@@ -16,6 +16,10 @@ pub struct EventRow<'a> {
     pub seq: i64,
     /// The decided status (a first acceptance, a duplicate, or as the record says).
     pub status: Status,
+    /// The decided reason: the record's, or the writer's refusal of a replayed key.
+    pub reason: Option<Reason>,
+    /// The decided detail: the record's, or the writer's refusal's.
+    pub detail: Option<&'a str>,
     /// The row's chain hash (encoding v2).
     pub hash: Hash,
     /// `skipped` or `pending` for a listening account's first acceptance, else none.
@@ -29,6 +33,27 @@ pub struct EventRow<'a> {
 impl<'a> EventRow<'a> {
     /// Prepares `r` as the row at `seq` with `status`, chained from `prev`.
     pub fn new(r: &'a EventRecord, status: Status, seq: i64, prev: &Hash) -> EventRow<'a> {
+        EventRow::decided(r, (status, r.reason, r.detail.as_deref()), seq, prev)
+    }
+
+    /// Prepares `r`, which the record says is accepted, as a row the writer refused for
+    /// `reason`, with `detail` instead of the record's.
+    pub fn refused(
+        r: &'a EventRecord,
+        reason: Reason,
+        detail: &'a str,
+        seq: i64,
+        prev: &Hash,
+    ) -> EventRow<'a> {
+        EventRow::decided(r, (Status::Rejected, Some(reason), Some(detail)), seq, prev)
+    }
+
+    fn decided(
+        r: &'a EventRecord,
+        (status, reason, detail): (Status, Option<Reason>, Option<&'a str>),
+        seq: i64,
+        prev: &Hash,
+    ) -> EventRow<'a> {
         // The chain takes the stored body as its digest (encoding v2). A body stored whole
         // has the digest the front computed; a cut one is hashed here (a rejection's, at
         // most `limits.rejected_body_bytes`; a hash-only account's stored body is empty).
@@ -43,8 +68,8 @@ impl<'a> EventRow<'a> {
             Field::Int(r.received_at),
             Field::from(r.account.as_str()),
             Field::from(status.as_str()),
-            Field::from(r.reason.map(|x| x.as_str())),
-            Field::from(r.detail.as_deref()),
+            Field::from(reason.map(|x| x.as_str())),
+            Field::from(detail),
             Field::from(e.event_id.as_deref()),
             Field::from(e.event_type.as_deref()),
             Field::from(e.sender.as_deref()),
@@ -82,6 +107,8 @@ impl<'a> EventRow<'a> {
         EventRow {
             seq,
             status,
+            reason,
+            detail,
             hash,
             forward_status,
             streamed,

@@ -10,6 +10,7 @@
 pub mod anchoring;
 pub mod audit;
 pub mod chained;
+pub mod dedupe;
 pub mod export;
 pub mod migrate;
 pub mod postgres;

@@ -42,6 +42,7 @@ mod replay;
 mod roles;
 mod secrets;
 mod service;
+mod single_use;
 mod sns;
 mod status_api;
 mod storage;

@@ -15,7 +15,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 use crate::pg;
 use crate::process::{self, Proc};
-use crate::support::{ADMIN_TOKEN, TEST_SECRET_KEY};
+use crate::support::{ADMIN_TOKEN, TEST_SECRET_KEY, hmac_sha256_hex, now_secs};
 
 /// The bearer token of the test account `shop`.
 const SHOP_TOKEN: &str = "shop-token-0123";
@@ -176,6 +176,103 @@ async fn the_same_ids_sent_to_two_nodes_at_once_are_accepted_once() {
             1,
             "{id}'s copy a duplicate"
         );
+    }
+    let (rows, _) = assert_chains(&b, &url).await;
+    assert_eq!(rows, 120);
+    a.term(Duration::from_secs(15)).await;
+    b.term(Duration::from_secs(15)).await;
+}
+
+/// A Mailgun delivery signed with `key` now: the signature block over `token`, around
+/// event data naming `recipient`.
+fn mailgun_body(key: &str, token: &str, recipient: &str) -> String {
+    let ts = now_secs().to_string();
+    let sig = hmac_sha256_hex(key.as_bytes(), format!("{ts}{token}").as_bytes());
+    json!({"signature": {"token": token, "timestamp": ts, "signature": sig},
+           "event-data": {"event": "delivered", "recipient": recipient}})
+    .to_string()
+}
+
+async fn post_body(p: &str, account: &str, body: String) -> Answer {
+    HttpClient::default()
+        .send(
+            Method::POST,
+            &format!("{p}/hooks/{account}"),
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+        .expect("answered")
+}
+
+fn count(url: &str, sql: &str) -> i64 {
+    pg::psql(url, sql)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .trim()
+        .parse()
+        .expect("a count")
+}
+
+#[tokio::test]
+async fn one_mailgun_token_at_two_nodes_at_once_is_one_event_and_other_data_is_refused() {
+    const KEY: &str = "key-cluster-signing-key-0123456789";
+    let url = pg::server().fresh_database();
+    let (a, b) = tokio::join!(node(&url, &[]), node(&url, &[]));
+    let spec = json!({"name": "mg", "provider": "mailgun", "secret": KEY});
+    let made = admin(&a, Method::POST, "/v1/accounts", Some(spec)).await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    until(
+        Duration::from_secs(1),
+        "the account reaches node b",
+        || async { admin(&b, Method::GET, "/v1/accounts/mg", None).await.status == 200 },
+    )
+    .await;
+    // Tokens 0..30: a genuine body to one node and forged event data under the same
+    // signature block to the other, at once. Tokens 30..60: Mailgun's retry, the same
+    // body to both.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let token = format!("cluster-token-{i:02}-0123456789abcdef");
+        let genuine = mailgun_body(KEY, &token, "alice@example.com");
+        let other = if i < 30 {
+            genuine.replace("alice@example.com", "mallory@example.com")
+        } else {
+            genuine.clone()
+        };
+        for (p, body) in [(a.public.clone(), genuine), (b.public.clone(), other)] {
+            tasks.push(tokio::spawn(async move { post_body(&p, "mg", body).await }));
+        }
+    }
+    for t in tasks {
+        let answer = t.await.expect("sender");
+        let status = answer.json()["status"].as_str().unwrap_or("").to_owned();
+        assert!(
+            (answer.status == 200 && (status == "accepted" || status == "duplicate"))
+                || answer.status == 401,
+            "{:?}",
+            answer.json()
+        );
+    }
+    for i in 0..60 {
+        let token = format!("cluster-token-{i:02}-0123456789abcdef");
+        let with = |what: &str| {
+            count(
+                &url,
+                &format!(
+                    "SELECT count(*) FROM events WHERE account = 'mg' AND event_id = '{token}' AND {what}"
+                ),
+            )
+        };
+        assert_eq!(with("status = 'accepted'"), 1, "{token}: one event");
+        if i < 30 {
+            assert_eq!(
+                with("status = 'rejected' AND reason = 'replayed_token'"),
+                1,
+                "{token}: the other body refused"
+            );
+        } else {
+            assert_eq!(with("status = 'duplicate'"), 1, "{token}: the retry");
+        }
     }
     let (rows, _) = assert_chains(&b, &url).await;
     assert_eq!(rows, 120);

@@ -50,6 +50,8 @@ mod replay;
 mod roles;
 #[path = "../it/secrets.rs"]
 mod secrets;
+#[path = "../it/single_use.rs"]
+mod single_use;
 #[path = "../it/sns.rs"]
 mod sns;
 #[path = "../it/support.rs"]

@@ -18,10 +18,11 @@ use tokio_postgres::Transaction;
 
 use super::admin_write;
 use crate::chain::{self, Hash};
-use crate::event::{Committed, EventRecord, Status};
+use crate::event::{Committed, EventRecord, Reason, Status};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 use crate::store::chained::EventRow;
+use crate::store::dedupe::{self, Seen, Verdict};
 use crate::store::queue::Job;
 
 /// What the writer shares with the rest of the engine.
@@ -343,18 +344,19 @@ async fn insert_events(
             ids.push(id.as_str());
         }
     }
-    let mut known: HashMap<(String, String), i64> = HashMap::new();
+    // Each known id's first seq and the content hash stored with it (a single-use key's).
+    let mut known: HashMap<(String, String), (i64, Option<Vec<u8>>)> = HashMap::new();
     if !ids.is_empty() {
         for row in tx
             .query(
-                "SELECT d.account, d.event_id, d.seq FROM dedupe d
+                "SELECT d.account, d.event_id, d.seq, d.content_sha256 FROM dedupe d
                  JOIN unnest($1::text[], $2::text[]) AS k(account, event_id)
                    USING (account, event_id)",
                 &[&accounts, &ids],
             )
             .await?
         {
-            known.insert((row.get(0), row.get(1)), row.get(2));
+            known.insert((row.get(0), row.get(1)), (row.get(2), row.get(3)));
         }
     }
     let mut rows = Columns::default();
@@ -363,24 +365,39 @@ async fn insert_events(
     let mut prev = head.hash;
     for r in records {
         seq += 1;
-        let mut status = r.status;
-        let mut original_seq = None;
-        if status == Status::Accepted
+        // The dedupe decision, inside the locked head: two nodes with the same id are
+        // decided one after the other, and a copy later in this run sees the first.
+        let mut verdict = Verdict::First;
+        if r.status == Status::Accepted
             && let Some(id) = &r.extracted.event_id
         {
             let key = (r.account.clone(), id.clone());
-            match known.get(&key) {
-                Some(first) => {
-                    status = Status::Duplicate;
-                    original_seq = Some(*first);
-                }
-                None => {
-                    rows.dedupe(r, id, seq);
-                    known.insert(key, seq);
-                }
+            let seen = known.get(&key).map(|(seq, content)| Seen {
+                seq: *seq,
+                content: content.as_deref(),
+            });
+            verdict = dedupe::decide(seen, r.dedupe_content.as_ref());
+            if verdict == Verdict::First {
+                rows.dedupe(r, id, seq);
+                known.insert(key, (seq, r.dedupe_content.map(|h| h.to_vec())));
             }
         }
-        let row = EventRow::new(r, status, seq, &prev);
+        let (row, original_seq) = match verdict {
+            Verdict::First => (EventRow::new(r, r.status, seq, &prev), None),
+            Verdict::Duplicate(first) => {
+                (EventRow::new(r, Status::Duplicate, seq, &prev), Some(first))
+            }
+            Verdict::Replayed(first) => (
+                EventRow::refused(
+                    r,
+                    Reason::ReplayedToken,
+                    dedupe::REPLAYED_DETAIL,
+                    seq,
+                    &prev,
+                ),
+                Some(first),
+            ),
+        };
         prev = row.hash;
         rows.event(r, &row);
         out.push((
@@ -388,6 +405,7 @@ async fn insert_events(
                 seq,
                 status: row.status,
                 original_seq,
+                reason: row.reason,
             },
             row.streamed,
         ));
@@ -428,6 +446,7 @@ struct Columns<'a> {
     dedupe_account: Vec<&'a str>,
     dedupe_id: Vec<&'a str>,
     dedupe_seq: Vec<i64>,
+    dedupe_content: Vec<Option<&'a [u8]>>,
     outbox_seq: Vec<i64>,
     outbox_account: Vec<&'a str>,
     outbox_recipient: Vec<&'a str>,
@@ -446,6 +465,8 @@ impl<'a> Columns<'a> {
         self.dedupe_account.push(&r.account);
         self.dedupe_id.push(id);
         self.dedupe_seq.push(seq);
+        self.dedupe_content
+            .push(r.dedupe_content.as_ref().map(|h| &h[..]));
     }
 
     fn event(&mut self, r: &'a EventRecord, row: &EventRow<'a>) {
@@ -454,8 +475,8 @@ impl<'a> Columns<'a> {
         self.received_at.push(r.received_at);
         self.account.push(&r.account);
         self.status.push(row.status.as_str());
-        self.reason.push(r.reason.map(|x| x.as_str()));
-        self.detail.push(r.detail.as_deref());
+        self.reason.push(row.reason.map(|x| x.as_str()));
+        self.detail.push(row.detail);
         self.event_id.push(e.event_id.as_deref());
         self.event_type.push(e.event_type.as_deref());
         self.sender.push(e.sender.as_deref());
@@ -537,9 +558,14 @@ impl<'a> Columns<'a> {
         .await?;
         if !self.dedupe_seq.is_empty() {
             tx.execute(
-                "INSERT INTO dedupe (account, event_id, seq)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
-                &[&self.dedupe_account, &self.dedupe_id, &self.dedupe_seq],
+                "INSERT INTO dedupe (account, event_id, seq, content_sha256)
+                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bytea[])",
+                &[
+                    &self.dedupe_account,
+                    &self.dedupe_id,
+                    &self.dedupe_seq,
+                    &self.dedupe_content,
+                ],
             )
             .await?;
         }

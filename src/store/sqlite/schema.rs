@@ -260,6 +260,11 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dedupe ADD COLUMN received_at INTEGER;
     CREATE INDEX dedupe_expiry ON dedupe(received_at) WHERE received_at IS NOT NULL;
     ",
+    // 15: a single-use dedupe key keeps the SHA-256 of the content it was first accepted
+    // with, so the same key with other content is refused (NULL for any other key).
+    "
+    ALTER TABLE dedupe ADD COLUMN content_sha256 BLOB;
+    ",
 ];
 
 /// How many migrations this build knows: the version of a current database.

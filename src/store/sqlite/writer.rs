@@ -16,9 +16,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::schema;
 use crate::chain::{self, Hash};
 use crate::config::Storage;
-use crate::event::{Committed, EventRecord, Status};
+use crate::event::{Committed, EventRecord, Reason, Status};
 use crate::metrics::Metrics;
 use crate::store::chained::EventRow;
+use crate::store::dedupe::{self, Seen, Verdict};
 use crate::store::queue::Job;
 use crate::store::{StoreError, StreamItem};
 
@@ -606,24 +607,54 @@ fn insert_event(
     heads: &mut Heads,
     r: &EventRecord,
 ) -> rusqlite::Result<(Committed, Option<StreamItem>)> {
-    let mut status = r.status;
-    let mut original_seq = None;
     let seq = heads.next_event;
-    if status == Status::Accepted
+    // The dedupe decision: asked and recorded in this transaction, so two copies in one
+    // group are decided like two in separate groups.
+    let mut verdict = Verdict::First;
+    if r.status == Status::Accepted
         && let Some(id) = &r.extracted.event_id
     {
-        original_seq = tx
-            .prepare_cached("SELECT seq FROM dedupe WHERE account = ?1 AND event_id = ?2")?
-            .query_row(params![r.account, id], |row| row.get(0))
+        let seen: Option<(i64, Option<Vec<u8>>)> = tx
+            .prepare_cached(
+                "SELECT seq, content_sha256 FROM dedupe WHERE account = ?1 AND event_id = ?2",
+            )?
+            .query_row(params![r.account, id], |row| Ok((row.get(0)?, row.get(1)?)))
             .optional()?;
-        if original_seq.is_some() {
-            status = Status::Duplicate;
-        } else {
-            tx.prepare_cached("INSERT INTO dedupe (account, event_id, seq) VALUES (?1, ?2, ?3)")?
-                .execute(params![r.account, id, seq])?;
+        let seen = seen.as_ref().map(|(seq, content)| Seen {
+            seq: *seq,
+            content: content.as_deref(),
+        });
+        verdict = dedupe::decide(seen, r.dedupe_content.as_ref());
+        if verdict == Verdict::First {
+            tx.prepare_cached(
+                "INSERT INTO dedupe (account, event_id, seq, content_sha256)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                r.account,
+                id,
+                seq,
+                r.dedupe_content.as_ref().map(|h| &h[..])
+            ])?;
         }
     }
-    let row = EventRow::new(r, status, seq, &heads.event_head);
+    let (row, original_seq) = match verdict {
+        Verdict::First => (EventRow::new(r, r.status, seq, &heads.event_head), None),
+        Verdict::Duplicate(first) => (
+            EventRow::new(r, Status::Duplicate, seq, &heads.event_head),
+            Some(first),
+        ),
+        Verdict::Replayed(first) => (
+            EventRow::refused(
+                r,
+                Reason::ReplayedToken,
+                dedupe::REPLAYED_DETAIL,
+                seq,
+                &heads.event_head,
+            ),
+            Some(first),
+        ),
+    };
     let e = &r.extracted;
     tx.prepare_cached(
         "INSERT INTO events (seq, received_at, account, status, reason, detail, event_id,
@@ -638,8 +669,8 @@ fn insert_event(
         r.received_at,
         r.account,
         row.status.as_str(),
-        r.reason.map(|x| x.as_str()),
-        r.detail,
+        row.reason.map(|x| x.as_str()),
+        row.detail,
         e.event_id,
         e.event_type,
         e.sender,
@@ -691,6 +722,7 @@ fn insert_event(
             seq,
             status: row.status,
             original_seq,
+            reason: row.reason,
         },
         row.stream_item(r),
     ))
