@@ -1,6 +1,7 @@
 //! Handshakes: the requests a provider sends while an endpoint is being set up (Meta's
 //! `hub.challenge`, Slack's `url_verification`, Zoom's `endpoint.url_validation`, Discord's
-//! PING, WooCommerce's creation ping), and the answers they expect.
+//! PING, WooCommerce's creation ping, Asana's `X-Hook-Secret`), and the answers they
+//! expect.
 //!
 //! Owns the compiled [`Handshake`] and the decision "is this request the handshake, and
 //! what is the answer". Pure: the ingest path records the row and sends the answer. It must
@@ -67,6 +68,13 @@ pub enum Handshake {
     },
     /// A `HEAD` answered 200 with no body (Trello's creation check).
     Head,
+    /// A request carrying the provider's signing secret in `header` (Asana), answered with
+    /// the header echoed once the secret is stored (`server::ingest` decides whether the
+    /// account may take it).
+    SecretHeader {
+        /// The header carrying the secret.
+        header: hyper::header::HeaderName,
+    },
     /// Answer a fixed JSON text.
     Reply {
         /// Identifies the handshake.
@@ -159,6 +167,11 @@ impl Handshake {
                 reply_key: reply_key.clone(),
             },
             HandshakeSpec::Head => Handshake::Head,
+            HandshakeSpec::SecretHeader { header } => Handshake::SecretHeader {
+                header: hyper::header::HeaderName::from_bytes(header.trim().as_bytes()).map_err(
+                    |_| SpecError::new("handshake.header", "is not a valid header name"),
+                )?,
+            },
             HandshakeSpec::Echo {
                 when,
                 equals,
@@ -216,6 +229,27 @@ impl Handshake {
         match self {
             Handshake::QueryChallenge { token_param, .. } => Some(token_param),
             _ => None,
+        }
+    }
+
+    /// The header that carries a secret-setting handshake's secret (Asana's
+    /// `X-Hook-Secret`): redacted in every row, and the mark of the handshake.
+    pub fn secret_header(&self) -> Option<&hyper::header::HeaderName> {
+        match self {
+            Handshake::SecretHeader { header } => Some(header),
+            _ => None,
+        }
+    }
+
+    /// The answer to a secret-setting handshake: 200 with an empty body; the caller adds
+    /// the header with the secret echoed.
+    pub fn secret_answer() -> Answer {
+        Answer {
+            content_type: TEXT,
+            body: String::new(),
+            detail: "handshake: the provider's signing secret was received, stored as the \
+                     account's secret (sealed, never recorded here) and echoed"
+                .into(),
         }
     }
 
@@ -363,6 +397,7 @@ impl Handshake {
             | Handshake::QueryEcho { .. }
             | Handshake::QueryHmac { .. }
             | Handshake::HeaderEcho { .. }
+            | Handshake::SecretHeader { .. }
             | Handshake::Head => None,
             Handshake::Echo {
                 when,

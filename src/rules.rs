@@ -166,6 +166,7 @@ const SHIPPED: &[(&str, &str)] = &[
         include_str!("../rules/africas_talking.toml"),
     ),
     ("adyen", include_str!("../rules/adyen.toml")),
+    ("asana", include_str!("../rules/asana.toml")),
     ("airtable", include_str!("../rules/airtable.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
     ("aws_sns", include_str!("../rules/aws_sns.toml")),

@@ -388,6 +388,16 @@ pub enum HandshakeSpec {
     /// A `HEAD` request answered 200 with no body (Trello checks the callback URL this
     /// way when a webhook is created). It carries nothing and is recorded as a handshake.
     Head,
+    /// A request carrying the provider's signing secret in `header` (Asana's
+    /// `X-Hook-Secret`), answered 200 with the same header echoed. While the account has
+    /// no signing secret (created without one, or cleared by the operator) the value
+    /// becomes its secret, stored like every secret through the admin write path; once it
+    /// has one, a further handshake is refused (403) and recorded, so nobody can replace
+    /// an established secret.
+    SecretHeader {
+        /// The header carrying the secret.
+        header: String,
+    },
     /// A request whose `when` path equals `equals` (or is present, when `equals` is not
     /// given) is answered with the fixed JSON `reply` (Discord's PING). `unsigned` lets
     /// it through without a signature (WooCommerce's creation ping), but only when the

@@ -101,7 +101,11 @@ pub async fn create(
         .admin(AdminWrite::CreateAccount {
             name: name.clone(),
             spec: account.spec.to_stored_json().to_string(),
-            change: change(caller, "account.created", &name, detail),
+            // Stored with the registry's times, so a conditional write can name them.
+            change: Change {
+                at: now,
+                ..change(caller, "account.created", &name, detail)
+            },
         })
         .await
         .map_err(store_problem)?;
@@ -258,7 +262,10 @@ async fn commit(
     detail: Value,
 ) -> Result<std::sync::Arc<CompiledAccount>, Problem> {
     let name = current.name().to_owned();
-    let account = compile(spec, listening, current.created_at, now_micros()).map_err(invalid)?;
+    // The account's `updated_at` is its change row's time, as the table stores it, so a
+    // later conditional write (`unchanged_since`) can name it.
+    let change = change(caller, action, &name, detail);
+    let account = compile(spec, listening, current.created_at, change.at).map_err(invalid)?;
     // Forwarding settings are checked against this gateway's channels when they change, so
     // an unrelated edit is not refused for a channel the configuration has since lost.
     if account.spec.forward != current.spec.forward {
@@ -271,11 +278,82 @@ async fn commit(
             name: name.clone(),
             spec: account.spec.to_stored_json().to_string(),
             listening,
-            change: change(caller, action, &name, detail),
+            unchanged_since: None,
+            change,
         })
         .await
         .map_err(store_problem)?;
     Ok(state.registry.put(account))
+}
+
+/// Why a provider's handshake could not set an account's signing secret.
+#[derive(Debug, thiserror::Error)]
+pub enum HandshakeSecretError {
+    /// The account has its secret (or another node stored one first): it is never
+    /// replaced by a handshake.
+    #[error("the account's signing secret is established; a handshake cannot replace it")]
+    Established,
+    /// The account is gone, or its spec no longer takes a handshake's secret.
+    #[error("the account does not take a secret from a handshake")]
+    NotAwaiting,
+    /// The secret could not be committed.
+    #[error("the secret could not be stored: {0}")]
+    Store(crate::store::StoreError),
+}
+
+/// Stores `secret`, received in the provider's set-up handshake (Asana's
+/// `X-Hook-Secret`), as the signing secret of account `name`, which must have none yet:
+/// through the same write as an operator's change, with a change-log row that names the
+/// handshake and never the value. The write applies only while the stored account is the
+/// one this node decided on, so of two handshakes on two nodes at once one is stored and
+/// the other is `Established`.
+pub async fn accept_handshake_secret(
+    state: &AppState,
+    name: &str,
+    secret: &str,
+) -> Result<(), HandshakeSecretError> {
+    let _guard = state.admin_lock.lock().await;
+    let current = state
+        .registry
+        .get(name)
+        .ok_or(HandshakeSecretError::NotAwaiting)?;
+    if !current.verifier.awaits_secret() {
+        return Err(HandshakeSecretError::Established);
+    }
+    let mut spec = current.spec.clone();
+    let Some(sig) = spec.signature.as_mut() else {
+        return Err(HandshakeSecretError::NotAwaiting);
+    };
+    sig.secrets = vec![crate::secret::Secret::new(secret)];
+    let change = Change {
+        at: now_micros(),
+        actor: "handshake (provider)".to_owned(),
+        action: "secret.handshake".to_owned(),
+        account: Some(name.to_owned()),
+        detail: json!({"secrets": 1, "from": "the provider's set-up handshake"}).to_string(),
+    };
+    let account = compile(spec, current.listening, current.created_at, change.at)
+        .map_err(|_| HandshakeSecretError::NotAwaiting)?;
+    let written = state
+        .store
+        .admin(AdminWrite::UpdateAccount {
+            name: name.to_owned(),
+            spec: account.spec.to_stored_json().to_string(),
+            listening: current.listening,
+            unchanged_since: Some(current.updated_at),
+            change,
+        })
+        .await;
+    match written {
+        Ok(_) => {
+            state.registry.put(account);
+            Ok(())
+        }
+        Err(crate::store::StoreError::Conflict(_) | crate::store::StoreError::NotFound(_)) => {
+            Err(HandshakeSecretError::Established)
+        }
+        Err(e) => Err(HandshakeSecretError::Store(e)),
+    }
 }
 
 /// `DELETE /v1/accounts/{name}`: the account goes, its audit rows stay.

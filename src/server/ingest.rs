@@ -20,6 +20,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+use super::admin_accounts::HandshakeSecretError;
 use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
@@ -293,6 +294,15 @@ impl<'a> Row<'a> {
                 }
                 GetOutcome::NotHandshake => {}
             }
+        }
+        // A provider that hands the account its signing secret (Asana's X-Hook-Secret).
+        if self.parts.method == Method::POST
+            && let Some(header) = account.handshake.as_ref().and_then(|h| h.secret_header())
+            && let Some(value) = self.parts.headers.get(header).cloned()
+        {
+            return self
+                .secret_handshake(account.name(), header.clone(), value, body)
+                .await;
         }
         if self.parts.method != Method::POST && self.parts.method != Method::PUT {
             let problem = Problem::new(
@@ -584,6 +594,60 @@ impl<'a> Row<'a> {
         }
     }
 
+    /// A handshake that brings the account's signing secret: stored while the account
+    /// awaits one, then recorded (the header redacted) and answered 200 with the header
+    /// echoed; refused (403, recorded) when the account's secret is established.
+    async fn secret_handshake(
+        &mut self,
+        name: &str,
+        header: hyper::header::HeaderName,
+        value: HeaderValue,
+        body: Bytes,
+    ) -> Response<ResBody> {
+        let refused = |detail: &str| {
+            Problem::new(
+                StatusCode::FORBIDDEN,
+                "handshake_refused",
+                "Forbidden",
+                detail.to_owned(),
+            )
+        };
+        let secret = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|s| (16..=512).contains(&s.len()));
+        let Some(secret) = secret else {
+            let problem = refused("the handshake's secret is not 16 to 512 characters of text");
+            let detail = format!("handshake: {header} is not a usable secret");
+            return self
+                .reject_whole(Reason::BadAuth, detail, body, problem)
+                .await;
+        };
+        match super::admin_accounts::accept_handshake_secret(&self.state, name, secret).await {
+            Ok(()) => {
+                let mut res = self
+                    .handshake(Handshake::secret_answer(), body, Extracted::default())
+                    .await;
+                if res.status() == StatusCode::OK {
+                    res.headers_mut().insert(header, value);
+                }
+                res
+            }
+            Err(e @ (HandshakeSecretError::Established | HandshakeSecretError::NotAwaiting)) => {
+                let problem = refused(
+                    "this account's signing secret is established; a handshake cannot replace it",
+                );
+                let detail = format!(
+                    "handshake refused: {e}; the operator clears the account's secret to take a new one"
+                );
+                self.reject_whole(Reason::BadAuth, detail, body, problem)
+                    .await
+            }
+            Err(HandshakeSecretError::Store(e)) => storage_failed(&e),
+        }
+    }
+
     /// Records a handshake and answers it as the provider expects.
     async fn handshake(
         &mut self,
@@ -754,10 +818,17 @@ impl<'a> Row<'a> {
         // A request that matched no account may carry a genuine sender's credentials sent
         // to a slightly wrong URL: nothing that could be one is kept.
         let (query, headers) = match &self.account {
-            Some(a) => (
-                redact::query(raw_query, &a.sensitive_query_params()),
-                redact::headers_json(&self.parts.headers, &a.verifier.sensitive_headers(), extra),
-            ),
+            Some(a) => {
+                let mut sensitive = a.verifier.sensitive_headers();
+                // A handshake's secret (Asana's X-Hook-Secret) is a credential too.
+                if let Some(h) = a.handshake.as_ref().and_then(|h| h.secret_header()) {
+                    sensitive.push(h.as_str());
+                }
+                (
+                    redact::query(raw_query, &a.sensitive_query_params()),
+                    redact::headers_json(&self.parts.headers, &sensitive, extra),
+                )
+            }
             None => (
                 redact::query_unmatched(raw_query),
                 redact::headers_json_unmatched(&self.parts.headers, extra),

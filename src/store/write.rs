@@ -41,6 +41,9 @@ pub enum AdminWrite {
         spec: String,
         /// Whether the listener is on.
         listening: bool,
+        /// When set, the write applies only while the stored account's `updated_at` is
+        /// this (the state the writer decided on, on any node); else `Conflict`.
+        unchanged_since: Option<i64>,
         /// The change-log row.
         change: Change,
     },

@@ -119,17 +119,34 @@ pub struct Verifier {
     signature: Option<SignatureCheck>,
     jwt: Option<JwtCheck>,
     sns: Option<SnsCheck>,
+    /// The account's signing secret comes from its provider's handshake (Asana) and has
+    /// not come yet: every request is refused until it has.
+    awaiting_secret: bool,
 }
 
 impl Verifier {
     /// Compiles the verification parts of a spec, failing closed on anything incomplete.
     pub fn compile(spec: &AccountSpec) -> Result<Self, SpecError> {
         let auth = AuthCheck::compile(&spec.auth)?;
-        let signature = spec
+        // An account whose provider hands it its secret in a handshake may wait for it.
+        let awaiting_secret = matches!(
+            spec.handshake,
+            Some(crate::account::HandshakeSpec::SecretHeader { .. })
+        ) && spec
             .signature
             .as_ref()
-            .map(SignatureCheck::compile)
-            .transpose()?;
+            .is_some_and(|s| s.secrets.is_empty());
+        let signature = match (&spec.signature, awaiting_secret) {
+            (Some(sig), true) => {
+                // The scheme is checked now, with a stand-in key, and used once the
+                // secret has come.
+                let mut with_key = sig.clone();
+                with_key.secrets = vec![crate::secret::Secret::new("awaiting-the-handshake")];
+                SignatureCheck::compile(&with_key)?;
+                None
+            }
+            (sig, _) => sig.as_ref().map(SignatureCheck::compile).transpose()?,
+        };
         let jwt = spec.jwt.as_ref().map(JwtCheck::compile).transpose()?;
         let sns = spec.sns.as_ref().map(SnsCheck::compile).transpose()?;
         let allowlist = spec
@@ -142,6 +159,7 @@ impl Verifier {
             && jwt.is_none()
             && sns.is_none()
             && allowlist.is_none()
+            && !awaiting_secret
             && spec.confirm.is_none()
             && !spec.allow_unverified
         {
@@ -157,7 +175,13 @@ impl Verifier {
             signature,
             jwt,
             sns,
+            awaiting_secret,
         })
+    }
+
+    /// Whether the account waits for its provider's handshake to bring its secret.
+    pub fn awaits_secret(&self) -> bool {
+        self.awaiting_secret
     }
 
     /// Verifies a request at time `now_secs` (Unix seconds).
@@ -193,6 +217,12 @@ impl Verifier {
             allowlist.check(request)?;
         }
         self.auth.check(request)?;
+        if self.awaiting_secret {
+            return Err(Rejection::new(
+                Reason::BadSignature,
+                "the account has no signing secret yet: it awaits its provider's handshake",
+            ));
+        }
         if let Some(sig) = &self.signature {
             sig.check(request, now_secs)?;
         }

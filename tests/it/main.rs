@@ -9,6 +9,7 @@ pub const ON_POSTGRES: bool = false;
 
 mod accounts;
 mod admission;
+mod asana;
 mod audit;
 mod browser;
 mod channels;

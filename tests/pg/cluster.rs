@@ -281,6 +281,84 @@ async fn one_mailgun_token_at_two_nodes_at_once_is_one_event_and_other_data_is_r
 }
 
 #[tokio::test]
+async fn two_asana_handshakes_at_two_nodes_at_once_store_one_secret() {
+    let url = pg::server().fresh_database();
+    let (a, b) = tokio::join!(node(&url, &[]), node(&url, &[]));
+    let spec = json!({"name": "asana", "provider": "asana"});
+    let made = admin(&a, Method::POST, "/v1/accounts", Some(spec)).await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    until(
+        Duration::from_secs(1),
+        "the account reaches node b",
+        || async {
+            admin(&b, Method::GET, "/v1/accounts/asana", None)
+                .await
+                .status
+                == 200
+        },
+    )
+    .await;
+    let secrets = [
+        "secret-of-node-a-0123456789abcdef",
+        "secret-of-node-b-0123456789abcdef",
+    ];
+    let shake = |p: String, secret: &'static str| async move {
+        HttpClient::default()
+            .send(
+                Method::POST,
+                &format!("{p}/hooks/asana"),
+                &[("x-hook-secret", secret)],
+                String::new(),
+            )
+            .await
+            .expect("answered")
+    };
+    let (on_a, on_b) = tokio::join!(
+        shake(a.public.clone(), secrets[0]),
+        shake(b.public.clone(), secrets[1])
+    );
+    let statuses = [on_a.status.as_u16(), on_b.status.as_u16()];
+    assert!(
+        statuses == [200, 403] || statuses == [403, 200],
+        "one handshake stored, the other refused: {statuses:?}"
+    );
+    let winner = secrets[usize::from(statuses[0] != 200)];
+    // Both nodes verify with the stored secret (b within a second of the change).
+    let body = r#"{"events":[{"action":"changed","resource":{"gid":"1"}}]}"#;
+    let sig = hmac_sha256_hex(winner.as_bytes(), body.as_bytes());
+    for p in [&a, &b] {
+        until(
+            Duration::from_secs(2),
+            "the stored secret verifies",
+            || async {
+                HttpClient::default()
+                    .send(
+                        Method::POST,
+                        &format!("{}/hooks/asana", p.public),
+                        &[
+                            ("content-type", "application/json"),
+                            ("x-hook-signature", &sig),
+                        ],
+                        body.to_owned(),
+                    )
+                    .await
+                    .is_ok_and(|r| r.status == 200)
+            },
+        )
+        .await;
+    }
+    assert_eq!(
+        count(
+            &url,
+            "SELECT count(*) FROM changes WHERE action = 'secret.handshake'"
+        ),
+        1
+    );
+    a.term(Duration::from_secs(15)).await;
+    b.term(Duration::from_secs(15)).await;
+}
+
+#[tokio::test]
 async fn a_change_on_one_node_is_in_force_on_the_other_within_a_second() {
     let url = pg::server().fresh_database();
     let (a, b) = tokio::join!(node(&url, &[]), node(&url, &[]));

@@ -8,6 +8,8 @@ pub const ON_POSTGRES: bool = true;
 
 #[path = "../it/accounts.rs"]
 mod accounts;
+#[path = "../it/asana.rs"]
+mod asana;
 #[path = "../it/audit.rs"]
 mod audit;
 #[path = "../it/channels.rs"]

@@ -56,14 +56,27 @@ pub(super) async fn apply(
             name,
             spec,
             listening,
+            unchanged_since,
             change,
         } => {
             let n = tx
                 .execute(
-                    "UPDATE accounts SET spec = $2, listening = $3, updated_at = $4 WHERE name = $1",
-                    &[name, spec, &i64::from(*listening), &change.at],
+                    "UPDATE accounts SET spec = $2, listening = $3, updated_at = $4
+                     WHERE name = $1 AND ($5::bigint IS NULL OR updated_at = $5)",
+                    &[
+                        name,
+                        spec,
+                        &i64::from(*listening),
+                        &change.at,
+                        unchanged_since,
+                    ],
                 )
                 .await?;
+            if n == 0 && unchanged_since.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "a newer change of account {name:?}"
+                )));
+            }
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }

@@ -61,12 +61,19 @@ fn apply_admin_inner(
             name,
             spec,
             listening,
+            unchanged_since,
             change,
         } => {
             let n = tx.execute(
-                "UPDATE accounts SET spec = ?2, listening = ?3, updated_at = ?4 WHERE name = ?1",
-                params![name, spec, listening, change.at],
+                "UPDATE accounts SET spec = ?2, listening = ?3, updated_at = ?4
+                 WHERE name = ?1 AND (?5 IS NULL OR updated_at = ?5)",
+                params![name, spec, listening, change.at, unchanged_since],
             )?;
+            if n == 0 && unchanged_since.is_some() {
+                return Err(StoreError::Conflict(format!(
+                    "a newer change of account {name:?}"
+                )));
+            }
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
