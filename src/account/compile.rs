@@ -40,6 +40,9 @@ pub struct CompiledAccount {
     pub remote_keys: Option<crate::confirm::KeyFetcher>,
     /// The signing certificates its SNS messages name, fetched and cached.
     pub sns_certs: Option<crate::confirm::CertFetcher>,
+    /// AWS SNS: the visit to a verified subscription's `SubscribeURL`, unless the account
+    /// leaves it to the operator.
+    pub sns_subscriber: Option<crate::confirm::Subscriber>,
 }
 
 impl CompiledAccount {
@@ -123,6 +126,10 @@ pub fn compile(
         .map(crate::confirm::KeyFetcher::compile)
         .transpose()?;
     let sns_certs = spec.sns.as_ref().map(crate::confirm::CertFetcher::compile);
+    let sns_subscriber = spec
+        .sns
+        .as_ref()
+        .and_then(crate::confirm::Subscriber::compile);
     let answer = spec
         .answer
         .as_ref()
@@ -158,5 +165,6 @@ pub fn compile(
         answer,
         remote_keys,
         sns_certs,
+        sns_subscriber,
     })
 }

@@ -242,9 +242,18 @@ pub struct SnsSpec {
     /// How long a fetched certificate is kept, in seconds.
     #[serde(default = "hour")]
     pub cache_secs: u64,
-    /// How long to wait for the certificate.
+    /// How long to wait for the certificate (and for the `SubscribeURL`).
     #[serde(default = "ten")]
     pub timeout_secs: u64,
+    /// Confirm a verified subscription by visiting its `SubscribeURL` (on the same hosts
+    /// the certificate may come from); `false` leaves it to the operator, who finds the URL
+    /// in the recorded handshake's body.
+    #[serde(default = "yes")]
+    pub confirm_subscriptions: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn hour() -> u64 {

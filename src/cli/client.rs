@@ -188,6 +188,36 @@ impl HttpClient {
         })
     }
 
+    /// Sends one request and reads at most `max` bytes of the answer: a longer answer is
+    /// cut there and the rest is never read, so a sender of endless bytes costs nothing.
+    pub async fn send_capped(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+        max: usize,
+    ) -> Result<Answer, ClientError> {
+        let req = request(method, url, headers, body.into())?;
+        let (parts, mut body) = self.answer(url, req).await?.into_parts();
+        let mut kept = Vec::new();
+        while kept.len() < max {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
+            let frame = frame.map_err(|e| unreachable(url, e.to_string()))?;
+            if let Ok(data) = frame.into_data() {
+                let room = max - kept.len();
+                kept.extend_from_slice(&data[..data.len().min(room)]);
+            }
+        }
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body: Bytes::from(kept),
+        })
+    }
+
     /// Sends a GET with a bearer token and writes the answer's body to `out` as it arrives,
     /// in flat memory. Returns the status; a body that breaks off is an error. A reader
     /// that went away (`| head -1`) ends the download quietly: it has what it wanted.

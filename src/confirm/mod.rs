@@ -14,6 +14,7 @@
 mod certs;
 mod keys;
 mod oauth;
+mod subscribe;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -31,6 +32,7 @@ use crate::secret::Secret;
 pub use certs::CertFetcher;
 pub use keys::{KeyFetcher, MIN_REFETCH};
 pub use oauth::TokenCache;
+pub use subscribe::{Subscribed, Subscriber, subscribe_url_allowed};
 
 /// The longest part of the provider's answer kept with the audit row.
 pub const MAX_KEPT_ANSWER: usize = 4096;

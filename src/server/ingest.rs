@@ -25,6 +25,7 @@ use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
+use crate::confirm::{Subscribed, Subscriber};
 use crate::event::{Committed, EventRecord, Extracted, Forward, Reason, Status, public_id};
 use crate::handshake::{Answer, GetOutcome, Handshake};
 use crate::payload::{self, PayloadError};
@@ -480,7 +481,29 @@ impl<'a> Row<'a> {
         // request of that shape is an event.
         if let Some(h) = account.handshake.as_ref().filter(|h| !h.is_unsigned()) {
             let key = account.verifier.signature().and_then(|s| s.first_mac_key());
-            if let Some(answer) = h.on_payload(&payload, key) {
+            if let Some(mut answer) = h.on_payload(&payload, key) {
+                // AWS SNS: a verified subscription is confirmed by visiting its URL.
+                if let Some(subscriber) = &account.sns_subscriber
+                    && let Some(url) = Subscriber::subscribe_url(&payload)
+                {
+                    match subscriber.confirm(url).await {
+                        Subscribed::Confirmed(done) => {
+                            answer.detail = format!("{}; {done}", answer.detail);
+                        }
+                        Subscribed::NotVisited(why) => {
+                            answer.detail = format!("{}; not confirmed: {why}", answer.detail);
+                        }
+                        Subscribed::Failed(why) => {
+                            return self
+                                .provider_unavailable(
+                                    "the subscription could not be confirmed with AWS now",
+                                    format!("the subscription could not be confirmed: {why}"),
+                                    body.clone(),
+                                )
+                                .await;
+                        }
+                    }
+                }
                 return self.handshake(answer, body.clone(), extracted).await;
             }
         }

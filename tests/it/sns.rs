@@ -222,7 +222,7 @@ async fn sns_messages_are_accepted_only_for_the_topic_under_an_allowlisted_certi
     let gw = spawn_gateway().await;
     gw.create_account(
         json!({"name": "sns", "provider": "aws_sns", "secret": TOPIC,
-        "sns": {"cert_hosts": [host.authority]}}),
+        "sns": {"cert_hosts": [host.authority], "confirm_subscriptions": false}}),
     )
     .await;
     let headers = [
@@ -322,10 +322,142 @@ async fn sns_messages_are_accepted_only_for_the_topic_under_an_allowlisted_certi
         stored.to_string().contains("ConfirmSubscription"),
         "the SubscribeURL is kept for the operator: {stored}"
     );
+    assert_eq!(host.fetches(), 3, "a manual account visits nothing");
     let mut forged = confirm;
     forged["SubscribeURL"] = json!("https://evil.example/confirm");
     forged["SignatureVersion"] = json!("1");
     forged["Signature"] = json!(STANDARD.encode([0u8; 256]));
     assert_eq!(send(forged.to_string()).await.status, 401);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_verified_subscription_is_confirmed_by_visiting_its_subscribe_url_on_an_allowed_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let aws = signer(dir.path(), "aws");
+    let host = CertHost::start().await;
+    host.serve("/SimpleNotificationService-1.pem", &aws.cert_pem);
+    // The stand-in for sns.<region>.amazonaws.com answers ConfirmSubscription as AWS does.
+    host.serve(
+        "/confirm",
+        b"<ConfirmSubscriptionResponse><ConfirmSubscriptionResult><SubscriptionArn>arn:aws:sns:us-east-1:123456789012:orders:2bcfbf39</SubscriptionArn></ConfirmSubscriptionResult></ConfirmSubscriptionResponse>",
+    );
+    let cert = host.url("/SimpleNotificationService-1.pem");
+    // A host that takes the connection and never answers.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let silent_at = silent.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "sns", "provider": "aws_sns", "secret": TOPIC,
+        "sns": {"cert_hosts": [host.authority, silent_at], "timeout_secs": 1}}),
+    )
+    .await;
+    let headers = [
+        ("content-type", "text/plain; charset=UTF-8"),
+        ("x-amz-sns-message-type", "SubscriptionConfirmation"),
+    ];
+    let confirmation = |url: &str, id: &str| {
+        json!({"Type": "SubscriptionConfirmation", "MessageId": id,
+            "Token": "2336412f37fb687f5d51e6e2425f004aed", "TopicArn": TOPIC,
+            "Message": "You have chosen to subscribe to the topic. To confirm, visit the SubscribeURL.",
+            "SubscribeURL": url, "Timestamp": "2023-11-14T22:13:19.000Z", "SigningCertURL": cert})
+    };
+    let good = host.url("/confirm?Action=ConfirmSubscription&TopicArn=x&Token=2336412f");
+
+    let res = gw
+        .post_hook(
+            "sns",
+            &headers,
+            signed(&aws, confirmation(&good, "c-1"), "1"),
+        )
+        .await;
+    assert_eq!(res.status, 200, "{:?}", res.json());
+    assert_eq!(host.fetches(), 2, "the certificate, then the SubscribeURL");
+    let row = last_row(&gw).await;
+    assert_eq!(row["status"], "handshake", "{row}");
+    let detail = gw.event(row["id"].as_str().unwrap_or("")).await["detail"].clone();
+    assert!(
+        detail
+            .as_str()
+            .is_some_and(|d| d.contains("subscription confirmed")
+                && d.contains("arn:aws:sns:us-east-1:123456789012:orders:2bcfbf39")),
+        "{detail}"
+    );
+
+    // A forged confirmation is refused before anything is visited.
+    let mut forged = confirmation(&good, "c-2");
+    forged["SignatureVersion"] = json!("1");
+    forged["Signature"] = json!(STANDARD.encode([0u8; 256]));
+    assert_eq!(
+        gw.post_hook("sns", &headers, forged.to_string())
+            .await
+            .status,
+        401
+    );
+    assert_eq!(host.fetches(), 2, "nothing visited for a forgery");
+
+    // A SubscribeURL off the allowlist (or not ConfirmSubscription) is never visited: the
+    // handshake is recorded with why, for the operator.
+    for (id, url) in [
+        (
+            "c-3",
+            "https://evil.example/?Action=ConfirmSubscription&Token=x".to_owned(),
+        ),
+        ("c-4", host.url("/confirm?Action=Unsubscribe&Token=x")),
+    ] {
+        let res = gw
+            .post_hook("sns", &headers, signed(&aws, confirmation(&url, id), "1"))
+            .await;
+        assert_eq!(res.status, 200, "{id}");
+        let row = last_row(&gw).await;
+        let detail = gw.event(row["id"].as_str().unwrap_or("")).await["detail"].clone();
+        assert!(
+            detail.as_str().is_some_and(|d| d.contains("not confirmed")),
+            "{id}: {detail}"
+        );
+    }
+    assert_eq!(host.fetches(), 2, "off-list URLs are not visited");
+
+    // AWS failing: 503 with the reason on the row, so SNS sends the confirmation again.
+    let failing = host.url("/gone?Action=ConfirmSubscription&Token=x");
+    let res = gw
+        .post_hook(
+            "sns",
+            &headers,
+            signed(&aws, confirmation(&failing, "c-5"), "1"),
+        )
+        .await;
+    assert_eq!(res.status, 503, "{:?}", res.json());
+    assert!(res.headers.get("retry-after").is_some());
+    let row = last_row(&gw).await;
+    assert_eq!(row["reason"], "confirmation_unavailable", "{row}");
+    let detail = gw.event(row["id"].as_str().unwrap_or("")).await["detail"].clone();
+    assert!(
+        detail.as_str().is_some_and(|d| d.contains("answered 500")),
+        "{detail}"
+    );
+    let hanging = format!("http://{silent_at}/?Action=ConfirmSubscription&Token=x");
+    let res = gw
+        .post_hook(
+            "sns",
+            &headers,
+            signed(&aws, confirmation(&hanging, "c-6"), "1"),
+        )
+        .await;
+    assert_eq!(res.status, 503, "{:?}", res.json());
+    let row = last_row(&gw).await;
+    let detail = gw.event(row["id"].as_str().unwrap_or("")).await["detail"].clone();
+    assert!(
+        detail.as_str().is_some_and(|d| d.contains("within 1s")),
+        "{detail}"
+    );
     gw.stop().await;
 }
