@@ -647,7 +647,7 @@ impl<'a> Row<'a> {
                 .reject_whole(Reason::BadAuth, detail, body, problem)
                 .await;
         };
-        match super::admin_accounts::accept_handshake_secret(&self.state, name, secret).await {
+        match super::admin_accounts::accept_handshake_secret(self.state, name, secret).await {
             Ok(()) => {
                 let mut res = self
                     .handshake(Handshake::secret_answer(), body, Extracted::default())

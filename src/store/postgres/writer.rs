@@ -326,6 +326,9 @@ async fn probe_write(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// A known dedupe id's first seq and the content hash stored with it (a single-use key's).
+type FirstSeen = (i64, Option<Vec<u8>>);
+
 /// Writes a run of events chained from `head`, deciding `duplicate` against the `dedupe`
 /// table and the run itself; moves `head` past them. Returns each event's outcome and
 /// whether it was streamed.
@@ -344,8 +347,7 @@ async fn insert_events(
             ids.push(id.as_str());
         }
     }
-    // Each known id's first seq and the content hash stored with it (a single-use key's).
-    let mut known: HashMap<(String, String), (i64, Option<Vec<u8>>)> = HashMap::new();
+    let mut known: HashMap<(String, String), FirstSeen> = HashMap::new();
     if !ids.is_empty() {
         for row in tx
             .query(
