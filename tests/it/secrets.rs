@@ -24,6 +24,8 @@ const API_KEY: &str = "apikey_Q7w2E9r4Tt";
 const BEARER: &str = "bearer_T0k3n_zz91Aa";
 const PASSWORD: &str = "basicPa55_w0rd77Bb";
 const QUERY_TOKEN: &str = "qtok_M9n8B7v6Cc";
+/// The signing secret Asana hands over in its handshake: echoed in that answer only.
+const ASANA: &str = "asana_handshake_S3cr3t_77Kq2Wd0";
 
 fn all_secrets() -> [&'static str; 8] {
     [
@@ -173,6 +175,32 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         seen += &answer_text(&a);
     }
 
+    // Asana's handshake hands the gateway a secret: echoed in that answer (the protocol),
+    // then never shown, logged or stored in clear.
+    let made = admin(
+        Method::POST,
+        "/v1/accounts",
+        ADMIN_TOKEN,
+        Some(json!({"name": "asana", "provider": "asana"})),
+    )
+    .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let shake = client
+        .send(
+            Method::POST,
+            &hook("asana"),
+            &[("x-hook-secret", ASANA)],
+            "",
+        )
+        .await
+        .expect("public");
+    assert_eq!(shake.status, 200);
+    assert_eq!(
+        shake.headers.get("x-hook-secret").map(|v| v.as_bytes()),
+        Some(ASANA.as_bytes())
+    );
+    let shake_id = format!("/v1/events/evt_{}", sends.len() + 1);
+
     // Everything an admin or auditor can read back, through the API and the CLI.
     for token in [ADMIN_TOKEN, AUDITOR] {
         for path in [
@@ -187,6 +215,8 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
             "/v1/providers",
             "/v1/accounts/signed/destinations",
             "/v1/accounts/signed/destinations/backend",
+            "/v1/accounts/asana",
+            shake_id.as_str(),
         ] {
             seen += &answer_text(&admin(Method::GET, path, token, None).await);
         }
@@ -208,6 +238,8 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         "{seen}"
     );
     assert_no_secret("API answers and CLI output", seen.as_bytes());
+    assert!(seen.contains("secret.handshake"), "the change is recorded");
+    assert!(!seen.contains(ASANA), "the handshake's secret shown again");
     seen += &cli(&p.admin, ADMIN_TOKEN, &["destinations", "list", "signed"]);
     assert!(seen.contains("hooks.example.com"), "{seen}");
     assert!(
@@ -218,6 +250,7 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
     // While running (the WAL holds recent writes) and after a clean stop.
     assert_files_hold_no_secret(dir.path());
     assert_files_lack(dir.path(), &whsec_key);
+    assert_files_lack(dir.path(), ASANA);
     let log = p.term(Duration::from_secs(15)).await;
     assert!(
         log.contains("INFO") || log.contains("info"),
@@ -228,8 +261,10 @@ async fn no_secret_or_token_appears_in_clear_in_answers_cli_logs_or_the_database
         !log.contains(&whsec_key),
         "the destination's secret in the log"
     );
+    assert!(!log.contains(ASANA), "the handshake's secret in the log");
     assert_files_hold_no_secret(dir.path());
     assert_files_lack(dir.path(), &whsec_key);
+    assert_files_lack(dir.path(), ASANA);
 }
 
 /// Asserts that no file of `dir` but the key file holds `text`.
