@@ -428,10 +428,17 @@ impl Rules {
 
 /// What a preset needs and checks, for `GET /v1/providers` and `hookgate providers`.
 pub fn describe(rule: &Rule) -> Value {
+    // A provider whose handshake brings the secret (Asana) needs none pasted.
+    let from_handshake = rule
+        .account
+        .get("handshake")
+        .and_then(|h| h.get("type"))
+        .and_then(|t| t.as_str())
+        == Some("secret_header");
     let mut settings = vec![json!({
         "field": "secret",
         "help": rule.secret_help,
-        "required": true,
+        "required": !from_handshake,
         "goes_to": match rule.secret_target {
             SecretTarget::SignatureSecrets => "signature.secrets",
             SecretTarget::AuthValue => "auth.value",
