@@ -296,15 +296,6 @@ impl<'a> Row<'a> {
                 GetOutcome::NotHandshake => {}
             }
         }
-        // A provider that hands the account its signing secret (Asana's X-Hook-Secret).
-        if self.parts.method == Method::POST
-            && let Some(header) = account.handshake.as_ref().and_then(|h| h.secret_header())
-            && let Some(value) = self.parts.headers.get(header).cloned()
-        {
-            return self
-                .secret_handshake(account.name(), header.clone(), value, body)
-                .await;
-        }
         if self.parts.method != Method::POST && self.parts.method != Method::PUT {
             let problem = Problem::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -336,6 +327,21 @@ impl<'a> Row<'a> {
                 peer: Some(self.peer.ip()),
             },
         };
+        // A provider that hands the account its signing secret (Asana's X-Hook-Secret), on
+        // a request that carries no signature: anything signed is verified as usual.
+        if self.parts.method == Method::POST
+            && let Some(header) = account.handshake.as_ref().and_then(|h| h.secret_header())
+            && let Some(value) = self.parts.headers.get(header).cloned()
+            && !account
+                .verifier
+                .signature()
+                .is_some_and(|s| s.is_present(&view))
+        {
+            let name = account.name().to_owned();
+            return self
+                .secret_handshake(&name, header.clone(), value, body.clone())
+                .await;
+        }
         // An unsigned handshake (a creation ping) is let through only when the request
         // carries no signature at all; anything signed is verified as usual.
         if let Some(h) = account.handshake.as_ref().filter(|h| h.is_unsigned())

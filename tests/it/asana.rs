@@ -109,6 +109,22 @@ async fn the_handshake_sets_the_secret_once_and_signed_events_verify_with_it() {
     assert_eq!(still.json()["status"], "accepted", "{:?}", still.json());
     let not_theirs = signed(&gw, OTHER, &event().replace("1209", "1206")).await;
     assert_eq!(not_theirs.status, 401);
+    // A signed request that also carries X-Hook-Secret is an event, verified as usual.
+    let body = event().replace("1209", "1205");
+    let sig = hmac_sha256_hex(SECRET.as_bytes(), body.as_bytes());
+    let both = gw
+        .post_hook(
+            "asana",
+            &[
+                ("content-type", "application/json"),
+                ("x-hook-signature", &sig),
+                ("x-hook-secret", OTHER),
+            ],
+            body,
+        )
+        .await;
+    assert_eq!(both.json()["status"], "accepted", "{:?}", both.json());
+    assert!(both.headers.get("x-hook-secret").is_none());
     gw.stop().await;
 }
 
