@@ -18,6 +18,7 @@ use tokio_postgres::Transaction;
 
 use super::admin_write;
 use crate::chain::{self, Hash};
+use crate::destination::CHAT;
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
@@ -428,17 +429,12 @@ struct Columns<'a> {
     dedupe_account: Vec<&'a str>,
     dedupe_id: Vec<&'a str>,
     dedupe_seq: Vec<i64>,
-    outbox_seq: Vec<i64>,
-    outbox_account: Vec<&'a str>,
-    outbox_recipient: Vec<&'a str>,
-    outbox_text: Vec<&'a str>,
-    outbox_event_id: Vec<Option<&'a str>>,
-    outbox_event_type: Vec<Option<&'a str>>,
-    outbox_due: Vec<i64>,
     delivery_seq: Vec<i64>,
     delivery_account: Vec<&'a str>,
     delivery_destination: Vec<&'a str>,
     delivery_due: Vec<i64>,
+    delivery_recipient: Vec<Option<&'a str>>,
+    delivery_text: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -477,13 +473,12 @@ impl<'a> Columns<'a> {
         self.hash.push(row.hash.to_vec());
         self.streamed.push(i64::from(row.streamed));
         if let Some((to, text)) = row.deliver {
-            self.outbox_seq.push(row.seq);
-            self.outbox_account.push(&r.account);
-            self.outbox_recipient.push(to);
-            self.outbox_text.push(text);
-            self.outbox_event_id.push(e.event_id.as_deref());
-            self.outbox_event_type.push(e.event_type.as_deref());
-            self.outbox_due.push(r.received_at);
+            self.delivery_seq.push(row.seq);
+            self.delivery_account.push(&r.account);
+            self.delivery_destination.push(CHAT);
+            self.delivery_due.push(r.received_at);
+            self.delivery_recipient.push(Some(to));
+            self.delivery_text.push(Some(text));
         }
         if row.status == crate::event::Status::Accepted {
             for d in &r.destinations {
@@ -491,6 +486,8 @@ impl<'a> Columns<'a> {
                 self.delivery_account.push(&r.account);
                 self.delivery_destination.push(d);
                 self.delivery_due.push(r.received_at);
+                self.delivery_recipient.push(None);
+                self.delivery_text.push(None);
             }
         }
     }
@@ -543,36 +540,19 @@ impl<'a> Columns<'a> {
             )
             .await?;
         }
-        if !self.outbox_seq.is_empty() {
-            tx.execute(
-                "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type,
-                    status, next_attempt_at)
-                 SELECT s, a, r, t, i, y, 'pending', d FROM unnest($1::bigint[], $2::text[],
-                    $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-                    AS o(s, a, r, t, i, y, d)",
-                &[
-                    &self.outbox_seq,
-                    &self.outbox_account,
-                    &self.outbox_recipient,
-                    &self.outbox_text,
-                    &self.outbox_event_id,
-                    &self.outbox_event_type,
-                    &self.outbox_due,
-                ],
-            )
-            .await?;
-        }
         if !self.delivery_seq.is_empty() {
             tx.execute(
                 "INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
-                    created_at)
-                 SELECT s, a, d, 'pending', t, t FROM unnest($1::bigint[], $2::text[],
-                    $3::text[], $4::bigint[]) AS o(s, a, d, t)",
+                    created_at, recipient, text)
+                 SELECT s, a, d, 'pending', t, t, r, x FROM unnest($1::bigint[], $2::text[],
+                    $3::text[], $4::bigint[], $5::text[], $6::text[]) AS o(s, a, d, t, r, x)",
                 &[
                     &self.delivery_seq,
                     &self.delivery_account,
                     &self.delivery_destination,
                     &self.delivery_due,
+                    &self.delivery_recipient,
+                    &self.delivery_text,
                 ],
             )
             .await?;
