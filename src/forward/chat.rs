@@ -111,7 +111,10 @@ pub async fn send(state: &AppState, client: &HttpClient, m: &Delivery) -> Sent {
             Next::Dead => ("dead", now),
             Next::RetryAt(at) => ("retrying", at),
         };
-    state.store.metrics().record_chat_attempt(out.label(), status);
+    state
+        .store
+        .metrics()
+        .record_chat_attempt(out.label(), status);
     Sent {
         status,
         attempts: attempt,

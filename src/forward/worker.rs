@@ -326,12 +326,9 @@ impl Attempt {
                 }
             }
         };
-        self.state
-            .lanes
-            .lock()
-            .lanes
-            .get_mut(&self.key)
-            .map(|lane| lane.in_flight = lane.in_flight.saturating_sub(1));
+        if let Some(lane) = self.state.lanes.lock().lanes.get_mut(&self.key) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
         if let Err(e) = self.state.store.admin(AdminWrite::Destination(write)).await {
             // It may have been delivered; it stays due and goes again with the same
             // webhook-id or idempotency key, which lets the receiver drop the repeat.

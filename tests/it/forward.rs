@@ -748,7 +748,10 @@ async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_k
     assert_eq!(redriven.json()["requeued"], 1);
     let again = chat.next().await;
     assert_eq!(again.answered, Some(200));
-    assert_eq!(again.key, first.key, "one idempotency key across the redrive");
+    assert_eq!(
+        again.key, first.key,
+        "one idempotency key across the redrive"
+    );
     let e = settled(&gw, &id, "delivered").await;
     let outcomes: Vec<&str> = e["forward_attempts"]
         .as_array()

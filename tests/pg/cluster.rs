@@ -463,9 +463,7 @@ async fn holding_chat() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>
 
 /// A chat platform that holds the first `held` requests it gets without answering and
 /// answers every later one 200; reports each request's idempotency key.
-async fn holding_chat_first(
-    held: usize,
-) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+async fn holding_chat_first(held: usize) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -688,7 +686,10 @@ async fn each_chat_message_is_claimed_by_one_node() {
         Duration::from_secs(2),
         "the listening account reaches node b",
         || async {
-            admin(&b, Method::GET, "/v1/accounts/shop", None).await.json()["listening"] == true
+            admin(&b, Method::GET, "/v1/accounts/shop", None)
+                .await
+                .json()["listening"]
+                == true
         },
     )
     .await;

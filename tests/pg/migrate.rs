@@ -123,7 +123,10 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
     let queued = queued.json()["id"].as_str().expect("id").to_owned();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while gw.event(&queued).await["forward_status"] != "retrying" {
-        assert!(std::time::Instant::now() < deadline, "the message was tried");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message was tried"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let shown = gw.event(&queued).await;
@@ -223,7 +226,12 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
         )
         .await
         .expect("event");
-    assert_eq!(moved.json()["forward_status"], "retrying", "{:?}", moved.json());
+    assert_eq!(
+        moved.json()["forward_status"],
+        "retrying",
+        "{:?}",
+        moved.json()
+    );
     assert_eq!(
         moved.json()["forward_attempts"].as_array().map(Vec::len),
         Some(1)

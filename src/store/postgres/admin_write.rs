@@ -9,8 +9,8 @@ use tokio_postgres::Transaction;
 
 use super::audit;
 use super::writer::Head;
-use crate::store::chained::change_hash;
 use crate::destination::CHAT;
+use crate::store::chained::change_hash;
 use crate::store::{AdminWrite, Change, DestinationWrite, StoreError};
 
 /// Whether other nodes must hear of this write (they keep accounts and tokens in memory).

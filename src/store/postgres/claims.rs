@@ -105,9 +105,7 @@ pub(super) async fn release(
 
 /// When the next pending or retrying delivery may be claimed: when it is due, or when
 /// another node's claim on it runs out.
-pub(super) async fn next_due(
-    c: &impl GenericClient,
-) -> Result<Option<i64>, StoreError> {
+pub(super) async fn next_due(c: &impl GenericClient) -> Result<Option<i64>, StoreError> {
     Ok(c.query_one(
         "SELECT MIN(GREATEST(next_attempt_at, COALESCE(claimed_until + 1, 0)))::BIGINT
              FROM deliveries WHERE status IN ('pending', 'retrying')",

@@ -232,10 +232,7 @@ pub(super) async fn migrate_to(client: &mut Client, version: usize) -> Result<()
 
 /// Applies what is missing; a database at a newer version than this build knows is its
 /// version, as the inner error.
-async fn apply(
-    client: &mut Client,
-    upto: usize,
-) -> Result<Result<(), i32>, tokio_postgres::Error> {
+async fn apply(client: &mut Client, upto: usize) -> Result<Result<(), i32>, tokio_postgres::Error> {
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .await?;

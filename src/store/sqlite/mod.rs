@@ -39,8 +39,8 @@ use super::export::ExportRow;
 use super::queue::{Job, Queue};
 use super::stats::{CountBy, CountRow};
 use super::{
-    AdminWrite, ChangeFilter, ChangeRow, Engine, EngineContext, EventDetail,
-    EventFilter, EventSummary, Page, StoreError, StoredAccount,
+    AdminWrite, ChangeFilter, ChangeRow, Engine, EngineContext, EventDetail, EventFilter,
+    EventSummary, Page, StoreError, StoredAccount,
 };
 use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;

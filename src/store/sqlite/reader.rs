@@ -19,8 +19,7 @@ use crate::event::public_id;
 use crate::store::StoreError;
 use crate::store::query::{self, Arg, Dialect};
 use crate::store::rows::{
-    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page,
-    StoredAccount, into_page,
+    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount, into_page,
 };
 use crate::store::stats::{self, CountBy, CountRow};
 use crate::tokens::{Role, TokenEntry};
