@@ -204,7 +204,7 @@ pub struct Delivery {
     pub attempts: u32,
 }
 
-/// One delivery attempt, as shown on the event.
+/// One attempt of an event's chat message, as the event's `forward_attempts` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRow {
     /// 1, 2, ...
