@@ -77,14 +77,15 @@ pub(super) async fn apply(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
-            // Its destinations go with it; what waited for them is cancelled.
+            // Its destinations go with it; what waited for them is cancelled. Its chat
+            // messages, accepted while it existed, still go.
             tx.execute("DELETE FROM destinations WHERE account = $1", &[name])
                 .await?;
             tx.execute(
                 "UPDATE deliveries SET status = 'cancelled', claimed_by = NULL,
                     claimed_until = NULL
-                 WHERE account = $1 AND status IN ('pending', 'retrying')",
-                &[name],
+                 WHERE account = $1 AND destination <> $2 AND status IN ('pending', 'retrying')",
+                &[name, &CHAT],
             )
             .await?;
             change

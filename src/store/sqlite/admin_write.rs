@@ -78,12 +78,13 @@ fn apply_admin_inner(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
-            // Its destinations go with it; what waited for them is cancelled.
+            // Its destinations go with it; what waited for them is cancelled. Its chat
+            // messages, accepted while it existed, still go.
             tx.execute("DELETE FROM destinations WHERE account = ?1", params![name])?;
             tx.execute(
                 "UPDATE deliveries SET status = 'cancelled'
-                 WHERE account = ?1 AND status IN ('pending', 'retrying')",
-                params![name],
+                 WHERE account = ?1 AND destination <> ?2 AND status IN ('pending', 'retrying')",
+                params![name, CHAT],
             )?;
             change
         }
