@@ -898,3 +898,62 @@ async fn a_database_with_the_old_chat_outbox_upgrades_and_delivers_what_waited()
     gw.stop().await;
     drop(dir);
 }
+
+#[tokio::test]
+async fn a_deleted_accounts_waiting_message_still_goes_and_its_destinations_are_cancelled() {
+    // No connector yet: the message waits in the outbox beside a destination's delivery.
+    let mut chat = Chat::start().await;
+    let mut gw = spawn_with(|c| {
+        c.egress.allow = vec!["127.0.0.0/8".into()];
+        c.delivery.timeout_ms = 60_000;
+    })
+    .await;
+    let mut endpoint = crate::destinations::Endpoint::start().await;
+    endpoint.answer_with(crate::destinations::Reply::Status(503));
+    listening_account(&gw, "pay", json!({})).await;
+    let made = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/pay/destinations",
+            Some(json!({"name": "backend", "url": endpoint.url})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let id = pay(&gw, "pay", "gone1").await;
+    endpoint.next().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = gw.event(&id).await;
+        let recorded = e["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["destination"] == "backend" && d["status"] == "retrying");
+        if recorded {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone = gw
+        .admin_call(Method::DELETE, "/v1/accounts/pay", None)
+        .await;
+    assert!(gone.status.is_success(), "{:?}", gone.json());
+    let e = gw.event(&id).await;
+    let status = |dest: &str| {
+        e["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"] == dest)
+            .map(|d| d["status"].clone())
+    };
+    assert_eq!(status("backend"), Some(json!("cancelled")), "{e}");
+    assert_eq!(status("@chat"), Some(json!("pending")), "{e}");
+    // A connector configured later receives it.
+    gw.config.chat.url = Some(chat.url.clone());
+    gw = gw.restart().await;
+    assert_eq!(chat.next().await.body["event_id"], "gone1");
+    settled(&gw, &id, "delivered").await;
+    gw.stop().await;
+}
