@@ -60,3 +60,4 @@ mod sns;
 mod support;
 #[path = "../it/tamper.rs"]
 mod tamper;
+mod tls;
