@@ -20,6 +20,7 @@ pub mod confirm;
 pub mod csv_cell;
 pub mod destination;
 pub mod event;
+pub mod excerpt;
 pub mod extract;
 pub mod forward;
 pub mod handshake;

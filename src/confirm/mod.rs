@@ -359,8 +359,9 @@ fn pairs(map: &BTreeMap<String, Secret>) -> Vec<(String, Secret)> {
 
 /// At most [`MAX_KEPT_ANSWER`] bytes of `text`, cut at a character boundary.
 fn cut(text: &str) -> String {
+    let text = crate::excerpt::storable(text);
     if text.len() <= MAX_KEPT_ANSWER {
-        return text.to_owned();
+        return text;
     }
     let mut end = MAX_KEPT_ANSWER;
     while !text.is_char_boundary(end) {

@@ -255,10 +255,7 @@ pub async fn send(
             }
         }
         Ok(Ok((code, retry_after, read))) => {
-            let excerpt: String = String::from_utf8_lossy(&read)
-                .chars()
-                .take(EXCERPT_CHARS)
-                .collect();
+            let excerpt = crate::excerpt::of_bytes(&read, EXCERPT_CHARS);
             let detail = if excerpt.is_empty() {
                 format!("HTTP {code}")
             } else {

@@ -27,6 +27,8 @@ pub(crate) enum Reply {
     Hang,
     /// 200 with a body of this many bytes.
     Big(usize),
+    /// This status with a body holding a NUL byte.
+    Nul(u16),
 }
 
 /// A request the endpoint received.
@@ -102,6 +104,7 @@ impl Endpoint {
                                 Reply::Status(c) => (c, None),
                                 Reply::RetryAfter(c, r) => (c, Some(r)),
                                 Reply::Big(_) => (200, None),
+                                Reply::Nul(c) => (c, None),
                                 Reply::Hang => {
                                     std::future::pending::<()>().await;
                                     (500, None)
@@ -109,6 +112,7 @@ impl Endpoint {
                             };
                             let text = match reply {
                                 Reply::Big(n) => "x".repeat(n),
+                                Reply::Nul(_) => "refused\0here".to_owned(),
                                 _ => format!("answer {status}"),
                             };
                             let mut res = Response::new(Full::new(Bytes::from(text)));
@@ -424,6 +428,27 @@ async fn failures_retry_then_die_and_a_bulk_redrive_delivers_with_the_same_id() 
         .await
             >= 2.0
     );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_answer_holding_a_nul_is_recorded_with_the_attempt_on_every_engine() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Nul(500));
+    let gw = gateway(|c| c.delivery.max_attempts = 2).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    let id = post(&gw, json!({"type": "paid", "id": "nul"})).await;
+    ep.next().await;
+    ep.next().await;
+    let dead = delivery_becomes(&gw, &id, "backend", "dead").await;
+    let details: Vec<&str> = dead["history"]
+        .as_array()
+        .expect("history")
+        .iter()
+        .map(|h| h["detail"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(details, ["HTTP 500: refused\u{FFFD}here"; 2]);
     gw.stop().await;
 }
 

@@ -176,7 +176,7 @@ pub(crate) fn answer_detail(status: u16, message: &str) -> String {
     if message.is_empty() {
         return format!("HTTP {status}");
     }
-    let cut: String = message.chars().take(200).collect();
+    let cut = crate::excerpt::of_text(message, 200);
     format!("HTTP {status}: {cut}")
 }
 
