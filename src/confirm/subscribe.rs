@@ -61,8 +61,18 @@ impl Subscriber {
         payload.get("SubscribeURL").and_then(Value::as_str)
     }
 
-    /// Visits `url` when it is allowed; says what came of it.
+    /// Visits `url` when it is allowed; says what came of it, in text any engine stores
+    /// (no NUL).
     pub async fn confirm(&self, url: &str) -> Subscribed {
+        let storable = crate::excerpt::storable;
+        match self.visit(url).await {
+            Subscribed::Confirmed(t) => Subscribed::Confirmed(storable(&t)),
+            Subscribed::NotVisited(t) => Subscribed::NotVisited(storable(&t)),
+            Subscribed::Failed(t) => Subscribed::Failed(storable(&t)),
+        }
+    }
+
+    async fn visit(&self, url: &str) -> Subscribed {
         if !subscribe_url_allowed(url, &self.own_hosts) {
             return Subscribed::NotVisited(format!(
                 "SubscribeURL {url:?} is not an SNS ConfirmSubscription URL (https://sns.<region>.amazonaws.com/?Action=ConfirmSubscription...); not visited, confirm it by hand if it is genuine"
@@ -86,7 +96,7 @@ impl Subscriber {
         if !(200..=299).contains(&status) {
             return Subscribed::Failed(format!(
                 "SubscribeURL answered {status}: {}",
-                text.chars().take(300).collect::<String>()
+                crate::excerpt::of_text(&text, 300)
             ));
         }
         let arn = between(&text, "<SubscriptionArn>", "</SubscriptionArn>")
