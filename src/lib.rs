@@ -42,3 +42,4 @@ pub mod strict_json;
 pub mod telemetry;
 pub mod tokens;
 pub mod verify;
+pub mod xml;

@@ -240,6 +240,15 @@ fn sign_signature(
         (Some(v), None) => serde_json::to_vec(v).map_err(|e| SignError(e.to_string()))?,
         _ => input.body.to_vec(),
     };
+    // Selcom's SDKs sign every field of the body and list them in a header.
+    let named = match &sig.named_fields {
+        Some(spec) => {
+            let (list, text) = named_fields(spec, input.body)?;
+            signed.headers.push((spec.header.clone(), list));
+            text
+        }
+        None => Vec::new(),
+    };
     let url = signed.url.clone();
     let inputs = Inputs {
         body: &body_for_mac,
@@ -248,6 +257,7 @@ fn sign_signature(
         url: url.as_bytes(),
         method: b"POST",
         form_params: &form_params,
+        named_fields: &named,
     };
     let raw = mac_or_signature(sig, input.key, &content, inputs, signed)?;
     let encoded = match sig.encoding {
@@ -275,6 +285,43 @@ fn sign_signature(
         None => body_for_mac,
     };
     Ok(())
+}
+
+/// The list of signed fields and their signed text, as Selcom's SDKs write them: every
+/// top-level field of the JSON body, then any required field it lacks (signed empty), each
+/// as `{separator}name=value`.
+fn named_fields(
+    spec: &crate::account::NamedFieldsSpec,
+    body: &[u8],
+) -> Result<(String, Vec<u8>), SignError> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        SignError(format!(
+            "this scheme signs fields of a JSON body, and the body is not JSON: {e}"
+        ))
+    })?;
+    let Value::Object(map) = json else {
+        return Err(SignError(
+            "this scheme signs fields of a JSON object, and the body is not one".into(),
+        ));
+    };
+    let mut names: Vec<String> = map.keys().cloned().collect();
+    for r in &spec.required {
+        if !names.contains(r) {
+            names.push(r.clone());
+        }
+    }
+    let mut text = Vec::new();
+    for name in &names {
+        text.extend_from_slice(spec.separator.as_bytes());
+        text.extend_from_slice(name.as_bytes());
+        text.push(b'=');
+        match map.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) => text.extend_from_slice(v.as_bytes()),
+            Some(other) => text.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    Ok((names.join(","), text))
 }
 
 /// A scheme over chosen fields of each item (Adyen): every item gets its own signature,
