@@ -281,6 +281,31 @@ mod tests {
     }
 
     #[test]
+    fn a_field_list_scheme_covers_its_required_fields_and_a_signed_field_covers_its_inside() {
+        let selcom = sig(
+            json!({"header": "Digest", "signed_content": "timestamp={timestamp}{named_fields}",
+                                "timestamp_header": "Timestamp",
+                                "named_fields": {"header": "Signed-Fields", "required": ["transid", "order_id"]}}),
+        );
+        assert!(covered(&selcom, "$.transid"));
+        assert!(covered(&selcom, "order_id"));
+        assert!(covered(&selcom, "header:Timestamp"));
+        assert!(
+            !covered(&selcom, "$.amount"),
+            "a field a callback may leave unsigned"
+        );
+        assert!(!covered(&selcom, "header:Signed-Fields"));
+        let braintree = sig(
+            json!({"signature_path": "$.bt_signature", "signed_content": "{id}",
+                                   "id_path": "$.bt_payload"}),
+        );
+        assert!(covered(&braintree, "$.bt_payload.notification.kind"));
+        assert!(covered(&braintree, "$.bt_payload"));
+        assert!(!covered(&braintree, "$.bt_payload_other"));
+        assert!(!covered(&braintree, "$.bt_signature"));
+    }
+
+    #[test]
     fn an_uncovered_part_is_refused_at_compile_time_by_field() {
         let spec = AccountSpec::from_json(json!({
             "name": "a",

@@ -555,6 +555,63 @@ mod tests {
     }
 
     #[test]
+    fn an_xml_api_gets_escaped_values_and_its_credential_only_when_sent() {
+        let c = confirmer(json!({
+            "method": "POST", "format": "xml",
+            "url": "http://127.0.0.1:1/API/v6/",
+            "secret_vars": {"company_token": "CT&1"},
+            "body": "<API3G><CompanyToken>{{secret.company_token}}</CompanyToken><TransactionToken>{{source}}</TransactionToken></API3G>",
+            "conditions": [{"path": "$.API3G.Result", "equals": "000"}]
+        }));
+        let e = Extracted {
+            source: Some("a</TransactionToken><Request>x".into()),
+            ..Extracted::default()
+        };
+        let (_, shown, headers) = c.request(&e, "acct", b"");
+        assert_eq!(
+            shown,
+            "<API3G><CompanyToken>[secret]</CompanyToken><TransactionToken>a&lt;/TransactionToken&gt;&lt;Request&gt;x</TransactionToken></API3G>"
+        );
+        assert!(headers.contains(&("content-type".into(), "application/xml".into())));
+        let sent = c.render_body(&e, "acct", b"", true);
+        assert!(
+            sent.contains("<CompanyToken>CT&amp;1</CompanyToken>"),
+            "{sent}"
+        );
+        assert!(
+            !format!("{c:?}").contains("CT&1"),
+            "the credential stays out of Debug"
+        );
+
+        let paid = "<?xml version=\"1.0\"?><API3G><Result>000</Result></API3G>";
+        assert!(matches!(c.judge(paid, &e, "a"), Outcome::Confirmed(_)));
+        let unpaid = "<API3G><Result>900</Result></API3G>";
+        assert!(matches!(c.judge(unpaid, &e, "a"), Outcome::Unconfirmed(_)));
+        let dtd = "<!DOCTYPE API3G [<!ENTITY r \"000\">]><API3G><Result>&r;</Result></API3G>";
+        assert!(matches!(c.judge(dtd, &e, "a"), Outcome::Unavailable(d) if d.contains("DTD")));
+        assert!(matches!(
+            c.judge(r#"{"API3G":{"Result":"000"}}"#, &e, "a"),
+            Outcome::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn a_body_naming_a_credential_the_account_lacks_is_refused() {
+        for (body, vars) in [
+            ("<a>{{secret.nope}}</a>", json!({})),
+            ("<a>{{secret.t</a>", json!({"t": "x"})),
+            ("<a>{{secret.t}}</a>", json!({"t": ""})),
+        ] {
+            let spec: ConfirmSpec = serde_json::from_value(json!({
+                "url": "http://h/x", "format": "xml", "body": body, "secret_vars": vars,
+                "conditions": [{"path": "$.a", "equals": "b"}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(Confirmer::compile(&spec).is_err(), "{body}");
+        }
+    }
+
+    #[test]
     fn a_url_whose_host_a_callback_could_choose_is_refused() {
         for url in [
             "{{params.host}}/x",

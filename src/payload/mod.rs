@@ -342,4 +342,34 @@ mod tests {
             Ok(json!({"subject": "[draft] notes", "n": "{x"}))
         );
     }
+
+    #[test]
+    fn a_base64_xml_field_is_read_in_place_and_bad_ones_are_malformed() {
+        use base64::Engine;
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let xml = "<notification><kind>check</kind></notification>";
+        let mut v = serde_json::json!({"bt_payload": format!("{}\n", b64(xml)), "x": "1"});
+        assert_eq!(expand_base64_xml(&mut v, "bt_payload"), Ok(()));
+        assert_eq!(v["bt_payload"]["notification"]["kind"], "check");
+        let mut absent = serde_json::json!({"x": "1"});
+        assert_eq!(expand_base64_xml(&mut absent, "bt_payload"), Ok(()));
+        for bad in [
+            serde_json::json!({"bt_payload": "%%%"}),
+            serde_json::json!({"bt_payload": b64("<a>")}),
+            serde_json::json!({"bt_payload": b64("<!DOCTYPE a><a/>")}),
+            serde_json::json!({"bt_payload": 7}),
+        ] {
+            let mut bad = bad;
+            assert!(
+                matches!(
+                    expand_base64_xml(&mut bad, "bt_payload"),
+                    Err(PayloadError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(is_xml(Some("text/xml; charset=utf-8")));
+        assert!(is_xml(Some("application/soap+xml")));
+        assert!(!is_xml(Some("application/json")));
+    }
 }

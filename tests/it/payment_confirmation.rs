@@ -311,10 +311,9 @@ async fn a_dpo_push_is_confirmed_with_verify_token_in_xml() {
     let asked_before = api.read(|p| p.asked);
     for bad in [
         "<API3G><Result>000</Result>".to_owned(),
-        format!(
-            "<?xml version=\"1.0\"?><!DOCTYPE API3G [<!ENTITY t SYSTEM \"file:///etc/passwd\">]>\
-             <API3G><TransactionToken>&t;</TransactionToken></API3G>"
-        ),
+        "<?xml version=\"1.0\"?><!DOCTYPE API3G [<!ENTITY t SYSTEM \"file:///etc/passwd\">]>\
+         <API3G><TransactionToken>&t;</TransactionToken></API3G>"
+            .to_owned(),
     ] {
         let refused = gw.post_hook(&target, &xml, bad.clone()).await;
         assert_eq!(refused.status, 400, "{bad}");
