@@ -6,7 +6,10 @@
 //! node are then serialised on the chain, each row chains from the committed head, and
 //! seq order is commit order. Dedupe is decided inside that lock, so the same id sent to
 //! two nodes at once is accepted once. Events go in with one statement per table per
-//! group. It must never answer a job before its commit.
+//! group, from statements prepared once per connection, and the statements of a group are
+//! pipelined: the head's lock and the dedupe lookup go out together, then every insert
+//! with the head's update, so a group costs four round trips to the server whatever its
+//! size. It must never answer a job before its commit.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,7 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use deadpool_postgres::Pool;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_postgres::Transaction;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Statement, Transaction};
 
 use super::admin_write;
 use crate::chain::{self, Hash};
@@ -44,12 +48,7 @@ pub(super) struct Head {
 
 /// Locks and reads a log's head row until the transaction ends.
 pub(super) async fn lock_head(tx: &Transaction<'_>, log: &str) -> Result<Head, StoreError> {
-    let row = tx
-        .query_one(
-            "SELECT seq, hash FROM chain_heads WHERE log = $1 FOR UPDATE",
-            &[&log],
-        )
-        .await?;
+    let row = tx.query_one(LOCK_HEAD, &[&log]).await?;
     let hash: Vec<u8> = row.get(1);
     Ok(Head {
         seq: row.get(0),
@@ -58,12 +57,92 @@ pub(super) async fn lock_head(tx: &Transaction<'_>, log: &str) -> Result<Head, S
 }
 
 async fn store_head(tx: &Transaction<'_>, log: &str, head: Head) -> Result<(), StoreError> {
-    tx.execute(
-        "UPDATE chain_heads SET seq = $2, hash = $3 WHERE log = $1",
-        &[&log, &head.seq, &&head.hash[..]],
-    )
-    .await?;
+    tx.execute(STORE_HEAD, &[&log, &head.seq, &&head.hash[..]])
+        .await?;
     Ok(())
+}
+
+const LOCK_HEAD: &str = "SELECT seq, hash FROM chain_heads WHERE log = $1 FOR UPDATE";
+const STORE_HEAD: &str = "UPDATE chain_heads SET seq = $2, hash = $3 WHERE log = $1";
+const KNOWN_IDS: &str = "SELECT d.account, d.event_id, d.seq FROM dedupe d
+     JOIN unnest($1::text[], $2::text[]) AS k(account, event_id) USING (account, event_id)";
+const INSERT_EVENTS: &str = "INSERT INTO events (seq, received_at, account, status, reason,
+        detail, event_id, event_type, sender, source, params, forward_status, method, path,
+        query, remote_addr, headers, content_type, body, body_size, body_sha256,
+        body_truncated, handle_micros, hash, streamed)
+     SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
+        $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
+        $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
+        $17::text[], $18::text[], $19::bytea[], $20::bigint[], $21::bytea[],
+        $22::bigint[], $23::bigint[], $24::bytea[], $25::bigint[])";
+const INSERT_DEDUPE: &str = "INSERT INTO dedupe (account, event_id, seq)
+     SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])";
+const INSERT_OUTBOX: &str = "INSERT INTO outbox (seq, account, recipient, text, event_id,
+        event_type, status, next_attempt_at)
+     SELECT s, a, r, t, i, y, 'pending', d FROM unnest($1::bigint[], $2::text[],
+        $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
+        AS o(s, a, r, t, i, y, d)";
+const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (seq, account, destination, status,
+        next_attempt_at, created_at)
+     SELECT s, a, d, 'pending', t, t FROM unnest($1::bigint[], $2::text[],
+        $3::text[], $4::bigint[]) AS o(s, a, d, t)";
+const NOTIFY_EVENTS: &str = "SELECT pg_notify('hookgate_events', '')";
+
+/// The statements an event group runs, prepared once per connection (the pool keeps them
+/// in its statement cache), so no group waits for the server to parse one.
+struct Statements {
+    lock_head: Statement,
+    store_head: Statement,
+    known_ids: Statement,
+    events: Statement,
+    dedupe: Statement,
+    outbox: Statement,
+    deliveries: Statement,
+    notify: Statement,
+}
+
+impl Statements {
+    /// The connection's cached statements; the first group on a connection prepares them,
+    /// together.
+    async fn of(client: &deadpool_postgres::Object) -> Result<Statements, tokio_postgres::Error> {
+        let (lock_head, store_head, known_ids, events) = tokio::try_join!(
+            client.prepare_cached(LOCK_HEAD),
+            client.prepare_cached(STORE_HEAD),
+            client.prepare_cached(KNOWN_IDS),
+            client.prepare_cached(INSERT_EVENTS),
+        )?;
+        let (dedupe, outbox, deliveries, notify) = tokio::try_join!(
+            client.prepare_cached(INSERT_DEDUPE),
+            client.prepare_cached(INSERT_OUTBOX),
+            client.prepare_cached(INSERT_DELIVERIES),
+            client.prepare_cached(NOTIFY_EVENTS),
+        )?;
+        Ok(Statements {
+            lock_head,
+            store_head,
+            known_ids,
+            events,
+            dedupe,
+            outbox,
+            deliveries,
+            notify,
+        })
+    }
+
+    async fn lock_events_head(&self, tx: &Transaction<'_>) -> Result<Head, StoreError> {
+        let row = tx.query_one(&self.lock_head, &[&"events"]).await?;
+        let hash: Vec<u8> = row.get(1);
+        Ok(Head {
+            seq: row.get(0),
+            hash: Hash::try_from(hash.as_slice()).unwrap_or(chain::GENESIS),
+        })
+    }
+
+    async fn store_events_head(&self, tx: &Transaction<'_>, head: Head) -> Result<(), StoreError> {
+        tx.execute(&self.store_head, &[&"events", &head.seq, &&head.hash[..]])
+            .await?;
+        Ok(())
+    }
 }
 
 /// Runs until the queue closes or a shutdown job arrives.
@@ -209,6 +288,12 @@ async fn attempt_group(
     guard: Guard,
 ) -> Result<(Vec<Outcome>, bool), Failure> {
     let mut client = pool.get().await.map_err(StoreError::from)?;
+    let has_events = batch.iter().any(|j| matches!(j, Job::Event(..)));
+    let statements = if has_events {
+        Some(Statements::of(&client).await?)
+    } else {
+        None
+    };
     let mut tx = client.transaction().await?;
     let events: Vec<(usize, &EventRecord)> = batch
         .iter()
@@ -221,36 +306,42 @@ async fn attempt_group(
     let has_admin = batch.iter().any(|j| matches!(j, Job::Admin(..)));
     let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
     let mut streamed = false;
-    if !events.is_empty() {
-        let mut head = lock_head(&tx, "events").await?;
+    if let Some(st) = &statements {
         let records: Vec<&EventRecord> = events.iter().map(|(_, r)| *r).collect();
         match guard {
-            Guard::Together => match insert_events(&tx, &mut head, &records).await {
-                Ok(done) => {
-                    for ((i, _), (committed, s)) in events.iter().zip(done) {
-                        streamed |= s;
-                        outcomes[*i] = Some(Outcome::Event(Ok(committed)));
-                    }
-                }
-                Err(e) => {
+            Guard::Together => {
+                // The lookup runs after the lock in the same pipeline, so it sees every
+                // group committed before this one took the head.
+                let lookup = Lookup::of(&records);
+                let (head, known) =
+                    tokio::try_join!(st.lock_events_head(&tx), lookup.run(&tx, st))?;
+                let (rows, done, head) = chain_events(head, known, &records);
+                let any_streamed = done.iter().any(|(_, s)| *s);
+                let written = tokio::try_join!(
+                    rows.insert(&tx, st),
+                    st.store_events_head(&tx, head),
+                    notify_if(&tx, st, any_streamed),
+                );
+                if let Err(e) = written {
                     tracing::warn!(error = %e, "an event of the group failed; writing it again event by event");
                     return Err(Failure::EventFailed);
                 }
-            },
+                for ((i, _), (committed, s)) in events.iter().zip(done) {
+                    streamed |= s;
+                    outcomes[*i] = Some(Outcome::Event(Ok(committed)));
+                }
+            }
             Guard::PerEvent => {
+                let mut head = st.lock_events_head(&tx).await?;
                 for (i, r) in &events {
                     let sp = tx.savepoint("one_event").await?;
-                    let mut trial = head;
-                    let outcome = match insert_events(&sp, &mut trial, &[*r]).await {
-                        Ok(mut done) => match done.pop() {
-                            Some((committed, s)) => {
-                                sp.commit().await?;
-                                head = trial;
-                                streamed |= s;
-                                Ok(committed)
-                            }
-                            None => Err(unmatched()),
-                        },
+                    let outcome = match insert_one(&sp, st, head, r).await {
+                        Ok((committed, s, trial)) => {
+                            sp.commit().await?;
+                            head = trial;
+                            streamed |= s;
+                            Ok(committed)
+                        }
                         Err(e) => {
                             sp.rollback().await?;
                             Err(e)
@@ -258,9 +349,10 @@ async fn attempt_group(
                     };
                     outcomes[*i] = Some(Outcome::Event(outcome));
                 }
+                st.store_events_head(&tx, head).await?;
+                notify_if(&tx, st, streamed).await?;
             }
         }
-        store_head(&tx, "events", head).await?;
     }
     if has_admin {
         let mut head = lock_head(&tx, "changes").await?;
@@ -304,10 +396,6 @@ async fn attempt_group(
             _ => {}
         }
     }
-    if streamed {
-        tx.execute("SELECT pg_notify('hookgate_events', '')", &[])
-            .await?;
-    }
     tx.commit().await?;
     let outcomes = outcomes
         .into_iter()
@@ -325,38 +413,53 @@ async fn probe_write(tx: &Transaction<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes a run of events chained from `head`, deciding `duplicate` against the `dedupe`
-/// table and the run itself; moves `head` past them. Returns each event's outcome and
-/// whether it was streamed.
-async fn insert_events(
-    tx: &Transaction<'_>,
-    head: &mut Head,
-    records: &[&EventRecord],
-) -> Result<Vec<(Committed, bool)>, StoreError> {
-    // The ids already accepted, asked in one statement.
-    let (mut accounts, mut ids) = (Vec::new(), Vec::new());
-    for r in records {
-        if r.status == Status::Accepted
-            && let Some(id) = &r.extracted.event_id
-        {
-            accounts.push(r.account.as_str());
-            ids.push(id.as_str());
+/// The ids of a run of events that may be first acceptances, asked of the `dedupe` table in
+/// one statement.
+struct Lookup<'a> {
+    accounts: Vec<&'a str>,
+    ids: Vec<&'a str>,
+}
+
+/// The accepted ids a lookup found: (account, event id) → the first acceptance's seq.
+type Known = HashMap<(String, String), i64>;
+
+impl<'a> Lookup<'a> {
+    fn of(records: &[&'a EventRecord]) -> Lookup<'a> {
+        let (mut accounts, mut ids) = (Vec::new(), Vec::new());
+        for r in records {
+            if r.status == Status::Accepted
+                && let Some(id) = &r.extracted.event_id
+            {
+                accounts.push(r.account.as_str());
+                ids.push(id.as_str());
+            }
         }
+        Lookup { accounts, ids }
     }
-    let mut known: HashMap<(String, String), i64> = HashMap::new();
-    if !ids.is_empty() {
+
+    async fn run(&self, tx: &Transaction<'_>, st: &Statements) -> Result<Known, StoreError> {
+        let mut known = Known::new();
+        if self.ids.is_empty() {
+            return Ok(known);
+        }
         for row in tx
-            .query(
-                "SELECT d.account, d.event_id, d.seq FROM dedupe d
-                 JOIN unnest($1::text[], $2::text[]) AS k(account, event_id)
-                   USING (account, event_id)",
-                &[&accounts, &ids],
-            )
+            .query(&st.known_ids, &[&self.accounts, &self.ids])
             .await?
         {
             known.insert((row.get(0), row.get(1)), row.get(2));
         }
+        Ok(known)
     }
+}
+
+/// Chains a run of events from `head`, deciding `duplicate` against the ids `known` and
+/// the run itself (pure). Returns the rows to insert, each event's outcome and whether it
+/// was streamed, and the head after the run.
+fn chain_events<'a>(
+    head: Head,
+    mut known: Known,
+    records: &[&'a EventRecord],
+) -> (Columns<'a>, Vec<(Committed, bool)>, Head) {
     let mut rows = Columns::default();
     let mut out = Vec::with_capacity(records.len());
     let mut seq = head.seq;
@@ -392,9 +495,37 @@ async fn insert_events(
             row.streamed,
         ));
     }
-    rows.insert(tx).await?;
-    *head = Head { seq, hash: prev };
-    Ok(out)
+    (rows, out, Head { seq, hash: prev })
+}
+
+/// Writes one event after `head` (inside the caller's savepoint); returns its outcome,
+/// whether it was streamed, and the head after it.
+async fn insert_one(
+    tx: &Transaction<'_>,
+    st: &Statements,
+    head: Head,
+    r: &EventRecord,
+) -> Result<(Committed, bool, Head), StoreError> {
+    let records = [r];
+    let known = Lookup::of(&records).run(tx, st).await?;
+    let (rows, mut done, head) = chain_events(head, known, &records);
+    rows.insert(tx, st).await?;
+    match done.pop() {
+        Some((committed, streamed)) => Ok((committed, streamed, head)),
+        None => Err(unmatched()),
+    }
+}
+
+/// Tells every node's stream follower that events were committed, when some were streamed.
+async fn notify_if(
+    tx: &Transaction<'_>,
+    st: &Statements,
+    streamed: bool,
+) -> Result<(), StoreError> {
+    if streamed {
+        tx.execute(&st.notify, &[]).await?;
+    }
+    Ok(())
 }
 
 /// A group's rows, column by column, for one `INSERT … SELECT FROM unnest(…)` per table.
@@ -495,61 +626,52 @@ impl<'a> Columns<'a> {
         }
     }
 
-    async fn insert(&self, tx: &Transaction<'_>) -> Result<(), StoreError> {
-        tx.execute(
-            "INSERT INTO events (seq, received_at, account, status, reason, detail, event_id,
-                event_type, sender, source, params, forward_status, method, path, query,
-                remote_addr, headers, content_type, body, body_size, body_sha256,
-                body_truncated, handle_micros, hash, streamed)
-             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[],
-                $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-                $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-                $17::text[], $18::text[], $19::bytea[], $20::bigint[], $21::bytea[],
-                $22::bigint[], $23::bigint[], $24::bytea[], $25::bigint[])",
-            &[
-                &self.seq,
-                &self.received_at,
-                &self.account,
-                &self.status,
-                &self.reason,
-                &self.detail,
-                &self.event_id,
-                &self.event_type,
-                &self.sender,
-                &self.source,
-                &self.params,
-                &self.forward_status,
-                &self.method,
-                &self.path,
-                &self.query,
-                &self.remote_addr,
-                &self.headers,
-                &self.content_type,
-                &self.body,
-                &self.body_size,
-                &self.body_sha256,
-                &self.body_truncated,
-                &self.handle_micros,
-                &self.hash,
-                &self.streamed,
-            ],
-        )
-        .await?;
-        if !self.dedupe_seq.is_empty() {
+    /// Inserts the rows, one statement per table, all sent at once.
+    async fn insert(&self, tx: &Transaction<'_>, st: &Statements) -> Result<(), StoreError> {
+        let columns: [&(dyn ToSql + Sync); 25] = [
+            &self.seq,
+            &self.received_at,
+            &self.account,
+            &self.status,
+            &self.reason,
+            &self.detail,
+            &self.event_id,
+            &self.event_type,
+            &self.sender,
+            &self.source,
+            &self.params,
+            &self.forward_status,
+            &self.method,
+            &self.path,
+            &self.query,
+            &self.remote_addr,
+            &self.headers,
+            &self.content_type,
+            &self.body,
+            &self.body_size,
+            &self.body_sha256,
+            &self.body_truncated,
+            &self.handle_micros,
+            &self.hash,
+            &self.streamed,
+        ];
+        let events = tx.execute(&st.events, &columns);
+        let dedupe = async {
+            if self.dedupe_seq.is_empty() {
+                return Ok(0);
+            }
             tx.execute(
-                "INSERT INTO dedupe (account, event_id, seq)
-                 SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])",
+                &st.dedupe,
                 &[&self.dedupe_account, &self.dedupe_id, &self.dedupe_seq],
             )
-            .await?;
-        }
-        if !self.outbox_seq.is_empty() {
+            .await
+        };
+        let outbox = async {
+            if self.outbox_seq.is_empty() {
+                return Ok(0);
+            }
             tx.execute(
-                "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type,
-                    status, next_attempt_at)
-                 SELECT s, a, r, t, i, y, 'pending', d FROM unnest($1::bigint[], $2::text[],
-                    $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-                    AS o(s, a, r, t, i, y, d)",
+                &st.outbox,
                 &[
                     &self.outbox_seq,
                     &self.outbox_account,
@@ -560,14 +682,14 @@ impl<'a> Columns<'a> {
                     &self.outbox_due,
                 ],
             )
-            .await?;
-        }
-        if !self.delivery_seq.is_empty() {
+            .await
+        };
+        let deliveries = async {
+            if self.delivery_seq.is_empty() {
+                return Ok(0);
+            }
             tx.execute(
-                "INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
-                    created_at)
-                 SELECT s, a, d, 'pending', t, t FROM unnest($1::bigint[], $2::text[],
-                    $3::text[], $4::bigint[]) AS o(s, a, d, t)",
+                &st.deliveries,
                 &[
                     &self.delivery_seq,
                     &self.delivery_account,
@@ -575,8 +697,9 @@ impl<'a> Columns<'a> {
                     &self.delivery_due,
                 ],
             )
-            .await?;
-        }
+            .await
+        };
+        tokio::try_join!(events, dedupe, outbox, deliveries)?;
         Ok(())
     }
 }
