@@ -55,11 +55,6 @@ impl NamedFields {
         })
     }
 
-    /// The header that lists the signed fields.
-    pub fn header(&self) -> &HeaderName {
-        &self.header
-    }
-
     /// The fields the request names, in its order; an error says why the list is refused.
     pub fn names(&self, headers: &HeaderMap) -> Result<Vec<String>, String> {
         let Some(raw) = headers.get(&self.header) else {
