@@ -65,10 +65,14 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
         public_key: None,
     };
     let looks_json = matches!(input.body.trim_ascii_start().first(), Some(b'{' | b'['));
+    // An XML body (DPO's push) is sent as XML.
+    let looks_xml = input.body.trim_ascii_start().first() == Some(&b'<');
     signed.headers.push((
         "Content-Type".into(),
         if looks_json || input.body.is_empty() {
             "application/json"
+        } else if looks_xml {
+            "application/xml"
         } else {
             "application/x-www-form-urlencoded"
         }
@@ -670,6 +674,33 @@ mod tests {
                 rule.name
             );
         }
+    }
+
+    #[test]
+    fn an_xml_body_is_sent_as_xml_with_the_path_token_in_the_url() {
+        let rules = Rules::shipped();
+        let mut request =
+            json!({"name": "acct", "provider": "dpo", "secret": "a-path-token-0123456789"});
+        if let Some(rule) = rules.get("dpo") {
+            rule.fill_required_settings(&mut request, "a-required-setting");
+        }
+        let prepared = rules.prepare(request).unwrap_or_else(|e| panic!("{e}"));
+        let spec = AccountSpec::from_json(prepared).unwrap_or_else(|e| panic!("{e}"));
+        let signed = sign_request(SignInput {
+            spec: &spec,
+            key: "a-path-token-0123456789",
+            body: b"<API3G><Result>000</Result></API3G>",
+            url: "https://h/hooks/acct",
+            now_secs: NOW,
+            id: "m",
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(signed.url, "https://h/hooks/acct/a-path-token-0123456789");
+        assert!(
+            signed
+                .headers
+                .contains(&("Content-Type".into(), "application/xml".into()))
+        );
     }
 
     #[test]

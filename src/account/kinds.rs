@@ -92,8 +92,8 @@ fn is_json(f: &ConfirmFormat) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct XmlSpec {
-    /// Accept a body of type `application/xml` or `text/xml` (or `+xml`), read as XML:
-    /// `<API3G><Result>` is `$.API3G.Result`.
+    /// Accept a body of type `application/xml` or `text/xml` (or `+xml`), or any body that
+    /// opens with `<`, read as XML: `<API3G><Result>` is `$.API3G.Result`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub body: bool,
     /// Top-level fields of a form or JSON body that hold base64 XML, each replaced by the

@@ -90,7 +90,8 @@ fn malformed(e: serde_json::Error) -> PayloadError {
 }
 
 /// Decodes a verified body for an account that reads XML (see [`XmlSpec`]): an XML body
-/// (when the account accepts one) is read as XML, any other as [`decode_keeping`] or
+/// (when the account accepts one: an XML content type, or a body that opens with `<`) is
+/// read as XML, any other as [`decode_keeping`] or
 /// [`decode`] read it; then each base64 XML field is replaced by the document it holds.
 /// XML that cannot be read (malformed, a DTD, an entity) is a malformed payload.
 pub fn decode_with_xml(
@@ -100,7 +101,9 @@ pub fn decode_with_xml(
     xml: &XmlSpec,
 ) -> Result<Value, PayloadError> {
     let body = verified.request().body;
-    let mut value = if xml.body && is_xml(content_type) {
+    // A sender that labels its XML otherwise (text/plain, a form) is still read as XML.
+    let looks_xml = body.trim_ascii_start().starts_with(b"<");
+    let mut value = if xml.body && (is_xml(content_type) || looks_xml) {
         if body.trim_ascii().is_empty() {
             Value::Null
         } else {

@@ -280,8 +280,13 @@ async fn a_dpo_push_is_confirmed_with_verify_token_in_xml() {
         "{row}"
     );
     assert!(!row.to_string().contains(DPO_COMPANY_TOKEN));
+    // The same push labelled as something else is still read as XML: a retry, a duplicate.
     let retry = gw
-        .post_hook(&target, &xml, dpo_push(paid, "000", "950.00"))
+        .post_hook(
+            &target,
+            &[("content-type", "application/x-www-form-urlencoded")],
+            dpo_push(paid, "000", "950.00"),
+        )
         .await;
     assert_eq!(retry.status, 200);
     assert_eq!(last_row(&gw, "dpo").await["status"], "duplicate");
