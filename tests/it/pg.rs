@@ -24,7 +24,7 @@ use std::fs::{self, OpenOptions};
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
@@ -63,13 +63,112 @@ rm -rf -- "$1" 2>/dev/null || rm -rf -- "$1"
 /// The cluster shared by every test in this process, started on first use.
 pub fn server() -> &'static PgServer {
     static SHARED: OnceLock<PgServer> = OnceLock::new();
-    SHARED.get_or_init(PgServer::new)
+    SHARED.get_or_init(|| PgServer::new(|_| Vec::new()))
 }
 
 /// A cluster of the caller's own, for a test that stops and starts it; it is shut down and
 /// removed when dropped.
 pub fn private_server() -> PgServer {
-    PgServer::new()
+    PgServer::new(|_| Vec::new())
+}
+
+/// A private cluster started with `settings` (`name=value`) on top of the tests' own.
+#[allow(dead_code)] // the benchmark's
+pub fn private_server_with(settings: &[&str]) -> PgServer {
+    let settings: Vec<String> = settings.iter().map(|s| (*s).to_owned()).collect();
+    PgServer::new(move |_| settings)
+}
+
+/// A private cluster that offers TLS (plain TCP stays allowed) with a certificate for
+/// 127.0.0.1 only, signed by a certificate authority made for it; the CA's certificate
+/// (PEM) is returned beside it. Keys are made by `openssl` for each cluster and removed
+/// with it.
+#[allow(dead_code)] // the PostgreSQL suite's
+pub fn private_tls_server() -> (PgServer, PathBuf) {
+    let mut ca = PathBuf::new();
+    let server = PgServer::new(|dir| {
+        let tls = dir.join("tls");
+        fs::create_dir(&tls).expect("create the tls directory");
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&tls)
+                .output()
+                .expect("run openssl");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=hookgate test CA",
+        ]);
+        run(&[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ]);
+        fs::write(tls.join("ext"), "subjectAltName=IP:127.0.0.1\n").expect("write ext");
+        run(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "server.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "ext",
+        ]);
+        fs::set_permissions(tls.join("server.key"), fs::Permissions::from_mode(0o600))
+            .expect("chmod server.key");
+        if let Some((uid, gid)) = host().nobody {
+            let status = Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .arg(&tls)
+                .status()
+                .expect("run chown");
+            assert!(status.success(), "chown of {} failed", tls.display());
+        }
+        ca = tls.join("ca.pem");
+        vec![
+            "ssl=on".to_owned(),
+            format!("ssl_cert_file={}", tls.join("server.pem").display()),
+            format!("ssl_key_file={}", tls.join("server.key").display()),
+        ]
+    });
+    (server, ca)
 }
 
 /// Runs `sql` through `psql` against the database at `url`: the unaligned, tuples-only
@@ -175,9 +274,11 @@ impl PgServer {
         *postmaster = Some(child);
     }
 
-    /// Creates a cluster and starts it on a free port.
-    fn new() -> PgServer {
-        let cluster = Cluster::create();
+    /// Creates a cluster, lets `prepare` add files to its directory and name settings of
+    /// its own, and starts it on a free port.
+    fn new(prepare: impl FnOnce(&Path) -> Vec<String>) -> PgServer {
+        let mut cluster = Cluster::create();
+        cluster.extra = prepare(&cluster.dir);
         for _ in 0..PORT_ATTEMPTS {
             let port = free_port();
             if let Some(postmaster) = cluster.launch(port) {
@@ -212,6 +313,8 @@ struct Cluster {
     cleaner_pipe: Option<ChildStdin>,
     /// The cleaner, waited for on drop so that `dir` is gone when the drop returns.
     cleaner: Child,
+    /// Settings of this cluster's own, after the tests' [`SETTINGS`].
+    extra: Vec<String>,
 }
 
 impl Cluster {
@@ -247,6 +350,7 @@ impl Cluster {
             cleaner_pipe: cleaner.stdin.take(),
             cleaner,
             dir,
+            extra: Vec::new(),
         };
         fs::create_dir(cluster.socket()).expect("create the socket directory");
         if let Some((uid, gid)) = host.nobody {
@@ -304,6 +408,11 @@ impl Cluster {
             .arg("-k")
             .arg(self.socket())
             .args(SETTINGS.iter().flat_map(|setting| ["-c", setting]))
+            .args(
+                self.extra
+                    .iter()
+                    .flat_map(|setting| ["-c", setting.as_str()]),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("postgres.log handle"))
             .stderr(log);

@@ -56,3 +56,4 @@ mod sns;
 mod support;
 #[path = "../it/tamper.rs"]
 mod tamper;
+mod tls;

@@ -16,6 +16,7 @@ pub(super) mod load;
 mod notify;
 mod reader;
 mod schema;
+mod tls;
 mod writer;
 
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Timeouts};
-use tokio_postgres::NoTls;
 
 use super::audit::{ChainReport, Expected, Log};
 use super::export::ExportRow;
@@ -48,8 +48,23 @@ impl From<tokio_postgres::Error> for StoreError {
 
 impl From<deadpool_postgres::PoolError> for StoreError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        StoreError::Unavailable(format!("cannot reach PostgreSQL: {e}"))
+        StoreError::Unavailable(format!("cannot reach PostgreSQL: {}", with_causes(&e)))
     }
+}
+
+/// An error and the errors beneath it, as one line: a failed TLS handshake says why.
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let said = c.to_string();
+        if !line.contains(&said) {
+            line.push_str(": ");
+            line.push_str(&said);
+        }
+        cause = c.source();
+    }
+    line
 }
 
 /// The schema version this build migrates a database to.
@@ -62,7 +77,7 @@ pub fn schema_version() -> i32 {
 fn postgres_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("PostgreSQL: {}", db.message()),
-        None => format!("PostgreSQL: {e}"),
+        None => format!("PostgreSQL: {}", with_causes(e)),
     }
 }
 
@@ -87,6 +102,27 @@ pub fn redacted_url(url: &str) -> String {
     format!("{scheme}://{shown}/{tail}")
 }
 
+/// The driver's settings and TLS connector for `url`, or why the URL cannot be used.
+fn connection(
+    url: &str,
+) -> Result<
+    (
+        tokio_postgres::Config,
+        tokio_postgres_rustls::MakeRustlsConnect,
+    ),
+    StoreError,
+> {
+    let (mut config, tls) = tls::connection(url).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "the database URL {} is not valid: {e}",
+            redacted_url(url)
+        ))
+    })?;
+    config.connect_timeout(Duration::from_secs(5));
+    config.application_name("hookgate");
+    Ok((config, tls))
+}
+
 /// How long a node's claim on a delivery lasts before another node may take it over.
 fn claim_lease(tuning: &Storage) -> Duration {
     Duration::from_secs(tuning.claim_lease_secs.max(1))
@@ -106,17 +142,10 @@ pub struct Postgres {
 
 /// Opens a pool on `url` (connections are made as they are needed).
 fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
-    let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
-        StoreError::Unavailable(format!(
-            "the database URL {} is not valid: {e}",
-            redacted_url(url)
-        ))
-    })?;
-    config.connect_timeout(Duration::from_secs(5));
-    config.application_name("hookgate");
+    let (config, tls) = connection(url)?;
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls,
         ManagerConfig {
             recycling_method: RecyclingMethod::Fast,
         },
@@ -151,7 +180,11 @@ impl Postgres {
         let pool = pool(url, tuning.pool_size.max(4))?;
         {
             let mut client = pool.get().await.map_err(|e| {
-                StoreError::Unavailable(format!("cannot connect to {}: {e}", redacted_url(url)))
+                StoreError::Unavailable(format!(
+                    "cannot connect to {}: {}",
+                    redacted_url(url),
+                    with_causes(&e)
+                ))
             })?;
             schema::migrate(&mut client).await?;
         }

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use deadpool_postgres::Pool;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use super::reader;
 use crate::store::{EngineContext, StoreError, StreamItem};
@@ -111,7 +111,8 @@ impl Follower {
 
     /// Listens until the connection ends; `backoff` starts over once it is listening.
     async fn listen(&mut self, backoff: &mut Duration) -> Result<(), StoreError> {
-        let (client, mut connection) = tokio_postgres::connect(&self.url, NoTls).await?;
+        let (config, tls) = super::connection(&self.url)?;
+        let (client, mut connection) = config.connect(tls).await?;
         // The connection is driven by a task of its own, which passes notifications on; a
         // full channel drops a wake-up, which is harmless: a wake-up reads the whole log.
         let (heard, mut notifications) = tokio::sync::mpsc::channel::<()>(16);
