@@ -55,6 +55,10 @@ enum Cmd {
         /// Leave out PostgreSQL (one node and two nodes on a throw-away server).
         #[arg(long = "no-postgres", action = clap::ArgAction::SetFalse)]
         postgres: bool,
+        /// A PostgreSQL server setting for the PostgreSQL scenarios, `name=value`
+        /// (repeatable); PostgreSQL's defaults otherwise.
+        #[arg(long = "pg-setting")]
+        pg_settings: Vec<String>,
     },
     /// Send signed load to a URL's host and path.
     Load {
@@ -126,13 +130,14 @@ fn main() -> anyhow::Result<()> {
             soak_secs,
             rows,
             postgres,
+            pg_settings,
         } => rt.block_on(suite(
             hookgate,
             python,
             Duration::from_secs(secs),
             soak_secs,
             rows,
-            postgres,
+            postgres.then_some(pg_settings),
         ))?,
     }
     Ok(())
@@ -454,7 +459,7 @@ async fn suite(
     secs: Duration,
     soak_secs: u64,
     rows: u64,
-    with_postgres: bool,
+    postgres: Option<Vec<String>>,
 ) -> anyhow::Result<()> {
     let dir = tempfile_dir()?;
     let client = HttpClient::default();
@@ -569,9 +574,16 @@ async fn suite(
     if rows > 0 {
         audit_at_scale(&gw, admin, &client, rows).await?;
     }
-    if with_postgres {
+    if let Some(settings) = postgres {
         drop(gw);
-        postgres::suite(&bin, &client, secs, gw_1k.rate(), bare_1k.rate()).await?;
+        postgres::suite(
+            &bin,
+            &client,
+            secs,
+            &settings,
+            (gw_1k.rate(), bare_1k.rate()),
+        )
+        .await?;
     }
     drop(baselines);
     let _ = std::fs::remove_dir_all(&dir);

@@ -108,16 +108,25 @@ async fn futures_join<F: std::future::Future<Output = LoadResult> + Send + 'stat
     out
 }
 
-/// One node, then two, on one PostgreSQL; `sqlite` and `bare` are the SQLite gateway's
-/// and bare hyper's rates at 64 connections earlier in the same run.
+/// One node, then two, on one PostgreSQL started with `settings` beside the tests' own;
+/// `sqlite` and `bare` are the SQLite gateway's and bare hyper's rates at 64 connections
+/// earlier in the same run.
 pub async fn suite(
     bin: &PathBuf,
     client: &HttpClient,
     secs: Duration,
-    sqlite: f64,
-    bare: f64,
+    settings: &[String],
+    (sqlite, bare): (f64, f64),
 ) -> anyhow::Result<()> {
-    let server = pg::private_server();
+    let settings: Vec<&str> = settings.iter().map(String::as_str).collect();
+    if !settings.is_empty() {
+        println!(
+            "
+PostgreSQL settings: {}",
+            settings.join(", ")
+        );
+    }
+    let server = pg::private_server_with(&settings);
     let url = server.fresh_database();
     let env = [("HOOKGATE_SECRET_KEY", KEY)];
     let (one, _) = start_gateway_on(bin, url.as_ref(), &env, true, client).await?;

@@ -134,7 +134,7 @@ pub struct Chat {
     pub retry_base_ms: u64,
     /// The longest retry delay (and the cap on a `Retry-After`), in milliseconds.
     pub retry_max_ms: u64,
-    /// Deliveries in flight at once.
+    /// Status messages in flight at once on a node, and of one account across the nodes.
     pub concurrency: usize,
     /// The Telegram Bot API channel.
     pub telegram: crate::forward::channel::telegram::Settings,

@@ -319,10 +319,10 @@ pub enum DestinationsCommand {
     Redrive {
         /// The account.
         account: String,
-        /// Only this destination.
+        /// Only this destination (`@chat`: the account's chat status messages).
         #[arg(long)]
         destination: Option<String>,
-        /// Statuses to take: dead, delivered, cancelled (repeatable).
+        /// Statuses to take: dead, no_session, delivered, cancelled (repeatable).
         #[arg(long)]
         status: Vec<String>,
         /// Deliveries queued at or after (RFC 3339).

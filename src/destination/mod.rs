@@ -7,7 +7,7 @@
 //! [`plan`], which picks the destinations of one accepted event. The parts live beside it:
 //! `filter` (the condition language), `mapping` (the payload template), `sign` (the
 //! `whsec_` secrets and signatures), `egress` (which addresses may be reached) and
-//! `breaker` (the circuit breaker). The worker that delivers is `forward::http`. Nothing
+//! `breaker` (the circuit breaker). The worker that delivers is `forward::worker`. Nothing
 //! here does I/O but the egress resolver; secrets never appear in a spec, a view or an
 //! error.
 
@@ -31,6 +31,10 @@ use sign::Key;
 
 /// The most a destination may have in flight at once.
 pub const MAX_IN_FLIGHT: usize = 64;
+
+/// The reserved destination an account's chat status messages are delivered to. It fails
+/// [`validate_name`], so no destination takes it, and one event has at most one.
+pub const CHAT: &str = "@chat";
 
 /// A destination as the admin API takes and shows it (its name is in the URL path, its
 /// secrets are never part of it).
@@ -284,6 +288,12 @@ mod tests {
             )
             .unwrap_or_else(|e| panic!("{}", e.message)),
         )
+    }
+
+    #[test]
+    fn the_chat_destination_is_a_name_no_destination_can_take() {
+        assert!(validate_name(CHAT).is_err());
+        assert!(validate_name("chat").is_ok());
     }
 
     #[test]

@@ -501,7 +501,7 @@ fn metrics(cx: Ctx<'_>) -> Reply<'_> {
                 (crate::clock::now_micros() - t).max(0) as f64 / 1e6
             });
             text.push_str(&format!(
-                "# HELP hookgate_chat_backlog Status messages in the chat outbox pending or retrying.\n\
+                "# HELP hookgate_chat_backlog Chat status messages (deliveries to @chat) pending or retrying.\n\
                  # TYPE hookgate_chat_backlog gauge\nhookgate_chat_backlog {}\n\
                  # HELP hookgate_chat_oldest_pending_seconds Age of the oldest status message still pending or retrying.\n\
                  # TYPE hookgate_chat_oldest_pending_seconds gauge\nhookgate_chat_oldest_pending_seconds {chat_age}\n",

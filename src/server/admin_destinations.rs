@@ -15,7 +15,7 @@ use super::http::{Problem, ResBody};
 use crate::account::SpecError;
 use crate::clock::{format_micros, now_micros, parse_time};
 use crate::destination::sign::{self, Key};
-use crate::destination::{self, CompiledDestination, DestinationSpec};
+use crate::destination::{self, CHAT, CompiledDestination, DestinationSpec};
 use crate::store::{AdminWrite, Change, DestinationWrite, RedriveFilter, StoredDestination};
 use crate::tokens::Caller;
 
@@ -77,7 +77,7 @@ fn view(state: &AppState, d: &CompiledDestination) -> Value {
         "secrets_live": d.keys.iter().filter(|k| k.expires_at.is_none_or(|t| t > now)).count(),
         "previous_secret_expires_at": rotating.first(),
     });
-    v["breaker"] = crate::forward::http::breaker_view(&state.lanes.breaker(&d.account, &d.name));
+    v["breaker"] = crate::forward::worker::breaker_view(&state.lanes.breaker(&d.account, &d.name));
     v["created_at"] = format_micros(d.created_at).into();
     v["updated_at"] = format_micros(d.updated_at).into();
     v
@@ -316,8 +316,9 @@ fn bad(field: &str, message: impl Into<String>) -> Problem {
 
 /// `POST /v1/deliveries/redrive`: `{"account", "destination", "status": [..], "since",
 /// "until"}`, every field optional but at least the account; queues every matching
-/// delivery again with a fresh attempt budget, in one write, and answers how many. Their
-/// progress shows on each event and in `/metrics` (the backlog).
+/// delivery again with a fresh attempt budget, in one write, and answers how many and the
+/// backlog left (both kinds). `destination: "@chat"` takes the account's chat messages.
+/// Their progress shows on each event and in `/metrics` (the backlogs).
 pub async fn redrive(
     state: &AppState,
     caller: &Caller,
@@ -340,8 +341,10 @@ pub async fn redrive(
         .registry
         .get(&account)
         .ok_or_else(|| no_account(&account))?;
+    // `@chat`, the reserved destination, names the account's chat status messages.
     let destination = text("destination")?;
     if let Some(d) = &destination
+        && d != CHAT
         && state.destinations.get(&account, d).is_none()
     {
         return Err(no_destination(&account, d));
@@ -351,8 +354,11 @@ pub async fn redrive(
         Some(Value::Array(list)) => list
             .iter()
             .map(|s| match s.as_str() {
-                Some(s @ ("dead" | "delivered" | "cancelled")) => Ok(s.to_owned()),
-                _ => Err(bad("status", "status lists dead, delivered or cancelled")),
+                Some(s @ ("dead" | "no_session" | "delivered" | "cancelled")) => Ok(s.to_owned()),
+                _ => Err(bad(
+                    "status",
+                    "status lists dead, no_session, delivered or cancelled",
+                )),
             })
             .collect::<Result<_, _>>()?,
         Some(_) => return Err(bad("status", "status is a list")),
@@ -361,6 +367,7 @@ pub async fn redrive(
         account: Some(account.clone()),
         destination,
         id: None,
+        seq: None,
         statuses,
         since: time("since")?,
         until: time("until")?,
@@ -368,7 +375,8 @@ pub async fn redrive(
     requeue(state, caller, filter).await
 }
 
-/// `POST /v1/deliveries/{id}/redeliver`: one dead (or delivered) delivery again.
+/// `POST /v1/deliveries/{id}/redeliver`: one dead (or no_session, delivered, cancelled)
+/// delivery again, of either kind.
 pub async fn redeliver(
     state: &AppState,
     caller: &Caller,
@@ -380,7 +388,9 @@ pub async fn redeliver(
         .ok_or_else(|| not_found(format!("there is no delivery {id:?}")))?;
     let filter = RedriveFilter {
         id: Some(n),
-        statuses: vec!["dead".into(), "delivered".into(), "cancelled".into()],
+        statuses: ["dead", "no_session", "delivered", "cancelled"]
+            .map(String::from)
+            .to_vec(),
         ..RedriveFilter::default()
     };
     requeue(state, caller, filter).await
@@ -402,8 +412,13 @@ async fn requeue(
         filter,
     });
     let n = state.store.admin(write).await.map_err(store_problem)?;
-    state.destination_wake.notify_one();
-    let backlog = state.store.outbox_stats().await.map(|s| s.backlog).ok();
+    state.deliveries.notify_one();
+    let backlog = state
+        .store
+        .outbox_stats()
+        .await
+        .map(|s| s.backlog + s.chat_backlog)
+        .ok();
     Ok(super::http::json(
         StatusCode::ACCEPTED,
         &json!({"requeued": n, "backlog": backlog}),

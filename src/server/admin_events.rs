@@ -13,7 +13,7 @@ use super::http::{Problem, ResBody};
 use crate::clock::parse_time;
 use crate::event::{Reason, Status, parse_public_id};
 use crate::store::audit::{Expected, KeptHead};
-use crate::store::{ChangeFilter, EventFilter, ExportFormat};
+use crate::store::{AttemptRow, ChangeFilter, EventFilter, ExportFormat};
 
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -307,14 +307,27 @@ pub async fn show(state: &AppState, id: &str) -> Result<Response<ResBody>, Probl
         .await
         .map_err(store_problem)?
         .ok_or_else(not_found)?;
-    let attempts = state.store.attempts(seq).await.map_err(store_problem)?;
     let mut value = serde_json::to_value(&event).unwrap_or_default();
-    value["forward_attempts"] = serde_json::to_value(attempts).unwrap_or_default();
     let deliveries = state
         .store
         .deliveries_of(seq)
         .await
         .map_err(store_problem)?;
+    // The chat message is a delivery like the others; its attempts are also shown in the
+    // shape the console reads.
+    let chat_attempts: Vec<AttemptRow> = deliveries
+        .iter()
+        .filter(|d| d.destination == crate::destination::CHAT)
+        .flat_map(|d| &d.history)
+        .map(|a| AttemptRow {
+            attempt: a.attempt,
+            at: a.at.clone(),
+            outcome: a.outcome.clone(),
+            http_status: a.http_status,
+            detail: a.detail.clone(),
+        })
+        .collect();
+    value["forward_attempts"] = serde_json::to_value(chat_attempts).unwrap_or_default();
     value["deliveries"] = serde_json::to_value(deliveries).unwrap_or_default();
     if value["forward_status"] == "skipped"
         && let Some(account) = value["account"]
@@ -351,18 +364,26 @@ pub async fn redeliver(
         .await
         .map_err(store_problem)?
         .map(|e| e.summary.account);
+    let filter = crate::store::RedriveFilter {
+        destination: Some(crate::destination::CHAT.into()),
+        seq: Some(seq),
+        statuses: vec!["dead".into(), "no_session".into()],
+        ..Default::default()
+    };
     state
         .store
-        .admin(crate::store::AdminWrite::Redeliver {
-            seq,
-            change: crate::store::Change {
-                at: crate::clock::now_micros(),
-                actor: format!("{} ({})", caller.name, caller.role.as_str()),
-                action: "event.redelivered".into(),
-                account,
-                detail: json!({"id": id}).to_string(),
+        .admin(crate::store::AdminWrite::Destination(
+            crate::store::DestinationWrite::Redrive {
+                filter,
+                change: crate::store::Change {
+                    at: crate::clock::now_micros(),
+                    actor: format!("{} ({})", caller.name, caller.role.as_str()),
+                    action: "event.redelivered".into(),
+                    account,
+                    detail: json!({"id": id}).to_string(),
+                },
             },
-        })
+        ))
         .await
         .map_err(store_problem)?;
     state.deliveries.notify_one();

@@ -530,11 +530,8 @@ impl<'a> Row<'a> {
             Ok(c) => {
                 metrics.record(c.status, None, handled);
                 self.committed(&c, None);
-                if deliver && c.status == Status::Accepted {
+                if (deliver || to_destinations) && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
-                }
-                if to_destinations && c.status == Status::Accepted {
-                    self.state.destination_wake.notify_one();
                 }
                 if let Some(own) = &account.answer {
                     return provider_answer(own, own.body(&answered, account.name()));

@@ -80,7 +80,8 @@ pub struct AppState {
     pub tokens: RwLock<TokenSet>,
     /// Serialises admin read-modify-write changes of accounts.
     pub admin_lock: tokio::sync::Mutex<()>,
-    /// Wakes the delivery worker when a message was queued or a redelivery asked for.
+    /// Wakes the delivery worker when a delivery (to a destination or a chat message) was
+    /// queued or redriven.
     pub deliveries: Arc<tokio::sync::Notify>,
     /// Flips to true when shutdown begins; long-lived answers (streams) end on it.
     pub stopping: watch::Receiver<bool>,
@@ -96,10 +97,8 @@ pub struct AppState {
     pub destinations: crate::destination::Registry,
     /// The egress policy destinations are checked against (`[egress] allow`).
     pub egress: Arc<crate::destination::egress::Policy>,
-    /// The destinations' delivery lanes on this node (breakers, counters).
-    pub lanes: crate::forward::http::Lanes,
-    /// Wakes the destinations' delivery worker when a delivery was queued or redriven.
-    pub destination_wake: Arc<tokio::sync::Notify>,
+    /// The delivery worker's lanes on this node (breakers, counters).
+    pub lanes: crate::forward::worker::Lanes,
 }
 
 /// The two bound listeners.
@@ -216,7 +215,6 @@ impl Gateway {
             destinations,
             egress,
             lanes: Default::default(),
-            destination_wake: Arc::new(tokio::sync::Notify::new()),
         };
         Ok(Gateway {
             state: Arc::new(state),
@@ -267,9 +265,8 @@ impl Gateway {
         let heads = task("heads publisher", |s, stop| {
             Box::pin(heads::publish(s, stop))
         });
-        let forwarder = task("delivery", |s, stop| Box::pin(crate::forward::run(s, stop)));
-        let destinations = task("destinations delivery", |s, stop| {
-            Box::pin(crate::forward::http::run(s, stop))
+        let forwarder = task("delivery", |s, stop| {
+            Box::pin(crate::forward::worker::run(s, stop))
         });
         let mut storage = self.state.store.unrecoverable();
         let mut public_done = None;
@@ -318,7 +315,6 @@ impl Gateway {
         // Deliveries in flight get a moment to finish and be recorded before the writer
         // closes; the rest stay due in the outbox.
         let _ = forwarder.await;
-        let _ = destinations.await;
         self.state.store.close().await;
         match unrecoverable {
             None => {

@@ -13,15 +13,13 @@ use super::audit::{ChainReport, Value};
 use super::{StoreError, postgres, sqlite};
 
 /// The tables a move copies, each with the order its rows are read in.
-pub const TABLES: [(&str, &str); 11] = [
+pub const TABLES: [(&str, &str); 9] = [
     ("accounts", "name"),
     ("tokens", "name"),
     ("changes", "seq"),
     ("chain_checkpoints", "log"),
     ("events", "seq"),
     ("dedupe", "account, event_id"),
-    ("outbox", "seq"),
-    ("forward_attempts", "seq, attempt"),
     ("destinations", "account, name"),
     ("deliveries", "id"),
     ("delivery_attempts", "delivery_id, attempt"),

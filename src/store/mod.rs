@@ -108,32 +108,28 @@ pub trait Engine: Send + Sync + 'static {
         filter: EventFilter,
         include_body: bool,
     ) -> Result<Vec<export::ExportRow>, StoreError>;
-    /// Deliveries due at `now`, oldest due first.
-    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError>;
-    /// When the next pending or retrying delivery is due.
-    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
-    /// Every delivery attempt of one event.
-    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError>;
     /// Every destination, keys as stored (sealed).
     async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError>;
-    /// Deliveries to destinations due at `now`: per destination the oldest by seq, as
-    /// many as its `max_in_flight` less those in flight; none of a destination in
+    /// Deliveries due at `now`, of both kinds: per destination (per account for the chat
+    /// destination) the oldest by seq, as many as its `max_in_flight` (`chat_cap` for
+    /// chat messages; 0 takes none) less those in flight; none of a destination in
     /// `paused` (`account/name`) nor a delivery in `in_flight`. On an engine shared by
     /// several nodes each is claimed for this node.
-    async fn due_to_destinations(
+    async fn due_deliveries(
         &self,
         now: i64,
         limit: usize,
         paused: Vec<String>,
         in_flight: Vec<i64>,
+        chat_cap: usize,
     ) -> Result<Vec<DueDelivery>, StoreError>;
     /// Gives back claims on deliveries this node took but will not attempt now.
     async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError>;
-    /// When the next delivery to a destination is due.
-    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError>;
-    /// Every delivery of one event to its destinations, with their attempts.
+    /// When the next pending or retrying delivery is due (or its claim runs out).
+    async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// Every delivery of one event (its chat message included), with their attempts.
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError>;
-    /// The destinations' outbox backlog.
+    /// The outbox's backlog, by kind.
     async fn outbox_stats(&self) -> Result<OutboxStats, StoreError>;
     /// Streamed events after a seq, oldest first, as (seq, JSON).
     async fn streamed_after(
@@ -358,16 +354,17 @@ impl Store {
         Ok(all)
     }
 
-    /// Deliveries to destinations due at `now` (see [`Engine::due_to_destinations`]).
-    pub async fn due_to_destinations(
+    /// Deliveries due at `now`, of both kinds (see [`Engine::due_deliveries`]).
+    pub async fn due_deliveries(
         &self,
         now: i64,
         limit: usize,
         paused: Vec<String>,
         in_flight: Vec<i64>,
+        chat_cap: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         self.engine
-            .due_to_destinations(now, limit, paused, in_flight)
+            .due_deliveries(now, limit, paused, in_flight, chat_cap)
             .await
     }
 
@@ -376,17 +373,17 @@ impl Store {
         self.engine.release_deliveries(ids).await
     }
 
-    /// When the next delivery to a destination is due.
-    pub async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
-        self.engine.next_due_to_destinations().await
+    /// When the next pending or retrying delivery is due.
+    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        self.engine.next_due().await
     }
 
-    /// Every delivery of one event to its destinations.
+    /// Every delivery of one event (its chat message included), with their attempts.
     pub async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
         self.engine.deliveries_of(seq).await
     }
 
-    /// The destinations' outbox backlog.
+    /// The outbox's backlog, by kind.
     pub async fn outbox_stats(&self) -> Result<OutboxStats, StoreError> {
         self.engine.outbox_stats().await
     }
@@ -428,25 +425,6 @@ impl Store {
     /// One event with its headers and body.
     pub async fn event(&self, seq: i64) -> Result<Option<EventDetail>, StoreError> {
         self.engine.event(seq).await
-    }
-
-    /// Deliveries due at `now`, oldest due first.
-    pub async fn due_deliveries(
-        &self,
-        now: i64,
-        limit: usize,
-    ) -> Result<Vec<Delivery>, StoreError> {
-        self.engine.due_deliveries(now, limit).await
-    }
-
-    /// When the next pending or retrying delivery is due.
-    pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.engine.next_due().await
-    }
-
-    /// Every delivery attempt of one event.
-    pub async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.engine.attempts(seq).await
     }
 
     /// Streamed events after a seq, oldest first, as (seq, JSON).

@@ -184,7 +184,8 @@ pub struct ChangeRow {
     pub seq: i64,
 }
 
-/// A message waiting in the outbox.
+/// A chat status message as its channel sends it (from a delivery to the chat
+/// destination, [`DueDelivery::chat_message`]).
 #[derive(Debug, Clone)]
 pub struct Delivery {
     /// The event's seq.
@@ -203,7 +204,7 @@ pub struct Delivery {
     pub attempts: u32,
 }
 
-/// One delivery attempt, as shown on the event.
+/// One attempt of an event's chat message, as the event's `forward_attempts` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct AttemptRow {
     /// 1, 2, ...
@@ -250,6 +251,33 @@ pub struct DueDelivery {
     pub destination: String,
     /// Attempts made so far (since queued or redriven).
     pub attempts: u32,
+    /// A chat message's recipient (the chat destination only).
+    pub recipient: Option<String>,
+    /// A chat message's rendered text (the chat destination only).
+    pub text: Option<String>,
+    /// The event's id, when the event is still in the log.
+    pub event_id: Option<String>,
+    /// The event's type, when the event is still in the log.
+    pub event_type: Option<String>,
+}
+
+impl DueDelivery {
+    /// The chat status message this delivery carries, when it goes to the chat
+    /// destination.
+    pub fn chat_message(&self) -> Option<Delivery> {
+        if self.destination != crate::destination::CHAT {
+            return None;
+        }
+        Some(Delivery {
+            seq: self.seq,
+            account: self.account.clone(),
+            recipient: self.recipient.clone().unwrap_or_default(),
+            text: self.text.clone().unwrap_or_default(),
+            event_id: self.event_id.clone(),
+            event_type: self.event_type.clone(),
+            attempts: self.attempts,
+        })
+    }
 }
 
 /// One delivery of an event to a destination, as shown with the event.
@@ -296,6 +324,9 @@ pub struct RedriveFilter {
     /// One delivery by id.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
+    /// The deliveries of one event, by its seq.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<i64>,
     /// The statuses taken (`dead` when none is given; `delivered` may be sent again).
     pub statuses: Vec<String>,
     /// Deliveries queued at or after (microseconds since the epoch).
@@ -304,15 +335,16 @@ pub struct RedriveFilter {
     pub until: Option<i64>,
 }
 
-/// The destinations' outbox at a glance.
+/// The outbox at a glance: deliveries to HTTP destinations and chat status messages
+/// (deliveries to the chat destination), each kind apart.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OutboxStats {
-    /// Deliveries pending or retrying.
+    /// Deliveries to HTTP destinations pending or retrying.
     pub backlog: i64,
     /// When the oldest of them was queued (microseconds since the epoch).
     pub oldest_queued: Option<i64>,
-    /// Status messages in the chat outbox pending or retrying.
+    /// Chat status messages pending or retrying.
     pub chat_backlog: i64,
-    /// When the oldest of them was accepted (microseconds since the epoch).
+    /// When the oldest of them was queued (its event's arrival; microseconds since the epoch).
     pub chat_oldest_queued: Option<i64>,
 }

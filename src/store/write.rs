@@ -71,31 +71,6 @@ pub enum AdminWrite {
         /// The change-log row.
         change: Change,
     },
-    /// Records one delivery attempt: the outbox row's new state, the attempt itself, and
-    /// the event's `forward_status`. Writes no change-log row.
-    ForwardAttempt {
-        /// The event's seq.
-        seq: i64,
-        /// Attempts made since the message was queued (or last redelivered).
-        attempts: u32,
-        /// When, in microseconds since the epoch.
-        at: i64,
-        /// `delivered`, `no_session`, `retrying` or `dead`.
-        status: &'static str,
-        /// When to try again (for `retrying`).
-        next_attempt_at: i64,
-        /// The connector's HTTP status, if it answered.
-        http_status: Option<u16>,
-        /// What happened, in words.
-        detail: String,
-    },
-    /// Queues a dead or no-session delivery again, with a fresh attempt budget.
-    Redeliver {
-        /// The event's seq.
-        seq: i64,
-        /// The change-log row.
-        change: Change,
-    },
     /// Removes a token.
     RevokeToken {
         /// The token's name.
@@ -184,7 +159,8 @@ pub enum DestinationWrite {
         /// The change-log row.
         change: Change,
     },
-    /// Records one attempt of a delivery and its new state. Writes no change-log row.
+    /// Records one attempt of a delivery (of either kind) and its new state; a chat
+    /// message's state is also its event's `forward_status`. Writes no change-log row.
     Attempt {
         /// The delivery's id.
         id: i64,
@@ -192,11 +168,12 @@ pub enum DestinationWrite {
         attempts: u32,
         /// When, in microseconds since the epoch.
         at: i64,
-        /// `delivered`, `retrying` or `dead`.
+        /// `delivered`, `retrying` or `dead`; for a chat message also `no_session`, or
+        /// `pending` when it waits for its channel (no attempt spent).
         status: &'static str,
-        /// When to try again (for `retrying`).
+        /// When to try again (for `retrying` and `pending`).
         next_attempt_at: i64,
-        /// The destination's HTTP status, if it answered.
+        /// The destination's (or chat platform's) HTTP status, if it answered.
         http_status: Option<u16>,
         /// Milliseconds the attempt took.
         latency_ms: i64,
@@ -204,7 +181,8 @@ pub enum DestinationWrite {
         detail: String,
     },
     /// Queues every delivery matching the filter again with a fresh attempt budget;
-    /// answers how many.
+    /// answers how many. `NotFound` when the filter names one event (`seq`) and nothing
+    /// matched.
     Redrive {
         /// Which deliveries.
         filter: crate::store::rows::RedriveFilter,

@@ -708,3 +708,252 @@ async fn metrics_show_the_chat_outbox_backlog_and_its_oldest_age() {
     assert_eq!(gw.metric("hookgate_chat_backlog").await, 0.0);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_key() {
+    let mut chat = Chat::start().await;
+    let gw = gateway_for(&chat).await;
+    listening_account(&gw, "pay", json!({})).await;
+    chat.then_always(Reply::Status(503));
+    let id = pay(&gw, "pay", "b1").await;
+    let first = chat.next().await;
+    assert_eq!(first.answered, Some(503));
+    settled(&gw, &id, "retrying").await;
+    for _ in 0..2 {
+        assert_eq!(chat.next().await.answered, Some(503));
+    }
+    let e = settled(&gw, &id, "dead").await;
+    let message = e["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| d["destination"] == "@chat")
+        .cloned()
+        .unwrap_or_else(|| panic!("the chat message is a delivery: {e}"));
+    assert_eq!(message["status"], "dead");
+    assert_eq!(message["history"].as_array().map(Vec::len), Some(3));
+    assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(3));
+    chat.nothing_more();
+
+    // A bulk redrive of the account's dead chat messages sends it again, same key.
+    chat.then_always(Reply::Status(200));
+    let redriven = gw
+        .admin_call(
+            Method::POST,
+            "/v1/deliveries/redrive",
+            Some(json!({"account": "pay", "destination": "@chat"})),
+        )
+        .await;
+    assert_eq!(redriven.status, 202, "{:?}", redriven.json());
+    assert_eq!(redriven.json()["requeued"], 1);
+    let again = chat.next().await;
+    assert_eq!(again.answered, Some(200));
+    assert_eq!(
+        again.key, first.key,
+        "one idempotency key across the redrive"
+    );
+    let e = settled(&gw, &id, "delivered").await;
+    let outcomes: Vec<&str> = e["forward_attempts"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x["outcome"].as_str()).collect())
+        .unwrap_or_default();
+    assert_eq!(outcomes, ["retrying", "retrying", "dead", "delivered"]);
+    // The same message redelivered by its id, once more, for a delivered one.
+    let dlv = message["id"].as_str().unwrap_or("").to_owned();
+    let one = gw
+        .admin_call(
+            Method::POST,
+            &format!("/v1/deliveries/{dlv}/redeliver"),
+            None,
+        )
+        .await;
+    assert_eq!(one.json()["requeued"], 1, "{:?}", one.json());
+    assert_eq!(chat.next().await.key, first.key);
+    settled(&gw, &id, "delivered").await;
+    let changes = gw
+        .admin_call(Method::GET, "/v1/changes?action=deliveries.redriven", None)
+        .await
+        .json();
+    assert_eq!(changes["changes"].as_array().map(Vec::len), Some(2));
+    chat.nothing_more();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_event_for_a_destination_and_a_chat_is_two_deliveries_each_sent_once() {
+    let mut chat = Chat::start().await;
+    let mut endpoint = crate::destinations::Endpoint::start().await;
+    let url = chat.url.clone();
+    let gw = spawn_with(move |c| {
+        c.chat.url = Some(url);
+        c.chat.token = Some(hookgate::secret::Secret::new("chat-token-123"));
+        c.egress.allow = vec!["127.0.0.0/8".into()];
+    })
+    .await;
+    listening_account(&gw, "pay", json!({})).await;
+    let made = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/pay/destinations",
+            Some(json!({"name": "backend", "url": endpoint.url})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let id = pay(&gw, "pay", "both1").await;
+    // Both rows exist as soon as the event is answered: they were in its commit.
+    let e = gw.event(&id).await;
+    let mut names: Vec<&str> = e["deliveries"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|d| d["destination"].as_str()).collect())
+        .unwrap_or_default();
+    names.sort_unstable();
+    assert_eq!(names, ["@chat", "backend"], "{e}");
+    let sent = endpoint.next().await;
+    assert_eq!(sent.header("hookgate-event-id"), id);
+    assert_eq!(chat.next().await.body["event_id"], "both1");
+    let e = settled(&gw, &id, "delivered").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = gw.event(&id).await;
+        let done = e["deliveries"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|d| d["status"] == "delivered"));
+        if done {
+            for d in e["deliveries"].as_array().into_iter().flatten() {
+                assert_eq!(d["attempts"], 1, "{d}");
+            }
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(1));
+    endpoint.nothing_within(Duration::from_millis(300)).await;
+    chat.nothing_more();
+    gw.stop().await;
+}
+
+/// The chat outbox as a database before one outbox left it: a pending, a retrying, a dead
+/// and a delivered message of account `pay` (their events pruned), with their attempts.
+const OLD_OUTBOX: &str = "
+    INSERT INTO outbox (seq, account, recipient, text, status, attempts, next_attempt_at,
+        last_error) VALUES
+        (1, 'pay', '+1', 'one', 'pending', 0, 1, NULL),
+        (2, 'pay', '+2', 'two', 'retrying', 2, 2, 'HTTP 503'),
+        (3, 'pay', '+3', 'three', 'dead', 3, 3, 'HTTP 503'),
+        (4, 'pay', '+4', 'four', 'delivered', 1, 4, NULL);
+    INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail) VALUES
+        (2, 1, 1, 'retrying', 503, 'HTTP 503'), (2, 2, 2, 'retrying', 503, 'HTTP 503'),
+        (3, 1, 1, 'retrying', 503, NULL), (3, 2, 2, 'retrying', 503, NULL),
+        (3, 3, 3, 'dead', 503, NULL), (4, 1, 1, 'delivered', 200, NULL);";
+
+#[tokio::test]
+async fn a_database_with_the_old_chat_outbox_upgrades_and_delivers_what_waited() {
+    let mut chat = Chat::start().await;
+    let dir = tempfile::tempdir().expect("dir");
+    // The schema version just before chat messages became deliveries, built by the
+    // engine's own earlier migrations.
+    let database = if on_postgres() {
+        let url = crate::pg::server().fresh_database();
+        hookgate::store::postgres::create_at_version(&url, 3)
+            .await
+            .expect("old schema");
+        crate::pg::psql(&url, OLD_OUTBOX).expect("old rows");
+        url
+    } else {
+        let path = dir.path().join("old.db");
+        hookgate::store::sqlite::create_at_version(&path, 14).expect("old schema");
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        conn.execute_batch(OLD_OUTBOX).expect("old rows");
+        path.to_string_lossy().into_owned()
+    };
+    let url = chat.url.clone();
+    let gw = spawn_with(move |c| {
+        c.database = database.into();
+        c.chat.url = Some(url);
+        c.chat.token = Some(hookgate::secret::Secret::new("chat-token-123"));
+    })
+    .await;
+    // The pending and the retrying messages go, with the keys they always had.
+    let mut keys = vec![chat.next().await.key, chat.next().await.key];
+    keys.sort();
+    assert_eq!(keys, ["hookgate-pay-1", "hookgate-pay-2"]);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while gw.metric("hookgate_chat_backlog").await > 0.0 {
+        assert!(tokio::time::Instant::now() < deadline, "the backlog drains");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    chat.nothing_more();
+    // The dead one moved with its state: a redrive of the account's chat messages sends it.
+    listening_account(&gw, "pay", json!({})).await;
+    let redriven = gw
+        .admin_call(
+            Method::POST,
+            "/v1/deliveries/redrive",
+            Some(json!({"account": "pay", "destination": "@chat"})),
+        )
+        .await;
+    assert_eq!(redriven.json()["requeued"], 1, "{:?}", redriven.json());
+    assert_eq!(chat.next().await.key, "hookgate-pay-3");
+    gw.stop().await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_deleted_accounts_waiting_message_still_goes_and_its_destinations_are_cancelled() {
+    // No connector yet: the message waits in the outbox beside a destination's delivery.
+    let mut chat = Chat::start().await;
+    let mut gw = spawn_with(|c| {
+        c.egress.allow = vec!["127.0.0.0/8".into()];
+        c.delivery.timeout_ms = 60_000;
+    })
+    .await;
+    let mut endpoint = crate::destinations::Endpoint::start().await;
+    endpoint.answer_with(crate::destinations::Reply::Status(503));
+    listening_account(&gw, "pay", json!({})).await;
+    let made = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/pay/destinations",
+            Some(json!({"name": "backend", "url": endpoint.url})),
+        )
+        .await;
+    assert_eq!(made.status, 201, "{:?}", made.json());
+    let id = pay(&gw, "pay", "gone1").await;
+    endpoint.next().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let e = gw.event(&id).await;
+        let recorded = e["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|d| d["destination"] == "backend" && d["status"] == "retrying");
+        if recorded {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let gone = gw
+        .admin_call(Method::DELETE, "/v1/accounts/pay", None)
+        .await;
+    assert!(gone.status.is_success(), "{:?}", gone.json());
+    let e = gw.event(&id).await;
+    let status = |dest: &str| {
+        e["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"] == dest)
+            .map(|d| d["status"].clone())
+    };
+    assert_eq!(status("backend"), Some(json!("cancelled")), "{e}");
+    assert_eq!(status("@chat"), Some(json!("pending")), "{e}");
+    // A connector configured later receives it.
+    gw.config.chat.url = Some(chat.url.clone());
+    gw = gw.restart().await;
+    assert_eq!(chat.next().await.body["event_id"], "gone1");
+    settled(&gw, &id, "delivered").await;
+    gw.stop().await;
+}

@@ -458,15 +458,22 @@ async fn refused_start(url: &str, key: Option<&str>) -> String {
 /// A chat platform that holds the first request it gets without answering and answers
 /// every later one 200; reports each request's idempotency key.
 async fn holding_chat() -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    holding_chat_first(1).await
+}
+
+/// A chat platform that holds the first `held` requests it gets without answering and
+/// answers every later one 200; reports each request's idempotency key.
+async fn holding_chat_first(held: usize) -> (String, tokio::sync::mpsc::UnboundedReceiver<String>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let url = format!("http://{}/messages", listener.local_addr().expect("addr"));
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let mut first = true;
+        let mut seen_requests = 0usize;
         while let Ok((mut s, _)) = listener.accept().await {
-            let (tx, hold) = (tx.clone(), std::mem::replace(&mut first, false));
+            seen_requests += 1;
+            let (tx, hold) = (tx.clone(), seen_requests <= held);
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 16 * 1024];
                 let mut seen = Vec::new();
@@ -650,6 +657,75 @@ async fn each_delivery_to_a_destination_is_claimed_by_one_node() {
     want.sort();
     assert_eq!(got, want);
     ep.nothing_within(Duration::from_millis(1500)).await;
+    a.kill9().await;
+    b.kill9().await;
+}
+
+/// Chat messages are deliveries like the others: each is claimed by one node at a time,
+/// and the chat lane's cap (`[chat] concurrency`) holds across the nodes.
+#[tokio::test]
+async fn each_chat_message_is_claimed_by_one_node() {
+    let url = pg::server().fresh_database();
+    let (chat, mut requests) = holding_chat_first(usize::MAX).await;
+    let env = [
+        ("HOOKGATE_CHAT_URL", chat.as_str()),
+        ("HOOKGATE_CHAT_TIMEOUT_MS", "60000"),
+        ("HOOKGATE_CHAT_CONCURRENCY", "2"),
+    ];
+    let (a, b) = tokio::join!(node(&url, &env), node(&url, &env));
+    let spec = shop(json!({"forward": {"send_to_user": true, "template": "Paid {{event_id}}"}}));
+    admin(&a, Method::POST, "/v1/accounts", Some(spec)).await;
+    admin(
+        &a,
+        Method::POST,
+        "/v1/accounts/shop/listening",
+        Some(json!({"listening": true})),
+    )
+    .await;
+    until(
+        Duration::from_secs(2),
+        "the listening account reaches node b",
+        || async {
+            admin(&b, Method::GET, "/v1/accounts/shop", None)
+                .await
+                .json()["listening"]
+                == true
+        },
+    )
+    .await;
+    let mut seqs = Vec::new();
+    for (i, p) in [&a, &b, &a].into_iter().enumerate() {
+        let r = post(&p.public, &format!("chat-{i}"))
+            .await
+            .expect("answered");
+        let id = r.json()["id"].as_str().expect("id").to_owned();
+        seqs.push(id.trim_start_matches("evt_").to_owned());
+    }
+    // Both nodes poll the one outbox; the two oldest messages are held open, each sent
+    // once; the third waits, since two are in flight across the nodes.
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let key = tokio::time::timeout(Duration::from_secs(10), requests.recv())
+            .await
+            .expect("sent within 10s")
+            .expect("a key");
+        got.push(key);
+    }
+    let (first, second) = (got[0].clone(), got[1].clone());
+    assert_ne!(first, second, "one message sent by two nodes");
+    got.sort();
+    let mut want: Vec<String> = seqs[..2]
+        .iter()
+        .map(|s| format!("hookgate-shop-{s}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(1500), requests.recv())
+            .await
+            .is_err(),
+        "the third message waits for a free place in the chat lane"
+    );
     a.kill9().await;
     b.kill9().await;
 }

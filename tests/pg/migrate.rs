@@ -44,8 +44,14 @@ async fn heads(db: &str) -> Value {
 #[tokio::test]
 async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
     // A log with accepted, duplicate and rejected rows, a pruned prefix, a listener's
-    // outbox row and its attempt, a named token and several accounts.
-    let gw = spawn_sqlite_with(|_| {}).await;
+    // status message (a delivery to the chat destination) and its attempt, a named token
+    // and several accounts. The chat connector refuses connections: attempts are made.
+    let gw = spawn_sqlite_with(|c| {
+        c.chat.url = Some("http://127.0.0.1:9/messages".into());
+        c.chat.retry_base_ms = 60_000;
+        c.chat.retry_max_ms = 60_000;
+    })
+    .await;
     gw.create_account(json!({
         "name": "shop", "auth": {"type": "bearer", "token": "shop-token-1"},
         "paths": {"event_id": "$.id", "sender": "$.phone"}
@@ -95,14 +101,41 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
         )
         .await;
     assert_eq!(made.status, 201, "{:?}", made.json());
-    let queued = gw.post_hook("shop", &h, r#"{"id":"to-backend"}"#).await;
+    let listener = gw
+        .admin_call(
+            Method::PATCH,
+            "/v1/accounts/shop",
+            Some(json!({"forward": {"send_to_user": true, "template": "Paid {{event_id}}"}})),
+        )
+        .await;
+    assert_eq!(listener.status, 200, "{:?}", listener.json());
+    let on = gw
+        .admin_call(
+            Method::POST,
+            "/v1/accounts/shop/listening",
+            Some(json!({"listening": true})),
+        )
+        .await;
+    assert_eq!(on.status, 200, "{:?}", on.json());
+    let queued = gw
+        .post_hook("shop", &h, r#"{"id":"to-backend","phone":"+1"}"#)
+        .await;
     let queued = queued.json()["id"].as_str().expect("id").to_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while gw.event(&queued).await["forward_status"] != "retrying" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the message was tried"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let shown = gw.event(&queued).await;
     assert_eq!(
-        gw.event(&queued).await["deliveries"]
-            .as_array()
-            .map(Vec::len),
-        Some(1)
+        shown["deliveries"].as_array().map(Vec::len),
+        Some(2),
+        "{shown}"
     );
+    assert_eq!(shown["forward_attempts"].as_array().map(Vec::len), Some(1));
     let db = gw.db.clone();
     let dir = gw.stop().await;
     let source = db.to_str().expect("path");
@@ -113,7 +146,7 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
     assert!(ok, "{out}{err}");
     assert!(out.contains("events: 28 rows"), "{out}");
     assert!(out.contains("destinations: 1 rows"), "{out}");
-    assert!(out.contains("deliveries: 1 rows"), "{out}");
+    assert!(out.contains("deliveries: 2 rows"), "{out}");
     assert!(out.contains("HOOKGATE_SECRET_KEY"), "{out}");
     assert_eq!(
         heads(&url).await,
@@ -170,11 +203,38 @@ async fn a_sqlite_log_moves_into_postgres_with_its_chains_and_history() {
         )
         .await
         .expect("event");
+    let ids: Vec<(String, String)> = shown.json()["deliveries"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| (d["destination"].to_string(), d["id"].to_string()))
+        .collect();
+    // (The moved event's two deliveries are dlv_1 and dlv_2.)
     assert_eq!(
-        shown.json()["deliveries"][0]["id"],
-        "dlv_2",
+        ids,
+        [(r#""backend""#.to_owned(), r#""dlv_3""#.to_owned())],
         "{:?}",
         shown.json()
+    );
+    // The moved status message is still waiting, with its attempt.
+    let moved = client
+        .admin(
+            Method::GET,
+            &format!("{}/v1/events/{queued}", node.admin),
+            ADMIN_TOKEN,
+            None,
+        )
+        .await
+        .expect("event");
+    assert_eq!(
+        moved.json()["forward_status"],
+        "retrying",
+        "{:?}",
+        moved.json()
+    );
+    assert_eq!(
+        moved.json()["forward_attempts"].as_array().map(Vec::len),
+        Some(1)
     );
     let found = client
         .admin(

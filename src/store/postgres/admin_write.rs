@@ -9,6 +9,7 @@ use tokio_postgres::Transaction;
 
 use super::audit;
 use super::writer::Head;
+use crate::destination::CHAT;
 use crate::store::chained::change_hash;
 use crate::store::{AdminWrite, Change, DestinationWrite, StoreError};
 
@@ -76,14 +77,15 @@ pub(super) async fn apply(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
-            // Its destinations go with it; what waited for them is cancelled.
+            // Its destinations go with it; what waited for them is cancelled. Its chat
+            // messages, accepted while it existed, still go.
             tx.execute("DELETE FROM destinations WHERE account = $1", &[name])
                 .await?;
             tx.execute(
                 "UPDATE deliveries SET status = 'cancelled', claimed_by = NULL,
                     claimed_until = NULL
-                 WHERE account = $1 AND status IN ('pending', 'retrying')",
-                &[name],
+                 WHERE account = $1 AND destination <> $2 AND status IN ('pending', 'retrying')",
+                &[name, &CHAT],
             )
             .await?;
             change
@@ -117,66 +119,6 @@ pub(super) async fn apply(
             {
                 return Ok(0);
             }
-            change
-        }
-        AdminWrite::ForwardAttempt {
-            seq,
-            attempts,
-            at,
-            status,
-            next_attempt_at,
-            http_status,
-            detail,
-        } => {
-            let last_error = (*status != "delivered").then_some(detail);
-            // The attempt is recorded, so this node's claim on the delivery ends.
-            tx.execute(
-                "UPDATE outbox SET status = $2, attempts = $3, next_attempt_at = $4,
-                    last_error = $5, claimed_by = NULL, claimed_until = NULL
-                 WHERE seq = $1",
-                &[
-                    seq,
-                    status,
-                    &i64::from(*attempts),
-                    next_attempt_at,
-                    &last_error,
-                ],
-            )
-            .await?;
-            tx.execute(
-                "INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail)
-                 VALUES ($1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM forward_attempts
-                              WHERE seq = $1), $2, $3, $4, $5)",
-                &[seq, at, status, &http_status.map(i64::from), detail],
-            )
-            .await?;
-            tx.execute(
-                "UPDATE events SET forward_status = $2 WHERE seq = $1",
-                &[seq, status],
-            )
-            .await?;
-            return Ok(1);
-        }
-        AdminWrite::Redeliver { seq, change } => {
-            let n = tx
-                .execute(
-                    "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = $2,
-                        claimed_by = NULL, claimed_until = NULL
-                     WHERE seq = $1 AND status IN ('dead', 'no_session')",
-                    &[seq, &change.at],
-                )
-                .await?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "a dead or no_session delivery for {}",
-                    crate::event::public_id(*seq)
-                )));
-            }
-            tx.execute(
-                "UPDATE events SET forward_status = 'pending' WHERE seq = $1",
-                &[seq],
-            )
-            .await?;
             change
         }
         AdminWrite::RevokeToken { name, change } => {
@@ -341,20 +283,35 @@ async fn destination<'w>(
                 ],
             )
             .await?;
+            // A chat message's state is its event's `forward_status` too.
+            tx.execute(
+                "UPDATE events SET forward_status = $2
+                 WHERE seq = (SELECT seq FROM deliveries WHERE id = $1 AND destination = $3)",
+                &[id, status, &CHAT],
+            )
+            .await?;
             (1, None)
         }
         DestinationWrite::Redrive { filter, change } => {
-            let n = tx
-                .execute(
-                    "UPDATE deliveries SET status = 'pending', attempts = 0,
-                        next_attempt_at = $1, last_error = NULL, claimed_by = NULL,
-                        claimed_until = NULL
-                     WHERE status = ANY($2)
-                       AND ($3::text IS NULL OR account = $3)
-                       AND ($4::text IS NULL OR destination = $4)
-                       AND ($5::bigint IS NULL OR id = $5)
-                       AND ($6::bigint IS NULL OR created_at >= $6)
-                       AND ($7::bigint IS NULL OR created_at < $7)",
+            // The chat messages among them show as pending on their events again.
+            let n: i64 = tx
+                .query_one(
+                    "WITH r AS (
+                         UPDATE deliveries SET status = 'pending', attempts = 0,
+                             next_attempt_at = $1, last_error = NULL, claimed_by = NULL,
+                             claimed_until = NULL
+                         WHERE status = ANY($2)
+                           AND ($3::text IS NULL OR account = $3)
+                           AND ($4::text IS NULL OR destination = $4)
+                           AND ($5::bigint IS NULL OR id = $5)
+                           AND ($6::bigint IS NULL OR created_at >= $6)
+                           AND ($7::bigint IS NULL OR created_at < $7)
+                           AND ($8::bigint IS NULL OR seq = $8)
+                         RETURNING seq, destination),
+                     e AS (
+                         UPDATE events SET forward_status = 'pending'
+                         WHERE seq IN (SELECT seq FROM r WHERE destination = $9))
+                     SELECT COUNT(*) FROM r",
                     &[
                         &change.at,
                         &filter.statuses,
@@ -363,10 +320,22 @@ async fn destination<'w>(
                         &filter.id,
                         &filter.since,
                         &filter.until,
+                        &filter.seq,
+                        &CHAT,
                     ],
                 )
-                .await?;
-            (n, Some(change))
+                .await?
+                .get(0);
+            if n == 0
+                && let Some(seq) = filter.seq
+            {
+                // Redelivering one event's message that is not dead changes nothing.
+                return Err(StoreError::NotFound(format!(
+                    "a dead or no_session delivery for {}",
+                    crate::event::public_id(seq)
+                )));
+            }
+            (u64::try_from(n).unwrap_or(0), Some(change))
         }
     })
 }

@@ -1,11 +1,13 @@
-//! Reads of destinations and their deliveries on PostgreSQL: the stored destinations and
-//! the deliveries shown with an event. (Claiming due deliveries is `claims`.)
+//! Reads of destinations and the one outbox on PostgreSQL: the stored destinations, the
+//! deliveries shown with an event (its chat message among them) and the backlog by kind.
+//! (Claiming due deliveries is `claims`.)
 //!
 //! Owns these statements. It must never change a row.
 
 use tokio_postgres::GenericClient;
 
 use crate::clock::format_micros;
+use crate::destination::CHAT;
 use crate::store::StoreError;
 use crate::store::rows::{DeliveryAttemptRow, DeliveryRow, OutboxStats, StoredDestination};
 
@@ -80,24 +82,20 @@ pub(super) async fn of_event(
 }
 
 pub(super) async fn stats(c: &impl GenericClient) -> Result<OutboxStats, StoreError> {
-    let r = c
-        .query_one(
-            "SELECT COUNT(*), MIN(created_at) FROM deliveries
-             WHERE status IN ('pending', 'retrying')",
-            &[],
+    let rows = c
+        .query(
+            "SELECT destination = $1, COUNT(*), MIN(created_at) FROM deliveries
+             WHERE status IN ('pending', 'retrying') GROUP BY destination = $1",
+            &[&CHAT],
         )
         .await?;
-    let chat = c
-        .query_one(
-            "SELECT COUNT(*), MIN(e.received_at) FROM outbox o JOIN events e ON e.seq = o.seq
-             WHERE o.status IN ('pending', 'retrying')",
-            &[],
-        )
-        .await?;
-    Ok(OutboxStats {
-        backlog: r.get(0),
-        oldest_queued: r.get(1),
-        chat_backlog: chat.get(0),
-        chat_oldest_queued: chat.get(1),
-    })
+    let mut out = OutboxStats::default();
+    for r in rows {
+        if r.get::<_, bool>(0) {
+            (out.chat_backlog, out.chat_oldest_queued) = (r.get(1), r.get(2));
+        } else {
+            (out.backlog, out.oldest_queued) = (r.get(1), r.get(2));
+        }
+    }
+    Ok(out)
 }

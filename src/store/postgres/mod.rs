@@ -31,8 +31,8 @@ use super::export::ExportRow;
 use super::queue::{Job, Queue};
 use super::stats::{CountBy, CountRow};
 use super::{
-    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
-    EventFilter, EventSummary, Page, StoreError, StoredAccount,
+    AdminWrite, ChangeFilter, ChangeRow, Engine, EngineContext, EventDetail, EventFilter,
+    EventSummary, Page, StoreError, StoredAccount,
 };
 use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
@@ -162,6 +162,15 @@ fn pool(url: &str, size: usize) -> Result<Pool, StoreError> {
         .map_err(|e| StoreError::Unavailable(format!("cannot make a connection pool: {e}")))
 }
 
+/// Creates the schema of the empty database at `url` at version `version` (its first
+/// `version` migrations), as a hookgate of that version left it: what an upgrade is
+/// tested from.
+pub async fn create_at_version(url: &str, version: usize) -> Result<(), StoreError> {
+    let pool = pool(url, 1)?;
+    let mut client = pool.get().await?;
+    schema::migrate_to(&mut client, version).await
+}
+
 /// Verifies the chains of the database at `url` without starting a gateway.
 pub async fn verify_url(url: &str, expected: Expected) -> Result<Vec<ChainReport>, StoreError> {
     let pool = pool(url, 2)?;
@@ -285,39 +294,28 @@ impl Engine for Postgres {
         reader::export_page(&**self.client().await?, &filter, include_body).await
     }
 
-    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        let until = now.saturating_add(self.lease.as_micros() as i64);
-        claims::claim_due(&**self.client().await?, &self.node, now, until, limit).await
-    }
-
-    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        claims::next_due(&**self.client().await?).await
-    }
-
-    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        reader::attempts(&**self.client().await?, seq).await
-    }
-
     async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError> {
         deliveries::destinations(&**self.client().await?).await
     }
 
-    async fn due_to_destinations(
+    async fn due_deliveries(
         &self,
         now: i64,
         limit: usize,
         paused: Vec<String>,
         _in_flight: Vec<i64>,
+        chat_cap: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         // What is in flight is claimed, and the claim query counts it.
         let until = now.saturating_add(self.lease.as_micros() as i64);
-        claims::claim_due_to_destinations(
+        claims::claim_due(
             &**self.client().await?,
             &self.node,
             now,
             until,
             limit,
             &paused,
+            chat_cap,
         )
         .await
     }
@@ -329,8 +327,8 @@ impl Engine for Postgres {
         claims::release(&**self.client().await?, &self.node, &ids).await
     }
 
-    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
-        claims::next_due_to_destinations(&**self.client().await?).await
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
+        claims::next_due(&**self.client().await?).await
     }
 
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {

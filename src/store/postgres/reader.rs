@@ -16,8 +16,7 @@ use crate::store::StoreError;
 use crate::store::export::ExportRow;
 use crate::store::query::{self, Arg, Dialect};
 use crate::store::rows::{
-    AttemptRow, ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page,
-    StoredAccount, into_page,
+    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount, into_page,
 };
 use crate::store::stats::{self, CountBy, CountRow};
 use crate::tokens::{Role, TokenEntry};
@@ -226,29 +225,6 @@ pub(super) async fn changes(
         })
         .collect();
     Ok(into_page(items, f.limit, |c| c.seq))
-}
-
-pub(super) async fn attempts(
-    c: &impl GenericClient,
-    seq: i64,
-) -> Result<Vec<AttemptRow>, StoreError> {
-    let rows = c
-        .query(
-            "SELECT attempt, at, outcome, http_status, detail FROM forward_attempts
-             WHERE seq = $1 ORDER BY attempt",
-            &[&seq],
-        )
-        .await?;
-    Ok(rows
-        .iter()
-        .map(|r| AttemptRow {
-            attempt: r.get(0),
-            at: format_micros(r.get(1)),
-            outcome: r.get(2),
-            http_status: r.get(3),
-            detail: r.get(4),
-        })
-        .collect())
 }
 
 /// Streamed events after `after_seq`, oldest first, as (seq, JSON), with their accounts.

@@ -181,15 +181,42 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dedupe ADD COLUMN received_at BIGINT;
     CREATE INDEX dedupe_expiry ON dedupe (received_at) WHERE received_at IS NOT NULL;
     ",
+    // 4: one outbox. A chat status message is a delivery to the reserved destination
+    // `@chat` (a name no destination can take), carrying its recipient and rendered text;
+    // the chat outbox's rows (every status, attempts, next time, last error, claims) and
+    // their attempts move over, queued at their event's arrival, and its tables go.
+    "
+    ALTER TABLE deliveries ADD COLUMN recipient TEXT;
+    ALTER TABLE deliveries ADD COLUMN text TEXT;
+    INSERT INTO deliveries (seq, account, destination, status, attempts, next_attempt_at,
+            created_at, last_error, claimed_by, claimed_until, recipient, text)
+        SELECT o.seq, o.account, '@chat', o.status, o.attempts, o.next_attempt_at,
+            coalesce(e.received_at, o.next_attempt_at), o.last_error, o.claimed_by,
+            o.claimed_until, o.recipient, o.text
+        FROM outbox o LEFT JOIN events e ON e.seq = o.seq
+        ORDER BY o.seq;
+    INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status, latency_ms,
+            detail)
+        SELECT d.id, f.attempt, f.at, f.outcome, f.http_status, 0, f.detail
+        FROM forward_attempts f JOIN deliveries d ON d.seq = f.seq AND d.destination = '@chat';
+    DROP TABLE forward_attempts;
+    DROP TABLE outbox;
+    ",
 ];
 
 /// Applies every migration the database has not seen yet, under the migration lock, each
 /// in its own transaction.
 pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    migrate_to(client, MIGRATIONS.len()).await
+}
+
+/// Applies the migrations the database has not seen yet up to version `version`, under
+/// the migration lock.
+pub(super) async fn migrate_to(client: &mut Client, version: usize) -> Result<(), StoreError> {
     client
         .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let result = apply(client).await;
+    let result = apply(client, version.min(MIGRATIONS.len())).await;
     let unlocked = client
         .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
         .await;
@@ -205,7 +232,7 @@ pub(super) async fn migrate(client: &mut Client) -> Result<(), StoreError> {
 
 /// Applies what is missing; a database at a newer version than this build knows is its
 /// version, as the inner error.
-async fn apply(client: &mut Client) -> Result<Result<(), i32>, tokio_postgres::Error> {
+async fn apply(client: &mut Client, upto: usize) -> Result<Result<(), i32>, tokio_postgres::Error> {
     client
         .batch_execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
         .await?;
@@ -217,7 +244,11 @@ async fn apply(client: &mut Client) -> Result<Result<(), i32>, tokio_postgres::E
         // A newer hookgate migrated this database: this one would misread it.
         return Ok(Err(applied));
     }
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+    for (i, sql) in MIGRATIONS[..upto]
+        .iter()
+        .enumerate()
+        .skip(applied.max(0) as usize)
+    {
         let tx = client.transaction().await?;
         tx.batch_execute(sql).await?;
         let version = (i + 1) as i32;

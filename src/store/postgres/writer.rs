@@ -22,6 +22,7 @@ use tokio_postgres::{Statement, Transaction};
 
 use super::admin_write;
 use crate::chain::{self, Hash};
+use crate::destination::CHAT;
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
 use crate::store::StoreError;
@@ -77,15 +78,10 @@ const INSERT_EVENTS: &str = "INSERT INTO events (seq, received_at, account, stat
         $22::bigint[], $23::bigint[], $24::bytea[], $25::bigint[])";
 const INSERT_DEDUPE: &str = "INSERT INTO dedupe (account, event_id, seq)
      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[])";
-const INSERT_OUTBOX: &str = "INSERT INTO outbox (seq, account, recipient, text, event_id,
-        event_type, status, next_attempt_at)
-     SELECT s, a, r, t, i, y, 'pending', d FROM unnest($1::bigint[], $2::text[],
-        $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[])
-        AS o(s, a, r, t, i, y, d)";
 const INSERT_DELIVERIES: &str = "INSERT INTO deliveries (seq, account, destination, status,
-        next_attempt_at, created_at)
-     SELECT s, a, d, 'pending', t, t FROM unnest($1::bigint[], $2::text[],
-        $3::text[], $4::bigint[]) AS o(s, a, d, t)";
+        next_attempt_at, created_at, recipient, text)
+     SELECT s, a, d, 'pending', t, t, r, x FROM unnest($1::bigint[], $2::text[],
+        $3::text[], $4::bigint[], $5::text[], $6::text[]) AS o(s, a, d, t, r, x)";
 const NOTIFY_EVENTS: &str = "SELECT pg_notify('hookgate_events', '')";
 
 /// The statements an event group runs, prepared once per connection (the pool keeps them
@@ -96,7 +92,6 @@ struct Statements {
     known_ids: Statement,
     events: Statement,
     dedupe: Statement,
-    outbox: Statement,
     deliveries: Statement,
     notify: Statement,
 }
@@ -111,9 +106,8 @@ impl Statements {
             client.prepare_cached(KNOWN_IDS),
             client.prepare_cached(INSERT_EVENTS),
         )?;
-        let (dedupe, outbox, deliveries, notify) = tokio::try_join!(
+        let (dedupe, deliveries, notify) = tokio::try_join!(
             client.prepare_cached(INSERT_DEDUPE),
-            client.prepare_cached(INSERT_OUTBOX),
             client.prepare_cached(INSERT_DELIVERIES),
             client.prepare_cached(NOTIFY_EVENTS),
         )?;
@@ -123,7 +117,6 @@ impl Statements {
             known_ids,
             events,
             dedupe,
-            outbox,
             deliveries,
             notify,
         })
@@ -559,17 +552,12 @@ struct Columns<'a> {
     dedupe_account: Vec<&'a str>,
     dedupe_id: Vec<&'a str>,
     dedupe_seq: Vec<i64>,
-    outbox_seq: Vec<i64>,
-    outbox_account: Vec<&'a str>,
-    outbox_recipient: Vec<&'a str>,
-    outbox_text: Vec<&'a str>,
-    outbox_event_id: Vec<Option<&'a str>>,
-    outbox_event_type: Vec<Option<&'a str>>,
-    outbox_due: Vec<i64>,
     delivery_seq: Vec<i64>,
     delivery_account: Vec<&'a str>,
     delivery_destination: Vec<&'a str>,
     delivery_due: Vec<i64>,
+    delivery_recipient: Vec<Option<&'a str>>,
+    delivery_text: Vec<Option<&'a str>>,
 }
 
 impl<'a> Columns<'a> {
@@ -608,13 +596,12 @@ impl<'a> Columns<'a> {
         self.hash.push(row.hash.to_vec());
         self.streamed.push(i64::from(row.streamed));
         if let Some((to, text)) = row.deliver {
-            self.outbox_seq.push(row.seq);
-            self.outbox_account.push(&r.account);
-            self.outbox_recipient.push(to);
-            self.outbox_text.push(text);
-            self.outbox_event_id.push(e.event_id.as_deref());
-            self.outbox_event_type.push(e.event_type.as_deref());
-            self.outbox_due.push(r.received_at);
+            self.delivery_seq.push(row.seq);
+            self.delivery_account.push(&r.account);
+            self.delivery_destination.push(CHAT);
+            self.delivery_due.push(r.received_at);
+            self.delivery_recipient.push(Some(to));
+            self.delivery_text.push(Some(text));
         }
         if row.status == crate::event::Status::Accepted {
             for d in &r.destinations {
@@ -622,6 +609,8 @@ impl<'a> Columns<'a> {
                 self.delivery_account.push(&r.account);
                 self.delivery_destination.push(d);
                 self.delivery_due.push(r.received_at);
+                self.delivery_recipient.push(None);
+                self.delivery_text.push(None);
             }
         }
     }
@@ -666,24 +655,6 @@ impl<'a> Columns<'a> {
             )
             .await
         };
-        let outbox = async {
-            if self.outbox_seq.is_empty() {
-                return Ok(0);
-            }
-            tx.execute(
-                &st.outbox,
-                &[
-                    &self.outbox_seq,
-                    &self.outbox_account,
-                    &self.outbox_recipient,
-                    &self.outbox_text,
-                    &self.outbox_event_id,
-                    &self.outbox_event_type,
-                    &self.outbox_due,
-                ],
-            )
-            .await
-        };
         let deliveries = async {
             if self.delivery_seq.is_empty() {
                 return Ok(0);
@@ -695,11 +666,13 @@ impl<'a> Columns<'a> {
                     &self.delivery_account,
                     &self.delivery_destination,
                     &self.delivery_due,
+                    &self.delivery_recipient,
+                    &self.delivery_text,
                 ],
             )
             .await
         };
-        tokio::try_join!(events, dedupe, outbox, deliveries)?;
+        tokio::try_join!(events, dedupe, deliveries)?;
         Ok(())
     }
 }

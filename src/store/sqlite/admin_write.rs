@@ -9,6 +9,7 @@ use rusqlite::{OptionalExtension, params};
 
 use super::writer::Heads;
 use crate::chain::Hash;
+use crate::destination::CHAT;
 use crate::store::chained::change_hash;
 use crate::store::{AdminWrite, Change, DestinationWrite, StoreError};
 
@@ -77,12 +78,13 @@ fn apply_admin_inner(
             if n == 0 {
                 return Err(StoreError::NotFound(format!("account {name:?}")));
             }
-            // Its destinations go with it; what waited for them is cancelled.
+            // Its destinations go with it; what waited for them is cancelled. Its chat
+            // messages, accepted while it existed, still go.
             tx.execute("DELETE FROM destinations WHERE account = ?1", params![name])?;
             tx.execute(
                 "UPDATE deliveries SET status = 'cancelled'
-                 WHERE account = ?1 AND status IN ('pending', 'retrying')",
-                params![name],
+                 WHERE account = ?1 AND destination <> ?2 AND status IN ('pending', 'retrying')",
+                params![name, CHAT],
             )?;
             change
         }
@@ -114,50 +116,6 @@ fn apply_admin_inner(
             {
                 return Ok((0, None));
             }
-            change
-        }
-        AdminWrite::ForwardAttempt {
-            seq,
-            attempts,
-            at,
-            status,
-            next_attempt_at,
-            http_status,
-            detail,
-        } => {
-            tx.execute(
-                "UPDATE outbox SET status = ?2, attempts = ?3, next_attempt_at = ?4, last_error = ?5
-                 WHERE seq = ?1",
-                params![seq, status, attempts, next_attempt_at, (*status != "delivered").then_some(detail)],
-            )?;
-            tx.execute(
-                "INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail)
-                 VALUES (?1, (SELECT COALESCE(MAX(attempt), 0) + 1 FROM forward_attempts WHERE seq = ?1),
-                         ?2, ?3, ?4, ?5)",
-                params![seq, at, status, http_status, detail],
-            )?;
-            tx.execute(
-                "UPDATE events SET forward_status = ?2 WHERE seq = ?1",
-                params![seq, status],
-            )?;
-            return Ok((1, None));
-        }
-        AdminWrite::Redeliver { seq, change } => {
-            let n = tx.execute(
-                "UPDATE outbox SET status = 'pending', attempts = 0, next_attempt_at = ?2
-                 WHERE seq = ?1 AND status IN ('dead', 'no_session')",
-                params![seq, change.at],
-            )?;
-            if n == 0 {
-                return Err(StoreError::NotFound(format!(
-                    "a dead or no_session delivery for {}",
-                    crate::event::public_id(*seq)
-                )));
-            }
-            tx.execute(
-                "UPDATE events SET forward_status = 'pending' WHERE seq = ?1",
-                params![seq],
-            )?;
             change
         }
         AdminWrite::RevokeToken { name, change } => {
@@ -292,27 +250,57 @@ fn destination<'w>(
                               WHERE delivery_id = ?1), ?2, ?3, ?4, ?5, ?6)",
                 params![id, at, status, http_status, latency_ms, detail],
             )?;
+            // A chat message's state is its event's `forward_status` too.
+            tx.execute(
+                "UPDATE events SET forward_status = ?2
+                 WHERE seq = (SELECT seq FROM deliveries WHERE id = ?1 AND destination = ?3)",
+                params![id, status, CHAT],
+            )?;
             (1, None)
         }
         DestinationWrite::Redrive { filter, change } => {
             let statuses = serde_json::to_string(&filter.statuses).unwrap_or_default();
-            let n = tx.execute(
-                "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1,
-                    last_error = NULL
-                 WHERE status IN (SELECT value FROM json_each(?2))
+            let matching = "status IN (SELECT value FROM json_each(?2))
                    AND (?3 IS NULL OR account = ?3) AND (?4 IS NULL OR destination = ?4)
                    AND (?5 IS NULL OR id = ?5) AND (?6 IS NULL OR created_at >= ?6)
-                   AND (?7 IS NULL OR created_at < ?7)",
-                params![
-                    change.at,
-                    statuses,
-                    filter.account,
-                    filter.destination,
-                    filter.id,
-                    filter.since,
-                    filter.until
-                ],
+                   AND (?7 IS NULL OR created_at < ?7) AND (?8 IS NULL OR seq = ?8)";
+            let args = params![
+                change.at,
+                statuses,
+                filter.account,
+                filter.destination,
+                filter.id,
+                filter.since,
+                filter.until,
+                filter.seq,
+                CHAT
+            ];
+            // The chat messages among them show as pending on their events again.
+            tx.execute(
+                &format!(
+                    "UPDATE events SET forward_status = 'pending' WHERE seq IN (
+                         SELECT seq FROM deliveries WHERE destination = ?9 AND {matching})
+                       AND ?1 IS NOT NULL"
+                ),
+                args,
             )?;
+            let n = tx.execute(
+                &format!(
+                    "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?1,
+                        last_error = NULL
+                     WHERE {matching} AND ?9 IS NOT NULL"
+                ),
+                args,
+            )?;
+            if n == 0
+                && let Some(seq) = filter.seq
+            {
+                // Redelivering one event's message that is not dead changes nothing.
+                return Err(StoreError::NotFound(format!(
+                    "a dead or no_session delivery for {}",
+                    crate::event::public_id(seq)
+                )));
+            }
             (n as u64, Some(change))
         }
     })

@@ -1,13 +1,16 @@
-//! Reads of destinations and their deliveries on SQLite: the stored destinations, the
-//! due query the delivery worker runs, and the deliveries shown with an event.
+//! Reads of destinations and the one outbox on SQLite: the stored destinations, the due
+//! query the delivery worker runs (deliveries to HTTP destinations and chat messages,
+//! which go to the reserved chat destination), and the deliveries shown with an event.
 //!
 //! Owns these statements. Read-only connections only; every change goes through the
 //! writer (`admin_write`). It must never hand out more of one destination's deliveries
-//! than its `max_in_flight` allows, counting those in flight.
+//! than its `max_in_flight` allows (an account's chat messages: the chat cap), counting
+//! those in flight.
 
 use rusqlite::{Connection, params};
 
 use crate::clock::format_micros;
+use crate::destination::CHAT;
 use crate::store::StoreError;
 use crate::store::rows::{
     DeliveryAttemptRow, DeliveryRow, DueDelivery, OutboxStats, StoredDestination,
@@ -33,39 +36,53 @@ pub(super) fn destinations(c: &Connection) -> Result<Vec<StoredDestination>, Sto
 }
 
 /// Per destination, the lowest seqs among its due deliveries and those in flight, up to
-/// its `max_in_flight`, less those in flight; the oldest due first overall.
+/// its `max_in_flight` (`chat_cap` for an account's chat messages), less those in flight;
+/// the oldest due first overall. A delivery to a destination no longer stored waits.
 pub(super) fn due(
     c: &Connection,
     now: i64,
     limit: usize,
     paused: &[String],
     in_flight: &[i64],
+    chat_cap: usize,
 ) -> Result<Vec<DueDelivery>, StoreError> {
     let paused = serde_json::to_string(paused).unwrap_or_default();
     let in_flight = serde_json::to_string(in_flight).unwrap_or_default();
     let mut stmt = c.prepare_cached(
-        "SELECT id, seq, account, destination, attempts FROM (
+        "SELECT w.id, w.seq, w.account, w.destination, w.attempts, w.recipient, w.text,
+             e.event_id, e.event_type
+         FROM (
              SELECT d.id, d.seq, d.account, d.destination, d.attempts, d.next_attempt_at,
-                 x.max_in_flight AS cap,
+                 d.recipient, d.text,
+                 CASE WHEN d.destination = ?5 THEN ?6 ELSE x.max_in_flight END AS cap,
                  ROW_NUMBER() OVER (PARTITION BY d.account, d.destination ORDER BY d.seq) AS rn
              FROM deliveries d
-             JOIN destinations x ON x.account = d.account AND x.name = d.destination
+             LEFT JOIN destinations x ON x.account = d.account AND x.name = d.destination
              WHERE d.status IN ('pending', 'retrying')
+               AND (x.name IS NOT NULL OR d.destination = ?5)
                AND (d.next_attempt_at <= ?1 OR d.id IN (SELECT value FROM json_each(?4)))
                AND (d.account || '/' || d.destination) NOT IN (SELECT value FROM json_each(?3))
-         )
-         WHERE rn <= cap AND id NOT IN (SELECT value FROM json_each(?4))
-         ORDER BY next_attempt_at, seq LIMIT ?2",
+         ) w
+         LEFT JOIN events e ON e.seq = w.seq
+         WHERE w.rn <= w.cap AND w.id NOT IN (SELECT value FROM json_each(?4))
+         ORDER BY w.next_attempt_at, w.seq LIMIT ?2",
     )?;
-    let rows = stmt.query_map(params![now, limit as i64, paused, in_flight], |r| {
-        Ok(DueDelivery {
-            id: r.get(0)?,
-            seq: r.get(1)?,
-            account: r.get(2)?,
-            destination: r.get(3)?,
-            attempts: r.get(4)?,
-        })
-    })?;
+    let rows = stmt.query_map(
+        params![now, limit as i64, paused, in_flight, CHAT, chat_cap as i64],
+        |r| {
+            Ok(DueDelivery {
+                id: r.get(0)?,
+                seq: r.get(1)?,
+                account: r.get(2)?,
+                destination: r.get(3)?,
+                attempts: r.get(4)?,
+                recipient: r.get(5)?,
+                text: r.get(6)?,
+                event_id: r.get(7)?,
+                event_type: r.get(8)?,
+            })
+        },
+    )?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
@@ -123,21 +140,19 @@ pub(super) fn of_event(c: &Connection, seq: i64) -> Result<Vec<DeliveryRow>, Sto
 }
 
 pub(super) fn stats(c: &Connection) -> Result<OutboxStats, StoreError> {
-    let (backlog, oldest_queued) = c.query_row(
-        "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('pending', 'retrying')",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
+    let mut stmt = c.prepare_cached(
+        "SELECT destination = ?1, COUNT(*), MIN(created_at) FROM deliveries
+         WHERE status IN ('pending', 'retrying') GROUP BY destination = ?1",
     )?;
-    let (chat_backlog, chat_oldest_queued) = c.query_row(
-        "SELECT COUNT(*), MIN(e.received_at) FROM outbox o JOIN events e ON e.seq = o.seq
-             WHERE o.status IN ('pending', 'retrying')",
-        [],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )?;
-    Ok(OutboxStats {
-        backlog,
-        oldest_queued,
-        chat_backlog,
-        chat_oldest_queued,
-    })
+    let mut out = OutboxStats::default();
+    let rows = stmt.query_map(params![CHAT], |r| {
+        Ok((r.get::<_, bool>(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    for row in rows {
+        match row? {
+            (true, n, oldest) => (out.chat_backlog, out.chat_oldest_queued) = (n, oldest),
+            (false, n, oldest) => (out.backlog, out.oldest_queued) = (n, oldest),
+        }
+    }
+    Ok(out)
 }

@@ -19,6 +19,14 @@ mod writer;
 
 pub use backup::backup;
 
+/// Creates the database file `path` at schema version `version` (its first `version`
+/// migrations), as a hookgate of that version left it: what an upgrade is tested from.
+pub fn create_at_version(path: &Path, version: usize) -> Result<(), StoreError> {
+    let mut conn = rusqlite::Connection::open(path)?;
+    schema::migrate_to(&mut conn, version)?;
+    Ok(())
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +39,8 @@ use super::export::ExportRow;
 use super::queue::{Job, Queue};
 use super::stats::{CountBy, CountRow};
 use super::{
-    AdminWrite, AttemptRow, ChangeFilter, ChangeRow, Delivery, Engine, EngineContext, EventDetail,
-    EventFilter, EventSummary, Page, StoreError, StoredAccount,
+    AdminWrite, ChangeFilter, ChangeRow, Engine, EngineContext, EventDetail, EventFilter,
+    EventSummary, Page, StoreError, StoredAccount,
 };
 use super::{DeliveryRow, DueDelivery, OutboxStats, StoredDestination};
 use crate::chain;
@@ -163,33 +171,20 @@ impl Engine for Sqlite {
             .await
     }
 
-    async fn due_deliveries(&self, now: i64, limit: usize) -> Result<Vec<Delivery>, StoreError> {
-        self.readers
-            .run(move |c| reader::due_deliveries(c, now, limit))
-            .await
-    }
-
-    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
-        self.readers.run(reader::next_due).await
-    }
-
-    async fn attempts(&self, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
-        self.readers.run(move |c| reader::attempts(c, seq)).await
-    }
-
     async fn destinations(&self) -> Result<Vec<StoredDestination>, StoreError> {
         self.readers.run(deliveries::destinations).await
     }
 
-    async fn due_to_destinations(
+    async fn due_deliveries(
         &self,
         now: i64,
         limit: usize,
         paused: Vec<String>,
         in_flight: Vec<i64>,
+        chat_cap: usize,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         self.readers
-            .run(move |c| deliveries::due(c, now, limit, &paused, &in_flight))
+            .run(move |c| deliveries::due(c, now, limit, &paused, &in_flight, chat_cap))
             .await
     }
 
@@ -198,7 +193,7 @@ impl Engine for Sqlite {
         Ok(())
     }
 
-    async fn next_due_to_destinations(&self) -> Result<Option<i64>, StoreError> {
+    async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         self.readers.run(deliveries::next_due).await
     }
 

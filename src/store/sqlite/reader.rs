@@ -19,8 +19,7 @@ use crate::event::public_id;
 use crate::store::StoreError;
 use crate::store::query::{self, Arg, Dialect};
 use crate::store::rows::{
-    AttemptRow, ChangeFilter, ChangeRow, Delivery, EventDetail, EventFilter, EventSummary, Page,
-    StoredAccount, into_page,
+    ChangeFilter, ChangeRow, EventDetail, EventFilter, EventSummary, Page, StoredAccount, into_page,
 };
 use crate::store::stats::{self, CountBy, CountRow};
 use crate::tokens::{Role, TokenEntry};
@@ -241,54 +240,6 @@ pub(super) fn changes(c: &Connection, f: &ChangeFilter) -> Result<Page<ChangeRow
         })?
         .collect::<Result<_, _>>()?;
     Ok(into_page(items, f.limit, |c| c.seq))
-}
-
-pub(super) fn due_deliveries(
-    c: &Connection,
-    now: i64,
-    limit: usize,
-) -> Result<Vec<Delivery>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT seq, account, recipient, text, event_id, event_type, attempts FROM outbox
-         WHERE status IN ('pending', 'retrying') AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![now, limit as i64], |r| {
-        Ok(Delivery {
-            seq: r.get(0)?,
-            account: r.get(1)?,
-            recipient: r.get(2)?,
-            text: r.get(3)?,
-            event_id: r.get(4)?,
-            event_type: r.get(5)?,
-            attempts: r.get(6)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-pub(super) fn next_due(c: &Connection) -> Result<Option<i64>, StoreError> {
-    Ok(c.query_row(
-        "SELECT MIN(next_attempt_at) FROM outbox WHERE status IN ('pending', 'retrying')",
-        [],
-        |r| r.get(0),
-    )?)
-}
-
-pub(super) fn attempts(c: &Connection, seq: i64) -> Result<Vec<AttemptRow>, StoreError> {
-    let mut stmt = c.prepare_cached(
-        "SELECT attempt, at, outcome, http_status, detail FROM forward_attempts WHERE seq = ?1 ORDER BY attempt",
-    )?;
-    let rows = stmt.query_map(params![seq], |r| {
-        Ok(AttemptRow {
-            attempt: r.get(0)?,
-            at: format_micros(r.get(1)?),
-            outcome: r.get(2)?,
-            http_status: r.get(3)?,
-            detail: r.get(4)?,
-        })
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// Streamed events after `after_seq`, oldest first, as (seq, JSON).

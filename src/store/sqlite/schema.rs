@@ -260,6 +260,26 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE dedupe ADD COLUMN received_at INTEGER;
     CREATE INDEX dedupe_expiry ON dedupe(received_at) WHERE received_at IS NOT NULL;
     ",
+    // 15: one outbox. A chat status message is a delivery to the reserved destination
+    // `@chat` (a name no destination can take), carrying its recipient and rendered text;
+    // the chat outbox's rows (every status, attempts, next time, last error) and their
+    // attempts move over, queued at their event's arrival, and its tables go.
+    "
+    ALTER TABLE deliveries ADD COLUMN recipient TEXT;
+    ALTER TABLE deliveries ADD COLUMN text TEXT;
+    INSERT INTO deliveries (seq, account, destination, status, attempts, next_attempt_at,
+            created_at, last_error, recipient, text)
+        SELECT o.seq, o.account, '@chat', o.status, o.attempts, o.next_attempt_at,
+            coalesce(e.received_at, o.next_attempt_at), o.last_error, o.recipient, o.text
+        FROM outbox o LEFT JOIN events e ON e.seq = o.seq
+        ORDER BY o.seq;
+    INSERT INTO delivery_attempts (delivery_id, attempt, at, outcome, http_status, latency_ms,
+            detail)
+        SELECT d.id, f.attempt, f.at, f.outcome, f.http_status, 0, f.detail
+        FROM forward_attempts f JOIN deliveries d ON d.seq = f.seq AND d.destination = '@chat';
+    DROP TABLE forward_attempts;
+    DROP TABLE outbox;
+    ",
 ];
 
 /// How many migrations this build knows: the version of a current database.
@@ -269,8 +289,18 @@ pub fn latest() -> i64 {
 
 /// Applies every migration the database has not seen yet, each in its own transaction.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    migrate_to(conn, MIGRATIONS.len())
+}
+
+/// Applies the migrations the database has not seen yet up to version `version`.
+pub fn migrate_to(conn: &mut Connection, version: usize) -> rusqlite::Result<()> {
     let applied: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    for (i, sql) in MIGRATIONS.iter().enumerate().skip(applied.max(0) as usize) {
+    let upto = version.min(MIGRATIONS.len());
+    for (i, sql) in MIGRATIONS[..upto]
+        .iter()
+        .enumerate()
+        .skip(applied.max(0) as usize)
+    {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
         tx.pragma_update(None, "user_version", (i + 1) as i64)?;
@@ -334,6 +364,116 @@ mod tests {
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .unwrap_or_default();
         assert_eq!(v, MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn the_chat_outbox_moves_into_deliveries_with_every_state_and_attempt() {
+        let mut conn = Connection::open_in_memory().unwrap_or_else(|e| panic!("{e}"));
+        as_left_by(&mut conn, 14);
+        fill(&conn, 6);
+        conn.execute_batch(
+            "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type, status,
+                 attempts, next_attempt_at, last_error) VALUES
+                 (1, 'shop', '+1', 'paid 1', 'ev_1', 'paid', 'pending', 0, 10, NULL),
+                 (2, 'shop', '+2', 'paid 2', 'ev_2', 'paid', 'retrying', 2, 20, 'HTTP 503'),
+                 (3, 'shop', '+3', 'paid 3', 'ev_3', 'paid', 'dead', 5, 30, 'HTTP 500'),
+                 (4, 'shop', '+4', 'paid 4', 'ev_4', 'paid', 'delivered', 1, 40, NULL),
+                 (5, 'shop', '+5', 'paid 5', 'ev_5', 'paid', 'no_session', 1, 50, 'HTTP 404');
+             INSERT INTO forward_attempts (seq, attempt, at, outcome, http_status, detail) VALUES
+                 (2, 1, 11, 'retrying', 503, 'HTTP 503'),
+                 (2, 2, 12, 'retrying', 503, 'HTTP 503'),
+                 (4, 1, 41, 'delivered', 200, 'HTTP 200'),
+                 (5, 1, 51, 'no_session', 404, 'HTTP 404');
+             INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
+                 created_at) VALUES (6, 'shop', 'backend', 'pending', 60, 6);",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        migrate(&mut conn).unwrap_or_else(|e| panic!("{e}"));
+        let gone = count(
+            &conn,
+            "SELECT count(*) FROM sqlite_master WHERE name IN ('outbox', 'forward_attempts')",
+        );
+        assert_eq!(gone, 0);
+        let mut stmt = conn
+            .prepare(
+                "SELECT seq, destination, status, attempts, next_attempt_at, created_at,
+                     last_error, recipient, text FROM deliveries ORDER BY seq",
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+        type Row = (
+            i64,
+            String,
+            String,
+            i64,
+            i64,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })
+            .unwrap_or_else(|e| panic!("{e}"))
+            .map(|r| r.unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        let chat = |seq: i64, status: &str, attempts, next, error: Option<&str>| -> Row {
+            (
+                seq,
+                "@chat".into(),
+                status.into(),
+                attempts,
+                next,
+                seq,
+                error.map(String::from),
+                Some(format!("+{seq}")),
+                Some(format!("paid {seq}")),
+            )
+        };
+        assert_eq!(
+            rows,
+            vec![
+                chat(1, "pending", 0, 10, None),
+                chat(2, "retrying", 2, 20, Some("HTTP 503")),
+                chat(3, "dead", 5, 30, Some("HTTP 500")),
+                chat(4, "delivered", 1, 40, None),
+                chat(5, "no_session", 1, 50, Some("HTTP 404")),
+                (
+                    6,
+                    "backend".into(),
+                    "pending".into(),
+                    0,
+                    60,
+                    6,
+                    None,
+                    None,
+                    None
+                ),
+            ]
+        );
+        let attempts = count(
+            &conn,
+            "SELECT count(*) FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.destination = '@chat'",
+        );
+        assert_eq!(attempts, 4);
+        let second = count(
+            &conn,
+            "SELECT a.at FROM delivery_attempts a JOIN deliveries d ON d.id = a.delivery_id
+             WHERE d.seq = 2 AND a.attempt = 2",
+        );
+        assert_eq!(second, 12);
     }
 
     #[test]

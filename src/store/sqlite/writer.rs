@@ -16,6 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::schema;
 use crate::chain::{self, Hash};
 use crate::config::Storage;
+use crate::destination::CHAT;
 use crate::event::{Committed, EventRecord, Status};
 use crate::metrics::Metrics;
 use crate::store::chained::EventRow;
@@ -574,7 +575,7 @@ fn write_group(
 }
 
 /// Runs `write` as [`Guard`] says: bare, or inside a savepoint so that when it fails
-/// half-way (its event row written, its outbox row not), none of it stays in the group's
+/// half-way (its event row written, its outbox rows not), none of it stays in the group's
 /// commit, and a request answered 503 leaves nothing behind that a retry could collide
 /// with.
 fn guarded<T>(
@@ -600,7 +601,8 @@ fn guarded<T>(
 }
 
 /// Writes one event's rows: the event, its dedupe entry when it is a first acceptance, and
-/// its outbox row when it is delivered onward.
+/// its outbox rows: a delivery to the chat destination for its status message, one to
+/// each of its destinations.
 fn insert_event(
     tx: &rusqlite::Transaction<'_>,
     heads: &mut Heads,
@@ -662,18 +664,10 @@ fn insert_event(
     ])?;
     if let Some((to, text)) = row.deliver {
         tx.prepare_cached(
-            "INSERT INTO outbox (seq, account, recipient, text, event_id, event_type, status,
-                next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+            "INSERT INTO deliveries (seq, account, destination, status, next_attempt_at,
+                created_at, recipient, text) VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5, ?6)",
         )?
-        .execute(params![
-            seq,
-            r.account,
-            to,
-            text,
-            e.event_id,
-            e.event_type,
-            r.received_at
-        ])?;
+        .execute(params![seq, r.account, CHAT, r.received_at, to, text])?;
     }
     if row.status == Status::Accepted {
         for d in &r.destinations {

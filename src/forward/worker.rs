@@ -1,0 +1,405 @@
+//! The one delivery worker: takes due deliveries of both kinds from the outbox (HTTP
+//! destinations and chat status messages, which go to the reserved chat destination),
+//! sends each by its kind (`webhook` or `chat`), and records every attempt through the
+//! writer with one write.
+//!
+//! Owns the loop, the per-destination lanes (how many in flight, the rate limit, the
+//! circuit breaker; an account's chat messages are one lane, capped by `[chat]
+//! concurrency`) and the attempt counters for `/metrics`. The worker must never mark a
+//! delivery delivered without a 2xx and never keep a delivery only in memory: what it has
+//! not recorded is still due, and goes again with the same `webhook-id` or idempotency key.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::retry::{self, Next, Policy};
+use super::webhook::{self, HttpsClient};
+use super::{channel, chat};
+use crate::cli::client::HttpClient;
+use crate::clock::{format_micros, now_micros};
+use crate::config::Delivery as Settings;
+use crate::destination::CompiledDestination;
+use crate::destination::breaker::{self, Gate};
+use crate::server::AppState;
+use crate::store::{AdminWrite, Delivery, DestinationWrite, DueDelivery};
+
+/// Destinations named in the attempt counters; the rest are counted as `other`.
+const METRIC_DESTINATIONS: usize = 200;
+
+/// How long a delivery whose attempt could not be recorded waits before it is due again.
+const RECORD_FAILED_PAUSE: Duration = Duration::from_secs(1);
+
+/// How long in-flight deliveries get to finish at shutdown; the rest are resent after the
+/// restart, with the same `webhook-id` or idempotency key.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// The state of one destination on this node.
+#[derive(Debug, Default, Clone)]
+struct Lane {
+    breaker: breaker::State,
+    in_flight: usize,
+    /// When the rate limit lets the next attempt start (microseconds).
+    next_start: i64,
+}
+
+/// The worker's shared view of its lanes and what is in flight; also what `/metrics` and
+/// a destination's GET show.
+#[derive(Debug, Default)]
+pub struct Lanes {
+    inner: Mutex<LanesInner>,
+}
+
+#[derive(Debug, Default)]
+struct LanesInner {
+    lanes: HashMap<String, Lane>,
+    in_flight: HashSet<i64>,
+    /// Attempts by (destination key, outcome).
+    attempts: HashMap<(String, &'static str), u64>,
+    /// The destinations named in `attempts` (at most `METRIC_DESTINATIONS`).
+    named: HashSet<String>,
+}
+
+fn key(account: &str, name: &str) -> String {
+    format!("{account}/{name}")
+}
+
+impl Lanes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LanesInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The circuit breaker of one destination on this node.
+    pub fn breaker(&self, account: &str, name: &str) -> breaker::State {
+        self.lock()
+            .lanes
+            .get(&key(account, name))
+            .map(|l| l.breaker)
+            .unwrap_or_default()
+    }
+
+    /// Appends the attempt counters in the Prometheus text format.
+    pub fn render_metrics(&self, out: &mut String) {
+        let inner = self.lock();
+        let mut rows: Vec<(&String, &'static str, u64)> = inner
+            .attempts
+            .iter()
+            .map(|((k, o), n)| (k, *o, *n))
+            .collect();
+        rows.sort();
+        out.push_str(
+            "# HELP hookgate_destination_attempts_total Delivery attempts to destinations, by destination (account/name) and outcome.\n\
+             # TYPE hookgate_destination_attempts_total counter\n",
+        );
+        for (k, outcome, n) in rows {
+            let k = k.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(
+                "hookgate_destination_attempts_total{{destination=\"{k}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+    }
+
+    fn count(&self, k: &str, outcome: &'static str) {
+        let mut inner = self.lock();
+        let named = inner.named.contains(k) || inner.named.len() < METRIC_DESTINATIONS;
+        let label = if named {
+            inner.named.insert(k.to_owned());
+            k.to_owned()
+        } else {
+            "other".to_owned()
+        };
+        *inner.attempts.entry((label, outcome)).or_default() += 1;
+    }
+}
+
+/// Runs the worker until `stop` flips.
+pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
+    let settings = state.config.delivery.clone();
+    let client = webhook::client(&settings, Arc::clone(&state.egress));
+    let chat_client = HttpClient::outbound();
+    let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    // Chat messages wait in the outbox until a connector or a channel is configured.
+    let routes = channel::configured(&state.config.chat);
+    let chat_cap = if routes.is_empty() {
+        0
+    } else {
+        tracing::info!(through = ?routes, "status messages are delivered");
+        state.config.chat.concurrency.max(1)
+    };
+    let chat_permits = Arc::new(Semaphore::new(chat_cap.max(1)));
+    let mut tasks = JoinSet::new();
+    let breaker_settings = breaker::Settings {
+        threshold: settings.breaker_failures,
+        probe_micros: (settings.breaker_probe_ms as i64).saturating_mul(1000),
+    };
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let now = now_micros();
+        let (paused, in_flight) = {
+            let inner = state.lanes.lock();
+            let paused: Vec<String> = inner
+                .lanes
+                .iter()
+                .filter(|(_, l)| {
+                    l.next_start > now
+                        || match l.breaker {
+                            breaker::State::Open { until } => until > now,
+                            breaker::State::Probing => true,
+                            breaker::State::Closed { .. } => false,
+                        }
+                })
+                .map(|(k, _)| k.clone())
+                .collect();
+            (paused, inner.in_flight.iter().copied().collect::<Vec<_>>())
+        };
+        let limit = (settings.concurrency.max(1) + chat_cap) * 2;
+        let due = match state
+            .store
+            .due_deliveries(now, limit, paused, in_flight, chat_cap)
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the outbox; retrying");
+                Vec::new()
+            }
+        };
+        let mut started = 0usize;
+        let mut put_back = Vec::new();
+        for d in due {
+            let k = key(&d.account, &d.destination);
+            if let Some(message) = d.chat_message() {
+                let Ok(permit) = Arc::clone(&chat_permits).try_acquire_owned() else {
+                    put_back.push(d.id);
+                    continue;
+                };
+                {
+                    let mut inner = state.lanes.lock();
+                    inner.lanes.entry(k.clone()).or_default().in_flight += 1;
+                    inner.in_flight.insert(d.id);
+                }
+                started += 1;
+                let job = Attempt {
+                    state: Arc::clone(&state),
+                    kind: Kind::Chat {
+                        client: chat_client.clone(),
+                        message,
+                    },
+                    key: k,
+                };
+                tasks.spawn(async move {
+                    job.deliver(d).await;
+                    drop(permit);
+                });
+                continue;
+            }
+            let Some(dest) = state.destinations.get(&d.account, &d.destination) else {
+                put_back.push(d.id);
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&permits).try_acquire_owned() else {
+                put_back.push(d.id);
+                continue;
+            };
+            let go = {
+                let mut inner = state.lanes.lock();
+                let lane = inner.lanes.entry(k.clone()).or_default();
+                let gate = if lane.next_start > now {
+                    Gate::Wait
+                } else {
+                    lane.breaker.gate(now)
+                };
+                if gate != Gate::Wait {
+                    lane.in_flight += 1;
+                    if let Some(rate) = dest.spec.rate_per_sec {
+                        lane.next_start = now + 1_000_000 / i64::from(rate.max(1));
+                    }
+                    inner.in_flight.insert(d.id);
+                }
+                gate != Gate::Wait
+            };
+            if !go {
+                put_back.push(d.id);
+                continue;
+            }
+            started += 1;
+            let job = Attempt {
+                state: Arc::clone(&state),
+                kind: Kind::Webhook {
+                    client: client.clone(),
+                    dest,
+                    settings: settings.clone(),
+                    breaker: breaker_settings,
+                },
+                key: k,
+            };
+            tasks.spawn(async move {
+                job.deliver(d).await;
+                drop(permit);
+            });
+        }
+        if !put_back.is_empty()
+            && let Err(e) = state.store.release_deliveries(put_back).await
+        {
+            tracing::warn!(error = %e, "cannot give back claims on deliveries; their lease runs out");
+        }
+        let wait = if started > 0 {
+            Duration::ZERO
+        } else {
+            match state.store.next_due().await {
+                Ok(Some(at)) => {
+                    Duration::from_micros(u64::try_from(at - now_micros()).unwrap_or(0))
+                }
+                _ => Duration::from_secs(60),
+            }
+            .clamp(Duration::from_millis(20), Duration::from_secs(5))
+        };
+        if wait.is_zero() {
+            continue;
+        }
+        tokio::select! {
+            _ = state.deliveries.notified() => {}
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    tasks.abort_all();
+    // What is still in flight was not recorded: it stays due, and another node (or this
+    // one after its restart) need not wait for this node's claims to run out.
+    let unfinished: Vec<i64> = state.lanes.lock().in_flight.drain().collect();
+    if let Err(e) = state.store.release_deliveries(unfinished).await {
+        tracing::warn!(error = %e, "cannot give back claims at shutdown; their lease runs out");
+    }
+}
+
+/// How one delivery goes out.
+enum Kind {
+    /// A Standard Webhook to an account's destination.
+    Webhook {
+        client: HttpsClient,
+        dest: Arc<CompiledDestination>,
+        settings: Settings,
+        breaker: breaker::Settings,
+    },
+    /// A status message through the connector or the account's chat channel.
+    Chat {
+        client: HttpClient,
+        message: Delivery,
+    },
+}
+
+/// One attempt and what it needs.
+struct Attempt {
+    state: Arc<AppState>,
+    kind: Kind,
+    key: String,
+}
+
+impl Attempt {
+    async fn deliver(self, d: DueDelivery) {
+        let write = match &self.kind {
+            Kind::Webhook {
+                client,
+                dest,
+                settings,
+                breaker,
+            } => self.webhook(&d, client, dest, settings, *breaker).await,
+            Kind::Chat { client, message } => {
+                let sent = chat::send(&self.state, client, message).await;
+                DestinationWrite::Attempt {
+                    id: d.id,
+                    attempts: sent.attempts,
+                    at: now_micros(),
+                    status: sent.status,
+                    next_attempt_at: sent.next_attempt_at,
+                    http_status: sent.http_status,
+                    latency_ms: sent.latency_ms,
+                    detail: sent.detail,
+                }
+            }
+        };
+        if let Some(lane) = self.state.lanes.lock().lanes.get_mut(&self.key) {
+            lane.in_flight = lane.in_flight.saturating_sub(1);
+        }
+        if let Err(e) = self.state.store.admin(AdminWrite::Destination(write)).await {
+            // It may have been delivered; it stays due and goes again with the same
+            // webhook-id or idempotency key, which lets the receiver drop the repeat.
+            tracing::warn!(error = %e, delivery = d.id, "could not record a delivery attempt");
+            // Held a moment as in flight, so a database that takes no writes does not turn
+            // into a stream of resends.
+            tokio::time::sleep(RECORD_FAILED_PAUSE).await;
+        }
+        self.state.lanes.lock().in_flight.remove(&d.id);
+        self.state.deliveries.notify_one();
+    }
+
+    /// Sends a Standard Webhook and judges the destination by its answer (the breaker).
+    async fn webhook(
+        &self,
+        d: &DueDelivery,
+        client: &HttpsClient,
+        dest: &CompiledDestination,
+        settings: &Settings,
+        breaker: breaker::Settings,
+    ) -> DestinationWrite {
+        let attempt = d.attempts + 1;
+        let started = Instant::now();
+        let outcome = webhook::send(&self.state, client, dest, settings, d).await;
+        let latency_ms = started.elapsed().as_millis() as i64;
+        let now = now_micros();
+        let policy = Policy {
+            max_attempts: settings.max_attempts,
+            base_ms: settings.retry_base_ms,
+            max_ms: settings.retry_max_ms,
+        };
+        let (status, next_attempt_at) =
+            match retry::next(&policy, attempt, outcome.answer, now, rand::random::<f64>()) {
+                Next::Delivered => ("delivered", now),
+                Next::NoSession | Next::Dead => ("dead", now),
+                Next::RetryAt(at) => ("retrying", at),
+            };
+        {
+            let mut inner = self.state.lanes.lock();
+            if let Some(lane) = inner.lanes.get_mut(&self.key) {
+                if outcome.destination_failed || status == "delivered" {
+                    lane.breaker.record(status == "delivered", now, breaker);
+                } else if lane.breaker == breaker::State::Probing {
+                    // A probe that says nothing about the destination probes again soon.
+                    lane.breaker = breaker::State::Open { until: now };
+                }
+            }
+        }
+        self.state.lanes.count(&self.key, status);
+        DestinationWrite::Attempt {
+            id: d.id,
+            attempts: attempt,
+            at: now,
+            status,
+            next_attempt_at,
+            http_status: outcome.http_status,
+            latency_ms,
+            detail: outcome.detail,
+        }
+    }
+}
+
+/// A destination's state as its GET shows it.
+pub fn breaker_view(state: &breaker::State) -> Value {
+    match state {
+        breaker::State::Closed { failures } => {
+            serde_json::json!({"state": "closed", "consecutive_failures": failures})
+        }
+        breaker::State::Open { until } => {
+            serde_json::json!({"state": "open", "next_probe_at": format_micros(*until)})
+        }
+        breaker::State::Probing => serde_json::json!({"state": "probing"}),
+    }
+}
