@@ -212,36 +212,6 @@ impl HttpClient {
         })
     }
 
-    /// Like [`send`](Self::send), but an answer body over `cap` bytes is an error, and is
-    /// not read past the cap (a status API's answer).
-    pub async fn send_capped(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-        cap: usize,
-    ) -> Result<Answer, ClientError> {
-        let req = request(method, url, headers, body.into())?;
-        let (parts, body) = self.answer(url, req).await?.into_parts();
-        let body = http_body_util::Limited::new(body, cap)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.is::<http_body_util::LengthLimitError>() {
-                    unreachable(url, format!("the answer is over {cap} bytes"))
-                } else {
-                    unreachable(url, e.to_string())
-                }
-            })?
-            .to_bytes();
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-
     /// Sends a GET with a bearer token and writes the answer's body to `out` as it arrives,
     /// in flat memory. Returns the status; a body that breaks off is an error. A reader
     /// that went away (`| head -1`) ends the download quietly: it has what it wanted.

@@ -36,8 +36,9 @@ pub use oauth::TokenCache;
 /// The longest part of the provider's answer kept with the audit row.
 pub const MAX_KEPT_ANSWER: usize = 4096;
 
-/// The largest answer read from a status API; a longer one is not read to its end.
-pub const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// The largest answer read from a status API (the outbound client's cap); a longer one is
+/// not read to its end.
+pub const MAX_ANSWER_BYTES: usize = crate::cli::client::OUTBOUND_ANSWER_CAP;
 
 /// What the provider's status API said about one callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,13 +181,8 @@ impl Confirmer {
                 .collect();
             let sent = tokio::time::timeout(
                 self.timeout,
-                self.client.send_capped(
-                    self.method.clone(),
-                    &url,
-                    &refs,
-                    sent_body.clone(),
-                    MAX_ANSWER_BYTES,
-                ),
+                self.client
+                    .send(self.method.clone(), &url, &refs, sent_body.clone()),
             )
             .await;
             let answer = match sent {
