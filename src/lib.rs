@@ -43,3 +43,4 @@ pub mod strict_json;
 pub mod telemetry;
 pub mod tokens;
 pub mod verify;
+pub mod xml;

@@ -168,6 +168,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("adyen", include_str!("../rules/adyen.toml")),
     ("asana", include_str!("../rules/asana.toml")),
     ("airtable", include_str!("../rules/airtable.toml")),
+    ("airtel_money", include_str!("../rules/airtel_money.toml")),
     ("alchemy", include_str!("../rules/alchemy.toml")),
     ("aws_sns", include_str!("../rules/aws_sns.toml")),
     ("bitbucket", include_str!("../rules/bitbucket.toml")),
@@ -189,6 +190,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("discord", include_str!("../rules/discord.toml")),
     ("discourse", include_str!("../rules/discourse.toml")),
     ("docusign", include_str!("../rules/docusign.toml")),
+    ("dpo", include_str!("../rules/dpo.toml")),
     ("dropbox", include_str!("../rules/dropbox.toml")),
     ("flutterwave", include_str!("../rules/flutterwave.toml")),
     (
@@ -245,6 +247,7 @@ const SHIPPED: &[(&str, &str)] = &[
     ("resend", include_str!("../rules/resend.toml")),
     ("sanity", include_str!("../rules/sanity.toml")),
     ("segment", include_str!("../rules/segment.toml")),
+    ("selcom", include_str!("../rules/selcom.toml")),
     ("sendgrid", include_str!("../rules/sendgrid.toml")),
     (
         "sendgrid_inbound_parse",
@@ -265,6 +268,7 @@ const SHIPPED: &[(&str, &str)] = &[
         "terraform_cloud",
         include_str!("../rules/terraform_cloud.toml"),
     ),
+    ("tingg", include_str!("../rules/tingg.toml")),
     ("trello", include_str!("../rules/trello.toml")),
     ("twilio", include_str!("../rules/twilio.toml")),
     (

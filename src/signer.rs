@@ -65,10 +65,14 @@ pub fn sign_request(input: SignInput<'_>) -> Result<Signed, SignError> {
         public_key: None,
     };
     let looks_json = matches!(input.body.trim_ascii_start().first(), Some(b'{' | b'['));
+    // An XML body (DPO's push) is sent as XML.
+    let looks_xml = input.body.trim_ascii_start().first() == Some(&b'<');
     signed.headers.push((
         "Content-Type".into(),
         if looks_json || input.body.is_empty() {
             "application/json"
+        } else if looks_xml {
+            "application/xml"
         } else {
             "application/x-www-form-urlencoded"
         }
@@ -240,6 +244,15 @@ fn sign_signature(
         (Some(v), None) => serde_json::to_vec(v).map_err(|e| SignError(e.to_string()))?,
         _ => input.body.to_vec(),
     };
+    // Selcom's SDKs sign every field of the body and list them in a header.
+    let named = match &sig.named_fields {
+        Some(spec) => {
+            let (list, text) = named_fields(spec, input.body)?;
+            signed.headers.push((spec.header.clone(), list));
+            text
+        }
+        None => Vec::new(),
+    };
     let url = signed.url.clone();
     let inputs = Inputs {
         body: &body_for_mac,
@@ -248,6 +261,7 @@ fn sign_signature(
         url: url.as_bytes(),
         method: b"POST",
         form_params: &form_params,
+        named_fields: &named,
     };
     let raw = mac_or_signature(sig, input.key, &content, inputs, signed)?;
     let encoded = match sig.encoding {
@@ -275,6 +289,43 @@ fn sign_signature(
         None => body_for_mac,
     };
     Ok(())
+}
+
+/// The list of signed fields and their signed text, as Selcom's SDKs write them: every
+/// top-level field of the JSON body, then any required field it lacks (signed empty), each
+/// as `{separator}name=value`.
+fn named_fields(
+    spec: &crate::account::NamedFieldsSpec,
+    body: &[u8],
+) -> Result<(String, Vec<u8>), SignError> {
+    let json: Value = serde_json::from_slice(body).map_err(|e| {
+        SignError(format!(
+            "this scheme signs fields of a JSON body, and the body is not JSON: {e}"
+        ))
+    })?;
+    let Value::Object(map) = json else {
+        return Err(SignError(
+            "this scheme signs fields of a JSON object, and the body is not one".into(),
+        ));
+    };
+    let mut names: Vec<String> = map.keys().cloned().collect();
+    for r in &spec.required {
+        if !names.contains(r) {
+            names.push(r.clone());
+        }
+    }
+    let mut text = Vec::new();
+    for name in &names {
+        text.extend_from_slice(spec.separator.as_bytes());
+        text.extend_from_slice(name.as_bytes());
+        text.push(b'=');
+        match map.get(name) {
+            None | Some(Value::Null) => {}
+            Some(Value::String(v)) => text.extend_from_slice(v.as_bytes()),
+            Some(other) => text.extend_from_slice(other.to_string().as_bytes()),
+        }
+    }
+    Ok((names.join(","), text))
 }
 
 /// A scheme over chosen fields of each item (Adyen): every item gets its own signature,
@@ -623,6 +674,33 @@ mod tests {
                 rule.name
             );
         }
+    }
+
+    #[test]
+    fn an_xml_body_is_sent_as_xml_with_the_path_token_in_the_url() {
+        let rules = Rules::shipped();
+        let mut request =
+            json!({"name": "acct", "provider": "dpo", "secret": "a-path-token-0123456789"});
+        if let Some(rule) = rules.get("dpo") {
+            rule.fill_required_settings(&mut request, "a-required-setting");
+        }
+        let prepared = rules.prepare(request).unwrap_or_else(|e| panic!("{e}"));
+        let spec = AccountSpec::from_json(prepared).unwrap_or_else(|e| panic!("{e}"));
+        let signed = sign_request(SignInput {
+            spec: &spec,
+            key: "a-path-token-0123456789",
+            body: b"<API3G><Result>000</Result></API3G>",
+            url: "https://h/hooks/acct",
+            now_secs: NOW,
+            id: "m",
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(signed.url, "https://h/hooks/acct/a-path-token-0123456789");
+        assert!(
+            signed
+                .headers
+                .contains(&("Content-Type".into(), "application/xml".into()))
+        );
     }
 
     #[test]

@@ -135,6 +135,14 @@ pub fn compile(
         .as_ref()
         .map(crate::account::answer::ProviderAnswer::compile)
         .transpose()?;
+    if let Some(xml) = &spec.xml
+        && xml.base64_fields.iter().any(|f| f.trim().is_empty())
+    {
+        return Err(SpecError::new(
+            "xml.base64_fields",
+            "name each field (a top-level name of the body)",
+        ));
+    }
     if spec.max_body_bytes == Some(0) {
         return Err(SpecError::new("max_body_bytes", "must be positive"));
     }

@@ -141,9 +141,17 @@ pub fn covered(sig: &SignatureSpec, part: &str) -> bool {
             .as_deref()
             .zip(value.strip_prefix("header:"))
             .is_some_and(|(h, v)| h.eq_ignore_ascii_case(v.trim()));
-        let by_path = path.as_deref().is_some_and(|p| same_path(p, value));
+        // Inside a signed body value is signed too (Braintree's bt_payload, read as XML).
+        let by_path = path
+            .as_deref()
+            .is_some_and(|p| same_path(p, value) || inside_path(p, value));
         by_header || by_path
     };
+    // A field every request must name in its list of signed fields (Selcom).
+    let named = sig
+        .named_fields
+        .as_ref()
+        .is_some_and(|n| uses("{named_fields}") && n.required.iter().any(|r| same_path(r, part)));
     let timestamp =
         uses("{timestamp}") && signed_entry(&sig.timestamp_header, &sig.timestamp_path, part);
     let id = uses("{id}") && signed_entry(&sig.id_header, &sig.id_path, part);
@@ -152,8 +160,26 @@ pub fn covered(sig: &SignatureSpec, part: &str) -> bool {
         "body_sha256" => body,
         p if p.starts_with("header:") => timestamp || id,
         p if p.starts_with("query:") => uses("{url}"),
-        _ => body || form || timestamp || id,
+        _ => body || form || timestamp || id || named,
     }
+}
+
+/// Whether payload path `b` lies inside the value at path `a` (`$.a.b` inside `$.a`).
+fn inside_path(a: &str, b: &str) -> bool {
+    let norm = |p: &str| {
+        let p = p.trim();
+        if p.starts_with('$') {
+            p.to_owned()
+        } else {
+            format!("$.{p}")
+        }
+    };
+    if b.starts_with("header:") || b.starts_with("query:") {
+        return false;
+    }
+    let (a, b) = (norm(a), norm(b));
+    b.strip_prefix(&a)
+        .is_some_and(|rest| rest.starts_with('.') || rest.starts_with('['))
 }
 
 /// Whether two payload paths are written the same, allowing the `$.` shorthand.
@@ -252,6 +278,31 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "{}", problems.join("\n"));
+    }
+
+    #[test]
+    fn a_field_list_scheme_covers_its_required_fields_and_a_signed_field_covers_its_inside() {
+        let selcom = sig(
+            json!({"header": "Digest", "signed_content": "timestamp={timestamp}{named_fields}",
+                                "timestamp_header": "Timestamp",
+                                "named_fields": {"header": "Signed-Fields", "required": ["transid", "order_id"]}}),
+        );
+        assert!(covered(&selcom, "$.transid"));
+        assert!(covered(&selcom, "order_id"));
+        assert!(covered(&selcom, "header:Timestamp"));
+        assert!(
+            !covered(&selcom, "$.amount"),
+            "a field a callback may leave unsigned"
+        );
+        assert!(!covered(&selcom, "header:Signed-Fields"));
+        let braintree = sig(
+            json!({"signature_path": "$.bt_signature", "signed_content": "{id}",
+                                   "id_path": "$.bt_payload"}),
+        );
+        assert!(covered(&braintree, "$.bt_payload.notification.kind"));
+        assert!(covered(&braintree, "$.bt_payload"));
+        assert!(!covered(&braintree, "$.bt_payload_other"));
+        assert!(!covered(&braintree, "$.bt_signature"));
     }
 
     #[test]

@@ -42,10 +42,20 @@ pub struct ConfirmSpec {
     /// webhook id), put in when the account is compiled.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub vars: BTreeMap<String, String>,
-    /// The body to send, a template (values JSON-escaped); `{{raw_body}}` stands for the
-    /// callback's body as received, for an API that checks it whole (PayPal).
+    /// The body to send, a template (values JSON- or XML-escaped, as `format` says);
+    /// `{{raw_body}}` stands for the callback's body as received, for an API that checks it
+    /// whole (PayPal), and `{{secret.NAME}}` for a value of `secret_vars`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// What the status API speaks: `json` (the default) or `xml` (DPO's API3G): the body's
+    /// escaping and content type, and how the answer is read for its conditions (an XML
+    /// answer is read as JSON, `$.API3G.Result`; no DTD or entity is accepted).
+    #[serde(default, skip_serializing_if = "is_json")]
+    pub format: ConfirmFormat,
+    /// Credentials the body carries (DPO's company token), write-only like secrets, named
+    /// in the body as `{{secret.NAME}}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_vars: BTreeMap<String, Secret>,
     /// Further headers, each value a template.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub headers: BTreeMap<String, String>,
@@ -60,6 +70,37 @@ pub struct ConfirmSpec {
     /// How long to wait for each answer.
     #[serde(default = "ten")]
     pub timeout_secs: u64,
+}
+
+/// What a status API speaks.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfirmFormat {
+    /// JSON request bodies and answers.
+    #[default]
+    Json,
+    /// XML request bodies and answers.
+    Xml,
+}
+
+fn is_json(f: &ConfirmFormat) -> bool {
+    *f == ConfirmFormat::Json
+}
+
+/// XML inside a payload, read into it so paths reach inside: a body that is XML, or fields
+/// holding base64 XML (Braintree's `bt_payload`). No DTD or entity is accepted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct XmlSpec {
+    /// Accept a body of type `application/xml` or `text/xml` (or `+xml`), or any body that
+    /// opens with `<`, read as XML: `<API3G><Result>` is `$.API3G.Result`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub body: bool,
+    /// Top-level fields of a form or JSON body that hold base64 XML, each replaced by the
+    /// document it holds: `bt_payload`'s `<notification><kind>` is
+    /// `$.bt_payload.notification.kind`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base64_fields: Vec<String>,
 }
 
 /// One condition on the status API's answer.
@@ -82,6 +123,9 @@ pub enum OAuthStyle {
     ClientCredentials,
     /// A JSON body `{"consumer_key": id, "consumer_secret": secret}` (Pesapal).
     JsonKeys,
+    /// OAuth 2.0 client credentials as a JSON body: `{"client_id": id, "client_secret":
+    /// secret, "grant_type": "client_credentials"}` (Airtel Money, Tingg).
+    JsonClientCredentials,
 }
 
 /// The token endpoint of a status API.
@@ -280,6 +324,26 @@ pub struct SignedFieldsSpec {
     /// secret appended (Ozow: `sha512_lowercase`, the hex SHA-512 of that text lower-cased).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<FieldsDigest>,
+}
+
+/// A signature over fields the request names in a header (Selcom's `Signed-Fields`):
+/// `{named_fields}` in `signed_content` stands for `{separator}name=value` for each named
+/// field of the body, in the header's order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedFieldsSpec {
+    /// The header that lists the signed fields, comma-separated.
+    pub header: String,
+    /// Fields every request must list (at least the ones the account extracts), so that a
+    /// request cannot sign nothing, or leave what matters unsigned.
+    pub required: Vec<String>,
+    /// What precedes each `name=value`.
+    #[serde(default = "ampersand")]
+    pub separator: String,
+}
+
+fn ampersand() -> String {
+    "&".to_owned()
 }
 
 /// A plain digest over signed fields and the secret, for senders that do not use an HMAC.

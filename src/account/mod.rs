@@ -13,8 +13,9 @@ mod kinds;
 
 pub use compile::{CompiledAccount, compile};
 pub use kinds::{
-    AnswerSpec, ConditionSpec, ConfirmSpec, FieldsDigest, IpAllowlistSpec, JwtAlgorithm, JwtSpec,
-    OAuthSpec, OAuthStyle, RemoteKeysSpec, RemoteKeysStyle, SignedFieldsSpec, SnsSpec,
+    AnswerSpec, ConditionSpec, ConfirmFormat, ConfirmSpec, FieldsDigest, IpAllowlistSpec,
+    JwtAlgorithm, JwtSpec, NamedFieldsSpec, OAuthSpec, OAuthStyle, RemoteKeysSpec, RemoteKeysStyle,
+    SignedFieldsSpec, SnsSpec, XmlSpec,
 };
 
 use std::collections::BTreeMap;
@@ -98,6 +99,10 @@ pub struct AccountSpec {
     /// The addresses the sender may post from, for providers that sign nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ip_allowlist: Option<IpAllowlistSpec>,
+    /// XML in the payload (a body that is XML, fields holding base64 XML), read into it so
+    /// that paths reach inside.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xml: Option<XmlSpec>,
     /// The largest body accepted for this account, when it differs from
     /// `limits.max_body_bytes` (GitHub sends up to 25 MB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -310,6 +315,10 @@ pub struct SignatureSpec {
     /// item, and every item must carry a valid signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_fields: Option<SignedFieldsSpec>,
+    /// For a sender that lists the fields it signs in a header (Selcom): the header, the
+    /// fields it must list, and how `{named_fields}` writes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub named_fields: Option<NamedFieldsSpec>,
     /// Every secret currently valid; several at once during a rotation.
     #[serde(default)]
     pub secrets: Vec<Secret>,
@@ -569,6 +578,9 @@ impl AccountSpec {
         if let Some(confirm) = &self.confirm {
             for (name, value) in &confirm.secret_headers {
                 v["confirm"]["secret_headers"][name] = Value::from(value.expose_str());
+            }
+            for (name, value) in &confirm.secret_vars {
+                v["confirm"]["secret_vars"][name] = Value::from(value.expose_str());
             }
             if let Some(oauth) = &confirm.oauth {
                 v["confirm"]["oauth"]["client_secret"] =

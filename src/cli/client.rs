@@ -7,7 +7,7 @@
 //! into the Authorization header.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -64,7 +64,15 @@ pub struct HttpClient {
     /// Whether a refused connection means "the gateway is not running" (the CLI's calls to
     /// the admin API) or is just a refused connection (the gateway's own outbound calls).
     to_gateway: bool,
+    /// The most of an answer's body read; a longer answer is an error. `None` for the CLI,
+    /// whose answers come from its own gateway (exports can be large).
+    answer_cap: Option<usize>,
 }
+
+/// The most of an answer the gateway reads from a party it calls (a status API, a key or
+/// certificate server, a chat platform): far above any answer they give, far below what
+/// would strain the gateway's memory.
+pub const OUTBOUND_ANSWER_CAP: usize = 1024 * 1024;
 
 impl Default for HttpClient {
     fn default() -> Self {
@@ -79,6 +87,7 @@ impl Default for HttpClient {
         HttpClient {
             inner: Client::builder(TokioExecutor::new()).build(connector),
             to_gateway: true,
+            answer_cap: None,
         }
     }
 }
@@ -146,10 +155,12 @@ fn unreachable(url: &str, message: String) -> ClientError {
 
 impl HttpClient {
     /// A client for the gateway's own outbound calls (providers' status APIs, the chat
-    /// connector): a refused connection is reported as such, without the CLI's hint.
+    /// connector): a refused connection is reported as such, without the CLI's hint, and
+    /// an answer longer than [`OUTBOUND_ANSWER_CAP`] is refused unread.
     pub fn outbound() -> HttpClient {
         HttpClient {
             to_gateway: false,
+            answer_cap: Some(OUTBOUND_ANSWER_CAP),
             ..HttpClient::default()
         }
     }
@@ -176,45 +187,28 @@ impl HttpClient {
     ) -> Result<Answer, ClientError> {
         let req = request(method, url, headers, body.into())?;
         let (parts, body) = self.answer(url, req).await?.into_parts();
-        let body = body
-            .collect()
-            .await
-            .map_err(|e| unreachable(url, e.to_string()))?
-            .to_bytes();
+        let body = match self.answer_cap {
+            None => body
+                .collect()
+                .await
+                .map_err(|e| unreachable(url, e.to_string()))?
+                .to_bytes(),
+            Some(cap) => Limited::new(body, cap)
+                .collect()
+                .await
+                .map_err(|e| {
+                    if e.is::<LengthLimitError>() {
+                        unreachable(url, format!("the answer is longer than {cap} bytes"))
+                    } else {
+                        unreachable(url, e.to_string())
+                    }
+                })?
+                .to_bytes(),
+        };
         Ok(Answer {
             status: parts.status,
             headers: parts.headers,
             body,
-        })
-    }
-
-    /// Sends one request and reads at most `max` bytes of the answer: a longer answer is
-    /// cut there and the rest is never read, so a sender of endless bytes costs nothing.
-    pub async fn send_capped(
-        &self,
-        method: Method,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: impl Into<Bytes>,
-        max: usize,
-    ) -> Result<Answer, ClientError> {
-        let req = request(method, url, headers, body.into())?;
-        let (parts, mut body) = self.answer(url, req).await?.into_parts();
-        let mut kept = Vec::new();
-        while kept.len() < max {
-            let Some(frame) = body.frame().await else {
-                break;
-            };
-            let frame = frame.map_err(|e| unreachable(url, e.to_string()))?;
-            if let Ok(data) = frame.into_data() {
-                let room = max - kept.len();
-                kept.extend_from_slice(&data[..data.len().min(room)]);
-            }
-        }
-        Ok(Answer {
-            status: parts.status,
-            headers: parts.headers,
-            body: Bytes::from(kept),
         })
     }
 
@@ -334,5 +328,61 @@ mod tests {
             matches!(tls, ClientError::Unreachable { .. }) && message.contains("corrupt message"),
             "{message}"
         );
+    }
+
+    /// A server that answers with a chunked body of `size` bytes, `x` after `x`.
+    async fn long_answer_server(size: usize) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let mut buf = [0u8; 1024];
+                let _ = s.read(&mut buf).await;
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n")
+                    .await;
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = size;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    let head = format!("{n:x}\r\n");
+                    if s.write_all(head.as_bytes()).await.is_err()
+                        || s.write_all(&chunk[..n]).await.is_err()
+                        || s.write_all(b"\r\n").await.is_err()
+                    {
+                        break;
+                    }
+                    left -= n;
+                }
+                let _ = s.write_all(b"0\r\n\r\n").await;
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_outbound_answer_is_read_up_to_the_cap_and_refused_beyond_it() {
+        let at_cap = long_answer_server(OUTBOUND_ANSWER_CAP).await;
+        let whole = HttpClient::outbound()
+            .send(Method::GET, &format!("http://{at_cap}/"), &[], "")
+            .await
+            .expect("an answer of exactly the cap is read");
+        assert_eq!(whole.body.len(), OUTBOUND_ANSWER_CAP);
+        let beyond = long_answer_server(OUTBOUND_ANSWER_CAP + 1).await;
+        let url = format!("http://{beyond}/");
+        let refused = HttpClient::outbound()
+            .send(Method::GET, &url, &[], "")
+            .await
+            .expect_err("one byte more is refused");
+        let text = refused.to_string();
+        assert!(text.contains("longer than 1048576 bytes"), "{text}");
+        // The CLI reads its own gateway's answers whole (exports are large).
+        let cli = HttpClient::default()
+            .send(Method::GET, &url, &[], "")
+            .await
+            .expect("the CLI reads it all");
+        assert_eq!(cli.body.len(), OUTBOUND_ANSWER_CAP + 1);
     }
 }

@@ -50,7 +50,7 @@ impl CertFetcher {
         CertFetcher {
             keep: Duration::from_secs(spec.cache_secs.max(1)),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
-            client: HttpClient::default(),
+            client: HttpClient::outbound(),
             cache: shared_cache(),
         }
     }

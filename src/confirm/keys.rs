@@ -88,7 +88,7 @@ impl KeyFetcher {
             secret: spec.secret.clone(),
             keep: Duration::from_secs(spec.cache_secs.max(1)),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
-            client: HttpClient::default(),
+            client: HttpClient::outbound(),
             cache: shared_cache(source),
         })
     }

@@ -1,6 +1,7 @@
-//! Confirmation with the provider: for providers that sign nothing (MTN MoMo, Pesapal),
-//! the gateway asks the provider's own status API about the transaction a callback names
-//! before it accepts the callback.
+//! Confirmation with the provider: for providers that sign nothing (MTN MoMo, Pesapal,
+//! Airtel Money, Tingg, DPO), the gateway asks the provider's own status API about the
+//! transaction a callback names before it accepts the callback. The API may speak JSON or
+//! XML (DPO's API3G); an XML answer is read by [`crate::xml`] and judged like JSON.
 //!
 //! Owns [`Confirmer`] (an account's `confirm`, compiled once: URL, body and header
 //! templates over the extracted fields, conditions on the answer, the token cache) and the
@@ -22,7 +23,7 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::Value;
 
-use crate::account::{ConfirmSpec, SpecError};
+use crate::account::{ConfirmFormat, ConfirmSpec, SpecError};
 use crate::cli::client::HttpClient;
 use crate::event::Extracted;
 use crate::extract::JsonPath;
@@ -36,6 +37,10 @@ pub use subscribe::{Subscribed, Subscriber, subscribe_url_allowed};
 
 /// The longest part of the provider's answer kept with the audit row.
 pub const MAX_KEPT_ANSWER: usize = 4096;
+
+/// The largest answer read from a status API (the outbound client's cap); a longer one is
+/// not read to its end.
+pub const MAX_ANSWER_BYTES: usize = crate::cli::client::OUTBOUND_ANSWER_CAP;
 
 /// What the provider's status API said about one callback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +58,7 @@ pub enum Outcome {
 pub struct Confirmer {
     method: Method,
     url: Template,
+    format: ConfirmFormat,
     body: Option<Vec<BodyPart>>,
     headers: Vec<(String, Template)>,
     secret_headers: Vec<(String, Secret)>,
@@ -62,11 +68,13 @@ pub struct Confirmer {
     client: HttpClient,
 }
 
-/// A piece of the body template: text with placeholders, or the callback's raw body.
+/// A piece of the body template: text with placeholders, the callback's raw body, or a
+/// credential put in only when the request is sent.
 #[derive(Debug)]
 enum BodyPart {
     Template(Template),
     RawBody,
+    Secret(Secret),
 }
 
 /// One condition's failure, said in words.
@@ -125,28 +133,23 @@ impl Confirmer {
             .iter()
             .map(|(k, v)| Ok((k.clone(), template(&format!("confirm.headers.{k}"), v)?)))
             .collect::<Result<Vec<_>, SpecError>>()?;
-        let body = match spec.body.as_deref() {
-            None => None,
-            Some(text) => {
-                let mut parts = Vec::new();
-                for (i, piece) in text.split("{{raw_body}}").enumerate() {
-                    if i > 0 {
-                        parts.push(BodyPart::RawBody);
-                    }
-                    if !piece.is_empty() {
-                        parts.push(BodyPart::Template(template_as(
-                            "confirm.body",
-                            piece,
-                            Escape::Json,
-                        )?));
-                    }
-                }
-                Some(parts)
-            }
+        let escape = match spec.format {
+            ConfirmFormat::Json => Escape::Json,
+            ConfirmFormat::Xml => Escape::Xml,
         };
+        let body = spec
+            .body
+            .as_deref()
+            .map(|text| {
+                body_parts(text, &spec.secret_vars, |piece| {
+                    template_as("confirm.body", piece, escape)
+                })
+            })
+            .transpose()?;
         Ok(Confirmer {
             method,
             url: template_as("confirm.url", &spec.url, Escape::Url)?,
+            format: spec.format,
             body,
             headers,
             secret_headers: pairs(&spec.secret_headers),
@@ -159,7 +162,8 @@ impl Confirmer {
 
     /// Asks the provider about one callback. A rejected token is fetched again once.
     pub async fn confirm(&self, extracted: &Extracted, account: &str, raw_body: &[u8]) -> Outcome {
-        let (url, body, headers) = self.request(extracted, account, raw_body);
+        let (url, _, headers) = self.request(extracted, account, raw_body);
+        let sent_body = self.render_body(extracted, account, raw_body, true);
         for attempt in 0..2 {
             let mut all: Vec<(String, String)> = headers.clone();
             if let Some(cache) = &self.token {
@@ -180,7 +184,7 @@ impl Confirmer {
             let sent = tokio::time::timeout(
                 self.timeout,
                 self.client
-                    .send(self.method.clone(), &url, &refs, body.clone()),
+                    .send(self.method.clone(), &url, &refs, sent_body.clone()),
             )
             .await;
             let answer = match sent {
@@ -216,8 +220,37 @@ impl Confirmer {
         Outcome::Unavailable("the status API refused a fresh token".into())
     }
 
+    /// The body for one callback; a credential is put in only when `secrets` says so
+    /// (the request is being sent), and stands as `[secret]` otherwise.
+    fn render_body(
+        &self,
+        extracted: &Extracted,
+        account: &str,
+        raw_body: &[u8],
+        secrets: bool,
+    ) -> String {
+        self.body
+            .iter()
+            .flatten()
+            .map(|part| match part {
+                BodyPart::Template(t) => render(t, extracted, account, self.escape()),
+                BodyPart::RawBody => String::from_utf8_lossy(raw_body).into_owned(),
+                BodyPart::Secret(s) if secrets => escaped(s.expose_str(), self.escape()),
+                BodyPart::Secret(_) => "[secret]".to_owned(),
+            })
+            .collect()
+    }
+
+    fn escape(&self) -> Escape {
+        match self.format {
+            ConfirmFormat::Json => Escape::Json,
+            ConfirmFormat::Xml => Escape::Xml,
+        }
+    }
+
     /// The URL, body and headers for one callback. Values are percent-encoded in the URL
-    /// and JSON-escaped in the body.
+    /// and JSON- or XML-escaped in the body; a credential of the body stands as `[secret]`
+    /// (it is put in only by [`confirm`](Self::confirm)).
     pub fn request(
         &self,
         extracted: &Extracted,
@@ -225,32 +258,44 @@ impl Confirmer {
         raw_body: &[u8],
     ) -> (String, String, Vec<(String, String)>) {
         let url = render(&self.url, extracted, account, Escape::Url);
-        let body = self
-            .body
-            .iter()
-            .flatten()
-            .map(|part| match part {
-                BodyPart::Template(t) => render(t, extracted, account, Escape::Json),
-                BodyPart::RawBody => String::from_utf8_lossy(raw_body).into_owned(),
-            })
-            .collect::<String>();
+        let body = self.render_body(extracted, account, raw_body, false);
         let mut headers: Vec<(String, String)> = self
             .headers
             .iter()
             .map(|(k, t)| (k.clone(), render(t, extracted, account, Escape::None)))
             .collect();
+        let media = match self.format {
+            ConfirmFormat::Json => "application/json",
+            ConfirmFormat::Xml => "application/xml",
+        };
         if self.body.is_some() {
-            headers.push(("content-type".into(), "application/json".into()));
+            headers.push(("content-type".into(), media.into()));
         }
-        headers.push(("accept".into(), "application/json".into()));
+        headers.push(("accept".into(), media.into()));
         (url, body, headers)
     }
 
-    /// Whether an answer confirms the callback: JSON, and every condition holds.
+    /// Whether an answer confirms the callback: JSON (or XML, for an XML API), and every
+    /// condition holds.
     pub fn judge(&self, answer: &str, extracted: &Extracted, account: &str) -> Outcome {
         let kept = cut(answer);
-        let Ok(json) = serde_json::from_str::<Value>(answer) else {
-            return Outcome::Unavailable(format!("the status API's answer is not JSON: {kept}"));
+        let json = match self.format {
+            ConfirmFormat::Json => match serde_json::from_str::<Value>(answer) {
+                Ok(json) => json,
+                Err(_) => {
+                    return Outcome::Unavailable(format!(
+                        "the status API's answer is not JSON: {kept}"
+                    ));
+                }
+            },
+            ConfirmFormat::Xml => match crate::xml::to_json(answer.as_bytes(), MAX_ANSWER_BYTES) {
+                Ok(json) => json,
+                Err(e) => {
+                    return Outcome::Unavailable(format!(
+                        "the status API's answer is not readable XML ({e}): {kept}"
+                    ));
+                }
+            },
         };
         let failed: Judged = self.conditions.iter().try_for_each(|(path, equals, text)| {
             let want = render(equals, extracted, account, Escape::None);
@@ -283,6 +328,56 @@ enum Escape {
     None,
     Url,
     Json,
+    Xml,
+}
+
+/// Splits a body template at `{{raw_body}}` and `{{secret.NAME}}`; the text between is
+/// templated by `template`.
+fn body_parts(
+    text: &str,
+    secrets: &BTreeMap<String, Secret>,
+    template: impl Fn(&str) -> Result<Template, SpecError>,
+) -> Result<Vec<BodyPart>, SpecError> {
+    let mut parts = Vec::new();
+    let mut rest = text;
+    loop {
+        let next = [rest.find("{{raw_body}}"), rest.find("{{secret.")]
+            .into_iter()
+            .flatten()
+            .min();
+        let Some(at) = next else { break };
+        if at > 0 {
+            parts.push(BodyPart::Template(template(&rest[..at])?));
+        }
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("{{raw_body}}") {
+            parts.push(BodyPart::RawBody);
+            rest = after;
+            continue;
+        }
+        let end = tail
+            .find("}}")
+            .ok_or_else(|| SpecError::new("confirm.body", "has a '{{secret.' never closed"))?;
+        let name = tail[9..end].trim();
+        let secret = secrets.get(name).ok_or_else(|| {
+            SpecError::new(
+                "confirm.body",
+                format!("names {{{{secret.{name}}}}}, which confirm.secret_vars lacks"),
+            )
+        })?;
+        if secret.expose_str().is_empty() {
+            return Err(SpecError::new(
+                format!("confirm.secret_vars.{name}"),
+                "must not be empty",
+            ));
+        }
+        parts.push(BodyPart::Secret(secret.clone()));
+        rest = &tail[end + 2..];
+    }
+    if !rest.is_empty() {
+        parts.push(BodyPart::Template(template(rest)?));
+    }
+    Ok(parts)
 }
 
 /// A value escaped for where it goes.
@@ -293,6 +388,22 @@ fn escaped(v: &str, escape: Escape) -> String {
         Escape::Json => {
             let quoted = Value::String(v.to_owned()).to_string();
             quoted[1..quoted.len() - 1].to_owned()
+        }
+        Escape::Xml => {
+            let mut out = String::with_capacity(v.len());
+            for c in v.chars() {
+                match c {
+                    '&' => out.push_str("&amp;"),
+                    '<' => out.push_str("&lt;"),
+                    '>' => out.push_str("&gt;"),
+                    '"' => out.push_str("&quot;"),
+                    '\'' => out.push_str("&apos;"),
+                    // A control character cannot be written in XML 1.0; it is dropped.
+                    c if (c as u32) < 0x20 && !matches!(c, '\t' | '\n' | '\r') => {}
+                    c => out.push(c),
+                }
+            }
+            out
         }
     }
 }
@@ -440,6 +551,63 @@ mod tests {
         assert!(matches!(forged, Outcome::Unconfirmed(d) if d.contains("FAILED")));
         let garbled = c.judge("<html>", &extracted(), "a");
         assert!(matches!(garbled, Outcome::Unavailable(_)));
+    }
+
+    #[test]
+    fn an_xml_api_gets_escaped_values_and_its_credential_only_when_sent() {
+        let c = confirmer(json!({
+            "method": "POST", "format": "xml",
+            "url": "http://127.0.0.1:1/API/v6/",
+            "secret_vars": {"company_token": "CT&1"},
+            "body": "<API3G><CompanyToken>{{secret.company_token}}</CompanyToken><TransactionToken>{{source}}</TransactionToken></API3G>",
+            "conditions": [{"path": "$.API3G.Result", "equals": "000"}]
+        }));
+        let e = Extracted {
+            source: Some("a</TransactionToken><Request>x".into()),
+            ..Extracted::default()
+        };
+        let (_, shown, headers) = c.request(&e, "acct", b"");
+        assert_eq!(
+            shown,
+            "<API3G><CompanyToken>[secret]</CompanyToken><TransactionToken>a&lt;/TransactionToken&gt;&lt;Request&gt;x</TransactionToken></API3G>"
+        );
+        assert!(headers.contains(&("content-type".into(), "application/xml".into())));
+        let sent = c.render_body(&e, "acct", b"", true);
+        assert!(
+            sent.contains("<CompanyToken>CT&amp;1</CompanyToken>"),
+            "{sent}"
+        );
+        assert!(
+            !format!("{c:?}").contains("CT&1"),
+            "the credential stays out of Debug"
+        );
+
+        let paid = "<?xml version=\"1.0\"?><API3G><Result>000</Result></API3G>";
+        assert!(matches!(c.judge(paid, &e, "a"), Outcome::Confirmed(_)));
+        let unpaid = "<API3G><Result>900</Result></API3G>";
+        assert!(matches!(c.judge(unpaid, &e, "a"), Outcome::Unconfirmed(_)));
+        let dtd = "<!DOCTYPE API3G [<!ENTITY r \"000\">]><API3G><Result>&r;</Result></API3G>";
+        assert!(matches!(c.judge(dtd, &e, "a"), Outcome::Unavailable(d) if d.contains("DTD")));
+        assert!(matches!(
+            c.judge(r#"{"API3G":{"Result":"000"}}"#, &e, "a"),
+            Outcome::Unavailable(_)
+        ));
+    }
+
+    #[test]
+    fn a_body_naming_a_credential_the_account_lacks_is_refused() {
+        for (body, vars) in [
+            ("<a>{{secret.nope}}</a>", json!({})),
+            ("<a>{{secret.t</a>", json!({"t": "x"})),
+            ("<a>{{secret.t}}</a>", json!({"t": ""})),
+        ] {
+            let spec: ConfirmSpec = serde_json::from_value(json!({
+                "url": "http://h/x", "format": "xml", "body": body, "secret_vars": vars,
+                "conditions": [{"path": "$.a", "equals": "b"}]
+            }))
+            .unwrap_or_else(|e| panic!("{e}"));
+            assert!(Confirmer::compile(&spec).is_err(), "{body}");
+        }
     }
 
     #[test]

@@ -142,6 +142,13 @@ impl TokenCache {
                     ("content-type", "application/x-www-form-urlencoded"),
                 ],
             ),
+            (OAuthStyle::JsonClientCredentials, _) => (
+                self.token_url.clone(),
+                json!({"client_id": self.client_id, "client_secret": self.client_secret.expose_str(),
+                       "grant_type": "client_credentials"})
+                .to_string(),
+                vec![("content-type", "application/json")],
+            ),
             (OAuthStyle::JsonKeys, _) => (
                 self.token_url.clone(),
                 json!({"consumer_key": self.client_id, "consumer_secret": self.client_secret.expose_str()})

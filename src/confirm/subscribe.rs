@@ -3,7 +3,7 @@
 //!
 //! Owns [`Subscriber`]: which URLs may be visited (https on the same SNS hosts the
 //! certificate fetch allows, or the account's own `cert_hosts`; the `ConfirmSubscription`
-//! action only) and the visit itself, with a timeout and a capped read. `ingest` calls it
+//! action only) and the visit itself, with a timeout and the outbound client's capped read. `ingest` calls it
 //! only after the message's signature and topic verified. It must never visit a URL
 //! outside that allowlist, and never read an unbounded answer.
 
@@ -14,9 +14,6 @@ use serde_json::Value;
 
 use crate::account::SnsSpec;
 use crate::cli::client::HttpClient;
-
-/// The most of the answer read (AWS's `ConfirmSubscriptionResponse` is a few hundred bytes).
-const MAX_ANSWER: usize = 8 * 1024;
 
 /// What visiting a message's `SubscribeURL` came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,7 +46,7 @@ impl Subscriber {
         spec.confirm_subscriptions.then(|| Subscriber {
             own_hosts: spec.cert_hosts.clone(),
             timeout: Duration::from_secs(spec.timeout_secs.max(1)),
-            client: HttpClient::default(),
+            client: HttpClient::outbound(),
         })
     }
 
@@ -78,9 +75,7 @@ impl Subscriber {
                 "SubscribeURL {url:?} is not an SNS ConfirmSubscription URL (https://sns.<region>.amazonaws.com/?Action=ConfirmSubscription...); not visited, confirm it by hand if it is genuine"
             ));
         }
-        let visit = self
-            .client
-            .send_capped(Method::GET, url, &[], "", MAX_ANSWER);
+        let visit = self.client.send(Method::GET, url, &[], "");
         let answer = match tokio::time::timeout(self.timeout, visit).await {
             Err(_) => {
                 return Subscribed::Failed(format!(

@@ -13,6 +13,7 @@ mod multipart;
 
 use serde_json::{Map, Value};
 
+use crate::account::XmlSpec;
 use crate::strict_json::Keep;
 use crate::verify::Verified;
 
@@ -86,6 +87,73 @@ pub fn decode_keeping(
 
 fn malformed(e: serde_json::Error) -> PayloadError {
     PayloadError::Malformed(format!("the body is not valid JSON: {e}"))
+}
+
+/// Decodes a verified body for an account that reads XML (see [`XmlSpec`]): an XML body
+/// (when the account accepts one: an XML content type, or a body that opens with `<`) is
+/// read as XML, any other as [`decode_keeping`] or
+/// [`decode`] read it; then each base64 XML field is replaced by the document it holds.
+/// XML that cannot be read (malformed, a DTD, an entity) is a malformed payload.
+pub fn decode_with_xml(
+    verified: &Verified<'_>,
+    content_type: Option<&str>,
+    keep: Option<&Keep>,
+    xml: &XmlSpec,
+) -> Result<Value, PayloadError> {
+    let body = verified.request().body;
+    // A sender that labels its XML otherwise (text/plain, a form) is still read as XML.
+    let looks_xml = body.trim_ascii_start().starts_with(b"<");
+    let mut value = if xml.body && (is_xml(content_type) || looks_xml) {
+        if body.trim_ascii().is_empty() {
+            Value::Null
+        } else {
+            crate::xml::to_json(body, body.len()).map_err(|e| {
+                PayloadError::Malformed(format!("the body is not readable XML: {e}"))
+            })?
+        }
+    } else {
+        match keep {
+            Some(keep) => decode_keeping(verified, content_type, keep)?,
+            None => decode(verified, content_type)?,
+        }
+    };
+    for field in &xml.base64_fields {
+        expand_base64_xml(&mut value, field)?;
+    }
+    Ok(value)
+}
+
+/// Whether a content type names XML.
+fn is_xml(content_type: Option<&str>) -> bool {
+    let essence = content_type
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/xml" || essence == "text/xml" || essence.ends_with("+xml")
+}
+
+/// Replaces the top-level string `field` (base64, line breaks allowed) by the XML document
+/// it holds, read as JSON. A payload without the field is left as it is.
+fn expand_base64_xml(value: &mut Value, field: &str) -> Result<(), PayloadError> {
+    use base64::Engine;
+    let Some(slot) = value.as_object_mut().and_then(|m| m.get_mut(field)) else {
+        return Ok(());
+    };
+    let Value::String(text) = slot else {
+        return Err(PayloadError::Malformed(format!(
+            "the field {field:?} is not base64 XML"
+        )));
+    };
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(&compact)
+        .map_err(|_| PayloadError::Malformed(format!("the field {field:?} is not valid base64")))?;
+    let doc = crate::xml::to_json(&bytes, bytes.len()).map_err(|e| {
+        PayloadError::Malformed(format!("the field {field:?} is not readable XML: {e}"))
+    })?;
+    *slot = doc;
+    Ok(())
 }
 
 /// Decodes a body that was not verified, only to recognise an unsigned handshake (a
@@ -276,5 +344,35 @@ mod tests {
             decode_form(b"subject=%5Bdraft%5D+notes&n=%7Bx"),
             Ok(json!({"subject": "[draft] notes", "n": "{x"}))
         );
+    }
+
+    #[test]
+    fn a_base64_xml_field_is_read_in_place_and_bad_ones_are_malformed() {
+        use base64::Engine;
+        let b64 = |t: &str| base64::engine::general_purpose::STANDARD.encode(t);
+        let xml = "<notification><kind>check</kind></notification>";
+        let mut v = serde_json::json!({"bt_payload": format!("{}\n", b64(xml)), "x": "1"});
+        assert_eq!(expand_base64_xml(&mut v, "bt_payload"), Ok(()));
+        assert_eq!(v["bt_payload"]["notification"]["kind"], "check");
+        let mut absent = serde_json::json!({"x": "1"});
+        assert_eq!(expand_base64_xml(&mut absent, "bt_payload"), Ok(()));
+        for bad in [
+            serde_json::json!({"bt_payload": "%%%"}),
+            serde_json::json!({"bt_payload": b64("<a>")}),
+            serde_json::json!({"bt_payload": b64("<!DOCTYPE a><a/>")}),
+            serde_json::json!({"bt_payload": 7}),
+        ] {
+            let mut bad = bad;
+            assert!(
+                matches!(
+                    expand_base64_xml(&mut bad, "bt_payload"),
+                    Err(PayloadError::Malformed(_))
+                ),
+                "{bad}"
+            );
+        }
+        assert!(is_xml(Some("text/xml; charset=utf-8")));
+        assert!(is_xml(Some("application/soap+xml")));
+        assert!(!is_xml(Some("application/json")));
     }
 }

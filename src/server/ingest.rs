@@ -445,9 +445,14 @@ impl<'a> Row<'a> {
             (None, Some(d)) if d.reads_payload() => None,
             (None, _) => account.extractor.keep(),
         };
-        let decoded = match keep {
-            Some(keep) => payload::decode_keeping(&verified, content_type.as_deref(), keep),
-            None => payload::decode(&verified, content_type.as_deref()),
+        let decoded = match (&account.spec.xml, keep) {
+            // A base64 field is kept whole: what a path keeps lies inside its XML.
+            (Some(xml), keep) => {
+                let keep = keep.filter(|_| xml.base64_fields.is_empty());
+                payload::decode_with_xml(&verified, content_type.as_deref(), keep, xml)
+            }
+            (None, Some(keep)) => payload::decode_keeping(&verified, content_type.as_deref(), keep),
+            (None, None) => payload::decode(&verified, content_type.as_deref()),
         };
         let payload = match decoded {
             Ok(p) => p,

@@ -49,6 +49,8 @@ pub struct Inputs<'a> {
     pub method: &'a [u8],
     /// The sorted form parameters, names and values run together.
     pub form_params: &'a [u8],
+    /// The fields a header names, as `{named_fields}` writes them.
+    pub named_fields: &'a [u8],
 }
 
 impl<'a> Inputs<'a> {
@@ -61,6 +63,7 @@ impl<'a> Inputs<'a> {
             url: b"",
             method: b"",
             form_params: b"",
+            named_fields: b"",
         }
     }
 
@@ -74,6 +77,7 @@ impl<'a> Inputs<'a> {
             Part::Url => self.url,
             Part::Method => self.method,
             Part::FormParams => self.form_params,
+            Part::NamedFields => self.named_fields,
         }
     }
 

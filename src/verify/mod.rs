@@ -13,6 +13,7 @@ mod jwt;
 #[cfg(test)]
 pub(crate) use jwt::test_keys;
 mod keys;
+mod named_fields;
 mod signature;
 mod signed_content;
 mod signed_fields;
@@ -23,6 +24,7 @@ pub use auth::{AuthCheck, generate_path_token};
 pub use grammar::Layout;
 pub use jwt::{Claims, JwtCheck};
 pub use keys::{Inputs, Key, decode_secret, sign};
+pub use named_fields::NamedFields;
 pub use signature::{
     SignatureCheck, parse_timestamp, sorted_form_params, with_default_port, without_port,
 };

@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::auth::parse_header_name;
 use super::grammar::Layout;
 use super::keys::{Inputs, Key};
+use super::named_fields::NamedFields;
 use super::signed_content::{Part, SignedContent};
 use super::signed_fields::SignedFields;
 use super::{Rejection, RequestView};
@@ -56,6 +57,8 @@ pub struct SignatureCheck {
     /// For a scheme that signs chosen fields of each item (Adyen): the items and fields;
     /// `location` is then a path inside each item.
     fields: Option<SignedFields>,
+    /// For a scheme over fields a header names (Selcom): what `{named_fields}` writes.
+    named: Option<NamedFields>,
 }
 
 impl SignatureCheck {
@@ -113,6 +116,24 @@ impl SignatureCheck {
                      timestamp and id unset",
                 ));
             }
+        }
+        let named = spec
+            .named_fields
+            .as_ref()
+            .map(NamedFields::compile)
+            .transpose()?;
+        if named.is_some() != content.uses(&Part::NamedFields) {
+            return Err(SpecError::new(
+                "signature.named_fields",
+                "{named_fields} in signed_content and named_fields go together: give both or \
+                 neither",
+            ));
+        }
+        if named.is_some() && fields.is_some() {
+            return Err(SpecError::new(
+                "signature.named_fields",
+                "give either signed_fields or named_fields, not both",
+            ));
         }
         let timestamp = source(
             "signature.timestamp",
@@ -174,6 +195,7 @@ impl SignatureCheck {
             url_port_variants: spec.url_port_variants,
             alternatives,
             fields,
+            named,
         })
     }
 
@@ -245,6 +267,11 @@ impl SignatureCheck {
             .and_then(|src| self.read(src, req, json.as_ref(), None))
             .map(|c| c.into_owned());
         let form_params = self.form_params(req).unwrap_or_default();
+        let named = self
+            .named
+            .as_ref()
+            .and_then(|n| n.content(req.headers, json.as_ref()).ok())
+            .unwrap_or_default();
         let inputs = Inputs {
             body: req.body,
             timestamp: timestamp.as_deref().unwrap_or(b""),
@@ -252,6 +279,7 @@ impl SignatureCheck {
             url: req.url.as_bytes(),
             method: req.method.as_bytes(),
             form_params: &form_params,
+            named_fields: &named,
         };
         let mut hash = Sha256::new();
         for part in self.content.parts() {
@@ -355,6 +383,10 @@ impl SignatureCheck {
             None => Cow::Borrowed(&b""[..]),
         };
         let form_params = self.form_params(req)?;
+        let named = match &self.named {
+            Some(n) => n.content(req.headers, json.as_ref()).map_err(bad)?,
+            None => Vec::new(),
+        };
         let urls = self.urls(req.url);
         let mut matched = false;
         for url in urls.iter().flatten() {
@@ -365,6 +397,7 @@ impl SignatureCheck {
                 url: url.as_bytes(),
                 method: req.method.as_bytes(),
                 form_params: &form_params,
+                named_fields: &named,
             };
             for key in &self.keys {
                 matched |= key.verify(&self.content, inputs, &decoded);
@@ -445,15 +478,16 @@ impl SignatureCheck {
     }
 
     fn reads_body(&self) -> bool {
-        [
-            Some(&self.location),
-            self.timestamp.as_ref(),
-            self.id.as_ref(),
-        ]
-        .into_iter()
-        .flatten()
-        .chain(&self.alternatives)
-        .any(|s| matches!(s, Source::Body(_)))
+        self.named.is_some()
+            || [
+                Some(&self.location),
+                self.timestamp.as_ref(),
+                self.id.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(&self.alternatives)
+            .any(|s| matches!(s, Source::Body(_)))
     }
 
     fn read<'r>(

@@ -31,6 +31,7 @@ fn spec(content: &str, secrets: &[&str]) -> SignatureSpec {
         url_port_variants: false,
         alternatives: Vec::new(),
         signed_fields: None,
+        named_fields: None,
         secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
     }
 }

@@ -24,6 +24,8 @@ pub enum Part {
     /// Every form parameter's name followed by its value, sorted by name then value, with
     /// nothing between (Twilio); empty for a body that is not a form.
     FormParams,
+    /// The fields a header names, `&name=value` each, in its order (Selcom).
+    NamedFields,
 }
 
 /// A parsed template.
@@ -34,7 +36,8 @@ pub struct SignedContent {
 
 impl SignedContent {
     /// Parses a template. `{{` and `}}` stand for literal braces; any other `{name}` must be
-    /// one of `body`, `timestamp`, `id`, `url`, `method`, `form_params`.
+    /// one of `body`, `timestamp`, `id`, `url`, `method`, `form_params`,
+    /// `named_fields`.
     pub fn parse(template: &str) -> Result<Self, SpecError> {
         let err = |msg: String| SpecError::new("signature.signed_content", msg);
         let mut parts = Vec::new();
@@ -67,10 +70,11 @@ impl SignedContent {
                 "url" => Part::Url,
                 "method" => Part::Method,
                 "form_params" => Part::FormParams,
+                "named_fields" => Part::NamedFields,
                 other => {
                     return Err(err(format!(
                         "names an unknown placeholder {{{other}}}; known: {{body}} {{timestamp}} \
-                         {{id}} {{url}} {{method}} {{form_params}}"
+                         {{id}} {{url}} {{method}} {{form_params}} {{named_fields}}"
                     )));
                 }
             };

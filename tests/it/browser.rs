@@ -289,16 +289,22 @@ impl Browser {
         .await;
     }
 
-    /// Saves a screenshot of the page to `docs/console/{name}.png` (Chromium's; another
-    /// browser's is taken and checked to be a PNG, and left out of the docs).
+    /// Takes a screenshot of the page and checks that it is a PNG. Chromium's is saved as
+    /// `{name}.png` under `target/screenshots/`, or under `docs/console/` when
+    /// `HOOKGATE_SCREENSHOTS=docs` asks to refresh the documentation's pictures.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         if self.kind != Kind::Chromium {
-            assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
             return;
         }
-        let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs/console");
-        std::fs::create_dir_all(&dir).expect("docs/console");
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let dir = if std::env::var("HOOKGATE_SCREENSHOTS").as_deref() == Ok("docs") {
+            root.join("docs/console")
+        } else {
+            root.join("target/screenshots")
+        };
+        std::fs::create_dir_all(&dir).expect("the screenshots' directory");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
     }
 

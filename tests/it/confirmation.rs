@@ -434,7 +434,16 @@ async fn a_paypal_webhook_is_accepted_only_when_paypal_verifies_its_signature() 
 
 #[test]
 fn every_preset_that_confirms_is_proven_here() {
-    let tested = ["mtn_momo", "pesapal", "mollie", "paypal"];
+    // Airtel Money, Tingg and DPO are proven in payment_confirmation.rs.
+    let tested = [
+        "mtn_momo",
+        "pesapal",
+        "mollie",
+        "paypal",
+        "airtel_money",
+        "tingg",
+        "dpo",
+    ];
     for rule in hookgate::rules::Rules::shipped().all() {
         if rule.account.contains_key("confirm") {
             assert!(

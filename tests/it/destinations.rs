@@ -453,6 +453,49 @@ async fn an_answer_holding_a_nul_is_recorded_with_the_attempt_on_every_engine() 
 }
 
 #[tokio::test]
+async fn an_attempt_ending_after_its_destination_was_removed_leaves_the_delivery_cancelled() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Hang);
+    let gw = gateway(|c| c.delivery.timeout_ms = 1_000).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    let id = post(&gw, json!({"type": "paid", "id": "late"})).await;
+    ep.next().await;
+    let gone = gw
+        .admin_call(
+            Method::DELETE,
+            "/v1/accounts/shop/destinations/backend",
+            None,
+        )
+        .await;
+    assert!(gone.status.is_success(), "{:?}", gone.json());
+    delivery_becomes(&gw, &id, "backend", "cancelled").await;
+    // The held attempt times out after the removal: it is recorded, and changes nothing.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let d = loop {
+        let e = gw.event(&id).await;
+        let d = e["deliveries"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["destination"] == "backend")
+            .cloned()
+            .expect("the delivery stays listed");
+        if d["history"].as_array().is_some_and(|h| !h.is_empty()) {
+            break d;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the attempt was never recorded: {d}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(d["status"], "cancelled", "{d}");
+    ep.nothing_within(Duration::from_millis(1_500)).await;
+    gw.stop().await;
+}
+
+#[tokio::test]
 async fn retry_after_is_honoured() {
     let mut ep = Endpoint::start().await;
     ep.script(&[Reply::RetryAfter(503, "1")]);

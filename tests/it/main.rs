@@ -33,6 +33,7 @@ mod openapi;
 mod operator;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod payment_confirmation;
 mod pg;
 mod presets;
 mod process;

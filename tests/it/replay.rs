@@ -247,3 +247,107 @@ async fn an_adyen_batch_resent_is_a_duplicate_and_an_edited_unsigned_field_chang
     assert_ne!(more["event_id"], first["event_id"]);
     gw.stop().await;
 }
+
+#[tokio::test]
+async fn a_selcom_callback_resent_with_its_fields_reordered_or_an_unsigned_field_added_is_a_duplicate()
+ {
+    let clock = Clock::fixed(0);
+    let gw = spawn_with_clock(clock.clone()).await;
+    let genuine = Fixture::load("selcom", "callback");
+    let reordered = Fixture::load("selcom", "callback_reordered_fields");
+    gw.create_account(genuine.spec("selcom", "sc")).await;
+    clock.set(genuine.now * 1_000_000);
+    let first = send(&gw, "sc", &pairs(&genuine), &genuine.body).await;
+    assert_eq!(first["status"], "accepted", "{first}");
+    let again = send(&gw, "sc", &pairs(&reordered), &reordered.body).await;
+    assert_eq!(again["status"], "duplicate", "{again}");
+    // A field Signed-Fields does not list is not signed: adding one to a captured callback
+    // still verifies, and is still the same event.
+    let mut body: Value = serde_json::from_str(&genuine.body).unwrap_or_default();
+    body["channel"] = json!("ATTACKER");
+    let padded = send(&gw, "sc", &pairs(&genuine), &body.to_string()).await;
+    assert_eq!(padded["status"], "duplicate", "{padded}");
+    assert_eq!(padded["event_id"], first["event_id"]);
+    gw.stop().await;
+}
+
+/// A Braintree form signed as Braintree signs it (the hex HMAC-SHA1 of bt_payload keyed
+/// with the SHA-1 of the private key), around any payload.
+fn braintree_form(public: &str, private: &str, xml: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    use sha1::Digest;
+    let payload = base64::engine::general_purpose::STANDARD.encode(xml);
+    let key = sha1::Sha1::digest(private.as_bytes());
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(&key).unwrap_or_else(|e| panic!("{e}"));
+    mac.update(payload.as_bytes());
+    let sig = format!("{public}|{}", hex::encode(mac.finalize().into_bytes()));
+    form_urlencoded::Serializer::new(String::new())
+        .append_pair("bt_signature", &sig)
+        .append_pair("bt_payload", &payload)
+        .finish()
+}
+
+#[tokio::test]
+async fn braintree_notifications_are_told_apart_by_kind_and_a_payload_that_is_not_xml_is_refused() {
+    let gw = spawn_gateway().await;
+    gw.create_account(
+        json!({"name": "bt", "provider": "braintree", "secret": "bt-private",
+                             "signature": {"prefix": "bt-public|"}}),
+    )
+    .await;
+    let form = [("content-type", "application/x-www-form-urlencoded")];
+    let notification = |kind: &str| {
+        format!(
+            "<notification><timestamp type=\"datetime\">2026-01-02T03:04:05Z</timestamp>\
+             <kind>{kind}</kind><subject><dispute><id>dp_77</id><status>open</status></dispute>\
+             </subject></notification>"
+        )
+    };
+    let opened = send(
+        &gw,
+        "bt",
+        &form,
+        &braintree_form("bt-public", "bt-private", &notification("dispute_opened")),
+    )
+    .await;
+    assert_eq!(opened["status"], "accepted", "{opened}");
+    assert_eq!(opened["event_type"], "dispute_opened");
+    assert_eq!(opened["source"], "dp_77");
+    let won = send(
+        &gw,
+        "bt",
+        &form,
+        &braintree_form("bt-public", "bt-private", &notification("dispute_won")),
+    )
+    .await;
+    assert_eq!(
+        won["status"], "accepted",
+        "a lifecycle of one dispute: {won}"
+    );
+    let retry = send(
+        &gw,
+        "bt",
+        &form,
+        &braintree_form("bt-public", "bt-private", &notification("dispute_won")),
+    )
+    .await;
+    assert_eq!(retry["status"], "duplicate", "{retry}");
+
+    // Genuinely signed, but not XML hookgate reads (a DTD, an unclosed element): refused as
+    // malformed, with the body kept in the row.
+    for xml in [
+        "<!DOCTYPE notification [<!ENTITY k \"check\">]><notification><kind>&k;</kind></notification>",
+        "<notification><kind>check</kind>",
+    ] {
+        let body = braintree_form("bt-public", "bt-private", xml);
+        let refused = gw.post_hook("bt", &form, body.clone()).await;
+        assert_eq!(refused.status, 400, "{xml}");
+        let rows = gw.events("account=bt&limit=1").await;
+        let row = gw
+            .event(rows.first().and_then(|r| r["id"].as_str()).unwrap_or(""))
+            .await;
+        assert_eq!(row["reason"], "malformed_payload", "{row}");
+        assert_eq!(row["body"], body, "the refused body is kept");
+    }
+    gw.stop().await;
+}

@@ -1,8 +1,11 @@
 //! A local HTTP server on port 0 that behaves like providers' status APIs, for the
 //! confirmation tests: MTN MoMo's token endpoint (Basic credentials and a subscription key)
 //! and requesttopay, Pesapal's RequestToken and GetTransactionStatus, Mollie's payments
-//! (a static bearer key). A test scripts what it knows (transactions), whether it is down,
-//! and expires its token; it counts tokens issued and status requests answered.
+//! (a static bearer key), Airtel Money's token endpoint (JSON client credentials) and
+//! Transaction Enquiry, Tingg's token endpoint (JSON client credentials and an apikey) and
+//! query status, DPO's API3G verifyToken (XML in, XML out, a company token). A test scripts
+//! what it knows (transactions), whether it is down, and expires its token; it counts tokens
+//! issued and status requests answered.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -18,6 +21,10 @@ use serde_json::{Value, json};
 
 /// The subscription key MoMo's routes want.
 pub const SUBSCRIPTION_KEY: &str = "sub-key-abc";
+/// The apikey Tingg's routes want.
+pub const TINGG_API_KEY: &str = "tingg-apikey-1";
+/// The company token DPO's API wants.
+pub const DPO_COMPANY_TOKEN: &str = "9F416C11-127B-4DE2-AC7F-D5710E4C5E0A";
 
 /// What the status API knows and how it behaves; a test changes it between requests.
 #[derive(Default)]
@@ -30,6 +37,10 @@ pub struct Provider {
     pub issued: u32,
     /// Status requests answered.
     pub asked: u32,
+    /// The last request body a status route was sent (DPO's XML).
+    pub last_body: String,
+    /// An answer DPO's route gives instead of its own (a hostile document).
+    pub dpo_answer: Option<String>,
 }
 
 /// The running server.
@@ -82,7 +93,17 @@ fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
     res
 }
 
-/// The status API's routes, as MTN MoMo and Pesapal answer them.
+fn xml_reply(body: &str) -> Response<Full<Bytes>> {
+    let mut res = Response::new(Full::new(Bytes::from(body.to_owned())));
+    res.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/xml"),
+    );
+    res
+}
+
+/// The status API's routes, as MTN MoMo, Pesapal, Mollie, PayPal, Airtel, Tingg and DPO
+/// answer them.
 async fn answer(
     state: &Mutex<Provider>,
     req: Request<hyper::body::Incoming>,
@@ -95,6 +116,7 @@ async fn answer(
             .to_owned()
     };
     let (auth, sub_key) = (header("authorization"), header("ocp-apim-subscription-key"));
+    let (country, currency, apikey) = (header("x-country"), header("x-currency"), header("apikey"));
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or("").to_owned();
     let body = req
@@ -148,6 +170,70 @@ async fn answer(
                 json!({"token": format!("tok-{}", p.issued), "expiryDate": "2030-01-01T00:00:00Z", "status": "200"}),
             )
         }
+        "/auth/oauth2/token" => {
+            // Airtel Money: client credentials as a JSON body.
+            let creds: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if creds
+                != json!({"client_id": "airtel-client", "client_secret": "airtel-secret",
+                          "grant_type": "client_credentials"})
+            {
+                return reply(401, json!({"error": "invalid_client"}));
+            }
+            p.issued += 1;
+            reply(
+                200,
+                json!({"access_token": format!("tok-{}", p.issued), "expires_in": "180", "token_type": "bearer"}),
+            )
+        }
+        "/v1/oauth/token/request" => {
+            // Tingg: client credentials as a JSON body, and the apikey header.
+            let creds: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if apikey != TINGG_API_KEY
+                || creds
+                    != json!({"client_id": "tingg-client", "client_secret": "tingg-secret",
+                              "grant_type": "client_credentials"})
+            {
+                return reply(401, json!({"error": "invalid_client"}));
+            }
+            p.issued += 1;
+            reply(
+                200,
+                json!({"access_token": format!("tok-{}", p.issued), "expires_in": 3600, "token_type": "Bearer"}),
+            )
+        }
+        "/API/v6/" => {
+            // DPO: no bearer; the company token is inside the XML request.
+            if p.down {
+                return reply(503, json!({"error": "maintenance"}));
+            }
+            p.asked += 1;
+            let asked = String::from_utf8_lossy(&body).into_owned();
+            p.last_body = asked.clone();
+            if let Some(raw) = &p.dpo_answer {
+                return xml_reply(raw);
+            }
+            let tag = |name: &str| {
+                asked
+                    .split(&format!("<{name}>"))
+                    .nth(1)
+                    .and_then(|rest| rest.split(&format!("</{name}>")).next())
+                    .unwrap_or("")
+                    .to_owned()
+            };
+            if tag("CompanyToken") != DPO_COMPANY_TOKEN || tag("Request") != "verifyToken" {
+                return xml_reply(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><API3G><Result>801</Result>\
+                     <ResultExplanation>Request missing company token</ResultExplanation></API3G>",
+                );
+            }
+            match p.transactions.get(&tag("TransactionToken")) {
+                Some(Value::String(xml)) => xml_reply(xml),
+                _ => xml_reply(
+                    "<?xml version=\"1.0\" encoding=\"utf-8\"?><API3G><Result>950</Result>\
+                     <ResultExplanation>Request missing mandatory fields</ResultExplanation></API3G>",
+                ),
+            }
+        }
         other if auth != current && !other.starts_with("/v2/payments/") => {
             reply(401, json!({"code": "invalid token"}))
         }
@@ -193,6 +279,48 @@ async fn answer(
                     .is_some_and(|id| p.transactions.contains_key(id));
             let status = if genuine { "SUCCESS" } else { "FAILURE" };
             reply(200, json!({"verification_status": status}))
+        }
+        airtel if airtel.starts_with("/standard/v1/payments/") => {
+            if country != "UG" || currency != "UGX" {
+                return reply(400, json!({"status": {"code": "400", "success": false}}));
+            }
+            p.asked += 1;
+            let id = airtel.trim_start_matches("/standard/v1/payments/");
+            match p.transactions.get(id) {
+                Some(t) => reply(
+                    200,
+                    json!({"data": {"transaction": t},
+                           "status": {"code": "200", "message": "SUCCESS", "result_code": "ESB000010",
+                                      "response_code": "DP00800001006", "success": true}}),
+                ),
+                // Airtel answers an unknown id with 200 and an unsuccessful status.
+                None => reply(
+                    200,
+                    json!({"data": {}, "status": {"code": "200", "message": "Transaction not found",
+                           "result_code": "ESB000014", "success": false}}),
+                ),
+            }
+        }
+        tingg if tingg.starts_with("/v3/checkout-api/query/") => {
+            if apikey != TINGG_API_KEY {
+                return reply(401, json!({"status": {"status_code": 401}}));
+            }
+            p.asked += 1;
+            let mut parts = tingg
+                .trim_start_matches("/v3/checkout-api/query/")
+                .split('/');
+            let (service, id) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            match p.transactions.get(id) {
+                Some(t) if t["service_code"] == service => reply(
+                    200,
+                    json!({"status": {"status_code": 200, "status_description": "Successfully processed request"},
+                           "results": t}),
+                ),
+                _ => reply(
+                    200,
+                    json!({"status": {"status_code": 1001, "status_description": "No request found."}}),
+                ),
+            }
         }
         "/api/Transactions/GetTransactionStatus" => {
             p.asked += 1;

@@ -271,7 +271,7 @@ async fn destination<'w>(
             tx.execute(
                 "UPDATE deliveries SET status = $2, attempts = $3, next_attempt_at = $4,
                     last_error = $5, claimed_by = NULL, claimed_until = NULL
-                 WHERE id = $1",
+                 WHERE id = $1 AND status <> 'cancelled'",
                 &[
                     id,
                     status,

@@ -241,7 +241,7 @@ fn destination<'w>(
         } => {
             tx.execute(
                 "UPDATE deliveries SET status = ?2, attempts = ?3, next_attempt_at = ?4,
-                    last_error = ?5 WHERE id = ?1",
+                    last_error = ?5 WHERE id = ?1 AND status <> 'cancelled'",
                 params![
                     id,
                     status,
