@@ -120,6 +120,14 @@ fn connection(
     })?;
     config.connect_timeout(Duration::from_secs(5));
     config.application_name("hookgate");
+    // Statements are prepared once per connection; each execution is still planned for its
+    // own values, so a plan made while a table was small (a scan of `dedupe`) is never kept
+    // once the table is large.
+    let options = match config.get_options() {
+        Some(given) => format!("{given} -c plan_cache_mode=force_custom_plan"),
+        None => "-c plan_cache_mode=force_custom_plan".to_owned(),
+    };
+    config.options(&options);
     Ok((config, tls))
 }
 
