@@ -18,6 +18,7 @@ fuzz_target!(|data: &[u8]| {
             url: b"http://x",
             method: b"POST",
             form_params: b"a1",
+            named_fields: b"n=1",
         };
         let mac = sign(Algorithm::HmacSha256, b"k", &content, inputs);
         assert_eq!(mac.len(), 32);
