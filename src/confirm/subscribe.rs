@@ -129,32 +129,7 @@ pub fn subscribe_url_allowed(url: &str, own_hosts: &[String]) -> bool {
     if !confirms {
         return false;
     }
-    if own_hosts.iter().any(|h| h == authority) {
-        let host = authority
-            .rsplit_once(':')
-            .map_or(authority, |(h, _)| h)
-            .trim_matches(['[', ']']);
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        return scheme == "https" || (scheme == "http" && loopback);
-    }
-    if scheme != "https" {
-        return false;
-    }
-    let host = authority.to_ascii_lowercase();
-    let region = host
-        .strip_prefix("sns.")
-        .and_then(|h| {
-            h.strip_suffix(".amazonaws.com")
-                .or_else(|| h.strip_suffix(".amazonaws.com.cn"))
-        })
-        .unwrap_or("");
-    !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    crate::verify::sns_host_allowed(scheme, authority, own_hosts)
 }
 
 #[cfg(test)]

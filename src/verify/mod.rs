@@ -30,7 +30,7 @@ pub use signature::{
 };
 pub use signed_content::{Part, SignedContent};
 pub use signed_fields::SignedFields;
-pub use sns::{SnsCheck, canonical as sns_canonical, cert_url_allowed};
+pub use sns::{SnsCheck, canonical as sns_canonical, cert_url_allowed, sns_host_allowed};
 
 use bytes::Bytes;
 use hyper::HeaderMap;

@@ -192,6 +192,13 @@ pub fn cert_url_allowed(url: &str, own_hosts: &[String]) -> bool {
     if authority.contains('@') || !path.ends_with(".pem") || path.contains(['?', '#']) {
         return false;
     }
+    sns_host_allowed(scheme, authority, own_hosts)
+}
+
+/// Whether SNS may be reached at `authority` over `scheme`: https on
+/// `sns.<region>.amazonaws.com` (or `.amazonaws.com.cn`), or one of the account's own
+/// hosts (`host:port`; http only when that host is a loopback address).
+pub fn sns_host_allowed(scheme: &str, authority: &str, own_hosts: &[String]) -> bool {
     if own_hosts.iter().any(|h| h == authority) {
         let host = authority
             .rsplit_once(':')
