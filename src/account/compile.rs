@@ -70,6 +70,16 @@ impl CompiledAccount {
         }
         params
     }
+
+    /// Headers that carry credentials (the verifier's, a handshake's secret), to redact in
+    /// the audit row.
+    pub fn sensitive_headers(&self) -> Vec<&str> {
+        let mut names = self.verifier.sensitive_headers();
+        if let Some(h) = self.handshake.as_ref().and_then(Handshake::secret_header) {
+            names.push(h.as_str());
+        }
+        names
+    }
 }
 
 /// Validates and compiles a spec. Every refusal names its field.

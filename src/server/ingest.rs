@@ -849,17 +849,10 @@ impl<'a> Row<'a> {
         // A request that matched no account may carry a genuine sender's credentials sent
         // to a slightly wrong URL: nothing that could be one is kept.
         let (query, headers) = match &self.account {
-            Some(a) => {
-                let mut sensitive = a.verifier.sensitive_headers();
-                // A handshake's secret (Asana's X-Hook-Secret) is a credential too.
-                if let Some(h) = a.handshake.as_ref().and_then(|h| h.secret_header()) {
-                    sensitive.push(h.as_str());
-                }
-                (
-                    redact::query(raw_query, &a.sensitive_query_params()),
-                    redact::headers_json(&self.parts.headers, &sensitive, extra),
-                )
-            }
+            Some(a) => (
+                redact::query(raw_query, &a.sensitive_query_params()),
+                redact::headers_json(&self.parts.headers, &a.sensitive_headers(), extra),
+            ),
             None => (
                 redact::query_unmatched(raw_query),
                 redact::headers_json_unmatched(&self.parts.headers, extra),
