@@ -38,6 +38,16 @@ const RECORD_FAILED_PAUSE: Duration = Duration::from_secs(1);
 /// restart, with the same `webhook-id` or idempotency key.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// The shortest and the longest the worker sleeps when it started nothing. The longest
+/// bounds how late it sees what no event announces: a destination added or a claim
+/// released on another node.
+const IDLE_MIN: Duration = Duration::from_millis(20);
+const IDLE_MAX: Duration = Duration::from_secs(5);
+
+/// How long the worker waits when deliveries are due but each waits for an attempt in
+/// flight. An attempt of this node wakes it as it ends; this covers those of other nodes.
+const HELD_RECHECK: Duration = Duration::from_secs(1);
+
 /// The state of one destination on this node.
 #[derive(Debug, Default, Clone)]
 struct Lane {
@@ -45,6 +55,47 @@ struct Lane {
     in_flight: usize,
     /// When the rate limit lets the next attempt start (microseconds).
     next_start: i64,
+}
+
+/// Whether a lane takes attempts now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pause {
+    Open,
+    /// Paused by its rate or its open breaker until this time (microseconds).
+    Until(i64),
+    /// Paused while its breaker's probe is in flight: the probe's end wakes the worker.
+    Probing,
+}
+
+impl Lane {
+    /// Whether the lane takes attempts at `now`, and if not, when it will again.
+    fn pause(&self, now: i64) -> Pause {
+        let rate = (self.next_start > now).then_some(self.next_start);
+        match self.breaker {
+            breaker::State::Probing => Pause::Probing,
+            breaker::State::Open { until } if until > now => {
+                Pause::Until(rate.map_or(until, |r| r.max(until)))
+            }
+            _ => rate.map_or(Pause::Open, Pause::Until),
+        }
+    }
+}
+
+/// How long the worker sleeps after a pass that started nothing, at `now`: until the
+/// next delivery it could start is due (`next`, from the outbox), or a paused lane
+/// reopens (`reopens`), whichever is first; briefly when deliveries are due but each
+/// waits for an attempt in flight (`next` already past); bounded by [`IDLE_MIN`] and
+/// [`IDLE_MAX`]. A new delivery or an attempt ending wakes the worker sooner.
+fn idle_wait(now: i64, next: Option<i64>, reopens: Option<i64>) -> Duration {
+    let until = |at: i64| Duration::from_micros(u64::try_from(at - now).unwrap_or(0));
+    let due = match next {
+        Some(at) if at > now => until(at),
+        Some(_) => HELD_RECHECK,
+        None => IDLE_MAX,
+    };
+    reopens
+        .map_or(due, |at| due.min(until(at)))
+        .clamp(IDLE_MIN, IDLE_MAX)
 }
 
 /// The worker's shared view of its lanes and what is in flight; also what `/metrics` and
@@ -60,6 +111,8 @@ struct LanesInner {
     in_flight: HashSet<i64>,
     /// Attempts by (destination key, outcome).
     attempts: HashMap<(String, &'static str), u64>,
+    /// Times the worker read the outbox for due deliveries.
+    reads: u64,
     /// The destinations named in `attempts` (at most `METRIC_DESTINATIONS`).
     named: HashSet<String>,
 }
@@ -101,6 +154,11 @@ impl Lanes {
                 "hookgate_destination_attempts_total{{destination=\"{k}\",outcome=\"{outcome}\"}} {n}\n"
             ));
         }
+        out.push_str(&format!(
+            "# HELP hookgate_outbox_reads_total Times the delivery worker read the outbox for due deliveries.\n\
+             # TYPE hookgate_outbox_reads_total counter\nhookgate_outbox_reads_total {}\n",
+            inner.reads
+        ));
     }
 
     fn count(&self, k: &str, outcome: &'static str) {
@@ -141,27 +199,28 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
             break;
         }
         let now = now_micros();
-        let (paused, in_flight) = {
-            let inner = state.lanes.lock();
-            let paused: Vec<String> = inner
-                .lanes
-                .iter()
-                .filter(|(_, l)| {
-                    l.next_start > now
-                        || match l.breaker {
-                            breaker::State::Open { until } => until > now,
-                            breaker::State::Probing => true,
-                            breaker::State::Closed { .. } => false,
-                        }
-                })
-                .map(|(k, _)| k.clone())
-                .collect();
-            (paused, inner.in_flight.iter().copied().collect::<Vec<_>>())
+        let (paused, reopens, in_flight) = {
+            let mut inner = state.lanes.lock();
+            inner.reads += 1;
+            let mut paused = Vec::new();
+            let mut reopens: Option<i64> = None;
+            for (k, lane) in &inner.lanes {
+                match lane.pause(now) {
+                    Pause::Open => {}
+                    Pause::Probing => paused.push(k.clone()),
+                    Pause::Until(at) => {
+                        paused.push(k.clone());
+                        reopens = Some(reopens.map_or(at, |r| r.min(at)));
+                    }
+                }
+            }
+            let in_flight: Vec<i64> = inner.in_flight.iter().copied().collect();
+            (paused, reopens, in_flight)
         };
         let limit = (settings.concurrency.max(1) + chat_cap) * 2;
         let due = match state
             .store
-            .due_deliveries(now, limit, paused, in_flight, chat_cap)
+            .due_deliveries(now, limit, paused.clone(), in_flight.clone(), chat_cap)
             .await
         {
             Ok(d) => d,
@@ -252,13 +311,18 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let wait = if started > 0 {
             Duration::ZERO
         } else {
-            match state.store.next_due().await {
-                Ok(Some(at)) => {
-                    Duration::from_micros(u64::try_from(at - now_micros()).unwrap_or(0))
-                }
-                _ => Duration::from_secs(60),
-            }
-            .clamp(Duration::from_millis(20), Duration::from_secs(5))
+            // Waits on what could start: a paused lane's deliveries wait for it to reopen,
+            // and those in flight here for their attempt to end.
+            let in_flight: Vec<i64> = state.lanes.lock().in_flight.iter().copied().collect();
+            let next = state
+                .store
+                .next_startable(paused, in_flight, chat_cap)
+                .await
+                .unwrap_or_else(|e| {
+                    tracing::warn!(error = %e, "cannot read when the next delivery is due");
+                    None
+                });
+            idle_wait(now_micros(), next, reopens)
         };
         if wait.is_zero() {
             continue;
@@ -401,5 +465,68 @@ pub fn breaker_view(state: &breaker::State) -> Value {
             serde_json::json!({"state": "open", "next_probe_at": format_micros(*until)})
         }
         breaker::State::Probing => serde_json::json!({"state": "probing"}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: i64 = 1_000;
+
+    #[test]
+    fn a_future_due_time_is_waited_for_and_a_reopening_lane_cuts_it_short() {
+        assert_eq!(
+            idle_wait(0, Some(300 * MS), None),
+            Duration::from_millis(300)
+        );
+        assert_eq!(
+            idle_wait(0, Some(300 * MS), Some(120 * MS)),
+            Duration::from_millis(120)
+        );
+        assert_eq!(
+            idle_wait(0, Some(300 * MS), Some(900 * MS)),
+            Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn deliveries_due_but_held_are_checked_again_without_a_busy_loop() {
+        assert_eq!(idle_wait(1_000 * MS, Some(10 * MS), None), HELD_RECHECK);
+        // Every due delivery is paused: the lane's reopening is what is waited for.
+        assert_eq!(
+            idle_wait(0, None, Some(2_500 * MS)),
+            Duration::from_millis(2_500)
+        );
+    }
+
+    #[test]
+    fn the_wait_stays_within_its_bounds() {
+        assert_eq!(idle_wait(0, None, None), IDLE_MAX);
+        assert_eq!(idle_wait(0, Some(3_600_000 * MS), None), IDLE_MAX);
+        assert_eq!(idle_wait(0, Some(MS), None), IDLE_MIN);
+        assert_eq!(idle_wait(5 * MS, Some(MS), Some(MS)), IDLE_MIN);
+    }
+
+    #[test]
+    fn a_lane_is_paused_until_its_rate_and_its_breaker_both_allow() {
+        let rate_only = Lane {
+            next_start: 50,
+            ..Lane::default()
+        };
+        assert_eq!(rate_only.pause(10), Pause::Until(50));
+        assert_eq!(rate_only.pause(50), Pause::Open);
+        let open = Lane {
+            breaker: breaker::State::Open { until: 400 },
+            next_start: 50,
+            ..Lane::default()
+        };
+        assert_eq!(open.pause(10), Pause::Until(400));
+        assert_eq!(open.pause(400), Pause::Open);
+        let probing = Lane {
+            breaker: breaker::State::Probing,
+            ..Lane::default()
+        };
+        assert_eq!(probing.pause(10), Pause::Probing);
     }
 }

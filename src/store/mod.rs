@@ -128,6 +128,18 @@ pub trait Engine: Send + Sync + 'static {
     async fn release_deliveries(&self, ids: Vec<i64>) -> Result<(), StoreError>;
     /// When the next pending or retrying delivery is due (or its claim runs out).
     async fn next_due(&self) -> Result<Option<i64>, StoreError>;
+    /// When the next delivery the worker could start is due: as `due_deliveries` chooses
+    /// them without the per-destination cap (none of a destination in `paused`, none in
+    /// `in_flight`, none to a destination no longer stored, chat messages only when
+    /// `chat_cap` > 0; on an engine shared by several nodes, another node's claim counts
+    /// from when it runs out). A time already past means deliveries are due but wait for
+    /// an attempt in flight.
+    async fn next_startable(
+        &self,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+        chat_cap: usize,
+    ) -> Result<Option<i64>, StoreError>;
     /// Every delivery of one event (its chat message included), with their attempts.
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError>;
     /// The outbox's backlog, by kind.
@@ -377,6 +389,19 @@ impl Store {
     /// When the next pending or retrying delivery is due.
     pub async fn next_due(&self) -> Result<Option<i64>, StoreError> {
         self.engine.next_due().await
+    }
+
+    /// When the next delivery the worker could start is due (see
+    /// [`Engine::next_startable`]).
+    pub async fn next_startable(
+        &self,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+        chat_cap: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        self.engine
+            .next_startable(paused, in_flight, chat_cap)
+            .await
     }
 
     /// Every delivery of one event (its chat message included), with their attempts.

@@ -711,6 +711,79 @@ async fn a_failing_destination_is_paused_probed_and_resumed() {
     gw.stop().await;
 }
 
+/// The outbox reads the worker makes while `watch` runs, which must take a second or more.
+async fn reads_during(gw: &TestGateway, watch: impl std::future::Future<Output = ()>) -> f64 {
+    let before = gw.metric("hookgate_outbox_reads_total").await;
+    assert!(
+        before >= 1.0,
+        "the worker read the outbox for the first attempt"
+    );
+    watch.await;
+    gw.metric("hookgate_outbox_reads_total").await - before
+}
+
+#[tokio::test]
+async fn an_open_breaker_is_waited_out_and_probed_when_it_reopens_without_polling() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Status(502));
+    let gw = gateway(|c| {
+        c.delivery.breaker_failures = 1;
+        c.delivery.breaker_probe_ms = 1_500;
+        c.delivery.max_attempts = 100;
+        c.delivery.retry_base_ms = 10;
+        c.delivery.retry_max_ms = 10;
+    })
+    .await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    post(&gw, json!({"type": "paid", "id": "w1"})).await;
+    let failed = ep.next().await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gw
+        .admin_call(Method::GET, "/v1/accounts/shop/destinations/backend", None)
+        .await
+        .json()["breaker"]["state"]
+        != "open"
+    {
+        assert!(Instant::now() < deadline, "the breaker never opened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The delivery is due again within 10 ms, but its lane is paused: nothing goes, and
+    // the worker does not read the outbox over and over while it waits.
+    let reads = reads_during(&gw, ep.nothing_within(Duration::from_secs(1))).await;
+    assert!(
+        reads <= 3.0,
+        "{reads} reads of the outbox while the breaker was open"
+    );
+    // It wakes when the breaker lets a probe through, not at its longest idle wait.
+    let probe = ep.next().await;
+    let after = probe.at - failed.at;
+    assert!(
+        after >= Duration::from_millis(1_500) && after < Duration::from_millis(2_500),
+        "probed {after:?} after the failure that opened the breaker"
+    );
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn an_attempt_in_flight_is_waited_for_without_polling_the_outbox() {
+    let mut ep = Endpoint::start().await;
+    ep.answer_with(Reply::Hang);
+    let gw = gateway(|c| c.delivery.timeout_ms = 10_000).await;
+    account(&gw).await;
+    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    post(&gw, json!({"type": "paid", "id": "h1"})).await;
+    post(&gw, json!({"type": "paid", "id": "h2"})).await;
+    ep.next().await;
+    // One in flight per destination: the second waits for the first attempt to end.
+    let reads = reads_during(&gw, ep.nothing_within(Duration::from_secs(1))).await;
+    assert!(
+        reads <= 3.0,
+        "{reads} reads of the outbox while one attempt was in flight"
+    );
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn one_in_flight_keeps_acceptance_order_per_destination() {
     let mut ep = Endpoint::start().await;

@@ -114,3 +114,28 @@ pub(super) async fn next_due(c: &impl GenericClient) -> Result<Option<i64>, Stor
     .await?
     .get(0))
 }
+
+/// When the next delivery this node could claim and start is due, as [`claim_due`]
+/// chooses without the per-destination cap: none of a destination in `paused`, none of
+/// this node's `in_flight`, none to a destination no longer stored, chat messages only
+/// when `chat_cap` > 0; another node's claim counts from when it runs out. A time already
+/// past means deliveries wait for one in flight.
+pub(super) async fn next_startable(
+    c: &impl GenericClient,
+    paused: &[String],
+    in_flight: &[i64],
+    chat_cap: usize,
+) -> Result<Option<i64>, StoreError> {
+    Ok(c.query_one(
+        "SELECT MIN(GREATEST(d.next_attempt_at, COALESCE(d.claimed_until + 1, 0)))::BIGINT
+             FROM deliveries d
+             LEFT JOIN destinations x ON x.account = d.account AND x.name = d.destination
+             WHERE d.status IN ('pending', 'retrying')
+               AND (x.name IS NOT NULL OR (d.destination = $1 AND $2 > 0))
+               AND NOT (d.id = ANY($3))
+               AND NOT ((d.account || '/' || d.destination) = ANY($4))",
+        &[&CHAT, &(chat_cap as i64), &in_flight, &paused],
+    )
+    .await?
+    .get(0))
+}

@@ -339,6 +339,15 @@ impl Engine for Postgres {
         claims::next_due(&**self.client().await?).await
     }
 
+    async fn next_startable(
+        &self,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+        chat_cap: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        claims::next_startable(&**self.client().await?, &paused, &in_flight, chat_cap).await
+    }
+
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
         deliveries::of_event(&**self.client().await?, seq).await
     }

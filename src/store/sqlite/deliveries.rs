@@ -86,6 +86,32 @@ pub(super) fn due(
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// When the next delivery the worker could start is due: as [`due`] chooses, without the
+/// per-destination cap (a time already past means deliveries wait for one in flight).
+pub(super) fn next_startable(
+    c: &Connection,
+    paused: &[String],
+    in_flight: &[i64],
+    chat_cap: usize,
+) -> Result<Option<i64>, StoreError> {
+    let paused = serde_json::to_string(paused).unwrap_or_default();
+    let in_flight = serde_json::to_string(in_flight).unwrap_or_default();
+    let mut stmt = c.prepare_cached(
+        "SELECT MIN(d.next_attempt_at)
+         FROM deliveries d
+         LEFT JOIN destinations x ON x.account = d.account AND x.name = d.destination
+         WHERE d.status IN ('pending', 'retrying')
+           AND (x.name IS NOT NULL OR (d.destination = ?1 AND ?2 > 0))
+           AND d.id NOT IN (SELECT value FROM json_each(?3))
+           AND (d.account || '/' || d.destination) NOT IN (SELECT value FROM json_each(?4))",
+    )?;
+    Ok(
+        stmt.query_row(params![CHAT, chat_cap as i64, in_flight, paused], |r| {
+            r.get(0)
+        })?,
+    )
+}
+
 pub(super) fn next_due(c: &Connection) -> Result<Option<i64>, StoreError> {
     Ok(c.query_row(
         "SELECT MIN(next_attempt_at) FROM deliveries WHERE status IN ('pending', 'retrying')",

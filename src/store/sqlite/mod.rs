@@ -197,6 +197,17 @@ impl Engine for Sqlite {
         self.readers.run(deliveries::next_due).await
     }
 
+    async fn next_startable(
+        &self,
+        paused: Vec<String>,
+        in_flight: Vec<i64>,
+        chat_cap: usize,
+    ) -> Result<Option<i64>, StoreError> {
+        self.readers
+            .run(move |c| deliveries::next_startable(c, &paused, &in_flight, chat_cap))
+            .await
+    }
+
     async fn deliveries_of(&self, seq: i64) -> Result<Vec<DeliveryRow>, StoreError> {
         self.readers
             .run(move |c| deliveries::of_event(c, seq))
