@@ -17,22 +17,23 @@ use hyper::header::{ALLOW, CONNECTION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
-use sha2::{Digest, Sha256};
 
 use super::AppState;
-use super::admin_accounts::HandshakeSecretError;
 use super::http::{BodyError, Problem, ResBody, full, json, read_body};
 use crate::account::answer::ProviderAnswer;
 use crate::account::{CompiledAccount, validate_name};
 use crate::confirm::Outcome;
 use crate::confirm::{Subscribed, Subscriber};
-use crate::event::{Committed, EventRecord, Extracted, Forward, Reason, Status, public_id};
-use crate::handshake::{Answer, GetOutcome, Handshake};
+use crate::event::{Extracted, Forward, Reason, Status, public_id};
+use crate::handshake::{GetOutcome, Handshake};
 use crate::payload::{self, PayloadError};
 use crate::ratelimit::Decision;
-use crate::redact;
-use crate::store::StoreError;
 use crate::verify::{Fetched, Origin, RequestView};
+
+mod handshake;
+mod record;
+
+pub use record::storage_failed;
 
 /// The longest account label stored for a request to an unknown account.
 const MAX_LABEL: usize = 128;
@@ -624,282 +625,6 @@ impl<'a> Row<'a> {
             None => url,
         }
     }
-
-    /// A handshake that brings the account's signing secret: stored while the account
-    /// awaits one, then recorded (the header redacted) and answered 200 with the header
-    /// echoed; refused (403, recorded) when the account's secret is established.
-    async fn secret_handshake(
-        &mut self,
-        name: &str,
-        header: hyper::header::HeaderName,
-        value: HeaderValue,
-        body: Bytes,
-    ) -> Response<ResBody> {
-        let refused = |detail: &str| {
-            Problem::new(
-                StatusCode::FORBIDDEN,
-                "handshake_refused",
-                "Forbidden",
-                detail.to_owned(),
-            )
-        };
-        let secret = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|s| (16..=512).contains(&s.len()));
-        let Some(secret) = secret else {
-            let problem = refused("the handshake's secret is not 16 to 512 characters of text");
-            let detail = format!("handshake: {header} is not a usable secret");
-            return self
-                .reject_whole(Reason::BadAuth, detail, body, problem)
-                .await;
-        };
-        match super::admin_accounts::accept_handshake_secret(self.state, name, secret).await {
-            Ok(()) => {
-                let mut res = self
-                    .handshake(Handshake::secret_answer(), body, Extracted::default())
-                    .await;
-                if res.status() == StatusCode::OK {
-                    res.headers_mut().insert(header, value);
-                }
-                res
-            }
-            Err(e @ (HandshakeSecretError::Established | HandshakeSecretError::NotAwaiting)) => {
-                let problem = refused(
-                    "this account's signing secret is established; a handshake cannot replace it",
-                );
-                let detail = format!(
-                    "handshake refused: {e}; the operator clears the account's secret to take a new one"
-                );
-                self.reject_whole(Reason::BadAuth, detail, body, problem)
-                    .await
-            }
-            Err(HandshakeSecretError::Store(e)) => storage_failed(&e),
-        }
-    }
-
-    /// Records a handshake and answers it as the provider expects.
-    async fn handshake(
-        &mut self,
-        answer: Answer,
-        body: Bytes,
-        extracted: Extracted,
-    ) -> Response<ResBody> {
-        let size = body.len() as u64;
-        let record = self.record(
-            Status::Handshake,
-            None,
-            Some(answer.detail),
-            extracted,
-            body,
-            size,
-            true,
-        );
-        let handled = record.handle_micros;
-        let metrics = self.state.store.metrics();
-        match self.state.store.append(record).await {
-            Ok(c) => {
-                metrics.record(c.status, None, handled);
-                self.committed(&c, None);
-                let mut res = Response::new(full(answer.body));
-                res.headers_mut()
-                    .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
-                // An echoed challenge is the sender's text: never to be sniffed as markup.
-                res.headers_mut().insert(
-                    hyper::header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                );
-                res
-            }
-            Err(e) => {
-                metrics.record_unavailable();
-                storage_failed(&e)
-            }
-        }
-    }
-
-    /// Notes a committed row on the request's span and in the account's counters (only
-    /// for a configured account, so the label set stays bounded).
-    fn committed(&self, c: &Committed, reason: Option<Reason>) {
-        let span = tracing::Span::current();
-        span.record("audit_id", public_id(c.seq).as_str());
-        match reason {
-            Some(r) => span.record("outcome", format!("rejected:{}", r.as_str()).as_str()),
-            None => span.record("outcome", c.status.as_str()),
-        };
-        if let Some(account) = &self.account {
-            self.state
-                .account_metrics
-                .record(account.name(), c.status, reason);
-        }
-    }
-
-    fn content_type(&self) -> Option<String> {
-        self.parts
-            .headers
-            .get(CONTENT_TYPE)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-    }
-
-    /// Rejects a request whose whole body was read.
-    /// The provider could not be asked (its status API, its keys, its certificate): a
-    /// recorded 503 with `Retry-After`, so the sender comes back; never read as a forgery.
-    /// `what` says what failed, in the answer; `detail` goes into the row.
-    async fn provider_unavailable(
-        &mut self,
-        what: &str,
-        detail: String,
-        body: Bytes,
-    ) -> Response<ResBody> {
-        let problem = Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "confirmation_unavailable",
-            "Service Unavailable",
-            format!("{what}; nothing was accepted, please retry"),
-        );
-        let mut res = self
-            .reject_whole(Reason::ConfirmationUnavailable, detail, body, problem)
-            .await;
-        if res.status() == StatusCode::SERVICE_UNAVAILABLE {
-            res.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-        }
-        res
-    }
-
-    async fn reject_whole(
-        &mut self,
-        reason: Reason,
-        detail: impl Into<String>,
-        body: Bytes,
-        problem: Problem,
-    ) -> Response<ResBody> {
-        let size = body.len() as u64;
-        let keep = self.state.config.limits.rejected_body_bytes;
-        let record = self.record(
-            Status::Rejected,
-            Some(reason),
-            Some(detail.into()),
-            Extracted::default(),
-            body,
-            size,
-            true,
-        );
-        let record = truncate(record, keep);
-        self.commit_rejection(record, problem).await
-    }
-
-    /// Rejects a request whose body was not read whole.
-    async fn reject(
-        &mut self,
-        reason: Reason,
-        detail: String,
-        partial: Partial,
-        problem: Problem,
-    ) -> Response<ResBody> {
-        let keep = self.state.config.limits.rejected_body_bytes;
-        let mut record = self.record(
-            Status::Rejected,
-            Some(reason),
-            Some(detail),
-            Extracted::default(),
-            partial.prefix,
-            partial.size,
-            false,
-        );
-        record.body_truncated = true;
-        let record = truncate(record, keep);
-        self.commit_rejection(record, problem).await
-    }
-
-    async fn commit_rejection(
-        &mut self,
-        record: EventRecord,
-        problem: Problem,
-    ) -> Response<ResBody> {
-        let (reason, handled) = (record.reason, record.handle_micros);
-        let metrics = self.state.store.metrics();
-        match self.state.store.append(record).await {
-            Ok(c) => {
-                metrics.record(c.status, reason, handled);
-                self.committed(&c, reason);
-                problem.with("id", public_id(c.seq)).response()
-            }
-            Err(e) => {
-                metrics.record_unavailable();
-                storage_failed(&e)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &self,
-        status: Status,
-        reason: Option<Reason>,
-        detail: Option<String>,
-        extracted: Extracted,
-        body: Bytes,
-        body_size: u64,
-        whole: bool,
-    ) -> EventRecord {
-        let raw_query = self.parts.uri.query().unwrap_or("");
-        let extra = &self.state.config.redact_headers;
-        // A request that matched no account may carry a genuine sender's credentials sent
-        // to a slightly wrong URL: nothing that could be one is kept.
-        let (query, headers) = match &self.account {
-            Some(a) => (
-                redact::query(raw_query, &a.sensitive_query_params()),
-                redact::headers_json(&self.parts.headers, &a.sensitive_headers(), extra),
-            ),
-            None => (
-                redact::query_unmatched(raw_query),
-                redact::headers_json_unmatched(&self.parts.headers, extra),
-            ),
-        };
-        let body_sha256 = whole.then(|| Sha256::digest(&body).into());
-        // An account may keep only the body's size and hash.
-        let (body, hash_only) = match &self.account {
-            Some(a) if !a.spec.store_body => (Bytes::new(), true),
-            _ => (body, false),
-        };
-        EventRecord {
-            received_at: self.received_at,
-            account: self.label.clone(),
-            status,
-            reason,
-            detail,
-            extracted,
-            method: self.parts.method.to_string(),
-            // A path token is a secret: the row keeps where it was, never what it was.
-            path: match &self.path_token {
-                Some(_) => format!("/hooks/{}/[redacted]", self.label),
-                None => self.parts.uri.path().to_owned(),
-            },
-            query,
-            remote_addr: self.peer.to_string(),
-            headers,
-            content_type: self.content_type(),
-            body,
-            body_size,
-            body_sha256,
-            body_truncated: hash_only,
-            handle_micros: self.started.elapsed().as_micros() as i64,
-            forward: Forward::None,
-            destinations: Vec::new(),
-            dedupe_content: None,
-        }
-    }
-}
-
-/// Keeps at most `keep` bytes of a rejected body; its size and hash stay as they were.
-fn truncate(mut record: EventRecord, keep: usize) -> EventRecord {
-    if record.body.len() > keep {
-        record.body = record.body.slice(..keep);
-        record.body_truncated = true;
-    }
-    record
 }
 
 /// The answer a provider expects to a delivered event (Twilio: empty TwiML), as its
@@ -921,21 +646,6 @@ fn not_found() -> Problem {
         "Not Found",
         "there is no active webhook account at this URL",
     )
-}
-
-/// The answer when the audit row could not be committed: never 2xx.
-pub fn storage_failed(e: &StoreError) -> Response<ResBody> {
-    tracing::warn!(error = %e, "answering 503: the audit row was not committed");
-    let mut res = Problem::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "storage_unavailable",
-        "Service Unavailable",
-        "the event could not be recorded; nothing was accepted, please retry",
-    )
-    .response();
-    res.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-    res
 }
 
 #[cfg(test)]
