@@ -136,6 +136,12 @@ pub struct Chat {
     pub retry_max_ms: u64,
     /// Status messages in flight at once on a node, and of one account across the nodes.
     pub concurrency: usize,
+    /// Consecutive failed attempts (429, 5xx, timeouts, refused connections) that pause an
+    /// account's status messages on a node (its chat circuit breaker opens); 0 never
+    /// pauses.
+    pub breaker_failures: u32,
+    /// Time between probes of a paused account's chat, in milliseconds.
+    pub breaker_probe_ms: u64,
     /// The Telegram Bot API channel.
     pub telegram: crate::forward::channel::telegram::Settings,
     /// The WhatsApp Cloud API channel.
@@ -154,6 +160,8 @@ impl Default for Chat {
             retry_base_ms: 2_000,
             retry_max_ms: 600_000,
             concurrency: 16,
+            breaker_failures: 10,
+            breaker_probe_ms: 30_000,
             telegram: Default::default(),
             whatsapp: Default::default(),
             twilio: Default::default(),

@@ -4,7 +4,9 @@
 //!
 //! Owns the sending of one message and the mapping of its answer to a recorded status
 //! under the `[chat]` retry settings: `no_session` is final, and a channel that is not
-//! configured leaves the message waiting without spending an attempt. The worker
+//! configured leaves the message waiting without spending an attempt. What an attempt
+//! says of the platform (`Sent::platform_up`) feeds the account's chat circuit breaker,
+//! kept by the worker. The worker
 //! (`forward::worker`) takes the delivery, and records what this returns. It must never
 //! log a request's URL or headers (they may hold a credential) and never call a message
 //! delivered without a 2xx.
@@ -37,6 +39,10 @@ pub struct Sent {
     pub latency_ms: i64,
     /// What happened (credentials masked).
     pub detail: String,
+    /// What the attempt says of the platform, for the account's chat circuit breaker:
+    /// `Some(false)` when it failed (429, 5xx, no answer), `Some(true)` when it answered
+    /// otherwise, `None` when no attempt was made.
+    pub platform_up: Option<bool>,
 }
 
 /// The `[chat]` retry schedule.
@@ -71,6 +77,7 @@ pub async fn send(state: &AppState, client: &HttpClient, m: &Delivery) -> Sent {
                 http_status: None,
                 latency_ms: 0,
                 detail: why.to_string(),
+                platform_up: None,
             };
         }
     };
@@ -104,6 +111,7 @@ pub async fn send(state: &AppState, client: &HttpClient, m: &Delivery) -> Sent {
             (answer, Some(code), detail)
         }
     };
+    let platform_up = Some(!matches!(answer, Answer::Retryable { .. }));
     let (status, next_attempt_at) =
         match retry::next(&policy, attempt, answer, now, rand::random::<f64>()) {
             Next::Delivered => ("delivered", now),
@@ -122,5 +130,6 @@ pub async fn send(state: &AppState, client: &HttpClient, m: &Delivery) -> Sent {
         http_status,
         latency_ms,
         detail,
+        platform_up,
     }
 }

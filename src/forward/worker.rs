@@ -194,6 +194,10 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         threshold: settings.breaker_failures,
         probe_micros: (settings.breaker_probe_ms as i64).saturating_mul(1000),
     };
+    let chat_breaker = breaker::Settings {
+        threshold: state.config.chat.breaker_failures,
+        probe_micros: (state.config.chat.breaker_probe_ms as i64).saturating_mul(1000),
+    };
     loop {
         if *stop.borrow() {
             break;
@@ -238,10 +242,19 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     put_back.push(d.id);
                     continue;
                 };
-                {
+                let go = {
                     let mut inner = state.lanes.lock();
-                    inner.lanes.entry(k.clone()).or_default().in_flight += 1;
-                    inner.in_flight.insert(d.id);
+                    let lane = inner.lanes.entry(k.clone()).or_default();
+                    let go = lane.breaker.gate(now) != Gate::Wait;
+                    if go {
+                        lane.in_flight += 1;
+                        inner.in_flight.insert(d.id);
+                    }
+                    go
+                };
+                if !go {
+                    put_back.push(d.id);
+                    continue;
                 }
                 started += 1;
                 let job = Attempt {
@@ -249,6 +262,7 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
                     kind: Kind::Chat {
                         client: chat_client.clone(),
                         message,
+                        breaker: chat_breaker,
                     },
                     key: k,
                 };
@@ -357,6 +371,7 @@ enum Kind {
     Chat {
         client: HttpClient,
         message: Delivery,
+        breaker: breaker::Settings,
     },
 }
 
@@ -376,8 +391,13 @@ impl Attempt {
                 settings,
                 breaker,
             } => self.webhook(&d, client, dest, settings, *breaker).await,
-            Kind::Chat { client, message } => {
+            Kind::Chat {
+                client,
+                message,
+                breaker,
+            } => {
                 let sent = chat::send(&self.state, client, message).await;
+                self.judge(sent.platform_up, now_micros(), *breaker);
                 DestinationWrite::Attempt {
                     id: d.id,
                     attempts: sent.attempts,
@@ -405,6 +425,31 @@ impl Attempt {
         self.state.deliveries.notify_one();
     }
 
+    /// Feeds the lane's circuit breaker what an attempt said of its destination (or chat
+    /// platform): `Some(up)`, or `None` when it said nothing, which lets a probe go again
+    /// soon. Logs the lane pausing.
+    fn judge(&self, up: Option<bool>, now: i64, settings: breaker::Settings) {
+        let mut inner = self.state.lanes.lock();
+        let Some(lane) = inner.lanes.get_mut(&self.key) else {
+            return;
+        };
+        let was_closed = matches!(lane.breaker, breaker::State::Closed { .. });
+        match up {
+            Some(ok) => lane.breaker.record(ok, now, settings),
+            None if lane.breaker == breaker::State::Probing => {
+                lane.breaker = breaker::State::Open { until: now };
+            }
+            None => {}
+        }
+        if was_closed && let breaker::State::Open { until } = lane.breaker {
+            tracing::warn!(
+                lane = %self.key,
+                next_probe_at = %format_micros(until),
+                "paused after consecutive failed attempts; its deliveries wait without spending attempts"
+            );
+        }
+    }
+
     /// Sends a Standard Webhook and judges the destination by its answer (the breaker).
     async fn webhook(
         &self,
@@ -430,17 +475,12 @@ impl Attempt {
                 Next::NoSession | Next::Dead => ("dead", now),
                 Next::RetryAt(at) => ("retrying", at),
             };
-        {
-            let mut inner = self.state.lanes.lock();
-            if let Some(lane) = inner.lanes.get_mut(&self.key) {
-                if outcome.destination_failed || status == "delivered" {
-                    lane.breaker.record(status == "delivered", now, breaker);
-                } else if lane.breaker == breaker::State::Probing {
-                    // A probe that says nothing about the destination probes again soon.
-                    lane.breaker = breaker::State::Open { until: now };
-                }
-            }
-        }
+        let up = if outcome.destination_failed {
+            Some(false)
+        } else {
+            (status == "delivered").then_some(true)
+        };
+        self.judge(up, now, breaker);
         self.state.lanes.count(&self.key, status);
         DestinationWrite::Attempt {
             id: d.id,

@@ -660,13 +660,14 @@ async fn egress_is_refused_at_save_and_at_connect() {
     gw.stop().await;
 }
 
-#[tokio::test]
-async fn a_failing_destination_is_paused_probed_and_resumed() {
-    let mut ep = Endpoint::start().await;
+/// A destination answering 502 to a gateway whose breaker opens after `failures` in a
+/// row and probes every `probe_ms`, retrying every 10 ms meanwhile.
+async fn failing_destination(failures: u32, probe_ms: u64) -> (Endpoint, TestGateway) {
+    let ep = Endpoint::start().await;
     ep.answer_with(Reply::Status(502));
     let gw = gateway(|c| {
-        c.delivery.breaker_failures = 3;
-        c.delivery.breaker_probe_ms = 300;
+        c.delivery.breaker_failures = failures;
+        c.delivery.breaker_probe_ms = probe_ms;
         c.delivery.max_attempts = 100;
         c.delivery.retry_base_ms = 10;
         c.delivery.retry_max_ms = 10;
@@ -674,6 +675,12 @@ async fn a_failing_destination_is_paused_probed_and_resumed() {
     .await;
     account(&gw).await;
     add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    (ep, gw)
+}
+
+#[tokio::test]
+async fn a_failing_destination_is_paused_probed_and_resumed() {
+    let (mut ep, gw) = failing_destination(3, 300).await;
     let id = post(&gw, json!({"type": "paid", "id": "b1"})).await;
     ep.next().await;
     ep.next().await;
@@ -724,18 +731,7 @@ async fn reads_during(gw: &TestGateway, watch: impl std::future::Future<Output =
 
 #[tokio::test]
 async fn an_open_breaker_is_waited_out_and_probed_when_it_reopens_without_polling() {
-    let mut ep = Endpoint::start().await;
-    ep.answer_with(Reply::Status(502));
-    let gw = gateway(|c| {
-        c.delivery.breaker_failures = 1;
-        c.delivery.breaker_probe_ms = 1_500;
-        c.delivery.max_attempts = 100;
-        c.delivery.retry_base_ms = 10;
-        c.delivery.retry_max_ms = 10;
-    })
-    .await;
-    account(&gw).await;
-    add_destination(&gw, json!({"name": "backend", "url": ep.url})).await;
+    let (mut ep, gw) = failing_destination(1, 1_500).await;
     post(&gw, json!({"type": "paid", "id": "w1"})).await;
     let failed = ep.next().await;
     let deadline = Instant::now() + Duration::from_secs(10);

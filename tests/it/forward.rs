@@ -148,6 +148,14 @@ impl Chat {
 }
 
 async fn gateway_for(chat: &Chat) -> TestGateway {
+    gateway_for_with(chat, |_| {}).await
+}
+
+/// A gateway sending to `chat` with fast retries, after `tweak` adjusts its configuration.
+async fn gateway_for_with(
+    chat: &Chat,
+    tweak: impl FnOnce(&mut hookgate::config::Config),
+) -> TestGateway {
     let url = chat.url.clone();
     spawn_with(move |c| {
         c.chat.url = Some(url);
@@ -157,6 +165,7 @@ async fn gateway_for(chat: &Chat) -> TestGateway {
         c.chat.retry_max_ms = 100;
         c.chat.max_attempts = 3;
         c.stream.heartbeat_secs = 1;
+        tweak(c);
     })
     .await
 }
@@ -707,6 +716,47 @@ async fn status_messages_with_no_route_wait_without_the_worker_rereading_the_out
         "{reads} reads of the outbox in one idle second"
     );
     assert_eq!(gw.metric("hookgate_chat_backlog").await, 2.0);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_attempts() {
+    let mut chat = Chat::start().await;
+    chat.then_always(Reply::Status(503));
+    let gw = gateway_for_with(&chat, |c| {
+        c.chat.timeout_ms = 2_000;
+        c.chat.retry_max_ms = 20;
+        c.chat.max_attempts = 100;
+        c.chat.concurrency = 1;
+        c.chat.breaker_failures = 2;
+        c.chat.breaker_probe_ms = 800;
+    })
+    .await;
+    listening_account(&gw, "pay", json!({})).await;
+    let first = pay(&gw, "pay", "b1").await;
+    let second = pay(&gw, "pay", "b2").await;
+    // One at a time: two attempts fail in a row, and the account's messages are paused.
+    // Retries are due 20 ms later, yet nothing goes until the probe.
+    assert_eq!(chat.next().await.answered, Some(503));
+    assert_eq!(chat.next().await.answered, Some(503));
+    let opened = std::time::Instant::now();
+    chat.then_always(Reply::Status(200));
+    let probe = chat.next().await;
+    assert!(
+        opened.elapsed() >= Duration::from_millis(700),
+        "a message went {:?} after the pause began, before the probe interval",
+        opened.elapsed()
+    );
+    assert_eq!(probe.answered, Some(200));
+    assert_eq!(probe.body["event_id"], "b1");
+    // The probe closed the breaker: the other message follows. The pause spent nothing:
+    // the two failures, the probe and this one are every attempt made.
+    assert_eq!(chat.next().await.body["event_id"], "b2");
+    let attempts = |e: &Value| e["forward_attempts"].as_array().map_or(0, Vec::len);
+    let first = attempts(&settled(&gw, &first, "delivered").await);
+    let second = attempts(&settled(&gw, &second, "delivered").await);
+    assert_eq!(first + second, 4, "attempts: {first} and {second}");
+    chat.nothing_more();
     gw.stop().await;
 }
 

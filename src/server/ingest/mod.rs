@@ -247,30 +247,11 @@ impl<'a> Row<'a> {
             let url = self.public_url();
             let verdict = account
                 .verifier
-                .verify(
-                    &RequestView {
-                        method: self.parts.method.as_str(),
-                        headers: &self.parts.headers,
-                        query: self.parts.uri.query(),
-                        body: &body,
-                        url: &url,
-                        origin: Origin {
-                            path_token: self.path_token.as_deref(),
-                            peer: Some(self.peer.ip()),
-                        },
-                    },
-                    self.received_at / 1_000_000,
-                )
+                .verify(&self.view(&body, &url), self.received_at / 1_000_000)
                 .map(|_| ());
             if let Err(rejection) = verdict {
-                let problem = Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "Unauthorized",
-                    "the request could not be verified; the reason is recorded in the gateway's audit log",
-                );
                 return self
-                    .reject_whole(rejection.reason, rejection.detail, body, problem)
+                    .reject_whole(rejection.reason, rejection.detail, body, unverified())
                     .await;
             }
             return self.handshake(answer, body, Extracted::default()).await;
@@ -317,17 +298,7 @@ impl<'a> Row<'a> {
         }
 
         let url = self.public_url();
-        let view = RequestView {
-            method: self.parts.method.as_str(),
-            headers: &self.parts.headers,
-            query: self.parts.uri.query(),
-            body: &body,
-            url: &url,
-            origin: Origin {
-                path_token: self.path_token.as_deref(),
-                peer: Some(self.peer.ip()),
-            },
-        };
+        let view = self.view(&body, &url);
         // A provider that hands the account its signing secret (Asana's X-Hook-Secret), on
         // a request that carries no signature: anything signed is verified as usual.
         if self.parts.method == Method::POST
@@ -395,24 +366,23 @@ impl<'a> Row<'a> {
             jwt_key: fetched.as_deref(),
             certificate: certificate.as_deref().map(|c| c.as_slice()),
         };
-        let verified = match account.verifier.verify_with(
-            &view,
-            self.received_at / 1_000_000,
-            fetched_parts,
-        ) {
-            Ok(v) => v,
-            Err(rejection) => {
-                let problem = Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "Unauthorized",
-                    "the request could not be verified; the reason is recorded in the gateway's audit log",
-                );
-                return self
-                    .reject_whole(rejection.reason, rejection.detail, body.clone(), problem)
-                    .await;
-            }
-        };
+        let verified =
+            match account
+                .verifier
+                .verify_with(&view, self.received_at / 1_000_000, fetched_parts)
+            {
+                Ok(v) => v,
+                Err(rejection) => {
+                    return self
+                        .reject_whole(
+                            rejection.reason,
+                            rejection.detail,
+                            body.clone(),
+                            unverified(),
+                        )
+                        .await;
+                }
+            };
         // Only a verified request counts against the account's rate: forged traffic is
         // refused (and recorded) without using up the sender's budget.
         if let Decision::Deny { retry_after_secs } = self
@@ -526,15 +496,9 @@ impl<'a> Row<'a> {
             match confirmer.confirm(&extracted, account.name(), &body).await {
                 Outcome::Confirmed(answer) => confirmed = Some(answer),
                 Outcome::Unconfirmed(detail) => {
-                    let problem = Problem::new(
-                        StatusCode::UNAUTHORIZED,
-                        "unauthorized",
-                        "Unauthorized",
-                        "the request could not be verified; the reason is recorded in the gateway's audit log",
-                    );
                     let detail = format!("unconfirmed by the provider: {detail}");
                     return self
-                        .reject_whole(Reason::Unconfirmed, detail, body.clone(), problem)
+                        .reject_whole(Reason::Unconfirmed, detail, body.clone(), unverified())
                         .await;
                 }
                 Outcome::Unavailable(detail) => {
@@ -577,14 +541,7 @@ impl<'a> Row<'a> {
                 self.committed(&c, c.reason);
                 // Answered as any request that could not be verified: the reason is the
                 // audit row's, not the sender's to learn.
-                Problem::new(
-                    StatusCode::UNAUTHORIZED,
-                    "unauthorized",
-                    "Unauthorized",
-                    "the request could not be verified; the reason is recorded in the gateway's audit log",
-                )
-                .with("id", public_id(c.seq))
-                .response()
+                unverified().with("id", public_id(c.seq)).response()
             }
             Ok(c) => {
                 metrics.record(c.status, None, handled);
@@ -605,6 +562,21 @@ impl<'a> Row<'a> {
                 metrics.record_unavailable();
                 storage_failed(&e)
             }
+        }
+    }
+
+    /// The request as the verifiers read it: `url` is [`Row::public_url`].
+    fn view<'v>(&'v self, body: &'v Bytes, url: &'v str) -> RequestView<'v> {
+        RequestView {
+            method: self.parts.method.as_str(),
+            headers: &self.parts.headers,
+            query: self.parts.uri.query(),
+            body,
+            url,
+            origin: Origin {
+                path_token: self.path_token.as_deref(),
+                peer: Some(self.peer.ip()),
+            },
         }
     }
 
@@ -637,6 +609,17 @@ fn provider_answer(own: &ProviderAnswer, body: String) -> Response<ResBody> {
         res.headers_mut().insert(CONTENT_TYPE, ct);
     }
     res
+}
+
+/// The answer to a request that failed verification; which step failed is only in the
+/// audit row, never told to the sender.
+fn unverified() -> Problem {
+    Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "unauthorized",
+        "Unauthorized",
+        "the request could not be verified; the reason is recorded in the gateway's audit log",
+    )
 }
 
 fn not_found() -> Problem {
