@@ -144,6 +144,9 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let db = crate::store::shown(&config.database);
     let token_from_config = config.admin_token.is_some();
     let gateway = Gateway::open(config).await?;
+    // Caught from before the banner: a supervisor may stop the gateway as soon as it says
+    // it runs, and a signal must then stop it cleanly, never by its default action.
+    let shutdown = shutdown_signal().context("installing the SIGTERM and SIGINT handlers")?;
     let mut banner = format!(
         "hookgate {} is running\n  webhooks:  {base}/hooks/{{account}}   (listening on {public})\n  admin API: http://{admin}/v1/\n  console:   http://{admin}/   (sign in with the admin or an auditor token)\n  database:  {db}\n",
         env!("CARGO_PKG_VERSION")
@@ -161,30 +164,31 @@ async fn serve(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     // and says where it listens in its log too.
     tracing::info!("listening: webhooks on {public}, admin API on {admin}");
     let _ = emit(&banner);
-    gateway.run(listeners, shutdown_signal()).await?;
+    gateway.run(listeners, shutdown).await?;
     Ok(())
 }
 
-/// Completes on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+/// Installs the handlers for SIGTERM and SIGINT (Ctrl-C) now, and returns what completes
+/// on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
+    })
+}
+
+/// Returns what completes on Ctrl-C.
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }
 
 /// Writes a command's whole output at once; a reader that went away (`| head`) is not an
@@ -203,6 +207,23 @@ fn emit(out: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::async_workers;
+
+    /// A SIGTERM sent after the handlers are made but before anything waits on them is
+    /// held for them; were they installed only at the first wait, it would end this test
+    /// process by the signal's default action.
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_sigterm_is_caught_from_the_moment_the_handlers_are_made() {
+        let stop = super::shutdown_signal().expect("handlers");
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &std::process::id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        tokio::time::timeout(std::time::Duration::from_secs(10), stop)
+            .await
+            .expect("the SIGTERM sent before the first wait completes it");
+    }
 
     #[test]
     fn the_command_line_definition_is_consistent() {

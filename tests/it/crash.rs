@@ -2,7 +2,7 @@
 //! then restart on the same database, and SIGTERM while requests flow. Every event that
 //! got a 2xx must be in the log exactly once afterwards. Also the binary's start: a bad
 //! worker count stops it before it opens anything; a standard output already gone does
-//! not stop it.
+//! not stop it; a SIGTERM right after its banner stops it cleanly.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -298,6 +298,21 @@ async fn sigterm_under_load_finishes_in_flight_requests_and_loses_nothing() {
         "{log}"
     );
     assert_log_integrity(&db, &acked);
+}
+
+#[tokio::test]
+async fn a_sigterm_as_soon_as_the_banner_is_out_stops_the_gateway_cleanly() {
+    // A supervisor may stop the gateway the moment it says it runs: the signal is caught
+    // from before the banner, so each stop is a clean one, never the signal's default
+    // action, and leaves the database file whole with an empty WAL.
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().expect("dir");
+        let db = dir.path().join("hookgate.db");
+        let p = process::start(&db, &[]).await;
+        p.term(Duration::from_secs(10)).await;
+        let wal = std::fs::metadata(db.with_extension("db-wal")).map_or(0, |m| m.len());
+        assert_eq!(wal, 0, "the WAL holds {wal} bytes after the stop");
+    }
 }
 
 #[tokio::test]
