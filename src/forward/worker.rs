@@ -224,7 +224,7 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
         let limit = (settings.concurrency.max(1) + chat_cap) * 2;
         let due = match state
             .store
-            .due_deliveries(now, limit, paused.clone(), in_flight.clone(), chat_cap)
+            .due_deliveries(now, limit, paused.clone(), in_flight, chat_cap)
             .await
         {
             Ok(d) => d,

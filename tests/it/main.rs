@@ -31,8 +31,6 @@ mod hostile;
 mod ingest;
 mod openapi;
 mod operator;
-#[cfg(feature = "otlp")]
-mod otlp;
 mod payment_confirmation;
 mod pg;
 mod presets;
