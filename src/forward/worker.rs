@@ -23,8 +23,8 @@ use super::{channel, chat};
 use crate::cli::client::HttpClient;
 use crate::clock::{format_micros, now_micros};
 use crate::config::Delivery as Settings;
-use crate::destination::CompiledDestination;
 use crate::destination::breaker::{self, Gate};
+use crate::destination::{CHAT, CompiledDestination};
 use crate::server::AppState;
 use crate::store::{AdminWrite, Delivery, DestinationWrite, DueDelivery};
 
@@ -158,6 +158,24 @@ impl Lanes {
             "# HELP hookgate_outbox_reads_total Times the delivery worker read the outbox for due deliveries.\n\
              # TYPE hookgate_outbox_reads_total counter\nhookgate_outbox_reads_total {}\n",
             inner.reads
+        ));
+        // Paused by an open breaker or a probe in flight (a rate's spacing is not a pause).
+        let (mut chat, mut destinations) = (0u64, 0u64);
+        for (k, lane) in &inner.lanes {
+            if matches!(lane.breaker, breaker::State::Closed { .. }) {
+                continue;
+            }
+            if k.ends_with(&format!("/{CHAT}")) {
+                chat += 1;
+            } else {
+                destinations += 1;
+            }
+        }
+        out.push_str(&format!(
+            "# HELP hookgate_paused_lanes Lanes on this node whose circuit breaker is open or probing: destinations, and accounts' chat messages.\n\
+             # TYPE hookgate_paused_lanes gauge\n\
+             hookgate_paused_lanes{{kind=\"destination\"}} {destinations}\n\
+             hookgate_paused_lanes{{kind=\"chat\"}} {chat}\n"
         ));
     }
 

@@ -744,6 +744,9 @@ async fn an_open_breaker_is_waited_out_and_probed_when_it_reopens_without_pollin
         assert!(Instant::now() < deadline, "the breaker never opened");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let paused = |kind: &str| format!("hookgate_paused_lanes{{kind=\"{kind}\"}}");
+    assert_eq!(gw.metric(&paused("destination")).await, 1.0);
+    assert_eq!(gw.metric(&paused("chat")).await, 0.0);
     // The delivery is due again within 10 ms, but its lane is paused: nothing goes, and
     // the worker does not read the outbox over and over while it waits.
     let reads = reads_during(&gw, ep.nothing_within(Duration::from_secs(1))).await;

@@ -741,6 +741,14 @@ async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_a
     assert_eq!(chat.next().await.answered, Some(503));
     let opened = std::time::Instant::now();
     chat.then_always(Reply::Status(200));
+    let paused = r#"hookgate_paused_lanes{kind="chat"}"#;
+    while gw.metric(paused).await != 1.0 {
+        assert!(
+            opened.elapsed() < Duration::from_secs(5),
+            "/metrics never showed the paused chat"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let probe = chat.next().await;
     assert!(
         opened.elapsed() >= Duration::from_millis(700),
@@ -756,6 +764,7 @@ async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_a
     let first = attempts(&settled(&gw, &first, "delivered").await);
     let second = attempts(&settled(&gw, &second, "delivered").await);
     assert_eq!(first + second, 4, "attempts: {first} and {second}");
+    assert_eq!(gw.metric(paused).await, 0.0, "resumed after the probe");
     chat.nothing_more();
     gw.stop().await;
 }
