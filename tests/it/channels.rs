@@ -5,21 +5,13 @@
 //! refusals at save, a message waiting for a channel that is not configured, and
 //! credentials kept out of answers, the change log and the real binary's log.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::Bytes;
 use hookgate::cli::client::HttpClient;
 use hookgate::secret::Secret;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::process;
 use crate::support::*;
@@ -30,130 +22,11 @@ const WA_PHONE: &str = "1055501234";
 const TW_SID: &str = "AC0123456789abcdef";
 const TW_TOKEN: &str = "twilio-auth-secret-42";
 
-/// One answer of a stand-in platform.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    body: String,
-    retry_after: Option<&'static str>,
-}
+use crate::standin::{Reply, StandIn as Platform};
 
+/// A platform's answer: a status and a JSON body.
 fn reply(status: u16, body: Value) -> Reply {
-    Reply {
-        status,
-        body: body.to_string(),
-        retry_after: None,
-    }
-}
-
-/// A request a platform received.
-#[derive(Debug)]
-struct Got {
-    path: String,
-    auth: String,
-    content_type: String,
-    body: String,
-    answered: u16,
-}
-
-impl Got {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn form(&self) -> Vec<(String, String)> {
-        form_urlencoded::parse(self.body.as_bytes())
-            .into_owned()
-            .collect()
-    }
-}
-
-/// A stand-in chat platform on port 0: answers from a script, then with its success
-/// answer; reports every request.
-struct Platform {
-    base: String,
-    got: mpsc::UnboundedReceiver<Got>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-}
-
-impl Platform {
-    async fn start(success: Reply) -> Platform {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind platform");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let (tx, got) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
-        let s = Arc::clone(&script);
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (tx, s, success) = (tx.clone(), Arc::clone(&s), success.clone());
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (tx, s, success) = (tx.clone(), Arc::clone(&s), success.clone());
-                        async move {
-                            let header = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("")
-                                    .to_owned()
-                            };
-                            let (auth, content_type) =
-                                (header("authorization"), header("content-type"));
-                            let path = req.uri().path().to_owned();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let r = s.lock().expect("script").pop_front().unwrap_or(success);
-                            let _ = tx.send(Got {
-                                path,
-                                auth,
-                                content_type,
-                                body: String::from_utf8_lossy(&body).into_owned(),
-                                answered: r.status,
-                            });
-                            let mut res = Response::new(Full::new(Bytes::from(r.body)));
-                            *res.status_mut() =
-                                hyper::StatusCode::from_u16(r.status).expect("status");
-                            res.headers_mut()
-                                .insert("content-type", "application/json".parse().expect("h"));
-                            if let Some(after) = r.retry_after {
-                                res.headers_mut()
-                                    .insert("retry-after", after.parse().expect("h"));
-                            }
-                            Ok::<_, Infallible>(res)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Platform { base, got, script }
-    }
-
-    fn answer(&self, replies: &[Reply]) {
-        self.script
-            .lock()
-            .expect("script")
-            .extend(replies.iter().cloned());
-    }
-
-    async fn next(&mut self) -> Got {
-        tokio::time::timeout(Duration::from_secs(10), self.got.recv())
-            .await
-            .expect("the platform got a request within 10s")
-            .expect("platform running")
-    }
-
-    fn nothing_more(&mut self) {
-        assert!(self.got.try_recv().is_err(), "no further request");
-    }
+    Reply::Json(status, body)
 }
 
 fn telegram_ok() -> Reply {
@@ -303,7 +176,7 @@ async fn everything_shown(gw: &TestGateway, ids: &[&str]) -> String {
 
 #[tokio::test]
 async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped() {
-    let mut tg = Platform::start(telegram_ok()).await;
+    let mut tg = Platform::answering(telegram_ok()).await;
     let gw = gateway(Some(&tg), None, None).await;
     listening(&gw, spec("tg", json!("telegram"), json!({}))).await;
 
@@ -319,7 +192,7 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
         got.json(),
         json!({"chat_id": 4242, "text": "Received 25,000 TZS, thank you"})
     );
-    assert!(got.content_type.starts_with("application/json"));
+    assert!(got.header("content-type").starts_with("application/json"));
     let e = settled(&gw, &ok, "delivered").await;
     assert_eq!(e["forward_attempts"][0]["http_status"], 200);
 
@@ -349,21 +222,21 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
     );
     settled(&gw, &reversed, "delivered").await;
 
-    tg.answer(&[reply(403, json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))]);
+    tg.script(&[reply(403, json!({"ok": false, "error_code": 403, "description": "Forbidden: bot was blocked by the user"}))]);
     let blocked = pay(
         &gw,
         "tg",
         json!({"id": "t4", "type": "payment.succeeded", "to": "77"}),
     )
     .await;
-    assert_eq!(tg.next().await.answered, 403);
+    assert_eq!(tg.next().await.answered, Some(403));
     let e = settled(&gw, &blocked, "no_session").await;
     assert_eq!(
         e["forward_attempts"][0]["detail"],
         "HTTP 403: Forbidden: bot was blocked by the user"
     );
 
-    tg.answer(&[reply(
+    tg.script(&[reply(
         400,
         json!({"ok": false, "error_code": 400, "description": "Bad Request: chat not found"}),
     )]);
@@ -376,7 +249,7 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
     tg.next().await;
     settled(&gw, &missing, "no_session").await;
 
-    tg.answer(&[
+    tg.script(&[
         reply(429, json!({"ok": false, "error_code": 429, "description": "Too Many Requests: retry after 0", "parameters": {"retry_after": 0}})),
         reply(502, json!({"ok": false, "error_code": 502, "description": "Bad Gateway"})),
     ]);
@@ -386,12 +259,12 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
         json!({"id": "t6", "type": "payment.succeeded", "to": "79"}),
     )
     .await;
-    let answered: Vec<u16> = vec![
+    let answered: Vec<Option<u16>> = vec![
         tg.next().await.answered,
         tg.next().await.answered,
         tg.next().await.answered,
     ];
-    assert_eq!(answered, [429, 502, 200]);
+    assert_eq!(answered, [Some(429), Some(502), Some(200)]);
     let e = settled(&gw, &flooded, "delivered").await;
     assert_eq!(outcomes(&e), ["retrying", "retrying", "delivered"]);
     tg.nothing_more();
@@ -437,7 +310,7 @@ async fn telegram_gets_the_template_of_each_event_type_and_its_errors_are_mapped
 
 #[tokio::test]
 async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes() {
-    let mut wa = Platform::start(whatsapp_ok()).await;
+    let mut wa = Platform::answering(whatsapp_ok()).await;
     let gw = gateway(None, Some(&wa), None).await;
     listening(&gw, spec("wa_text", json!("whatsapp"), json!({}))).await;
     let template = json!({"forward": {"whatsapp_template": {"name": "payment_update", "language": "en_US",
@@ -454,7 +327,7 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
     .await;
     let got = wa.next().await;
     assert_eq!(got.path, format!("/v21.0/{WA_PHONE}/messages"));
-    assert_eq!(got.auth, format!("Bearer {WA_TOKEN}"));
+    assert_eq!(got.header("authorization"), format!("Bearer {WA_TOKEN}"));
     let body = got.json();
     assert_eq!(
         (
@@ -503,7 +376,7 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
             "error_data": {"messaging_product": "whatsapp", "details": details}, "fbtrace_id": "Az"}}),
         )
     };
-    wa.answer(&[meta_error(400, 131047, "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")]);
+    wa.script(&[meta_error(400, 131047, "Message failed to send because more than 24 hours have passed since the customer last replied to this number.")]);
     let window = pay(
         &gw,
         "wa_text",
@@ -518,7 +391,7 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
         "{detail}"
     );
 
-    wa.answer(&[
+    wa.script(&[
         meta_error(400, 130429, "Rate limit hit"),
         meta_error(400, 131056, "Pair rate limit"),
     ]);
@@ -534,7 +407,7 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
     let e = settled(&gw, &rate, "delivered").await;
     assert_eq!(outcomes(&e), ["retrying", "retrying", "delivered"]);
 
-    wa.answer(&[meta_error(401, 190, "Error validating access token")]);
+    wa.script(&[meta_error(401, 190, "Error validating access token")]);
     let bad_token = pay(
         &gw,
         "wa_text",
@@ -555,7 +428,7 @@ async fn whatsapp_sends_text_or_the_approved_template_and_maps_its_error_codes()
 
 #[tokio::test]
 async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_codes() {
-    let mut tw = Platform::start(twilio_ok()).await;
+    let mut tw = Platform::answering(twilio_ok()).await;
     let gw = gateway(None, None, Some(&tw)).await;
     listening(&gw, spec("sms", json!("twilio_sms"), json!({}))).await;
     listening(&gw, spec("twa", json!("twilio_whatsapp"), json!({}))).await;
@@ -575,8 +448,11 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
         got.path,
         format!("/2010-04-01/Accounts/{TW_SID}/Messages.json")
     );
-    assert_eq!(got.auth, basic);
-    assert_eq!(got.content_type, "application/x-www-form-urlencoded");
+    assert_eq!(got.header("authorization"), basic);
+    assert_eq!(
+        got.header("content-type"),
+        "application/x-www-form-urlencoded"
+    );
     let pairs = |v: &[(&str, &str)]| {
         v.iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -609,13 +485,9 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
     );
     settled(&gw, &wa, "delivered").await;
 
-    let twilio_error = |status: u16, code: i64| {
-        reply(
-            status,
-            json!({"code": code, "message": "refused", "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status}),
-        )
-    };
-    tw.answer(&[twilio_error(400, 21610)]);
+    let twilio_body = |status: u16, code: i64| json!({"code": code, "message": "refused", "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status});
+    let twilio_error = |status: u16, code: i64| reply(status, twilio_body(status, code));
+    tw.script(&[twilio_error(400, 21610)]);
     let stopped = pay(
         &gw,
         "sms",
@@ -629,7 +501,7 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
         "HTTP 400: error 21610: refused"
     );
 
-    tw.answer(&[twilio_error(400, 63016)]);
+    tw.script(&[twilio_error(400, 63016)]);
     let window = pay(
         &gw,
         "twa",
@@ -639,11 +511,8 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
     tw.next().await;
     settled(&gw, &window, "no_session").await;
 
-    tw.answer(&[
-        Reply {
-            retry_after: Some("0"),
-            ..twilio_error(429, 20429)
-        },
+    tw.script(&[
+        Reply::JsonRetryAfter(429, twilio_body(429, 20429), "0"),
         twilio_error(503, 20500),
     ]);
     let busy = pay(
@@ -657,7 +526,7 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
         tw.next().await.answered,
         tw.next().await.answered,
     ];
-    assert_eq!(answered, [429, 503, 201]);
+    assert_eq!(answered, [Some(429), Some(503), Some(201)]);
     let e = settled(&gw, &busy, "delivered").await;
     assert_eq!(outcomes(&e), ["retrying", "retrying", "delivered"]);
     tw.nothing_more();
@@ -671,7 +540,7 @@ async fn twilio_sends_sms_and_whatsapp_forms_with_basic_auth_and_maps_its_error_
 
 #[tokio::test]
 async fn unconfigured_channels_and_bad_templates_are_refused_and_a_waiting_message_says_why() {
-    let mut tg = Platform::start(telegram_ok()).await;
+    let mut tg = Platform::answering(telegram_ok()).await;
     let gw = gateway(Some(&tg), None, None).await;
     let refused = |spec: Value| {
         let gw = &gw;

@@ -4,163 +4,16 @@
 //! (`standardwebhooks`, installed into a virtual environment under the build directory),
 //! not with the gateway's code. Storage-neutral: `tests/pg` runs it on PostgreSQL too.
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use crate::support::*;
 
-/// How the test endpoint answers one request.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Reply {
-    Status(u16),
-    RetryAfter(u16, &'static str),
-    Hang,
-    /// 200 with a body of this many bytes.
-    Big(usize),
-    /// This status with a body holding a NUL byte.
-    Nul(u16),
-}
-
-/// A request the endpoint received.
-#[derive(Debug, Clone)]
-pub(crate) struct Received {
-    headers: HashMap<String, String>,
-    body: Bytes,
-    at: Instant,
-}
-
-impl Received {
-    pub(crate) fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map(String::as_str).unwrap_or("")
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-/// The account's endpoint: answers from a script, then with a default; reports every
-/// request as it arrives.
-pub(crate) struct Endpoint {
-    pub(crate) url: String,
-    port: u16,
-    received: mpsc::UnboundedReceiver<Received>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    default: Arc<Mutex<Reply>>,
-}
-
-impl Endpoint {
-    pub(crate) async fn start() -> Endpoint {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind endpoint");
-        let port = listener.local_addr().expect("addr").port();
-        let url = format!("http://127.0.0.1:{port}/in");
-        let (tx, received) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
-        let default = Arc::new(Mutex::new(Reply::Status(200)));
-        let (s, d) = (Arc::clone(&script), Arc::clone(&default));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
-                        async move {
-                            let headers = req
-                                .headers()
-                                .iter()
-                                .map(|(k, v)| {
-                                    (k.as_str().to_owned(), v.to_str().unwrap_or("").to_owned())
-                                })
-                                .collect();
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let reply = s
-                                .lock()
-                                .expect("script")
-                                .pop_front()
-                                .unwrap_or(*d.lock().expect("default"));
-                            let _ = tx.send(Received {
-                                headers,
-                                body,
-                                at: Instant::now(),
-                            });
-                            let (status, retry_after) = match reply {
-                                Reply::Status(c) => (c, None),
-                                Reply::RetryAfter(c, r) => (c, Some(r)),
-                                Reply::Big(_) => (200, None),
-                                Reply::Nul(c) => (c, None),
-                                Reply::Hang => {
-                                    std::future::pending::<()>().await;
-                                    (500, None)
-                                }
-                            };
-                            let text = match reply {
-                                Reply::Big(n) => "x".repeat(n),
-                                Reply::Nul(_) => "refused\0here".to_owned(),
-                                _ => format!("answer {status}"),
-                            };
-                            let mut res = Response::new(Full::new(Bytes::from(text)));
-                            *res.status_mut() =
-                                hyper::StatusCode::from_u16(status).expect("status");
-                            if let Some(r) = retry_after {
-                                res.headers_mut()
-                                    .insert("retry-after", r.parse().expect("header"));
-                            }
-                            Ok::<_, Infallible>(res)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Endpoint {
-            url,
-            port,
-            received,
-            script,
-            default,
-        }
-    }
-
-    pub(crate) fn script(&self, replies: &[Reply]) {
-        self.script.lock().expect("script").extend(replies);
-    }
-
-    pub(crate) fn answer_with(&self, reply: Reply) {
-        *self.default.lock().expect("default") = reply;
-    }
-
-    pub(crate) async fn next(&mut self) -> Received {
-        tokio::time::timeout(Duration::from_secs(20), self.received.recv())
-            .await
-            .expect("the endpoint received a delivery in time")
-            .expect("endpoint running")
-    }
-
-    pub(crate) async fn nothing_within(&mut self, wait: Duration) {
-        if let Ok(Some(r)) = tokio::time::timeout(wait, self.received.recv()).await {
-            panic!("the endpoint received a request it should not have: {r:?}");
-        }
-    }
-}
+pub(crate) use crate::standin::{Received, Reply, StandIn as Endpoint};
 
 /// A gateway that may reach loopback, with fast retries.
 async fn gateway(tweak: impl FnOnce(&mut hookgate::config::Config)) -> TestGateway {

@@ -2,150 +2,18 @@
 //! scripts (200, 404, 500, 429 with Retry-After, or hang), delivery outcomes, retries,
 //! redelivery, exactly-once across a restart, and the resumable live stream.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response};
+use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use crate::support::*;
 
-/// How the test chat platform answers one request.
-#[derive(Debug, Clone, Copy)]
-enum Reply {
-    Status(u16),
-    RetryAfter(u16, &'static str),
-    Hang,
-}
-
-/// A request the chat platform received.
-#[derive(Debug)]
-struct Received {
-    body: Value,
-    key: String,
-    auth: String,
-    answered: Option<u16>,
-}
-
-/// The chat platform: answers from a script, then with a default; reports every request.
-struct Chat {
-    url: String,
-    received: mpsc::UnboundedReceiver<Received>,
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    default: Arc<Mutex<Reply>>,
-}
-
-impl Chat {
-    async fn start() -> Chat {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind chat");
-        let url = format!("http://{}/messages", listener.local_addr().expect("addr"));
-        let (tx, received) = mpsc::unbounded_channel();
-        let script: Arc<Mutex<VecDeque<Reply>>> = Arc::default();
-        let default = Arc::new(Mutex::new(Reply::Status(200)));
-        let (s, d) = (Arc::clone(&script), Arc::clone(&default));
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                        let (tx, s, d) = (tx.clone(), Arc::clone(&s), Arc::clone(&d));
-                        async move {
-                            let header = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .and_then(|v| v.to_str().ok())
-                                    .unwrap_or("")
-                                    .to_owned()
-                            };
-                            let (key, auth) = (header("idempotency-key"), header("authorization"));
-                            let body = req
-                                .into_body()
-                                .collect()
-                                .await
-                                .map(|b| b.to_bytes())
-                                .unwrap_or_default();
-                            let reply = s
-                                .lock()
-                                .expect("script")
-                                .pop_front()
-                                .unwrap_or(*d.lock().expect("default"));
-                            let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                            let (status, retry_after) = match reply {
-                                Reply::Status(c) => (c, None),
-                                Reply::RetryAfter(c, r) => (c, Some(r)),
-                                Reply::Hang => {
-                                    let _ = tx.send(Received {
-                                        body,
-                                        key,
-                                        auth,
-                                        answered: None,
-                                    });
-                                    std::future::pending::<()>().await;
-                                    unreachable!()
-                                }
-                            };
-                            let _ = tx.send(Received {
-                                body,
-                                key,
-                                auth,
-                                answered: Some(status),
-                            });
-                            let mut res = Response::new(Full::new(Bytes::from_static(b"{}")));
-                            *res.status_mut() =
-                                hyper::StatusCode::from_u16(status).expect("status");
-                            if let Some(r) = retry_after {
-                                res.headers_mut()
-                                    .insert("retry-after", r.parse().expect("header"));
-                            }
-                            Ok::<_, Infallible>(res)
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Chat {
-            url,
-            received,
-            script,
-            default,
-        }
-    }
-
-    fn answer(&self, replies: &[Reply]) {
-        self.script
-            .lock()
-            .expect("script")
-            .extend(replies.iter().copied());
-    }
-
-    fn then_always(&self, reply: Reply) {
-        *self.default.lock().expect("default") = reply;
-    }
-
-    async fn next(&mut self) -> Received {
-        tokio::time::timeout(Duration::from_secs(10), self.received.recv())
-            .await
-            .expect("the chat platform got a request within 10s")
-            .expect("chat server running")
-    }
-
-    /// Asserts that nothing more arrives while the gateway records and goes idle.
-    fn nothing_more(&mut self) {
-        assert!(self.received.try_recv().is_err(), "no further request");
-    }
-}
+use crate::standin::{Reply, StandIn as Chat};
 
 async fn gateway_for(chat: &Chat) -> TestGateway {
     gateway_for_with(chat, |_| {}).await
@@ -233,18 +101,21 @@ async fn an_accepted_payment_reaches_the_chat_with_its_rendered_message() {
     listening_account(&gw, "pay", json!({})).await;
     let id = pay(&gw, "pay", "p1").await;
     let got = chat.next().await;
-    assert_eq!(got.body["to"], "+255700000001");
-    assert_eq!(got.body["text"], "Your payment of 25,000 TZS was received");
+    assert_eq!(got.json()["to"], "+255700000001");
+    assert_eq!(
+        got.json()["text"],
+        "Your payment of 25,000 TZS was received"
+    );
     assert_eq!(
         (
-            got.body["account"].as_str(),
-            got.body["event_id"].as_str(),
-            got.body["event_type"].as_str()
+            got.json()["account"].as_str(),
+            got.json()["event_id"].as_str(),
+            got.json()["event_type"].as_str()
         ),
         (Some("pay"), Some("p1"), Some("payment.succeeded"))
     );
-    assert_eq!(got.auth, "Bearer chat-token-123");
-    assert!(!got.key.is_empty());
+    assert_eq!(got.header("authorization"), "Bearer chat-token-123");
+    assert!(!got.header("idempotency-key").is_empty());
     let e = settled(&gw, &id, "delivered").await;
     assert_eq!(e["forward_attempts"].as_array().map(Vec::len), Some(1));
     // A retry of the same event by the sender is a duplicate and forwards nothing.
@@ -258,7 +129,7 @@ async fn an_accepted_payment_reaches_the_chat_with_its_rendered_message() {
     assert_eq!(dup.json()["status"], "duplicate");
     let id2 = pay(&gw, "pay", "p2").await;
     assert_eq!(
-        chat.next().await.body["event_id"],
+        chat.next().await.json()["event_id"],
         "p2",
         "the next request is the next event, not the duplicate"
     );
@@ -272,13 +143,13 @@ async fn no_session_is_final_and_retries_honour_retry_after_until_delivered() {
     let mut chat = Chat::start().await;
     let gw = gateway_for(&chat).await;
     listening_account(&gw, "pay", json!({})).await;
-    chat.answer(&[Reply::Status(404)]);
+    chat.script(&[Reply::Status(404)]);
     let lost = pay(&gw, "pay", "n1").await;
     assert_eq!(chat.next().await.answered, Some(404));
     let e = settled(&gw, &lost, "no_session").await;
     assert_eq!(e["forward_attempts"][0]["http_status"], 404);
 
-    chat.answer(&[Reply::Status(500), Reply::RetryAfter(429, "0")]);
+    chat.script(&[Reply::Status(500), Reply::RetryAfter(429, "0")]);
     let id = pay(&gw, "pay", "r1").await;
     let (a, b, c) = (chat.next().await, chat.next().await, chat.next().await);
     assert_eq!(
@@ -286,7 +157,8 @@ async fn no_session_is_final_and_retries_honour_retry_after_until_delivered() {
         (Some(500), Some(429), Some(200))
     );
     assert!(
-        a.key == b.key && b.key == c.key,
+        a.header("idempotency-key") == b.header("idempotency-key")
+            && b.header("idempotency-key") == c.header("idempotency-key"),
         "one idempotency key for every attempt"
     );
     let e = settled(&gw, &id, "delivered").await;
@@ -304,7 +176,7 @@ async fn dead_after_the_limit_then_redelivered_and_a_hang_times_out() {
     let mut chat = Chat::start().await;
     let gw = gateway_for(&chat).await;
     listening_account(&gw, "pay", json!({})).await;
-    chat.then_always(Reply::Status(503));
+    chat.answer_with(Reply::Status(503));
     let id = pay(&gw, "pay", "d1").await;
     for _ in 0..3 {
         assert_eq!(chat.next().await.answered, Some(503));
@@ -314,8 +186,8 @@ async fn dead_after_the_limit_then_redelivered_and_a_hang_times_out() {
     chat.nothing_more();
 
     // Redeliver: a fresh budget; the first attempt hangs and times out, the next succeeds.
-    chat.answer(&[Reply::Hang]);
-    chat.then_always(Reply::Status(200));
+    chat.script(&[Reply::Hang]);
+    chat.answer_with(Reply::Status(200));
     assert_eq!(
         gw.admin_call(Method::POST, &format!("/v1/events/{id}/redeliver"), None)
             .await
@@ -362,19 +234,19 @@ async fn a_restart_in_the_middle_of_retries_still_delivers_exactly_once() {
     let mut chat = Chat::start().await;
     let mut gw = gateway_for(&chat).await;
     listening_account(&gw, "pay", json!({})).await;
-    chat.then_always(Reply::Status(500));
+    chat.answer_with(Reply::Status(500));
     let id = pay(&gw, "pay", "x1").await;
     let first = chat.next().await;
     assert_eq!(first.answered, Some(500));
     settled(&gw, &id, "retrying").await;
     // The connector recovers while the gateway restarts; the outbox survives it.
-    chat.then_always(Reply::Status(200));
+    chat.answer_with(Reply::Status(200));
     gw = gw.restart().await;
     let mut delivered = 0;
-    let mut keys = vec![first.key];
+    let mut keys = vec![first.header("idempotency-key").to_owned()];
     loop {
         let got = chat.next().await;
-        keys.push(got.key);
+        keys.push(got.header("idempotency-key").to_owned());
         if got.answered == Some(200) {
             delivered += 1;
             break;
@@ -415,7 +287,7 @@ async fn only_listening_accounts_forward_and_event_type_filters_apply() {
     let body =
         json!({"id": "s2", "type": "order.paid", "phone": "+2557", "amount": 1, "currency": "TZS"});
     let paid = pay_with(&gw, "picky", &body).await;
-    assert_eq!(chat.next().await.body["event_id"], "s2");
+    assert_eq!(chat.next().await.json()["event_id"], "s2");
     settled(&gw, &paid, "delivered").await;
     chat.nothing_more();
 
@@ -722,7 +594,7 @@ async fn status_messages_with_no_route_wait_without_the_worker_rereading_the_out
 #[tokio::test]
 async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_attempts() {
     let mut chat = Chat::start().await;
-    chat.then_always(Reply::Status(503));
+    chat.answer_with(Reply::Status(503));
     let gw = gateway_for_with(&chat, |c| {
         c.chat.timeout_ms = 2_000;
         c.chat.retry_max_ms = 20;
@@ -740,7 +612,7 @@ async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_a
     assert_eq!(chat.next().await.answered, Some(503));
     assert_eq!(chat.next().await.answered, Some(503));
     let opened = std::time::Instant::now();
-    chat.then_always(Reply::Status(200));
+    chat.answer_with(Reply::Status(200));
     let paused = r#"hookgate_paused_lanes{kind="chat"}"#;
     while gw.metric(paused).await != 1.0 {
         assert!(
@@ -756,10 +628,10 @@ async fn a_failing_chat_platform_pauses_the_accounts_messages_which_keep_their_a
         opened.elapsed()
     );
     assert_eq!(probe.answered, Some(200));
-    assert_eq!(probe.body["event_id"], "b1");
+    assert_eq!(probe.json()["event_id"], "b1");
     // The probe closed the breaker: the other message follows. The pause spent nothing:
     // the two failures, the probe and this one are every attempt made.
-    assert_eq!(chat.next().await.body["event_id"], "b2");
+    assert_eq!(chat.next().await.json()["event_id"], "b2");
     let attempts = |e: &Value| e["forward_attempts"].as_array().map_or(0, Vec::len);
     let first = attempts(&settled(&gw, &first, "delivered").await);
     let second = attempts(&settled(&gw, &second, "delivered").await);
@@ -797,7 +669,7 @@ async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_k
     let mut chat = Chat::start().await;
     let gw = gateway_for(&chat).await;
     listening_account(&gw, "pay", json!({})).await;
-    chat.then_always(Reply::Status(503));
+    chat.answer_with(Reply::Status(503));
     let id = pay(&gw, "pay", "b1").await;
     let first = chat.next().await;
     assert_eq!(first.answered, Some(503));
@@ -819,7 +691,7 @@ async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_k
     chat.nothing_more();
 
     // A bulk redrive of the account's dead chat messages sends it again, same key.
-    chat.then_always(Reply::Status(200));
+    chat.answer_with(Reply::Status(200));
     let redriven = gw
         .admin_call(
             Method::POST,
@@ -832,7 +704,8 @@ async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_k
     let again = chat.next().await;
     assert_eq!(again.answered, Some(200));
     assert_eq!(
-        again.key, first.key,
+        again.header("idempotency-key"),
+        first.header("idempotency-key"),
         "one idempotency key across the redrive"
     );
     let e = settled(&gw, &id, "delivered").await;
@@ -851,7 +724,10 @@ async fn a_chat_message_goes_dead_and_a_bulk_redrive_delivers_it_with_the_same_k
         )
         .await;
     assert_eq!(one.json()["requeued"], 1, "{:?}", one.json());
-    assert_eq!(chat.next().await.key, first.key);
+    assert_eq!(
+        chat.next().await.header("idempotency-key"),
+        first.header("idempotency-key")
+    );
     settled(&gw, &id, "delivered").await;
     let changes = gw
         .admin_call(Method::GET, "/v1/changes?action=deliveries.redriven", None)
@@ -893,7 +769,7 @@ async fn an_event_for_a_destination_and_a_chat_is_two_deliveries_each_sent_once(
     assert_eq!(names, ["@chat", "backend"], "{e}");
     let sent = endpoint.next().await;
     assert_eq!(sent.header("hookgate-event-id"), id);
-    assert_eq!(chat.next().await.body["event_id"], "both1");
+    assert_eq!(chat.next().await.json()["event_id"], "both1");
     let e = settled(&gw, &id, "delivered").await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -958,7 +834,10 @@ async fn a_database_with_the_old_chat_outbox_upgrades_and_delivers_what_waited()
     })
     .await;
     // The pending and the retrying messages go, with the keys they always had.
-    let mut keys = vec![chat.next().await.key, chat.next().await.key];
+    let mut keys = vec![
+        chat.next().await.header("idempotency-key").to_owned(),
+        chat.next().await.header("idempotency-key").to_owned(),
+    ];
     keys.sort();
     assert_eq!(keys, ["hookgate-pay-1", "hookgate-pay-2"]);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -977,7 +856,10 @@ async fn a_database_with_the_old_chat_outbox_upgrades_and_delivers_what_waited()
         )
         .await;
     assert_eq!(redriven.json()["requeued"], 1, "{:?}", redriven.json());
-    assert_eq!(chat.next().await.key, "hookgate-pay-3");
+    assert_eq!(
+        chat.next().await.header("idempotency-key"),
+        "hookgate-pay-3"
+    );
     gw.stop().await;
     drop(dir);
 }
@@ -1036,7 +918,7 @@ async fn a_deleted_accounts_waiting_message_still_goes_and_its_destinations_are_
     // A connector configured later receives it.
     gw.config.chat.url = Some(chat.url.clone());
     gw = gw.restart().await;
-    assert_eq!(chat.next().await.body["event_id"], "gone1");
+    assert_eq!(chat.next().await.json()["event_id"], "gone1");
     settled(&gw, &id, "delivered").await;
     gw.stop().await;
 }

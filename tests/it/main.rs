@@ -44,6 +44,7 @@ mod secrets;
 mod service;
 mod single_use;
 mod sns;
+mod standin;
 mod status_api;
 mod storage;
 mod support;

@@ -56,6 +56,8 @@ mod secrets;
 mod single_use;
 #[path = "../it/sns.rs"]
 mod sns;
+#[path = "../it/standin.rs"]
+mod standin;
 #[path = "../it/support.rs"]
 mod support;
 #[path = "../it/tamper.rs"]
