@@ -83,6 +83,9 @@ pub struct AppState {
     /// Wakes the delivery worker when a delivery (to a destination or a chat message) was
     /// queued or redriven.
     pub deliveries: Arc<tokio::sync::Notify>,
+    /// Whether status messages can go out (the connector or a channel is configured);
+    /// without it they wait in the outbox and queuing one wakes nobody.
+    pub chat_routed: bool,
     /// Flips to true when shutdown begins; long-lived answers (streams) end on it.
     pub stopping: watch::Receiver<bool>,
     /// Per-account token buckets for ingest.
@@ -196,6 +199,7 @@ impl Gateway {
             generated_admin_token = Some(token);
         }
         let (stop, stop_rx) = watch::channel(false);
+        let chat_routed = !crate::forward::channel::configured(&config.chat).is_empty();
         let state = AppState {
             rate_limiter: crate::ratelimit::RateLimiter::new(
                 config.limits.account_rate_per_sec,
@@ -208,6 +212,7 @@ impl Gateway {
             tokens: RwLock::new(token_set),
             admin_lock: tokio::sync::Mutex::new(()),
             deliveries: Arc::new(tokio::sync::Notify::new()),
+            chat_routed,
             stopping: stop_rx,
             account_metrics: Default::default(),
             rules,

@@ -546,7 +546,9 @@ impl<'a> Row<'a> {
             Ok(c) => {
                 metrics.record(c.status, None, handled);
                 self.committed(&c, None);
-                if (deliver || to_destinations) && c.status == Status::Accepted {
+                // A status message with nothing to send it through only waits.
+                let goes = (deliver && self.state.chat_routed) || to_destinations;
+                if goes && c.status == Status::Accepted {
                     self.state.deliveries.notify_one();
                 }
                 if let Some(own) = &account.answer {

@@ -41,7 +41,7 @@ pub(super) async fn claim_due(
                          LEFT JOIN destinations x
                              ON x.account = d.account AND x.name = d.destination
                          WHERE d.status IN ('pending', 'retrying')
-                           AND (x.name IS NOT NULL OR d.destination = $6)
+                           AND (x.name IS NOT NULL OR (d.destination = $6 AND $7 > 0))
                            AND (d.next_attempt_at <= $2 OR d.claimed_until >= $2)
                            AND NOT ((d.account || '/' || d.destination) = ANY($5))
                      ) w

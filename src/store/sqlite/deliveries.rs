@@ -37,7 +37,8 @@ pub(super) fn destinations(c: &Connection) -> Result<Vec<StoredDestination>, Sto
 
 /// Per destination, the lowest seqs among its due deliveries and those in flight, up to
 /// its `max_in_flight` (`chat_cap` for an account's chat messages), less those in flight;
-/// the oldest due first overall. A delivery to a destination no longer stored waits.
+/// the oldest due first overall. A delivery to a destination no longer stored waits, and
+/// so do chat messages while `chat_cap` is 0 (they are left out before the count).
 pub(super) fn due(
     c: &Connection,
     now: i64,
@@ -59,7 +60,7 @@ pub(super) fn due(
              FROM deliveries d
              LEFT JOIN destinations x ON x.account = d.account AND x.name = d.destination
              WHERE d.status IN ('pending', 'retrying')
-               AND (x.name IS NOT NULL OR d.destination = ?5)
+               AND (x.name IS NOT NULL OR (d.destination = ?5 AND ?6 > 0))
                AND (d.next_attempt_at <= ?1 OR d.id IN (SELECT value FROM json_each(?4)))
                AND (d.account || '/' || d.destination) NOT IN (SELECT value FROM json_each(?3))
          ) w
