@@ -41,6 +41,18 @@ pub struct Settings {
     pub probe_micros: i64,
 }
 
+impl Settings {
+    /// From a configuration's failure count and probe interval in milliseconds.
+    pub fn new(threshold: u32, probe_ms: u64) -> Settings {
+        Settings {
+            threshold,
+            probe_micros: i64::try_from(probe_ms)
+                .unwrap_or(i64::MAX)
+                .saturating_mul(1000),
+        }
+    }
+}
+
 /// What the worker may do with this destination's next delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Gate {

@@ -162,10 +162,10 @@ impl Lanes {
         // Paused by an open breaker or a probe in flight (a rate's spacing is not a pause).
         let (mut chat, mut destinations) = (0u64, 0u64);
         for (k, lane) in &inner.lanes {
-            if matches!(lane.breaker, breaker::State::Closed { .. }) {
+            if !lane.breaker.is_open() {
                 continue;
             }
-            if k.ends_with(&format!("/{CHAT}")) {
+            if k.rsplit_once('/').is_some_and(|(_, name)| name == CHAT) {
                 chat += 1;
             } else {
                 destinations += 1;
@@ -199,23 +199,21 @@ pub async fn run(state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
     let chat_client = HttpClient::outbound();
     let permits = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     // Chat messages wait in the outbox until a connector or a channel is configured.
-    let routes = channel::configured(&state.config.chat);
-    let chat_cap = if routes.is_empty() {
-        0
-    } else {
+    let chat_cap = if state.chat_routed {
+        let routes = channel::configured(&state.config.chat);
         tracing::info!(through = ?routes, "status messages are delivered");
         state.config.chat.concurrency.max(1)
+    } else {
+        0
     };
     let chat_permits = Arc::new(Semaphore::new(chat_cap.max(1)));
     let mut tasks = JoinSet::new();
-    let breaker_settings = breaker::Settings {
-        threshold: settings.breaker_failures,
-        probe_micros: (settings.breaker_probe_ms as i64).saturating_mul(1000),
-    };
-    let chat_breaker = breaker::Settings {
-        threshold: state.config.chat.breaker_failures,
-        probe_micros: (state.config.chat.breaker_probe_ms as i64).saturating_mul(1000),
-    };
+    let breaker_settings =
+        breaker::Settings::new(settings.breaker_failures, settings.breaker_probe_ms);
+    let chat_breaker = breaker::Settings::new(
+        state.config.chat.breaker_failures,
+        state.config.chat.breaker_probe_ms,
+    );
     loop {
         if *stop.borrow() {
             break;
@@ -451,7 +449,7 @@ impl Attempt {
         let Some(lane) = inner.lanes.get_mut(&self.key) else {
             return;
         };
-        let was_closed = matches!(lane.breaker, breaker::State::Closed { .. });
+        let was_closed = !lane.breaker.is_open();
         match up {
             Some(ok) => lane.breaker.record(ok, now, settings),
             None if lane.breaker == breaker::State::Probing => {

@@ -88,12 +88,8 @@ impl Row<'_> {
             size,
             true,
         );
-        let handled = record.handle_micros;
-        let metrics = self.state.store.metrics();
-        match self.state.store.append(record).await {
-            Ok(c) => {
-                metrics.record(c.status, None, handled);
-                self.committed(&c, None);
+        match self.commit(record).await {
+            Ok(_) => {
                 let mut res = Response::new(full(answer.body));
                 res.headers_mut()
                     .insert(CONTENT_TYPE, HeaderValue::from_static(answer.content_type));
@@ -104,10 +100,7 @@ impl Row<'_> {
                 );
                 res
             }
-            Err(e) => {
-                metrics.record_unavailable();
-                storage_failed(&e)
-            }
+            Err(unavailable) => unavailable,
         }
     }
 }

@@ -532,20 +532,14 @@ impl<'a> Row<'a> {
             record.dedupe_content = record.body_sha256;
         }
         let to_destinations = !record.destinations.is_empty();
-        let handled = record.handle_micros;
-        let metrics = self.state.store.metrics();
-        match self.state.store.append(record).await {
+        match self.commit(record).await {
             Ok(c) if c.status == Status::Rejected => {
-                // The writer refused a single-use key that came back with other content.
-                metrics.record(c.status, c.reason, handled);
-                self.committed(&c, c.reason);
-                // Answered as any request that could not be verified: the reason is the
+                // The writer refused a single-use key that came back with other content,
+                // answered as any request that could not be verified: the reason is the
                 // audit row's, not the sender's to learn.
                 unverified().with("id", public_id(c.seq)).response()
             }
             Ok(c) => {
-                metrics.record(c.status, None, handled);
-                self.committed(&c, None);
                 // A status message with nothing to send it through only waits.
                 let goes = (deliver && self.state.chat_routed) || to_destinations;
                 if goes && c.status == Status::Accepted {
@@ -560,10 +554,7 @@ impl<'a> Row<'a> {
                 }
                 json(StatusCode::OK, &answer)
             }
-            Err(e) => {
-                metrics.record_unavailable();
-                storage_failed(&e)
-            }
+            Err(unavailable) => unavailable,
         }
     }
 

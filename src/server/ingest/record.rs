@@ -116,17 +116,29 @@ impl Row<'_> {
         record: EventRecord,
         problem: Problem,
     ) -> Response<ResBody> {
-        let (reason, handled) = (record.reason, record.handle_micros);
+        match self.commit(record).await {
+            Ok(c) => problem.with("id", public_id(c.seq)).response(),
+            Err(unavailable) => unavailable,
+        }
+    }
+
+    /// Hands the row to the writer and counts what was committed (by the committed row's
+    /// outcome and reason); when it was not, the 503 to answer instead.
+    pub(super) async fn commit(
+        &mut self,
+        record: EventRecord,
+    ) -> Result<Committed, Response<ResBody>> {
+        let handled = record.handle_micros;
         let metrics = self.state.store.metrics();
         match self.state.store.append(record).await {
             Ok(c) => {
-                metrics.record(c.status, reason, handled);
-                self.committed(&c, reason);
-                problem.with("id", public_id(c.seq)).response()
+                metrics.record(c.status, c.reason, handled);
+                self.committed(&c, c.reason);
+                Ok(c)
             }
             Err(e) => {
                 metrics.record_unavailable();
-                storage_failed(&e)
+                Err(storage_failed(&e))
             }
         }
     }
